@@ -1,0 +1,237 @@
+/*
+ * demo.c: the seed experiments as one server.
+ *
+ *   GET  /                -> {"Hello":"World"}                  inline
+ *   GET  /users/{user_id} -> {"user_id":N}, 422 if not an int   inline
+ *   GET  /async-sleep     -> non-blocking sleep, then reply     inline
+ *   GET  /slow            -> blocking sleep() ON THE LOOP: the anti-pattern,
+ *                            kept on purpose; the watchdog names it
+ *   GET  /sync-slow       -> blocking sleep() on a pool worker  pool
+ *   POST /analyze         -> sum of a JSON list, computed on the pool,
+ *                            answered from the loop             inline->pool
+ */
+#include <evapi.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static unsigned delay_ms = 4000;
+
+static void block_ms(unsigned ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+	while (nanosleep(&ts, &ts) != 0)
+		;
+}
+
+static json_t *hello_world(void)
+{
+	return json_pack("{s:s}", "message", "Hello World");
+}
+
+static void root(evapi_req *req, void *arg)
+{
+	evapi_reply_json(req, 200, json_pack("{s:s}", "Hello", "World"));
+}
+
+static void user(evapi_req *req, void *arg)
+{
+	long long id;
+	if (evapi_req_param_int(req, "user_id", &id) != 0) {
+		evapi_reply_validation_error(
+			req, "int_parsing", "path", "user_id",
+			"Input should be a valid integer, unable to parse "
+			"string as an integer",
+			evapi_req_param(req, "user_id"));
+		return;
+	}
+	evapi_reply_json(req, 200, json_pack("{s:I}", "user_id", (json_int_t)id));
+}
+
+/* async def: await asyncio.sleep(delay) */
+static void async_sleep_done(evapi_req *req, int status, void *arg)
+{
+	if (status == 0)
+		evapi_reply_json(req, 200, hello_world());
+}
+
+static void async_sleep(evapi_req *req, void *arg)
+{
+	if (evapi_req_sleep(req, delay_ms, async_sleep_done, NULL) != 0)
+		evapi_reply_error(req, 500, "cannot schedule the sleep");
+}
+
+/* async def with time.sleep(): blocks the loop; everyone waits. */
+static void slow(evapi_req *req, void *arg)
+{
+	block_ms(delay_ms);
+	evapi_reply_json(req, 200, hello_world());
+}
+
+/* def with time.sleep(): blocks one worker only. */
+static void sync_slow(evapi_req *req, void *arg)
+{
+	block_ms(delay_ms);
+	evapi_reply_json(req, 200, hello_world());
+}
+
+/* POST /analyze: parse on the loop, sum on the pool, reply on the loop. */
+struct analysis {
+	long long *nums;
+	size_t n;
+	long long sum;
+};
+
+static void analyze_work(void *arg)
+{
+	struct analysis *a = arg;
+	size_t i;
+	a->sum = 0;
+	for (i = 0; i < a->n; i++)
+		a->sum += a->nums[i];
+}
+
+static void analyze_done(evapi_req *req, int status, void *arg)
+{
+	struct analysis *a = arg;
+	if (status == 0)
+		evapi_reply_json(req, 200, json_pack("{s:s, s:I}", "status",
+		                                     "complete", "result",
+		                                     (json_int_t)a->sum));
+	free(a->nums);
+	free(a);
+}
+
+static void analyze(evapi_req *req, void *arg)
+{
+	json_t *body, *list, *v;
+	struct analysis *a;
+	size_t i;
+
+	if (evapi_req_json(req, &body) != 0)
+		return; /* 422 json_invalid already sent */
+	list = json_is_object(body) ? json_object_get(body, "data") : body;
+	if (!json_is_array(list)) {
+		evapi_reply_validation_error(req, "list_type", "body", "data",
+		                             "Input should be a valid list",
+		                             NULL);
+		return;
+	}
+	a = calloc(1, sizeof *a);
+	if (!a || !(a->nums = malloc((json_array_size(list) + 1) *
+	                             sizeof *a->nums))) {
+		free(a);
+		evapi_reply_error(req, 500, "out of memory");
+		return;
+	}
+	json_array_foreach(list, i, v) {
+		if (!json_is_integer(v)) {
+			char idx[24];
+			snprintf(idx, sizeof idx, "%zu", i);
+			evapi_reply_validation_error(
+				req, "int_type", "body", idx,
+				"Input should be a valid integer", NULL);
+			free(a->nums);
+			free(a);
+			return;
+		}
+		a->nums[a->n++] = json_integer_value(v);
+	}
+	if (evapi_req_run_in_pool(req, analyze_work, analyze_done, a) != 0) {
+		free(a->nums);
+		free(a);
+		evapi_reply_add_header(req, "Retry-After", "1");
+		evapi_reply_error(req, 503, "Server busy");
+	}
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+	        "usage: demo [--host H] [--port P] [--threads N] [--delay-ms MS]\n"
+	        "  --host H       address to bind (default 127.0.0.1)\n"
+	        "  --port P       port (default 8000; 0 picks one)\n"
+	        "  --threads N    pool worker threads (default 40)\n"
+	        "  --delay-ms MS  sleep of /async-sleep, /slow, /sync-slow "
+	        "(default 4000)\n"
+	        "  --quiet        no access log\n");
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"host", required_argument, 0, 'H'},
+		{"port", required_argument, 0, 'p'},
+		{"threads", required_argument, 0, 't'},
+		{"delay-ms", required_argument, 0, 'd'},
+		{"quiet", no_argument, 0, 'q'},
+		{"help", no_argument, 0, 'h'},
+		{0, 0, 0, 0}};
+	evapi_config cfg;
+	evapi_app *app;
+	long long v;
+	int c, rc;
+
+	evapi_config_init(&cfg);
+	while ((c = getopt_long(argc, argv, "H:p:t:d:qh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'H':
+			cfg.host = optarg;
+			break;
+		case 'p':
+			if (evapi_parse_int(optarg, &v) || v < 0 || v > 65535)
+				goto bad;
+			cfg.port = (int)v;
+			break;
+		case 't':
+			if (evapi_parse_int(optarg, &v) || v < 1 || v > 4096)
+				goto bad;
+			cfg.pool_threads = (int)v;
+			break;
+		case 'd':
+			if (evapi_parse_int(optarg, &v) || v < 0 || v > 600000)
+				goto bad;
+			delay_ms = (unsigned)v;
+			break;
+		case 'q':
+			cfg.access_log = 0;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			goto bad;
+		}
+	}
+	if (optind != argc)
+		goto bad;
+	app = evapi_app_new(&cfg);
+	if (!app) {
+		fprintf(stderr, "demo: cannot create the app\n");
+		return 1;
+	}
+	evapi_app_route(app, EVAPI_GET, "/", EVAPI_INLINE, root, NULL);
+	evapi_app_route(app, EVAPI_GET, "/users/{user_id}", EVAPI_INLINE, user,
+	                NULL);
+	evapi_app_route(app, EVAPI_GET, "/async-sleep", EVAPI_INLINE,
+	                async_sleep, NULL);
+	evapi_app_route(app, EVAPI_GET, "/slow", EVAPI_INLINE, slow, NULL);
+	evapi_app_route(app, EVAPI_GET, "/sync-slow", EVAPI_POOL, sync_slow,
+	                NULL);
+	evapi_app_route(app, EVAPI_POST, "/analyze", EVAPI_INLINE, analyze,
+	                NULL);
+	if ((rc = evapi_app_listen(app)) != 0) {
+		fprintf(stderr, "demo: cannot listen on %s:%d: %s\n", cfg.host,
+		        cfg.port, evapi_strerror(rc));
+		evapi_app_free(app);
+		return 1;
+	}
+	rc = evapi_app_run(app);
+	evapi_app_free(app);
+	return rc == 0 ? 0 : 1;
+bad:
+	usage(stderr);
+	return 2;
+}

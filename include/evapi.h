@@ -1,0 +1,14 @@
+/*
+ * evapi.h: the umbrella header. FastAPI's concurrency model in C: an
+ * evhttp reactor answers inline routes, a pthread pool runs blocking ones.
+ */
+#ifndef EVAPI_H
+#define EVAPI_H
+
+#include <evapi/common.h>
+#include <evapi/app.h>
+#include <evapi/request.h>
+
+#define EVAPI_VERSION "0.1.0"
+
+#endif

@@ -1,0 +1,145 @@
+/*
+ * evapi/app.h: the application object: configuration, route
+ * registration, running and stopping.
+ *
+ * Everything here is loop-thread-only (the thread that calls
+ * evapi_app_run) unless its doc says "Thread-safe: yes". Before
+ * evapi_app_run starts, the thread that created the app is the loop thread.
+ */
+#ifndef EVAPI_APP_H
+#define EVAPI_APP_H
+
+#include <stddef.h>
+#include <evapi/common.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct evapi_app evapi_app;
+typedef struct evapi_req evapi_req;
+
+/** HTTP methods, as bits so a route can take several. */
+typedef enum evapi_method {
+	EVAPI_GET = 1 << 0,
+	EVAPI_POST = 1 << 1,
+	EVAPI_PUT = 1 << 2,
+	EVAPI_PATCH = 1 << 3,
+	EVAPI_DELETE = 1 << 4,
+	EVAPI_HEAD = 1 << 5,
+	EVAPI_OPTIONS = 1 << 6
+} evapi_method;
+
+/** Upper-case name of one method bit ("GET"), or NULL. Thread-safe: yes. */
+EVAPI_EXPORT const char *evapi_method_name(evapi_method m);
+
+/**
+ * Where a route's handler runs.
+ *
+ * EVAPI_INLINE: on the loop thread, like an `async def` route. It must
+ * never block: while it runs no other connection is served. Wait with
+ * evapi_req_sleep() or hand work to the pool with evapi_req_run_in_pool().
+ *
+ * EVAPI_POOL: on one of the pool's worker threads, like a plain `def`
+ * route. It may block (sleep, blocking I/O, CPU work). It sees an
+ * immutable snapshot of the request; its reply is sent when it returns.
+ */
+typedef enum evapi_lane { EVAPI_INLINE = 0, EVAPI_POOL = 1 } evapi_lane;
+
+/** Name of a lane: "inline" or "pool". Thread-safe: yes. */
+EVAPI_EXPORT const char *evapi_lane_name(evapi_lane lane);
+
+/** A route handler. Same signature in both lanes. `req` is borrowed: it
+ *  stays valid until the request finishes (reply sent and nothing
+ *  pending, or client gone). The handler must reply exactly once, now or
+ *  later from a continuation. */
+typedef void (*evapi_handler_cb)(evapi_req *req, void *arg);
+
+/**
+ * Configuration. Fill one with evapi_config_init() and change what you
+ * need; evapi_app_new() copies it. Defaults in brackets.
+ */
+typedef struct evapi_config {
+	const char *host;          /* ["127.0.0.1"] address to bind */
+	int port;                  /* [8000] 0 picks a free port */
+	int pool_threads;          /* [40] worker threads for pool routes */
+	int pool_queue_max;        /* [1024] waiting pool jobs before 503 */
+	int stall_threshold_ms;    /* [100] loop-stall watchdog threshold */
+	int request_timeout_ms;    /* [30000] deadline for a reply: 504 */
+	int idle_timeout_s;        /* [5] keep-alive idle / header timeout */
+	size_t max_header_bytes;   /* [8192] request line + headers */
+	size_t max_body_bytes;     /* [1048576] request body */
+	int shutdown_grace_ms;     /* [10000] drain time on SIGINT/SIGTERM */
+	int handle_signals;        /* [1] stop gracefully on SIGINT/SIGTERM */
+	int access_log;            /* [1] one line per request at INFO */
+	evapi_log_level log_level; /* [EVAPI_LOG_INFO] */
+	evapi_log_cb log_cb;       /* [NULL: write to stderr] */
+	void *log_arg;             /* [NULL] passed to log_cb */
+} evapi_config;
+
+/** Fills `cfg` with the defaults above. */
+EVAPI_EXPORT void evapi_config_init(evapi_config *cfg);
+
+/** Creates an app (the event base, the HTTP server and the worker pool;
+ *  nothing is bound yet). `cfg` is copied; NULL means defaults. Returns
+ *  new (free with evapi_app_free) or NULL. */
+EVAPI_EXPORT evapi_app *evapi_app_new(const evapi_config *cfg);
+
+/** Frees the app: cuts whatever is still in flight, joins the workers
+ *  (a running pool handler is waited for) and closes every socket.
+ *  NULL is a no-op. Must not be called while evapi_app_run runs. */
+EVAPI_EXPORT void evapi_app_free(evapi_app *app);
+
+/**
+ * Registers `cb` for `methods` (a bitwise OR of evapi_method) on `path`,
+ * a template such as "/users/{user_id}". A `{name}` segment matches one
+ * non-empty path segment, percent-decoded; read it with evapi_req_param.
+ * Routes are tried in registration order. A GET route also answers HEAD
+ * (without the body) unless HEAD is registered for the path. `path` is
+ * copied. Returns 0, EVAPI_EINVAL (bad template or method) or
+ * EVAPI_ESTATE (app already running).
+ */
+EVAPI_EXPORT int evapi_app_route(evapi_app *app, unsigned methods,
+                                 const char *path, evapi_lane lane,
+                                 evapi_handler_cb cb, void *arg);
+
+/** Binds the listening socket (config host/port). Called by
+ *  evapi_app_run when not called before; call it first to learn the port
+ *  when the config says 0. Returns 0 or EVAPI_EBIND. */
+EVAPI_EXPORT int evapi_app_listen(evapi_app *app);
+
+/** The bound port, or 0 before evapi_app_listen. */
+EVAPI_EXPORT int evapi_app_port(const evapi_app *app);
+
+/** Runs the loop on the calling thread (which becomes the loop thread)
+ *  until a graceful stop completes. Returns 0, or a negative code if it
+ *  could not start. */
+EVAPI_EXPORT int evapi_app_run(evapi_app *app);
+
+/** Starts a graceful stop, as SIGTERM does: stop accepting, let in-flight
+ *  requests finish within shutdown_grace_ms, then cut the rest and return
+ *  from evapi_app_run. A second call cuts at once. Thread-safe: yes. */
+EVAPI_EXPORT void evapi_app_stop(evapi_app *app);
+
+/** Counters, read with evapi_app_stats. */
+typedef struct evapi_stats {
+	unsigned long long requests;  /* finished requests */
+	unsigned long long in_flight; /* requests not yet finished */
+	unsigned long long stalls;    /* watchdog reports */
+	unsigned long long rejected;  /* 503 for a full pool queue */
+	unsigned long long no_reply;  /* 500 for handlers that never replied */
+	unsigned long long gone;      /* clients that left before the reply */
+	unsigned long long timeouts;  /* 504 for the request deadline */
+	unsigned long long status_4xx, status_5xx;
+	int pool_threads, pool_busy, pool_queued;
+	long long max_stall_ms;
+} evapi_stats;
+
+/** Copies the current counters into `out`. Thread-safe: yes (a
+ *  consistent-enough snapshot; counters are updated on the loop). */
+EVAPI_EXPORT void evapi_app_stats(evapi_app *app, evapi_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,161 @@
+/*
+ * evapi/request.h: reading a request, replying to it, and continuing
+ * later without blocking the loop.
+ *
+ * A request is owned by the framework. Accessors return borrowed strings
+ * that live as long as the request. In a pool handler only the accessors
+ * and the reply functions may be used (the request is an immutable
+ * snapshot there); evapi_req_sleep and evapi_req_run_in_pool are
+ * loop-thread-only.
+ */
+#ifndef EVAPI_REQUEST_H
+#define EVAPI_REQUEST_H
+
+#include <stddef.h>
+#include <jansson.h>
+#include <evapi/common.h>
+#include <evapi/app.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- reading ---------------------------------------------------------- */
+
+/** The method of the request (one evapi_method bit). */
+EVAPI_EXPORT evapi_method evapi_req_method(const evapi_req *req);
+
+/** The percent-decoded path, e.g. "/users/42". Borrowed. */
+EVAPI_EXPORT const char *evapi_req_path(const evapi_req *req);
+
+/** The route template that matched, e.g. "/users/{user_id}". Borrowed. */
+EVAPI_EXPORT const char *evapi_req_route(const evapi_req *req);
+
+/** A process-unique id for the request (for logs and correlation). */
+EVAPI_EXPORT unsigned long long evapi_req_id(const evapi_req *req);
+
+/** Path parameter `name` (decoded), or NULL. Borrowed. */
+EVAPI_EXPORT const char *evapi_req_param(const evapi_req *req,
+                                         const char *name);
+
+/** First query parameter `name` (decoded, '+' is a space), or NULL. */
+EVAPI_EXPORT const char *evapi_req_query(const evapi_req *req,
+                                         const char *name);
+
+/** Request header `name` (case-insensitive), or NULL. Borrowed. */
+EVAPI_EXPORT const char *evapi_req_header(const evapi_req *req,
+                                          const char *name);
+
+/**
+ * Parses `text` (may be NULL) as a whole base-10 integer: optional sign,
+ * digits only, no spaces. Returns 0 and sets *out, EVAPI_ENOENT when
+ * text is NULL, EVAPI_EINVAL when it is not an integer, EVAPI_ERANGE
+ * when it does not fit. Thread-safe: yes.
+ */
+EVAPI_EXPORT int evapi_parse_int(const char *text, long long *out);
+
+/** evapi_parse_int of a path parameter. */
+EVAPI_EXPORT int evapi_req_param_int(const evapi_req *req, const char *name,
+                                     long long *out);
+
+/** evapi_parse_int of a query parameter. */
+EVAPI_EXPORT int evapi_req_query_int(const evapi_req *req, const char *name,
+                                     long long *out);
+
+/** The raw body; *len receives its size. Borrowed; never NULL (an empty
+ *  body is ""), and NUL-terminated for convenience. */
+EVAPI_EXPORT const char *evapi_req_body(const evapi_req *req, size_t *len);
+
+/**
+ * The body parsed as JSON. On success returns 0 and sets *out to a
+ * borrowed value that lives as long as the request. On invalid JSON it
+ * answers 422 in FastAPI's `json_invalid` shape itself and returns
+ * EVAPI_EJSON: the handler must just return.
+ */
+EVAPI_EXPORT int evapi_req_json(evapi_req *req, json_t **out);
+
+/* ---- replying --------------------------------------------------------- */
+/*
+ * Every reply function answers the request once. A second reply returns
+ * EVAPI_EALREADY; a reply after the client left or the deadline passed
+ * returns EVAPI_EGONE. Either way a stolen argument is freed. From a pool
+ * handler the reply is queued and sent by the loop when the handler
+ * returns. Thread-safe: yes, for the thread running the handler or
+ * continuation that owns `req`.
+ */
+
+/** Adds a response header (sent with the reply). Both strings are copied;
+ *  CR, LF and NUL are refused with EVAPI_EINVAL. */
+EVAPI_EXPORT int evapi_reply_add_header(evapi_req *req, const char *name,
+                                        const char *value);
+
+/** Replies with `body` serialised as compact JSON. Steals `body`. */
+EVAPI_EXPORT int evapi_reply_json(evapi_req *req, int status, json_t *body);
+
+/** Replies with a text/plain body (copied). */
+EVAPI_EXPORT int evapi_reply_text(evapi_req *req, int status,
+                                  const char *text);
+
+/** Replies with `len` bytes (copied) of `content_type` (NULL: none). */
+EVAPI_EXPORT int evapi_reply_bytes(evapi_req *req, int status,
+                                   const char *content_type,
+                                   const void *data, size_t len);
+
+/** Replies FastAPI's HTTPException body: {"detail": "<detail>"}. */
+EVAPI_EXPORT int evapi_reply_error(evapi_req *req, int status,
+                                   const char *detail);
+
+/** Replies {"detail": <detail>} with any JSON detail. Steals `detail`. */
+EVAPI_EXPORT int evapi_reply_error_json(evapi_req *req, int status,
+                                        json_t *detail);
+
+/**
+ * Replies 422 with one FastAPI validation item:
+ * {"detail":[{"type":type,"loc":[where,name],"msg":msg,"input":input}]}
+ * `where` is "path", "query", "header" or "body"; `input` may be NULL
+ * (then JSON null). All strings are copied.
+ */
+EVAPI_EXPORT int evapi_reply_validation_error(evapi_req *req,
+                                              const char *type,
+                                              const char *where,
+                                              const char *name,
+                                              const char *msg,
+                                              const char *input);
+
+/* ---- continuing later (inline lane, loop thread only) ----------------- */
+/*
+ * Each call below holds a reference on the request until its callback
+ * has run. If the call returns an error its callback never runs; if it
+ * returns 0 the callback runs exactly once, on the loop thread, with
+ * status 0 or EVAPI_ECANCELED (client gone, deadline passed, app
+ * stopping). After a cancelled callback any reply returns EVAPI_EGONE, but
+ * the callback still runs so it can free `arg`.
+ */
+
+/** Continuation of evapi_req_sleep. */
+typedef void (*evapi_sleep_cb)(evapi_req *req, int status, void *arg);
+
+/** Non-blocking sleep (`await asyncio.sleep(ms / 1000)`): returns at once;
+ *  `cb` runs on the loop after `ms` milliseconds. */
+EVAPI_EXPORT int evapi_req_sleep(evapi_req *req, unsigned ms,
+                                 evapi_sleep_cb cb, void *arg);
+
+/** Work run on a pool worker by evapi_req_run_in_pool. It must not touch
+ *  `req` or any evapi object; it communicates through `arg`. */
+typedef void (*evapi_work_cb)(void *arg);
+
+/** Continuation of evapi_req_run_in_pool, on the loop. */
+typedef void (*evapi_done_cb)(evapi_req *req, int status, void *arg);
+
+/**
+ * Runs `work(arg)` on the pool, then `done(req, status, arg)` on the loop
+ * (`await anyio.to_thread.run_sync(work)`). Returns EVAPI_EBUSY when the
+ * pool queue is full (the caller decides; usually a 503).
+ */
+EVAPI_EXPORT int evapi_req_run_in_pool(evapi_req *req, evapi_work_cb work,
+                                       evapi_done_cb done, void *arg);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

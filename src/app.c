@@ -1,0 +1,179 @@
+/*
+ * app.c: the application object: configuration defaults, construction
+ * and teardown, route registration, run/stop and the stats snapshot.
+ *
+ * Threads: created and configured on one thread, which becomes the loop
+ * thread when it calls evapi_app_run. evapi_app_stop and evapi_app_stats
+ * may be called from any thread.
+ */
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static pthread_once_t threads_once = PTHREAD_ONCE_INIT;
+static int threads_ok;
+
+static void init_threads(void)
+{
+	/* Must precede every event_base: workers call event_active(). */
+	threads_ok = evthread_use_pthreads() == 0;
+}
+
+const char *evapi_lane_name(evapi_lane lane)
+{
+	return lane == EVAPI_POOL ? "pool" : "inline";
+}
+
+void evapi_config_init(evapi_config *cfg)
+{
+	memset(cfg, 0, sizeof *cfg);
+	cfg->host = "127.0.0.1";
+	cfg->port = 8000;
+	cfg->pool_threads = 40;
+	cfg->pool_queue_max = 1024;
+	cfg->stall_threshold_ms = 100;
+	cfg->request_timeout_ms = 30000;
+	cfg->idle_timeout_s = 5;
+	cfg->max_header_bytes = 8192;
+	cfg->max_body_bytes = 1024 * 1024;
+	cfg->shutdown_grace_ms = 10000;
+	cfg->handle_signals = 1;
+	cfg->access_log = 1;
+	cfg->log_level = EVAPI_LOG_INFO;
+}
+
+static int config_valid(const evapi_config *c)
+{
+	return c->host && c->port >= 0 && c->port <= 65535 &&
+	       c->pool_threads >= 1 && c->pool_threads <= 4096 &&
+	       c->pool_queue_max >= 0 && c->stall_threshold_ms >= 1 &&
+	       c->request_timeout_ms >= 1 && c->idle_timeout_s >= 1 &&
+	       c->max_header_bytes >= 256 && c->shutdown_grace_ms >= 0 &&
+	       (int)c->log_level >= 0 && c->log_level <= EVAPI_LOG_DEBUG;
+}
+
+evapi_app *evapi_app_new(const evapi_config *cfg)
+{
+	struct event_config *ec = NULL;
+	evapi_app *app;
+
+	pthread_once(&threads_once, init_threads);
+	if (!threads_ok)
+		return NULL;
+	app = calloc(1, sizeof *app);
+	if (!app)
+		return NULL;
+	if (cfg)
+		app->cfg = *cfg;
+	else
+		evapi_config_init(&app->cfg);
+	if (!config_valid(&app->cfg))
+		goto err;
+	app->host = strdup(app->cfg.host);
+	app->cfg.host = app->host;
+	app->loop_thread = pthread_self();
+	TAILQ_INIT(&app->live);
+	ec = event_config_new();
+	if (!app->host || !ec)
+		goto err;
+	/* Batches epoll_ctl changes per loop turn: fewer syscalls. */
+	event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+	app->base = event_base_new_with_config(ec);
+	event_config_free(ec);
+	ec = NULL;
+	if (!app->base)
+		goto err;
+	app->router = evapi__router_new();
+	if (!app->router || evapi__reactor_init(app) != 0)
+		goto err;
+	app->pool = evapi__pool_new(app->base, app->cfg.pool_threads,
+	                            app->cfg.pool_queue_max);
+	if (!app->pool)
+		goto err;
+	return app;
+err:
+	if (ec)
+		event_config_free(ec);
+	evapi_app_free(app);
+	return NULL;
+}
+
+void evapi_app_free(evapi_app *app)
+{
+	if (!app)
+		return;
+	if (app->base) {
+		/* Cut requests first, then let the pool deliver (and drop) the
+		 * results of jobs that were running, then close the server. */
+		if (app->http)
+			evapi__reactor_free(app);
+		evapi__pool_free(app->pool);
+		event_base_loop(app->base, EVLOOP_NONBLOCK);
+		event_base_free(app->base);
+	}
+	evapi__router_free(app->router);
+	free(app->host);
+	free(app);
+}
+
+int evapi_app_route(evapi_app *app, unsigned methods, const char *path,
+                    evapi_lane lane, evapi_handler_cb cb, void *arg)
+{
+	if (!app)
+		return EVAPI_EINVAL;
+	if (app->running)
+		return EVAPI_ESTATE;
+	return evapi__router_add(app->router, methods, path, lane, cb, arg);
+}
+
+int evapi_app_listen(evapi_app *app)
+{
+	if (!app)
+		return EVAPI_EINVAL;
+	return evapi__reactor_listen(app);
+}
+
+int evapi_app_port(const evapi_app *app)
+{
+	return app ? app->port : 0;
+}
+
+int evapi_app_run(evapi_app *app)
+{
+	int rc;
+	if (!app)
+		return EVAPI_EINVAL;
+	if (app->running)
+		return EVAPI_ESTATE;
+	app->loop_thread = pthread_self();
+	app->running = 1;
+	rc = evapi__reactor_run(app);
+	app->running = 0;
+	return rc;
+}
+
+void evapi_app_stop(evapi_app *app)
+{
+	if (app)
+		evapi__reactor_stop(app);
+}
+
+void evapi_app_stats(evapi_app *app, evapi_stats *out)
+{
+	memset(out, 0, sizeof *out);
+	out->requests = EVAPI__LOAD(&app->stats.requests);
+	out->in_flight = EVAPI__LOAD(&app->stats.in_flight);
+	out->stalls = EVAPI__LOAD(&app->stats.stalls);
+	out->rejected = EVAPI__LOAD(&app->stats.rejected);
+	out->no_reply = EVAPI__LOAD(&app->stats.no_reply);
+	out->gone = EVAPI__LOAD(&app->stats.gone);
+	out->timeouts = EVAPI__LOAD(&app->stats.timeouts);
+	out->status_4xx = EVAPI__LOAD(&app->stats.s4xx);
+	out->status_5xx = EVAPI__LOAD(&app->stats.s5xx);
+	out->max_stall_ms = EVAPI__LOAD(&app->stats.max_stall_ms);
+	evapi__pool_counts(app->pool, &out->pool_threads, &out->pool_busy,
+	                   &out->pool_queued);
+}

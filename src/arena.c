@@ -1,0 +1,75 @@
+/*
+ * arena.c: a bump allocator for everything that lives exactly as long as
+ * one request (the snapshot: path, parameters, headers, body).
+ *
+ * The first block is inside the request struct, so small requests make
+ * no extra allocation. Not thread-safe: a request's arena is filled on
+ * the loop before any worker sees the request, and only read afterwards.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+struct evapi__arena_block {
+	evapi__arena_block *next;
+	size_t len;
+};
+
+#define ALIGN 16u
+#define MIN_BLOCK 4096u
+
+void evapi__arena_init(evapi__arena *a, void *buf, size_t len)
+{
+	a->cur = buf;
+	a->end = (char *)buf + len;
+	a->blocks = NULL;
+}
+
+void *evapi__arena_alloc(evapi__arena *a, size_t len)
+{
+	uintptr_t p = ((uintptr_t)a->cur + (ALIGN - 1)) & ~(uintptr_t)(ALIGN - 1);
+	evapi__arena_block *b;
+	size_t size;
+
+	if (p <= (uintptr_t)a->end && len <= (size_t)(a->end - (char *)p)) {
+		a->cur = (char *)p + len;
+		return (void *)p;
+	}
+	size = len + sizeof *b + ALIGN;
+	if (size < MIN_BLOCK)
+		size = MIN_BLOCK;
+	if (size < len) /* overflow */
+		return NULL;
+	b = malloc(size);
+	if (!b)
+		return NULL;
+	b->next = a->blocks;
+	b->len = size;
+	a->blocks = b;
+	p = ((uintptr_t)(b + 1) + (ALIGN - 1)) & ~(uintptr_t)(ALIGN - 1);
+	a->cur = (char *)p + len;
+	a->end = (char *)b + size;
+	return (void *)p;
+}
+
+char *evapi__arena_strndup(evapi__arena *a, const char *s, size_t len)
+{
+	char *d = evapi__arena_alloc(a, len + 1);
+	if (!d)
+		return NULL;
+	memcpy(d, s, len);
+	d[len] = '\0';
+	return d;
+}
+
+void evapi__arena_release(evapi__arena *a)
+{
+	evapi__arena_block *b = a->blocks, *n;
+	for (; b; b = n) {
+		n = b->next;
+		free(b);
+	}
+	a->blocks = NULL;
+	a->cur = a->end = NULL;
+}

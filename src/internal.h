@@ -1,0 +1,258 @@
+/*
+ * internal.h: struct layouts and cross-file internals. Never installed.
+ *
+ * Threads: the loop thread owns every field unless a comment says a
+ * worker may touch it. A pool handler reads the request snapshot and
+ * writes only `resp` (see request.c); the pool's mutex orders that
+ * against the loop.
+ */
+#ifndef EVAPI_INTERNAL_H
+#define EVAPI_INTERNAL_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <time.h>
+
+#include <evapi.h>
+
+#define EVAPI_HIDDEN __attribute__((visibility("hidden")))
+
+/* Relaxed atomics for counters read from other threads. */
+#define EVAPI__ADD(p, v) __atomic_add_fetch((p), (v), __ATOMIC_RELAXED)
+#define EVAPI__LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#define EVAPI__STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+
+struct event_base;
+struct event;
+struct evhttp;
+struct evhttp_request;
+struct evhttp_bound_socket;
+
+/* ---- time.c-free helpers (inline) ------------------------------------ */
+static inline int64_t evapi__now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* ---- log.c ----------------------------------------------------------- */
+EVAPI_HIDDEN void evapi__log(const evapi_app *app, evapi_log_level lvl,
+                             const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* ---- arena.c: request-scoped bump allocator --------------------------- */
+typedef struct evapi__arena_block evapi__arena_block;
+typedef struct evapi__arena {
+	char *cur, *end;
+	evapi__arena_block *blocks; /* malloc'd overflow blocks */
+} evapi__arena;
+
+EVAPI_HIDDEN void evapi__arena_init(evapi__arena *a, void *buf, size_t len);
+EVAPI_HIDDEN void *evapi__arena_alloc(evapi__arena *a, size_t len);
+EVAPI_HIDDEN char *evapi__arena_strndup(evapi__arena *a, const char *s,
+                                        size_t len);
+EVAPI_HIDDEN void evapi__arena_release(evapi__arena *a);
+
+/* ---- router.c -------------------------------------------------------- */
+#define EVAPI__MAX_PARAMS 16
+
+typedef struct evapi__kv {
+	const char *name;
+	const char *value;
+} evapi__kv;
+
+typedef struct evapi__route_stats {
+	unsigned long long count, stalls;
+} evapi__route_stats;
+
+typedef struct evapi__route {
+	unsigned method;     /* one evapi_method bit */
+	char *tmpl;          /* "/users/{user_id}" */
+	char *label;         /* "GET /users/{user_id}", for logs */
+	evapi_lane lane;
+	evapi_handler_cb cb;
+	void *arg;
+	int nsegs;
+	char **segs;         /* literal text, or the name for a {param} */
+	unsigned char *is_param;
+	evapi__route_stats stats; /* loop thread only */
+} evapi__route;
+
+typedef struct evapi__router evapi__router;
+
+enum evapi__match_result {
+	EVAPI__MATCH_OK = 0,
+	EVAPI__MATCH_NOT_FOUND = 1,
+	EVAPI__MATCH_METHOD = 2,  /* path known, method not: see allow */
+	EVAPI__MATCH_BAD_PATH = 3 /* malformed escape, %00, no leading '/' */
+};
+
+typedef struct evapi__match {
+	evapi__route *route;
+	unsigned allow; /* with EVAPI__MATCH_METHOD: methods for the path */
+	int nparams;
+	evapi__kv params[EVAPI__MAX_PARAMS];
+} evapi__match;
+
+EVAPI_HIDDEN evapi__router *evapi__router_new(void);
+EVAPI_HIDDEN void evapi__router_free(evapi__router *r);
+EVAPI_HIDDEN int evapi__router_add(evapi__router *r, unsigned methods,
+                                   const char *tmpl, evapi_lane lane,
+                                   evapi_handler_cb cb, void *arg);
+/* Matches `raw_path` (still percent-encoded, no query). Decoded parameter
+ * values are written into `scratch`, which must hold strlen(raw_path)+1
+ * bytes and outlive the match. */
+EVAPI_HIDDEN int evapi__router_match(const evapi__router *r, unsigned method,
+                                     const char *raw_path, char *scratch,
+                                     evapi__match *m);
+EVAPI_HIDDEN size_t evapi__router_count(const evapi__router *r);
+EVAPI_HIDDEN evapi__route *evapi__router_at(const evapi__router *r, size_t i);
+/* Writes "GET, HEAD, POST" for a method mask into buf. */
+EVAPI_HIDDEN void evapi__allow_string(unsigned methods, char *buf,
+                                      size_t len);
+/* Strict percent-decoding of [s, s+len) into out (NUL-terminated).
+ * plus_is_space for query strings. Returns decoded length, or -1 for a
+ * malformed escape or a decoded NUL. */
+EVAPI_HIDDEN long evapi__pct_decode(const char *s, size_t len, char *out,
+                                    int plus_is_space);
+
+/* ---- pool.c ---------------------------------------------------------- */
+typedef struct evapi__pool evapi__pool;
+typedef struct evapi__job evapi__job;
+/* work runs on a worker; done runs on the loop with 0, or with
+ * EVAPI_ECANCELED when the pool is torn down before the job ran. */
+typedef void (*evapi__job_fn)(evapi__job *job);
+typedef void (*evapi__done_fn)(evapi__job *job, int status);
+
+struct evapi__job {
+	TAILQ_ENTRY(evapi__job) link; /* under the pool mutex */
+	evapi__job_fn work;
+	evapi__done_fn done;
+	int64_t queued_us;
+	int state;                    /* under the pool mutex */
+};
+
+EVAPI_HIDDEN evapi__pool *evapi__pool_new(struct event_base *base,
+                                          int threads, int queue_max);
+/* Returns 0 or EVAPI_EBUSY when queue_max jobs already wait. */
+EVAPI_HIDDEN int evapi__pool_submit(evapi__pool *p, evapi__job *job);
+/* Unlinks a job still waiting (returns 1: done will never run) or
+ * returns 0 when it already runs or ran (done will run). */
+EVAPI_HIDDEN int evapi__pool_cancel(evapi__pool *p, evapi__job *job);
+/* Joins the workers (after their current job), runs pending completions
+ * and calls done(EVAPI_ECANCELED) for jobs that never ran. Loop thread. */
+EVAPI_HIDDEN void evapi__pool_free(evapi__pool *p);
+EVAPI_HIDDEN void evapi__pool_counts(evapi__pool *p, int *threads, int *busy,
+                                     int *queued);
+
+/* ---- request.c / reactor.c ------------------------------------------- */
+typedef struct evapi__header {
+	char *name, *value;
+	struct evapi__header *next;
+} evapi__header;
+
+/* A reply built by any thread, sent by the loop. */
+typedef struct evapi__resp {
+	int status;
+	const char *content_type; /* static or in body_owner */
+	char *body;               /* malloc'd */
+	size_t len;
+	evapi__header *headers;   /* malloc'd list, in order of addition */
+	evapi__header *headers_tail;
+} evapi__resp;
+
+typedef struct evapi__op evapi__op;
+
+enum evapi__req_state {
+	EVAPI__REQ_RUNNING = 0, /* no reply yet */
+	EVAPI__REQ_REPLIED,     /* reply built (pool: not yet sent) */
+	EVAPI__REQ_SENT,        /* reply handed to evhttp */
+	EVAPI__REQ_GONE         /* client left / deadline / cut */
+};
+
+struct evapi_req {
+	evapi_app *app;
+	unsigned long long id;
+	evapi__route *route;
+	/* loop thread only */
+	int refs;
+	int pending;                  /* ops in flight (timers, pool jobs) */
+	struct evhttp_request *ev;    /* NULL once sent or gone */
+	struct event *watch;          /* client-close detector, deferred only */
+	struct event *deadline;       /* request deadline, deferred only */
+	evapi__op *ops;               /* pending ops, for cancellation */
+	int gone;                     /* client left / deadline / cut */
+	int finished;                 /* counted and logged */
+	int head_only;                /* HEAD answered by a GET route */
+	int64_t start_us;
+	TAILQ_ENTRY(evapi_req) live;  /* app->live */
+	/* written by the thread that owns the handler; read by the loop
+	 * after the pool's completion (happens-before via the pool mutex) */
+	int state;
+	int on_worker;                /* set by the loop before submit */
+	evapi__resp resp;
+	json_t *json;                 /* parsed body cache */
+	/* immutable snapshot, readable from any thread */
+	evapi_method method;
+	const char *path;
+	int nparams, nquery, nheaders;
+	evapi__kv *params, *query, *headers;
+	const char *body;
+	size_t body_len;
+	evapi__job job;               /* pool-lane handler job */
+	evapi__arena arena;
+	char arena_buf[1536];
+};
+
+TAILQ_HEAD(evapi__req_list, evapi_req);
+
+struct evapi_app {
+	pthread_t loop_thread;
+	evapi_config cfg;
+	char *host;
+	struct event_base *base;
+	struct evhttp *http;
+	struct evhttp_bound_socket *bound;
+	evapi__router *router;
+	evapi__pool *pool;
+	struct event *sigint_ev, *sigterm_ev, *stop_ev, *grace_ev;
+	int port;
+	int running;
+	int stopping;       /* 1 draining, 2 cut */
+	int stop_requests;  /* evapi_app_stop calls, atomic */
+	int stops_seen;     /* of those, handled on the loop */
+	int64_t cb_start_us; /* watchdog: start of the running callback */
+	unsigned long long next_id;
+	struct evapi__req_list live;
+	struct {
+		unsigned long long requests, in_flight, stalls, rejected,
+			no_reply, gone, timeouts, s4xx, s5xx;
+		long long max_stall_ms;
+	} stats; /* written on the loop with EVAPI__ADD, read anywhere */
+};
+
+/* reactor.c: loop-side request lifecycle */
+EVAPI_HIDDEN int evapi__reactor_init(evapi_app *app);
+EVAPI_HIDDEN void evapi__reactor_free(evapi_app *app);
+EVAPI_HIDDEN int evapi__reactor_listen(evapi_app *app);
+EVAPI_HIDDEN int evapi__reactor_run(evapi_app *app);
+EVAPI_HIDDEN void evapi__reactor_stop(evapi_app *app);
+/* Sends req->resp now (loop thread). */
+EVAPI_HIDDEN void evapi__req_send(evapi_req *req);
+EVAPI_HIDDEN void evapi__req_unref(evapi_req *req);
+/* Runs an inline callback with watchdog timing and the no-reply check. */
+EVAPI_HIDDEN void evapi__req_enter(evapi_req *req);
+EVAPI_HIDDEN void evapi__req_leave(evapi_req *req, const char *what);
+
+/* request.c */
+EVAPI_HIDDEN void evapi__resp_clear(evapi__resp *resp);
+EVAPI_HIDDEN int evapi__is_loop_thread(const evapi_req *req);
+EVAPI_HIDDEN int evapi__parse_query(evapi_req *req, const char *q);
+
+/* continue.c */
+EVAPI_HIDDEN void evapi__ops_cancel(evapi_req *req);
+EVAPI_HIDDEN const char *evapi__reason(int status);
+
+#endif

@@ -1,0 +1,188 @@
+/*
+ * pool.c: the worker pool that runs pool-lane handlers and
+ * evapi_req_run_in_pool work: the C form of anyio's thread limiter.
+ *
+ * Threads: N workers run jobs; the loop submits, cancels and runs
+ * completions. Workers touch nothing of libevent but event_active() on
+ * the loop-owned `wake` event (libevent is made thread-aware by
+ * evthread_use_pthreads() before the base exists).
+ *
+ * Invariants: a job is in exactly one of `queue` (QUEUED), a worker's
+ * hands (RUNNING) or `done` (DONE), always under `mu`. Workers wait in
+ * `while (empty) pthread_cond_wait`. The loop swaps the done list out
+ * under the lock and runs completions outside it, so a completion may
+ * submit new jobs. Cancelling a QUEUED job unlinks it (its completion
+ * never runs); a RUNNING job cannot be stopped, so the caller must
+ * ignore its completion instead.
+ */
+#include <event2/event.h>
+#include <stdlib.h>
+
+#include "internal.h"
+
+enum { JOB_QUEUED = 1, JOB_RUNNING, JOB_DONE, JOB_CANCELLED };
+
+TAILQ_HEAD(job_list, evapi__job);
+
+struct evapi__pool {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct job_list queue, done;
+	int queued, busy, queue_max, nthreads, stop;
+	pthread_t *threads;
+	struct event *wake;
+};
+
+static void *worker_main(void *arg)
+{
+	evapi__pool *p = arg;
+	evapi__job *job;
+	int notify;
+
+	pthread_mutex_lock(&p->mu);
+	for (;;) {
+		while (TAILQ_EMPTY(&p->queue) && !p->stop)
+			pthread_cond_wait(&p->cv, &p->mu);
+		if (p->stop)
+			break;
+		job = TAILQ_FIRST(&p->queue);
+		TAILQ_REMOVE(&p->queue, job, link);
+		p->queued--;
+		p->busy++;
+		job->state = JOB_RUNNING;
+		pthread_mutex_unlock(&p->mu);
+
+		job->work(job);
+
+		pthread_mutex_lock(&p->mu);
+		p->busy--;
+		job->state = JOB_DONE;
+		notify = TAILQ_EMPTY(&p->done);
+		TAILQ_INSERT_TAIL(&p->done, job, link);
+		/* One wake-up per batch: the loop drains the whole list. */
+		if (notify)
+			event_active(p->wake, EV_READ, 0);
+	}
+	pthread_mutex_unlock(&p->mu);
+	return NULL;
+}
+
+static void run_completions(evapi__pool *p)
+{
+	struct job_list batch;
+	evapi__job *job;
+
+	TAILQ_INIT(&batch);
+	pthread_mutex_lock(&p->mu);
+	TAILQ_CONCAT(&batch, &p->done, link);
+	pthread_mutex_unlock(&p->mu);
+	while ((job = TAILQ_FIRST(&batch)) != NULL) {
+		TAILQ_REMOVE(&batch, job, link);
+		job->done(job, 0);
+	}
+}
+
+static void wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	run_completions(arg);
+}
+
+evapi__pool *evapi__pool_new(struct event_base *base, int threads,
+                             int queue_max)
+{
+	evapi__pool *p;
+	int i;
+
+	if (threads < 1 || queue_max < 0)
+		return NULL;
+	p = calloc(1, sizeof *p);
+	if (!p)
+		return NULL;
+	TAILQ_INIT(&p->queue);
+	TAILQ_INIT(&p->done);
+	p->queue_max = queue_max;
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->cv, NULL);
+	p->wake = event_new(base, -1, 0, wake_cb, p);
+	p->threads = calloc((size_t)threads, sizeof *p->threads);
+	if (!p->wake || !p->threads)
+		goto err;
+	for (i = 0; i < threads; i++) {
+		if (pthread_create(&p->threads[i], NULL, worker_main, p) != 0)
+			goto err;
+		p->nthreads++;
+	}
+	return p;
+err:
+	evapi__pool_free(p);
+	return NULL;
+}
+
+int evapi__pool_submit(evapi__pool *p, evapi__job *job)
+{
+	pthread_mutex_lock(&p->mu);
+	if (p->stop || p->queued >= p->queue_max + (p->nthreads - p->busy)) {
+		pthread_mutex_unlock(&p->mu);
+		return EVAPI_EBUSY;
+	}
+	job->state = JOB_QUEUED;
+	job->queued_us = evapi__now_us();
+	TAILQ_INSERT_TAIL(&p->queue, job, link);
+	p->queued++;
+	pthread_cond_signal(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+	return 0;
+}
+
+int evapi__pool_cancel(evapi__pool *p, evapi__job *job)
+{
+	int unlinked = 0;
+	pthread_mutex_lock(&p->mu);
+	if (job->state == JOB_QUEUED) {
+		TAILQ_REMOVE(&p->queue, job, link);
+		p->queued--;
+		job->state = JOB_CANCELLED;
+		unlinked = 1;
+	}
+	pthread_mutex_unlock(&p->mu);
+	return unlinked;
+}
+
+void evapi__pool_counts(evapi__pool *p, int *threads, int *busy, int *queued)
+{
+	pthread_mutex_lock(&p->mu);
+	*threads = p->nthreads;
+	*busy = p->busy;
+	*queued = p->queued;
+	pthread_mutex_unlock(&p->mu);
+}
+
+void evapi__pool_free(evapi__pool *p)
+{
+	evapi__job *job;
+	int i;
+
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->mu);
+	p->stop = 1;
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+	for (i = 0; i < p->nthreads; i++)
+		pthread_join(p->threads[i], NULL);
+	/* Workers are gone: no lock needed from here on. */
+	run_completions(p);
+	while ((job = TAILQ_FIRST(&p->queue)) != NULL) {
+		TAILQ_REMOVE(&p->queue, job, link);
+		job->state = JOB_CANCELLED;
+		job->done(job, EVAPI_ECANCELED);
+	}
+	if (p->wake)
+		event_free(p->wake);
+	pthread_cond_destroy(&p->cv);
+	pthread_mutex_destroy(&p->mu);
+	free(p->threads);
+	free(p);
+}

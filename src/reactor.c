@@ -1,0 +1,695 @@
+/*
+ * reactor.c: the loop side of evapi: the evhttp server, request dispatch
+ * into the two lanes, sending replies, client-close detection, request
+ * deadlines, the stall watchdog and graceful shutdown.
+ *
+ * Threads: only the loop thread runs this file, apart from handler_work
+ * (a worker running a pool-lane handler on the request snapshot). Every
+ * evhttp_request, evbuffer and event here belongs to the loop.
+ *
+ * Request lifetime: a request starts with one reference (dropped when it
+ * finishes: reply sent, client gone, deadline or shutdown cut); every
+ * pending op, the pool-lane job and every running inline callback hold
+ * one more. req->ev is cleared the moment libevent may free it (after
+ * evhttp_send_reply, or when we free the connection), so nothing ever
+ * touches a dead evhttp_request.
+ *
+ * libevent 2.1 stops reading a connection while its request awaits a
+ * reply, so it cannot see the client leave. For every deferred request
+ * (one whose reply did not go out from its handler) we watch the socket
+ * ourselves: a readable socket that peeks EOF or an error means the
+ * client is gone; we then cancel the request's work and free the
+ * connection, which frees libevent's request with it.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "internal.h"
+
+enum { GONE_CLIENT = 1, GONE_DEADLINE, GONE_CUT };
+
+int evapi__is_loop_thread(const evapi_req *req)
+{
+	return pthread_equal(pthread_self(), req->app->loop_thread);
+}
+
+/* ---- finishing --------------------------------------------------------- */
+
+static void req_free(evapi_req *req)
+{
+	evapi_app *app = req->app;
+
+	TAILQ_REMOVE(&app->live, req, live);
+	EVAPI__ADD(&app->stats.in_flight, -1ULL);
+	if (req->watch)
+		event_free(req->watch);
+	if (req->deadline)
+		event_free(req->deadline);
+	evapi__resp_clear(&req->resp);
+	if (req->json)
+		json_decref(req->json);
+	evapi__arena_release(&req->arena);
+	free(req);
+	if (app->stopping && TAILQ_EMPTY(&app->live))
+		event_base_loopexit(app->base, NULL);
+}
+
+void evapi__req_unref(evapi_req *req)
+{
+	if (--req->refs == 0)
+		req_free(req);
+}
+
+static void disarm(evapi_req *req)
+{
+	if (req->watch)
+		event_del(req->watch);
+	if (req->deadline)
+		event_del(req->deadline);
+}
+
+/* Counts and logs a finished request and drops the base reference. */
+static void req_finish(evapi_req *req, int status)
+{
+	evapi_app *app = req->app;
+	int64_t us = evapi__now_us() - req->start_us;
+
+	if (req->finished)
+		return;
+	req->finished = 1;
+	disarm(req);
+	EVAPI__ADD(&app->stats.requests, 1);
+	if (status >= 400 && status < 500)
+		EVAPI__ADD(&app->stats.s4xx, 1);
+	else if (status >= 500)
+		EVAPI__ADD(&app->stats.s5xx, 1);
+	if (app->cfg.access_log)
+		evapi__log(app, EVAPI_LOG_INFO, "%s %s %d %lld.%03lldms %s id=%llu",
+		           req->method ? evapi_method_name(req->method) : "-",
+		           req->path ? req->path : "-", status,
+		           (long long)(us / 1000), (long long)(us % 1000),
+		           req->route ? evapi_lane_name(req->route->lane) : "-",
+		           req->id);
+	evapi__req_unref(req);
+}
+
+static void free_body(const void *data, size_t len, void *arg)
+{
+	(void)data;
+	(void)len;
+	free(arg);
+}
+
+/* Hands a reply to evhttp; `resp` may be req->resp or a loop-local one. */
+static void send_resp(evapi_req *req, evapi__resp *resp)
+{
+	struct evhttp_request *ev = req->ev;
+	struct evkeyvalq *out = evhttp_request_get_output_headers(ev);
+	evapi__header *h;
+
+	req->ev = NULL; /* libevent frees it once written */
+	disarm(req);
+	if (resp->content_type)
+		evhttp_add_header(out, "Content-Type", resp->content_type);
+	for (h = resp->headers; h; h = h->next)
+		evhttp_add_header(out, h->name, h->value);
+	if (req->app->stopping)
+		evhttp_add_header(out, "Connection", "close");
+	if (req->head_only) {
+		char cl[32];
+		snprintf(cl, sizeof cl, "%zu", resp->len);
+		evhttp_add_header(out, "Content-Length", cl);
+	} else if (resp->len) {
+		struct evbuffer *buf = evhttp_request_get_output_buffer(ev);
+		if (evbuffer_add_reference(buf, resp->body, resp->len, free_body,
+		                           resp->body) == 0)
+			resp->body = NULL; /* the evbuffer frees it now */
+	}
+	evhttp_send_reply(ev, resp->status, evapi__reason(resp->status), NULL);
+}
+
+void evapi__req_send(evapi_req *req)
+{
+	if (req->gone || !req->ev) {
+		req->state = EVAPI__REQ_GONE;
+		return;
+	}
+	req->state = EVAPI__REQ_SENT;
+	send_resp(req, &req->resp);
+	req_finish(req, req->resp.status);
+}
+
+/* A framework reply that must not touch req->resp (a worker may own it). */
+static void send_direct(evapi_req *req, int status, const char *detail)
+{
+	evapi__resp r;
+	char body[160];
+	int n = snprintf(body, sizeof body, "{\"detail\":\"%s\"}", detail);
+
+	memset(&r, 0, sizeof r);
+	r.status = status;
+	r.content_type = "application/json";
+	r.body = strdup(body);
+	r.len = r.body ? (size_t)n : 0;
+	send_resp(req, &r);
+	evapi__resp_clear(&r);
+}
+
+static void req_gone(evapi_req *req, int why)
+{
+	evapi_app *app = req->app;
+	struct evhttp_request *ev = req->ev;
+	int status = why == GONE_CLIENT ? 499 : why == GONE_DEADLINE ? 504 : 503;
+	int job_unlinked = 0;
+
+	if (req->gone)
+		return;
+	req->refs++; /* keep it alive through the cancellations */
+	req->gone = 1;
+	disarm(req);
+	if (!req->on_worker)
+		req->state = EVAPI__REQ_GONE;
+	if (ev && !req->finished) {
+		if (why == GONE_CLIENT) {
+			req->ev = NULL;
+			EVAPI__ADD(&app->stats.gone, 1);
+			/* Frees libevent's request with the connection. */
+			evhttp_connection_free(evhttp_request_get_connection(ev));
+		} else if (why == GONE_DEADLINE) {
+			EVAPI__ADD(&app->stats.timeouts, 1);
+			send_direct(req, 504, "Request deadline exceeded");
+		} else {
+			evhttp_add_header(evhttp_request_get_output_headers(ev),
+			                  "Connection", "close");
+			send_direct(req, 503, "Server shutting down");
+		}
+	}
+	req->ev = NULL;
+	if (req->on_worker && evapi__pool_cancel(app->pool, &req->job)) {
+		req->on_worker = 0;
+		req->state = EVAPI__REQ_GONE;
+		job_unlinked = 1;
+	}
+	evapi__ops_cancel(req);
+	req_finish(req, status);
+	if (job_unlinked)
+		evapi__req_unref(req);
+	evapi__req_unref(req);
+}
+
+/* ---- deferred requests: close watch and deadline ---------------------- */
+
+static void watch_cb(evutil_socket_t fd, short what, void *arg)
+{
+	evapi_req *req = arg;
+	char c;
+	ssize_t n;
+
+	(void)what;
+	n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
+	               errno != EINTR)) {
+		evapi__log(req->app, EVAPI_LOG_DEBUG,
+		           "client left before the reply: id=%llu", req->id);
+		req_gone(req, GONE_CLIENT);
+	} else if (n < 0) {
+		event_add(req->watch, NULL);
+	}
+	/* n > 0: a pipelined request is waiting; libevent reads it after our
+	 * reply. We cannot peek past it, so we stop watching. */
+}
+
+static void deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	evapi_req *req = arg;
+	(void)fd;
+	(void)what;
+	evapi__log(req->app, EVAPI_LOG_WARN,
+	           "%s: no reply within %d ms: 504 id=%llu",
+	           req->route ? req->route->label : "-",
+	           req->app->cfg.request_timeout_ms, req->id);
+	req_gone(req, GONE_DEADLINE);
+}
+
+static void arm_deferred(evapi_req *req)
+{
+	evapi_app *app = req->app;
+	struct bufferevent *bev;
+	int64_t left_ms;
+	struct timeval tv;
+
+	if (req->watch || req->gone || !req->ev)
+		return;
+	bev = evhttp_connection_get_bufferevent(
+		evhttp_request_get_connection(req->ev));
+	if (bev) {
+		req->watch = event_new(app->base, bufferevent_getfd(bev), EV_READ,
+		                       watch_cb, req);
+		if (req->watch)
+			event_add(req->watch, NULL);
+	}
+	req->deadline = evtimer_new(app->base, deadline_cb, req);
+	if (req->deadline) {
+		left_ms = app->cfg.request_timeout_ms -
+		          (evapi__now_us() - req->start_us) / 1000;
+		if (left_ms < 0)
+			left_ms = 0;
+		tv.tv_sec = (time_t)(left_ms / 1000);
+		tv.tv_usec = (suseconds_t)(left_ms % 1000) * 1000;
+		evtimer_add(req->deadline, &tv);
+	}
+}
+
+/* ---- inline callbacks: watchdog and the reply-exactly-once rule ------- */
+
+void evapi__req_enter(evapi_req *req)
+{
+	req->refs++;
+	req->app->cb_start_us = evapi__now_us();
+}
+
+void evapi__req_leave(evapi_req *req, const char *what)
+{
+	evapi_app *app = req->app;
+	int64_t ms = (evapi__now_us() - app->cb_start_us) / 1000;
+	const char *label = req->route ? req->route->label : "-";
+
+	if (ms >= app->cfg.stall_threshold_ms) {
+		EVAPI__ADD(&app->stats.stalls, 1);
+		if (req->route)
+			req->route->stats.stalls++;
+		if (ms > EVAPI__LOAD(&app->stats.max_stall_ms))
+			EVAPI__STORE(&app->stats.max_stall_ms, ms);
+		evapi__log(app, EVAPI_LOG_WARN,
+		           "loop stalled %lld ms in %s (%s): every connection "
+		           "waited; blocking work belongs on the pool lane",
+		           (long long)ms, label, what);
+	}
+	if (!req->gone && req->state == EVAPI__REQ_RUNNING) {
+		if (req->pending == 0) {
+			EVAPI__ADD(&app->stats.no_reply, 1);
+			evapi__log(app, EVAPI_LOG_ERROR,
+			           "%s: %s returned without replying and with "
+			           "nothing pending: 500 id=%llu",
+			           label, what, req->id);
+			evapi_reply_error(req, 500, "Internal Server Error");
+		} else {
+			arm_deferred(req);
+		}
+	}
+	evapi__req_unref(req);
+}
+
+/* ---- pool-lane handlers ----------------------------------------------- */
+
+static void handler_work(evapi__job *job)
+{
+	evapi_req *req = (evapi_req *)((char *)job - offsetof(evapi_req, job));
+	req->route->cb(req, req->route->arg);
+}
+
+static void handler_done(evapi__job *job, int status)
+{
+	evapi_req *req = (evapi_req *)((char *)job - offsetof(evapi_req, job));
+	evapi_app *app = req->app;
+
+	req->on_worker = 0;
+	if (req->gone) {
+		req->state = EVAPI__REQ_GONE; /* late result: dropped */
+	} else if (status != 0) {
+		req_gone(req, GONE_CUT);
+	} else if (req->state == EVAPI__REQ_REPLIED) {
+		evapi__req_send(req);
+	} else {
+		EVAPI__ADD(&app->stats.no_reply, 1);
+		evapi__log(app, EVAPI_LOG_ERROR,
+		           "%s: pool handler returned without replying: 500 "
+		           "id=%llu", req->route->label, req->id);
+		evapi_reply_error(req, 500, "Internal Server Error");
+	}
+	evapi__req_unref(req);
+}
+
+/* ---- dispatch ----------------------------------------------------------- */
+
+static evapi_method map_cmd(enum evhttp_cmd_type t)
+{
+	switch (t) {
+	case EVHTTP_REQ_GET: return EVAPI_GET;
+	case EVHTTP_REQ_POST: return EVAPI_POST;
+	case EVHTTP_REQ_PUT: return EVAPI_PUT;
+	case EVHTTP_REQ_PATCH: return EVAPI_PATCH;
+	case EVHTTP_REQ_DELETE: return EVAPI_DELETE;
+	case EVHTTP_REQ_HEAD: return EVAPI_HEAD;
+	case EVHTTP_REQ_OPTIONS: return EVAPI_OPTIONS;
+	default: return 0;
+	}
+}
+
+/* Copies what a handler may read into the request's arena. */
+static int snapshot(evapi_req *req, struct evhttp_request *ev,
+                    const char *query)
+{
+	struct evkeyvalq *in = evhttp_request_get_input_headers(ev);
+	struct evbuffer *body = evhttp_request_get_input_buffer(ev);
+	struct evkeyval *kv;
+	char *b;
+	size_t len;
+	int n = 0;
+
+	TAILQ_FOREACH(kv, in, next)
+		n++;
+	req->headers = evapi__arena_alloc(&req->arena,
+	                                  (size_t)(n ? n : 1) * sizeof(evapi__kv));
+	if (!req->headers)
+		return EVAPI_ENOMEM;
+	n = 0;
+	TAILQ_FOREACH(kv, in, next) {
+		/* Copied: a continuation may read them after libevent freed
+		 * ev (client gone), and a worker never touches libevent. */
+		req->headers[n].name = evapi__arena_strndup(&req->arena, kv->key,
+		                                            strlen(kv->key));
+		req->headers[n].value = evapi__arena_strndup(
+			&req->arena, kv->value, strlen(kv->value));
+		if (!req->headers[n].name || !req->headers[n].value)
+			return EVAPI_ENOMEM;
+		n++;
+	}
+	req->nheaders = n;
+	len = evbuffer_get_length(body);
+	b = evapi__arena_alloc(&req->arena, len + 1);
+	if (!b)
+		return EVAPI_ENOMEM;
+	evbuffer_copyout(body, b, len);
+	b[len] = '\0';
+	req->body = b;
+	req->body_len = len;
+	return evapi__parse_query(req, query);
+}
+
+static void on_request(struct evhttp_request *ev, void *arg)
+{
+	evapi_app *app = arg;
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(ev);
+	const char *raw = uri ? evhttp_uri_get_path(uri) : NULL;
+	evapi__match m;
+	evapi_req *req;
+	char *scratch, *path;
+	size_t rawlen;
+	int rc;
+
+	req = calloc(1, sizeof *req);
+	if (!req) {
+		evhttp_send_error(ev, 503, NULL);
+		return;
+	}
+	req->app = app;
+	req->id = ++app->next_id;
+	req->refs = 2; /* base + this function */
+	req->ev = ev;
+	req->start_us = evapi__now_us();
+	evapi__arena_init(&req->arena, req->arena_buf, sizeof req->arena_buf);
+	TAILQ_INSERT_TAIL(&app->live, req, live);
+	EVAPI__ADD(&app->stats.in_flight, 1);
+
+	req->method = map_cmd(evhttp_request_get_command(ev));
+	req->head_only = req->method == EVAPI_HEAD;
+	if (!raw || !*raw)
+		raw = "/";
+	rawlen = strlen(raw);
+	scratch = evapi__arena_alloc(&req->arena, rawlen + 1);
+	path = evapi__arena_alloc(&req->arena, rawlen + 1);
+	if (!scratch || !path) {
+		evapi_reply_error(req, 500, "Out of memory");
+		goto out;
+	}
+	if (evapi__pct_decode(raw, rawlen, path, 0) < 0) {
+		evapi_reply_error(req, 400, "Invalid percent-encoding in path");
+		goto out;
+	}
+	req->path = path;
+	if (!req->method) {
+		evapi_reply_error(req, 501, "Method Not Implemented");
+		goto out;
+	}
+	rc = evapi__router_match(app->router, req->method, raw, scratch, &m);
+	if (rc == EVAPI__MATCH_BAD_PATH) {
+		evapi_reply_error(req, 400, "Invalid path");
+		goto out;
+	}
+	if (rc == EVAPI__MATCH_NOT_FOUND) {
+		evapi_reply_error(req, 404, "Not Found");
+		goto out;
+	}
+	if (rc == EVAPI__MATCH_METHOD) {
+		char allow[80];
+		evapi__allow_string(m.allow, allow, sizeof allow);
+		evapi_reply_add_header(req, "Allow", allow);
+		evapi_reply_error(req, 405, "Method Not Allowed");
+		goto out;
+	}
+	req->route = m.route;
+	req->route->stats.count++;
+	req->nparams = m.nparams;
+	req->params = evapi__arena_alloc(&req->arena,
+	                                 (size_t)(m.nparams ? m.nparams : 1) *
+	                                         sizeof(evapi__kv));
+	if (!req->params) {
+		evapi_reply_error(req, 500, "Out of memory");
+		goto out;
+	}
+	memcpy(req->params, m.params, (size_t)m.nparams * sizeof(evapi__kv));
+	rc = snapshot(req, ev, evhttp_uri_get_query(uri));
+	if (rc == EVAPI_EINVAL) {
+		evapi_reply_error(req, 400, "Invalid percent-encoding in query");
+		goto out;
+	} else if (rc != 0) {
+		evapi_reply_error(req, 500, "Out of memory");
+		goto out;
+	}
+
+	if (req->route->lane == EVAPI_INLINE) {
+		evapi__req_enter(req);
+		req->route->cb(req, req->route->arg);
+		evapi__req_leave(req, "handler");
+	} else {
+		req->job.work = handler_work;
+		req->job.done = handler_done;
+		req->on_worker = 1;
+		if (evapi__pool_submit(app->pool, &req->job) != 0) {
+			req->on_worker = 0;
+			EVAPI__ADD(&app->stats.rejected, 1);
+			evapi_reply_add_header(req, "Retry-After", "1");
+			evapi_reply_error(req, 503,
+			                  "Server busy: the worker pool queue is full");
+		} else {
+			req->refs++; /* the job's */
+			arm_deferred(req);
+		}
+	}
+out:
+	evapi__req_unref(req);
+}
+
+/* ---- shutdown ----------------------------------------------------------- */
+
+static void cut_all(evapi_app *app)
+{
+	evapi_req *req;
+	int cut = 0;
+
+	/* req_gone may free the request, so restart the walk each time. */
+	for (;;) {
+		TAILQ_FOREACH(req, &app->live, live)
+			if (!req->gone)
+				break;
+		if (!req)
+			break;
+		if (!req->finished || req->pending) {
+			evapi__log(app, EVAPI_LOG_WARN,
+			           "shutdown cut %s %s id=%llu",
+			           req->route ? req->route->label : "-",
+			           req->finished ? "(pending work after reply)"
+			                         : "(no reply yet)",
+			           req->id);
+			cut++;
+		}
+		req_gone(req, GONE_CUT);
+	}
+	if (cut)
+		evapi__log(app, EVAPI_LOG_WARN,
+		           "shutdown cut %d request(s) still in flight", cut);
+}
+
+static int live_count(evapi_app *app)
+{
+	evapi_req *req;
+	int n = 0;
+	TAILQ_FOREACH(req, &app->live, live)
+		n++;
+	return n;
+}
+
+static void begin_stop(evapi_app *app, const char *why)
+{
+	struct timeval tv;
+
+	if (app->stopping) {
+		evapi__log(app, EVAPI_LOG_WARN, "%s again: stopping now", why);
+		app->stopping = 2;
+		cut_all(app);
+		event_base_loopbreak(app->base);
+		return;
+	}
+	app->stopping = 1;
+	if (app->bound) {
+		evhttp_del_accept_socket(app->http, app->bound);
+		app->bound = NULL;
+	}
+	evapi__log(app, EVAPI_LOG_INFO,
+	           "%s: not accepting; draining %d request(s) for up to %d ms",
+	           why, live_count(app), app->cfg.shutdown_grace_ms);
+	if (TAILQ_EMPTY(&app->live)) {
+		event_base_loopexit(app->base, NULL);
+		return;
+	}
+	tv.tv_sec = app->cfg.shutdown_grace_ms / 1000;
+	tv.tv_usec = (app->cfg.shutdown_grace_ms % 1000) * 1000;
+	evtimer_add(app->grace_ev, &tv);
+}
+
+static void grace_cb(evutil_socket_t fd, short what, void *arg)
+{
+	evapi_app *app = arg;
+	(void)fd;
+	(void)what;
+	evapi__log(app, EVAPI_LOG_WARN, "grace period of %d ms is over",
+	           app->cfg.shutdown_grace_ms);
+	app->stopping = 2;
+	cut_all(app);
+	event_base_loopbreak(app->base);
+}
+
+static void signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	(void)what;
+	begin_stop(arg, sig == SIGINT ? "SIGINT" : "SIGTERM");
+}
+
+static void stop_cb(evutil_socket_t fd, short what, void *arg)
+{
+	evapi_app *app = arg;
+	(void)fd;
+	(void)what;
+	/* event_active calls coalesce: count the requests instead. */
+	while (app->stops_seen < EVAPI__LOAD(&app->stop_requests)) {
+		app->stops_seen++;
+		begin_stop(app, "stop requested");
+	}
+}
+
+void evapi__reactor_stop(evapi_app *app)
+{
+	EVAPI__ADD(&app->stop_requests, 1);
+	event_active(app->stop_ev, EV_READ, 0);
+}
+
+/* ---- setup -------------------------------------------------------------- */
+
+int evapi__reactor_init(evapi_app *app)
+{
+	struct evhttp *http = evhttp_new(app->base);
+	if (!http)
+		return EVAPI_ENOMEM;
+	app->http = http;
+	evhttp_set_gencb(http, on_request, app);
+	evhttp_set_allowed_methods(
+		http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+		              EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+		              EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH |
+		              EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT);
+	evhttp_set_max_headers_size(http, (ev_ssize_t)app->cfg.max_header_bytes);
+	evhttp_set_max_body_size(http, (ev_ssize_t)app->cfg.max_body_bytes);
+	evhttp_set_timeout(http, app->cfg.idle_timeout_s);
+	evhttp_set_default_content_type(http, NULL);
+	app->stop_ev = event_new(app->base, -1, 0, stop_cb, app);
+	app->grace_ev = evtimer_new(app->base, grace_cb, app);
+	if (!app->stop_ev || !app->grace_ev)
+		return EVAPI_ENOMEM;
+	return 0;
+}
+
+int evapi__reactor_listen(evapi_app *app)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof ss;
+
+	if (app->bound)
+		return 0;
+	app->bound = evhttp_bind_socket_with_handle(app->http, app->host,
+	                                            (ev_uint16_t)app->cfg.port);
+	if (!app->bound)
+		return EVAPI_EBIND;
+	if (getsockname(evhttp_bound_socket_get_fd(app->bound),
+	                (struct sockaddr *)&ss, &sl) == 0) {
+		if (ss.ss_family == AF_INET)
+			app->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+		else if (ss.ss_family == AF_INET6)
+			app->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	}
+	return 0;
+}
+
+int evapi__reactor_run(evapi_app *app)
+{
+	int rc;
+
+	if (!app->bound && !app->stopping &&
+	    (rc = evapi__reactor_listen(app)) != 0)
+		return rc;
+	if (app->cfg.handle_signals) {
+		app->sigint_ev = evsignal_new(app->base, SIGINT, signal_cb, app);
+		app->sigterm_ev = evsignal_new(app->base, SIGTERM, signal_cb, app);
+		if (app->sigint_ev)
+			event_add(app->sigint_ev, NULL);
+		if (app->sigterm_ev)
+			event_add(app->sigterm_ev, NULL);
+	}
+	evapi__log(app, EVAPI_LOG_INFO,
+	           "listening on http://%s:%d (pool: %d threads)", app->host,
+	           app->port, app->cfg.pool_threads);
+	event_base_dispatch(app->base);
+	cut_all(app);
+	/* Let cancelled timers deliver their continuations. */
+	event_base_loop(app->base, EVLOOP_NONBLOCK);
+	if (app->sigint_ev)
+		event_free(app->sigint_ev);
+	if (app->sigterm_ev)
+		event_free(app->sigterm_ev);
+	app->sigint_ev = app->sigterm_ev = NULL;
+	evapi__log(app, EVAPI_LOG_INFO, "stopped");
+	return 0;
+}
+
+void evapi__reactor_free(evapi_app *app)
+{
+	cut_all(app);
+	if (app->http)
+		evhttp_free(app->http);
+	app->http = NULL;
+	if (app->stop_ev)
+		event_free(app->stop_ev);
+	if (app->grace_ev)
+		event_free(app->grace_ev);
+}

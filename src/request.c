@@ -1,0 +1,386 @@
+/*
+ * request.c: the request snapshot as handlers see it, and the reply
+ * builders.
+ *
+ * Threads: a handler's thread (the loop for inline routes, a worker for
+ * pool routes) calls these. Accessors only read the snapshot, which the
+ * loop filled before the handler ran and never changes afterwards.
+ * Replies write `req->resp` and `req->state`; from a worker that is all
+ * they do, and the loop sends the reply after the pool's completion.
+ * Nothing here touches libevent.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "internal.h"
+
+evapi_method evapi_req_method(const evapi_req *req)
+{
+	return req->method;
+}
+
+const char *evapi_req_path(const evapi_req *req)
+{
+	return req->path;
+}
+
+const char *evapi_req_route(const evapi_req *req)
+{
+	return req->route ? req->route->tmpl : NULL;
+}
+
+unsigned long long evapi_req_id(const evapi_req *req)
+{
+	return req->id;
+}
+
+static const char *kv_find(const evapi__kv *kv, int n, const char *name,
+                           int nocase)
+{
+	int i;
+	if (!name)
+		return NULL;
+	for (i = 0; i < n; i++)
+		if ((nocase ? strcasecmp(kv[i].name, name)
+		            : strcmp(kv[i].name, name)) == 0)
+			return kv[i].value;
+	return NULL;
+}
+
+const char *evapi_req_param(const evapi_req *req, const char *name)
+{
+	return kv_find(req->params, req->nparams, name, 0);
+}
+
+const char *evapi_req_query(const evapi_req *req, const char *name)
+{
+	return kv_find(req->query, req->nquery, name, 0);
+}
+
+const char *evapi_req_header(const evapi_req *req, const char *name)
+{
+	return kv_find(req->headers, req->nheaders, name, 1);
+}
+
+int evapi_parse_int(const char *text, long long *out)
+{
+	const char *p = text;
+	char *end;
+	long long v;
+
+	if (!text)
+		return EVAPI_ENOENT;
+	if (*p == '+' || *p == '-')
+		p++;
+	if (*p < '0' || *p > '9')
+		return EVAPI_EINVAL;
+	for (; *p; p++)
+		if (*p < '0' || *p > '9')
+			return EVAPI_EINVAL;
+	errno = 0;
+	v = strtoll(text, &end, 10);
+	if (errno == ERANGE)
+		return EVAPI_ERANGE;
+	if (out)
+		*out = v;
+	return 0;
+}
+
+int evapi_req_param_int(const evapi_req *req, const char *name,
+                        long long *out)
+{
+	return evapi_parse_int(evapi_req_param(req, name), out);
+}
+
+int evapi_req_query_int(const evapi_req *req, const char *name,
+                        long long *out)
+{
+	return evapi_parse_int(evapi_req_query(req, name), out);
+}
+
+const char *evapi_req_body(const evapi_req *req, size_t *len)
+{
+	if (len)
+		*len = req->body_len;
+	return req->body;
+}
+
+/* Parses "a=1&b=x+y" into the snapshot. A pair with a malformed escape is
+ * an error (the caller answers 400) rather than silently skipped. */
+int evapi__parse_query(evapi_req *req, const char *q)
+{
+	const char *p;
+	int n = 1, i = 0;
+
+	req->nquery = 0;
+	if (!q || !*q)
+		return 0;
+	for (p = q; *p; p++)
+		if (*p == '&')
+			n++;
+	req->query = evapi__arena_alloc(&req->arena, (size_t)n * sizeof(evapi__kv));
+	if (!req->query)
+		return EVAPI_ENOMEM;
+	for (p = q;;) {
+		const char *amp = strchr(p, '&');
+		size_t len = amp ? (size_t)(amp - p) : strlen(p);
+		const char *eq = memchr(p, '=', len);
+		size_t klen = eq ? (size_t)(eq - p) : len;
+		if (len > 0) {
+			char *k = evapi__arena_alloc(&req->arena, klen + 1);
+			char *v = evapi__arena_alloc(&req->arena, len - klen + 1);
+			if (!k || !v)
+				return EVAPI_ENOMEM;
+			if (evapi__pct_decode(p, klen, k, 1) < 0)
+				return EVAPI_EINVAL;
+			if (eq) {
+				if (evapi__pct_decode(eq + 1, len - klen - 1, v, 1) < 0)
+					return EVAPI_EINVAL;
+			} else {
+				v[0] = '\0';
+			}
+			req->query[i].name = k;
+			req->query[i].value = v;
+			i++;
+		}
+		if (!amp)
+			break;
+		p = amp + 1;
+	}
+	req->nquery = i;
+	return 0;
+}
+
+/* ---- replies ---------------------------------------------------------- */
+
+static int reply_check(evapi_req *req)
+{
+	if (req->state != EVAPI__REQ_RUNNING)
+		return req->state == EVAPI__REQ_GONE ? EVAPI_EGONE : EVAPI_EALREADY;
+	return 0;
+}
+
+void evapi__resp_clear(evapi__resp *resp)
+{
+	evapi__header *h = resp->headers, *n;
+	for (; h; h = n) {
+		n = h->next;
+		free(h);
+	}
+	free(resp->body);
+	memset(resp, 0, sizeof *resp);
+}
+
+static int has_ctl(const char *s)
+{
+	for (; *s; s++)
+		if (*s == '\r' || *s == '\n')
+			return 1;
+	return 0;
+}
+
+int evapi_reply_add_header(evapi_req *req, const char *name,
+                           const char *value)
+{
+	evapi__header *h;
+	size_t nl, vl;
+	int rc;
+
+	if (!req || !name || !value || !*name || has_ctl(name) ||
+	    has_ctl(value) || strchr(name, ':'))
+		return EVAPI_EINVAL;
+	if ((rc = reply_check(req)) != 0)
+		return rc;
+	nl = strlen(name);
+	vl = strlen(value);
+	/* One allocation holds the node and both strings. */
+	h = malloc(sizeof *h + nl + vl + 2);
+	if (!h)
+		return EVAPI_ENOMEM;
+	h->name = (char *)(h + 1);
+	h->value = h->name + nl + 1;
+	memcpy(h->name, name, nl + 1);
+	memcpy(h->value, value, vl + 1);
+	h->next = NULL;
+	if (req->resp.headers_tail)
+		req->resp.headers_tail->next = h;
+	else
+		req->resp.headers = h;
+	req->resp.headers_tail = h;
+	return 0;
+}
+
+/* Takes ownership of `body` (malloc'd) in every case. */
+static int reply_take(evapi_req *req, int status, const char *ctype,
+                      char *body, size_t len)
+{
+	int rc;
+	if (!req || status < 100 || status > 999) {
+		free(body);
+		return EVAPI_EINVAL;
+	}
+	if ((rc = reply_check(req)) != 0) {
+		free(body);
+		return rc;
+	}
+	req->resp.status = status;
+	req->resp.content_type = ctype;
+	req->resp.body = body;
+	req->resp.len = len;
+	req->state = EVAPI__REQ_REPLIED;
+	/* A pool handler's reply is sent by the loop when the job completes;
+	 * on_worker was set by the loop before the job was queued. */
+	if (!req->on_worker)
+		evapi__req_send(req);
+	return 0;
+}
+
+int evapi_reply_json(evapi_req *req, int status, json_t *body)
+{
+	char *s;
+	if (!body)
+		return EVAPI_EINVAL;
+	s = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
+	json_decref(body);
+	if (!s)
+		return EVAPI_ENOMEM;
+	return reply_take(req, status, "application/json", s, strlen(s));
+}
+
+int evapi_reply_bytes(evapi_req *req, int status, const char *content_type,
+                      const void *data, size_t len)
+{
+	char *copy = malloc(len ? len : 1);
+	if (!copy)
+		return EVAPI_ENOMEM;
+	if (len)
+		memcpy(copy, data, len);
+	if (content_type) {
+		int rc = has_ctl(content_type) ? EVAPI_EINVAL
+		             : evapi_reply_add_header(req, "Content-Type",
+		                                      content_type);
+		if (rc) {
+			free(copy);
+			return rc;
+		}
+	}
+	return reply_take(req, status, NULL, copy, len);
+}
+
+int evapi_reply_text(evapi_req *req, int status, const char *text)
+{
+	char *copy = strdup(text ? text : "");
+	if (!copy)
+		return EVAPI_ENOMEM;
+	return reply_take(req, status, "text/plain; charset=utf-8", copy,
+	                  strlen(copy));
+}
+
+int evapi_reply_error_json(evapi_req *req, int status, json_t *detail)
+{
+	json_t *body;
+	if (!detail)
+		return EVAPI_EINVAL;
+	body = json_object();
+	if (!body || json_object_set_new(body, "detail", detail) < 0) {
+		json_decref(body);
+		return EVAPI_ENOMEM;
+	}
+	return evapi_reply_json(req, status, body);
+}
+
+int evapi_reply_error(evapi_req *req, int status, const char *detail)
+{
+	json_t *d = json_string(detail ? detail : evapi__reason(status));
+	if (!d) /* not UTF-8 */
+		d = json_string("error");
+	return evapi_reply_error_json(req, status, d);
+}
+
+static json_t *str_or_null(const char *s)
+{
+	json_t *j = s ? json_string(s) : NULL;
+	return j ? j : json_null();
+}
+
+int evapi_reply_validation_error(evapi_req *req, const char *type,
+                                 const char *where, const char *name,
+                                 const char *msg, const char *input)
+{
+	json_t *item = json_pack("{s:s, s:[s,s], s:s, s:o}",
+	                         "type", type ? type : "value_error",
+	                         "loc", where ? where : "body",
+	                         name ? name : "", "msg", msg ? msg : "",
+	                         "input", str_or_null(input));
+	if (!item)
+		return EVAPI_EINVAL;
+	return evapi_reply_error_json(req, 422, json_pack("[o]", item));
+}
+
+int evapi_req_json(evapi_req *req, json_t **out)
+{
+	json_error_t err;
+	json_t *detail;
+
+	if (!req || !out)
+		return EVAPI_EINVAL;
+	if (!req->json) {
+		req->json = json_loadb(req->body, req->body_len,
+		                       JSON_DECODE_ANY, &err);
+		if (!req->json) {
+			/* FastAPI's shape: loc is ["body", <char offset>]. */
+			detail = json_pack("[{s:s, s:[s,I], s:s, s:{}, s:{s:s}}]",
+			                   "type", "json_invalid", "loc", "body",
+			                   (json_int_t)err.position, "msg",
+			                   "JSON decode error", "input", "ctx",
+			                   "error", err.text);
+			if (detail)
+				evapi_reply_error_json(req, 422, detail);
+			else
+				evapi_reply_error(req, 422, "JSON decode error");
+			*out = NULL;
+			return EVAPI_EJSON;
+		}
+	}
+	*out = req->json;
+	return 0;
+}
+
+const char *evapi__reason(int status)
+{
+	switch (status) {
+	case 100: return "Continue";
+	case 200: return "OK";
+	case 201: return "Created";
+	case 202: return "Accepted";
+	case 204: return "No Content";
+	case 301: return "Moved Permanently";
+	case 302: return "Found";
+	case 304: return "Not Modified";
+	case 307: return "Temporary Redirect";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 409: return "Conflict";
+	case 413: return "Content Too Large";
+	case 414: return "URI Too Long";
+	case 415: return "Unsupported Media Type";
+	case 422: return "Unprocessable Content";
+	case 429: return "Too Many Requests";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	case 505: return "HTTP Version Not Supported";
+	}
+	return status < 300 ? "OK" : status < 400 ? "Redirect"
+	       : status < 500 ? "Client Error" : "Server Error";
+}
