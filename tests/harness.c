@@ -1,0 +1,275 @@
+/*
+ * harness.c: the runner and the integration helpers of harness.h.
+ */
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+int th_failed;
+
+int th_main(int argc, char **argv, const th_test *tests)
+{
+	int passed = 0, failed = 0, i, j;
+
+	curl_global_init(CURL_GLOBAL_ALL);
+	for (i = 0; tests[i].name; i++) {
+		int run = argc <= 1;
+		for (j = 1; j < argc; j++)
+			if (strcmp(argv[j], tests[i].name) == 0)
+				run = 1;
+		if (!run)
+			continue;
+		th_failed = 0;
+		th_log_clear();
+		tests[i].fn();
+		if (th_failed) {
+			printf("FAIL %s\n", tests[i].name);
+			failed++;
+		} else {
+			printf("PASS %s\n", tests[i].name);
+			passed++;
+		}
+		fflush(stdout);
+	}
+	curl_global_cleanup();
+	printf("%d passed, %d failed\n", passed, failed);
+	return failed ? 1 : 0;
+}
+
+/* ---- log capture --------------------------------------------------------- */
+
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+static char log_buf[1 << 16];
+static size_t log_len;
+static char log_copy[1 << 16];
+
+static void capture(evapi_log_level lvl, const char *msg, void *arg)
+{
+	size_t n = strlen(msg);
+	(void)lvl;
+	(void)arg;
+	pthread_mutex_lock(&log_mu);
+	if (log_len + n + 2 < sizeof log_buf) {
+		memcpy(log_buf + log_len, msg, n);
+		log_len += n;
+		log_buf[log_len++] = '\n';
+		log_buf[log_len] = '\0';
+	}
+	pthread_mutex_unlock(&log_mu);
+	if (getenv("TH_VERBOSE"))
+		fprintf(stderr, "    log: %s\n", msg);
+}
+
+const char *th_log(void)
+{
+	pthread_mutex_lock(&log_mu);
+	memcpy(log_copy, log_buf, log_len + 1);
+	pthread_mutex_unlock(&log_mu);
+	return log_copy;
+}
+
+void th_log_clear(void)
+{
+	pthread_mutex_lock(&log_mu);
+	log_len = 0;
+	log_buf[0] = '\0';
+	pthread_mutex_unlock(&log_mu);
+}
+
+void th_config(evapi_config *cfg)
+{
+	evapi_config_init(cfg);
+	cfg->port = 0;
+	cfg->handle_signals = 0;
+	cfg->pool_threads = 8;
+	cfg->shutdown_grace_ms = 5000;
+	cfg->log_cb = capture;
+	cfg->log_level = EVAPI_LOG_INFO;
+}
+
+/* ---- server thread -------------------------------------------------------- */
+
+static void *server_main(void *arg)
+{
+	th_server *s = arg;
+	s->run_rc = evapi_app_run(s->app);
+	return NULL;
+}
+
+void th_server_start(th_server *s, evapi_app *app)
+{
+	memset(s, 0, sizeof *s);
+	s->app = app;
+	CHECK(app != NULL);
+	if (!app)
+		return;
+	CHECK_INT(evapi_app_listen(app), ==, 0);
+	s->port = evapi_app_port(app);
+	CHECK_INT(s->port, >, 0);
+	pthread_create(&s->thread, NULL, server_main, s);
+}
+
+void th_server_stop(th_server *s)
+{
+	evapi_stats st;
+	if (!s->app)
+		return;
+	evapi_app_stop(s->app);
+	pthread_join(s->thread, NULL);
+	CHECK_INT(s->run_rc, ==, 0);
+	evapi_app_stats(s->app, &st);
+	CHECK_INT(st.in_flight, ==, 0);
+	evapi_app_free(s->app);
+	s->app = NULL;
+}
+
+/* ---- clients ---------------------------------------------------------------- */
+
+double th_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+void th_sleep_ms(int ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+	nanosleep(&ts, NULL);
+}
+
+typedef struct sink {
+	char *buf;
+	size_t cap, len;
+} sink;
+
+static size_t sink_write(char *p, size_t sz, size_t n, void *arg)
+{
+	sink *s = arg;
+	size_t len = sz * n, room = s->cap - 1 - s->len;
+	if (len < room)
+		room = len;
+	memcpy(s->buf + s->len, p, room);
+	s->len += room;
+	s->buf[s->len] = '\0';
+	return len;
+}
+
+typedef struct easy_ctx {
+	CURL *h;
+	sink body, hdr;
+	struct curl_slist *hl;
+	th_resp *out;
+} easy_ctx;
+
+static void easy_setup(easy_ctx *c, int port, const char *method,
+                       const char *path, const char *body, th_resp *out)
+{
+	char url[1024];
+	memset(out, 0, sizeof *out);
+	c->out = out;
+	c->h = curl_easy_init();
+	c->body = (sink){out->body, sizeof out->body, 0};
+	c->hdr = (sink){out->headers, sizeof out->headers, 0};
+	snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+	curl_easy_setopt(c->h, CURLOPT_URL, url);
+	curl_easy_setopt(c->h, CURLOPT_PATH_AS_IS, 1L);
+	curl_easy_setopt(c->h, CURLOPT_WRITEFUNCTION, sink_write);
+	curl_easy_setopt(c->h, CURLOPT_WRITEDATA, &c->body);
+	curl_easy_setopt(c->h, CURLOPT_HEADERFUNCTION, sink_write);
+	curl_easy_setopt(c->h, CURLOPT_HEADERDATA, &c->hdr);
+	curl_easy_setopt(c->h, CURLOPT_TIMEOUT, 30L);
+	curl_easy_setopt(c->h, CURLOPT_NOSIGNAL, 1L);
+	c->hl = curl_slist_append(NULL, "Expect:");
+	if (method && strcmp(method, "HEAD") == 0)
+		curl_easy_setopt(c->h, CURLOPT_NOBODY, 1L);
+	else if (method && strcmp(method, "GET") != 0)
+		curl_easy_setopt(c->h, CURLOPT_CUSTOMREQUEST, method);
+	if (body) {
+		curl_easy_setopt(c->h, CURLOPT_POSTFIELDS, body);
+		c->hl = curl_slist_append(c->hl,
+		                          "Content-Type: application/json");
+	}
+	curl_easy_setopt(c->h, CURLOPT_HTTPHEADER, c->hl);
+}
+
+static void easy_finish(easy_ctx *c, int code)
+{
+	c->out->curl_error = code;
+	curl_easy_getinfo(c->h, CURLINFO_RESPONSE_CODE, &c->out->status);
+	curl_slist_free_all(c->hl);
+	curl_easy_cleanup(c->h);
+}
+
+long th_http(int port, const char *method, const char *path,
+             const char *body, th_resp *out)
+{
+	easy_ctx c;
+	double t0 = th_now();
+	int rc;
+	easy_setup(&c, port, method, path, body, out);
+	rc = curl_easy_perform(c.h);
+	easy_finish(&c, rc);
+	out->secs = th_now() - t0;
+	return out->status;
+}
+
+void th_http_parallel(int port, int n, const char *const *paths,
+                      th_resp *out)
+{
+	CURLM *m = curl_multi_init();
+	easy_ctx *c = calloc((size_t)n, sizeof *c);
+	double t0 = th_now();
+	int i, running = 1;
+
+	for (i = 0; i < n; i++) {
+		easy_setup(&c[i], port, "GET", paths[i], NULL, &out[i]);
+		curl_easy_setopt(c[i].h, CURLOPT_PRIVATE, &c[i]);
+		curl_multi_add_handle(m, c[i].h);
+	}
+	while (running) {
+		CURLMsg *msg;
+		int left;
+		curl_multi_perform(m, &running);
+		while ((msg = curl_multi_info_read(m, &left)) != NULL) {
+			easy_ctx *e;
+			if (msg->msg != CURLMSG_DONE)
+				continue;
+			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE,
+			                  (char **)&e);
+			e->out->secs = th_now() - t0;
+			e->out->curl_error = msg->data.result;
+			curl_easy_getinfo(e->h, CURLINFO_RESPONSE_CODE,
+			                  &e->out->status);
+		}
+		if (running)
+			curl_multi_poll(m, NULL, 0, 50, NULL);
+	}
+	for (i = 0; i < n; i++) {
+		curl_multi_remove_handle(m, c[i].h);
+		curl_slist_free_all(c[i].hl);
+		curl_easy_cleanup(c[i].h);
+	}
+	curl_multi_cleanup(m);
+	free(c);
+}
+
+void th_send_and_close(int port, const char *raw, int wait_ms)
+{
+	struct sockaddr_in sa;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	memset(&sa, 0, sizeof sa);
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((uint16_t)port);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	CHECK_INT(connect(fd, (struct sockaddr *)&sa, sizeof sa), ==, 0);
+	CHECK_INT(write(fd, raw, strlen(raw)), ==, (long long)strlen(raw));
+	th_sleep_ms(wait_ms);
+	close(fd);
+}

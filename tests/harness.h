@@ -1,0 +1,115 @@
+/*
+ * harness.h: a tiny test runner. Assertions print both operands; each
+ * test is a function; main() runs them (or the ones named on the command
+ * line) and prints "PASS name" / "FAIL name" lines and a closing
+ * "N passed, N failed". Integration helpers run a real app on
+ * 127.0.0.1:0 in a thread and drive it with libcurl.
+ */
+#ifndef EVAPI_TEST_HARNESS_H
+#define EVAPI_TEST_HARNESS_H
+
+#include <evapi.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+extern int th_failed; /* failures in the running test */
+
+#define TH_FAIL_AT(...)                                                      \
+	do {                                                                 \
+		fprintf(stderr, "  %s:%d: ", __FILE__, __LINE__);            \
+		fprintf(stderr, __VA_ARGS__);                                \
+		fprintf(stderr, "\n");                                       \
+		th_failed++;                                                 \
+	} while (0)
+
+#define CHECK(cond)                                                          \
+	do {                                                                 \
+		if (!(cond))                                                 \
+			TH_FAIL_AT("CHECK(%s) failed", #cond);               \
+	} while (0)
+
+#define CHECK_INT(a, op, b)                                                  \
+	do {                                                                 \
+		long long a_ = (long long)(a), b_ = (long long)(b);          \
+		if (!(a_ op b_))                                             \
+			TH_FAIL_AT("%s %s %s: %lld vs %lld", #a, #op, #b, a_, \
+			           b_);                                      \
+	} while (0)
+
+#define CHECK_DBL(a, op, b)                                                  \
+	do {                                                                 \
+		double a_ = (a), b_ = (b);                                   \
+		if (!(a_ op b_))                                             \
+			TH_FAIL_AT("%s %s %s: %.3f vs %.3f", #a, #op, #b, a_, \
+			           b_);                                      \
+	} while (0)
+
+#define CHECK_STR(a, b)                                                      \
+	do {                                                                 \
+		const char *a_ = (a), *b_ = (b);                             \
+		if (!a_ || !b_ || strcmp(a_, b_) != 0)                       \
+			TH_FAIL_AT("%s == %s: \"%s\" vs \"%s\"", #a, #b,      \
+			           a_ ? a_ : "(null)", b_ ? b_ : "(null)");  \
+	} while (0)
+
+#define CHECK_CONTAINS(hay, needle)                                          \
+	do {                                                                 \
+		const char *h_ = (hay), *n_ = (needle);                      \
+		if (!h_ || !strstr(h_, n_))                                  \
+			TH_FAIL_AT("%s contains \"%s\": got \"%s\"", #hay,   \
+			           n_, h_ ? h_ : "(null)");                  \
+	} while (0)
+
+typedef struct th_test {
+	const char *name;
+	void (*fn)(void);
+} th_test;
+
+/* Runs the table; returns the process exit code. */
+int th_main(int argc, char **argv, const th_test *tests);
+
+/* ---- integration helpers ---------------------------------------------- */
+
+/* Config for tests: port 0, no signals, quiet, logs captured. */
+void th_config(evapi_config *cfg);
+
+/* Everything logged by apps made from th_config, since th_log_clear. */
+const char *th_log(void);
+void th_log_clear(void);
+
+typedef struct th_server {
+	evapi_app *app;
+	pthread_t thread;
+	int port;
+	int run_rc;
+} th_server;
+
+/* Listens and runs `app` on a new thread. */
+void th_server_start(th_server *s, evapi_app *app);
+/* Stops gracefully, joins, checks nothing is left in flight, frees. */
+void th_server_stop(th_server *s);
+
+typedef struct th_resp {
+	long status;
+	char body[8192];
+	char headers[4096];
+	double secs;    /* from start of the batch to completion */
+	int curl_error; /* CURLcode */
+} th_resp;
+
+/* One request. `body` may be NULL. Returns the status (0 on failure). */
+long th_http(int port, const char *method, const char *path,
+             const char *body, th_resp *out);
+
+/* n requests at once (each path[i] with GET), all started together. */
+void th_http_parallel(int port, int n, const char *const *paths,
+                      th_resp *out);
+
+/* Sends a raw request, waits `wait_ms`, closes the socket without reading. */
+void th_send_and_close(int port, const char *raw, int wait_ms);
+
+double th_now(void);
+void th_sleep_ms(int ms);
+
+#endif
