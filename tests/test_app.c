@@ -72,22 +72,27 @@ static void echo(evapi_req *req, void *arg)
 	(void)body;
 }
 
+/* Set on the loop or a worker, read by the test thread. */
+#define SET(v, x) __atomic_store_n(&(v), (x), __ATOMIC_SEQ_CST)
+#define GET(v) __atomic_load_n(&(v), __ATOMIC_SEQ_CST)
+
 static int twice_rc = 1, bad_header_rc = 1;
 static void twice(evapi_req *req, void *arg)
 {
-	bad_header_rc = evapi_reply_add_header(req, "X-Bad", "a\r\nInjected: 1");
+	SET(bad_header_rc,
+	    evapi_reply_add_header(req, "X-Bad", "a\r\nInjected: 1"));
 	evapi_reply_text(req, 200, "first");
-	twice_rc = evapi_reply_text(req, 200, "second");
+	SET(twice_rc, evapi_reply_text(req, 200, "second"));
 }
 
 static int cancel_status = 1;
-static double cancel_at;
+static long long cancel_at_us;
 static int after_cancel_reply_rc = 1;
 static void cancel_probe_done(evapi_req *req, int status, void *arg)
 {
-	cancel_status = status;
-	cancel_at = th_now();
-	after_cancel_reply_rc = evapi_reply_text(req, 200, "too late");
+	SET(cancel_status, status);
+	SET(cancel_at_us, (long long)(th_now() * 1e6));
+	SET(after_cancel_reply_rc, evapi_reply_text(req, 200, "too late"));
 }
 
 static void cancel_probe(evapi_req *req, void *arg)
@@ -109,12 +114,11 @@ static void sum_work(void *arg)
 		s->sum += i;
 }
 
-static pthread_t loop_thread_seen;
 static int offload_on_worker = -1;
 static void sum_done(evapi_req *req, int status, void *arg)
 {
 	struct sum_job *s = arg;
-	offload_on_worker = !pthread_equal(s->worker, pthread_self());
+	SET(offload_on_worker, !pthread_equal(s->worker, pthread_self()));
 	if (status == 0)
 		evapi_reply_json(req, 200, json_pack("{s:I}", "sum", (json_int_t)s->sum));
 	free(s);
@@ -124,7 +128,6 @@ static void offload(evapi_req *req, void *arg)
 {
 	struct sum_job *s = calloc(1, sizeof *s);
 	long long n = 0;
-	loop_thread_seen = pthread_self();
 	evapi_req_query_int(req, "n", &n);
 	s->n = n;
 	CHECK_INT(evapi_req_run_in_pool(req, sum_work, sum_done, s), ==, 0);
@@ -246,8 +249,8 @@ static void test_reply_once_and_header_injection(void)
 	start(&s, NULL);
 	CHECK_INT(th_http(s.port, "GET", "/twice", NULL, &r), ==, 200);
 	CHECK_STR(r.body, "first");
-	CHECK_INT(twice_rc, ==, EVAPI_EALREADY);
-	CHECK_INT(bad_header_rc, ==, EVAPI_EINVAL);
+	CHECK_INT(GET(twice_rc), ==, EVAPI_EALREADY);
+	CHECK_INT(GET(bad_header_rc), ==, EVAPI_EINVAL);
 	CHECK(strstr(r.headers, "Injected") == NULL);
 	th_server_stop(&s);
 }
@@ -433,8 +436,8 @@ static void test_disconnect_during_inline_sleep(void)
 	evapi_stats st;
 	double t0;
 	start(&s, NULL);
-	cancel_status = 1;
-	after_cancel_reply_rc = 1;
+	SET(cancel_status, 1);
+	SET(after_cancel_reply_rc, 1);
 	t0 = th_now();
 	th_send_and_close(s.port, "GET /cancel-probe HTTP/1.1\r\nHost: t\r\n\r\n", 100);
 	wait_in_flight_zero(s.app, 3);
@@ -442,9 +445,9 @@ static void test_disconnect_during_inline_sleep(void)
 	CHECK_INT(st.in_flight, ==, 0);
 	CHECK_INT(st.gone, ==, 1);
 	/* the 2 s timer was cancelled at once, its continuation told so */
-	CHECK_INT(cancel_status, ==, EVAPI_ECANCELED);
-	CHECK_INT(after_cancel_reply_rc, ==, EVAPI_EGONE);
-	CHECK_DBL(cancel_at - t0, <, 1.0);
+	CHECK_INT(GET(cancel_status), ==, EVAPI_ECANCELED);
+	CHECK_INT(GET(after_cancel_reply_rc), ==, EVAPI_EGONE);
+	CHECK_DBL(GET(cancel_at_us) / 1e6 - t0, <, 1.0);
 	CHECK_INT(th_http(s.port, "GET", "/hello", NULL, &r), ==, 200);
 	th_server_stop(&s);
 }
@@ -455,7 +458,8 @@ static void test_disconnect_during_pool_job(void)
 	th_resp r;
 	evapi_stats st;
 	start(&s, NULL);
-	pool_started = pool_finished = 0;
+	SET(pool_started, 0);
+	SET(pool_finished, 0);
 	th_send_and_close(s.port, "GET /psleep?ms=500 HTTP/1.1\r\nHost: t\r\n\r\n", 100);
 	th_sleep_ms(100);
 	evapi_app_stats(s.app, &st);
@@ -482,7 +486,7 @@ static void test_disconnect_while_queued(void)
 	th_config(&cfg);
 	cfg.pool_threads = 1;
 	start(&s, &cfg);
-	pool_started = 0;
+	SET(pool_started, 0);
 	b = (struct bg){s.port, 1, p, r};
 	pthread_create(&t, NULL, bg_parallel, &b);
 	th_sleep_ms(100);
@@ -506,7 +510,7 @@ static void test_run_in_pool_continuation(void)
 	start(&s, NULL);
 	CHECK_INT(th_http(s.port, "GET", "/offload?n=1000000", NULL, &r), ==, 200);
 	CHECK_STR(r.body, "{\"sum\":500000500000}");
-	CHECK_INT(offload_on_worker, ==, 1);
+	CHECK_INT(GET(offload_on_worker), ==, 1);
 	th_server_stop(&s);
 }
 
@@ -519,12 +523,12 @@ static void test_deadline_504(void)
 	th_config(&cfg);
 	cfg.request_timeout_ms = 300;
 	start(&s, &cfg);
-	cancel_status = 1;
+	SET(cancel_status, 1);
 	CHECK_INT(th_http(s.port, "GET", "/cancel-probe", NULL, &r), ==, 504);
 	CHECK_STR(r.body, "{\"detail\":\"Request deadline exceeded\"}");
 	CHECK_DBL(r.secs, <, 1.5);
 	wait_in_flight_zero(s.app, 2);
-	CHECK_INT(cancel_status, ==, EVAPI_ECANCELED);
+	CHECK_INT(GET(cancel_status), ==, EVAPI_ECANCELED);
 	/* a pool job over the deadline: 504 now, its late reply dropped */
 	CHECK_INT(th_http(s.port, "GET", "/psleep?ms=700", NULL, &r), ==, 504);
 	evapi_app_stats(s.app, &st);

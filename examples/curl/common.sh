@@ -1,0 +1,123 @@
+# shellcheck shell=bash
+# common.sh: shared by experiments.sh and ab.sh (sourced, not run).
+#
+# Parses  [--base URL] [--delay-ms MS] [--start BUILD_DIR]  into BASE,
+# DELAY_MS and BUILD_DIR; with --start, runs BUILD_DIR/examples/demo on a
+# free 127.0.0.1 port and stops it (by its PID) when the script exits.
+
+BASE=http://127.0.0.1:8000
+DELAY_MS=4000
+BUILD_DIR=
+DEMO_PID=
+DEMO_LOG=
+TMPD=$(mktemp -d "${TMPDIR:-/tmp}/evapi-curl.XXXXXX")
+
+cleanup() {
+	if [ -n "$DEMO_PID" ] && kill -0 "$DEMO_PID" 2>/dev/null; then
+		kill "$DEMO_PID" 2>/dev/null || true
+		wait "$DEMO_PID" 2>/dev/null || true
+	fi
+	rm -rf "$TMPD"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+die() {
+	echo "$PROG: $*" >&2
+	exit 2
+}
+
+parse_args() {
+	while [ $# -gt 0 ]; do
+		case $1 in
+		--base) [ $# -ge 2 ] || die "--base needs a URL"; BASE=${2%/}; shift 2 ;;
+		--base=*) BASE=${1#*=}; BASE=${BASE%/}; shift ;;
+		--delay-ms) [ $# -ge 2 ] || die "--delay-ms needs a number"; DELAY_MS=$2; shift 2 ;;
+		--delay-ms=*) DELAY_MS=${1#*=}; shift ;;
+		--start) [ $# -ge 2 ] || die "--start needs BUILD_DIR"; BUILD_DIR=$2; shift 2 ;;
+		--start=*) BUILD_DIR=${1#*=}; shift ;;
+		-h | --help) usage; exit 0 ;;
+		*) usage >&2; exit 2 ;;
+		esac
+	done
+	case $DELAY_MS in
+	'' | *[!0-9]*) die "--delay-ms must be a whole number of milliseconds" ;;
+	esac
+	[ "$DELAY_MS" -ge 100 ] || die "--delay-ms must be >= 100 (the verdicts compare against it)"
+	case $BASE in
+	http://*) ;;
+	*) die "--base must look like http://127.0.0.1:8000" ;;
+	esac
+}
+
+# Microseconds since the epoch, from bash's own clock (no fork).
+now_us() {
+	local t=${EPOCHREALTIME/[.,]/}
+	echo "$t"
+}
+
+# us -> "S.mmm"
+fmt_s() {
+	printf '%d.%03d' $(($1 / 1000000)) $((($1 % 1000000) / 1000))
+}
+
+pick_port() {
+	if command -v python3 >/dev/null 2>&1; then
+		python3 -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])
+s.close()' && return 0
+	fi
+	# No python3: try random ports until one refuses a connection.
+	local p
+	for _ in $(seq 1 50); do
+		p=$((20000 + RANDOM % 20000))
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			echo "$p"
+			return 0
+		fi
+	done
+	return 1
+}
+
+# Start BUILD_DIR/examples/demo, set BASE to it; retries if the port got taken.
+start_demo() {
+	local bin="$BUILD_DIR/examples/demo" port
+	[ -x "$bin" ] || die "no demo binary at $bin (build first: cd BUILD_DIR && make)"
+	DEMO_LOG="$TMPD/demo.log"
+	for _ in 1 2 3 4 5; do
+		port=$(pick_port) || die "cannot find a free port"
+		"$bin" --host 127.0.0.1 --port "$port" --delay-ms "$DELAY_MS" --quiet \
+			>"$DEMO_LOG" 2>&1 &
+		DEMO_PID=$!
+		for _ in $(seq 1 100); do
+			if ! kill -0 "$DEMO_PID" 2>/dev/null; then
+				break # exited: port taken? try another one
+			fi
+			if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/"; then
+				BASE="http://127.0.0.1:$port"
+				echo "started $bin --port $port --delay-ms $DELAY_MS (pid $DEMO_PID)"
+				return 0
+			fi
+			sleep 0.05
+		done
+		kill "$DEMO_PID" 2>/dev/null || true
+		wait "$DEMO_PID" 2>/dev/null || true
+		DEMO_PID=
+	done
+	cat "$DEMO_LOG" >&2 || true
+	die "the demo did not come up"
+}
+
+# Use the server at BASE, or start one with --start.
+setup_server() {
+	if [ -n "$BUILD_DIR" ]; then
+		start_demo
+	else
+		curl -s -o /dev/null --max-time 2 "$BASE/" ||
+			die "nothing answers at $BASE/ (start the demo, or pass --start BUILD_DIR)"
+		echo "using the server at $BASE (its --delay-ms must be $DELAY_MS)"
+	fi
+}

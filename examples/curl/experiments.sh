@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# experiments.sh: the three concurrency experiments against the evapi demo,
+# with curl --parallel and the *.cfg files next to this script.
+#
+#   examples/curl/experiments.sh [--base http://127.0.0.1:8000] [--delay-ms 4000]
+#                                [--start BUILD_DIR]
+#
+#   --base URL        server to test (default http://127.0.0.1:8000)
+#   --delay-ms MS     the server's --delay-ms (default 4000); the verdicts use it
+#   --start BUILD_DIR start BUILD_DIR/examples/demo on a free 127.0.0.1 port
+#                     with --delay-ms MS, and stop it (by PID) at the end
+#
+# 1. 4 x /async-sleep              -> all finish together after ~1 delay
+# 2. 2 x /slow, then 4 x /async-sleep -> /slow blocks the loop twice in a
+#                                     row: everything waits ~2 delays
+# 3. 6 x /sync-slow                -> blocking, but on 6 pool workers:
+#                                     all finish together after ~1 delay
+# Exits 1 if a verdict fails, 2 on a usage or setup error.
+set -euo pipefail
+
+PROG=${0##*/}
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+usage() {
+	echo "usage:"
+	sed -n '5,12s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+}
+
+# shellcheck source-path=SCRIPTDIR source=common.sh
+. "$HERE/common.sh"
+parse_args "$@"
+command -v curl >/dev/null || die "curl is not installed"
+setup_server
+
+DELAY_US=$((DELAY_MS * 1000))
+MAX_TIME=$(((3 * DELAY_MS + 999) / 1000 + 10)) # per-transfer bound, seconds
+# curl block-buffers its stdout into a pipe; line-buffer it so that each
+# write-out line is stamped when its transfer really completes.
+STDBUF=()
+if command -v stdbuf >/dev/null 2>&1; then
+	STDBUF=(stdbuf -oL)
+fi
+FAILED=0
+
+# Copy a .cfg with the base URL and max-time rewritten.
+make_cfg() {
+	local src="$HERE/$1" dst="$TMPD/$1" base
+	base=$(printf '%s' "$BASE" | sed 's/[#&\\]/\\&/g')
+	sed -e "s#http://127\\.0\\.0\\.1:8000#$base#g" \
+		-e "s/^max-time = .*/max-time = $MAX_TIME/" "$src" >"$dst"
+	echo "$dst"
+}
+
+run_curl() {
+	local rc=0
+	"${STDBUF[@]}" curl --parallel --parallel-immediate --parallel-max 6 \
+		--config "$1" || rc=$?
+	echo "curl-exit $rc"
+}
+
+# ratio of a duration in us to the delay, as "N.NN"
+delays() {
+	local h=$(($1 * 100 / DELAY_US))
+	printf '%d.%02d' $((h / 100)) $((h % 100))
+}
+
+# run_experiment NUMBER CFG COUNT TITLE
+# Sets TOTAL_US, OK (number of 200s), and per-path first/last completions in
+# FIRST[path] / LAST[path] (us since the experiment's start).
+declare -A FIRST LAST
+run_experiment() {
+	local num=$1 cfg t0 t1 out="$TMPD/out.$1" stamp tt code url rest path rel
+	cfg=$(make_cfg "$2")
+	local count=$3 title=$4
+	echo
+	echo "== Experiment $num: $title [delay $(fmt_s "$DELAY_US") s]"
+	printf '  %9s  %10s  %4s  %s\n' "done at" "curl total" "HTTP" "URL"
+	OK=0 CURL_RC=0
+	LOG_FROM=0
+	if [ -n "$DEMO_LOG" ]; then
+		LOG_FROM=$(wc -l <"$DEMO_LOG")
+	fi
+	FIRST=() LAST=()
+	t0=${EPOCHREALTIME/[.,]/}
+	run_curl "$cfg" 2>"$out.err" | while IFS= read -r line; do
+		printf '%s %s\n' "${EPOCHREALTIME/[.,]/}" "$line"
+	done >"$out"
+	t1=${EPOCHREALTIME/[.,]/}
+	TOTAL_US=$((t1 - t0))
+	while read -r stamp tt code url rest; do
+		if [ "$tt" = curl-exit ]; then
+			CURL_RC=$code
+			continue
+		fi
+		rel=$((stamp - t0))
+		printf '  %7s s  %8s s  %4s  %s\n' "$(fmt_s "$rel")" "${tt:0:6}" "$code" "$url"
+		[ "$code" = 200 ] && OK=$((OK + 1))
+		path=${url#*://*/}
+		path=/${path%%\?*}
+		[ -n "${FIRST[$path]:-}" ] || FIRST[$path]=$rel
+		LAST[$path]=$rel
+	done <"$out"
+	sed 's/^/  /' "$out.err"
+	echo "  total wall time: $(fmt_s "$TOTAL_US") s ($(delays "$TOTAL_US") delays)"
+	if [ "$OK" -ne "$count" ]; then
+		echo "  FAIL: only $OK of $count requests answered 200 (curl exit $CURL_RC)"
+		FAILED=1
+		return 1
+	fi
+	return 0
+}
+
+# With --start: what the server logged (warnings; the demo runs --quiet)
+# during the last experiment.
+server_said() {
+	[ -n "$DEMO_LOG" ] || return 0
+	if [ "$(wc -l <"$DEMO_LOG")" -gt "$LOG_FROM" ]; then
+		echo "  server log:"
+		tail -n +"$((LOG_FROM + 1))" "$DEMO_LOG" | sed 's/^/    /'
+	fi
+}
+
+verdict() { # PASS? TEXT
+	if [ "$1" = 1 ]; then
+		echo "  PASS: $2"
+	else
+		echo "  FAIL: expected: $2"
+		FAILED=1
+	fi
+}
+
+D=$(fmt_s "$DELAY_US")
+echo "done at: when curl reported the response, in seconds since the experiment"
+echo "started; curl total: curl's own %{time_total} for that transfer."
+
+# Faster than the delay itself: the server sleeps less than --delay-ms says.
+too_fast() {
+	if [ $((TOTAL_US * 10 < DELAY_US * 9)) = 1 ]; then
+		echo "  (faster than one delay: is the server really running with --delay-ms $DELAY_MS?)"
+	fi
+}
+
+if run_experiment 1 async-sleep.cfg 4 "4 x GET /async-sleep (inline, non-blocking sleep)"; then
+	verdict $((TOTAL_US * 10 >= DELAY_US * 9 && TOTAL_US * 10 < DELAY_US * 15)) \
+		"4 x /async-sleep finished together in ≈1 delay (total $(fmt_s "$TOTAL_US") s, pass if 0.9 x $D <= total < 1.5 x $D s)"
+	too_fast
+fi
+server_said
+
+if run_experiment 2 slow-then-async.cfg 6 "2 x GET /slow (blocking sleep on the loop) first, then 4 x GET /async-sleep"; then
+	echo "  /slow done at $(fmt_s "${FIRST[/slow]}")..$(fmt_s "${LAST[/slow]}") s;" \
+		"/async-sleep done at $(fmt_s "${FIRST[/async-sleep]}")..$(fmt_s "${LAST[/async-sleep]}") s" \
+		"(alone they take 1 delay)"
+	verdict $((TOTAL_US * 10 >= DELAY_US * 18)) \
+		"/async-sleep requests were serialised behind the blocking /slow ones (total $(fmt_s "$TOTAL_US") s, pass if >= 1.8 x $D s)"
+fi
+server_said
+
+if run_experiment 3 sync-slow.cfg 6 "6 x GET /sync-slow (blocking sleep on pool workers)"; then
+	verdict $((TOTAL_US * 10 >= DELAY_US * 9 && TOTAL_US * 10 < DELAY_US * 15)) \
+		"6 x /sync-slow finished together in ≈1 delay (total $(fmt_s "$TOTAL_US") s, pass if 0.9 x $D <= total < 1.5 x $D s)"
+	too_fast
+fi
+server_said
+
+echo
+if [ "$FAILED" -ne 0 ]; then
+	echo "$PROG: some verdicts FAILED"
+	exit 1
+fi
+echo "$PROG: all 3 verdicts passed"
