@@ -207,6 +207,13 @@ int main(int argc, char **argv)
 	}
 	if (optind != argc)
 		goto bad;
+	/* /slow stalls the loop for a whole delay, and requests queue behind
+	 * it. evhttp's connection timeouts keep running during a stall and
+	 * may close connections as soon as the loop is back, so the demo
+	 * gives connections a few delays of idle time. A real app keeps the
+	 * default and never blocks the loop. */
+	if (cfg.idle_timeout_s < (int)(3 * delay_ms / 1000) + 5)
+		cfg.idle_timeout_s = (int)(3 * delay_ms / 1000) + 5;
 	app = evapi_app_new(&cfg);
 	if (!app) {
 		fprintf(stderr, "demo: cannot create the app\n");

@@ -112,6 +112,10 @@ int evapi_req_sleep(evapi_req *req, unsigned ms, evapi_sleep_cb cb, void *arg)
 	op->sleep_cb = cb;
 	op->arg = arg;
 	op->timer = evtimer_new(req->app->base, sleep_fired, op);
+	/* libevent measures timers from the time cached at the start of this
+	 * loop turn; after a stall that is stale and the sleep would be cut
+	 * short. Sleep from now, as asyncio does. */
+	event_base_update_cache_time(req->app->base);
 	tv.tv_sec = ms / 1000;
 	tv.tv_usec = (ms % 1000) * 1000;
 	if (!op->timer || evtimer_add(op->timer, &tv) < 0) {

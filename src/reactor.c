@@ -261,6 +261,7 @@ static void arm_deferred(evapi_req *req)
 	}
 	req->deadline = evtimer_new(app->base, deadline_cb, req);
 	if (req->deadline) {
+		event_base_update_cache_time(app->base); /* see evapi_req_sleep */
 		left_ms = app->cfg.request_timeout_ms -
 		          (evapi__now_us() - req->start_us) / 1000;
 		if (left_ms < 0)

@@ -39,6 +39,14 @@ static void inline_block(evapi_req *req, void *arg)
 	evapi_reply_json(req, 200, json_pack("{s:s}", "blocked", "loop"));
 }
 
+/* Blocks the loop, then asks for a non-blocking sleep: the sleep must be
+ * measured from when it was asked for, not from the stale loop time. */
+static void block_then_sleep(evapi_req *req, void *arg)
+{
+	th_sleep_ms(300);
+	CHECK_INT(evapi_req_sleep(req, 300, sleep_done, NULL), ==, 0);
+}
+
 static int pool_started, pool_finished; /* atomics */
 
 static void pool_sleep(evapi_req *req, void *arg)
@@ -140,6 +148,7 @@ static evapi_app *make_app(evapi_config *cfg)
 	evapi_app_route(app, EVAPI_GET, "/hello", EVAPI_INLINE, hello, NULL);
 	evapi_app_route(app, EVAPI_GET, "/sleep", EVAPI_INLINE, inline_sleep, NULL);
 	evapi_app_route(app, EVAPI_GET, "/block", EVAPI_INLINE, inline_block, NULL);
+	evapi_app_route(app, EVAPI_GET, "/block-then-sleep", EVAPI_INLINE, block_then_sleep, NULL);
 	evapi_app_route(app, EVAPI_GET, "/psleep", EVAPI_POOL, pool_sleep, NULL);
 	evapi_app_route(app, EVAPI_GET, "/noreply", EVAPI_INLINE, no_reply, NULL);
 	evapi_app_route(app, EVAPI_GET, "/pnoreply", EVAPI_POOL, no_reply, NULL);
@@ -301,6 +310,16 @@ static void test_blocking_inline_serialises(void)
 	CHECK_INT(st.max_stall_ms, >=, 200);
 	CHECK_CONTAINS(th_log(), "loop stalled");
 	CHECK_CONTAINS(th_log(), "in GET /block");
+	th_server_stop(&s);
+}
+
+static void test_sleep_after_stall_is_full_length(void)
+{
+	th_server s;
+	th_resp r;
+	start(&s, NULL);
+	CHECK_INT(th_http(s.port, "GET", "/block-then-sleep", NULL, &r), ==, 200);
+	CHECK_DBL(r.secs, >=, 0.3 + 0.3 * 0.95);
 	th_server_stop(&s);
 }
 
@@ -619,6 +638,7 @@ int main(int argc, char **argv)
 		{"app.reply_once_and_header_injection", test_reply_once_and_header_injection},
 		{"app.inline_sleeps_overlap", test_inline_sleeps_overlap},
 		{"app.blocking_inline_serialises", test_blocking_inline_serialises},
+		{"app.sleep_after_stall_is_full_length", test_sleep_after_stall_is_full_length},
 		{"app.pool_sleeps_overlap", test_pool_sleeps_overlap},
 		{"app.pool_saturation_503", test_pool_saturation_503},
 		{"app.inline_answers_while_pool_saturated", test_inline_answers_while_pool_saturated},
