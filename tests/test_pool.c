@@ -32,6 +32,15 @@ static void done(evapi__job *j, int status)
 	(*t->done_count)++;
 }
 
+static void job_init(tjob *t, int *count, int block_ms)
+{
+	memset(t, 0, sizeof *t);
+	t->job.work = work;
+	t->job.done = done;
+	t->done_count = count;
+	t->block_ms = block_ms;
+}
+
 static struct event_base *new_base(void)
 {
 	evthread_use_pthreads();
@@ -53,10 +62,7 @@ static void test_runs_and_completes_on_loop(void)
 	int count = 0, i;
 
 	for (i = 0; i < 10; i++) {
-		memset(&jobs[i], 0, sizeof jobs[i]);
-		jobs[i].job.work = work;
-		jobs[i].job.done = done;
-		jobs[i].done_count = &count;
+		job_init(&jobs[i], &count, 0);
 		CHECK_INT(evapi__pool_submit(p, &jobs[i].job), ==, 0);
 	}
 	run_until(b, &count, 10);
@@ -79,13 +85,8 @@ static void test_queue_bound_and_cancel(void)
 	tjob jobs[5];
 	int count = 0, i, threads, busy, queued;
 
-	for (i = 0; i < 5; i++) {
-		memset(&jobs[i], 0, sizeof jobs[i]);
-		jobs[i].job.work = work;
-		jobs[i].job.done = done;
-		jobs[i].done_count = &count;
-		jobs[i].block_ms = 300;
-	}
+	for (i = 0; i < 5; i++)
+		job_init(&jobs[i], &count, 300);
 	CHECK_INT(evapi__pool_submit(p, &jobs[0].job), ==, 0);
 	th_sleep_ms(100); /* the worker takes job 0 */
 	evapi__pool_counts(p, &threads, &busy, &queued);
@@ -116,11 +117,7 @@ static void test_free_cancels_waiting(void)
 	int count = 0, i;
 
 	for (i = 0; i < 3; i++) {
-		memset(&jobs[i], 0, sizeof jobs[i]);
-		jobs[i].job.work = work;
-		jobs[i].job.done = done;
-		jobs[i].done_count = &count;
-		jobs[i].block_ms = 200;
+		job_init(&jobs[i], &count, 200);
 		CHECK_INT(evapi__pool_submit(p, &jobs[i].job), ==, 0);
 	}
 	th_sleep_ms(50);

@@ -12,7 +12,8 @@
 #
 # 1. 4 x /async-sleep              -> all finish together after ~1 delay
 # 2. 2 x /slow, then 4 x /async-sleep -> /slow blocks the loop twice in a
-#                                     row: everything waits ~2 delays
+#                                     row: nothing moves for ~2 delays, then
+#                                     the async sleeps run (~3 in all)
 # 3. 6 x /sync-slow                -> blocking, but on 6 pool workers:
 #                                     all finish together after ~1 delay
 # Exits 1 if a verdict fails, 2 on a usage or setup error.
