@@ -82,6 +82,7 @@ struct analysis {
 	long long *nums;
 	size_t n;
 	long long sum;
+	int overflow;
 };
 
 static void analyze_work(void *arg)
@@ -90,13 +91,20 @@ static void analyze_work(void *arg)
 	size_t i;
 	a->sum = 0;
 	for (i = 0; i < a->n; i++)
-		a->sum += a->nums[i];
+		if (__builtin_add_overflow(a->sum, a->nums[i], &a->sum)) {
+			a->overflow = 1;
+			return;
+		}
 }
 
 static void analyze_done(evapi_req *req, int status, void *arg)
 {
 	struct analysis *a = arg;
-	if (status == 0)
+	if (status == 0 && a->overflow)
+		evapi_reply_validation_error(req, "value_error", "body", "data",
+		                             "Value error, the sum does not "
+		                             "fit in 64 bits", NULL);
+	else if (status == 0)
 		evapi_reply_json(req, 200, json_pack("{s:s, s:I}", "status",
 		                                     "complete", "result",
 		                                     (json_int_t)a->sum));

@@ -223,6 +223,8 @@ struct evapi_app {
 	int stopping;       /* 1 draining, 2 cut */
 	int stop_requests;  /* evapi_app_stop calls, atomic */
 	int stops_seen;     /* of those, handled on the loop */
+	int early_close;    /* the backend supports EV_CLOSED */
+	int bodies_writing; /* reply bodies not yet written or dropped */
 	int64_t cb_start_us; /* watchdog: start of the running callback */
 	unsigned long long next_id;
 	struct evapi__req_list live;

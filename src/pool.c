@@ -16,6 +16,7 @@
  * ignore its completion instead.
  */
 #include <event2/event.h>
+#include <signal.h>
 #include <stdlib.h>
 
 #include "internal.h"
@@ -93,6 +94,7 @@ evapi__pool *evapi__pool_new(struct event_base *base, int threads,
                              int queue_max)
 {
 	evapi__pool *p;
+	sigset_t all, old;
 	int i;
 
 	if (threads < 1 || queue_max < 0)
@@ -109,11 +111,18 @@ evapi__pool *evapi__pool_new(struct event_base *base, int threads,
 	p->threads = calloc((size_t)threads, sizeof *p->threads);
 	if (!p->wake || !p->threads)
 		goto err;
+	/* Workers inherit a full signal mask: SIGINT/SIGTERM belong to the
+	 * loop, and must not interrupt a handler's blocking call. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
 	for (i = 0; i < threads; i++) {
 		if (pthread_create(&p->threads[i], NULL, worker_main, p) != 0)
-			goto err;
+			break;
 		p->nthreads++;
 	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (p->nthreads != threads)
+		goto err;
 	return p;
 err:
 	evapi__pool_free(p);

@@ -46,6 +46,16 @@ int evapi__is_loop_thread(const evapi_req *req)
 
 /* ---- finishing --------------------------------------------------------- */
 
+/* A draining app leaves the loop once no request is live and every reply
+ * body has left the process (or its connection died): leaving earlier
+ * would let evhttp_free truncate a large reply to a slow reader. */
+static void maybe_exit(evapi_app *app)
+{
+	if (app->stopping == 1 && TAILQ_EMPTY(&app->live) &&
+	    app->bodies_writing == 0)
+		event_base_loopexit(app->base, NULL);
+}
+
 static void req_free(evapi_req *req)
 {
 	evapi_app *app = req->app;
@@ -61,8 +71,7 @@ static void req_free(evapi_req *req)
 		json_decref(req->json);
 	evapi__arena_release(&req->arena);
 	free(req);
-	if (app->stopping && TAILQ_EMPTY(&app->live))
-		event_base_loopexit(app->base, NULL);
+	maybe_exit(app);
 }
 
 void evapi__req_unref(evapi_req *req)
@@ -79,11 +88,31 @@ static void disarm(evapi_req *req)
 		event_del(req->deadline);
 }
 
+/* Copies `s` for a log line with control bytes and backslashes escaped,
+ * so a client cannot forge log lines through the path. */
+static const char *log_safe(const char *s, char *buf, size_t len)
+{
+	size_t o = 0;
+	if (!s)
+		return "-";
+	for (; *s && o + 5 < len; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c < 0x20 || c == 0x7f || c == '\\') {
+			o += (size_t)snprintf(buf + o, len - o, "\\x%02x", c);
+		} else {
+			buf[o++] = (char)c;
+		}
+	}
+	buf[o] = '\0';
+	return buf;
+}
+
 /* Counts and logs a finished request and drops the base reference. */
 static void req_finish(evapi_req *req, int status)
 {
 	evapi_app *app = req->app;
 	int64_t us = evapi__now_us() - req->start_us;
+	char path[512];
 
 	if (req->finished)
 		return;
@@ -97,18 +126,22 @@ static void req_finish(evapi_req *req, int status)
 	if (app->cfg.access_log)
 		evapi__log(app, EVAPI_LOG_INFO, "%s %s %d %lld.%03lldms %s id=%llu",
 		           req->method ? evapi_method_name(req->method) : "-",
-		           req->path ? req->path : "-", status,
+		           log_safe(req->path, path, sizeof path), status,
 		           (long long)(us / 1000), (long long)(us % 1000),
 		           req->route ? evapi_lane_name(req->route->lane) : "-",
 		           req->id);
 	evapi__req_unref(req);
 }
 
+/* Runs on the loop when libevent has written the body to the socket, or
+ * dropped it with a dead connection: either way the reply is over. */
 static void free_body(const void *data, size_t len, void *arg)
 {
-	(void)data;
+	evapi_app *app = arg;
 	(void)len;
-	free(arg);
+	free((void *)data);
+	app->bodies_writing--;
+	maybe_exit(app);
 }
 
 /* Hands a reply to evhttp; `resp` may be req->resp or a loop-local one. */
@@ -133,8 +166,10 @@ static void send_resp(evapi_req *req, evapi__resp *resp)
 	} else if (resp->len) {
 		struct evbuffer *buf = evhttp_request_get_output_buffer(ev);
 		if (evbuffer_add_reference(buf, resp->body, resp->len, free_body,
-		                           resp->body) == 0)
+		                           req->app) == 0) {
 			resp->body = NULL; /* the evbuffer frees it now */
+			req->app->bodies_writing++;
+		}
 	}
 	evhttp_send_reply(ev, resp->status, evapi__reason(resp->status), NULL);
 }
@@ -216,7 +251,12 @@ static void watch_cb(evutil_socket_t fd, short what, void *arg)
 	char c;
 	ssize_t n;
 
-	(void)what;
+	if (what & EV_CLOSED) {
+		evapi__log(req->app, EVAPI_LOG_DEBUG,
+		           "client left before the reply: id=%llu", req->id);
+		req_gone(req, GONE_CLIENT);
+		return;
+	}
 	n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
 	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
 	               errno != EINTR)) {
@@ -226,8 +266,9 @@ static void watch_cb(evutil_socket_t fd, short what, void *arg)
 	} else if (n < 0) {
 		event_add(req->watch, NULL);
 	}
-	/* n > 0: a pipelined request is waiting; libevent reads it after our
-	 * reply. We cannot peek past it, so we stop watching. */
+	/* n > 0 (only without EV_CLOSED): a pipelined request is waiting;
+	 * libevent reads it after our reply. We cannot peek past it, so we
+	 * stop watching. */
 }
 
 static void deadline_cb(evutil_socket_t fd, short what, void *arg)
@@ -249,12 +290,15 @@ static void arm_deferred(evapi_req *req)
 	int64_t left_ms;
 	struct timeval tv;
 
-	if (req->watch || req->gone || !req->ev)
+	if (req->watch || req->deadline || req->gone || !req->ev)
 		return;
 	bev = evhttp_connection_get_bufferevent(
 		evhttp_request_get_connection(req->ev));
 	if (bev) {
-		req->watch = event_new(app->base, bufferevent_getfd(bev), EV_READ,
+		/* EV_CLOSED (EPOLLRDHUP) reports the peer's FIN even with
+		 * unread bytes queued; without it we peek on EV_READ. */
+		req->watch = event_new(app->base, bufferevent_getfd(bev),
+		                       app->early_close ? EV_CLOSED : EV_READ,
 		                       watch_cb, req);
 		if (req->watch)
 			event_add(req->watch, NULL);
@@ -561,10 +605,7 @@ static void begin_stop(evapi_app *app, const char *why)
 	evapi__log(app, EVAPI_LOG_INFO,
 	           "%s: not accepting; draining %d request(s) for up to %d ms",
 	           why, live_count(app), app->cfg.shutdown_grace_ms);
-	if (TAILQ_EMPTY(&app->live)) {
-		event_base_loopexit(app->base, NULL);
-		return;
-	}
+	maybe_exit(app);
 	tv.tv_sec = app->cfg.shutdown_grace_ms / 1000;
 	tv.tv_usec = (app->cfg.shutdown_grace_ms % 1000) * 1000;
 	evtimer_add(app->grace_ev, &tv);
@@ -624,6 +665,8 @@ int evapi__reactor_init(evapi_app *app)
 	evhttp_set_max_body_size(http, (ev_ssize_t)app->cfg.max_body_bytes);
 	evhttp_set_timeout(http, app->cfg.idle_timeout_s);
 	evhttp_set_default_content_type(http, NULL);
+	app->early_close = (event_base_get_features(app->base) &
+	                    EV_FEATURE_EARLY_CLOSE) != 0;
 	app->stop_ev = event_new(app->base, -1, 0, stop_cb, app);
 	app->grace_ev = evtimer_new(app->base, grace_cb, app);
 	if (!app->stop_ev || !app->grace_ev)

@@ -158,6 +158,10 @@ int evapi__parse_query(evapi_req *req, const char *q)
 
 static int reply_check(evapi_req *req)
 {
+	/* Only the handler's own thread may reply: a run_in_pool work
+	 * function must hand its result to the continuation instead. */
+	if (!req->on_worker && !evapi__is_loop_thread(req))
+		return EVAPI_ETHREAD;
 	if (req->state != EVAPI__REQ_RUNNING)
 		return req->state == EVAPI__REQ_GONE ? EVAPI_EGONE : EVAPI_EALREADY;
 	return 0;
@@ -190,7 +194,12 @@ int evapi_reply_add_header(evapi_req *req, const char *name,
 	int rc;
 
 	if (!req || !name || !value || !*name || has_ctl(name) ||
-	    has_ctl(value) || strchr(name, ':'))
+	    has_ctl(value) || strchr(name, ':') || strchr(name, ' '))
+		return EVAPI_EINVAL;
+	/* Message framing is evapi's: a wrong length would make the client
+	 * read the rest of the body as the next response. */
+	if (strcasecmp(name, "Content-Length") == 0 ||
+	    strcasecmp(name, "Transfer-Encoding") == 0)
 		return EVAPI_EINVAL;
 	if ((rc = reply_check(req)) != 0)
 		return rc;
@@ -218,13 +227,21 @@ static int reply_take(evapi_req *req, int status, const char *ctype,
                       char *body, size_t len)
 {
 	int rc;
-	if (!req || status < 100 || status > 999) {
+	/* 1xx are interim responses, not replies. */
+	if (!req || status < 200 || status > 999) {
 		free(body);
 		return EVAPI_EINVAL;
 	}
 	if ((rc = reply_check(req)) != 0) {
 		free(body);
 		return rc;
+	}
+	if (status == 204 || status == 304) {
+		/* These never carry a body (RFC 9110 6.4.1). */
+		free(body);
+		body = NULL;
+		len = 0;
+		ctype = NULL;
 	}
 	req->resp.status = status;
 	req->resp.content_type = ctype;

@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -260,7 +261,7 @@ void th_http_parallel(int port, int n, const char *const *paths,
 	free(c);
 }
 
-void th_send_and_close(int port, const char *raw, int wait_ms)
+int th_connect_send(int port, const char *raw)
 {
 	struct sockaddr_in sa;
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -268,8 +269,47 @@ void th_send_and_close(int port, const char *raw, int wait_ms)
 	sa.sin_family = AF_INET;
 	sa.sin_port = htons((uint16_t)port);
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	CHECK_INT(connect(fd, (struct sockaddr *)&sa, sizeof sa), ==, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+		TH_FAIL_AT("cannot connect to 127.0.0.1:%d", port);
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
 	CHECK_INT(write(fd, raw, strlen(raw)), ==, (long long)strlen(raw));
+	return fd;
+}
+
+long th_read_all(int fd, char *buf, size_t cap, double secs)
+{
+	struct timeval tv = {0, 100000};
+	double end = th_now() + secs;
+	long total = 0;
+	size_t kept = 0;
+	char tmp[65536];
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	buf[0] = '\0';
+	while (th_now() < end) {
+		ssize_t n = read(fd, tmp, sizeof tmp);
+		if (n == 0)
+			break;
+		if (n < 0)
+			continue; /* timeout tick */
+		if (kept + 1 < cap) {
+			size_t k = (size_t)n < cap - 1 - kept ? (size_t)n : cap - 1 - kept;
+			memcpy(buf + kept, tmp, k);
+			kept += k;
+			buf[kept] = '\0';
+		}
+		total += n;
+	}
+	return total;
+}
+
+void th_send_and_close(int port, const char *raw, int wait_ms)
+{
+	int fd = th_connect_send(port, raw);
 	th_sleep_ms(wait_ms);
-	close(fd);
+	if (fd >= 0)
+		close(fd);
 }

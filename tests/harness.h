@@ -109,6 +109,12 @@ void th_http_parallel(int port, int n, const char *const *paths,
 /* Sends a raw request, waits `wait_ms`, closes the socket without reading. */
 void th_send_and_close(int port, const char *raw, int wait_ms);
 
+/* Connects, sends `raw`, and returns a connected socket (or -1). */
+int th_connect_send(int port, const char *raw);
+/* Reads from fd into buf (NUL-terminated, at most cap-1 bytes kept; the
+ * rest is counted) until EOF or `secs` pass. Returns all bytes read. */
+long th_read_all(int fd, char *buf, size_t cap, double secs);
+
 double th_now(void);
 void th_sleep_ms(int ms);
 

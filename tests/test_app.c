@@ -141,6 +141,23 @@ static void offload(evapi_req *req, void *arg)
 	CHECK_INT(evapi_req_run_in_pool(req, sum_work, sum_done, s), ==, 0);
 }
 
+static int framing_rc = 1, status_rc = 1;
+static void no_content(evapi_req *req, void *arg)
+{
+	SET(framing_rc, evapi_reply_add_header(req, "content-length", "3"));
+	SET(status_rc, evapi_reply_text(req, 101, "nope"));
+	evapi_reply_text(req, 204, "body that must not be sent");
+}
+
+#define BIG_LEN (8u << 20)
+static void big(evapi_req *req, void *arg)
+{
+	char *b = malloc(BIG_LEN);
+	memset(b, 'x', BIG_LEN);
+	evapi_reply_bytes(req, 200, "application/octet-stream", b, BIG_LEN);
+	free(b);
+}
+
 static evapi_app *make_app(evapi_config *cfg)
 {
 	evapi_app *app = evapi_app_new(cfg);
@@ -157,6 +174,8 @@ static evapi_app *make_app(evapi_config *cfg)
 	evapi_app_route(app, EVAPI_GET, "/twice", EVAPI_INLINE, twice, NULL);
 	evapi_app_route(app, EVAPI_GET, "/cancel-probe", EVAPI_INLINE, cancel_probe, NULL);
 	evapi_app_route(app, EVAPI_GET, "/offload", EVAPI_INLINE, offload, NULL);
+	evapi_app_route(app, EVAPI_GET, "/nocontent", EVAPI_INLINE, no_content, NULL);
+	evapi_app_route(app, EVAPI_GET, "/big", EVAPI_POOL, big, NULL);
 	return app;
 }
 
@@ -610,6 +629,83 @@ static void test_shutdown_grace_cuts(void)
 	CHECK_INT(r[1].status, ==, 503);
 }
 
+static void test_framing_is_evapis(void)
+{
+	th_server s;
+	char buf[4096];
+	int fd;
+	start(&s, NULL);
+	/* a 204 and a pipelined request: the second response must start
+	 * right where the first one ends */
+	fd = th_connect_send(s.port,
+	                     "GET /nocontent HTTP/1.1\r\nHost: t\r\n\r\n"
+	                     "GET /hello HTTP/1.1\r\nHost: t\r\n"
+	                     "Connection: close\r\n\r\n");
+	th_read_all(fd, buf, sizeof buf, 5);
+	close(fd);
+	CHECK_CONTAINS(buf, "HTTP/1.1 204 No Content\r\n");
+	CHECK(strstr(buf, "body that must not") == NULL);
+	CHECK_CONTAINS(buf, "\r\n\r\nHTTP/1.1 200 OK\r\n");
+	CHECK_CONTAINS(buf, "{\"Hello\":\"World\"}");
+	CHECK_INT(GET(framing_rc), ==, EVAPI_EINVAL);
+	CHECK_INT(GET(status_rc), ==, EVAPI_EINVAL);
+	th_server_stop(&s);
+}
+
+static void test_client_gone_with_unread_bytes(void)
+{
+	th_server s;
+	evapi_stats st;
+	int fd;
+	start(&s, NULL);
+	SET(cancel_status, 1);
+	/* the request, then one stray byte, then close: still detected */
+	fd = th_connect_send(s.port, "GET /cancel-probe HTTP/1.1\r\nHost: t\r\n\r\n");
+	th_sleep_ms(50);
+	CHECK_INT(write(fd, "X", 1), ==, 1);
+	th_sleep_ms(50);
+	close(fd);
+	wait_in_flight_zero(s.app, 1.5);
+	evapi_app_stats(s.app, &st);
+	CHECK_INT(st.gone, ==, 1);
+	CHECK_INT(GET(cancel_status), ==, EVAPI_ECANCELED);
+	th_server_stop(&s);
+}
+
+static void test_log_lines_cannot_be_forged(void)
+{
+	th_server s;
+	th_resp r;
+	start(&s, NULL);
+	CHECK_INT(th_http(s.port, "GET", "/x%0Aevapi%20error:%20FORGED%0D", NULL, &r), ==, 404);
+	CHECK(strstr(th_log(), "\nevapi error: FORGED") == NULL);
+	CHECK_CONTAINS(th_log(), "GET /x\\x0aevapi error: FORGED\\x0d 404");
+	th_server_stop(&s);
+}
+
+static void test_shutdown_lets_big_reply_finish(void)
+{
+	th_server s;
+	static char head[2048];
+	long n;
+	int fd;
+	start(&s, NULL);
+	/* the reply is handed to evhttp at once but the client reads slowly:
+	 * the drain must wait until every byte has been written */
+	fd = th_connect_send(s.port, "GET /big HTTP/1.1\r\nHost: t\r\n\r\n");
+	th_sleep_ms(300);
+	evapi_app_stop(s.app);
+	th_sleep_ms(300);
+	n = th_read_all(fd, head, sizeof head, 10);
+	close(fd);
+	CHECK_CONTAINS(head, "HTTP/1.1 200 OK");
+	CHECK_CONTAINS(head, "Content-Length: 8388608");
+	CHECK_INT(n - (long)(strstr(head, "\r\n\r\n") + 4 - head), ==, BIG_LEN);
+	pthread_join(s.thread, NULL);
+	CHECK(strstr(th_log(), "shutdown cut") == NULL);
+	evapi_app_free(s.app);
+}
+
 static void test_config_and_errors(void)
 {
 	evapi_config cfg;
@@ -650,6 +746,10 @@ int main(int argc, char **argv)
 		{"app.deadline_504", test_deadline_504},
 		{"app.graceful_shutdown", test_graceful_shutdown},
 		{"app.shutdown_grace_cuts", test_shutdown_grace_cuts},
+		{"app.framing_is_evapis", test_framing_is_evapis},
+		{"app.client_gone_with_unread_bytes", test_client_gone_with_unread_bytes},
+		{"app.log_lines_cannot_be_forged", test_log_lines_cannot_be_forged},
+		{"app.shutdown_lets_big_reply_finish", test_shutdown_lets_big_reply_finish},
 		{"app.config_and_errors", test_config_and_errors},
 		{NULL, NULL}};
 	return th_main(argc, argv, tests);

@@ -124,7 +124,8 @@ EVAPI_EXPORT void evapi_app_stop(evapi_app *app);
 /** Counters, read with evapi_app_stats. */
 typedef struct evapi_stats {
 	unsigned long long requests;  /* finished requests */
-	unsigned long long in_flight; /* requests not yet finished */
+	unsigned long long in_flight; /* requests alive: replying, or with
+	                                 work still pending after the reply */
 	unsigned long long stalls;    /* watchdog reports */
 	unsigned long long rejected;  /* 503 for a full pool queue */
 	unsigned long long no_reply;  /* 500 for handlers that never replied */

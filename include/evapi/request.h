@@ -77,15 +77,18 @@ EVAPI_EXPORT int evapi_req_json(evapi_req *req, json_t **out);
 /* ---- replying --------------------------------------------------------- */
 /*
  * Every reply function answers the request once. A second reply returns
- * EVAPI_EALREADY; a reply after the client left or the deadline passed
- * returns EVAPI_EGONE. Either way a stolen argument is freed. From a pool
- * handler the reply is queued and sent by the loop when the handler
- * returns. Thread-safe: yes, for the thread running the handler or
- * continuation that owns `req`.
+ * EVAPI_EALREADY; a reply on the loop after the client left or the
+ * deadline passed returns EVAPI_EGONE. Either way a stolen argument is
+ * freed. From a pool handler the reply is queued and sent by the loop when
+ * the handler returns (and dropped then if the client has left). Statuses
+ * below 200 are refused; 204 and 304 are sent without a body. Thread-safe:
+ * only on the thread running the handler or continuation that owns `req`
+ * (elsewhere EVAPI_ETHREAD).
  */
 
-/** Adds a response header (sent with the reply). Both strings are copied;
- *  CR, LF and NUL are refused with EVAPI_EINVAL. */
+/** Adds a response header (sent with the reply). Both strings are copied.
+ *  CR or LF anywhere, and the framing headers Content-Length and
+ *  Transfer-Encoding (evapi sets those), are refused with EVAPI_EINVAL. */
 EVAPI_EXPORT int evapi_reply_add_header(evapi_req *req, const char *name,
                                         const char *value);
 
