@@ -63,10 +63,6 @@ typedef struct evapi__kv {
 	const char *value;
 } evapi__kv;
 
-typedef struct evapi__route_stats {
-	unsigned long long count, stalls;
-} evapi__route_stats;
-
 typedef struct evapi__route {
 	unsigned method;     /* one evapi_method bit */
 	char *tmpl;          /* "/users/{user_id}" */
@@ -77,7 +73,6 @@ typedef struct evapi__route {
 	int nsegs;
 	char **segs;         /* literal text, or the name for a {param} */
 	unsigned char *is_param;
-	evapi__route_stats stats; /* loop thread only */
 } evapi__route;
 
 typedef struct evapi__router evapi__router;
@@ -108,7 +103,6 @@ EVAPI_HIDDEN int evapi__router_match(const evapi__router *r, unsigned method,
                                      const char *raw_path, char *scratch,
                                      evapi__match *m);
 EVAPI_HIDDEN size_t evapi__router_count(const evapi__router *r);
-EVAPI_HIDDEN evapi__route *evapi__router_at(const evapi__router *r, size_t i);
 /* Writes "GET, HEAD, POST" for a method mask into buf. */
 EVAPI_HIDDEN void evapi__allow_string(unsigned methods, char *buf,
                                       size_t len);
@@ -130,7 +124,6 @@ struct evapi__job {
 	TAILQ_ENTRY(evapi__job) link; /* under the pool mutex */
 	evapi__job_fn work;
 	evapi__done_fn done;
-	int64_t queued_us;
 	int state;                    /* under the pool mutex */
 };
 

@@ -137,7 +137,6 @@ int evapi__pool_submit(evapi__pool *p, evapi__job *job)
 		return EVAPI_EBUSY;
 	}
 	job->state = JOB_QUEUED;
-	job->queued_us = evapi__now_us();
 	TAILQ_INSERT_TAIL(&p->queue, job, link);
 	p->queued++;
 	pthread_cond_signal(&p->cv);

@@ -332,8 +332,6 @@ void evapi__req_leave(evapi_req *req, const char *what)
 
 	if (ms >= app->cfg.stall_threshold_ms) {
 		EVAPI__ADD(&app->stats.stalls, 1);
-		if (req->route)
-			req->route->stats.stalls++;
 		if (ms > EVAPI__LOAD(&app->stats.max_stall_ms))
 			EVAPI__STORE(&app->stats.max_stall_ms, ms);
 		evapi__log(app, EVAPI_LOG_WARN,
@@ -505,7 +503,6 @@ static void on_request(struct evhttp_request *ev, void *arg)
 		goto out;
 	}
 	req->route = m.route;
-	req->route->stats.count++;
 	req->nparams = m.nparams;
 	req->params = evapi__arena_alloc(&req->arena,
 	                                 (size_t)(m.nparams ? m.nparams : 1) *

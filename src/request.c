@@ -276,9 +276,8 @@ int evapi_reply_bytes(evapi_req *req, int status, const char *content_type,
 	if (len)
 		memcpy(copy, data, len);
 	if (content_type) {
-		int rc = has_ctl(content_type) ? EVAPI_EINVAL
-		             : evapi_reply_add_header(req, "Content-Type",
-		                                      content_type);
+		int rc = evapi_reply_add_header(req, "Content-Type",
+		                                content_type);
 		if (rc) {
 			free(copy);
 			return rc;

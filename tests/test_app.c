@@ -64,8 +64,9 @@ static void no_reply(evapi_req *req, void *arg)
 static void echo(evapi_req *req, void *arg)
 {
 	size_t len;
-	const char *body = evapi_req_body(req, &len);
 	json_t *j;
+
+	evapi_req_body(req, &len);
 	evapi_reply_add_header(req, "X-Lane", arg ? "pool" : "inline");
 	if (evapi_req_json(req, &j) != 0)
 		return;
@@ -77,7 +78,6 @@ static void echo(evapi_req *req, void *arg)
 		"hdr", evapi_req_header(req, "x-test"),
 		"len", (json_int_t)len, "json", j,
 		"route", evapi_req_route(req)));
-	(void)body;
 }
 
 /* Set on the loop or a worker, read by the test thread. */
