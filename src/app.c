@@ -43,6 +43,13 @@ void evapi_config_init(evapi_config *cfg)
 	cfg->handle_signals = 1;
 	cfg->access_log = 1;
 	cfg->log_level = EVAPI_LOG_INFO;
+	cfg->max_target_bytes = 4096;
+	cfg->max_header_fields = 100;
+	cfg->header_timeout_ms = 10000;
+	cfg->body_timeout_ms = 30000;
+	cfg->keepalive_max_requests = 1000;
+	cfg->max_connections = 10000;
+	cfg->max_json_depth = 64;
 }
 
 static int config_valid(const evapi_config *c)
@@ -52,6 +59,10 @@ static int config_valid(const evapi_config *c)
 	       c->pool_queue_max >= 0 && c->stall_threshold_ms >= 1 &&
 	       c->request_timeout_ms >= 1 && c->idle_timeout_s >= 1 &&
 	       c->max_header_bytes >= 256 && c->shutdown_grace_ms >= 0 &&
+	       c->max_target_bytes >= 16 && c->max_header_fields >= 1 &&
+	       c->header_timeout_ms >= 1 && c->body_timeout_ms >= 1 &&
+	       c->keepalive_max_requests >= 1 && c->max_connections >= 1 &&
+	       c->max_json_depth >= 1 &&
 	       (int)c->log_level >= 0 && c->log_level <= EVAPI_LOG_DEBUG;
 }
 

@@ -210,6 +210,7 @@ struct evapi_app {
 	struct evhttp_bound_socket *bound;
 	evapi__router *router;
 	evapi__pool *pool;
+	struct evapi__guard *guard; /* guard.c: the filter in front of evhttp */
 	struct event *sigint_ev, *sigterm_ev, *stop_ev, *grace_ev;
 	int port;
 	int running;

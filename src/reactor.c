@@ -35,7 +35,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
-#include "internal.h"
+#include "guard.h"
 
 enum { GONE_CLIENT = 1, GONE_DEADLINE, GONE_CUT };
 
@@ -149,9 +149,15 @@ static void send_resp(evapi_req *req, evapi__resp *resp)
 {
 	struct evhttp_request *ev = req->ev;
 	struct evkeyvalq *out = evhttp_request_get_output_headers(ev);
+	struct evhttp_connection *evcon = evhttp_request_get_connection(ev);
 	evapi__header *h;
 
 	req->ev = NULL; /* libevent frees it once written */
+	/* The guard holds its own writes on this connection until evhttp
+	 * has answered every request it was given. */
+	if (evcon)
+		evapi__guard_replied(req->app,
+		                     evhttp_connection_get_bufferevent(evcon));
 	disarm(req);
 	if (resp->content_type)
 		evhttp_add_header(out, "Content-Type", resp->content_type);
@@ -454,6 +460,8 @@ static void on_request(struct evhttp_request *ev, void *arg)
 
 	req = calloc(1, sizeof *req);
 	if (!req) {
+		evapi__guard_replied(app, evhttp_connection_get_bufferevent(
+			evhttp_request_get_connection(ev)));
 		evhttp_send_error(ev, 503, NULL);
 		return;
 	}
@@ -668,7 +676,7 @@ int evapi__reactor_init(evapi_app *app)
 	app->grace_ev = evtimer_new(app->base, grace_cb, app);
 	if (!app->stop_ev || !app->grace_ev)
 		return EVAPI_ENOMEM;
-	return 0;
+	return evapi__guard_init(app);
 }
 
 int evapi__reactor_listen(evapi_app *app)
@@ -682,6 +690,7 @@ int evapi__reactor_listen(evapi_app *app)
 	                                            (ev_uint16_t)app->cfg.port);
 	if (!app->bound)
 		return EVAPI_EBIND;
+	evapi__guard_listening(app);
 	if (getsockname(evhttp_bound_socket_get_fd(app->bound),
 	                (struct sockaddr *)&ss, &sl) == 0) {
 		if (ss.ss_family == AF_INET)
@@ -729,6 +738,7 @@ void evapi__reactor_free(evapi_app *app)
 	if (app->http)
 		evhttp_free(app->http);
 	app->http = NULL;
+	evapi__guard_free(app); /* after evhttp_free: it frees the filters */
 	if (app->stop_ev)
 		event_free(app->stop_ev);
 	if (app->grace_ev)

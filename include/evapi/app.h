@@ -66,15 +66,26 @@ typedef struct evapi_config {
 	int pool_queue_max;        /* [1024] waiting pool jobs before 503 */
 	int stall_threshold_ms;    /* [100] loop-stall watchdog threshold */
 	int request_timeout_ms;    /* [30000] deadline for a reply: 504 */
-	int idle_timeout_s;        /* [5] keep-alive idle / header timeout */
-	size_t max_header_bytes;   /* [8192] request line + headers */
-	size_t max_body_bytes;     /* [1048576] request body */
+	int idle_timeout_s;        /* [5] keep-alive idle: silent close */
+	size_t max_header_bytes;   /* [8192] request line + headers: 431 */
+	size_t max_body_bytes;     /* [1048576] request body: 413 */
 	int shutdown_grace_ms;     /* [10000] drain time on SIGINT/SIGTERM */
 	int handle_signals;        /* [1] stop gracefully on SIGINT/SIGTERM */
 	int access_log;            /* [1] one line per request at INFO */
 	evapi_log_level log_level; /* [EVAPI_LOG_INFO] */
 	evapi_log_cb log_cb;       /* [NULL: write to stderr] */
 	void *log_arg;             /* [NULL] passed to log_cb */
+	/* Request guard limits (docs/ARCHITECTURE.md, "Request guard"). */
+	size_t max_target_bytes;   /* [4096] request-target: 414 */
+	int max_header_fields;     /* [100] header fields: 431 */
+	int header_timeout_ms;     /* [10000] request line + headers must
+	                              arrive within this: 408 and close (a
+	                              connection that sends nothing: close) */
+	int body_timeout_ms;       /* [30000] whole request must arrive within
+	                              this from its first byte: 408, close */
+	int keepalive_max_requests; /* [1000] then "Connection: close" */
+	int max_connections;       /* [10000] beyond: 503 and close at once */
+	int max_json_depth;        /* [64] evapi_req_json nesting: 422 */
 } evapi_config;
 
 /** Fills `cfg` with the defaults above. */

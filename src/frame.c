@@ -1,0 +1,593 @@
+/*
+ * frame.c: strict framing of HTTP/1.x requests with llhttp, for the
+ * request guard. Pure: no I/O, no libevent; the guard (guard.c) and the
+ * fuzzer feed it bytes.
+ *
+ * Threads: one frame belongs to one connection on the loop thread.
+ *
+ * llhttp (in strict mode) does the RFC 9112 grammar: request line,
+ * header syntax, Content-Length and chunked framing. On top of it this
+ * file enforces what llhttp leaves to the server: limits, header-name
+ * tokens, one Host on HTTP/1.1, Transfer-Encoding only as "chunked" and
+ * never on HTTP/1.0, Expect, the methods evapi serves, and a clean
+ * request-target. A request that passes is re-framed for evhttp: the
+ * request line, the validated headers minus the framing ones, and a
+ * Content-Length for the decoded body, so evhttp never parses anything
+ * the guard did not accept (no chunked bodies, trailers or obs-folds
+ * reach it).
+ *
+ * The parser pauses at message begin, header end and message end so the
+ * caller sees each event at its exact byte offset, which is what keeps
+ * pipelined requests in order and in their own deadlines.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <llhttp.h>
+
+#include "guard.h"
+
+typedef struct sbuf {
+	char *p;
+	size_t len, cap;
+} sbuf;
+
+enum { ST_IDLE = 0, ST_HEAD, ST_BODY, ST_DONE, ST_ERROR, ST_CLOSED };
+
+struct evapi__frame {
+	llhttp_t p;
+	evapi__frame_limits lim;
+	int st;
+	size_t head_raw;       /* raw bytes of this request's head so far */
+	sbuf url, name, value; /* spans being assembled */
+	sbuf head;             /* re-framed request line + headers */
+	sbuf body;
+	sbuf version;
+	int nfields;
+	int hosts, te, cl, expect_continue, keep_body;
+	int close_after;       /* upgrade asked: serve, then close */
+	int status;
+	const char *detail;
+	char clbuf[48];
+};
+
+static llhttp_settings_t settings;
+static int settings_ready; /* set once; written before any frame exists */
+
+static int sb_add(sbuf *b, const char *s, size_t n)
+{
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 128;
+		char *p;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		p = realloc(b->p, cap);
+		if (!p)
+			return -1;
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+	return 0;
+}
+
+static int sb_str(sbuf *b, const char *s)
+{
+	return sb_add(b, s, strlen(s));
+}
+
+/* Keeps small buffers between requests; gives big ones back so an idle
+ * keep-alive connection holds little memory. */
+static void sb_reset(sbuf *b)
+{
+	b->len = 0;
+	if (b->cap > 4096) {
+		free(b->p);
+		b->p = NULL;
+		b->cap = 0;
+	} else if (b->p) {
+		b->p[0] = '\0';
+	}
+}
+
+static int fail(evapi__frame *f, int status, const char *detail)
+{
+	if (!f->status) {
+		f->status = status;
+		f->detail = detail;
+	}
+	return -1;
+}
+
+#define FRAME(p) ((evapi__frame *)(p)->data)
+
+static int on_message_begin(llhttp_t *p)
+{
+	evapi__frame *f = FRAME(p);
+	f->st = ST_HEAD;
+	return HPE_PAUSED;
+}
+
+/* Appends a span to `b`, failing with `status` past `limit` bytes. */
+static int span(evapi__frame *f, sbuf *b, const char *at, size_t len,
+                size_t limit, int status, const char *detail)
+{
+	if (b->len + len > limit)
+		return fail(f, status, detail);
+	return sb_add(b, at, len) ? fail(f, 500, "Out of memory") : 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len)
+{
+	evapi__frame *f = FRAME(p);
+	return span(f, &f->url, at, len, f->lim.max_target, 414,
+	            "Request-target too long");
+}
+
+static int on_version(llhttp_t *p, const char *at, size_t len)
+{
+	evapi__frame *f = FRAME(p);
+	/* Kept only to tell "HTTP/2.0" (505) from garbage (400). */
+	if (f->version.len + len > 16)
+		return 0;
+	return span(f, &f->version, at, len, 16, 400, "Invalid HTTP version");
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+	evapi__frame *f = FRAME(p);
+	return span(f, &f->name, at, len, f->lim.max_head, 431,
+	            "Request header fields too large");
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+	evapi__frame *f = FRAME(p);
+	return span(f, &f->value, at, len, f->lim.max_head, 431,
+	            "Request header fields too large");
+}
+
+static int is_tchar(unsigned char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+	       (c >= 'A' && c <= 'Z') || (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+/* Trims OWS, lower-cases into `out` (at most `cap`-1 bytes). */
+static void lower_trim(const char *s, size_t n, char *out, size_t cap)
+{
+	size_t i, o = 0;
+	while (n && (*s == ' ' || *s == '\t')) {
+		s++;
+		n--;
+	}
+	while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+		n--;
+	for (i = 0; i < n && o + 1 < cap; i++) {
+		char c = s[i];
+		out[o++] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+	}
+	out[o] = '\0';
+}
+
+/* One complete header line: validate, classify, keep or drop. */
+static int on_header_value_complete(llhttp_t *p)
+{
+	evapi__frame *f = FRAME(p);
+	const char *n = f->name.p ? f->name.p : "";
+	char *v = f->value.p ? f->value.p : "";
+	size_t vl = f->value.len, i;
+	int keep = 1, rc = 0;
+	char low[64];
+
+	if (f->st != ST_HEAD)
+		goto out; /* a trailer field: never merged into the headers */
+	if (++f->nfields > f->lim.max_fields) {
+		rc = fail(f, 431, "Too many header fields");
+		goto out;
+	}
+	if (f->name.len == 0) {
+		rc = fail(f, 400, "Empty header name");
+		goto out;
+	}
+	for (i = 0; i < f->name.len; i++)
+		if (!is_tchar((unsigned char)n[i])) {
+			rc = fail(f, 400, "Invalid header name");
+			goto out;
+		}
+	while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
+		v[--vl] = '\0';
+	for (i = 0; i < vl; i++) {
+		unsigned char c = (unsigned char)v[i];
+		if ((c < 0x20 && c != '\t') || c == 0x7f) {
+			rc = fail(f, 400, "Invalid character in header value");
+			goto out;
+		}
+	}
+	if (strcasecmp(n, "host") == 0) {
+		f->hosts++;
+	} else if (strcasecmp(n, "content-length") == 0) {
+		f->cl = 1; /* llhttp checked the value and duplicates */
+		keep = 0;
+	} else if (strcasecmp(n, "transfer-encoding") == 0) {
+		lower_trim(v, vl, low, sizeof low);
+		if (f->te || strcmp(low, "chunked") != 0) {
+			/* A coding we do not implement, or a list of them. */
+			size_t ll = strlen(low);
+			int ends_chunked = ll >= 7 &&
+			                   strcmp(low + ll - 7, "chunked") == 0;
+			rc = ends_chunked ? fail(f, 501, "Transfer-Encoding not "
+			                                 "implemented")
+			                  : fail(f, 400, "Invalid Transfer-Encoding");
+			goto out;
+		}
+		f->te = 1;
+		keep = 0;
+	} else if (strcasecmp(n, "expect") == 0) {
+		lower_trim(v, vl, low, sizeof low);
+		if (strcmp(low, "100-continue") != 0) {
+			rc = fail(f, 417, "Unsupported expectation");
+			goto out;
+		}
+		f->expect_continue = 1;
+		keep = 0; /* the guard answers it; evhttp must not */
+	} else if (strcasecmp(n, "upgrade") == 0) {
+		keep = 0; /* no protocol upgrades: served as plain HTTP/1.1 */
+	}
+	if (keep && (sb_add(&f->head, n, f->name.len) ||
+	             sb_add(&f->head, ": ", 2) || sb_add(&f->head, v, vl) ||
+	             sb_add(&f->head, "\r\n", 2)))
+		rc = fail(f, 500, "Out of memory");
+out:
+	f->name.len = f->value.len = 0;
+	return rc;
+}
+
+static int on_header_field_complete(llhttp_t *p)
+{
+	evapi__frame *f = FRAME(p);
+	f->value.len = 0;
+	if (f->value.p)
+		f->value.p[0] = '\0';
+	return 0;
+}
+
+static const char *method_name(int m)
+{
+	switch (m) {
+	case HTTP_GET: return "GET";
+	case HTTP_HEAD: return "HEAD";
+	case HTTP_POST: return "POST";
+	case HTTP_PUT: return "PUT";
+	case HTTP_DELETE: return "DELETE";
+	case HTTP_OPTIONS: return "OPTIONS";
+	case HTTP_PATCH: return "PATCH";
+	default: return NULL;
+	}
+}
+
+/* evhttp 2.1 reads a body only for these; for the others it would parse
+ * the body as the next request, so the guard drops it. */
+static int body_method(int m)
+{
+	return m == HTTP_POST || m == HTTP_PUT || m == HTTP_PATCH;
+}
+
+static int check_target(evapi__frame *f, int method)
+{
+	const char *u = f->url.p ? f->url.p : "";
+	size_t i;
+
+	for (i = 0; i < f->url.len; i++) {
+		unsigned char c = (unsigned char)u[i];
+		if (c <= 0x20 || c >= 0x7f)
+			return fail(f, 400, "Invalid character in request-target");
+	}
+	if (u[0] == '/')
+		return 0;
+	if (strcmp(u, "*") == 0 && method == HTTP_OPTIONS)
+		return 0;
+	if (strncasecmp(u, "http://", 7) == 0 ||
+	    strncasecmp(u, "https://", 8) == 0)
+		return 0;
+	return fail(f, 400, "Invalid request-target");
+}
+
+static int on_headers_complete(llhttp_t *p)
+{
+	evapi__frame *f = FRAME(p);
+	const char *m = method_name(p->method);
+	sbuf line = {0};
+	int rc = 0;
+
+	if (p->http_major != 1)
+		return fail(f, 505, "HTTP version not supported");
+	if (!m)
+		return fail(f, 501, "Method not implemented");
+	if (check_target(f, p->method))
+		return -1;
+	if (f->hosts > 1)
+		return fail(f, 400, "More than one Host header");
+	if (f->hosts == 0 && p->http_minor >= 1)
+		return fail(f, 400, "Missing Host header");
+	if (f->te && p->http_minor == 0)
+		return fail(f, 400, "Transfer-Encoding on HTTP/1.0");
+	if (f->cl && p->content_length > f->lim.max_body)
+		return fail(f, 413, "Request body too large");
+	f->keep_body = body_method(p->method);
+	/* "Connection: upgrade": served as plain HTTP, then closed, since
+	 * nothing after it can be framed as HTTP/1.1. */
+	f->close_after = llhttp_get_upgrade(p) != 0;
+	/* Request line in front of the headers kept so far. */
+	if (sb_str(&line, m) || sb_add(&line, " ", 1) ||
+	    sb_add(&line, f->url.p, f->url.len) ||
+	    sb_str(&line, p->http_minor == 0 ? " HTTP/1.0\r\n"
+	                                     : " HTTP/1.1\r\n") ||
+	    sb_add(&line, f->head.p ? f->head.p : "", f->head.len)) {
+		rc = fail(f, 500, "Out of memory");
+		free(line.p);
+		return rc;
+	}
+	free(f->head.p);
+	f->head = line;
+	f->st = ST_BODY;
+	/* Pause only when a body follows: with none, llhttp completes the
+	 * message without reading another byte, and an execute call with no
+	 * bytes would not get it there. */
+	if ((p->flags & F_CHUNKED) || (f->cl && p->content_length > 0))
+		return HPE_PAUSED;
+	return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len)
+{
+	evapi__frame *f = FRAME(p);
+	if (f->body.len + len > f->lim.max_body)
+		return fail(f, 413, "Request body too large");
+	if (!f->keep_body)
+		return 0;
+	return sb_add(&f->body, at, len) ? fail(f, 500, "Out of memory") : 0;
+}
+
+static int on_message_complete(llhttp_t *p)
+{
+	evapi__frame *f = FRAME(p);
+	f->st = ST_DONE;
+	return HPE_PAUSED;
+}
+
+static void settings_init(void)
+{
+	if (settings_ready)
+		return;
+	llhttp_settings_init(&settings);
+	settings.on_message_begin = on_message_begin;
+	settings.on_url = on_url;
+	settings.on_version = on_version;
+	settings.on_header_field = on_header_field;
+	settings.on_header_field_complete = on_header_field_complete;
+	settings.on_header_value = on_header_value;
+	settings.on_header_value_complete = on_header_value_complete;
+	settings.on_headers_complete = on_headers_complete;
+	settings.on_body = on_body;
+	settings.on_message_complete = on_message_complete;
+	settings_ready = 1;
+}
+
+evapi__frame *evapi__frame_new(const evapi__frame_limits *lim)
+{
+	evapi__frame *f = calloc(1, sizeof *f);
+	if (!f)
+		return NULL;
+	settings_init();
+	f->lim = *lim;
+	llhttp_init(&f->p, HTTP_REQUEST, &settings);
+	f->p.data = f;
+	return f;
+}
+
+void evapi__frame_free(evapi__frame *f)
+{
+	if (!f)
+		return;
+	free(f->url.p);
+	free(f->name.p);
+	free(f->value.p);
+	free(f->head.p);
+	free(f->body.p);
+	free(f->version.p);
+	free(f);
+}
+
+/* Forgets the previous request before the next one starts. */
+static void next_request(evapi__frame *f)
+{
+	f->st = ST_IDLE;
+	f->head_raw = 0;
+	sb_reset(&f->url);
+	sb_reset(&f->name);
+	sb_reset(&f->value);
+	sb_reset(&f->head);
+	sb_reset(&f->body);
+	sb_reset(&f->version);
+	f->nfields = f->hosts = f->te = f->cl = 0;
+	f->expect_continue = f->keep_body = 0;
+}
+
+/* Maps an llhttp error to a status, unless a callback chose one. */
+static void map_error(evapi__frame *f, llhttp_errno_t e)
+{
+	const char *v = f->version.p ? f->version.p : "";
+
+	if (f->status)
+		return;
+	switch (e) {
+	case HPE_INVALID_METHOD:
+		/* "get", "FOO": a method we do not implement. Garbage that is
+		 * no request line at all is left to the generic 400 below by
+		 * the caller's line check; llhttp stops at the first byte so
+		 * it cannot tell the two apart. */
+		fail(f, 501, "Method not implemented");
+		break;
+	case HPE_INVALID_VERSION:
+		if (strlen(v) == 3 && v[0] >= '0' && v[0] <= '9' && v[1] == '.' &&
+		    v[2] >= '0' && v[2] <= '9' && v[0] != '1')
+			fail(f, 505, "HTTP version not supported");
+		else
+			fail(f, 400, "Invalid HTTP version");
+		break;
+	case HPE_INVALID_CONTENT_LENGTH:
+	case HPE_UNEXPECTED_CONTENT_LENGTH:
+		fail(f, 400, "Invalid Content-Length");
+		break;
+	case HPE_INVALID_TRANSFER_ENCODING:
+		fail(f, 400, "Invalid Transfer-Encoding");
+		break;
+	case HPE_INVALID_CHUNK_SIZE:
+		fail(f, 400, "Invalid chunked body");
+		break;
+	case HPE_INVALID_HEADER_TOKEN:
+	case HPE_LF_EXPECTED:
+	case HPE_CR_EXPECTED:
+		fail(f, 400, "Invalid header");
+		break;
+	case HPE_INVALID_URL:
+		fail(f, 400, "Invalid request-target");
+		break;
+	default:
+		fail(f, 400, "Malformed request");
+		break;
+	}
+}
+
+/* Is [s, s+n) a plausible request line "TOKEN SP target SP HTTP/d.d"
+ * (or its beginning)? Decides 501 (unknown method) against 400. */
+static int looks_like_request_line(const char *s, size_t n)
+{
+	size_t i = 0;
+	while (i < n && is_tchar((unsigned char)s[i]))
+		i++;
+	if (i == 0 || i == n || s[i] != ' ')
+		return 0;
+	for (i++; i < n && s[i] != ' '; i++)
+		if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] >= 0x7f)
+			return 0;
+	return i < n;
+}
+
+int evapi__frame_feed(evapi__frame *f, const char *data, size_t len,
+                      size_t *used)
+{
+	size_t n = len, off;
+	llhttp_errno_t e;
+	int st0;
+
+	*used = 0;
+	if (f->st == ST_ERROR)
+		return EVAPI__FRAME_ERROR;
+	if (f->st == ST_CLOSED) {
+		*used = len; /* after the last request: discarded */
+		return EVAPI__FRAME_MORE;
+	}
+	if (f->st == ST_DONE) {
+		if (f->close_after) {
+			f->st = ST_CLOSED;
+			*used = len;
+			return EVAPI__FRAME_MORE;
+		}
+		next_request(f);
+	}
+	st0 = f->st;
+	if (len == 0)
+		return EVAPI__FRAME_MORE;
+	/* Feed the head at most one byte past its limit, so an endless
+	 * header line stops at the limit instead of growing buffers. */
+	if (f->st == ST_HEAD && n > f->lim.max_head + 1 - f->head_raw)
+		n = f->lim.max_head + 1 - f->head_raw;
+	e = llhttp_execute(&f->p, data, n);
+	off = e == HPE_OK ? n : (size_t)(llhttp_get_error_pos(&f->p) - data);
+	if (e == HPE_PAUSED_UPGRADE) {
+		f->st = ST_CLOSED;
+		*used = len;
+		return EVAPI__FRAME_MORE;
+	} else if (e == HPE_PAUSED) {
+		llhttp_resume(&f->p);
+	} else if (e != HPE_OK) {
+		if (e == HPE_INVALID_METHOD && !f->status &&
+		    !looks_like_request_line(data, len)) {
+			/* Not shaped like a request line: plain 400. When the
+			 * line is not complete yet, judging on the part we
+			 * have is still right for "GARBAGE" or binary noise. */
+			fail(f, 400, "Malformed request line");
+		}
+		map_error(f, e);
+		f->st = ST_ERROR;
+		*used = off;
+		return EVAPI__FRAME_ERROR;
+	}
+	*used = off;
+	if (st0 == ST_HEAD || f->st == ST_HEAD || f->st == ST_BODY) {
+		if (st0 == ST_HEAD || st0 == ST_IDLE)
+			f->head_raw += off;
+		if (f->st == ST_HEAD && f->head_raw > f->lim.max_head) {
+			fail(f, 431, "Request header fields too large");
+			f->st = ST_ERROR;
+			return EVAPI__FRAME_ERROR;
+		}
+	}
+	if (e == HPE_PAUSED) {
+		if (f->st == ST_HEAD && st0 == ST_IDLE)
+			return EVAPI__FRAME_BEGIN;
+		if (f->st == ST_BODY && st0 == ST_HEAD)
+			return EVAPI__FRAME_HEAD;
+		if (f->st == ST_DONE)
+			return EVAPI__FRAME_REQUEST;
+	}
+	return EVAPI__FRAME_MORE;
+}
+
+void evapi__frame_request(evapi__frame *f, int close, const char **head,
+                          size_t *head_len, const char **body,
+                          size_t *body_len)
+{
+	int n;
+	if (f->keep_body) {
+		n = snprintf(f->clbuf, sizeof f->clbuf, "Content-Length: %zu\r\n",
+		             f->body.len);
+		if (n > 0)
+			sb_add(&f->head, f->clbuf, (size_t)n);
+	}
+	if (close)
+		sb_str(&f->head, "Connection: close\r\n");
+	sb_add(&f->head, "\r\n", 2);
+	*head = f->head.p ? f->head.p : "";
+	*head_len = f->head.len;
+	*body = f->body.p ? f->body.p : "";
+	*body_len = f->keep_body ? f->body.len : 0;
+}
+
+int evapi__frame_closes(const evapi__frame *f)
+{
+	return f->close_after;
+}
+
+int evapi__frame_expects_continue(const evapi__frame *f)
+{
+	return f->expect_continue;
+}
+
+int evapi__frame_in_request(const evapi__frame *f)
+{
+	return f->st == ST_HEAD || f->st == ST_BODY;
+}
+
+int evapi__frame_error(const evapi__frame *f, const char **detail)
+{
+	if (detail)
+		*detail = f->detail ? f->detail : "Bad Request";
+	return f->status ? f->status : 400;
+}

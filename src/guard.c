@@ -1,0 +1,628 @@
+/*
+ * guard.c: the request guard in front of evhttp: a bufferevent filter on
+ * every accepted connection (installed with evhttp_set_bevcb), its
+ * deadlines, the connection cap and the accept-loop pause on EMFILE.
+ *
+ * Threads: loop thread only.
+ *
+ * Every byte a client sends passes through filter_in, which frames it
+ * with frame.c and hands evhttp only whole, validated, re-framed
+ * requests. evhttp therefore never sits in the middle of a request, so
+ * the guard can close a connection (header deadline, body deadline, bad
+ * input) without ever pulling a request out from under a handler.
+ *
+ * Ordering on a keep-alive connection: evhttp answers requests one at a
+ * time, in order. `queued` counts requests handed to evhttp and not yet
+ * answered (the reactor reports each reply through evapi__guard_replied).
+ * Anything the guard writes itself (100 Continue, an error, a 408) waits
+ * until queued is 0 and evhttp's output has left the filter, so it can
+ * never overtake an earlier response. Guard deadlines only run while
+ * queued is 0: a client is not blamed for a slow handler.
+ *
+ * Closing: the guard writes its answer, waits until it has reached the
+ * socket, shuts down the write side, keeps reading and discarding for a
+ * short linger (so the client sees the answer rather than a reset), then
+ * reports EOF to evhttp, which frees the connection (and this state, via
+ * the filter's free callback).
+ *
+ * Invariant: filter_in always drains its whole source buffer, because
+ * libevent's filter does not run it again for bytes left behind.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/listener.h>
+
+#include "guard.h"
+
+#define LINGER_MS 1000
+#define RESUME_ACCEPT_MS 250
+#define PIPELINE_MAX 32
+
+typedef struct gconn gconn;
+
+typedef struct evapi__guard {
+	evapi_app *app;
+	evapi__frame_limits lim;
+	gconn **byfd; /* connections by socket, for evapi__guard_replied */
+	int nfd;
+	int nconns;
+	int accept_paused;
+	struct event *resume_ev;
+} evapi__guard;
+
+struct gconn {
+	evapi__guard *g;
+	struct bufferevent *fbev, *ubev;
+	struct evbuffer_cb_entry *fout_cb, *uout_cb;
+	evapi__frame *frame;
+	struct event *timer;
+	int fd;
+	int queued;          /* requests evhttp has not answered yet */
+	int served;          /* requests handed to evhttp */
+	int got_head;        /* the partial request has its header section */
+	int continue_owed;   /* 100 Continue to send once queued is 0 */
+	int reject_status;   /* an answer of ours is owed, then close */
+	const char *reject_detail;
+	int silent_close;    /* close without an answer */
+	int answer_written;
+	int write_shut;      /* shutdown(SHUT_WR) done: lingering */
+	int reading_paused;  /* too many pipelined requests queued */
+	int last;            /* no request after the one handed over */
+	int write_failed;    /* the socket refused evhttp's output */
+	struct event *writable; /* evhttp output waiting for the socket */
+	int64_t req_start_us, idle_since_us, linger_until_us;
+};
+
+static void conn_kick(gconn *c);
+
+/* ---- fd table ------------------------------------------------------------ */
+
+static void conn_register(gconn *c)
+{
+	evapi__guard *g = c->g;
+	int fd;
+
+	if (c->fd >= 0)
+		return;
+	fd = (int)bufferevent_getfd(c->fbev);
+	if (fd < 0)
+		return;
+	if (fd >= g->nfd) {
+		int n = g->nfd ? g->nfd : 256;
+		gconn **t;
+		while (n <= fd)
+			n *= 2;
+		t = realloc(g->byfd, (size_t)n * sizeof *t);
+		if (!t)
+			return;
+		memset(t + g->nfd, 0, (size_t)(n - g->nfd) * sizeof *t);
+		g->byfd = t;
+		g->nfd = n;
+	}
+	g->byfd[fd] = c;
+	c->fd = fd;
+}
+
+/* ---- timing ---------------------------------------------------------------- */
+
+/* When the connection's current deadline falls: the header deadline
+ * for a new connection or a request without its header section yet, the
+ * whole-request deadline once the headers are in, the keep-alive idle
+ * timeout between requests. */
+static int64_t deadline_at(const gconn *c)
+{
+	const evapi_config *cfg = &c->g->app->cfg;
+	if (evapi__frame_in_request(c->frame))
+		return c->req_start_us +
+		       (int64_t)(c->got_head ? cfg->body_timeout_ms
+		                             : cfg->header_timeout_ms) * 1000;
+	if (c->served == 0)
+		return c->idle_since_us + (int64_t)cfg->header_timeout_ms * 1000;
+	return c->idle_since_us + (int64_t)cfg->idle_timeout_s * 1000000;
+}
+
+static void timer_in(gconn *c, int64_t us)
+{
+	struct timeval tv;
+	if (us < 0)
+		us = 0;
+	tv.tv_sec = (time_t)(us / 1000000);
+	tv.tv_usec = (suseconds_t)(us % 1000000);
+	evtimer_add(c->timer, &tv);
+}
+
+/* Arms the one timer of the connection; none while evhttp owns a
+ * request (the reactor's request deadline covers that time). */
+static void conn_arm(gconn *c)
+{
+	if (c->reject_status || c->silent_close)
+		return;
+	if (c->queued > 0) {
+		evtimer_del(c->timer);
+		return;
+	}
+	timer_in(c, deadline_at(c) - evapi__now_us());
+}
+
+/* ---- answers the guard writes itself ----------------------------------- */
+
+static const char *reason(int status)
+{
+	return evapi__reason(status);
+}
+
+static void write_answer(gconn *c)
+{
+	char head[256], body[192];
+	int bl, hl;
+	evapi_app *app = c->g->app;
+
+	bl = snprintf(body, sizeof body, "{\"detail\":\"%s\"}", c->reject_detail);
+	hl = snprintf(head, sizeof head,
+	              "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+	              "Content-Length: %d\r\nConnection: close\r\n\r\n",
+	              c->reject_status, reason(c->reject_status), bl);
+	bufferevent_write(c->ubev, head, (size_t)hl);
+	bufferevent_write(c->ubev, body, (size_t)bl);
+	EVAPI__ADD(&app->stats.requests, 1);
+	if (c->reject_status >= 500)
+		EVAPI__ADD(&app->stats.s5xx, 1);
+	else
+		EVAPI__ADD(&app->stats.s4xx, 1);
+}
+
+/* Rejects whatever the connection is doing: the answer goes out after the
+ * responses evhttp still owes, then the connection closes. */
+static void conn_reject(gconn *c, int status, const char *detail)
+{
+	evapi_app *app = c->g->app;
+	if (c->reject_status || c->silent_close)
+		return;
+	c->reject_status = status;
+	c->reject_detail = detail;
+	c->continue_owed = 0;
+	evapi__log(app, app->cfg.access_log ? EVAPI_LOG_INFO : EVAPI_LOG_DEBUG,
+	           "guard: %d %s (fd %d, after %d request(s)); closing", status,
+	           detail, c->fd, c->served);
+	conn_kick(c);
+}
+
+/* Tells evhttp the client is gone: it frees the connection and, through
+ * the filter's free callback, `c`. Nothing may touch `c` afterwards. */
+static void conn_finish(gconn *c)
+{
+	bufferevent_trigger_event(c->fbev, BEV_EVENT_EOF | BEV_EVENT_READING, 0);
+}
+
+static size_t out_pending(gconn *c)
+{
+	return evbuffer_get_length(bufferevent_get_output(c->fbev)) +
+	       evbuffer_get_length(bufferevent_get_output(c->ubev));
+}
+
+/* The one place where owed writes happen and connections end. Runs from
+ * the connection's timer event (deadline or kick), never from inside a
+ * libevent buffer callback. */
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	gconn *c = arg;
+	int64_t now = evapi__now_us();
+	int idle;
+	(void)fd;
+	(void)what;
+
+	conn_register(c);
+	if (c->write_failed) {
+		bufferevent_trigger_event(c->fbev,
+		                          BEV_EVENT_ERROR | BEV_EVENT_WRITING, 0);
+		return; /* `c` is gone */
+	}
+	/* libevent's filter moves output only when its own output callback
+	 * runs with writing enabled, and evhttp enables writing after adding
+	 * the response: push it through now. */
+	if (evbuffer_get_length(bufferevent_get_output(c->fbev)) &&
+	    (bufferevent_get_enabled(c->fbev) & EV_WRITE))
+		bufferevent_flush(c->fbev, EV_WRITE, BEV_NORMAL);
+	idle = c->queued == 0 &&
+	       evbuffer_get_length(bufferevent_get_output(c->fbev)) == 0;
+	if (!c->reject_status && !c->silent_close && c->queued == 0 &&
+	    now >= deadline_at(c)) {
+		if (evapi__frame_in_request(c->frame)) {
+			conn_reject(c, 408, c->got_head
+			                        ? "Request body not received in time"
+			                        : "Request header not received in time");
+		} else {
+			evapi__log(c->g->app, EVAPI_LOG_DEBUG,
+			           "guard: fd %d idle: closing", c->fd);
+			c->silent_close = 1;
+		}
+	}
+	if (idle && c->continue_owed) {
+		c->continue_owed = 0;
+		bufferevent_write(c->ubev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+	}
+	if (c->reject_status || c->silent_close) {
+		if (!idle)
+			return; /* replied hook or drained output kicks again */
+		if (c->reject_status && !c->answer_written) {
+			c->answer_written = 1;
+			write_answer(c);
+		}
+		if (out_pending(c))
+			return; /* uout_cb kicks when the socket took it */
+		if (!c->write_shut) {
+			c->write_shut = 1;
+			if (c->fd >= 0)
+				shutdown(c->fd, SHUT_WR);
+			if (c->silent_close) {
+				conn_finish(c);
+				return;
+			}
+			/* Linger: read and drop what the client still sends
+			 * so the answer is not lost to a reset. */
+			c->linger_until_us = now + (int64_t)LINGER_MS * 1000;
+			timer_in(c, (int64_t)LINGER_MS * 1000);
+			return;
+		}
+		if (now >= c->linger_until_us)
+			conn_finish(c);
+		return;
+	}
+	conn_arm(c);
+}
+
+static void conn_kick(gconn *c)
+{
+	event_active(c->timer, EV_TIMEOUT, 0);
+}
+
+static void fout_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+                    void *arg)
+{
+	gconn *c = arg;
+	if (info->n_added ||
+	    (info->n_deleted && evbuffer_get_length(buf) == 0 &&
+	     (c->continue_owed || c->reject_status || c->silent_close)))
+		conn_kick(c);
+}
+
+static void uout_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+                    void *arg)
+{
+	gconn *c = arg;
+	if (info->n_deleted && evbuffer_get_length(buf) == 0 &&
+	    (c->reject_status || c->silent_close))
+		conn_kick(c);
+}
+
+/* ---- the filter ------------------------------------------------------------ */
+
+static void on_request(gconn *c, struct evbuffer *dst)
+{
+	const evapi_config *cfg = &c->g->app->cfg;
+	const char *head, *body;
+	size_t hl, bl;
+	int close;
+
+	c->served++;
+	close = c->served >= cfg->keepalive_max_requests ||
+	        evapi__frame_closes(c->frame);
+	evapi__frame_request(c->frame, close, &head, &hl, &body, &bl);
+	evbuffer_add(dst, head, hl);
+	if (bl)
+		evbuffer_add(dst, body, bl);
+	c->queued++;
+	c->got_head = 0;
+	c->continue_owed = 0;
+	if (close)
+		c->last = 1;
+	if (c->queued >= PIPELINE_MAX && !c->reading_paused) {
+		/* Bounds what a pipelining client can make us hold. */
+		c->reading_paused = 1;
+		bufferevent_disable(c->ubev, EV_READ);
+	}
+	evtimer_del(c->timer);
+}
+
+static enum bufferevent_filter_result
+filter_in(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
+          enum bufferevent_flush_mode mode, void *arg)
+{
+	gconn *c = arg;
+	int produced = 0;
+	(void)limit;
+	(void)mode;
+
+	conn_register(c);
+	while (evbuffer_get_length(src) > 0) {
+		struct evbuffer_iovec v;
+		size_t used;
+		int ev;
+
+		if (c->last || c->reject_status || c->silent_close) {
+			evbuffer_drain(src, evbuffer_get_length(src));
+			break;
+		}
+		if (evbuffer_peek(src, -1, NULL, &v, 1) < 1 || v.iov_len == 0) {
+			v.iov_base = evbuffer_pullup(src, -1);
+			v.iov_len = evbuffer_get_length(src);
+		}
+		ev = evapi__frame_feed(c->frame, v.iov_base, v.iov_len, &used);
+		evbuffer_drain(src, used);
+		switch (ev) {
+		case EVAPI__FRAME_BEGIN:
+			c->req_start_us = evapi__now_us();
+			c->got_head = 0;
+			conn_arm(c);
+			break;
+		case EVAPI__FRAME_HEAD:
+			c->got_head = 1;
+			if (evapi__frame_expects_continue(c->frame)) {
+				c->continue_owed = 1;
+				conn_kick(c);
+			}
+			conn_arm(c);
+			break;
+		case EVAPI__FRAME_REQUEST:
+			on_request(c, dst);
+			produced = 1;
+			break;
+		case EVAPI__FRAME_ERROR: {
+			const char *detail;
+			int status = evapi__frame_error(c->frame, &detail);
+			conn_reject(c, status, detail);
+			break;
+		}
+		default:
+			if (used == 0)
+				return produced ? BEV_OK : BEV_NEED_MORE;
+			break;
+		}
+	}
+	return produced ? BEV_OK : BEV_NEED_MORE;
+}
+
+static void writable_cb(evutil_socket_t fd, short what, void *arg)
+{
+	gconn *c = arg;
+	(void)fd;
+	(void)what;
+	bufferevent_flush(c->fbev, EV_WRITE, BEV_NORMAL);
+}
+
+/* evhttp's output goes straight to the socket. Handing it to the
+ * underlying bufferevent instead would let evhttp believe a response was
+ * written while it still sat in a buffer, and evhttp frees (and shuts
+ * down) a "Connection: close" connection the moment it believes that.
+ * So bytes leave this buffer only once the kernel has them. */
+static enum bufferevent_filter_result
+filter_out(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
+           enum bufferevent_flush_mode mode, void *arg)
+{
+	gconn *c = arg;
+	int n;
+	(void)dst;
+	(void)limit;
+	(void)mode;
+
+	conn_register(c);
+	if (evbuffer_get_length(src) == 0 || c->fd < 0 || c->write_failed)
+		return BEV_NEED_MORE;
+	n = evbuffer_write(src, c->fd);
+	if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+		c->write_failed = 1; /* the timer reports it to evhttp */
+		conn_kick(c);
+		return BEV_ERROR;
+	}
+	if (evbuffer_get_length(src) > 0) {
+		if (!c->writable)
+			c->writable = event_new(bufferevent_get_base(c->fbev),
+			                        c->fd, EV_WRITE, writable_cb, c);
+		if (c->writable)
+			event_add(c->writable, NULL);
+	}
+	return n > 0 ? BEV_OK : BEV_NEED_MORE;
+}
+
+/* ---- connection lifetime --------------------------------------------------- */
+
+static void conn_free(void *arg)
+{
+	gconn *c = arg;
+	evapi__guard *g = c->g;
+
+	if (c->fd >= 0 && c->fd < g->nfd && g->byfd[c->fd] == c)
+		g->byfd[c->fd] = NULL;
+	if (c->fout_cb)
+		evbuffer_remove_cb_entry(bufferevent_get_output(c->fbev),
+		                         c->fout_cb);
+	if (c->uout_cb)
+		evbuffer_remove_cb_entry(bufferevent_get_output(c->ubev),
+		                         c->uout_cb);
+	if (c->timer)
+		event_free(c->timer);
+	if (c->writable)
+		event_free(c->writable);
+	evapi__frame_free(c->frame);
+	free(c);
+	g->nconns--;
+	if (g->accept_paused)
+		event_active(g->resume_ev, EV_TIMEOUT, 0);
+}
+
+static struct bufferevent *bevcb(struct event_base *base, void *arg)
+{
+	evapi__guard *g = arg;
+	gconn *c = calloc(1, sizeof *c);
+
+	if (!c)
+		return NULL;
+	c->g = g;
+	c->fd = -1;
+	c->idle_since_us = evapi__now_us();
+	c->frame = evapi__frame_new(&g->lim);
+	c->timer = evtimer_new(base, timer_cb, c);
+	c->ubev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (!c->frame || !c->timer || !c->ubev)
+		goto err;
+	c->fbev = bufferevent_filter_new(c->ubev, filter_in, filter_out,
+	                                 BEV_OPT_CLOSE_ON_FREE, conn_free, c);
+	if (!c->fbev)
+		goto err;
+	g->nconns++; /* conn_free undoes this from here on */
+	c->fout_cb = evbuffer_add_cb(bufferevent_get_output(c->fbev), fout_cb, c);
+	c->uout_cb = evbuffer_add_cb(bufferevent_get_output(c->ubev), uout_cb, c);
+	if (g->nconns > g->app->cfg.max_connections)
+		conn_reject(c, 503, "Too many connections");
+	else
+		conn_arm(c);
+	return c->fbev;
+err:
+	/* evhttp falls back to a plain bufferevent: log it loudly. */
+	evapi__log(g->app, EVAPI_LOG_ERROR,
+	           "guard: out of memory setting up a connection");
+	if (c->ubev)
+		bufferevent_free(c->ubev);
+	if (c->timer)
+		event_free(c->timer);
+	evapi__frame_free(c->frame);
+	free(c);
+	return NULL;
+}
+
+void evapi__guard_replied(evapi_app *app, struct bufferevent *bev)
+{
+	evapi__guard *g = app->guard;
+	int fd = bev ? (int)bufferevent_getfd(bev) : -1;
+	gconn *c;
+
+	if (!g || fd < 0 || fd >= g->nfd || !(c = g->byfd[fd]) || c->fbev != bev)
+		return;
+	if (c->queued > 0)
+		c->queued--;
+	if (c->reading_paused && c->queued < PIPELINE_MAX / 2) {
+		c->reading_paused = 0;
+		bufferevent_enable(c->ubev, EV_READ);
+	}
+	if (c->queued == 0) {
+		c->idle_since_us = evapi__now_us();
+		if (evapi__frame_in_request(c->frame))
+			c->req_start_us = c->idle_since_us; /* it waited on us */
+		conn_kick(c);
+	}
+}
+
+/* ---- accept-loop safety ----------------------------------------------------- */
+
+static struct evconnlistener *listener(evapi_app *app)
+{
+	return app->bound ? evhttp_bound_socket_get_listener(app->bound) : NULL;
+}
+
+static void resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	evapi__guard *g = arg;
+	struct evconnlistener *lev = listener(g->app);
+	(void)fd;
+	(void)what;
+	if (!g->accept_paused)
+		return;
+	g->accept_paused = 0;
+	evtimer_del(g->resume_ev);
+	if (lev && !g->app->stopping) {
+		evapi__log(g->app, EVAPI_LOG_INFO, "guard: accepting again");
+		evconnlistener_enable(lev);
+	}
+}
+
+static void accept_error_cb(struct evconnlistener *lev, void *arg)
+{
+	evapi__guard *g = arg;
+	int err = EVUTIL_SOCKET_ERROR();
+	struct timeval tv = {0, RESUME_ACCEPT_MS * 1000};
+
+	if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+		/* The listening socket stays readable: without a pause the
+		 * loop would spin on accept(). Resume when a connection
+		 * closes, or after a short wait for descriptors freed
+		 * elsewhere. */
+		evconnlistener_disable(lev);
+		if (!g->accept_paused)
+			evapi__log(g->app, EVAPI_LOG_WARN,
+			           "guard: accept failed (%s) with %d connection(s) "
+			           "open: pausing accept", strerror(err),
+			           g->nconns);
+		g->accept_paused = 1;
+		evtimer_add(g->resume_ev, &tv);
+		return;
+	}
+	evapi__log(g->app, EVAPI_LOG_WARN, "guard: accept failed: %s",
+	           strerror(err));
+}
+
+void evapi__guard_listening(evapi_app *app)
+{
+	struct evconnlistener *lev = listener(app);
+	if (lev && app->guard)
+		evconnlistener_set_error_cb(lev, accept_error_cb);
+}
+
+/* ---- setup ------------------------------------------------------------------ */
+
+int evapi__guard_init(evapi_app *app)
+{
+	const evapi_config *cfg = &app->cfg;
+	evapi__guard *g = calloc(1, sizeof *g);
+	int backstop_ms;
+	struct timeval tv;
+
+	if (!g)
+		return EVAPI_ENOMEM;
+	g->app = app;
+	g->lim.max_head = cfg->max_header_bytes;
+	g->lim.max_target = cfg->max_target_bytes;
+	g->lim.max_body = cfg->max_body_bytes;
+	g->lim.max_fields = cfg->max_header_fields;
+	g->resume_ev = evtimer_new(app->base, resume_cb, g);
+	if (!g->resume_ev) {
+		free(g);
+		return EVAPI_ENOMEM;
+	}
+	app->guard = g;
+	evhttp_set_bevcb(app->http, bevcb, g);
+	/* evhttp only sees re-framed requests: give it room for the
+	 * re-framing, and make its own timeout (which restarts on every
+	 * byte) a backstop for stuck writes behind the guard's deadlines. */
+	evhttp_set_max_headers_size(app->http,
+	                            (ev_ssize_t)(2 * cfg->max_header_bytes + 1024));
+	backstop_ms = cfg->header_timeout_ms > cfg->body_timeout_ms
+	                      ? cfg->header_timeout_ms
+	                      : cfg->body_timeout_ms;
+	if (backstop_ms < cfg->idle_timeout_s * 1000)
+		backstop_ms = cfg->idle_timeout_s * 1000;
+	backstop_ms += 5000;
+	tv.tv_sec = backstop_ms / 1000;
+	tv.tv_usec = (backstop_ms % 1000) * 1000;
+	evhttp_set_timeout_tv(app->http, &tv);
+	return 0;
+}
+
+void evapi__guard_free(evapi_app *app)
+{
+	evapi__guard *g = app->guard;
+	if (!g)
+		return;
+	if (g->resume_ev)
+		event_free(g->resume_ev);
+	free(g->byfd);
+	free(g);
+	app->guard = NULL;
+}

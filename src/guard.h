@@ -1,0 +1,67 @@
+/*
+ * guard.h: internals of the request guard (frame.c, guard.c). Never
+ * installed. Kept apart from internal.h because only the reactor, the
+ * guard and the tests need it.
+ */
+#ifndef EVAPI_GUARD_H
+#define EVAPI_GUARD_H
+
+#include <stddef.h>
+
+#include "internal.h"
+
+struct bufferevent;
+
+/* ---- frame.c: strict HTTP/1.x request framing (no I/O) ---------------- */
+
+typedef struct evapi__frame_limits {
+	size_t max_head;   /* request line + header section, raw bytes: 431 */
+	size_t max_target; /* request-target: 414 */
+	size_t max_body;   /* decoded body: 413 */
+	int max_fields;    /* header fields: 431 */
+} evapi__frame_limits;
+
+typedef struct evapi__frame evapi__frame;
+
+enum evapi__frame_event {
+	EVAPI__FRAME_MORE = 0, /* everything consumed; feed more */
+	EVAPI__FRAME_BEGIN,    /* the first byte of a request was consumed */
+	EVAPI__FRAME_HEAD,     /* header section complete and valid */
+	EVAPI__FRAME_REQUEST,  /* a whole request: see evapi__frame_request */
+	EVAPI__FRAME_ERROR     /* see evapi__frame_error; feed no more */
+};
+
+EVAPI_HIDDEN evapi__frame *evapi__frame_new(const evapi__frame_limits *lim);
+EVAPI_HIDDEN void evapi__frame_free(evapi__frame *f);
+/* Consumes bytes from data[0, len) up to the next event; *used receives
+ * how many. Call again with the rest. */
+EVAPI_HIDDEN int evapi__frame_feed(evapi__frame *f, const char *data,
+                                   size_t len, size_t *used);
+/* After EVAPI__FRAME_REQUEST: the request re-framed for evhttp (request
+ * line, validated headers, Content-Length, body). Borrowed until the next
+ * feed. `close` adds "Connection: close". */
+EVAPI_HIDDEN void evapi__frame_request(evapi__frame *f, int close,
+                                       const char **head, size_t *head_len,
+                                       const char **body, size_t *body_len);
+/* After EVAPI__FRAME_REQUEST: 1 when nothing may follow this request on
+ * the connection (it asked for a protocol upgrade). */
+EVAPI_HIDDEN int evapi__frame_closes(const evapi__frame *f);
+/* After EVAPI__FRAME_HEAD: 1 when the client waits for 100 Continue. */
+EVAPI_HIDDEN int evapi__frame_expects_continue(const evapi__frame *f);
+/* 1 while a request is partly received. */
+EVAPI_HIDDEN int evapi__frame_in_request(const evapi__frame *f);
+/* After EVAPI__FRAME_ERROR: the status and a static detail text. */
+EVAPI_HIDDEN int evapi__frame_error(const evapi__frame *f,
+                                    const char **detail);
+
+/* ---- guard.c: the bufferevent filter in front of evhttp --------------- */
+
+EVAPI_HIDDEN int evapi__guard_init(evapi_app *app);
+EVAPI_HIDDEN void evapi__guard_free(evapi_app *app);
+/* After evapi__reactor_listen: watch the listener for EMFILE/ENFILE. */
+EVAPI_HIDDEN void evapi__guard_listening(evapi_app *app);
+/* evhttp got the reply of one request read from `bev`'s connection. */
+EVAPI_HIDDEN void evapi__guard_replied(evapi_app *app,
+                                       struct bufferevent *bev);
+
+#endif

@@ -1,0 +1,6 @@
+/*
+ * Compiles llhttp's llhttp.c, found by configure (Debian's node-llhttp puts
+ * it in /usr/share/llhttp), into evapi. No code of our own: each llhttp
+ * source needs its own translation unit, hence one wrapper per file.
+ */
+#include <llhttp.c>
