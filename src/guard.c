@@ -50,6 +50,7 @@ typedef struct gconn gconn;
 
 typedef struct evapi__guard {
 	evapi_app *app;
+	struct evapi__guard *next_guard; /* in `guards` */
 	evapi__frame_limits lim;
 	gconn **byfd; /* connections by socket, for evapi__guard_replied */
 	int nfd;
@@ -61,9 +62,11 @@ typedef struct evapi__guard {
 struct gconn {
 	evapi__guard *g;
 	struct bufferevent *fbev, *ubev;
-	struct evbuffer_cb_entry *fout_cb, *uout_cb;
+	struct evbuffer_cb_entry *fout_cb;
+	struct evbuffer *own; /* the guard's own answers, before the socket */
 	evapi__frame *frame;
-	struct event *timer;
+	struct event *timer; /* the connection's deadline */
+	struct event *kick;  /* "look again now": see conn_kick */
 	int fd;
 	int queued;          /* requests evhttp has not answered yet */
 	int served;          /* requests handed to evhttp */
@@ -82,6 +85,25 @@ struct gconn {
 };
 
 static void conn_kick(gconn *c);
+static void writable_cb(evutil_socket_t fd, short what, void *arg);
+static long send_some(gconn *c, struct evbuffer *b);
+
+/* libevent calls a listener's error callback with the listener's own
+ * argument, which evhttp has taken (its struct evhttp): find our guard
+ * by it. Apps may live on several threads, hence the lock. */
+static pthread_mutex_t guards_mu = PTHREAD_MUTEX_INITIALIZER;
+static evapi__guard *guards;
+
+static evapi__guard *guard_of(const void *http)
+{
+	evapi__guard *g;
+	pthread_mutex_lock(&guards_mu);
+	for (g = guards; g && (const void *)g->app->http != http;
+	     g = g->next_guard)
+		;
+	pthread_mutex_unlock(&guards_mu);
+	return g;
+}
 
 /* ---- fd table ------------------------------------------------------------ */
 
@@ -170,8 +192,10 @@ static void write_answer(gconn *c)
 	              "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
 	              "Content-Length: %d\r\nConnection: close\r\n\r\n",
 	              c->reject_status, reason(c->reject_status), bl);
-	bufferevent_write(c->ubev, head, (size_t)hl);
-	bufferevent_write(c->ubev, body, (size_t)bl);
+	evbuffer_add(c->own, head, (size_t)hl);
+	evbuffer_add(c->own, body, (size_t)bl);
+	if (send_some(c, c->own) < 0)
+		c->write_failed = 1;
 	EVAPI__ADD(&app->stats.requests, 1);
 	if (c->reject_status >= 500)
 		EVAPI__ADD(&app->stats.s5xx, 1);
@@ -205,7 +229,7 @@ static void conn_finish(gconn *c)
 static size_t out_pending(gconn *c)
 {
 	return evbuffer_get_length(bufferevent_get_output(c->fbev)) +
-	       evbuffer_get_length(bufferevent_get_output(c->ubev));
+	       evbuffer_get_length(c->own);
 }
 
 /* The one place where owed writes happen and connections end. Runs from
@@ -247,7 +271,9 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	if (idle && c->continue_owed) {
 		c->continue_owed = 0;
-		bufferevent_write(c->ubev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+		evbuffer_add(c->own, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+		if (send_some(c, c->own) < 0)
+			c->write_failed = 1;
 	}
 	if (c->reject_status || c->silent_close) {
 		if (!idle)
@@ -257,7 +283,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 			write_answer(c);
 		}
 		if (out_pending(c))
-			return; /* uout_cb kicks when the socket took it */
+			return; /* writable_cb kicks when the socket took it */
 		if (!c->write_shut) {
 			c->write_shut = 1;
 			if (c->fd >= 0)
@@ -279,9 +305,11 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 	conn_arm(c);
 }
 
+/* A separate event from the timer: re-arming a timer drops a pending
+ * activation of it, which would lose the kick. */
 static void conn_kick(gconn *c)
 {
-	event_active(c->timer, EV_TIMEOUT, 0);
+	event_active(c->kick, EV_TIMEOUT, 0);
 }
 
 static void fout_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
@@ -291,15 +319,6 @@ static void fout_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
 	if (info->n_added ||
 	    (info->n_deleted && evbuffer_get_length(buf) == 0 &&
 	     (c->continue_owed || c->reject_status || c->silent_close)))
-		conn_kick(c);
-}
-
-static void uout_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
-                    void *arg)
-{
-	gconn *c = arg;
-	if (info->n_deleted && evbuffer_get_length(buf) == 0 &&
-	    (c->reject_status || c->silent_close))
 		conn_kick(c);
 }
 
@@ -390,11 +409,52 @@ filter_in(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
 	return produced ? BEV_OK : BEV_NEED_MORE;
 }
 
+/* Sends what `b` holds without blocking and without SIGPIPE (a client
+ * that resets must not kill the process). Returns bytes sent, or -1 when
+ * the socket is dead. Arms the writable event for any rest. */
+static long send_some(gconn *c, struct evbuffer *b)
+{
+	struct evbuffer_iovec v[16];
+	struct msghdr m;
+	ssize_t n;
+	int nv;
+
+	conn_register(c);
+	if (c->fd < 0 || evbuffer_get_length(b) == 0)
+		return 0;
+	nv = evbuffer_peek(b, -1, NULL, v, 16);
+	if (nv > 16)
+		nv = 16;
+	memset(&m, 0, sizeof m);
+	m.msg_iov = (struct iovec *)v;
+	m.msg_iovlen = (size_t)nv;
+	n = sendmsg(c->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+		return -1;
+	if (n > 0)
+		evbuffer_drain(b, (size_t)n);
+	if (evbuffer_get_length(b) > 0) {
+		if (!c->writable)
+			c->writable = event_new(bufferevent_get_base(c->fbev),
+			                        c->fd, EV_WRITE, writable_cb, c);
+		if (c->writable)
+			event_add(c->writable, NULL);
+	}
+	return n > 0 ? (long)n : 0;
+}
+
 static void writable_cb(evutil_socket_t fd, short what, void *arg)
 {
 	gconn *c = arg;
 	(void)fd;
 	(void)what;
+	if (evbuffer_get_length(c->own) > 0) {
+		if (send_some(c, c->own) < 0)
+			c->write_failed = 1;
+		if (c->write_failed || evbuffer_get_length(c->own) == 0)
+			conn_kick(c);
+		return; /* evhttp's output waits behind ours */
+	}
 	bufferevent_flush(c->fbev, EV_WRITE, BEV_NORMAL);
 }
 
@@ -408,26 +468,18 @@ filter_out(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
            enum bufferevent_flush_mode mode, void *arg)
 {
 	gconn *c = arg;
-	int n;
+	long n;
 	(void)dst;
 	(void)limit;
 	(void)mode;
 
-	conn_register(c);
-	if (evbuffer_get_length(src) == 0 || c->fd < 0 || c->write_failed)
+	if (c->write_failed || evbuffer_get_length(c->own) > 0)
 		return BEV_NEED_MORE;
-	n = evbuffer_write(src, c->fd);
-	if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+	n = send_some(c, src);
+	if (n < 0) {
 		c->write_failed = 1; /* the timer reports it to evhttp */
 		conn_kick(c);
 		return BEV_ERROR;
-	}
-	if (evbuffer_get_length(src) > 0) {
-		if (!c->writable)
-			c->writable = event_new(bufferevent_get_base(c->fbev),
-			                        c->fd, EV_WRITE, writable_cb, c);
-		if (c->writable)
-			event_add(c->writable, NULL);
 	}
 	return n > 0 ? BEV_OK : BEV_NEED_MORE;
 }
@@ -444,11 +496,12 @@ static void conn_free(void *arg)
 	if (c->fout_cb)
 		evbuffer_remove_cb_entry(bufferevent_get_output(c->fbev),
 		                         c->fout_cb);
-	if (c->uout_cb)
-		evbuffer_remove_cb_entry(bufferevent_get_output(c->ubev),
-		                         c->uout_cb);
+	if (c->own)
+		evbuffer_free(c->own);
 	if (c->timer)
 		event_free(c->timer);
+	if (c->kick)
+		event_free(c->kick);
 	if (c->writable)
 		event_free(c->writable);
 	evapi__frame_free(c->frame);
@@ -470,8 +523,10 @@ static struct bufferevent *bevcb(struct event_base *base, void *arg)
 	c->idle_since_us = evapi__now_us();
 	c->frame = evapi__frame_new(&g->lim);
 	c->timer = evtimer_new(base, timer_cb, c);
+	c->kick = event_new(base, -1, 0, timer_cb, c);
+	c->own = evbuffer_new();
 	c->ubev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-	if (!c->frame || !c->timer || !c->ubev)
+	if (!c->frame || !c->timer || !c->kick || !c->own || !c->ubev)
 		goto err;
 	c->fbev = bufferevent_filter_new(c->ubev, filter_in, filter_out,
 	                                 BEV_OPT_CLOSE_ON_FREE, conn_free, c);
@@ -479,7 +534,6 @@ static struct bufferevent *bevcb(struct event_base *base, void *arg)
 		goto err;
 	g->nconns++; /* conn_free undoes this from here on */
 	c->fout_cb = evbuffer_add_cb(bufferevent_get_output(c->fbev), fout_cb, c);
-	c->uout_cb = evbuffer_add_cb(bufferevent_get_output(c->ubev), uout_cb, c);
 	if (g->nconns > g->app->cfg.max_connections)
 		conn_reject(c, 503, "Too many connections");
 	else
@@ -493,6 +547,10 @@ err:
 		bufferevent_free(c->ubev);
 	if (c->timer)
 		event_free(c->timer);
+	if (c->kick)
+		event_free(c->kick);
+	if (c->own)
+		evbuffer_free(c->own);
 	evapi__frame_free(c->frame);
 	free(c);
 	return NULL;
@@ -545,9 +603,12 @@ static void resume_cb(evutil_socket_t fd, short what, void *arg)
 
 static void accept_error_cb(struct evconnlistener *lev, void *arg)
 {
-	evapi__guard *g = arg;
+	evapi__guard *g = guard_of(arg);
 	int err = EVUTIL_SOCKET_ERROR();
 	struct timeval tv = {0, RESUME_ACCEPT_MS * 1000};
+
+	if (!g)
+		return;
 
 	if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
 		/* The listening socket stays readable: without a pause the
@@ -597,6 +658,10 @@ int evapi__guard_init(evapi_app *app)
 		return EVAPI_ENOMEM;
 	}
 	app->guard = g;
+	pthread_mutex_lock(&guards_mu);
+	g->next_guard = guards;
+	guards = g;
+	pthread_mutex_unlock(&guards_mu);
 	evhttp_set_bevcb(app->http, bevcb, g);
 	/* evhttp only sees re-framed requests: give it room for the
 	 * re-framing, and make its own timeout (which restarts on every
@@ -617,9 +682,16 @@ int evapi__guard_init(evapi_app *app)
 
 void evapi__guard_free(evapi_app *app)
 {
-	evapi__guard *g = app->guard;
+	evapi__guard *g = app->guard, **pp;
 	if (!g)
 		return;
+	pthread_mutex_lock(&guards_mu);
+	for (pp = &guards; *pp; pp = &(*pp)->next_guard)
+		if (*pp == g) {
+			*pp = g->next_guard;
+			break;
+		}
+	pthread_mutex_unlock(&guards_mu);
 	if (g->resume_ev)
 		event_free(g->resume_ev);
 	free(g->byfd);

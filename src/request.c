@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -336,16 +337,53 @@ int evapi_reply_validation_error(evapi_req *req, const char *type,
 	return evapi_reply_error_json(req, 422, json_pack("[o]", item));
 }
 
+/* Offset of the first bracket nested deeper than `max`, or -1. jansson
+ * recurses per level up to its own compile-time bound (2048); the
+ * configured limit is checked before it parses anything. */
+static long too_deep(const char *s, size_t len, int max)
+{
+	size_t i;
+	int depth = 0, in_str = 0;
+
+	for (i = 0; i < len; i++) {
+		char c = s[i];
+		if (in_str) {
+			if (c == '\\')
+				i++;
+			else if (c == '"')
+				in_str = 0;
+		} else if (c == '"') {
+			in_str = 1;
+		} else if (c == '[' || c == '{') {
+			if (++depth > max)
+				return (long)i;
+		} else if (c == ']' || c == '}') {
+			depth--;
+		}
+	}
+	return -1;
+}
+
 int evapi_req_json(evapi_req *req, json_t **out)
 {
 	json_error_t err;
 	json_t *detail;
+	long deep;
 
 	if (!req || !out)
 		return EVAPI_EINVAL;
 	if (!req->json) {
-		req->json = json_loadb(req->body, req->body_len,
-		                       JSON_DECODE_ANY, &err);
+		deep = too_deep(req->body, req->body_len,
+		                req->app->cfg.max_json_depth);
+		if (deep >= 0) {
+			snprintf(err.text, sizeof err.text,
+			         "nesting deeper than %d levels",
+			         req->app->cfg.max_json_depth);
+			err.position = (int)deep;
+		} else {
+			req->json = json_loadb(req->body, req->body_len,
+			                       JSON_DECODE_ANY, &err);
+		}
 		if (!req->json) {
 			/* FastAPI's shape: loc is ["body", <char offset>]. */
 			detail = json_pack("[{s:s, s:[s,I], s:s, s:{}, s:{s:s}}]",
