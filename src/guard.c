@@ -56,6 +56,7 @@ typedef struct evapi__guard {
 	int nfd;
 	int nconns;
 	int accept_paused;
+	int dead;     /* the app let go; freed with the last connection */
 	struct event *resume_ev;
 } evapi__guard;
 
@@ -80,6 +81,7 @@ struct gconn {
 	int reading_paused;  /* too many pipelined requests queued */
 	int last;            /* no request after the one handed over */
 	int write_failed;    /* the socket refused evhttp's output */
+	int finished;        /* conn_finish ran: only conn_free may follow */
 	struct event *writable; /* evhttp output waiting for the socket */
 	int64_t req_start_us, idle_since_us, linger_until_us;
 };
@@ -87,6 +89,19 @@ struct gconn {
 static void conn_kick(gconn *c);
 static void writable_cb(evutil_socket_t fd, short what, void *arg);
 static long send_some(gconn *c, struct evbuffer *b);
+
+/* False once the filter is being freed: by us (conn_finish) or by
+ * evhttp, which clears its callbacks first. libevent finalizes the filter
+ * (and runs conn_free) only later, and touching it in between would
+ * re-arm its timeouts on memory about to be freed. */
+static int alive(const gconn *c)
+{
+	bufferevent_event_cb ecb = NULL;
+	if (c->finished)
+		return 0;
+	bufferevent_getcb(c->fbev, NULL, NULL, &ecb, NULL);
+	return ecb != NULL;
+}
 
 /* libevent calls a listener's error callback with the listener's own
  * argument, which evhttp has taken (its struct evhttp): find our guard
@@ -223,6 +238,7 @@ static void conn_reject(gconn *c, int status, const char *detail)
  * the filter's free callback, `c`. Nothing may touch `c` afterwards. */
 static void conn_finish(gconn *c)
 {
+	c->finished = 1;
 	bufferevent_trigger_event(c->fbev, BEV_EVENT_EOF | BEV_EVENT_READING, 0);
 }
 
@@ -243,11 +259,14 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 
+	if (!alive(c))
+		return;
 	conn_register(c);
 	if (c->write_failed) {
+		c->finished = 1;
 		bufferevent_trigger_event(c->fbev,
 		                          BEV_EVENT_ERROR | BEV_EVENT_WRITING, 0);
-		return; /* `c` is gone */
+		return;
 	}
 	/* libevent's filter moves output only when its own output callback
 	 * runs with writing enabled, and evhttp enables writing after adding
@@ -309,7 +328,8 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
  * activation of it, which would lose the kick. */
 static void conn_kick(gconn *c)
 {
-	event_active(c->kick, EV_TIMEOUT, 0);
+	if (!c->finished)
+		event_active(c->kick, EV_TIMEOUT, 0);
 }
 
 static void fout_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
@@ -360,6 +380,10 @@ filter_in(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
 	(void)limit;
 	(void)mode;
 
+	if (!alive(c)) {
+		evbuffer_drain(src, evbuffer_get_length(src));
+		return BEV_NEED_MORE;
+	}
 	conn_register(c);
 	while (evbuffer_get_length(src) > 0) {
 		struct evbuffer_iovec v;
@@ -437,8 +461,15 @@ static long send_some(gconn *c, struct evbuffer *b)
 		if (!c->writable)
 			c->writable = event_new(bufferevent_get_base(c->fbev),
 			                        c->fd, EV_WRITE, writable_cb, c);
-		if (c->writable)
-			event_add(c->writable, NULL);
+		if (c->writable) {
+			/* a client that stops reading is cut after this */
+			const evapi_config *cfg = &c->g->app->cfg;
+			int ms = cfg->body_timeout_ms > cfg->header_timeout_ms
+			                 ? cfg->body_timeout_ms
+			                 : cfg->header_timeout_ms;
+			struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+			event_add(c->writable, &tv);
+		}
 	}
 	return n > 0 ? (long)n : 0;
 }
@@ -447,7 +478,16 @@ static void writable_cb(evutil_socket_t fd, short what, void *arg)
 {
 	gconn *c = arg;
 	(void)fd;
-	(void)what;
+	if (!alive(c))
+		return;
+	if (what & EV_TIMEOUT) {
+		evapi__log(c->g->app, EVAPI_LOG_INFO,
+		           "guard: fd %d stopped reading its response: closing",
+		           c->fd);
+		c->write_failed = 1;
+		conn_kick(c);
+		return;
+	}
 	if (evbuffer_get_length(c->own) > 0) {
 		if (send_some(c, c->own) < 0)
 			c->write_failed = 1;
@@ -473,7 +513,7 @@ filter_out(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
 	(void)limit;
 	(void)mode;
 
-	if (c->write_failed || evbuffer_get_length(c->own) > 0)
+	if (!alive(c) || c->write_failed || evbuffer_get_length(c->own) > 0)
 		return BEV_NEED_MORE;
 	n = send_some(c, src);
 	if (n < 0) {
@@ -491,7 +531,7 @@ static void conn_free(void *arg)
 	gconn *c = arg;
 	evapi__guard *g = c->g;
 
-	if (c->fd >= 0 && c->fd < g->nfd && g->byfd[c->fd] == c)
+	if (!g->dead && c->fd >= 0 && c->fd < g->nfd && g->byfd[c->fd] == c)
 		g->byfd[c->fd] = NULL;
 	if (c->fout_cb)
 		evbuffer_remove_cb_entry(bufferevent_get_output(c->fbev),
@@ -507,6 +547,12 @@ static void conn_free(void *arg)
 	evapi__frame_free(c->frame);
 	free(c);
 	g->nconns--;
+	if (g->dead) {
+		/* libevent finalizes filters after evhttp_free returned */
+		if (g->nconns == 0)
+			free(g);
+		return;
+	}
 	if (g->accept_paused)
 		event_active(g->resume_ev, EV_TIMEOUT, 0);
 }
@@ -642,8 +688,6 @@ int evapi__guard_init(evapi_app *app)
 {
 	const evapi_config *cfg = &app->cfg;
 	evapi__guard *g = calloc(1, sizeof *g);
-	int backstop_ms;
-	struct timeval tv;
 
 	if (!g)
 		return EVAPI_ENOMEM;
@@ -664,19 +708,14 @@ int evapi__guard_init(evapi_app *app)
 	pthread_mutex_unlock(&guards_mu);
 	evhttp_set_bevcb(app->http, bevcb, g);
 	/* evhttp only sees re-framed requests: give it room for the
-	 * re-framing, and make its own timeout (which restarts on every
-	 * byte) a backstop for stuck writes behind the guard's deadlines. */
+	 * re-framing. Its own timeout restarts on every byte, and with a
+	 * filter libevent 2.1 re-arms it on a bufferevent being freed (a
+	 * use-after-free valgrind shows after every "Connection: close"),
+	 * so it is switched off: the guard's deadlines, and a write deadline
+	 * for clients that stop reading (send_some), replace it. */
 	evhttp_set_max_headers_size(app->http,
 	                            (ev_ssize_t)(2 * cfg->max_header_bytes + 1024));
-	backstop_ms = cfg->header_timeout_ms > cfg->body_timeout_ms
-	                      ? cfg->header_timeout_ms
-	                      : cfg->body_timeout_ms;
-	if (backstop_ms < cfg->idle_timeout_s * 1000)
-		backstop_ms = cfg->idle_timeout_s * 1000;
-	backstop_ms += 5000;
-	tv.tv_sec = backstop_ms / 1000;
-	tv.tv_usec = (backstop_ms % 1000) * 1000;
-	evhttp_set_timeout_tv(app->http, &tv);
+	evhttp_set_timeout_tv(app->http, NULL);
 	return 0;
 }
 
@@ -695,6 +734,12 @@ void evapi__guard_free(evapi_app *app)
 	if (g->resume_ev)
 		event_free(g->resume_ev);
 	free(g->byfd);
-	free(g);
+	g->byfd = NULL;
+	g->nfd = 0;
 	app->guard = NULL;
+	/* Filters freed by evhttp_free are finalized later by libevent and
+	 * still call conn_free: the last one frees `g`. */
+	g->dead = 1;
+	if (g->nconns == 0)
+		free(g);
 }
