@@ -173,7 +173,7 @@ static void usage(FILE *f)
 	        "  --upstream URL what /external-api and friends call (default:\n"
 	        "                 this server's own /upstream)\n"
 	        "  --upstream-delay-ms MS  delay of the default upstream "
-	        "(default 1000)\n"
+	        "(default: --delay-ms)\n"
 	        "  --outbound-max-connections N  open outbound connections "
 	        "(default 256)\n"
 	        "  --quiet        no access log\n");
@@ -196,7 +196,7 @@ int main(int argc, char **argv)
 	evapi_app *app;
 	long long v;
 	const char *upstream = NULL;
-	unsigned upstream_delay = 1000;
+	long long upstream_delay = -1; /* default: --delay-ms */
 	int c, rc;
 
 	evapi_config_init(&cfg);
@@ -226,7 +226,7 @@ int main(int argc, char **argv)
 		case 'U':
 			if (evapi_parse_int(optarg, &v) || v < 0 || v > 60000)
 				goto bad;
-			upstream_delay = (unsigned)v;
+			upstream_delay = v;
 			break;
 		case 'O':
 			if (evapi_parse_int(optarg, &v) || v < 1 || v > 65536)
@@ -267,7 +267,9 @@ int main(int argc, char **argv)
 	                NULL);
 	evapi_app_route(app, EVAPI_POST, "/analyze", EVAPI_INLINE, analyze,
 	                NULL);
-	demo_outbound_routes(app, upstream, upstream_delay);
+	demo_outbound_routes(app, upstream,
+	                     upstream_delay < 0 ? delay_ms
+	                                        : (unsigned)upstream_delay);
 	if ((rc = evapi_app_listen(app)) != 0) {
 		fprintf(stderr, "demo: cannot listen on %s:%d: %s\n", cfg.host,
 		        cfg.port, evapi_strerror(rc));

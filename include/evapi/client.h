@@ -103,9 +103,11 @@ EVAPI_EXPORT int evapi_reply_upstream_error(evapi_req *req,
 /* ---- on the loop -------------------------------------------------------- */
 
 /** Continuation of evapi_req_fetch, on the loop, exactly once. `res` is
- *  borrowed until the callback returns. `status` is 0, or
- *  EVAPI_ECANCELED when the request went away first (then the result's
- *  error is EVAPI_ECANCELED too and nothing may be replied). */
+ *  borrowed until the callback returns. `status` is 0 (look at the
+ *  result), or EVAPI_ECANCELED when the request went away first: the
+ *  client left, the deadline passed or the app cut it; nothing can be
+ *  replied then, and a call that was still running reports
+ *  EVAPI_ECANCELED in its result. */
 typedef void (*evapi_fetch_cb)(evapi_req *req, int status,
                                const evapi_fetch_res *res, void *arg);
 
