@@ -88,10 +88,12 @@ static int connect_refused(int port)
 }
 
 /* Runs the three kinds of work, sends SIGTERM `signals` times while they
- * are in flight, and returns the batch's answers in `b`. */
-static void sigterm_run(int grace_ms, int work_ms, int signals, batch *b,
-                        double *stop_secs)
+ * are in flight, checks all three got `want`, and returns the batch's
+ * answers in `b` and how long the app took to stop. */
+static double sigterm_run(int grace_ms, int work_ms, int signals, int want,
+                          batch *b)
 {
+	double stop_secs;
 	evapi_config cfg, ucfg;
 	th_server s, up;
 	double t0;
@@ -133,24 +135,23 @@ static void sigterm_run(int grace_ms, int work_ms, int signals, batch *b,
 		kill(getpid(), SIGTERM);
 	}
 	pthread_join(s.thread, NULL); /* evapi_app_run returned */
-	*stop_secs = th_now() - t0;
+	stop_secs = th_now() - t0;
 	CHECK_INT(s.run_rc, ==, 0);
 	pthread_join(b->t, NULL);
+	for (i = 0; i < 3; i++)
+		CHECK_INT(b->r[i].status, ==, want);
 	/* A pool handler still running after a cut is waited for here and
 	 * its reply dropped; the sanitizer builds check nothing leaks. */
 	evapi_app_free(s.app);
 	th_server_stop(&up);
+	return stop_secs;
 }
 
 static void test_sigterm_finishes_within_grace(void)
 {
 	batch b;
-	double secs;
-	int i;
+	double secs = sigterm_run(3000, 400, 1, 200, &b);
 
-	sigterm_run(3000, 400, 1, &b, &secs);
-	for (i = 0; i < 3; i++)
-		CHECK_INT(b.r[i].status, ==, 200);
 	CHECK_STR(b.r[0].body, "slept");
 	CHECK_STR(b.r[1].body, "pool");
 	CHECK_STR(b.r[2].body, "outbound");
@@ -162,12 +163,8 @@ static void test_sigterm_finishes_within_grace(void)
 static void test_sigterm_cuts_after_grace(void)
 {
 	batch b;
-	double secs;
-	int i;
+	double secs = sigterm_run(300, 1500, 1, 503, &b);
 
-	sigterm_run(300, 1500, 1, &b, &secs);
-	for (i = 0; i < 3; i++)
-		CHECK_INT(b.r[i].status, ==, 503);
 	CHECK_DBL(secs, >=, 0.25);
 	CHECK_DBL(secs, <, 2.0);
 	CHECK_CONTAINS(th_log(), "grace period of 300 ms is over");
@@ -180,12 +177,8 @@ static void test_sigterm_cuts_after_grace(void)
 static void test_second_sigterm_cuts_at_once(void)
 {
 	batch b;
-	double secs;
-	int i;
+	double secs = sigterm_run(10000, 1500, 2, 503, &b);
 
-	sigterm_run(10000, 1500, 2, &b, &secs);
-	for (i = 0; i < 3; i++)
-		CHECK_INT(b.r[i].status, ==, 503);
 	CHECK_DBL(secs, <, 2.0); /* not the 10 s grace */
 	CHECK_CONTAINS(th_log(), "SIGTERM again: stopping now");
 }
