@@ -9,6 +9,9 @@
  *   GET  /sync-slow       -> blocking sleep() on a pool worker  pool
  *   POST /analyze         -> sum of a JSON list, computed on the pool,
  *                            answered from the loop             inline->pool
+ *
+ * demo_parity.c adds background tasks, streaming, SSE, middleware and a
+ * lifespan-managed consumer thread.
  */
 #include <evapi.h>
 #include <getopt.h>
@@ -18,6 +21,8 @@
 #include <time.h>
 
 static unsigned delay_ms = 4000;
+
+void demo_parity_setup(evapi_app *app); /* demo_parity.c */
 
 static void block_ms(unsigned ms)
 {
@@ -237,6 +242,7 @@ int main(int argc, char **argv)
 	                NULL);
 	evapi_app_route(app, EVAPI_POST, "/analyze", EVAPI_INLINE, analyze,
 	                NULL);
+	demo_parity_setup(app);
 	if ((rc = evapi_app_listen(app)) != 0) {
 		fprintf(stderr, "demo: cannot listen on %s:%d: %s\n", cfg.host,
 		        cfg.port, evapi_strerror(rc));
