@@ -611,6 +611,7 @@ static void cut_all(evapi_app *app)
 			           "shutdown cut %s %s id=%llu",
 			           req->route ? req->route->label : "-",
 			           req->finished ? "(pending work after reply)"
+			           : req->stream ? "(stream still open)"
 			                         : "(no reply yet)",
 			           req->id);
 			cut++;

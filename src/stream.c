@@ -193,6 +193,7 @@ static void conn_closed(struct evhttp_connection *evcon, void *arg)
 	 * still attached, libevent frees it with the connection. */
 	if (ev && evhttp_request_get_connection(ev) == NULL)
 		evhttp_request_free(ev);
+	EVAPI__ADD(&s->app->stats.gone, 1);
 	evapi__log(s->app, EVAPI_LOG_DEBUG, "stream: client left: id=%llu",
 	           s->req ? s->req->id : 0ULL);
 	(void)evcon;
