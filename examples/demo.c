@@ -10,6 +10,8 @@
  *   POST /analyze         -> sum of a JSON list, computed on the pool,
  *                            answered from the loop             inline->pool
  *
+ * and the outbound calls of demo_outbound.c (/external-api, /multi-fetch,
+ * /fan-out, /sync-external-api, /sync-multi-fetch, /upstream).
  * demo_parity.c adds background tasks, streaming, SSE, middleware and a
  * lifespan-managed consumer thread.
  */
@@ -20,9 +22,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "demo.h"
+
 static unsigned delay_ms = 4000;
 
-void demo_parity_setup(evapi_app *app); /* demo_parity.c */
 
 static void block_ms(unsigned ms)
 {
@@ -164,11 +167,18 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 	        "usage: demo [--host H] [--port P] [--threads N] [--delay-ms MS]\n"
+	        "            [--upstream URL] [--upstream-delay-ms MS] [--quiet]\n"
 	        "  --host H       address to bind (default 127.0.0.1)\n"
 	        "  --port P       port (default 8000; 0 picks one)\n"
 	        "  --threads N    pool worker threads (default 40)\n"
 	        "  --delay-ms MS  sleep of /async-sleep, /slow, /sync-slow "
 	        "(default 4000)\n"
+	        "  --upstream URL what /external-api and friends call (default:\n"
+	        "                 this server's own /upstream)\n"
+	        "  --upstream-delay-ms MS  delay of the default upstream "
+	        "(default: --delay-ms)\n"
+	        "  --outbound-max-connections N  open outbound connections "
+	        "(default 256)\n"
 	        "  --quiet        no access log\n");
 }
 
@@ -179,16 +189,21 @@ int main(int argc, char **argv)
 		{"port", required_argument, 0, 'p'},
 		{"threads", required_argument, 0, 't'},
 		{"delay-ms", required_argument, 0, 'd'},
+		{"upstream", required_argument, 0, 'u'},
+		{"upstream-delay-ms", required_argument, 0, 'U'},
+		{"outbound-max-connections", required_argument, 0, 'O'},
 		{"quiet", no_argument, 0, 'q'},
 		{"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0}};
 	evapi_config cfg;
 	evapi_app *app;
 	long long v;
+	const char *upstream = NULL;
+	long long upstream_delay = -1; /* default: --delay-ms */
 	int c, rc;
 
 	evapi_config_init(&cfg);
-	while ((c = getopt_long(argc, argv, "H:p:t:d:qh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "H:p:t:d:u:U:O:qh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'H':
 			cfg.host = optarg;
@@ -207,6 +222,19 @@ int main(int argc, char **argv)
 			if (evapi_parse_int(optarg, &v) || v < 0 || v > 600000)
 				goto bad;
 			delay_ms = (unsigned)v;
+			break;
+		case 'u':
+			upstream = optarg;
+			break;
+		case 'U':
+			if (evapi_parse_int(optarg, &v) || v < 0 || v > 60000)
+				goto bad;
+			upstream_delay = v;
+			break;
+		case 'O':
+			if (evapi_parse_int(optarg, &v) || v < 1 || v > 65536)
+				goto bad;
+			cfg.outbound_max_connections = (int)v;
 			break;
 		case 'q':
 			cfg.access_log = 0;
@@ -242,6 +270,9 @@ int main(int argc, char **argv)
 	                NULL);
 	evapi_app_route(app, EVAPI_POST, "/analyze", EVAPI_INLINE, analyze,
 	                NULL);
+	demo_outbound_routes(app, upstream,
+	                     upstream_delay < 0 ? delay_ms
+	                                        : (unsigned)upstream_delay);
 	demo_parity_setup(app);
 	if ((rc = evapi_app_listen(app)) != 0) {
 		fprintf(stderr, "demo: cannot listen on %s:%d: %s\n", cfg.host,
@@ -249,6 +280,7 @@ int main(int argc, char **argv)
 		evapi_app_free(app);
 		return 1;
 	}
+	demo_outbound_set_port(cfg.host, evapi_app_port(app));
 	rc = evapi_app_run(app);
 	evapi_app_free(app);
 	return rc == 0 ? 0 : 1;

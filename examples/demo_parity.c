@@ -20,7 +20,7 @@
 #include <string.h>
 #include <time.h>
 
-void demo_parity_setup(evapi_app *app);
+#include "demo.h"
 
 static void sleep_ms(unsigned ms)
 {

@@ -158,6 +158,8 @@ typedef struct evapi__resp {
 } evapi__resp;
 
 typedef struct evapi__op evapi__op;
+typedef struct evapi__batch evapi__batch;   /* client.c */
+typedef struct evapi__client evapi__client; /* client.c */
 typedef struct evapi__task evapi__task;
 
 enum evapi__req_state {
@@ -178,6 +180,7 @@ struct evapi_req {
 	struct event *watch;          /* client-close detector, deferred only */
 	struct event *deadline;       /* request deadline, deferred only */
 	evapi__op *ops;               /* pending ops, for cancellation */
+	evapi__batch *batches;        /* outbound calls, for cancellation */
 	int gone;                     /* client left / deadline / cut */
 	int finished;                 /* counted and logged */
 	int head_only;                /* HEAD answered by a GET route */
@@ -217,6 +220,7 @@ struct evapi_app {
 	struct evhttp_bound_socket *bound;
 	evapi__router *router;
 	evapi__pool *pool;
+	evapi__client *client;        /* outbound calls (client.c) */
 	struct event *sigint_ev, *sigterm_ev, *stop_ev, *grace_ev;
 	int port;
 	int running;
@@ -238,6 +242,8 @@ struct evapi_app {
 	struct {
 		unsigned long long requests, in_flight, stalls, rejected,
 			no_reply, gone, timeouts, s4xx, s5xx;
+		unsigned long long out_calls, out_errors, out_in_flight,
+			out_sockets, out_connects;
 		long long max_stall_ms;
 	} stats; /* written on the loop with EVAPI__ADD, read anywhere */
 };
@@ -306,6 +312,16 @@ EVAPI_HIDDEN void evapi__lifespan_free(evapi_app *app);
 /* Runs fn(arg) on the loop soon. Thread-safe; used internally too. */
 EVAPI_HIDDEN int evapi__post(evapi_app *app, void (*fn)(evapi_app *, int,
                                                         void *), void *arg);
+
+/* client.c, client_sync.c: outbound calls */
+EVAPI_HIDDEN evapi__client *evapi__client_new(evapi_app *app);
+EVAPI_HIDDEN void evapi__client_free(evapi__client *c);
+/* Aborts the request's calls; continuations run on a later loop turn. */
+EVAPI_HIDDEN void evapi__client_cancel_req(evapi_req *req);
+/* Aborts the calls bound to no request (the app is stopping). */
+EVAPI_HIDDEN void evapi__client_cancel_unbound(evapi_app *app);
+/* Tells evapi_fetch_sync that this thread runs a loop. */
+EVAPI_HIDDEN void evapi__client_mark_loop_thread(int yes);
 
 /* continue.c */
 EVAPI_HIDDEN void evapi__ops_cancel(evapi_req *req);

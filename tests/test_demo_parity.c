@@ -9,7 +9,7 @@
 
 #include <unistd.h>
 
-void demo_parity_setup(evapi_app *app);
+#include "../examples/demo.h"
 
 static void test_demo_routes(void)
 {
