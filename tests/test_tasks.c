@@ -109,6 +109,18 @@ static void slow_tasks(evapi_req *req, void *arg)
 	evapi_reply_text(req, 200, "ok");
 }
 
+/* Tasks of a streamed reply start once its last chunk is out. */
+static void stream_then_task(evapi_req *req, void *arg)
+{
+	evapi_stream *st;
+	evapi_req_add_task(req, EVAPI_INLINE, "after-stream", record,
+	                   strdup("after-stream"));
+	st = evapi_reply_stream(req, 200, "text/plain");
+	evapi_stream_write(st, "part;", 5);
+	th_trace_add("streamed;");
+	evapi_stream_close(st);
+}
+
 static th_server *start_app(th_server *s, int grace_ms)
 {
 	evapi_config cfg;
@@ -122,6 +134,7 @@ static th_server *start_app(th_server *s, int grace_ms)
 	evapi_app_route(app, EVAPI_GET, "/fail", EVAPI_INLINE, fail_first, NULL);
 	evapi_app_route(app, EVAPI_GET, "/big", EVAPI_INLINE, big_then_task, NULL);
 	evapi_app_route(app, EVAPI_GET, "/slow", EVAPI_INLINE, slow_tasks, NULL);
+	evapi_app_route(app, EVAPI_GET, "/stream", EVAPI_INLINE, stream_then_task, NULL);
 	trace_clear();
 	th_server_start(s, app);
 	loop_thread = s->thread;
@@ -142,6 +155,12 @@ static void test_order_and_lanes(void)
 	CHECK_INT(th_http(s.port, "GET", "/pthree", NULL, &r), ==, 200);
 	CHECK(th_trace_wait("c@", 3));
 	CHECK_STR(th_trace(), "a@loop;b@pool;c@loop;");
+	/* after a streamed reply */
+	trace_clear();
+	CHECK_INT(th_http(s.port, "GET", "/stream", NULL, &r), ==, 200);
+	CHECK_STR(r.body, "part;");
+	CHECK(th_trace_wait("after-stream@", 3));
+	CHECK_STR(th_trace(), "streamed;after-stream@loop;");
 	th_server_stop(&s);
 }
 

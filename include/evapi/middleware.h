@@ -15,8 +15,8 @@ extern "C" {
 
 /**
  * Runs on the loop before routing, for every request that reached the
- * router (404 and 405 included). It may read the request and add reply
- * headers; to short-circuit it replies (any evapi_reply_* function) and
+ * router (404 and 405 included), so evapi_req_route and evapi_req_param
+ * know nothing yet. It may read the request and add reply headers; to short-circuit it replies (any evapi_reply_* function) and
  * returns 1: later before hooks and the handler are skipped. Return 0 to
  * go on. It must not block. `req` is borrowed for the call.
  */
