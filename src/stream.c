@@ -322,6 +322,18 @@ static void loop_end(evapi_stream *s)
 	s->req = NULL;
 	req->stream = NULL;
 	loop_side_done(s);
+	if (req->head_only) {
+		/* The HEAD response is complete: tell the producer to stop
+		 * (writes return EVAPI_EGONE) rather than feed nothing. */
+		pthread_mutex_lock(&s->mu);
+		if (!s->closed) {
+			s->cancelled = 1;
+			drop_queue(s);
+			pthread_cond_broadcast(&s->cv);
+			wake_locked(s);
+		}
+		pthread_mutex_unlock(&s->mu);
+	}
 	evapi__req_finish(req, s->start.status);
 	evapi__req_unref(req);
 	release(s); /* the loop's side */
@@ -371,8 +383,7 @@ static void pump_once(evapi_stream *s)
 		evhttp_send_reply_chunk(s->ev, s->out);
 		s->last_write_us = evapi__now_us();
 	}
-	/* A HEAD response is over once its headers are out; the producer's
-	 * later bytes are dropped. */
+	/* A HEAD response is over once its headers are out. */
 	if (!s->loop_done && s->ev &&
 	    ((closed && !cancelled) || s->req->head_only))
 		loop_end(s);

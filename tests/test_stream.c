@@ -33,14 +33,17 @@ static void loop_chunks(evapi_req *req, void *arg)
 static void pool_lines(evapi_req *req, void *arg)
 {
 	evapi_stream *s = evapi_reply_stream(req, 200, "text/plain");
-	int i;
+	int head = evapi_req_method(req) == EVAPI_HEAD, i, rc = 0;
 	CHECK(s != NULL);
-	for (i = 0; i < POOL_LINES && s; i++) {
-		CHECK_INT(evapi_stream_printf(s, "line %d\n", i), ==, 0);
-		if (i % 50 == 0)
-			th_sleep_ms(5);
+	/* HEAD: the response is done once the headers are out, and the
+	 * producer is told (EVAPI_EGONE) within its next writes */
+	for (i = 0; rc == 0 && i < (head ? 2000 : POOL_LINES); i++) {
+		rc = evapi_stream_printf(s, "line %d\n", i);
+		if (head || i % 50 == 0)
+			th_sleep_ms(head ? 1 : 5);
 	}
-	CHECK_INT(evapi_stream_close(s), ==, 0);
+	CHECK_INT(rc, ==, head ? EVAPI_EGONE : 0);
+	CHECK_INT(evapi_stream_close(s), ==, head ? EVAPI_EGONE : 0);
 }
 
 /* A pool producer writing 8 MiB in 64 KiB pieces; counts what it wrote. */

@@ -10,8 +10,8 @@
  * EVAPI_STREAM_BUFFER_MAX bytes may wait for a slow client; past that a
  * loop writer gets EVAPI_EBUSY and a writer on another thread waits.
  *
- * When the client leaves (or the app's shutdown grace ends) the stream is
- * cancelled: queued bytes are dropped, writes return EVAPI_EGONE, a
+ * When the client leaves (or the app's shutdown grace ends, or a HEAD
+ * request's headers have gone out) the stream is cancelled: queued bytes are dropped, writes return EVAPI_EGONE, a
  * waiting writer wakes up, the stream callback (if set) runs with
  * EVAPI_ECANCELED, and the request's pending operations are cancelled.
  */
