@@ -75,6 +75,8 @@ typedef struct evapi_config {
 	evapi_log_level log_level; /* [EVAPI_LOG_INFO] */
 	evapi_log_cb log_cb;       /* [NULL: write to stderr] */
 	void *log_arg;             /* [NULL] passed to log_cb */
+	int openapi;               /* [0] serve GET /openapi.json and GET /docs
+	                              (see evapi/schema.h) */
 } evapi_config;
 
 /** Fills `cfg` with the defaults above. */
