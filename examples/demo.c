@@ -9,20 +9,21 @@
  *   GET  /sync-slow       -> blocking sleep() on a pool worker  pool
  *   POST /analyze         -> sum of a JSON list, computed on the pool,
  *                            answered from the loop             inline->pool
- *   GET  /items/{item_id} -> declared, typed parameters (422)   inline
- *   POST /items           -> declared JSON body (422, 415)      pool
- *   POST /upload          -> multipart upload, stored on disk   pool
- *   PUT  /files/{filename}-> raw-body upload                    pool
- *   GET  /openapi.json, GET /docs -> the API described
+ *   GET  /openapi.json, GET /docs -> the API described (config.openapi)
+ *
+ * and the outbound calls of demo_outbound.c (/external-api, /multi-fetch,
+ * /fan-out, /sync-external-api, /sync-multi-fetch, /upstream), and the
+ * declared routes of demo_declared.c (/items/{item_id}, /items, /upload,
+ * /files/{filename}).
  */
 #include <evapi.h>
-#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
+
+#include "demo.h"
 
 static unsigned delay_ms = 4000;
 
@@ -162,112 +163,22 @@ static void analyze(evapi_req *req, void *arg)
 	}
 }
 
-/* ---- declared routes: FastAPI's typed parameters, bodies, uploads ---- */
-
-/* def read_item(item_id: int = Path(ge=1),
- *               q: str | None = Query(None, max_length=50),
- *               limit: int = Query(10, ge=1, le=100)) */
-static const evapi_field item_params[] = {
-	{.name = "item_id", .in = EVAPI_IN_PATH, .type = EVAPI_INT,
-	 .required = 1, .bounds = EVAPI_GE, .ge = 1},
-	{.name = "q", .type = EVAPI_STRING, .bounds = EVAPI_MAX_LEN,
-	 .max_len = 50},
-	{.name = "limit", .type = EVAPI_INT, .dflt = "10",
-	 .bounds = EVAPI_GE | EVAPI_LE, .ge = 1, .le = 100},
-	{0}};
-
-static void read_item(evapi_req *req, void *arg)
-{
-	long long id, limit;
-	evapi_req_get_int(req, "item_id", &id);
-	evapi_req_get_int(req, "limit", &limit);
-	evapi_reply_json(req, 200, json_pack(
-		"{s:I, s:s?, s:I}", "item_id", (json_int_t)id, "q",
-		evapi_req_get_string(req, "q"), "limit", (json_int_t)limit));
-}
-
-/* class Item(BaseModel): name: str = Field(max_length=50);
- *   price: float = Field(ge=0); tags: list[str] = [];
- *   description: str | None = None */
-static const evapi_field tag_field = {.type = EVAPI_STRING};
-static const evapi_field item_body[] = {
-	{.name = "name", .type = EVAPI_STRING, .required = 1,
-	 .bounds = EVAPI_MAX_LEN, .max_len = 50},
-	{.name = "price", .type = EVAPI_NUMBER, .required = 1,
-	 .bounds = EVAPI_GE, .ge = 0},
-	{.name = "tags", .type = EVAPI_ARRAY, .items = &tag_field, .dflt = "[]"},
-	{.name = "description", .type = EVAPI_STRING},
-	{0}};
-
-/* A pool route: invalid bodies never reach it (checked on the loop). */
-static void create_item(evapi_req *req, void *arg)
-{
-	json_t *item;
-	if (evapi_req_json(req, &item) != 0)
-		return;
-	evapi_reply_json(req, 201, json_incref(item));
-}
-
-static void uploaded(evapi_req *req, void *arg)
-{
-	json_t *files = json_array();
-	int i;
-	for (i = 0; i < evapi_req_file_count(req); i++) {
-		const evapi_file *f = evapi_req_file(req, i);
-		json_array_append_new(files, json_pack(
-			"{s:s, s:s?, s:s, s:I, s:s}", "field", f->field,
-			"filename", f->filename, "stored", f->stored, "size",
-			(json_int_t)f->size, "content_type", f->content_type));
-	}
-	evapi_reply_json(req, 200, json_pack("{s:o}", "files", files));
-}
-
-static evapi_upload uploads = {.max_file_bytes = 4 << 20,
-                               .max_total_bytes = 8 << 20};
-static evapi_upload raw_uploads = {.max_file_bytes = 4 << 20, .raw = 1};
-
-static int add_declared_routes(evapi_app *app, const char *upload_dir)
-{
-	evapi_route_decl get = {.methods = EVAPI_GET,
-	                        .path = "/items/{item_id}",
-	                        .lane = EVAPI_INLINE, .cb = read_item,
-	                        .params = item_params,
-	                        .summary = "Read an item"};
-	evapi_route_decl post = {.methods = EVAPI_POST, .path = "/items",
-	                         .lane = EVAPI_POOL, .cb = create_item,
-	                         .body = item_body, .body_name = "Item",
-	                         .summary = "Create an item"};
-	evapi_route_decl up = {.methods = EVAPI_POST, .path = "/upload",
-	                       .lane = EVAPI_POOL, .cb = uploaded,
-	                       .upload = &uploads,
-	                       .summary = "Upload files (multipart/form-data)"};
-	evapi_route_decl raw = {.methods = EVAPI_PUT,
-	                        .path = "/files/{filename}",
-	                        .lane = EVAPI_POOL, .cb = uploaded,
-	                        .upload = &raw_uploads,
-	                        .summary = "Upload one file as the body"};
-
-	if (mkdir(upload_dir, 0700) != 0 && errno != EEXIST) {
-		fprintf(stderr, "demo: cannot create %s: %s\n", upload_dir,
-		        strerror(errno));
-		return -1;
-	}
-	uploads.dir = raw_uploads.dir = upload_dir;
-	if (evapi_app_route_decl(app, &get) || evapi_app_route_decl(app, &post) ||
-	    evapi_app_route_decl(app, &up) || evapi_app_route_decl(app, &raw))
-		return -1;
-	return 0;
-}
-
 static void usage(FILE *f)
 {
 	fprintf(f,
 	        "usage: demo [--host H] [--port P] [--threads N] [--delay-ms MS]\n"
+	        "            [--upstream URL] [--upstream-delay-ms MS] [--quiet]\n"
 	        "  --host H       address to bind (default 127.0.0.1)\n"
 	        "  --port P       port (default 8000; 0 picks one)\n"
 	        "  --threads N    pool worker threads (default 40)\n"
 	        "  --delay-ms MS  sleep of /async-sleep, /slow, /sync-slow "
 	        "(default 4000)\n"
+	        "  --upstream URL what /external-api and friends call (default:\n"
+	        "                 this server's own /upstream)\n"
+	        "  --upstream-delay-ms MS  delay of the default upstream "
+	        "(default: --delay-ms)\n"
+	        "  --outbound-max-connections N  open outbound connections "
+	        "(default 256)\n"
 	        "  --upload-dir D where /upload stores files "
 	        "(default /tmp/evapi-uploads)\n"
 	        "  --quiet        no access log\n");
@@ -280,20 +191,25 @@ int main(int argc, char **argv)
 		{"port", required_argument, 0, 'p'},
 		{"threads", required_argument, 0, 't'},
 		{"delay-ms", required_argument, 0, 'd'},
+		{"upstream", required_argument, 0, 'u'},
+		{"upstream-delay-ms", required_argument, 0, 'U'},
+		{"outbound-max-connections", required_argument, 0, 'O'},
 		{"quiet", no_argument, 0, 'q'},
-		{"upload-dir", required_argument, 0, 'u'},
+		{"upload-dir", required_argument, 0, 'D'},
 		{"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0}};
 	evapi_config cfg;
 	evapi_app *app;
 	const char *upload_dir = "/tmp/evapi-uploads";
 	long long v;
+	const char *upstream = NULL;
+	long long upstream_delay = -1; /* default: --delay-ms */
 	int c, rc;
 
 	evapi_config_init(&cfg);
 	cfg.openapi = 1;                      /* GET /openapi.json, /docs */
 	cfg.max_body_bytes = (8 << 20) + 65536; /* uploads: 8 MiB of files */
-	while ((c = getopt_long(argc, argv, "H:p:t:d:qu:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "H:p:t:d:u:U:O:D:qh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'H':
 			cfg.host = optarg;
@@ -313,10 +229,23 @@ int main(int argc, char **argv)
 				goto bad;
 			delay_ms = (unsigned)v;
 			break;
+		case 'u':
+			upstream = optarg;
+			break;
+		case 'U':
+			if (evapi_parse_int(optarg, &v) || v < 0 || v > 60000)
+				goto bad;
+			upstream_delay = v;
+			break;
+		case 'O':
+			if (evapi_parse_int(optarg, &v) || v < 1 || v > 65536)
+				goto bad;
+			cfg.outbound_max_connections = (int)v;
+			break;
 		case 'q':
 			cfg.access_log = 0;
 			break;
-		case 'u':
+		case 'D':
 			upload_dir = optarg;
 			break;
 		case 'h':
@@ -350,7 +279,10 @@ int main(int argc, char **argv)
 	                NULL);
 	evapi_app_route(app, EVAPI_POST, "/analyze", EVAPI_INLINE, analyze,
 	                NULL);
-	if (add_declared_routes(app, upload_dir) != 0) {
+	demo_outbound_routes(app, upstream,
+	                     upstream_delay < 0 ? delay_ms
+	                                        : (unsigned)upstream_delay);
+	if (demo_declared_routes(app, upload_dir) != 0) {
 		evapi_app_free(app);
 		return 1;
 	}
@@ -360,6 +292,7 @@ int main(int argc, char **argv)
 		evapi_app_free(app);
 		return 1;
 	}
+	demo_outbound_set_port(cfg.host, evapi_app_port(app));
 	rc = evapi_app_run(app);
 	evapi_app_free(app);
 	return rc == 0 ? 0 : 1;

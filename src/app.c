@@ -43,6 +43,10 @@ void evapi_config_init(evapi_config *cfg)
 	cfg->handle_signals = 1;
 	cfg->access_log = 1;
 	cfg->log_level = EVAPI_LOG_INFO;
+	cfg->outbound_max_connections = 256;
+	cfg->outbound_timeout_ms = 10000;
+	cfg->outbound_connect_timeout_ms = 3000;
+	cfg->outbound_max_response_bytes = (size_t)8 << 20;
 }
 
 static int config_valid(const evapi_config *c)
@@ -52,7 +56,11 @@ static int config_valid(const evapi_config *c)
 	       c->pool_queue_max >= 0 && c->stall_threshold_ms >= 1 &&
 	       c->request_timeout_ms >= 1 && c->idle_timeout_s >= 1 &&
 	       c->max_header_bytes >= 256 && c->shutdown_grace_ms >= 0 &&
-	       (int)c->log_level >= 0 && c->log_level <= EVAPI_LOG_DEBUG;
+	       (int)c->log_level >= 0 && c->log_level <= EVAPI_LOG_DEBUG &&
+	       c->outbound_max_connections >= 1 &&
+	       c->outbound_timeout_ms >= 1 &&
+	       c->outbound_connect_timeout_ms >= 1 &&
+	       c->outbound_max_response_bytes >= 1;
 }
 
 evapi_app *evapi_app_new(const evapi_config *cfg)
@@ -93,6 +101,8 @@ evapi_app *evapi_app_new(const evapi_config *cfg)
 	                            app->cfg.pool_queue_max);
 	if (!app->pool)
 		goto err;
+	if (!(app->client = evapi__client_new(app)))
+		goto err;
 	if (app->cfg.openapi && evapi__openapi_routes(app) != 0)
 		goto err;
 	return app;
@@ -114,6 +124,7 @@ void evapi_app_free(evapi_app *app)
 			evapi__reactor_free(app);
 		evapi__pool_free(app->pool);
 		event_base_loop(app->base, EVLOOP_NONBLOCK);
+		evapi__client_free(app->client);
 		event_base_free(app->base);
 	}
 	evapi__router_free(app->router);
@@ -177,6 +188,11 @@ void evapi_app_stats(evapi_app *app, evapi_stats *out)
 	out->status_4xx = EVAPI__LOAD(&app->stats.s4xx);
 	out->status_5xx = EVAPI__LOAD(&app->stats.s5xx);
 	out->max_stall_ms = EVAPI__LOAD(&app->stats.max_stall_ms);
+	out->outbound_calls = EVAPI__LOAD(&app->stats.out_calls);
+	out->outbound_errors = EVAPI__LOAD(&app->stats.out_errors);
+	out->outbound_in_flight = EVAPI__LOAD(&app->stats.out_in_flight);
+	out->outbound_sockets = EVAPI__LOAD(&app->stats.out_sockets);
+	out->outbound_connects = EVAPI__LOAD(&app->stats.out_connects);
 	evapi__pool_counts(app->pool, &out->pool_threads, &out->pool_busy,
 	                   &out->pool_queued);
 }

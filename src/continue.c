@@ -172,6 +172,7 @@ void evapi__ops_cancel(evapi_req *req)
 {
 	evapi__op *op, *next, *unlinked = NULL;
 
+	evapi__client_cancel_req(req);
 	for (op = req->ops; op; op = next) {
 		next = op->next;
 		op->cancelled = 1;

@@ -159,6 +159,8 @@ typedef struct evapi__resp {
 } evapi__resp;
 
 typedef struct evapi__op evapi__op;
+typedef struct evapi__batch evapi__batch;   /* client.c */
+typedef struct evapi__client evapi__client; /* client.c */
 
 enum evapi__req_state {
 	EVAPI__REQ_RUNNING = 0, /* no reply yet */
@@ -178,6 +180,7 @@ struct evapi_req {
 	struct event *watch;          /* client-close detector, deferred only */
 	struct event *deadline;       /* request deadline, deferred only */
 	evapi__op *ops;               /* pending ops, for cancellation */
+	evapi__batch *batches;        /* outbound calls, for cancellation */
 	int gone;                     /* client left / deadline / cut */
 	int finished;                 /* counted and logged */
 	int head_only;                /* HEAD answered by a GET route */
@@ -214,6 +217,7 @@ struct evapi_app {
 	evapi__router *router;
 	evapi__pool *pool;
 	struct evapi__decl *decls;    /* declared routes (schema.c) */
+	evapi__client *client;        /* outbound calls (client.c) */
 	struct event *sigint_ev, *sigterm_ev, *stop_ev, *grace_ev;
 	int port;
 	int running;
@@ -228,6 +232,8 @@ struct evapi_app {
 	struct {
 		unsigned long long requests, in_flight, stalls, rejected,
 			no_reply, gone, timeouts, s4xx, s5xx;
+		unsigned long long out_calls, out_errors, out_in_flight,
+			out_sockets, out_connects;
 		long long max_stall_ms;
 	} stats; /* written on the loop with EVAPI__ADD, read anywhere */
 };
@@ -322,6 +328,15 @@ EVAPI_HIDDEN int evapi__decl_check(evapi_req *req);
 EVAPI_HIDDEN void evapi__decls_free(evapi_app *app);
 /* openapi.c: registers GET /openapi.json and GET /docs (config.openapi). */
 EVAPI_HIDDEN int evapi__openapi_routes(evapi_app *app);
+/* client.c, client_sync.c: outbound calls */
+EVAPI_HIDDEN evapi__client *evapi__client_new(evapi_app *app);
+EVAPI_HIDDEN void evapi__client_free(evapi__client *c);
+/* Aborts the request's calls; continuations run on a later loop turn. */
+EVAPI_HIDDEN void evapi__client_cancel_req(evapi_req *req);
+/* Aborts the calls bound to no request (the app is stopping). */
+EVAPI_HIDDEN void evapi__client_cancel_unbound(evapi_app *app);
+/* Tells evapi_fetch_sync that this thread runs a loop. */
+EVAPI_HIDDEN void evapi__client_mark_loop_thread(int yes);
 
 /* continue.c */
 EVAPI_HIDDEN void evapi__ops_cancel(evapi_req *req);

@@ -714,8 +714,11 @@ int evapi__reactor_run(evapi_app *app)
 	evapi__log(app, EVAPI_LOG_INFO,
 	           "listening on http://%s:%d (pool: %d threads)", app->host,
 	           app->port, app->cfg.pool_threads);
+	evapi__client_mark_loop_thread(1);
 	event_base_dispatch(app->base);
+	evapi__client_mark_loop_thread(0);
 	cut_all(app);
+	evapi__client_cancel_unbound(app);
 	/* Let cancelled timers deliver their continuations. */
 	event_base_loop(app->base, EVLOOP_NONBLOCK);
 	if (app->sigint_ev)

@@ -75,6 +75,11 @@ typedef struct evapi_config {
 	evapi_log_level log_level; /* [EVAPI_LOG_INFO] */
 	evapi_log_cb log_cb;       /* [NULL: write to stderr] */
 	void *log_arg;             /* [NULL] passed to log_cb */
+	/* outbound calls (evapi/client.h) */
+	int outbound_max_connections;     /* [256] open at once; more wait */
+	int outbound_timeout_ms;          /* [10000] default total timeout */
+	int outbound_connect_timeout_ms;  /* [3000] default connect timeout */
+	size_t outbound_max_response_bytes; /* [8 MiB] default reply cap */
 	int openapi;               /* [0] serve GET /openapi.json and GET /docs
 	                              (see evapi/schema.h) */
 } evapi_config;
@@ -136,6 +141,12 @@ typedef struct evapi_stats {
 	unsigned long long status_4xx, status_5xx;
 	int pool_threads, pool_busy, pool_queued;
 	long long max_stall_ms;
+	/* outbound calls on the loop (evapi/client.h) */
+	unsigned long long outbound_calls;     /* finished calls */
+	unsigned long long outbound_errors;    /* of those, transport errors */
+	unsigned long long outbound_in_flight; /* calls started, not finished */
+	unsigned long long outbound_sockets;   /* sockets open now */
+	unsigned long long outbound_connects;  /* sockets opened in all */
 } evapi_stats;
 
 /** Copies the current counters into `out`. Thread-safe: yes (a
