@@ -807,10 +807,18 @@ static int only_space(const char *s, size_t len)
 
 static const char *param_text(evapi_req *req, const evapi_field *f)
 {
+	const char *v = NULL;
+	int i;
+
 	switch (f->in) {
 	case EVAPI_IN_PATH: return evapi_req_param(req, f->name);
 	case EVAPI_IN_HEADER: return evapi_req_header(req, f->name);
-	default: return evapi_req_query(req, f->name);
+	default:
+		/* ?q=a&q=b: the last one, as FastAPI (Starlette) reads it */
+		for (i = 0; i < req->nquery; i++)
+			if (strcmp(req->query[i].name, f->name) == 0)
+				v = req->query[i].value;
+		return v;
 	}
 }
 

@@ -237,9 +237,10 @@ static void test_params_valid_and_defaults(void)
 	                         sizeof body), ==, 200);
 	CHECK_JSON(body, "{\"item_id\":42,\"q\":\"abc\",\"limit\":10,"
 	                 "\"ratio\":0.5,\"flag\":false,\"token\":\"t0k\"}");
-	/* lax coercions: spaces, a zero fraction, bool words */
+	/* lax coercions: spaces, a zero fraction, bool words; the last of
+	 * repeated query parameters wins */
 	CHECK_INT(get_with_token(s.port,
-	                         "/items/%2042?limit=7.0&ratio=2&flag=YES",
+	                         "/items/%2042?limit=1&limit=7.0&ratio=2&flag=YES",
 	                         "x", body, sizeof body), ==, 200);
 	CHECK_JSON(body, "{\"item_id\":42,\"q\":null,\"limit\":7,\"ratio\":2.0,"
 	                 "\"flag\":true,\"token\":\"x\"}");

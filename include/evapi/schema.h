@@ -89,8 +89,10 @@ typedef struct evapi_field {
  * Upload limits of a multipart/form-data route. Files are written to
  * `dir` on a pool worker (never on the loop) before the handler runs,
  * under a sanitised name that cannot leave `dir`; the handler reads them
- * with evapi_req_file(). Files stay on disk after the request: the
- * handler moves or deletes them. Zero means the default in brackets.
+ * with evapi_req_file(). Files stay on disk after the request (also when
+ * the client left while they were written): the handler moves or deletes
+ * them. The whole body is also bounded by the app's max_body_bytes, which
+ * evhttp enforces first. Zero means the default in brackets.
  */
 typedef struct evapi_upload {
 	const char *dir;        /* existing directory (required) */
