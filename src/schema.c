@@ -869,6 +869,8 @@ static int check_body(evapi_req *req, const struct evapi__decl *d,
 		if (!d->d.body_optional)
 			add_err(errs, "missing", json_pack("[s]", "body"),
 			        "Field required", NULL, NULL);
+		else if (!req->json)
+			req->json = json_null(); /* FastAPI's None */
 		return 0;
 	}
 	if (evapi_req_json(req, &j) != 0)

@@ -129,6 +129,9 @@ static evapi_app *make_app(void)
 		.methods = EVAPI_POST, .path = "/pool/items", .lane = EVAPI_POOL,
 		.cb = create_item, .arg = (void *)1, .body = item_body,
 		.body_name = "Item"};
+	evapi_route_decl optional = {
+		.methods = EVAPI_POST, .path = "/optional", .lane = EVAPI_POOL,
+		.cb = create_item, .body = item_body, .body_optional = 1};
 	evapi_route_decl count = {
 		.methods = EVAPI_GET, .path = "/pool/count", .lane = EVAPI_POOL,
 		.cb = pool_count, .params = pool_params};
@@ -140,6 +143,7 @@ static evapi_app *make_app(void)
 	CHECK_INT(evapi_app_route_decl(app, &post), ==, 0);
 	CHECK_INT(evapi_app_route_decl(app, &post_pool), ==, 0);
 	CHECK_INT(evapi_app_route_decl(app, &count), ==, 0);
+	CHECK_INT(evapi_app_route_decl(app, &optional), ==, 0);
 	return app;
 }
 
@@ -381,6 +385,11 @@ static void test_body_422_shapes(void)
 	           "{\"type\":\"model_attributes_type\",\"loc\":[\"body\","
 	           "\"owner\"],\"msg\":\"Input should be a valid dictionary or "
 	           "object to extract fields from\",\"input\":3}]}");
+	/* an optional body may be absent: the handler sees null */
+	CHECK_INT(th_http_body(s.port, "POST", "/optional", NULL, "", 0, &r),
+	          ==, 201);
+	CHECK_STR(r.body, "null");
+	CHECK_INT(th_http(s.port, "POST", "/optional", "{}", &r), ==, 422);
 	/* not an object at all */
 	CHECK_INT(th_http(s.port, "POST", "/items", "[1,2]", &r), ==, 422);
 	CHECK_JSON(r.body,

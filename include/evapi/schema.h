@@ -120,7 +120,8 @@ typedef struct evapi_route_decl {
 	const evapi_field *params; /* NULL or {NULL}-ended */
 	const evapi_field *body;   /* members of a JSON object body, or NULL */
 	const char *body_name;     /* OpenAPI schema name [route-derived] */
-	int body_optional;         /* 1: an empty body is allowed */
+	int body_optional;         /* 1: an empty body is allowed, and
+	                              evapi_req_json gives JSON null */
 	const evapi_upload *upload; /* multipart route; not with `body` */
 	const char *summary;       /* OpenAPI summary; may be NULL */
 } evapi_route_decl;
