@@ -68,14 +68,16 @@ if [ -n "$BUILD_DIR" ]; then
 		FAILED=1
 	fi
 fi
-head=$(curl -s --max-time 10 "$BASE/openapi.json" | head -c 62)
+doc=$(curl -s --max-time 10 "$BASE/openapi.json") || true
+head=${doc:0:62}
 if [ "$head" = '{"openapi":"3.1.0","info":{"title":"evapi","version":"0.1.0"},' ]; then
 	echo "ok   /openapi.json is OpenAPI 3.1"
 else
 	echo "BAD  /openapi.json starts with: $head"
 	FAILED=1
 fi
-if curl -s --max-time 10 "$BASE/docs" | grep -q "fetch('/openapi.json')"; then
+page=$(curl -s --max-time 10 "$BASE/docs") || true
+if [[ $page == *"fetch('/openapi.json')"* ]]; then
 	echo "ok   /docs reads /openapi.json"
 else
 	echo "BAD  /docs"
