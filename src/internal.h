@@ -331,12 +331,19 @@ EVAPI_HIDDEN int evapi__openapi_routes(evapi_app *app);
 /* client.c, client_sync.c: outbound calls */
 EVAPI_HIDDEN evapi__client *evapi__client_new(evapi_app *app);
 EVAPI_HIDDEN void evapi__client_free(evapi__client *c);
+/* The app's outbound defaults (struct evapi__fetch_defaults, fetch.h):
+ * written once at creation, read-only after, so any thread may read. */
+EVAPI_HIDDEN const struct evapi__fetch_defaults *
+evapi__client_defaults(const evapi__client *c);
 /* Aborts the request's calls; continuations run on a later loop turn. */
 EVAPI_HIDDEN void evapi__client_cancel_req(evapi_req *req);
 /* Aborts the calls bound to no request (the app is stopping). */
 EVAPI_HIDDEN void evapi__client_cancel_unbound(evapi_app *app);
 /* Tells evapi_fetch_sync that this thread runs a loop. */
 EVAPI_HIDDEN void evapi__client_mark_loop_thread(int yes);
+/* Makes evapi_fetch_sync on this thread use the app's outbound defaults
+ * (a worker, around one of the app's jobs); NULL ends it. */
+EVAPI_HIDDEN void evapi__client_use_app(const evapi_app *app);
 
 /* continue.c */
 EVAPI_HIDDEN void evapi__ops_cancel(evapi_req *req);
