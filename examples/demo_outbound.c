@@ -112,15 +112,18 @@ static void external_api(evapi_req *req, void *arg)
 static void multi_done(evapi_req *req, int status, size_t n,
                        const evapi_fetch_res *const *res, void *arg)
 {
+	size_t i;
 	(void)arg;
-	(void)n;
 	if (status == EVAPI_ECANCELED)
 		return;
-	if (status != 0) {
-		evapi_reply_upstream_error(req, evapi_fetch_res_ok(res[0])
-		                                        ? res[1] : res[0]);
-		return;
-	}
+	/* Report the call that failed, not the one fail-fast then aborted;
+	 * an upstream error status fails the route as well. */
+	for (i = 0; i < n; i++)
+		if (status ? evapi_fetch_res_error(res[i]) == status
+		           : !evapi_fetch_res_ok(res[i])) {
+			evapi_reply_upstream_error(req, res[i]);
+			return;
+		}
 	evapi_reply_json(req, 200,
 	                 json_pack("{s:o,s:o}", "data_a", data_of(res[0]),
 	                           "data_b", data_of(res[1])));

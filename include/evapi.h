@@ -8,6 +8,7 @@
 #include <evapi/common.h>
 #include <evapi/app.h>
 #include <evapi/request.h>
+#include <evapi/schema.h>
 #include <evapi/client.h>
 #include <evapi/tasks.h>
 #include <evapi/stream.h>

@@ -28,6 +28,7 @@ typedef struct call {
 	struct curl_slist *hdrs;
 	evapi__batch *batch;
 	int running;                  /* added to the multi handle */
+	int64_t deadline_us;          /* start + timeout, queueing included */
 	evapi_fetch_res res;
 } call;
 
@@ -51,6 +52,10 @@ struct evapi__batch {
 	} cb;
 	call *calls;
 	const evapi_fetch_res **results;
+	/* curl 7.88 checks no timeout while a transfer waits for a free
+	 * connection (outbound_max_connections); this timer enforces each
+	 * call's timeout from its start, queueing included */
+	struct event *timer;
 };
 
 struct evapi__client {
@@ -183,6 +188,8 @@ static void batch_ready(evapi__batch *b)
 	if (b->ready)
 		return;
 	b->ready = 1;
+	if (b->timer)
+		evtimer_del(b->timer);
 	b->ready_next = NULL;
 	*c->ready_tail = b;
 	c->ready_tail = &b->ready_next;
@@ -222,11 +229,11 @@ static void batch_abort(evapi__batch *b, int why)
 	batch_ready(b);
 }
 
-static void call_done(evapi__client *c, call *k, CURLcode rc)
+/* A call is over (its result filled in): count it in its batch. */
+static void call_ended(evapi__client *c, call *k)
 {
 	evapi__batch *b = k->batch;
 
-	evapi__fetch_complete(k->easy, rc, &k->res);
 	call_stop(c, k);
 	if (b->remaining)
 		b->remaining--;
@@ -236,6 +243,52 @@ static void call_done(evapi__client *c, call *k, CURLcode rc)
 	}
 	if (b->remaining == 0)
 		batch_ready(b);
+}
+
+static void call_done(evapi__client *c, call *k, CURLcode rc)
+{
+	evapi__fetch_complete(k->easy, rc, &k->res);
+	call_ended(c, k);
+}
+
+/* Arms the batch timer for its earliest running deadline. A few ms of
+ * slack let curl's own timeout, with its own message, usually win. */
+static void batch_arm(evapi__batch *b)
+{
+	int64_t first = 0, wait;
+	struct timeval tv;
+	size_t i;
+
+	for (i = 0; i < b->n; i++)
+		if (b->calls[i].running &&
+		    (!first || b->calls[i].deadline_us < first))
+			first = b->calls[i].deadline_us;
+	if (!first || b->ready)
+		return;
+	wait = first - evapi__now_us() + 5000;
+	if (wait < 0)
+		wait = 0;
+	tv.tv_sec = (time_t)(wait / 1000000);
+	tv.tv_usec = (suseconds_t)(wait % 1000000);
+	evtimer_add(b->timer, &tv);
+}
+
+static void on_batch_timer(evutil_socket_t fd, short what, void *arg)
+{
+	evapi__batch *b = arg;
+	int64_t now = evapi__now_us();
+	size_t i;
+	(void)fd;
+	(void)what;
+
+	for (i = 0; i < b->n && !b->ready; i++) {
+		call *k = &b->calls[i];
+		if (k->running && k->deadline_us <= now) {
+			evapi__fetch_res_fail(&k->res, EVAPI_ETIMEDOUT);
+			call_ended(b->client, k);
+		}
+	}
+	batch_arm(b);
 }
 
 static void drain(evapi__client *c)
@@ -292,6 +345,8 @@ static void batch_free(evapi__batch *b)
 		curl_slist_free_all(k->hdrs);
 		evapi__fetch_res_clear(&k->res);
 	}
+	if (b->timer)
+		event_free(b->timer);
 	free(b->calls);
 	free(b->results);
 	free(b);
@@ -363,7 +418,8 @@ static int batch_start(evapi__client *c, evapi__batch *b,
 
 	b->calls = calloc(b->n, sizeof *b->calls);
 	b->results = calloc(b->n, sizeof *b->results);
-	if (!b->calls || !b->results)
+	b->timer = evtimer_new(c->app->base, on_batch_timer, b);
+	if (!b->calls || !b->results || !b->timer)
 		return EVAPI_ENOMEM;
 	/* Prepare everything before adding anything: a bad call fails the
 	 * whole batch before a single transfer starts. */
@@ -376,7 +432,15 @@ static int batch_start(evapi__client *c, evapi__batch *b,
 		if ((rc = evapi__fetch_prepare(k->easy, &opts[i], &c->defaults,
 		                               &k->res, &k->hdrs)) != 0)
 			return rc;
+		k->deadline_us = k->res.start_us +
+		                 (int64_t)(opts[i].timeout_ms
+		                                   ? opts[i].timeout_ms
+		                                   : c->defaults.timeout_ms) *
+		                         1000;
 		curl_easy_setopt(k->easy, CURLOPT_PRIVATE, k);
+		/* Ending a call whose name lookup still runs must not wait for
+		 * the resolver thread: that wait would stall the loop. */
+		curl_easy_setopt(k->easy, CURLOPT_QUICK_EXIT, 1L);
 		curl_easy_setopt(k->easy, CURLOPT_OPENSOCKETFUNCTION, open_cb);
 		curl_easy_setopt(k->easy, CURLOPT_OPENSOCKETDATA, c);
 		curl_easy_setopt(k->easy, CURLOPT_CLOSESOCKETFUNCTION, close_cb);
@@ -399,6 +463,7 @@ static int batch_start(evapi__client *c, evapi__batch *b,
 		EVAPI__ADD(&c->app->stats.out_in_flight, 1);
 	}
 	b->remaining = b->n;
+	batch_arm(b);
 	return 0;
 }
 
@@ -506,6 +571,11 @@ void evapi__client_cancel_unbound(evapi_app *app)
 		batch_abort(b, EVAPI_ECANCELED);
 }
 
+const evapi__fetch_defaults *evapi__client_defaults(const evapi__client *c)
+{
+	return c ? &c->defaults : NULL;
+}
+
 evapi__client *evapi__client_new(evapi_app *app)
 {
 	evapi__client *c;
@@ -545,10 +615,11 @@ void evapi__client_free(evapi__client *c)
 
 	if (!c)
 		return;
+	/* closing first: a cancelled continuation may not start new calls */
+	c->closing = 1;
 	evapi__client_cancel_unbound(c->app);
 	if (c->deliver)
 		on_deliver(-1, 0, c);
-	c->closing = 1;
 	for (i = 0; i < c->nspare; i++)
 		curl_easy_cleanup(c->spare[i]);
 	c->nspare = 0;

@@ -14,6 +14,7 @@
 #include "fetch.h"
 
 static __thread int on_loop;
+static __thread const evapi__fetch_defaults *app_defaults;
 static pthread_key_t easy_key;
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 static int key_ok;
@@ -21,6 +22,16 @@ static int key_ok;
 void evapi__client_mark_loop_thread(int yes)
 {
 	on_loop = yes;
+}
+
+void evapi__client_use_app(const evapi_app *app)
+{
+	app_defaults = app ? evapi__client_defaults(app->client) : NULL;
+}
+
+const evapi__fetch_defaults *evapi__client_thread_defaults(void)
+{
+	return app_defaults;
 }
 
 static void easy_destroy(void *p)
@@ -55,10 +66,11 @@ static CURL *thread_easy(void)
 
 evapi_fetch_res *evapi_fetch_sync(const evapi_fetch_opts *opts)
 {
-	static const evapi__fetch_defaults d = {
+	static const evapi__fetch_defaults builtin = {
 		EVAPI__FETCH_TIMEOUT_MS, EVAPI__FETCH_CONNECT_MS,
 		EVAPI__FETCH_MAX_BYTES
 	};
+	const evapi__fetch_defaults *d = app_defaults ? app_defaults : &builtin;
 	evapi_fetch_res *res = calloc(1, sizeof *res);
 	struct curl_slist *hdrs = NULL;
 	CURL *e;
@@ -79,7 +91,7 @@ evapi_fetch_res *evapi_fetch_sync(const evapi_fetch_opts *opts)
 		free(res);
 		return NULL;
 	}
-	if ((err = evapi__fetch_prepare(e, opts, &d, res, &hdrs)) != 0) {
+	if ((err = evapi__fetch_prepare(e, opts, d, res, &hdrs)) != 0) {
 		evapi__fetch_res_fail(res, err);
 		return res;
 	}

@@ -76,6 +76,14 @@ static size_t on_header(char *data, size_t size, size_t n, void *arg)
 	evapi_fetch_res *res = arg;
 	size_t len = size * n, keep = len;
 
+	/* a stream of 1xx responses or redirects must not get around the cap
+	 * by restarting the stored section */
+	res->hseen += len;
+	if (res->hseen > EVAPI__FETCH_MAX_HEADER_BYTES || res->hseen > res->max) {
+		res->too_big = 1;
+		return 0;
+	}
+
 	if (len >= 5 && memcmp(data, "HTTP/", 5) == 0) {
 		res->hlen = 0;
 		res->len = 0; /* an earlier response's body, if any */
@@ -93,7 +101,36 @@ static size_t on_header(char *data, size_t size, size_t n, void *arg)
 	return len;
 }
 
+/* Counts every byte received, including the bodies of redirects that curl
+ * reads and drops without calling on_body. */
+static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow,
+                       curl_off_t ultotal, curl_off_t ulnow)
+{
+	evapi_fetch_res *res = arg;
+	(void)dltotal;
+	(void)ultotal;
+	(void)ulnow;
+	if (dlnow > 0 && (size_t)dlnow > res->max) {
+		res->too_big = 1;
+		return 1;
+	}
+	return 0;
+}
+
 /* ---- setup -------------------------------------------------------------- */
+
+/* "Name: value" with a token for a name. */
+static int header_ok(const char *h)
+{
+	static const char tchar[] = "!#$%&'*+-.^_`|~";
+	const char *p;
+	if (strpbrk(h, "\r\n"))
+		return 0;
+	for (p = h; *p && *p != ':'; p++)
+		if (!isalnum((unsigned char)*p) && !strchr(tchar, *p))
+			return 0;
+	return *p == ':' && p > h;
+}
 
 static int method_ok(const char *m)
 {
@@ -138,10 +175,11 @@ int evapi__fetch_prepare(CURL *e, const evapi_fetch_opts *o,
 
 	*hdrs = NULL;
 	if (!o->url || !scheme_ok(o->url) || (method && !method_ok(method)) ||
-	    (o->body_len && !o->body))
+	    (o->body_len && !o->body) ||
+	    (o->body && method && strcmp(method, "HEAD") == 0))
 		return EVAPI_EINVAL;
 	for (h = o->headers; h && *h; h++) {
-		if (strpbrk(*h, "\r\n") || !strchr(*h, ':'))
+		if (!header_ok(*h))
 			goto inval;
 		if (strncasecmp(*h, "Expect:", 7) == 0)
 			has_expect = 1;
@@ -168,7 +206,12 @@ int evapi__fetch_prepare(CURL *e, const evapi_fetch_opts *o,
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)connect);
 	curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
 	curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)low);
-	curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)res->max);
+	/* The cap counts bytes received (on_progress, on_body, on_header), not
+	 * Content-Length: a HEAD of a large object is fine, and a redirect's
+	 * dropped body is counted too. */
+	curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt(e, CURLOPT_XFERINFODATA, res);
+	curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
 	curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, res);

@@ -13,7 +13,8 @@
 struct evapi_fetch_res {
 	int error;                  /* 0 or EVAPI_E* */
 	int status;                 /* HTTP status, 0 without a reply */
-	int too_big;                /* the write callbacks hit the cap */
+	int too_big;                /* a callback hit the cap */
+	size_t hseen;               /* header bytes of every response so far */
 	size_t max;                 /* cap on header + body bytes */
 	char *body;                 /* NUL-terminated, malloc'd */
 	size_t len, cap;
@@ -35,6 +36,8 @@ typedef struct evapi__fetch_defaults {
 #define EVAPI__FETCH_CONNECT_MS 3000u
 #define EVAPI__FETCH_LOW_SPEED_S 10u
 #define EVAPI__FETCH_MAX_BYTES ((size_t)8 << 20)
+/* header bytes over all responses of one call, 1xx and redirects too */
+#define EVAPI__FETCH_MAX_HEADER_BYTES ((size_t)64 << 10)
 
 /* Checks `o` (URL scheme, method token, header lines) and configures `e`
  * (freshly created or reset) to perform it, writing into `res`.
@@ -53,5 +56,8 @@ EVAPI_HIDDEN void evapi__fetch_res_clear(evapi_fetch_res *res);
 EVAPI_HIDDEN void evapi__fetch_res_fail(evapi_fetch_res *res, int error);
 /* curl_global_init, once per process. */
 EVAPI_HIDDEN int evapi__curl_init(void);
+/* The defaults evapi_fetch_sync uses on this thread: the app's, while a
+ * pool worker runs one of its jobs (NULL: the built-in ones). */
+EVAPI_HIDDEN const evapi__fetch_defaults *evapi__client_thread_defaults(void);
 
 #endif

@@ -399,7 +399,9 @@ void evapi__req_leave(evapi_req *req, const char *what)
 static void handler_work(evapi__job *job)
 {
 	evapi_req *req = (evapi_req *)((char *)job - offsetof(evapi_req, job));
+	evapi__client_use_app(req->app);
 	req->route->cb(req, req->route->arg);
+	evapi__client_use_app(NULL);
 }
 
 static void handler_done(evapi__job *job, int status)
@@ -568,6 +570,10 @@ static void on_request(struct evhttp_request *ev, void *arg)
 		goto out;
 	}
 	memcpy(req->params, m.params, (size_t)m.nparams * sizeof(evapi__kv));
+	/* Declared routes: bad input is answered here, on the loop, before
+	 * the handler runs or a worker is taken. */
+	if (req->route->decl && evapi__decl_check(req) != 0)
+		goto out;
 
 	if (req->route->lane == EVAPI_INLINE) {
 		evapi__req_enter(req);
@@ -762,11 +768,11 @@ int evapi__reactor_run(evapi_app *app)
 	           app->port, app->cfg.pool_threads);
 	evapi__client_mark_loop_thread(1);
 	event_base_dispatch(app->base);
-	evapi__client_mark_loop_thread(0);
 	cut_all(app);
 	evapi__client_cancel_unbound(app);
 	/* Let cancelled timers deliver their continuations. */
 	event_base_loop(app->base, EVLOOP_NONBLOCK);
+	evapi__client_mark_loop_thread(0);
 	if (app->sigint_ev)
 		event_free(app->sigint_ev);
 	if (app->sigterm_ev)

@@ -9,6 +9,8 @@
 #include "harness.h"
 #include "upstream.h"
 
+#include <dlfcn.h>
+#include <netdb.h>
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -153,6 +155,18 @@ static void h_gather_ff(evapi_req *req, void *arg)
 		evapi_reply_error(req, 500, "gather");
 }
 
+/* Two calls through one connection: the second waits for it, and its own
+ * 300 ms timeout must count from its start, queueing included. */
+static void h_queued(evapi_req *req, void *arg)
+{
+	evapi_fetch_opts calls[2] = { { .url = target, .timeout_ms = 5000 },
+		                      { .url = target2, .timeout_ms = 300 } };
+	(void)arg;
+	if (evapi_req_gather(req, calls, 2, EVAPI_GATHER_FAIL_FAST, ff_done,
+	                     NULL) != 0)
+		evapi_reply_error(req, 500, "gather");
+}
+
 static void h_sync(evapi_req *req, void *arg)
 {
 	evapi_fetch_opts o = { .url = target, .timeout_ms = 500 };
@@ -184,6 +198,7 @@ static evapi_app *client_app(int timeout_ms, int max_conns)
 	evapi_app_route(app, EVAPI_GET, "/gather", EVAPI_INLINE, h_gather, NULL);
 	evapi_app_route(app, EVAPI_GET, "/gather-ff", EVAPI_INLINE, h_gather_ff,
 	                NULL);
+	evapi_app_route(app, EVAPI_GET, "/queued", EVAPI_INLINE, h_queued, NULL);
 	evapi_app_route(app, EVAPI_GET, "/sync", EVAPI_POOL, h_sync, NULL);
 	evapi_app_route(app, EVAPI_GET, "/sync-on-loop", EVAPI_INLINE, h_sync,
 	                NULL);
@@ -572,6 +587,171 @@ static void test_drain_waits_for_calls(void)
 	th_server_stop(&up);
 }
 
+static void test_queued_call_times_out(void)
+{
+	th_server up, s;
+	th_resp r;
+
+	start_upstream(&up);
+	snprintf(target, sizeof target, "http://127.0.0.1:%d/delay?ms=1500",
+	         up.port);
+	snprintf(target2, sizeof target2, "http://127.0.0.1:%d/delay?ms=0",
+	         up.port);
+	STORE(&ff_first_error, 0);
+	th_server_start(&s, client_app(10000, 1));
+	CHECK_INT(th_http(s.port, "GET", "/queued", NULL, &r), ==, 504);
+	CHECK_STR(r.body, "{\"detail\":\"Upstream timed out\"}");
+	CHECK_DBL(r.secs, >=, 0.29);
+	CHECK_DBL(r.secs, <, 1.2);
+	/* fail-fast then aborted the call holding the connection */
+	CHECK_INT(LOAD(&ff_first_error), ==, EVAPI_ECANCELED);
+	check_no_outbound_left(&s);
+	th_server_stop(&s);
+	th_server_stop(&up);
+}
+
+static int sync_error(th_up_mode mode, evapi_fetch_opts o, int *status,
+                      double *ms)
+{
+	th_upstream u;
+	char url[128];
+	evapi_fetch_res *res;
+	int err;
+
+	th_upstream_start(&u, mode);
+	snprintf(url, sizeof url, "http://127.0.0.1:%d/x", u.port);
+	o.url = url;
+	res = evapi_fetch_sync(&o);
+	err = evapi_fetch_res_error(res);
+	*status = evapi_fetch_res_status(res);
+	*ms = evapi_fetch_res_ms(res);
+	evapi_fetch_res_free(res);
+	th_upstream_stop(&u);
+	return err;
+}
+
+static void test_cap_counts_bytes_received(void)
+{
+	int status;
+	double ms;
+
+	/* a HEAD of a 100 MiB object is fine: no body arrives */
+	CHECK_INT(sync_error(TH_UP_HEAD_BIG,
+	                     (evapi_fetch_opts){ .method = "HEAD" }, &status,
+	                     &ms), ==, 0);
+	CHECK_INT(status, ==, 200);
+	/* a redirect's body is dropped by curl, but still counted */
+	CHECK_INT(sync_error(TH_UP_REDIRECT_FLOOD,
+	                     (evapi_fetch_opts){ .follow_redirects = 1,
+	                                         .max_response_bytes = 65536,
+	                                         .timeout_ms = 5000 },
+	                     &status, &ms), ==, EVAPI_ETOOBIG);
+	CHECK_DBL(ms, <, 2000);
+	/* endless 100 Continue responses cannot reset the header cap */
+	CHECK_INT(sync_error(TH_UP_INTERIM_FLOOD,
+	                     (evapi_fetch_opts){ .timeout_ms = 5000 }, &status,
+	                     &ms), ==, EVAPI_ETOOBIG);
+	CHECK_DBL(ms, <, 2000);
+}
+
+static void test_pool_uses_app_limits(void)
+{
+	th_upstream u;
+	th_server s;
+	th_resp r;
+
+	/* client_app caps replies at 64 KiB; the upstream sends 2 MiB */
+	th_upstream_start(&u, TH_UP_BIG);
+	snprintf(target, sizeof target, "http://127.0.0.1:%d/x", u.port);
+	th_server_start(&s, client_app(2000, 16));
+	CHECK_INT(th_http(s.port, "GET", "/sync", NULL, &r), ==, 502);
+	CHECK_CONTAINS(r.body, "over the size limit");
+	th_server_stop(&s);
+	th_upstream_stop(&u);
+}
+
+static int rearm_rc, rearm_calls;
+
+static void rearm_done(evapi_app *app, const evapi_fetch_res *res, void *arg)
+{
+	evapi_fetch_opts o = { .url = target };
+	(void)arg;
+	rearm_calls++;
+	CHECK_INT(evapi_fetch_res_error(res), ==, EVAPI_ECANCELED);
+	rearm_rc = evapi_app_fetch(app, &o, rearm_done, NULL);
+}
+
+static void test_no_new_calls_while_freeing(void)
+{
+	th_upstream u;
+	evapi_app *app;
+	evapi_fetch_opts o = { .url = target };
+
+	/* an app freed without ever running: its pending call is cancelled,
+	 * and a retry from the continuation is refused, not leaked */
+	th_upstream_start(&u, TH_UP_SILENT);
+	snprintf(target, sizeof target, "http://127.0.0.1:%d/x", u.port);
+	rearm_calls = 0;
+	app = client_app(10000, 16);
+	CHECK_INT(evapi_app_fetch(app, &o, rearm_done, NULL), ==, 0);
+	evapi_app_free(app);
+	CHECK_INT(rearm_calls, ==, 1);
+	CHECK_INT(rearm_rc, ==, EVAPI_ESTATE);
+	th_upstream_stop(&u);
+}
+
+/* A resolver that takes 3 s for *.slow.test: libcurl's resolver thread
+ * calls this one (the executable's symbol wins), everything else goes to
+ * the real getaddrinfo. */
+int getaddrinfo(const char *node, const char *service,
+                const struct addrinfo *hints, struct addrinfo **res)
+{
+	typedef int (*gai_fn)(const char *, const char *,
+	                      const struct addrinfo *, struct addrinfo **);
+	static gai_fn real;
+	size_t n = node ? strlen(node) : 0;
+
+	if (!real)
+		real = (gai_fn)dlsym(RTLD_NEXT, "getaddrinfo");
+	if (n > 10 && strcmp(node + n - 10, ".slow.test") == 0) {
+		th_sleep_ms(3000);
+		return EAI_NONAME;
+	}
+	return real(node, service, hints, res);
+}
+
+static void h_ping(evapi_req *req, void *arg)
+{
+	(void)arg;
+	evapi_reply_json(req, 200, json_pack("{s:b}", "pong", 1));
+}
+
+static void test_cancel_during_lookup_does_not_stall(void)
+{
+	th_server s;
+	th_resp r;
+	evapi_config cfg;
+	evapi_app *app;
+	th_resp out[2];
+	const char *paths[2] = { "/fetch", "/ping" };
+
+	snprintf(target, sizeof target, "http://api.slow.test:%d/x", 80);
+	th_config(&cfg);
+	cfg.request_timeout_ms = 300;
+	app = evapi_app_new(&cfg);
+	evapi_app_route(app, EVAPI_GET, "/fetch", EVAPI_INLINE, h_fetch, NULL);
+	evapi_app_route(app, EVAPI_GET, "/ping", EVAPI_INLINE, h_ping, NULL);
+	th_server_start(&s, app);
+	/* the deadline cancels the call while the lookup still runs: the
+	 * loop must not wait for the resolver thread */
+	th_http_parallel(s.port, 1, paths, out);
+	CHECK_INT(out[0].status, ==, 504);
+	CHECK_DBL(out[0].secs, <, 1.5);
+	CHECK_INT(th_http(s.port, "GET", "/ping", NULL, &r), ==, 200);
+	CHECK_DBL(r.secs, <, 0.5);
+	th_server_stop(&s);
+}
+
 static rlim_t raise_nofile(void)
 {
 	struct rlimit rl;
@@ -602,6 +782,14 @@ int main(int argc, char **argv)
 		{ "client.invalid_call_refused", test_invalid_call_refused },
 		{ "client.app_level_calls", test_app_level_calls },
 		{ "client.drain_waits_for_calls", test_drain_waits_for_calls },
+		{ "client.queued_call_times_out", test_queued_call_times_out },
+		{ "client.cap_counts_bytes_received",
+		  test_cap_counts_bytes_received },
+		{ "client.pool_uses_app_limits", test_pool_uses_app_limits },
+		{ "client.no_new_calls_while_freeing",
+		  test_no_new_calls_while_freeing },
+		{ "client.cancel_during_lookup_does_not_stall",
+		  test_cancel_during_lookup_does_not_stall },
 		{ NULL, NULL }
 	};
 	raise_nofile();

@@ -92,6 +92,36 @@ static void send_big(int fd, int chunked)
 		send_all(fd, "0\r\n\r\n", 5);
 }
 
+/* Sends until the peer goes away (or 64 MiB, or stop). */
+static void send_flood(th_upstream *u, int fd, int redirect)
+{
+	static char block[4096];
+	char head[64];
+	size_t sent = 0;
+
+	memset(block, 'x', sizeof block);
+	if (redirect)
+		send_all(fd, "HTTP/1.1 302 Found\r\nLocation: /final\r\n"
+		             "Transfer-Encoding: chunked\r\n\r\n", 68);
+	while (sent < (64u << 20) && !LOAD(&u->stop)) {
+		ssize_t n;
+		if (redirect) {
+			snprintf(head, sizeof head, "%zx\r\n", sizeof block);
+			send_all(fd, head, strlen(head));
+			n = send(fd, block, sizeof block, MSG_NOSIGNAL);
+			send_all(fd, "\r\n", 2);
+		} else {
+			static const char line[] =
+				"HTTP/1.1 100 Continue\r\nX-Pad: "
+				"0123456789012345678901234567890123456789\r\n\r\n";
+			n = send(fd, line, sizeof line - 1, MSG_NOSIGNAL);
+		}
+		if (n <= 0)
+			return;
+		sent += (size_t)n;
+	}
+}
+
 static void *conn_main(void *arg)
 {
 	conn_arg *a = arg;
@@ -134,6 +164,16 @@ static void *conn_main(void *arg)
 			send_all(fd, h, strlen(h));
 			send_big(fd, 0);
 		}
+		break;
+	case TH_UP_HEAD_BIG:
+		while (read_request(u, fd))
+			send_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: "
+			             "104857600\r\n\r\n", 46);
+		break;
+	case TH_UP_REDIRECT_FLOOD:
+	case TH_UP_INTERIM_FLOOD:
+		if (read_request(u, fd))
+			send_flood(u, fd, u->mode == TH_UP_REDIRECT_FLOOD);
 		break;
 	case TH_UP_BIG_CHUNKED:
 		if (read_request(u, fd)) {

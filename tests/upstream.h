@@ -16,7 +16,10 @@ typedef enum th_up_mode {
 	TH_UP_RESET,      /* promises 1000 bytes, sends 10, then RST */
 	TH_UP_SILENT,     /* reads the request, never answers */
 	TH_UP_BIG,        /* Content-Length: 2 MiB, and sends it */
-	TH_UP_BIG_CHUNKED /* 2 MiB in chunks, no length announced */
+	TH_UP_BIG_CHUNKED, /* 2 MiB in chunks, no length announced */
+	TH_UP_HEAD_BIG,    /* 200 announcing 100 MiB, no body (for HEAD) */
+	TH_UP_REDIRECT_FLOOD, /* 302 with an endless chunked body */
+	TH_UP_INTERIM_FLOOD   /* endless 100 Continue responses */
 } th_up_mode;
 
 #define TH_UP_MAX_CONNS 64

@@ -113,8 +113,10 @@ typedef void (*evapi_fetch_cb)(evapi_req *req, int status,
 
 /** Starts one call on behalf of `req` (which it keeps alive) and returns.
  *  Returns 0 (then `cb` runs once, on the loop), or EVAPI_EINVAL,
- *  EVAPI_ENOMEM, EVAPI_EGONE, EVAPI_ETHREAD (then `cb` never runs). Loop
- *  thread only: in an inline handler or continuation. */
+ *  EVAPI_ENOMEM, EVAPI_EGONE, EVAPI_ETHREAD, EVAPI_ESTATE (the app is
+ *  being freed) (then `cb` never runs). Loop thread only: in an inline
+ *  handler or continuation. The timeout counts from this call, including
+ *  any wait for a free connection. */
 EVAPI_EXPORT int evapi_req_fetch(evapi_req *req, const evapi_fetch_opts *opts,
                                  evapi_fetch_cb cb, void *arg);
 
@@ -144,8 +146,10 @@ typedef void (*evapi_app_fetch_cb)(evapi_app *app, const evapi_fetch_res *res,
 
 /** A call bound to no request (from startup code, a timer, a background
  *  task). Same returns as evapi_req_fetch. Calls still running when the
- *  app stops are aborted and reported as EVAPI_ECANCELED. Loop thread
- *  only (before evapi_app_run: the thread that created the app). */
+ *  app stops are aborted and reported as EVAPI_ECANCELED; a stopping app
+ *  refuses new ones with EVAPI_ESTATE. Loop thread only: before
+ *  evapi_app_run, the thread that created the app, and not while another
+ *  thread is entering evapi_app_run. */
 EVAPI_EXPORT int evapi_app_fetch(evapi_app *app, const evapi_fetch_opts *opts,
                                  evapi_app_fetch_cb cb, void *arg);
 
@@ -155,8 +159,10 @@ EVAPI_EXPORT int evapi_app_fetch(evapi_app *app, const evapi_fetch_opts *opts,
  *  other threads of the application. Returns new (evapi_fetch_res_free);
  *  NULL only when out of memory. An invalid call or a call from a loop
  *  thread returns a result whose error is EVAPI_EINVAL or EVAPI_ETHREAD.
- *  Connections are kept per thread and reused. Defaults are the ones
- *  listed for evapi_fetch_opts. Thread-safe: yes. */
+ *  Connections are kept per thread and reused. Defaults: the app's
+ *  outbound_* settings in a pool handler or evapi_req_run_in_pool work
+ *  function, else the built-in ones listed for evapi_fetch_opts.
+ *  Thread-safe: yes. */
 EVAPI_EXPORT evapi_fetch_res *evapi_fetch_sync(const evapi_fetch_opts *opts);
 /** Frees a result of evapi_fetch_sync. NULL is a no-op. Thread-safe: yes. */
 EVAPI_EXPORT void evapi_fetch_res_free(evapi_fetch_res *res);
