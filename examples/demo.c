@@ -9,9 +9,14 @@
  *   GET  /sync-slow       -> blocking sleep() on a pool worker  pool
  *   POST /analyze         -> sum of a JSON list, computed on the pool,
  *                            answered from the loop             inline->pool
+ *   GET  /openapi.json, GET /docs -> the API described (config.openapi)
  *
  * and the outbound calls of demo_outbound.c (/external-api, /multi-fetch,
- * /fan-out, /sync-external-api, /sync-multi-fetch, /upstream).
+ * /fan-out, /sync-external-api, /sync-multi-fetch, /upstream), and the
+ * declared routes of demo_declared.c (/items/{item_id}, /items, /upload,
+ * /files/{filename}).
+ * demo_parity.c adds background tasks, streaming, SSE, middleware and a
+ * lifespan-managed consumer thread.
  */
 #include <evapi.h>
 #include <getopt.h>
@@ -23,6 +28,7 @@
 #include "demo.h"
 
 static unsigned delay_ms = 4000;
+
 
 static void block_ms(unsigned ms)
 {
@@ -176,6 +182,8 @@ static void usage(FILE *f)
 	        "(default: --delay-ms)\n"
 	        "  --outbound-max-connections N  open outbound connections "
 	        "(default 256)\n"
+	        "  --upload-dir D where /upload stores files "
+	        "(default /tmp/evapi-uploads)\n"
 	        "  --quiet        no access log\n");
 }
 
@@ -190,17 +198,21 @@ int main(int argc, char **argv)
 		{"upstream-delay-ms", required_argument, 0, 'U'},
 		{"outbound-max-connections", required_argument, 0, 'O'},
 		{"quiet", no_argument, 0, 'q'},
+		{"upload-dir", required_argument, 0, 'D'},
 		{"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0}};
 	evapi_config cfg;
 	evapi_app *app;
+	const char *upload_dir = "/tmp/evapi-uploads";
 	long long v;
 	const char *upstream = NULL;
 	long long upstream_delay = -1; /* default: --delay-ms */
 	int c, rc;
 
 	evapi_config_init(&cfg);
-	while ((c = getopt_long(argc, argv, "H:p:t:d:u:U:O:qh", opts, NULL)) != -1) {
+	cfg.openapi = 1;                      /* GET /openapi.json, /docs */
+	cfg.max_body_bytes = (8 << 20) + 65536; /* uploads: 8 MiB of files */
+	while ((c = getopt_long(argc, argv, "H:p:t:d:u:U:O:D:qh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'H':
 			cfg.host = optarg;
@@ -236,6 +248,9 @@ int main(int argc, char **argv)
 		case 'q':
 			cfg.access_log = 0;
 			break;
+		case 'D':
+			upload_dir = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -270,6 +285,11 @@ int main(int argc, char **argv)
 	demo_outbound_routes(app, upstream,
 	                     upstream_delay < 0 ? delay_ms
 	                                        : (unsigned)upstream_delay);
+	if (demo_declared_routes(app, upload_dir) != 0) {
+		evapi_app_free(app);
+		return 1;
+	}
+	demo_parity_setup(app);
 	if ((rc = evapi_app_listen(app)) != 0) {
 		fprintf(stderr, "demo: cannot listen on %s:%d: %s\n", cfg.host,
 		        cfg.port, evapi_strerror(rc));

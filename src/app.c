@@ -95,6 +95,7 @@ evapi_app *evapi_app_new(const evapi_config *cfg)
 	app->cfg.host = app->host;
 	app->loop_thread = pthread_self();
 	TAILQ_INIT(&app->live);
+	TAILQ_INIT(&app->bg_runs);
 	ec = event_config_new();
 	if (!app->host || !ec)
 		goto err;
@@ -106,13 +107,16 @@ evapi_app *evapi_app_new(const evapi_config *cfg)
 	if (!app->base)
 		goto err;
 	app->router = evapi__router_new();
-	if (!app->router || evapi__reactor_init(app) != 0)
+	if (!app->router || evapi__reactor_init(app) != 0 ||
+	    evapi__lifespan_init(app) != 0)
 		goto err;
 	app->pool = evapi__pool_new(app->base, app->cfg.pool_threads,
 	                            app->cfg.pool_queue_max);
 	if (!app->pool)
 		goto err;
 	if (!(app->client = evapi__client_new(app)))
+		goto err;
+	if (app->cfg.openapi && evapi__openapi_routes(app) != 0)
 		goto err;
 	return app;
 err:
@@ -133,10 +137,14 @@ void evapi_app_free(evapi_app *app)
 			evapi__reactor_free(app);
 		evapi__pool_free(app->pool);
 		event_base_loop(app->base, EVLOOP_NONBLOCK);
+		evapi__lifespan_free(app); /* cancelled posts may end tasks */
+		evapi__tasks_free(app);
 		evapi__client_free(app->client);
 		event_base_free(app->base);
 	}
+	evapi__mw_free(app);
 	evapi__router_free(app->router);
+	evapi__decls_free(app);
 	free(app->host);
 	free(app);
 }
@@ -172,7 +180,10 @@ int evapi_app_run(evapi_app *app)
 		return EVAPI_ESTATE;
 	app->loop_thread = pthread_self();
 	app->running = 1;
-	rc = evapi__reactor_run(app);
+	rc = evapi__lifespan_startup(app);
+	if (rc == 0)
+		rc = evapi__reactor_run(app);
+	evapi__lifespan_shutdown(app);
 	app->running = 0;
 	return rc;
 }

@@ -82,12 +82,14 @@ struct gconn {
 	int last;            /* no request after the one handed over */
 	int write_failed;    /* the socket refused evhttp's output */
 	int finished;        /* conn_finish ran: only conn_free may follow */
+	int flushing;        /* inside our own bufferevent_flush */
 	struct event *writable; /* evhttp output waiting for the socket */
 	int64_t req_start_us, idle_since_us, linger_until_us;
 };
 
 static void conn_kick(gconn *c);
 static void writable_cb(evutil_socket_t fd, short what, void *arg);
+static void flush_evhttp(gconn *c);
 static long send_some(gconn *c, struct evbuffer *b);
 
 /* False once the filter is being freed: by us (conn_finish) or by
@@ -272,8 +274,11 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 	 * runs with writing enabled, and evhttp enables writing after adding
 	 * the response: push it through now. */
 	if (evbuffer_get_length(bufferevent_get_output(c->fbev)) &&
-	    (bufferevent_get_enabled(c->fbev) & EV_WRITE))
-		bufferevent_flush(c->fbev, EV_WRITE, BEV_NORMAL);
+	    (bufferevent_get_enabled(c->fbev) & EV_WRITE)) {
+		flush_evhttp(c);
+		if (!alive(c))
+			return; /* evhttp closed it after the response */
+	}
 	idle = c->queued == 0 &&
 	       evbuffer_get_length(bufferevent_get_output(c->fbev)) == 0;
 	if (!c->reject_status && !c->silent_close && c->queued == 0 &&
@@ -474,6 +479,17 @@ static long send_some(gconn *c, struct evbuffer *b)
 	return n > 0 ? (long)n : 0;
 }
 
+/* evhttp's output is sent only from here, a loop turn after evhttp
+ * queued it: sent at once (from the buffer callback), a last chunk would
+ * be written before evhttp had set up its "response done" callback, and
+ * evhttp would never learn the response was complete. */
+static void flush_evhttp(gconn *c)
+{
+	c->flushing = 1;
+	bufferevent_flush(c->fbev, EV_WRITE, BEV_NORMAL);
+	c->flushing = 0;
+}
+
 static void writable_cb(evutil_socket_t fd, short what, void *arg)
 {
 	gconn *c = arg;
@@ -495,7 +511,7 @@ static void writable_cb(evutil_socket_t fd, short what, void *arg)
 			conn_kick(c);
 		return; /* evhttp's output waits behind ours */
 	}
-	bufferevent_flush(c->fbev, EV_WRITE, BEV_NORMAL);
+	flush_evhttp(c);
 }
 
 /* evhttp's output goes straight to the socket. Handing it to the
@@ -513,7 +529,8 @@ filter_out(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
 	(void)limit;
 	(void)mode;
 
-	if (!alive(c) || c->write_failed || evbuffer_get_length(c->own) > 0)
+	if (!c->flushing || !alive(c) || c->write_failed ||
+	    evbuffer_get_length(c->own) > 0)
 		return BEV_NEED_MORE;
 	n = send_some(c, src);
 	if (n < 0) {

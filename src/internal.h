@@ -73,6 +73,7 @@ typedef struct evapi__route {
 	int nsegs;
 	char **segs;         /* literal text, or the name for a {param} */
 	unsigned char *is_param;
+	struct evapi__decl *decl; /* declared route (schema.c), or NULL */
 } evapi__route;
 
 typedef struct evapi__router evapi__router;
@@ -103,6 +104,7 @@ EVAPI_HIDDEN int evapi__router_match(const evapi__router *r, unsigned method,
                                      const char *raw_path, char *scratch,
                                      evapi__match *m);
 EVAPI_HIDDEN size_t evapi__router_count(const evapi__router *r);
+EVAPI_HIDDEN evapi__route *evapi__router_at(const evapi__router *r, size_t i);
 /* Writes "GET, HEAD, POST" for a method mask into buf. */
 EVAPI_HIDDEN void evapi__allow_string(unsigned methods, char *buf,
                                       size_t len);
@@ -154,11 +156,13 @@ typedef struct evapi__resp {
 	size_t len;
 	evapi__header *headers;   /* malloc'd list, in order of addition */
 	evapi__header *headers_tail;
+	evapi_stream *stream;     /* the reply is this stream (not owned) */
 } evapi__resp;
 
 typedef struct evapi__op evapi__op;
 typedef struct evapi__batch evapi__batch;   /* client.c */
 typedef struct evapi__client evapi__client; /* client.c */
+typedef struct evapi__task evapi__task;
 
 enum evapi__req_state {
 	EVAPI__REQ_RUNNING = 0, /* no reply yet */
@@ -190,6 +194,7 @@ struct evapi_req {
 	int on_worker;                /* set by the loop before submit */
 	evapi__resp resp;
 	json_t *json;                 /* parsed body cache */
+	struct evapi__parsed *parsed; /* declared routes: validated input */
 	/* immutable snapshot, readable from any thread */
 	evapi_method method;
 	const char *path;
@@ -198,6 +203,11 @@ struct evapi_req {
 	const char *body;
 	size_t body_len;
 	evapi__job job;               /* pool-lane handler job */
+	/* parity features (tasks.c, stream.c, middleware.c) */
+	evapi__task *tasks;           /* handler-owned like resp, until sent */
+	evapi_stream *stream;         /* loop: the stream being written */
+	evapi__resp *after_resp;      /* loop: reply seen by after hooks */
+	int mw_depth;                 /* loop: before hooks that ran */
 	evapi__arena arena;
 	char arena_buf[1536];
 };
@@ -213,6 +223,7 @@ struct evapi_app {
 	struct evhttp_bound_socket *bound;
 	evapi__router *router;
 	evapi__pool *pool;
+	struct evapi__decl *decls;    /* declared routes (schema.c) */
 	evapi__client *client;        /* outbound calls (client.c) */
 	struct evapi__guard *guard; /* guard.c: the filter in front of evhttp */
 	struct event *sigint_ev, *sigterm_ev, *stop_ev, *grace_ev;
@@ -226,6 +237,13 @@ struct evapi_app {
 	int64_t cb_start_us; /* watchdog: start of the running callback */
 	unsigned long long next_id;
 	struct evapi__req_list live;
+	/* parity features */
+	int bg_active;            /* background runs not finished (loop) */
+	TAILQ_HEAD(, evapi__bgrun) bg_runs;
+	struct evapi__postq *postq;      /* lifespan.c: thread-safe posts */
+	struct evapi__hook *startup, *shutdown;
+	struct evapi__mw *mw;            /* middleware.c, in registration order */
+	int nmw;
 	struct {
 		unsigned long long requests, in_flight, stalls, rejected,
 			no_reply, gone, timeouts, s4xx, s5xx;
@@ -252,7 +270,126 @@ EVAPI_HIDDEN void evapi__req_leave(evapi_req *req, const char *what);
 EVAPI_HIDDEN void evapi__resp_clear(evapi__resp *resp);
 EVAPI_HIDDEN int evapi__is_loop_thread(const evapi_req *req);
 EVAPI_HIDDEN int evapi__parse_query(evapi_req *req, const char *q);
+/* 0 when the calling thread may still reply to req, else the code. */
+EVAPI_HIDDEN int evapi__reply_check(evapi_req *req);
+/* Checks a header as evapi_reply_add_header does and appends a copy to
+ * resp (resp NULL: check only). */
+EVAPI_HIDDEN int evapi__resp_add_header(evapi__resp *resp, const char *name,
+                                        const char *value);
 
+/* reactor.c hooks for the parity modules */
+EVAPI_HIDDEN void evapi__reactor_maybe_exit(evapi_app *app);
+EVAPI_HIDDEN void evapi__req_finish(evapi_req *req, int status);
+/* Adds a reply's headers to ev's output and runs the after hooks. */
+EVAPI_HIDDEN void evapi__req_headers_out(evapi_req *req, evapi__resp *resp,
+                                         struct evhttp_request *ev);
+/* Hands req->ev to a starting stream: disarms the request's watch and
+ * deadline and adds the reply headers (after hooks included). */
+EVAPI_HIDDEN struct evhttp_request *evapi__req_stream_begin(evapi_req *req,
+                                                           evapi__resp *resp);
+/* Marks the request gone because its stream's client left. */
+EVAPI_HIDDEN void evapi__req_client_gone(evapi_req *req);
+
+/* tasks.c: background tasks, run after the reply is fully written */
+struct evapi__bgrun;
+EVAPI_HIDDEN void evapi__tasks_attach(evapi_req *req,
+                                      struct evhttp_request *ev);
+EVAPI_HIDDEN void evapi__tasks_drop(evapi_req *req, const char *why);
+EVAPI_HIDDEN void evapi__tasks_cut(evapi_app *app);
+EVAPI_HIDDEN void evapi__tasks_free(evapi_app *app);
+
+/* stream.c (loop): take over the request (no-op once done); the same
+ * from a pool job's completion, dropping the job's reference; cut it */
+EVAPI_HIDDEN void evapi__stream_start(evapi_stream *s);
+EVAPI_HIDDEN void evapi__stream_job_done(evapi_stream *s);
+EVAPI_HIDDEN void evapi__stream_cut(evapi_stream *s);
+
+/* middleware.c: 1 when a before hook answered (short-circuit) */
+EVAPI_HIDDEN int evapi__mw_before(evapi_req *req);
+EVAPI_HIDDEN void evapi__mw_after(evapi_req *req, evapi__resp *resp);
+EVAPI_HIDDEN void evapi__mw_free(evapi_app *app);
+
+/* lifespan.c: the post queue and startup/shutdown hooks */
+EVAPI_HIDDEN int evapi__lifespan_init(evapi_app *app);
+EVAPI_HIDDEN int evapi__lifespan_startup(evapi_app *app);
+EVAPI_HIDDEN void evapi__lifespan_shutdown(evapi_app *app);
+EVAPI_HIDDEN void evapi__lifespan_free(evapi_app *app);
+/* Runs fn(arg) on the loop soon. Thread-safe; used internally too. */
+EVAPI_HIDDEN int evapi__post(evapi_app *app, void (*fn)(evapi_app *, int,
+                                                        void *), void *arg);
+
+/* ---- schema.c, multipart.c, openapi.c: declared routes ---------------- */
+#include <evapi/schema.h>
+
+/* A parsed parameter value (a request's, or a declared default). */
+typedef struct evapi__val {
+	const evapi_field *f;
+	int present;
+	long long i;
+	double d;
+	int b;
+	const char *s;
+} evapi__val;
+
+/* A body field's default, parsed once at registration. */
+typedef struct evapi__dflt {
+	const evapi_field *f;
+	json_t *value;
+} evapi__dflt;
+
+struct evapi__decl {
+	struct evapi__decl *next; /* app->decls */
+	evapi_route_decl d;       /* copied; what it points to is borrowed */
+	char *body_name;          /* d.body_name or derived from the route */
+	int nparams;
+	evapi__val *dflt_vals;    /* per parameter: its default, if any */
+	int ndflts;
+	evapi__dflt *dflts;       /* body field defaults */
+};
+
+/* Validated input of a declared request, in the request's arena. */
+typedef struct evapi__parsed {
+	int nvals;
+	evapi__val *vals;
+	int nfiles, nform;
+	evapi_file *files;
+	const char **file_data;   /* bytes of each file, in the body */
+	const char **safe;        /* sanitised name of each file */
+	evapi__kv *form;
+	const char *upload_dir;
+} evapi__parsed;
+
+/* multipart.c: a strict multipart/form-data parser over a whole body.
+ * Strings are copied into `arena`; data points into `body`. */
+typedef struct evapi__part {
+	const char *name;         /* form field name */
+	const char *filename;     /* NULL when the part has none */
+	const char *content_type; /* NULL when not given */
+	const char *data;
+	size_t len;
+} evapi__part;
+
+/* Extracts the boundary of a "multipart/form-data; boundary=..." value
+ * into out (len >= 71). Returns 0, or -1 when ctype is not
+ * multipart/form-data (-2: it is, but the boundary is missing/invalid). */
+EVAPI_HIDDEN int evapi__multipart_boundary(const char *ctype, char *out,
+                                           size_t len);
+/* Parses at most max_parts parts. Returns the number of parts, -1 for a
+ * malformed body (why set to a static message), -2 when there are more
+ * than max_parts parts. */
+EVAPI_HIDDEN int evapi__multipart_parse(const char *body, size_t len,
+                                        const char *boundary,
+                                        evapi__arena *arena,
+                                        evapi__part *parts, int max_parts,
+                                        const char **why);
+
+/* schema.c: declared routes. Checks a request against its route's
+ * declaration on the loop, before the handler runs or a worker is taken;
+ * returns 0, or nonzero when it has answered (422, 415, 413 or 400). */
+EVAPI_HIDDEN int evapi__decl_check(evapi_req *req);
+EVAPI_HIDDEN void evapi__decls_free(evapi_app *app);
+/* openapi.c: registers GET /openapi.json and GET /docs (config.openapi). */
+EVAPI_HIDDEN int evapi__openapi_routes(evapi_app *app);
 /* client.c, client_sync.c: outbound calls */
 EVAPI_HIDDEN evapi__client *evapi__client_new(evapi_app *app);
 EVAPI_HIDDEN void evapi__client_free(evapi__client *c);

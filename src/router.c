@@ -252,6 +252,11 @@ size_t evapi__router_count(const evapi__router *r)
 	return r->n;
 }
 
+evapi__route *evapi__router_at(const evapi__router *r, size_t i)
+{
+	return i < r->n ? r->routes[i] : NULL;
+}
+
 /* A path split into decoded segments, reused across all routes. */
 typedef struct {
 	int n;

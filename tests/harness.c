@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 int th_failed;
+char th_skip_reason[256];
 
 int th_main(int argc, char **argv, const th_test *tests)
 {
@@ -27,9 +28,12 @@ int th_main(int argc, char **argv, const th_test *tests)
 		if (!run)
 			continue;
 		th_failed = 0;
+		th_skip_reason[0] = '\0';
 		th_log_clear();
 		tests[i].fn();
-		if (th_failed) {
+		if (th_skip_reason[0] && !th_failed) {
+			printf("SKIP %s: %s\n", tests[i].name, th_skip_reason);
+		} else if (th_failed) {
 			printf("FAIL %s\n", tests[i].name);
 			failed++;
 		} else {
@@ -221,6 +225,30 @@ long th_http(int port, const char *method, const char *path,
 	return out->status;
 }
 
+long th_http_body(int port, const char *method, const char *path,
+                  const char *ctype, const void *body, size_t len,
+                  th_resp *out)
+{
+	easy_ctx c;
+	char ct[256];
+	double t0 = th_now();
+	int rc;
+
+	easy_setup(&c, port, method, path, NULL, out);
+	curl_easy_setopt(c.h, CURLOPT_POSTFIELDS, body ? body : "");
+	curl_easy_setopt(c.h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+	if (!method || strcmp(method, "POST") == 0)
+		curl_easy_setopt(c.h, CURLOPT_CUSTOMREQUEST, NULL);
+	snprintf(ct, sizeof ct, "Content-Type: %s", ctype ? ctype : "");
+	/* "Content-Type:" with no value removes curl's default one */
+	c.hl = curl_slist_append(c.hl, ctype ? ct : "Content-Type:");
+	curl_easy_setopt(c.h, CURLOPT_HTTPHEADER, c.hl);
+	rc = curl_easy_perform(c.h);
+	easy_finish(&c, rc);
+	out->secs = th_now() - t0;
+	return out->status;
+}
+
 void th_http_parallel(int port, int n, const char *const *paths,
                       th_resp *out)
 {
@@ -263,20 +291,7 @@ void th_http_parallel(int port, int n, const char *const *paths,
 
 int th_connect_send(int port, const char *raw)
 {
-	struct sockaddr_in sa;
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	memset(&sa, 0, sizeof sa);
-	sa.sin_family = AF_INET;
-	sa.sin_port = htons((uint16_t)port);
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-		TH_FAIL_AT("cannot connect to 127.0.0.1:%d", port);
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	CHECK_INT(write(fd, raw, strlen(raw)), ==, (long long)strlen(raw));
-	return fd;
+	return th_connect_rcvbuf(port, raw, 0);
 }
 
 long th_read_all(int fd, char *buf, size_t cap, double secs)
@@ -312,4 +327,97 @@ void th_send_and_close(int port, const char *raw, int wait_ms)
 	th_sleep_ms(wait_ms);
 	if (fd >= 0)
 		close(fd);
+}
+
+int th_connect_rcvbuf(int port, const char *raw, int rcvbuf)
+{
+	struct sockaddr_in sa;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	memset(&sa, 0, sizeof sa);
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((uint16_t)port);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	/* Before connect, so the window is negotiated small. */
+	if (fd >= 0 && rcvbuf > 0)
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+		TH_FAIL_AT("cannot connect to 127.0.0.1:%d", port);
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	CHECK_INT(write(fd, raw, strlen(raw)), ==, (long long)strlen(raw));
+	return fd;
+}
+
+long th_read_some(int fd, char *buf, size_t cap, long want, double secs)
+{
+	struct timeval tv = {0, 50000};
+	double end = th_now() + secs;
+	long total = 0;
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	while (total < want && th_now() < end) {
+		size_t room = cap - 1 - (size_t)total;
+		ssize_t n;
+		if ((long)room > want - total)
+			room = (size_t)(want - total);
+		n = read(fd, buf + total, room);
+		if (n == 0)
+			break;
+		if (n > 0)
+			total += n;
+	}
+	buf[total] = '\0';
+	return total;
+}
+
+/* ---- trace ------------------------------------------------------------ */
+
+static pthread_mutex_t trace_mu = PTHREAD_MUTEX_INITIALIZER;
+static char trace_buf[1024], trace_copy[1024];
+
+void th_trace_add(const char *s)
+{
+	pthread_mutex_lock(&trace_mu);
+	strncat(trace_buf, s, sizeof trace_buf - strlen(trace_buf) - 1);
+	pthread_mutex_unlock(&trace_mu);
+}
+
+const char *th_trace(void)
+{
+	pthread_mutex_lock(&trace_mu);
+	memcpy(trace_copy, trace_buf, sizeof trace_copy);
+	pthread_mutex_unlock(&trace_mu);
+	return trace_copy;
+}
+
+void th_trace_clear(void)
+{
+	pthread_mutex_lock(&trace_mu);
+	trace_buf[0] = '\0';
+	pthread_mutex_unlock(&trace_mu);
+}
+
+int th_trace_wait(const char *want, double secs)
+{
+	double end = th_now() + secs;
+	do {
+		if (strstr(th_trace(), want))
+			return 1;
+		th_sleep_ms(10);
+	} while (th_now() < end);
+	return 0;
+}
+
+void th_wait_idle(evapi_app *app, double secs)
+{
+	evapi_stats st;
+	double end = th_now() + secs;
+	do {
+		evapi_app_stats(app, &st);
+		if (st.in_flight == 0)
+			return;
+		th_sleep_ms(10);
+	} while (th_now() < end);
 }

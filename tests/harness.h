@@ -14,6 +14,9 @@
 #include <string.h>
 
 extern int th_failed; /* failures in the running test */
+/* Set by TH_SKIP: the running test is reported "SKIP name: reason". */
+extern char th_skip_reason[256];
+#define TH_SKIP(...) snprintf(th_skip_reason, sizeof th_skip_reason, __VA_ARGS__)
 
 #define TH_FAIL_AT(...)                                                      \
 	do {                                                                 \
@@ -102,6 +105,12 @@ typedef struct th_resp {
 long th_http(int port, const char *method, const char *path,
              const char *body, th_resp *out);
 
+/* One request with a body of `len` bytes (may contain NUL) sent with
+ * Content-Type `ctype` (NULL: no Content-Type header at all). */
+long th_http_body(int port, const char *method, const char *path,
+                  const char *ctype, const void *body, size_t len,
+                  th_resp *out);
+
 /* n requests at once (each path[i] with GET), all started together. */
 void th_http_parallel(int port, int n, const char *const *paths,
                       th_resp *out);
@@ -114,6 +123,23 @@ int th_connect_send(int port, const char *raw);
 /* Reads from fd into buf (NUL-terminated, at most cap-1 bytes kept; the
  * rest is counted) until EOF or `secs` pass. Returns all bytes read. */
 long th_read_all(int fd, char *buf, size_t cap, double secs);
+
+/* As th_connect_send, with SO_RCVBUF set to `rcvbuf` before connecting
+ * (a slow reader with a small window). */
+int th_connect_rcvbuf(int port, const char *raw, int rcvbuf);
+/* Reads up to `want` bytes (at most cap-1, NUL-terminated) or until EOF
+ * or `secs` pass. Returns the bytes read. */
+long th_read_some(int fd, char *buf, size_t cap, long want, double secs);
+
+/* A trace handlers append to from any thread; the test reads a copy
+ * (valid until the next th_trace call). */
+void th_trace_add(const char *s);
+const char *th_trace(void);
+void th_trace_clear(void);
+/* Waits until the trace contains `want`; returns 1, or 0 after `secs`. */
+int th_trace_wait(const char *want, double secs);
+/* Waits until nothing is in flight (at most `secs`). */
+void th_wait_idle(evapi_app *app, double secs);
 
 double th_now(void);
 void th_sleep_ms(int ms);

@@ -80,6 +80,8 @@ typedef struct evapi_config {
 	int outbound_timeout_ms;          /* [10000] default total timeout */
 	int outbound_connect_timeout_ms;  /* [3000] default connect timeout */
 	size_t outbound_max_response_bytes; /* [8 MiB] default reply cap */
+	int openapi;               /* [0] serve GET /openapi.json and GET /docs
+	                              (see evapi/schema.h) */
 	/* Request guard limits (docs/ARCHITECTURE.md, "Request guard"). */
 	size_t max_target_bytes;   /* [4096] request-target: 414 */
 	int max_header_fields;     /* [100] header fields: 431 */
