@@ -89,6 +89,8 @@ evapi_app *evapi_app_new(const evapi_config *cfg)
 	app->router = evapi__router_new();
 	if (!app->router || evapi__reactor_init(app) != 0)
 		goto err;
+	if (app->cfg.stats_routes && evapi__stats_init(app) != 0)
+		goto err;
 	app->pool = evapi__pool_new(app->base, app->cfg.pool_threads,
 	                            app->cfg.pool_queue_max);
 	if (!app->pool)
@@ -112,6 +114,7 @@ void evapi_app_free(evapi_app *app)
 			evapi__reactor_free(app);
 		evapi__pool_free(app->pool);
 		event_base_loop(app->base, EVLOOP_NONBLOCK);
+		evapi__stats_free(app);
 		event_base_free(app->base);
 	}
 	evapi__router_free(app->router);
@@ -149,6 +152,8 @@ int evapi_app_run(evapi_app *app)
 	if (app->running)
 		return EVAPI_ESTATE;
 	app->loop_thread = pthread_self();
+	if ((rc = evapi__stats_bind_routes(app)) != 0)
+		return rc;
 	app->running = 1;
 	rc = evapi__reactor_run(app);
 	app->running = 0;

@@ -42,6 +42,14 @@ EVAPI_HIDDEN void evapi__log(const evapi_app *app, evapi_log_level lvl,
                              const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/* Access log (loop thread only): buffered with the default sink. */
+typedef struct evapi__access_buf evapi__access_buf;
+typedef struct evapi__stats evapi__stats; /* stats.c */
+EVAPI_HIDDEN void evapi__access_log(evapi_app *app, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+EVAPI_HIDDEN void evapi__access_flush(evapi_app *app);
+EVAPI_HIDDEN void evapi__access_free(evapi_app *app);
+
 /* ---- arena.c: request-scoped bump allocator --------------------------- */
 typedef struct evapi__arena_block evapi__arena_block;
 typedef struct evapi__arena {
@@ -73,6 +81,7 @@ typedef struct evapi__route {
 	int nsegs;
 	char **segs;         /* literal text, or the name for a {param} */
 	unsigned char *is_param;
+	unsigned idx;        /* position in the router (stats.c) */
 } evapi__route;
 
 typedef struct evapi__router evapi__router;
@@ -103,6 +112,7 @@ EVAPI_HIDDEN int evapi__router_match(const evapi__router *r, unsigned method,
                                      const char *raw_path, char *scratch,
                                      evapi__match *m);
 EVAPI_HIDDEN size_t evapi__router_count(const evapi__router *r);
+EVAPI_HIDDEN evapi__route *evapi__router_at(const evapi__router *r, size_t i);
 /* Writes "GET, HEAD, POST" for a method mask into buf. */
 EVAPI_HIDDEN void evapi__allow_string(unsigned methods, char *buf,
                                       size_t len);
@@ -125,6 +135,7 @@ struct evapi__job {
 	evapi__job_fn work;
 	evapi__done_fn done;
 	int state;                    /* under the pool mutex */
+	int64_t queued_us;            /* under the pool mutex */
 };
 
 EVAPI_HIDDEN evapi__pool *evapi__pool_new(struct event_base *base,
@@ -139,6 +150,10 @@ EVAPI_HIDDEN int evapi__pool_cancel(evapi__pool *p, evapi__job *job);
 EVAPI_HIDDEN void evapi__pool_free(evapi__pool *p);
 EVAPI_HIDDEN void evapi__pool_counts(evapi__pool *p, int *threads, int *busy,
                                      int *queued);
+/* Age of the oldest queued job and the longest wait any job had before a
+ * worker took it, in microseconds. */
+EVAPI_HIDDEN void evapi__pool_waits(evapi__pool *p, int64_t *oldest_us,
+                                    int64_t *max_us);
 
 /* ---- request.c / reactor.c ------------------------------------------- */
 typedef struct evapi__header {
@@ -221,6 +236,12 @@ struct evapi_app {
 	int64_t cb_start_us; /* watchdog: start of the running callback */
 	unsigned long long next_id;
 	struct evapi__req_list live;
+	evapi__access_buf *access; /* log.c */
+	evapi__stats *stats_mod;   /* stats.c; NULL unless cfg.stats_routes */
+	evapi_req *req_cache;      /* freed requests kept for reuse */
+	int req_cached;
+	time_t date_sec;           /* Date header cache (reactor.c) */
+	char date[40];
 	struct {
 		unsigned long long requests, in_flight, stalls, rejected,
 			no_reply, gone, timeouts, s4xx, s5xx;
@@ -245,6 +266,21 @@ EVAPI_HIDDEN void evapi__req_leave(evapi_req *req, const char *what);
 EVAPI_HIDDEN void evapi__resp_clear(evapi__resp *resp);
 EVAPI_HIDDEN int evapi__is_loop_thread(const evapi_req *req);
 EVAPI_HIDDEN int evapi__parse_query(evapi_req *req, const char *q);
+
+/* stats.c: runtime statistics (loop thread) */
+EVAPI_HIDDEN int evapi__stats_init(evapi_app *app);
+EVAPI_HIDDEN int evapi__stats_bind_routes(evapi_app *app);
+EVAPI_HIDDEN void evapi__stats_start(evapi_app *app);
+EVAPI_HIDDEN void evapi__stats_stop(evapi_app *app);
+EVAPI_HIDDEN void evapi__stats_free(evapi_app *app);
+EVAPI_HIDDEN void evapi__stats_request(evapi_app *app,
+                                       const evapi__route *route, int status,
+                                       int64_t us);
+EVAPI_HIDDEN void evapi__stats_stall(evapi_app *app,
+                                     const evapi__route *route);
+/* New reference / malloc'd text, or NULL when stats are off. */
+EVAPI_HIDDEN json_t *evapi__stats_json(evapi_app *app);
+EVAPI_HIDDEN char *evapi__stats_metrics(evapi_app *app, size_t *len);
 
 /* continue.c */
 EVAPI_HIDDEN void evapi__ops_cancel(evapi_req *req);

@@ -242,6 +242,7 @@ int evapi__router_add(evapi__router *r, unsigned mset, const char *tmpl,
 			r->routes = nr;
 			r->cap = cap;
 		}
+		rt->idx = (unsigned)r->n;
 		r->routes[r->n++] = rt;
 	}
 	return 0;
@@ -250,6 +251,11 @@ int evapi__router_add(evapi__router *r, unsigned mset, const char *tmpl,
 size_t evapi__router_count(const evapi__router *r)
 {
 	return r->n;
+}
+
+evapi__route *evapi__router_at(const evapi__router *r, size_t i)
+{
+	return i < r->n ? r->routes[i] : NULL;
 }
 
 /* A path split into decoded segments, reused across all routes. */

@@ -72,6 +72,7 @@ typedef struct evapi_config {
 	int shutdown_grace_ms;     /* [10000] drain time on SIGINT/SIGTERM */
 	int handle_signals;        /* [1] stop gracefully on SIGINT/SIGTERM */
 	int access_log;            /* [1] one line per request at INFO */
+	int stats_routes;          /* [0] serve GET /_/stats and /_/metrics */
 	evapi_log_level log_level; /* [EVAPI_LOG_INFO] */
 	evapi_log_cb log_cb;       /* [NULL: write to stderr] */
 	void *log_arg;             /* [NULL] passed to log_cb */
