@@ -9,6 +9,7 @@
  *   GET  /sync-slow       -> blocking sleep() on a pool worker  pool
  *   POST /analyze         -> sum of a JSON list, computed on the pool,
  *                            answered from the loop             inline->pool
+ *   GET  /_/stats, /_/metrics -> runtime statistics (JSON, Prometheus)
  */
 #include <evapi.h>
 #include <getopt.h>
@@ -155,6 +156,22 @@ static void analyze(evapi_req *req, void *arg)
 	}
 }
 
+static int routes(evapi_app *app, void *arg)
+{
+	int rc = 0;
+	rc |= evapi_app_route(app, EVAPI_GET, "/", EVAPI_INLINE, root, NULL);
+	rc |= evapi_app_route(app, EVAPI_GET, "/users/{user_id}", EVAPI_INLINE,
+	                      user, NULL);
+	rc |= evapi_app_route(app, EVAPI_GET, "/async-sleep", EVAPI_INLINE,
+	                      async_sleep, NULL);
+	rc |= evapi_app_route(app, EVAPI_GET, "/slow", EVAPI_INLINE, slow, NULL);
+	rc |= evapi_app_route(app, EVAPI_GET, "/sync-slow", EVAPI_POOL,
+	                      sync_slow, NULL);
+	rc |= evapi_app_route(app, EVAPI_POST, "/analyze", EVAPI_INLINE, analyze,
+	                      NULL);
+	return rc ? EVAPI_EINVAL : 0;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -164,6 +181,7 @@ static void usage(FILE *f)
 	        "  --threads N    pool worker threads (default 40)\n"
 	        "  --delay-ms MS  sleep of /async-sleep, /slow, /sync-slow "
 	        "(default 4000)\n"
+	        "  --workers N    worker processes sharing the port (default 1)\n"
 	        "  --quiet        no access log\n");
 }
 
@@ -174,16 +192,17 @@ int main(int argc, char **argv)
 		{"port", required_argument, 0, 'p'},
 		{"threads", required_argument, 0, 't'},
 		{"delay-ms", required_argument, 0, 'd'},
+		{"workers", required_argument, 0, 'w'},
 		{"quiet", no_argument, 0, 'q'},
 		{"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0}};
 	evapi_config cfg;
-	evapi_app *app;
 	long long v;
 	int c, rc;
 
 	evapi_config_init(&cfg);
-	while ((c = getopt_long(argc, argv, "H:p:t:d:qh", opts, NULL)) != -1) {
+	cfg.stats_routes = 1;
+	while ((c = getopt_long(argc, argv, "H:p:t:d:w:qh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'H':
 			cfg.host = optarg;
@@ -202,6 +221,11 @@ int main(int argc, char **argv)
 			if (evapi_parse_int(optarg, &v) || v < 0 || v > 600000)
 				goto bad;
 			delay_ms = (unsigned)v;
+			break;
+		case 'w':
+			if (evapi_parse_int(optarg, &v) || v < 1 || v > 64)
+				goto bad;
+			cfg.workers = (int)v;
 			break;
 		case 'q':
 			cfg.access_log = 0;
@@ -222,29 +246,11 @@ int main(int argc, char **argv)
 	 * default and never blocks the loop. */
 	if (cfg.idle_timeout_s < (int)(3 * delay_ms / 1000) + 5)
 		cfg.idle_timeout_s = (int)(3 * delay_ms / 1000) + 5;
-	app = evapi_app_new(&cfg);
-	if (!app) {
-		fprintf(stderr, "demo: cannot create the app\n");
-		return 1;
-	}
-	evapi_app_route(app, EVAPI_GET, "/", EVAPI_INLINE, root, NULL);
-	evapi_app_route(app, EVAPI_GET, "/users/{user_id}", EVAPI_INLINE, user,
-	                NULL);
-	evapi_app_route(app, EVAPI_GET, "/async-sleep", EVAPI_INLINE,
-	                async_sleep, NULL);
-	evapi_app_route(app, EVAPI_GET, "/slow", EVAPI_INLINE, slow, NULL);
-	evapi_app_route(app, EVAPI_GET, "/sync-slow", EVAPI_POOL, sync_slow,
-	                NULL);
-	evapi_app_route(app, EVAPI_POST, "/analyze", EVAPI_INLINE, analyze,
-	                NULL);
-	if ((rc = evapi_app_listen(app)) != 0) {
-		fprintf(stderr, "demo: cannot listen on %s:%d: %s\n", cfg.host,
+	/* One app in this process, or --workers processes on one port. */
+	rc = evapi_app_serve(&cfg, routes, NULL);
+	if (rc == EVAPI_EBIND || rc == EVAPI_ENOMEM || rc == EVAPI_EINVAL)
+		fprintf(stderr, "demo: cannot serve on %s:%d: %s\n", cfg.host,
 		        cfg.port, evapi_strerror(rc));
-		evapi_app_free(app);
-		return 1;
-	}
-	rc = evapi_app_run(app);
-	evapi_app_free(app);
 	return rc == 0 ? 0 : 1;
 bad:
 	usage(stderr);

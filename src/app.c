@@ -42,6 +42,7 @@ void evapi_config_init(evapi_config *cfg)
 	cfg->shutdown_grace_ms = 10000;
 	cfg->handle_signals = 1;
 	cfg->access_log = 1;
+	cfg->workers = 1;
 	cfg->log_level = EVAPI_LOG_INFO;
 }
 
@@ -52,6 +53,7 @@ static int config_valid(const evapi_config *c)
 	       c->pool_queue_max >= 0 && c->stall_threshold_ms >= 1 &&
 	       c->request_timeout_ms >= 1 && c->idle_timeout_s >= 1 &&
 	       c->max_header_bytes >= 256 && c->shutdown_grace_ms >= 0 &&
+	       c->workers >= 1 && c->workers <= 1024 &&
 	       (int)c->log_level >= 0 && c->log_level <= EVAPI_LOG_DEBUG;
 }
 

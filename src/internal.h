@@ -238,6 +238,7 @@ struct evapi_app {
 	struct evapi__req_list live;
 	evapi__access_buf *access; /* log.c */
 	evapi__stats *stats_mod;   /* stats.c; NULL unless cfg.stats_routes */
+	int reuse_port;            /* prefork worker: bind with SO_REUSEPORT */
 	evapi_req *req_cache;      /* freed requests kept for reuse */
 	int req_cached;
 	time_t date_sec;           /* Date header cache (reactor.c) */
@@ -281,6 +282,11 @@ EVAPI_HIDDEN void evapi__stats_stall(evapi_app *app,
 /* New reference / malloc'd text, or NULL when stats are off. */
 EVAPI_HIDDEN json_t *evapi__stats_json(evapi_app *app);
 EVAPI_HIDDEN char *evapi__stats_metrics(evapi_app *app, size_t *len);
+
+/* prefork.c: a listening socket for app->host and cfg.port (SO_REUSEPORT
+ * when app->reuse_port), non-blocking. Returns the fd and the bound port
+ * in *port, or -1. */
+EVAPI_HIDDEN int evapi__listen_socket(evapi_app *app, int *port);
 
 /* continue.c */
 EVAPI_HIDDEN void evapi__ops_cancel(evapi_req *req);

@@ -736,21 +736,19 @@ int evapi__reactor_init(evapi_app *app)
 
 int evapi__reactor_listen(evapi_app *app)
 {
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof ss;
+	int fd;
 
 	if (app->bound)
 		return 0;
-	app->bound = evhttp_bind_socket_with_handle(app->http, app->host,
-	                                            (ev_uint16_t)app->cfg.port);
-	if (!app->bound)
+	/* Our own socket (prefork.c): SO_REUSEPORT for workers and a full
+	 * backlog, which evhttp_bind_socket (128) does not give. */
+	fd = evapi__listen_socket(app, &app->port);
+	if (fd < 0)
 		return EVAPI_EBIND;
-	if (getsockname(evhttp_bound_socket_get_fd(app->bound),
-	                (struct sockaddr *)&ss, &sl) == 0) {
-		if (ss.ss_family == AF_INET)
-			app->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-		else if (ss.ss_family == AF_INET6)
-			app->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	app->bound = evhttp_accept_socket_with_handle(app->http, fd);
+	if (!app->bound) {
+		evutil_closesocket(fd);
+		return EVAPI_EBIND;
 	}
 	return 0;
 }
