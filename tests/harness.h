@@ -115,6 +115,9 @@ int th_connect_send(int port, const char *raw);
  * rest is counted) until EOF or `secs` pass. Returns all bytes read. */
 long th_read_all(int fd, char *buf, size_t cap, double secs);
 
+/* A loopback port free right now (bound to port 0, then released). */
+int th_free_port(void);
+
 double th_now(void);
 void th_sleep_ms(int ms);
 

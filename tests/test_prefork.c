@@ -7,10 +7,8 @@
  */
 #include "harness.h"
 
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdlib.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -46,23 +44,6 @@ static int setup(evapi_app *app, void *arg)
 		rc = evapi_app_route(app, EVAPI_GET, "/slow", EVAPI_INLINE, slow,
 		                     NULL);
 	return rc;
-}
-
-/* A port free right now (the kernel picks it; we release it). */
-static int free_port(void)
-{
-	struct sockaddr_in sa;
-	socklen_t sl = sizeof sa;
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port = 0;
-	memset(&sa, 0, sizeof sa);
-	sa.sin_family = AF_INET;
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&sa, &sl) == 0)
-		port = ntohs(sa.sin_port);
-	if (fd >= 0)
-		close(fd);
-	return port;
 }
 
 /* Forks the supervisor; returns its pid once the port answers. */
@@ -132,7 +113,7 @@ static int stop_supervisor(pid_t pid)
 
 static void test_two_workers_share_the_port(void)
 {
-	int port = free_port(), pids[8], errors = 0, status;
+	int port = th_free_port(), pids[8], errors = 0, status;
 	pid_t sup = start_supervisor(port);
 
 	CHECK_INT(distinct_pids(port, 200, pids, 8, &errors), ==, 2);
@@ -144,7 +125,7 @@ static void test_two_workers_share_the_port(void)
 
 static void test_crashed_worker_is_restarted(void)
 {
-	int port = free_port(), before[8], after[8], errors = 0, status, n, i, k;
+	int port = th_free_port(), before[8], after[8], errors = 0, status, n, i, k;
 	int fresh = 0;
 	pid_t sup = start_supervisor(port);
 	th_resp r;
@@ -188,7 +169,7 @@ static void *slow_request(void *arg)
 
 static void test_sigterm_drains(void)
 {
-	int port = free_port(), status;
+	int port = th_free_port(), status;
 	pid_t sup = start_supervisor(port);
 	pthread_t t;
 	struct bg b = {port, {0}, 0};
