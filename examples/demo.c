@@ -10,6 +10,9 @@
  *   POST /analyze         -> sum of a JSON list, computed on the pool,
  *                            answered from the loop             inline->pool
  *   GET  /_/stats, /_/metrics -> runtime statistics (JSON, Prometheus)
+ *
+ * and the outbound calls of demo_outbound.c (/external-api, /multi-fetch,
+ * /fan-out, /sync-external-api, /sync-multi-fetch, /upstream).
  */
 #include <evapi.h>
 #include <getopt.h>
@@ -17,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "demo.h"
 
 static unsigned delay_ms = 4000;
 
@@ -156,8 +161,16 @@ static void analyze(evapi_req *req, void *arg)
 	}
 }
 
+struct outbound_opts {
+	const char *host;
+	const char *upstream;
+	unsigned delay_ms;
+};
+
+/* Runs in each worker once its app has bound the port. */
 static int routes(evapi_app *app, void *arg)
 {
+	const struct outbound_opts *o = arg;
 	int rc = 0;
 	rc |= evapi_app_route(app, EVAPI_GET, "/", EVAPI_INLINE, root, NULL);
 	rc |= evapi_app_route(app, EVAPI_GET, "/users/{user_id}", EVAPI_INLINE,
@@ -169,6 +182,8 @@ static int routes(evapi_app *app, void *arg)
 	                      sync_slow, NULL);
 	rc |= evapi_app_route(app, EVAPI_POST, "/analyze", EVAPI_INLINE, analyze,
 	                      NULL);
+	demo_outbound_routes(app, o->upstream, o->delay_ms);
+	demo_outbound_set_port(o->host, evapi_app_port(app));
 	return rc ? EVAPI_EINVAL : 0;
 }
 
@@ -176,12 +191,20 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 	        "usage: demo [--host H] [--port P] [--threads N] [--delay-ms MS]\n"
+	        "            [--upstream URL] [--upstream-delay-ms MS] [--workers N]\n"
+	        "            [--quiet]\n"
 	        "  --host H       address to bind (default 127.0.0.1)\n"
 	        "  --port P       port (default 8000; 0 picks one)\n"
 	        "  --threads N    pool worker threads (default 40)\n"
 	        "  --delay-ms MS  sleep of /async-sleep, /slow, /sync-slow "
 	        "(default 4000)\n"
 	        "  --workers N    worker processes sharing the port (default 1)\n"
+	        "  --upstream URL what /external-api and friends call (default:\n"
+	        "                 this server's own /upstream)\n"
+	        "  --upstream-delay-ms MS  delay of the default upstream "
+	        "(default: --delay-ms)\n"
+	        "  --outbound-max-connections N  open outbound connections "
+	        "(default 256)\n"
 	        "  --quiet        no access log\n");
 }
 
@@ -193,16 +216,22 @@ int main(int argc, char **argv)
 		{"threads", required_argument, 0, 't'},
 		{"delay-ms", required_argument, 0, 'd'},
 		{"workers", required_argument, 0, 'w'},
+		{"upstream", required_argument, 0, 'u'},
+		{"upstream-delay-ms", required_argument, 0, 'U'},
+		{"outbound-max-connections", required_argument, 0, 'O'},
 		{"quiet", no_argument, 0, 'q'},
 		{"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0}};
 	evapi_config cfg;
+	struct outbound_opts outbound;
 	long long v;
+	const char *upstream = NULL;
+	long long upstream_delay = -1; /* default: --delay-ms */
 	int c, rc;
 
 	evapi_config_init(&cfg);
 	cfg.stats_routes = 1;
-	while ((c = getopt_long(argc, argv, "H:p:t:d:w:qh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "H:p:t:d:w:u:U:O:qh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'H':
 			cfg.host = optarg;
@@ -227,6 +256,19 @@ int main(int argc, char **argv)
 				goto bad;
 			cfg.workers = (int)v;
 			break;
+		case 'u':
+			upstream = optarg;
+			break;
+		case 'U':
+			if (evapi_parse_int(optarg, &v) || v < 0 || v > 60000)
+				goto bad;
+			upstream_delay = v;
+			break;
+		case 'O':
+			if (evapi_parse_int(optarg, &v) || v < 1 || v > 65536)
+				goto bad;
+			cfg.outbound_max_connections = (int)v;
+			break;
 		case 'q':
 			cfg.access_log = 0;
 			break;
@@ -246,8 +288,12 @@ int main(int argc, char **argv)
 	 * default and never blocks the loop. */
 	if (cfg.idle_timeout_s < (int)(3 * delay_ms / 1000) + 5)
 		cfg.idle_timeout_s = (int)(3 * delay_ms / 1000) + 5;
+	outbound.host = cfg.host;
+	outbound.upstream = upstream;
+	outbound.delay_ms = upstream_delay < 0 ? delay_ms
+	                                       : (unsigned)upstream_delay;
 	/* One app in this process, or --workers processes on one port. */
-	rc = evapi_app_serve(&cfg, routes, NULL);
+	rc = evapi_app_serve(&cfg, routes, &outbound);
 	if (rc == EVAPI_EBIND || rc == EVAPI_ENOMEM || rc == EVAPI_EINVAL)
 		fprintf(stderr, "demo: cannot serve on %s:%d: %s\n", cfg.host,
 		        cfg.port, evapi_strerror(rc));

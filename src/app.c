@@ -44,6 +44,10 @@ void evapi_config_init(evapi_config *cfg)
 	cfg->access_log = 1;
 	cfg->workers = 1;
 	cfg->log_level = EVAPI_LOG_INFO;
+	cfg->outbound_max_connections = 256;
+	cfg->outbound_timeout_ms = 10000;
+	cfg->outbound_connect_timeout_ms = 3000;
+	cfg->outbound_max_response_bytes = (size_t)8 << 20;
 }
 
 static int config_valid(const evapi_config *c)
@@ -54,7 +58,11 @@ static int config_valid(const evapi_config *c)
 	       c->request_timeout_ms >= 1 && c->idle_timeout_s >= 1 &&
 	       c->max_header_bytes >= 256 && c->shutdown_grace_ms >= 0 &&
 	       c->workers >= 1 && c->workers <= 1024 &&
-	       (int)c->log_level >= 0 && c->log_level <= EVAPI_LOG_DEBUG;
+	       (int)c->log_level >= 0 && c->log_level <= EVAPI_LOG_DEBUG &&
+	       c->outbound_max_connections >= 1 &&
+	       c->outbound_timeout_ms >= 1 &&
+	       c->outbound_connect_timeout_ms >= 1 &&
+	       c->outbound_max_response_bytes >= 1;
 }
 
 evapi_app *evapi_app_new(const evapi_config *cfg)
@@ -97,6 +105,8 @@ evapi_app *evapi_app_new(const evapi_config *cfg)
 	                            app->cfg.pool_queue_max);
 	if (!app->pool)
 		goto err;
+	if (!(app->client = evapi__client_new(app)))
+		goto err;
 	return app;
 err:
 	if (ec)
@@ -116,6 +126,7 @@ void evapi_app_free(evapi_app *app)
 			evapi__reactor_free(app);
 		evapi__pool_free(app->pool);
 		event_base_loop(app->base, EVLOOP_NONBLOCK);
+		evapi__client_free(app->client);
 		evapi__stats_free(app);
 		event_base_free(app->base);
 	}
@@ -181,6 +192,11 @@ void evapi_app_stats(evapi_app *app, evapi_stats *out)
 	out->status_4xx = EVAPI__LOAD(&app->stats.s4xx);
 	out->status_5xx = EVAPI__LOAD(&app->stats.s5xx);
 	out->max_stall_ms = EVAPI__LOAD(&app->stats.max_stall_ms);
+	out->outbound_calls = EVAPI__LOAD(&app->stats.out_calls);
+	out->outbound_errors = EVAPI__LOAD(&app->stats.out_errors);
+	out->outbound_in_flight = EVAPI__LOAD(&app->stats.out_in_flight);
+	out->outbound_sockets = EVAPI__LOAD(&app->stats.out_sockets);
+	out->outbound_connects = EVAPI__LOAD(&app->stats.out_connects);
 	evapi__pool_counts(app->pool, &out->pool_threads, &out->pool_busy,
 	                   &out->pool_queued);
 }

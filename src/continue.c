@@ -131,7 +131,9 @@ int evapi_req_sleep(evapi_req *req, unsigned ms, evapi_sleep_cb cb, void *arg)
 static void pool_work(evapi__job *job)
 {
 	evapi__op *op = (evapi__op *)((char *)job - offsetof(evapi__op, job));
+	evapi__client_use_app(op->req->app);
 	op->work(op->arg);
+	evapi__client_use_app(NULL);
 }
 
 static void pool_done(evapi__job *job, int status)
@@ -172,6 +174,7 @@ void evapi__ops_cancel(evapi_req *req)
 {
 	evapi__op *op, *next, *unlinked = NULL;
 
+	evapi__client_cancel_req(req);
 	for (op = req->ops; op; op = next) {
 		next = op->next;
 		op->cancelled = 1;

@@ -172,6 +172,8 @@ typedef struct evapi__resp {
 } evapi__resp;
 
 typedef struct evapi__op evapi__op;
+typedef struct evapi__batch evapi__batch;   /* client.c */
+typedef struct evapi__client evapi__client; /* client.c */
 
 enum evapi__req_state {
 	EVAPI__REQ_RUNNING = 0, /* no reply yet */
@@ -191,6 +193,7 @@ struct evapi_req {
 	struct event *watch;          /* client-close detector, deferred only */
 	struct event *deadline;       /* request deadline, deferred only */
 	evapi__op *ops;               /* pending ops, for cancellation */
+	evapi__batch *batches;        /* outbound calls, for cancellation */
 	int gone;                     /* client left / deadline / cut */
 	int finished;                 /* counted and logged */
 	int head_only;                /* HEAD answered by a GET route */
@@ -225,6 +228,7 @@ struct evapi_app {
 	struct evhttp_bound_socket *bound;
 	evapi__router *router;
 	evapi__pool *pool;
+	evapi__client *client;        /* outbound calls (client.c) */
 	struct event *sigint_ev, *sigterm_ev, *stop_ev, *grace_ev;
 	int port;
 	int running;
@@ -246,6 +250,8 @@ struct evapi_app {
 	struct {
 		unsigned long long requests, in_flight, stalls, rejected,
 			no_reply, gone, timeouts, s4xx, s5xx;
+		unsigned long long out_calls, out_errors, out_in_flight,
+			out_sockets, out_connects;
 		long long max_stall_ms;
 	} stats; /* written on the loop with EVAPI__ADD, read anywhere */
 };
@@ -267,6 +273,23 @@ EVAPI_HIDDEN void evapi__req_leave(evapi_req *req, const char *what);
 EVAPI_HIDDEN void evapi__resp_clear(evapi__resp *resp);
 EVAPI_HIDDEN int evapi__is_loop_thread(const evapi_req *req);
 EVAPI_HIDDEN int evapi__parse_query(evapi_req *req, const char *q);
+
+/* client.c, client_sync.c: outbound calls */
+EVAPI_HIDDEN evapi__client *evapi__client_new(evapi_app *app);
+EVAPI_HIDDEN void evapi__client_free(evapi__client *c);
+/* The app's outbound defaults (struct evapi__fetch_defaults, fetch.h):
+ * written once at creation, read-only after, so any thread may read. */
+EVAPI_HIDDEN const struct evapi__fetch_defaults *
+evapi__client_defaults(const evapi__client *c);
+/* Aborts the request's calls; continuations run on a later loop turn. */
+EVAPI_HIDDEN void evapi__client_cancel_req(evapi_req *req);
+/* Aborts the calls bound to no request (the app is stopping). */
+EVAPI_HIDDEN void evapi__client_cancel_unbound(evapi_app *app);
+/* Tells evapi_fetch_sync that this thread runs a loop. */
+EVAPI_HIDDEN void evapi__client_mark_loop_thread(int yes);
+/* Makes evapi_fetch_sync on this thread use the app's outbound defaults
+ * (a worker, around one of the app's jobs); NULL ends it. */
+EVAPI_HIDDEN void evapi__client_use_app(const evapi_app *app);
 
 /* stats.c: runtime statistics (loop thread) */
 EVAPI_HIDDEN int evapi__stats_init(evapi_app *app);

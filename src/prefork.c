@@ -130,7 +130,8 @@ static void say(const evapi_config *cfg, evapi_log_level lvl, const char *fmt,
 	}
 }
 
-/* One app, in this process: create, let `setup` add routes, run, free. */
+/* One app, in this process: create, listen, let `setup` add routes (it
+ * may read the bound port), run, free. */
 static int serve_one(const evapi_config *cfg, int reuse_port,
                      evapi_app_setup_cb setup, void *arg)
 {
@@ -139,8 +140,8 @@ static int serve_one(const evapi_config *cfg, int reuse_port,
 	if (!app)
 		return EVAPI_ENOMEM;
 	app->reuse_port = reuse_port;
-	if ((rc = setup ? setup(app, arg) : 0) == 0 &&
-	    (rc = evapi_app_listen(app)) == 0)
+	if ((rc = evapi_app_listen(app)) == 0 &&
+	    (rc = setup ? setup(app, arg) : 0) == 0)
 		rc = evapi_app_run(app);
 	evapi_app_free(app);
 	return rc;

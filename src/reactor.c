@@ -421,7 +421,9 @@ void evapi__req_leave(evapi_req *req, const char *what)
 static void handler_work(evapi__job *job)
 {
 	evapi_req *req = (evapi_req *)((char *)job - offsetof(evapi_req, job));
+	evapi__client_use_app(req->app);
 	req->route->cb(req, req->route->arg);
+	evapi__client_use_app(NULL);
 }
 
 static void handler_done(evapi__job *job, int status)
@@ -772,11 +774,14 @@ int evapi__reactor_run(evapi_app *app)
 	           "listening on http://%s:%d (pool: %d threads)", app->host,
 	           app->port, app->cfg.pool_threads);
 	evapi__stats_start(app);
+	evapi__client_mark_loop_thread(1);
 	event_base_dispatch(app->base);
 	evapi__stats_stop(app);
 	cut_all(app);
+	evapi__client_cancel_unbound(app);
 	/* Let cancelled timers deliver their continuations. */
 	event_base_loop(app->base, EVLOOP_NONBLOCK);
+	evapi__client_mark_loop_thread(0);
 	if (app->sigint_ev)
 		event_free(app->sigint_ev);
 	if (app->sigterm_ev)

@@ -1,8 +1,8 @@
 /*
  * stats.c: runtime statistics and the optional GET /_/stats (JSON) and
  * GET /_/metrics (Prometheus text) routes: loop lag, stalls by route,
- * pool occupancy and waits, in-flight requests, per-route counts and
- * latency percentiles, status counters.
+ * pool occupancy and waits, in-flight requests and outbound calls,
+ * per-route counts and latency percentiles, status counters.
  *
  * Threads: loop only. Every hook (request finished, stall) is called by
  * the reactor on the loop, the lag probe is a loop timer, and the two
@@ -271,6 +271,16 @@ json_t *evapi__stats_json(evapi_app *app)
 		"pool", "threads", pv.threads, "busy", pv.busy, "queued", pv.queued,
 		"longest_wait_ms", (double)pv.oldest_us / 1000.0, "max_wait_ms",
 		(double)pv.max_wait_us / 1000.0, "routes", routes);
+	json_object_set_new(
+		o, "outbound",
+		json_pack("{s:I, s:I, s:I, s:I, s:I}", "in_flight",
+		          (json_int_t)EVAPI__LOAD(&app->stats.out_in_flight),
+		          "calls", (json_int_t)EVAPI__LOAD(&app->stats.out_calls),
+		          "errors", (json_int_t)EVAPI__LOAD(&app->stats.out_errors),
+		          "sockets",
+		          (json_int_t)EVAPI__LOAD(&app->stats.out_sockets),
+		          "connects",
+		          (json_int_t)EVAPI__LOAD(&app->stats.out_connects)));
 	return o;
 }
 
@@ -423,6 +433,18 @@ char *evapi__stats_metrics(evapi_app *app, size_t *len)
 	    (unsigned long long)EVAPI__LOAD(&app->stats.in_flight), pv.threads,
 	    pv.busy, pv.queued, (double)pv.oldest_us / 1e6,
 	    (double)pv.max_wait_us / 1e6);
+	put(&t, "# TYPE evapi_outbound_in_flight gauge\n"
+	        "evapi_outbound_in_flight %llu\n"
+	        "# TYPE evapi_outbound_calls_total counter\n"
+	        "evapi_outbound_calls_total %llu\n"
+	        "# TYPE evapi_outbound_errors_total counter\n"
+	        "evapi_outbound_errors_total %llu\n"
+	        "# TYPE evapi_outbound_sockets gauge\n"
+	        "evapi_outbound_sockets %llu\n",
+	    (unsigned long long)EVAPI__LOAD(&app->stats.out_in_flight),
+	    (unsigned long long)EVAPI__LOAD(&app->stats.out_calls),
+	    (unsigned long long)EVAPI__LOAD(&app->stats.out_errors),
+	    (unsigned long long)EVAPI__LOAD(&app->stats.out_sockets));
 	if (t.oom) {
 		free(t.p);
 		return NULL;

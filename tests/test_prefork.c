@@ -134,7 +134,11 @@ static void test_crashed_worker_is_restarted(void)
 	CHECK_INT(n, ==, 2);
 	/* The worker that takes this request dies without replying. */
 	CHECK_INT(th_http(port, "GET", "/die", NULL, &r), ==, 0);
-	/* The other worker serves at once; the replacement within moments. */
+	/* Connections the kernel queued on the dying worker's socket before
+	 * it closed are reset (SO_REUSEPORT gives each socket its own
+	 * queue): give the kill a moment to complete. After that the other
+	 * worker serves everything, and the replacement joins it. */
+	th_sleep_ms(200);
 	for (i = 0; i < 30; i++) {
 		errors = 0;
 		n = distinct_pids(port, 50, after, 8, &errors);

@@ -1,7 +1,8 @@
 /*
  * test_stats.c: the runtime statistics routes (src/stats.c) on a real app
  * at 127.0.0.1:0: off by default, per-route counts and latency, stalls by
- * route, loop lag, status counters, pool waits, and the Prometheus page.
+ * route, loop lag, status counters, pool waits, outbound calls in
+ * flight, and the Prometheus page.
  */
 #include "harness.h"
 
@@ -30,6 +31,39 @@ static void pool_sleep(evapi_req *req, void *arg)
 	evapi_reply_json(req, 200, json_pack("{s:s}", "slept", "pool"));
 }
 
+/* /call fetches this app's own /upslow (a 500 ms non-blocking sleep). */
+static int self_port;
+
+static void upslow_done(evapi_req *req, int status, void *arg)
+{
+	if (status == 0)
+		evapi_reply_json(req, 200, json_pack("{s:s}", "up", "slow"));
+}
+
+static void upslow(evapi_req *req, void *arg)
+{
+	evapi_req_sleep(req, 500, upslow_done, NULL);
+}
+
+static void called(evapi_req *req, int status, const evapi_fetch_res *res,
+                   void *arg)
+{
+	if (status == 0)
+		evapi_reply_json(req, 200, json_pack("{s:i}", "upstream",
+		                                     evapi_fetch_res_status(res)));
+}
+
+static void call(evapi_req *req, void *arg)
+{
+	char url[64];
+	evapi_fetch_opts o;
+	memset(&o, 0, sizeof o);
+	snprintf(url, sizeof url, "http://127.0.0.1:%d/upslow", self_port);
+	o.url = url;
+	if (evapi_req_fetch(req, &o, called, NULL) != 0)
+		evapi_reply_error(req, 500, "cannot start the call");
+}
+
 static void start(th_server *s, int stats, int threads)
 {
 	evapi_config cfg;
@@ -44,7 +78,10 @@ static void start(th_server *s, int stats, int threads)
 	evapi_app_route(app, EVAPI_GET, "/busy", EVAPI_INLINE, busy, NULL);
 	evapi_app_route(app, EVAPI_GET, "/block", EVAPI_INLINE, block, NULL);
 	evapi_app_route(app, EVAPI_GET, "/psleep", EVAPI_POOL, pool_sleep, NULL);
+	evapi_app_route(app, EVAPI_GET, "/upslow", EVAPI_INLINE, upslow, NULL);
+	evapi_app_route(app, EVAPI_GET, "/call", EVAPI_INLINE, call, NULL);
 	th_server_start(s, app);
+	self_port = s->port;
 }
 
 /* GET /_/stats parsed; NULL (and a failure) when it is not JSON. */
@@ -198,6 +235,37 @@ static void test_pool_waits(void)
 	th_server_stop(&s);
 }
 
+static void *one_call(void *arg)
+{
+	th_resp *r = arg;
+	th_http(self_port, "GET", "/call", NULL, r);
+	return NULL;
+}
+
+static void test_outbound_in_flight(void)
+{
+	th_server s;
+	pthread_t t;
+	th_resp r;
+	json_t *st;
+
+	start(&s, 1, 2);
+	pthread_create(&t, NULL, one_call, &r);
+	th_sleep_ms(250);
+	st = get_stats(s.port);
+	CHECK_INT(jint(st, "outbound.in_flight"), ==, 1);
+	CHECK_INT(jint(st, "outbound.calls"), ==, 0);
+	json_decref(st);
+	pthread_join(t, NULL);
+	CHECK_INT(r.status, ==, 200);
+	st = get_stats(s.port);
+	CHECK_INT(jint(st, "outbound.in_flight"), ==, 0);
+	CHECK_INT(jint(st, "outbound.calls"), ==, 1);
+	CHECK_INT(jint(st, "outbound.errors"), ==, 0);
+	json_decref(st);
+	th_server_stop(&s);
+}
+
 static void test_metrics_text(void)
 {
 	th_server s;
@@ -229,6 +297,7 @@ int main(int argc, char **argv)
 		{"stats.off_by_default", test_off_by_default},
 		{"stats.counts_latency_stalls", test_counts_latency_stalls},
 		{"stats.pool_waits", test_pool_waits},
+		{"stats.outbound_in_flight", test_outbound_in_flight},
 		{"stats.metrics_text", test_metrics_text},
 		{NULL, NULL}};
 	return th_main(argc, argv, tests);

@@ -90,6 +90,7 @@ start_demo() {
 	for _ in 1 2 3 4 5; do
 		port=$(pick_port) || die "cannot find a free port"
 		"$bin" --host 127.0.0.1 --port "$port" --delay-ms "$DELAY_MS" --quiet \
+			--upstream-delay-ms "$DELAY_MS" \
 			>"$DEMO_LOG" 2>&1 &
 		DEMO_PID=$!
 		for _ in $(seq 1 100); do

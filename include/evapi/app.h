@@ -77,6 +77,11 @@ typedef struct evapi_config {
 	evapi_log_level log_level; /* [EVAPI_LOG_INFO] */
 	evapi_log_cb log_cb;       /* [NULL: write to stderr] */
 	void *log_arg;             /* [NULL] passed to log_cb */
+	/* outbound calls (evapi/client.h) */
+	int outbound_max_connections;     /* [256] open at once; more wait */
+	int outbound_timeout_ms;          /* [10000] default total timeout */
+	int outbound_connect_timeout_ms;  /* [3000] default connect timeout */
+	size_t outbound_max_response_bytes; /* [8 MiB] default reply cap */
 } evapi_config;
 
 /** Fills `cfg` with the defaults above. */
@@ -123,9 +128,10 @@ EVAPI_EXPORT int evapi_app_run(evapi_app *app);
  *  from evapi_app_run. A second call cuts at once. Thread-safe: yes. */
 EVAPI_EXPORT void evapi_app_stop(evapi_app *app);
 
-/** Registers an app's routes (and whatever else it needs) on a new app;
- *  returns 0, or a negative code and then the app is not run. `app` is
- *  borrowed: evapi_app_serve owns and frees it. */
+/** Registers an app's routes (and whatever else it needs) on a new app
+ *  that has already bound its port (evapi_app_port works); returns 0, or
+ *  a negative code and then the app is not run. `app` is borrowed:
+ *  evapi_app_serve owns and frees it. */
 typedef int (*evapi_app_setup_cb)(evapi_app *app, void *arg);
 
 /**
@@ -163,6 +169,12 @@ typedef struct evapi_stats {
 	unsigned long long status_4xx, status_5xx;
 	int pool_threads, pool_busy, pool_queued;
 	long long max_stall_ms;
+	/* outbound calls on the loop (evapi/client.h) */
+	unsigned long long outbound_calls;     /* finished calls */
+	unsigned long long outbound_errors;    /* of those, transport errors */
+	unsigned long long outbound_in_flight; /* calls started, not finished */
+	unsigned long long outbound_sockets;   /* sockets open now */
+	unsigned long long outbound_connects;  /* sockets opened in all */
 } evapi_stats;
 
 /** Copies the current counters into `out`. Thread-safe: yes (a

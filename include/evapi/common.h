@@ -32,7 +32,13 @@ extern "C" {
 	X(ESTATE, -10, "not allowed in the current state")                   \
 	X(EJSON, -11, "invalid JSON body (already answered with 422)")       \
 	X(ERANGE, -12, "value out of range")                                 \
-	X(ESYS, -13, "system call failed")
+	X(ESYS, -13, "system call failed")                                   \
+	X(ETIMEDOUT, -14, "upstream timed out")                              \
+	X(ECONNREFUSED, -15, "upstream refused the connection")              \
+	X(ECONNRESET, -16, "upstream connection reset or closed early")      \
+	X(EPROTO, -17, "upstream sent a malformed reply")                    \
+	X(ETOOBIG, -18, "upstream reply over the size limit")                \
+	X(EUPSTREAM, -19, "upstream call failed")
 
 enum evapi_errno {
 #define EVAPI_ERR_ENUM(name, val, msg) EVAPI_##name = (val),

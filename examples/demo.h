@@ -1,0 +1,15 @@
+/* demo.h: the demo server's route groups. */
+#ifndef EVAPI_DEMO_H
+#define EVAPI_DEMO_H
+
+#include <evapi.h>
+
+/* Registers /upstream, /external-api, /multi-fetch, /fan-out and their
+ * blocking twins /sync-external-api, /sync-multi-fetch. `upstream` is the
+ * URL to call, or NULL for the demo's own /upstream route; call
+ * demo_outbound_set_port once the port is known. */
+void demo_outbound_routes(evapi_app *app, const char *upstream,
+                          unsigned upstream_delay_ms);
+void demo_outbound_set_port(const char *host, int port);
+
+#endif
