@@ -14,7 +14,6 @@
  * falls in, so it is exact to within one bucket (a factor of 1.25).
  */
 #include <event2/event.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -167,15 +166,17 @@ static double lat_quantile(const evapi__stats *s, const route_stats *rs,
 	int k;
 	if (rs->count == 0)
 		return 0;
-	want = (unsigned long long)ceil(q * (double)rs->count);
-	if (want == 0)
-		want = 1;
+	/* ceil(q * count), at least 1 */
+	want = (unsigned long long)(q * (double)rs->count);
+	if ((double)want < q * (double)rs->count || want == 0)
+		want++;
 	for (k = 0; k < LAT_BUCKETS; k++) {
 		seen += rs->hist[k];
 		if (seen >= want)
-			return k == LAT_BUCKETS - 1 ? (double)rs->max_us
-			                            : fmin(s->lat_bound_us[k],
-			                                   (double)rs->max_us);
+			return k == LAT_BUCKETS - 1 ||
+			               (double)rs->max_us < s->lat_bound_us[k]
+			               ? (double)rs->max_us
+			               : s->lat_bound_us[k];
 	}
 	return (double)rs->max_us;
 }
@@ -488,8 +489,9 @@ int evapi__stats_init(evapi_app *app)
 		return EVAPI_ENOMEM;
 	s->app = app;
 	s->started_us = evapi__now_us();
-	for (k = 0; k < LAT_BUCKETS; k++)
-		s->lat_bound_us[k] = 50.0 * pow(1.25, k);
+	s->lat_bound_us[0] = 50.0;
+	for (k = 1; k < LAT_BUCKETS; k++)
+		s->lat_bound_us[k] = s->lat_bound_us[k - 1] * 1.25;
 	s->probe = evtimer_new(app->base, probe_cb, s);
 	if (!s->probe) {
 		free(s);
