@@ -10,9 +10,12 @@
  *   POST /analyze         -> sum of a JSON list, computed on the pool,
  *                            answered from the loop             inline->pool
  *   GET  /_/stats, /_/metrics -> runtime statistics (JSON, Prometheus)
+ *   GET  /openapi.json, GET /docs -> the API described (config.openapi)
  *
  * and the outbound calls of demo_outbound.c (/external-api, /multi-fetch,
- * /fan-out, /sync-external-api, /sync-multi-fetch, /upstream).
+ * /fan-out, /sync-external-api, /sync-multi-fetch, /upstream), and the
+ * declared routes of demo_declared.c (/items/{item_id}, /items, /upload,
+ * /files/{filename}).
  */
 #include <evapi.h>
 #include <getopt.h>
@@ -165,6 +168,7 @@ struct outbound_opts {
 	const char *host;
 	const char *upstream;
 	unsigned delay_ms;
+	const char *upload_dir;
 };
 
 /* Runs in each worker once its app has bound the port. */
@@ -184,6 +188,8 @@ static int routes(evapi_app *app, void *arg)
 	                      NULL);
 	demo_outbound_routes(app, o->upstream, o->delay_ms);
 	demo_outbound_set_port(o->host, evapi_app_port(app));
+	if (rc == 0)
+		rc = demo_declared_routes(app, o->upload_dir);
 	return rc ? EVAPI_EINVAL : 0;
 }
 
@@ -205,6 +211,8 @@ static void usage(FILE *f)
 	        "(default: --delay-ms)\n"
 	        "  --outbound-max-connections N  open outbound connections "
 	        "(default 256)\n"
+	        "  --upload-dir D where /upload stores files "
+	        "(default /tmp/evapi-uploads)\n"
 	        "  --quiet        no access log\n");
 }
 
@@ -220,10 +228,12 @@ int main(int argc, char **argv)
 		{"upstream-delay-ms", required_argument, 0, 'U'},
 		{"outbound-max-connections", required_argument, 0, 'O'},
 		{"quiet", no_argument, 0, 'q'},
+		{"upload-dir", required_argument, 0, 'D'},
 		{"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0}};
 	evapi_config cfg;
 	struct outbound_opts outbound;
+	const char *upload_dir = "/tmp/evapi-uploads";
 	long long v;
 	const char *upstream = NULL;
 	long long upstream_delay = -1; /* default: --delay-ms */
@@ -231,7 +241,9 @@ int main(int argc, char **argv)
 
 	evapi_config_init(&cfg);
 	cfg.stats_routes = 1;
-	while ((c = getopt_long(argc, argv, "H:p:t:d:w:u:U:O:qh", opts, NULL)) != -1) {
+	cfg.openapi = 1;                      /* GET /openapi.json, /docs */
+	cfg.max_body_bytes = (8 << 20) + 65536; /* uploads: 8 MiB of files */
+	while ((c = getopt_long(argc, argv, "H:p:t:d:w:u:U:O:D:qh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'H':
 			cfg.host = optarg;
@@ -272,6 +284,9 @@ int main(int argc, char **argv)
 		case 'q':
 			cfg.access_log = 0;
 			break;
+		case 'D':
+			upload_dir = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -292,6 +307,7 @@ int main(int argc, char **argv)
 	outbound.upstream = upstream;
 	outbound.delay_ms = upstream_delay < 0 ? delay_ms
 	                                       : (unsigned)upstream_delay;
+	outbound.upload_dir = upload_dir;
 	/* One app in this process, or --workers processes on one port. */
 	rc = evapi_app_serve(&cfg, routes, &outbound);
 	if (rc == EVAPI_EBIND || rc == EVAPI_ENOMEM || rc == EVAPI_EINVAL)

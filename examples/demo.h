@@ -12,4 +12,9 @@ void demo_outbound_routes(evapi_app *app, const char *upstream,
                           unsigned upstream_delay_ms);
 void demo_outbound_set_port(const char *host, int port);
 
+/* Registers /items/{item_id}, /items, /upload and /files/{filename},
+ * storing uploads in `upload_dir` (created when missing). Returns 0 or
+ * -1 after printing why. */
+int demo_declared_routes(evapi_app *app, const char *upload_dir);
+
 #endif

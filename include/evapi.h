@@ -8,6 +8,7 @@
 #include <evapi/common.h>
 #include <evapi/app.h>
 #include <evapi/request.h>
+#include <evapi/schema.h>
 #include <evapi/client.h>
 
 #define EVAPI_VERSION "0.1.0"

@@ -107,6 +107,8 @@ evapi_app *evapi_app_new(const evapi_config *cfg)
 		goto err;
 	if (!(app->client = evapi__client_new(app)))
 		goto err;
+	if (app->cfg.openapi && evapi__openapi_routes(app) != 0)
+		goto err;
 	return app;
 err:
 	if (ec)
@@ -131,6 +133,7 @@ void evapi_app_free(evapi_app *app)
 		event_base_free(app->base);
 	}
 	evapi__router_free(app->router);
+	evapi__decls_free(app);
 	free(app->host);
 	free(app);
 }

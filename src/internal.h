@@ -81,6 +81,7 @@ typedef struct evapi__route {
 	int nsegs;
 	char **segs;         /* literal text, or the name for a {param} */
 	unsigned char *is_param;
+	struct evapi__decl *decl; /* declared route (schema.c), or NULL */
 	unsigned idx;        /* position in the router (stats.c) */
 } evapi__route;
 
@@ -205,6 +206,7 @@ struct evapi_req {
 	int on_worker;                /* set by the loop before submit */
 	evapi__resp resp;
 	json_t *json;                 /* parsed body cache */
+	struct evapi__parsed *parsed; /* declared routes: validated input */
 	/* immutable snapshot, readable from any thread */
 	evapi_method method;
 	const char *path;
@@ -228,6 +230,7 @@ struct evapi_app {
 	struct evhttp_bound_socket *bound;
 	evapi__router *router;
 	evapi__pool *pool;
+	struct evapi__decl *decls;    /* declared routes (schema.c) */
 	evapi__client *client;        /* outbound calls (client.c) */
 	struct event *sigint_ev, *sigterm_ev, *stop_ev, *grace_ev;
 	int port;
@@ -274,6 +277,78 @@ EVAPI_HIDDEN void evapi__resp_clear(evapi__resp *resp);
 EVAPI_HIDDEN int evapi__is_loop_thread(const evapi_req *req);
 EVAPI_HIDDEN int evapi__parse_query(evapi_req *req, const char *q);
 
+/* ---- schema.c, multipart.c, openapi.c: declared routes ---------------- */
+#include <evapi/schema.h>
+
+/* A parsed parameter value (a request's, or a declared default). */
+typedef struct evapi__val {
+	const evapi_field *f;
+	int present;
+	long long i;
+	double d;
+	int b;
+	const char *s;
+} evapi__val;
+
+/* A body field's default, parsed once at registration. */
+typedef struct evapi__dflt {
+	const evapi_field *f;
+	json_t *value;
+} evapi__dflt;
+
+struct evapi__decl {
+	struct evapi__decl *next; /* app->decls */
+	evapi_route_decl d;       /* copied; what it points to is borrowed */
+	char *body_name;          /* d.body_name or derived from the route */
+	int nparams;
+	evapi__val *dflt_vals;    /* per parameter: its default, if any */
+	int ndflts;
+	evapi__dflt *dflts;       /* body field defaults */
+};
+
+/* Validated input of a declared request, in the request's arena. */
+typedef struct evapi__parsed {
+	int nvals;
+	evapi__val *vals;
+	int nfiles, nform;
+	evapi_file *files;
+	const char **file_data;   /* bytes of each file, in the body */
+	const char **safe;        /* sanitised name of each file */
+	evapi__kv *form;
+	const char *upload_dir;
+} evapi__parsed;
+
+/* multipart.c: a strict multipart/form-data parser over a whole body.
+ * Strings are copied into `arena`; data points into `body`. */
+typedef struct evapi__part {
+	const char *name;         /* form field name */
+	const char *filename;     /* NULL when the part has none */
+	const char *content_type; /* NULL when not given */
+	const char *data;
+	size_t len;
+} evapi__part;
+
+/* Extracts the boundary of a "multipart/form-data; boundary=..." value
+ * into out (len >= 71). Returns 0, or -1 when ctype is not
+ * multipart/form-data (-2: it is, but the boundary is missing/invalid). */
+EVAPI_HIDDEN int evapi__multipart_boundary(const char *ctype, char *out,
+                                           size_t len);
+/* Parses at most max_parts parts. Returns the number of parts, -1 for a
+ * malformed body (why set to a static message), -2 when there are more
+ * than max_parts parts. */
+EVAPI_HIDDEN int evapi__multipart_parse(const char *body, size_t len,
+                                        const char *boundary,
+                                        evapi__arena *arena,
+                                        evapi__part *parts, int max_parts,
+                                        const char **why);
+
+/* schema.c: declared routes. Checks a request against its route's
+ * declaration on the loop, before the handler runs or a worker is taken;
+ * returns 0, or nonzero when it has answered (422, 415, 413 or 400). */
+EVAPI_HIDDEN int evapi__decl_check(evapi_req *req);
+EVAPI_HIDDEN void evapi__decls_free(evapi_app *app);
+/* openapi.c: registers GET /openapi.json and GET /docs (config.openapi). */
+EVAPI_HIDDEN int evapi__openapi_routes(evapi_app *app);
 /* client.c, client_sync.c: outbound calls */
 EVAPI_HIDDEN evapi__client *evapi__client_new(evapi_app *app);
 EVAPI_HIDDEN void evapi__client_free(evapi__client *c);

@@ -584,6 +584,10 @@ static void on_request(struct evhttp_request *ev, void *arg)
 		evapi_reply_error(req, 500, "Out of memory");
 		goto out;
 	}
+	/* Declared routes: bad input is answered here, on the loop, before
+	 * the handler runs or a worker is taken. */
+	if (req->route->decl && evapi__decl_check(req) != 0)
+		goto out;
 
 	if (req->route->lane == EVAPI_INLINE) {
 		evapi__req_enter(req);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 int th_failed;
+char th_skip_reason[256];
 
 int th_main(int argc, char **argv, const th_test *tests)
 {
@@ -27,9 +28,12 @@ int th_main(int argc, char **argv, const th_test *tests)
 		if (!run)
 			continue;
 		th_failed = 0;
+		th_skip_reason[0] = '\0';
 		th_log_clear();
 		tests[i].fn();
-		if (th_failed) {
+		if (th_skip_reason[0] && !th_failed) {
+			printf("SKIP %s: %s\n", tests[i].name, th_skip_reason);
+		} else if (th_failed) {
 			printf("FAIL %s\n", tests[i].name);
 			failed++;
 		} else {
@@ -215,6 +219,30 @@ long th_http(int port, const char *method, const char *path,
 	double t0 = th_now();
 	int rc;
 	easy_setup(&c, port, method, path, body, out);
+	rc = curl_easy_perform(c.h);
+	easy_finish(&c, rc);
+	out->secs = th_now() - t0;
+	return out->status;
+}
+
+long th_http_body(int port, const char *method, const char *path,
+                  const char *ctype, const void *body, size_t len,
+                  th_resp *out)
+{
+	easy_ctx c;
+	char ct[256];
+	double t0 = th_now();
+	int rc;
+
+	easy_setup(&c, port, method, path, NULL, out);
+	curl_easy_setopt(c.h, CURLOPT_POSTFIELDS, body ? body : "");
+	curl_easy_setopt(c.h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+	if (!method || strcmp(method, "POST") == 0)
+		curl_easy_setopt(c.h, CURLOPT_CUSTOMREQUEST, NULL);
+	snprintf(ct, sizeof ct, "Content-Type: %s", ctype ? ctype : "");
+	/* "Content-Type:" with no value removes curl's default one */
+	c.hl = curl_slist_append(c.hl, ctype ? ct : "Content-Type:");
+	curl_easy_setopt(c.h, CURLOPT_HTTPHEADER, c.hl);
 	rc = curl_easy_perform(c.h);
 	easy_finish(&c, rc);
 	out->secs = th_now() - t0;

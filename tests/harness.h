@@ -14,6 +14,9 @@
 #include <string.h>
 
 extern int th_failed; /* failures in the running test */
+/* Set by TH_SKIP: the running test is reported "SKIP name: reason". */
+extern char th_skip_reason[256];
+#define TH_SKIP(...) snprintf(th_skip_reason, sizeof th_skip_reason, __VA_ARGS__)
 
 #define TH_FAIL_AT(...)                                                      \
 	do {                                                                 \
@@ -101,6 +104,12 @@ typedef struct th_resp {
 /* One request. `body` may be NULL. Returns the status (0 on failure). */
 long th_http(int port, const char *method, const char *path,
              const char *body, th_resp *out);
+
+/* One request with a body of `len` bytes (may contain NUL) sent with
+ * Content-Type `ctype` (NULL: no Content-Type header at all). */
+long th_http_body(int port, const char *method, const char *path,
+                  const char *ctype, const void *body, size_t len,
+                  th_resp *out);
 
 /* n requests at once (each path[i] with GET), all started together. */
 void th_http_parallel(int port, int n, const char *const *paths,

@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# common.sh: shared by experiments.sh and ab.sh (sourced, not run).
+# common.sh: shared by experiments.sh, declared.sh and ab.sh (sourced, not run).
 #
 # Parses  [--base URL] [--delay-ms MS] [--start BUILD_DIR]  into BASE,
 # DELAY_MS and BUILD_DIR; with --start, runs BUILD_DIR/examples/demo on a
@@ -10,6 +10,7 @@ DELAY_MS=4000
 BUILD_DIR=
 DEMO_PID=
 DEMO_LOG=
+DEMO_ARGS=() # extra demo arguments for --start
 TMPD=$(mktemp -d "${TMPDIR:-/tmp}/evapi-curl.XXXXXX")
 
 cleanup() {
@@ -91,7 +92,7 @@ start_demo() {
 		port=$(pick_port) || die "cannot find a free port"
 		"$bin" --host 127.0.0.1 --port "$port" --delay-ms "$DELAY_MS" --quiet \
 			--upstream-delay-ms "$DELAY_MS" \
-			>"$DEMO_LOG" 2>&1 &
+			"${DEMO_ARGS[@]}" >"$DEMO_LOG" 2>&1 &
 		DEMO_PID=$!
 		for _ in $(seq 1 100); do
 			if ! kill -0 "$DEMO_PID" 2>/dev/null; then

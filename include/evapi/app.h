@@ -82,6 +82,8 @@ typedef struct evapi_config {
 	int outbound_timeout_ms;          /* [10000] default total timeout */
 	int outbound_connect_timeout_ms;  /* [3000] default connect timeout */
 	size_t outbound_max_response_bytes; /* [8 MiB] default reply cap */
+	int openapi;               /* [0] serve GET /openapi.json and GET /docs
+	                              (see evapi/schema.h) */
 } evapi_config;
 
 /** Fills `cfg` with the defaults above. */

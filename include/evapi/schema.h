@@ -1,0 +1,203 @@
+/*
+ * evapi/schema.h: declared routes: typed path/query/header parameters, a
+ * JSON body schema and multipart uploads, validated on the loop before the
+ * handler runs (FastAPI's typed parameters, Pydantic bodies and
+ * UploadFile), and described in the app's OpenAPI document.
+ *
+ * A route registered with evapi_app_route_decl() never sees bad input:
+ * every problem is answered by the framework, on the loop, before a pool
+ * route takes a worker:
+ *   - 422 {"detail":[{"type","loc","msg","input"[,"ctx"]}, ...]}, one item
+ *     per problem, with Pydantic v2's type names and messages;
+ *   - 415 when a JSON body route gets another Content-Type (a missing
+ *     Content-Type is read as JSON, as FastAPI does), or an upload route
+ *     gets something other than multipart/form-data;
+ *   - 413 / 400 when an upload breaks a size or count limit or is malformed.
+ *
+ * Declarations are static data: arrays of evapi_field ended by an entry
+ * whose name is NULL, e.g.
+ *
+ *   static const evapi_field item_params[] = {
+ *       {.name = "item_id", .in = EVAPI_IN_PATH, .type = EVAPI_INT,
+ *        .required = 1, .bounds = EVAPI_GE, .ge = 1},
+ *       {.name = "q", .type = EVAPI_STRING, .bounds = EVAPI_MAX_LEN,
+ *        .max_len = 50},
+ *       {.name = "limit", .type = EVAPI_INT, .dflt = "10",
+ *        .bounds = EVAPI_GE | EVAPI_LE, .ge = 1, .le = 100},
+ *       {0}};
+ */
+#ifndef EVAPI_SCHEMA_H
+#define EVAPI_SCHEMA_H
+
+#include <stddef.h>
+#include <jansson.h>
+#include <evapi/common.h>
+#include <evapi/app.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Value types. Parameters take the first four. */
+typedef enum evapi_type {
+	EVAPI_STRING = 1,
+	EVAPI_INT,    /* 64-bit signed */
+	EVAPI_NUMBER, /* double, finite */
+	EVAPI_BOOL,   /* true/false, 1/0, yes/no, on/off, t/f, y/n */
+	EVAPI_OBJECT, /* body only: members in `fields` */
+	EVAPI_ARRAY   /* body only: element in `items` */
+} evapi_type;
+
+/** Where a parameter is read from. The zero value is the query string,
+ *  FastAPI's default for a parameter that is not in the path. */
+typedef enum evapi_where {
+	EVAPI_IN_QUERY = 0,
+	EVAPI_IN_PATH,  /* a {name} segment of the route template */
+	EVAPI_IN_HEADER /* `name` is the header name, case-insensitive */
+} evapi_where;
+
+/** Bits of evapi_field.bounds: which bounds apply. */
+enum evapi_bound {
+	EVAPI_GE = 1 << 0,      /* value >= ge (INT, NUMBER) */
+	EVAPI_LE = 1 << 1,      /* value <= le (INT, NUMBER) */
+	EVAPI_MIN_LEN = 1 << 2, /* STRING: characters; ARRAY: items */
+	EVAPI_MAX_LEN = 1 << 3
+};
+
+/**
+ * One declared parameter or body field. Use designated initialisers; the
+ * zero value of every member means "not set".
+ */
+typedef struct evapi_field {
+	const char *name;  /* NULL ends an array of fields */
+	evapi_type type;
+	evapi_where in;    /* parameters only */
+	int required;      /* absent -> 422 missing (path params always are) */
+	/* Default when absent: for a parameter, text as it would appear in
+	 * the request ("10"); for a body field, JSON text ("10", "\"x\"",
+	 * "[]"). Checked against the declaration at registration. */
+	const char *dflt;
+	unsigned bounds;   /* evapi_bound bits */
+	double ge, le;
+	size_t min_len, max_len;
+	const struct evapi_field *fields; /* OBJECT: its members */
+	const struct evapi_field *items;  /* ARRAY: the element (name unused) */
+	const char *description;          /* OpenAPI; may be NULL */
+} evapi_field;
+
+/**
+ * Upload limits of a multipart/form-data route. Files are written to
+ * `dir` on a pool worker (never on the loop) before the handler runs,
+ * under a sanitised name that cannot leave `dir`; the handler reads them
+ * with evapi_req_file(). Files stay on disk after the request (also when
+ * the client left while they were written): the handler moves or deletes
+ * them. The whole body is also bounded by the app's max_body_bytes, which
+ * evhttp enforces first. Zero means the default in brackets.
+ */
+typedef struct evapi_upload {
+	const char *dir;        /* existing directory (required) */
+	size_t max_file_bytes;  /* [1 MiB] one file: 413 */
+	size_t max_total_bytes; /* [8 MiB] all files together: 413 */
+	int max_files;          /* [10] file parts: 400 */
+	int max_fields;         /* [50] text parts: 400 */
+	/* 1: also take a body of any other Content-Type as one file
+	 * (field "file"), named by the route's {filename} path parameter
+	 * when it has one. */
+	int raw;
+} evapi_upload;
+
+/**
+ * A declared route. `params`, `body` and `upload` (and every string and
+ * nested array they point to) are borrowed until evapi_app_free: static
+ * const data is the intended use.
+ */
+typedef struct evapi_route_decl {
+	unsigned methods;          /* bitwise OR of evapi_method */
+	const char *path;          /* template, as for evapi_app_route */
+	evapi_lane lane;
+	evapi_handler_cb cb;
+	void *arg;
+	const evapi_field *params; /* NULL or {NULL}-ended */
+	const evapi_field *body;   /* members of a JSON object body, or NULL */
+	const char *body_name;     /* OpenAPI schema name [route-derived] */
+	int body_optional;         /* 1: an empty body is allowed, and
+	                              evapi_req_json gives JSON null */
+	const evapi_upload *upload; /* multipart route; not with `body` */
+	const char *summary;       /* OpenAPI summary; may be NULL */
+} evapi_route_decl;
+
+/**
+ * Registers a declared route. Checks the declaration: every path
+ * parameter is in the template and every {name} of the template is
+ * declared as a path parameter when any parameter is, names are unique,
+ * types fit where they are used, defaults parse and satisfy their own
+ * bounds, `body` and `upload` are not both set. Returns 0, EVAPI_EINVAL
+ * (bad declaration, template or method), EVAPI_ENOMEM or EVAPI_ESTATE
+ * (app already running).
+ */
+EVAPI_EXPORT int evapi_app_route_decl(evapi_app *app,
+                                      const evapi_route_decl *decl);
+
+/* ---- reading validated values (any lane) ----------------------------- */
+/*
+ * By declared name. Each returns 0 and sets *out, EVAPI_ENOENT when the
+ * parameter was not sent and has no default (or is not declared), or
+ * EVAPI_EINVAL when it is declared with another type.
+ */
+EVAPI_EXPORT int evapi_req_get_int(const evapi_req *req, const char *name,
+                                   long long *out);
+EVAPI_EXPORT int evapi_req_get_number(const evapi_req *req, const char *name,
+                                      double *out);
+EVAPI_EXPORT int evapi_req_get_bool(const evapi_req *req, const char *name,
+                                    int *out);
+/** A declared STRING parameter (or its default), or NULL. Borrowed. */
+EVAPI_EXPORT const char *evapi_req_get_string(const evapi_req *req,
+                                              const char *name);
+/* The validated JSON body, defaults filled in: evapi_req_json(). */
+
+/* ---- uploads ---------------------------------------------------------- */
+
+/** A file written by an upload route. Every string is borrowed for the
+ *  request's lifetime. */
+typedef struct evapi_file {
+	const char *field;        /* form field name ("file") */
+	const char *filename;     /* as the client sent it; may be NULL */
+	const char *stored;       /* sanitised name inside the upload dir */
+	const char *path;         /* dir + "/" + stored */
+	const char *content_type; /* of the part; "application/octet-stream"
+	                             when not given */
+	size_t size;
+} evapi_file;
+
+/** Number of files of an upload route's request (0 elsewhere). */
+EVAPI_EXPORT int evapi_req_file_count(const evapi_req *req);
+
+/** The i-th file (0-based, in body order), or NULL. Borrowed. */
+EVAPI_EXPORT const evapi_file *evapi_req_file(const evapi_req *req, int i);
+
+/** First text field `name` of a multipart body, or NULL. Borrowed;
+ *  NUL-terminated (a value containing NUL was answered with 400). */
+EVAPI_EXPORT const char *evapi_req_form(const evapi_req *req,
+                                        const char *name);
+
+/**
+ * The store name evapi gives a client's filename: its last path
+ * component (after '/' or '\\'), with every byte outside [A-Za-z0-9._-]
+ * replaced by '_', leading dots removed, at most 100 bytes; "upload" when
+ * nothing is left. Writes at most `len` bytes including the NUL. Returns
+ * the length, or EVAPI_EINVAL when `name` contains a control byte or len
+ * is too small to hold "upload". Thread-safe: yes.
+ */
+EVAPI_EXPORT int evapi_upload_safe_name(const char *name, char *out,
+                                        size_t len);
+
+/* ---- OpenAPI ---------------------------------------------------------- */
+
+/** The app's OpenAPI 3.1 document as JSON. Returns new (json_decref) or
+ *  NULL. Loop thread (or before evapi_app_run). */
+EVAPI_EXPORT json_t *evapi_app_openapi(evapi_app *app);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
