@@ -16,6 +16,8 @@
  * /fan-out, /sync-external-api, /sync-multi-fetch, /upstream), and the
  * declared routes of demo_declared.c (/items/{item_id}, /items, /upload,
  * /files/{filename}).
+ * demo_parity.c adds background tasks, streaming, SSE, middleware and a
+ * lifespan-managed consumer thread.
  */
 #include <evapi.h>
 #include <getopt.h>
@@ -27,6 +29,7 @@
 #include "demo.h"
 
 static unsigned delay_ms = 4000;
+
 
 static void block_ms(unsigned ms)
 {
@@ -190,6 +193,8 @@ static int routes(evapi_app *app, void *arg)
 	demo_outbound_set_port(o->host, evapi_app_port(app));
 	if (rc == 0)
 		rc = demo_declared_routes(app, o->upload_dir);
+	if (rc == 0)
+		demo_parity_setup(app);
 	return rc ? EVAPI_EINVAL : 0;
 }
 

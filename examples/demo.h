@@ -17,4 +17,9 @@ void demo_outbound_set_port(const char *host, int port);
  * -1 after printing why. */
 int demo_declared_routes(evapi_app *app, const char *upload_dir);
 
+/* Registers POST /log, GET /events, GET /stream, GET /messages, the
+ * request-id, timing and CORS middleware and the consumer thread's
+ * lifespan hooks (demo_parity.c). */
+void demo_parity_setup(evapi_app *app);
+
 #endif

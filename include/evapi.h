@@ -10,6 +10,10 @@
 #include <evapi/request.h>
 #include <evapi/schema.h>
 #include <evapi/client.h>
+#include <evapi/tasks.h>
+#include <evapi/stream.h>
+#include <evapi/middleware.h>
+#include <evapi/lifespan.h>
 
 #define EVAPI_VERSION "0.1.0"
 

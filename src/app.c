@@ -86,6 +86,7 @@ evapi_app *evapi_app_new(const evapi_config *cfg)
 	app->cfg.host = app->host;
 	app->loop_thread = pthread_self();
 	TAILQ_INIT(&app->live);
+	TAILQ_INIT(&app->bg_runs);
 	ec = event_config_new();
 	if (!app->host || !ec)
 		goto err;
@@ -97,7 +98,8 @@ evapi_app *evapi_app_new(const evapi_config *cfg)
 	if (!app->base)
 		goto err;
 	app->router = evapi__router_new();
-	if (!app->router || evapi__reactor_init(app) != 0)
+	if (!app->router || evapi__reactor_init(app) != 0 ||
+	    evapi__lifespan_init(app) != 0)
 		goto err;
 	if (app->cfg.stats_routes && evapi__stats_init(app) != 0)
 		goto err;
@@ -128,10 +130,13 @@ void evapi_app_free(evapi_app *app)
 			evapi__reactor_free(app);
 		evapi__pool_free(app->pool);
 		event_base_loop(app->base, EVLOOP_NONBLOCK);
+		evapi__lifespan_free(app); /* cancelled posts may end tasks */
+		evapi__tasks_free(app);
 		evapi__client_free(app->client);
 		evapi__stats_free(app);
 		event_base_free(app->base);
 	}
+	evapi__mw_free(app);
 	evapi__router_free(app->router);
 	evapi__decls_free(app);
 	free(app->host);
@@ -171,7 +176,10 @@ int evapi_app_run(evapi_app *app)
 	if ((rc = evapi__stats_bind_routes(app)) != 0)
 		return rc;
 	app->running = 1;
-	rc = evapi__reactor_run(app);
+	rc = evapi__lifespan_startup(app);
+	if (rc == 0)
+		rc = evapi__reactor_run(app);
+	evapi__lifespan_shutdown(app);
 	app->running = 0;
 	return rc;
 }

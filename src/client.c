@@ -67,6 +67,11 @@ struct evapi__client {
 	evapi__batch *ready, **ready_tail;
 	evapi__fetch_defaults defaults;
 	int closing;
+	/* sockets curl is done with, closed on the next loop turn (see
+	 * close_cb) */
+	curl_socket_t *to_close;
+	size_t nclose, capclose;
+	struct event *closer;
 	/* idle easy handles kept for reuse (curl_easy_reset keeps the DNS
 	 * and connection caches, which live in the multi handle anyway) */
 	CURL *spare[32];
@@ -173,11 +178,51 @@ static curl_socket_t open_cb(void *arg, curlsocktype purpose,
 	return s;
 }
 
+static void close_now(evapi__client *c, curl_socket_t s)
+{
+	EVAPI__ADD(&c->app->stats.out_sockets, -1ULL);
+	close(s);
+}
+
+static void on_closer(evutil_socket_t fd, short what, void *arg)
+{
+	evapi__client *c = arg;
+	size_t i;
+	(void)fd;
+	(void)what;
+	for (i = 0; i < c->nclose; i++)
+		close_now(c, c->to_close[i]);
+	c->nclose = 0;
+}
+
+/* With EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST, the event_del of the socket's
+ * event reaches epoll only at the next loop turn. Closing at once would let
+ * that epoll_ctl land on whatever the descriptor number means by then
+ * (another thread may have reused it). So the close waits for a zero
+ * timer, which runs after the next turn has applied its changes. */
 static int close_cb(void *arg, curl_socket_t s)
 {
 	evapi__client *c = arg;
-	EVAPI__ADD(&c->app->stats.out_sockets, -1ULL);
-	return close(s);
+	static const struct timeval now = { 0, 0 };
+
+	if (c->closing || !c->closer) {
+		close_now(c, s);
+		return 0;
+	}
+	if (c->nclose == c->capclose) {
+		size_t cap = c->capclose ? 2 * c->capclose : 64;
+		curl_socket_t *p = realloc(c->to_close, cap * sizeof *p);
+		if (!p) {
+			close_now(c, s);
+			return 0;
+		}
+		c->to_close = p;
+		c->capclose = cap;
+	}
+	c->to_close[c->nclose++] = s;
+	if (c->nclose == 1)
+		evtimer_add(c->closer, &now);
+	return 0;
 }
 
 /* ---- batches -------------------------------------------------------------- */
@@ -592,7 +637,8 @@ evapi__client *evapi__client_new(evapi_app *app)
 	c->multi = curl_multi_init();
 	c->timer = evtimer_new(app->base, on_timer, c);
 	c->deliver = event_new(app->base, -1, 0, on_deliver, c);
-	if (!c->multi || !c->timer || !c->deliver) {
+	c->closer = evtimer_new(app->base, on_closer, c);
+	if (!c->multi || !c->timer || !c->deliver || !c->closer) {
 		evapi__client_free(c);
 		return NULL;
 	}
@@ -623,9 +669,14 @@ void evapi__client_free(evapi__client *c)
 	for (i = 0; i < c->nspare; i++)
 		curl_easy_cleanup(c->spare[i]);
 	c->nspare = 0;
-	/* closes the cached connections, calling socket_cb and close_cb */
+	/* closes the cached connections, calling socket_cb and close_cb, which
+	 * closes at once now that `closing` is set; then what still waited */
 	if (c->multi)
 		curl_multi_cleanup(c->multi);
+	on_closer(-1, 0, c);
+	free(c->to_close);
+	if (c->closer)
+		event_free(c->closer);
 	if (c->timer)
 		event_free(c->timer);
 	if (c->deliver)

@@ -170,11 +170,13 @@ typedef struct evapi__resp {
 	size_t len;
 	evapi__header *headers;   /* malloc'd list, in order of addition */
 	evapi__header *headers_tail;
+	evapi_stream *stream;     /* the reply is this stream (not owned) */
 } evapi__resp;
 
 typedef struct evapi__op evapi__op;
 typedef struct evapi__batch evapi__batch;   /* client.c */
 typedef struct evapi__client evapi__client; /* client.c */
+typedef struct evapi__task evapi__task;
 
 enum evapi__req_state {
 	EVAPI__REQ_RUNNING = 0, /* no reply yet */
@@ -215,6 +217,11 @@ struct evapi_req {
 	const char *body;
 	size_t body_len;
 	evapi__job job;               /* pool-lane handler job */
+	/* parity features (tasks.c, stream.c, middleware.c) */
+	evapi__task *tasks;           /* handler-owned like resp, until sent */
+	evapi_stream *stream;         /* loop: the stream being written */
+	evapi__resp *after_resp;      /* loop: reply seen by after hooks */
+	int mw_depth;                 /* loop: before hooks that ran */
 	evapi__arena arena;
 	char arena_buf[1536];
 };
@@ -243,6 +250,13 @@ struct evapi_app {
 	int64_t cb_start_us; /* watchdog: start of the running callback */
 	unsigned long long next_id;
 	struct evapi__req_list live;
+	/* parity features */
+	int bg_active;            /* background runs not finished (loop) */
+	TAILQ_HEAD(, evapi__bgrun) bg_runs;
+	struct evapi__postq *postq;      /* lifespan.c: thread-safe posts */
+	struct evapi__hook *startup, *shutdown;
+	struct evapi__mw *mw;            /* middleware.c, in registration order */
+	int nmw;
 	evapi__access_buf *access; /* log.c */
 	evapi__stats *stats_mod;   /* stats.c; NULL unless cfg.stats_routes */
 	int reuse_port;            /* prefork worker: bind with SO_REUSEPORT */
@@ -276,6 +290,53 @@ EVAPI_HIDDEN void evapi__req_leave(evapi_req *req, const char *what);
 EVAPI_HIDDEN void evapi__resp_clear(evapi__resp *resp);
 EVAPI_HIDDEN int evapi__is_loop_thread(const evapi_req *req);
 EVAPI_HIDDEN int evapi__parse_query(evapi_req *req, const char *q);
+/* 0 when the calling thread may still reply to req, else the code. */
+EVAPI_HIDDEN int evapi__reply_check(evapi_req *req);
+/* Checks a header as evapi_reply_add_header does and appends a copy to
+ * resp (resp NULL: check only). */
+EVAPI_HIDDEN int evapi__resp_add_header(evapi__resp *resp, const char *name,
+                                        const char *value);
+
+/* reactor.c hooks for the parity modules */
+EVAPI_HIDDEN void evapi__reactor_maybe_exit(evapi_app *app);
+EVAPI_HIDDEN void evapi__req_finish(evapi_req *req, int status);
+/* Adds a reply's headers to ev's output and runs the after hooks. */
+EVAPI_HIDDEN void evapi__req_headers_out(evapi_req *req, evapi__resp *resp,
+                                         struct evhttp_request *ev);
+/* Hands req->ev to a starting stream: disarms the request's watch and
+ * deadline and adds the reply headers (after hooks included). */
+EVAPI_HIDDEN struct evhttp_request *evapi__req_stream_begin(evapi_req *req,
+                                                           evapi__resp *resp);
+/* Marks the request gone because its stream's client left. */
+EVAPI_HIDDEN void evapi__req_client_gone(evapi_req *req);
+
+/* tasks.c: background tasks, run after the reply is fully written */
+struct evapi__bgrun;
+EVAPI_HIDDEN void evapi__tasks_attach(evapi_req *req,
+                                      struct evhttp_request *ev);
+EVAPI_HIDDEN void evapi__tasks_drop(evapi_req *req, const char *why);
+EVAPI_HIDDEN void evapi__tasks_cut(evapi_app *app);
+EVAPI_HIDDEN void evapi__tasks_free(evapi_app *app);
+
+/* stream.c (loop): take over the request (no-op once done); the same
+ * from a pool job's completion, dropping the job's reference; cut it */
+EVAPI_HIDDEN void evapi__stream_start(evapi_stream *s);
+EVAPI_HIDDEN void evapi__stream_job_done(evapi_stream *s);
+EVAPI_HIDDEN void evapi__stream_cut(evapi_stream *s);
+
+/* middleware.c: 1 when a before hook answered (short-circuit) */
+EVAPI_HIDDEN int evapi__mw_before(evapi_req *req);
+EVAPI_HIDDEN void evapi__mw_after(evapi_req *req, evapi__resp *resp);
+EVAPI_HIDDEN void evapi__mw_free(evapi_app *app);
+
+/* lifespan.c: the post queue and startup/shutdown hooks */
+EVAPI_HIDDEN int evapi__lifespan_init(evapi_app *app);
+EVAPI_HIDDEN int evapi__lifespan_startup(evapi_app *app);
+EVAPI_HIDDEN void evapi__lifespan_shutdown(evapi_app *app);
+EVAPI_HIDDEN void evapi__lifespan_free(evapi_app *app);
+/* Runs fn(arg) on the loop soon. Thread-safe; used internally too. */
+EVAPI_HIDDEN int evapi__post(evapi_app *app, void (*fn)(evapi_app *, int,
+                                                        void *), void *arg);
 
 /* ---- schema.c, multipart.c, openapi.c: declared routes ---------------- */
 #include <evapi/schema.h>

@@ -62,14 +62,21 @@ int evapi__is_loop_thread(const evapi_req *req)
 static void maybe_exit(evapi_app *app)
 {
 	if (app->stopping == 1 && TAILQ_EMPTY(&app->live) &&
-	    app->bodies_writing == 0)
+	    app->bodies_writing == 0 && app->bg_active == 0)
 		event_base_loopexit(app->base, NULL);
+}
+
+void evapi__reactor_maybe_exit(evapi_app *app)
+{
+	maybe_exit(app);
 }
 
 static void req_free(evapi_req *req)
 {
 	evapi_app *app = req->app;
 
+	if (req->tasks)
+		evapi__tasks_drop(req, "the request ended without its reply");
 	TAILQ_REMOVE(&app->live, req, live);
 	EVAPI__ADD(&app->stats.in_flight, -1ULL);
 	if (req->watch)
@@ -176,6 +183,11 @@ static void req_finish(evapi_req *req, int status)
 	evapi__req_unref(req);
 }
 
+void evapi__req_finish(evapi_req *req, int status)
+{
+	req_finish(req, status);
+}
+
 /* Runs on the loop when libevent has written the body to the socket, or
  * dropped it with a dead connection: either way the reply is over. */
 static void free_body(const void *data, size_t len, void *arg)
@@ -204,22 +216,31 @@ static const char *http_date(evapi_app *app)
 	return app->date;
 }
 
-/* Hands a reply to evhttp; `resp` may be req->resp or a loop-local one. */
-static void send_resp(evapi_req *req, evapi__resp *resp)
+void evapi__req_headers_out(evapi_req *req, evapi__resp *resp,
+                            struct evhttp_request *ev)
 {
-	struct evhttp_request *ev = req->ev;
 	struct evkeyvalq *out = evhttp_request_get_output_headers(ev);
 	evapi__header *h;
 
-	req->ev = NULL; /* libevent frees it once written */
-	disarm(req);
 	evhttp_add_header(out, "Date", http_date(req->app));
+	evapi__mw_after(req, resp);
 	if (resp->content_type)
 		evhttp_add_header(out, "Content-Type", resp->content_type);
 	for (h = resp->headers; h; h = h->next)
 		evhttp_add_header(out, h->name, h->value);
 	if (req->app->stopping)
 		evhttp_add_header(out, "Connection", "close");
+}
+
+/* Hands a reply to evhttp; `resp` may be req->resp or a loop-local one. */
+static void send_resp(evapi_req *req, evapi__resp *resp)
+{
+	struct evhttp_request *ev = req->ev;
+	struct evkeyvalq *out = evhttp_request_get_output_headers(ev);
+
+	req->ev = NULL; /* libevent frees it once written */
+	disarm(req);
+	evapi__req_headers_out(req, resp, ev);
 	if (req->head_only) {
 		char cl[32];
 		snprintf(cl, sizeof cl, "%zu", resp->len);
@@ -242,6 +263,7 @@ void evapi__req_send(evapi_req *req)
 		return;
 	}
 	req->state = EVAPI__REQ_SENT;
+	evapi__tasks_attach(req, req->ev);
 	send_resp(req, &req->resp);
 	req_finish(req, req->resp.status);
 }
@@ -297,11 +319,29 @@ static void req_gone(evapi_req *req, int why)
 		req->state = EVAPI__REQ_GONE;
 		job_unlinked = 1;
 	}
+	if (req->stream)
+		evapi__stream_cut(req->stream);
 	evapi__ops_cancel(req);
 	req_finish(req, status);
 	if (job_unlinked)
 		evapi__req_unref(req);
 	evapi__req_unref(req);
+}
+
+struct evhttp_request *evapi__req_stream_begin(evapi_req *req,
+                                               evapi__resp *resp)
+{
+	struct evhttp_request *ev = req->ev;
+
+	req->ev = NULL; /* the stream owns it now */
+	disarm(req);
+	evapi__req_headers_out(req, resp, ev);
+	return ev;
+}
+
+void evapi__req_client_gone(evapi_req *req)
+{
+	req_gone(req, GONE_CLIENT);
 }
 
 /* ---- deferred requests: close watch and deadline ---------------------- */
@@ -432,10 +472,16 @@ static void handler_done(evapi__job *job, int status)
 	evapi_app *app = req->app;
 
 	req->on_worker = 0;
+	/* A stream the handler started: make sure the loop has taken it
+	 * over (or cancelled it) before the job's reference goes. */
+	if (req->resp.stream)
+		evapi__stream_job_done(req->resp.stream);
 	if (req->gone) {
 		req->state = EVAPI__REQ_GONE; /* late result: dropped */
 	} else if (status != 0) {
 		req_gone(req, GONE_CUT);
+	} else if (req->resp.stream) {
+		/* the stream answers */
 	} else if (req->state == EVAPI__REQ_REPLIED) {
 		evapi__req_send(req);
 	} else {
@@ -550,6 +596,16 @@ static void on_request(struct evhttp_request *ev, void *arg)
 		evapi_reply_error(req, 501, "Method Not Implemented");
 		goto out;
 	}
+	rc = snapshot(req, ev, evhttp_uri_get_query(uri));
+	if (rc == EVAPI_EINVAL) {
+		evapi_reply_error(req, 400, "Invalid percent-encoding in query");
+		goto out;
+	} else if (rc != 0) {
+		evapi_reply_error(req, 500, "Out of memory");
+		goto out;
+	}
+	if (evapi__mw_before(req))
+		goto out; /* a middleware answered */
 	rc = evapi__router_match(app->router, req->method, raw, scratch, &m);
 	if (rc == EVAPI__MATCH_BAD_PATH) {
 		evapi_reply_error(req, 400, "Invalid path");
@@ -576,14 +632,6 @@ static void on_request(struct evhttp_request *ev, void *arg)
 		goto out;
 	}
 	memcpy(req->params, m.params, (size_t)m.nparams * sizeof(evapi__kv));
-	rc = snapshot(req, ev, evhttp_uri_get_query(uri));
-	if (rc == EVAPI_EINVAL) {
-		evapi_reply_error(req, 400, "Invalid percent-encoding in query");
-		goto out;
-	} else if (rc != 0) {
-		evapi_reply_error(req, 500, "Out of memory");
-		goto out;
-	}
 	/* Declared routes: bad input is answered here, on the loop, before
 	 * the handler runs or a worker is taken. */
 	if (req->route->decl && evapi__decl_check(req) != 0)
@@ -631,6 +679,7 @@ static void cut_all(evapi_app *app)
 			           "shutdown cut %s %s id=%llu",
 			           req->route ? req->route->label : "-",
 			           req->finished ? "(pending work after reply)"
+			           : req->stream ? "(stream still open)"
 			                         : "(no reply yet)",
 			           req->id);
 			cut++;
@@ -640,6 +689,7 @@ static void cut_all(evapi_app *app)
 	if (cut)
 		evapi__log(app, EVAPI_LOG_WARN,
 		           "shutdown cut %d request(s) still in flight", cut);
+	evapi__tasks_cut(app);
 }
 
 static int live_count(evapi_app *app)

@@ -156,7 +156,7 @@ int evapi__parse_query(evapi_req *req, const char *q)
 
 /* ---- replies ---------------------------------------------------------- */
 
-static int reply_check(evapi_req *req)
+int evapi__reply_check(evapi_req *req)
 {
 	/* Only the handler's own thread may reply: a run_in_pool work
 	 * function must hand its result to the continuation instead. */
@@ -189,20 +189,33 @@ static int has_ctl(const char *s)
 int evapi_reply_add_header(evapi_req *req, const char *name,
                            const char *value)
 {
-	evapi__header *h;
-	size_t nl, vl;
 	int rc;
 
-	if (!req || !name || !value || !*name || has_ctl(name) ||
-	    has_ctl(value) || strchr(name, ':') || strchr(name, ' '))
+	if (!req)
+		return EVAPI_EINVAL;
+	if ((rc = evapi__resp_add_header(NULL, name, value)) != 0)
+		return rc;
+	if ((rc = evapi__reply_check(req)) != 0)
+		return rc;
+	return evapi__resp_add_header(&req->resp, name, value);
+}
+
+int evapi__resp_add_header(evapi__resp *resp, const char *name,
+                           const char *value)
+{
+	evapi__header *h;
+	size_t nl, vl;
+
+	if (!name || !value || !*name || has_ctl(name) || has_ctl(value) ||
+	    strchr(name, ':') || strchr(name, ' '))
 		return EVAPI_EINVAL;
 	/* Message framing is evapi's: a wrong length would make the client
 	 * read the rest of the body as the next response. */
 	if (strcasecmp(name, "Content-Length") == 0 ||
 	    strcasecmp(name, "Transfer-Encoding") == 0)
 		return EVAPI_EINVAL;
-	if ((rc = reply_check(req)) != 0)
-		return rc;
+	if (!resp)
+		return 0; /* just checking */
 	nl = strlen(name);
 	vl = strlen(value);
 	/* One allocation holds the node and both strings. */
@@ -214,11 +227,11 @@ int evapi_reply_add_header(evapi_req *req, const char *name,
 	memcpy(h->name, name, nl + 1);
 	memcpy(h->value, value, vl + 1);
 	h->next = NULL;
-	if (req->resp.headers_tail)
-		req->resp.headers_tail->next = h;
+	if (resp->headers_tail)
+		resp->headers_tail->next = h;
 	else
-		req->resp.headers = h;
-	req->resp.headers_tail = h;
+		resp->headers = h;
+	resp->headers_tail = h;
 	return 0;
 }
 
@@ -232,7 +245,7 @@ static int reply_take(evapi_req *req, int status, const char *ctype,
 		free(body);
 		return EVAPI_EINVAL;
 	}
-	if ((rc = reply_check(req)) != 0) {
+	if ((rc = evapi__reply_check(req)) != 0) {
 		free(body);
 		return rc;
 	}

@@ -291,20 +291,7 @@ void th_http_parallel(int port, int n, const char *const *paths,
 
 int th_connect_send(int port, const char *raw)
 {
-	struct sockaddr_in sa;
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	memset(&sa, 0, sizeof sa);
-	sa.sin_family = AF_INET;
-	sa.sin_port = htons((uint16_t)port);
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-		TH_FAIL_AT("cannot connect to 127.0.0.1:%d", port);
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	CHECK_INT(write(fd, raw, strlen(raw)), ==, (long long)strlen(raw));
-	return fd;
+	return th_connect_rcvbuf(port, raw, 0);
 }
 
 long th_read_all(int fd, char *buf, size_t cap, double secs)
@@ -356,4 +343,97 @@ int th_free_port(void)
 	if (fd >= 0)
 		close(fd);
 	return port;
+}
+
+int th_connect_rcvbuf(int port, const char *raw, int rcvbuf)
+{
+	struct sockaddr_in sa;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	memset(&sa, 0, sizeof sa);
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((uint16_t)port);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	/* Before connect, so the window is negotiated small. */
+	if (fd >= 0 && rcvbuf > 0)
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+		TH_FAIL_AT("cannot connect to 127.0.0.1:%d", port);
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	CHECK_INT(write(fd, raw, strlen(raw)), ==, (long long)strlen(raw));
+	return fd;
+}
+
+long th_read_some(int fd, char *buf, size_t cap, long want, double secs)
+{
+	struct timeval tv = {0, 50000};
+	double end = th_now() + secs;
+	long total = 0;
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	while (total < want && th_now() < end) {
+		size_t room = cap - 1 - (size_t)total;
+		ssize_t n;
+		if ((long)room > want - total)
+			room = (size_t)(want - total);
+		n = read(fd, buf + total, room);
+		if (n == 0)
+			break;
+		if (n > 0)
+			total += n;
+	}
+	buf[total] = '\0';
+	return total;
+}
+
+/* ---- trace ------------------------------------------------------------ */
+
+static pthread_mutex_t trace_mu = PTHREAD_MUTEX_INITIALIZER;
+static char trace_buf[1024], trace_copy[1024];
+
+void th_trace_add(const char *s)
+{
+	pthread_mutex_lock(&trace_mu);
+	strncat(trace_buf, s, sizeof trace_buf - strlen(trace_buf) - 1);
+	pthread_mutex_unlock(&trace_mu);
+}
+
+const char *th_trace(void)
+{
+	pthread_mutex_lock(&trace_mu);
+	memcpy(trace_copy, trace_buf, sizeof trace_copy);
+	pthread_mutex_unlock(&trace_mu);
+	return trace_copy;
+}
+
+void th_trace_clear(void)
+{
+	pthread_mutex_lock(&trace_mu);
+	trace_buf[0] = '\0';
+	pthread_mutex_unlock(&trace_mu);
+}
+
+int th_trace_wait(const char *want, double secs)
+{
+	double end = th_now() + secs;
+	do {
+		if (strstr(th_trace(), want))
+			return 1;
+		th_sleep_ms(10);
+	} while (th_now() < end);
+	return 0;
+}
+
+void th_wait_idle(evapi_app *app, double secs)
+{
+	evapi_stats st;
+	double end = th_now() + secs;
+	do {
+		evapi_app_stats(app, &st);
+		if (st.in_flight == 0)
+			return;
+		th_sleep_ms(10);
+	} while (th_now() < end);
 }

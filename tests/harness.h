@@ -126,6 +126,22 @@ long th_read_all(int fd, char *buf, size_t cap, double secs);
 
 /* A loopback port free right now (bound to port 0, then released). */
 int th_free_port(void);
+/* As th_connect_send, with SO_RCVBUF set to `rcvbuf` before connecting
+ * (a slow reader with a small window). */
+int th_connect_rcvbuf(int port, const char *raw, int rcvbuf);
+/* Reads up to `want` bytes (at most cap-1, NUL-terminated) or until EOF
+ * or `secs` pass. Returns the bytes read. */
+long th_read_some(int fd, char *buf, size_t cap, long want, double secs);
+
+/* A trace handlers append to from any thread; the test reads a copy
+ * (valid until the next th_trace call). */
+void th_trace_add(const char *s);
+const char *th_trace(void);
+void th_trace_clear(void);
+/* Waits until the trace contains `want`; returns 1, or 0 after `secs`. */
+int th_trace_wait(const char *want, double secs);
+/* Waits until nothing is in flight (at most `secs`). */
+void th_wait_idle(evapi_app *app, double secs);
 
 double th_now(void);
 void th_sleep_ms(int ms);

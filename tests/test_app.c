@@ -455,18 +455,6 @@ static void test_no_reply_500(void)
 	th_server_stop(&s);
 }
 
-static void wait_in_flight_zero(evapi_app *app, double secs)
-{
-	evapi_stats st;
-	double end = th_now() + secs;
-	do {
-		evapi_app_stats(app, &st);
-		if (st.in_flight == 0)
-			return;
-		th_sleep_ms(10);
-	} while (th_now() < end);
-}
-
 static void test_disconnect_during_inline_sleep(void)
 {
 	th_server s;
@@ -478,7 +466,7 @@ static void test_disconnect_during_inline_sleep(void)
 	SET(after_cancel_reply_rc, 1);
 	t0 = th_now();
 	th_send_and_close(s.port, "GET /cancel-probe HTTP/1.1\r\nHost: t\r\n\r\n", 100);
-	wait_in_flight_zero(s.app, 3);
+	th_wait_idle(s.app, 3);
 	evapi_app_stats(s.app, &st);
 	CHECK_INT(st.in_flight, ==, 0);
 	CHECK_INT(st.gone, ==, 1);
@@ -504,7 +492,7 @@ static void test_disconnect_during_pool_job(void)
 	CHECK_INT(st.gone, ==, 1);
 	CHECK_INT(__atomic_load_n(&pool_started, __ATOMIC_SEQ_CST), ==, 1);
 	/* the running job finishes; its reply is dropped */
-	wait_in_flight_zero(s.app, 3);
+	th_wait_idle(s.app, 3);
 	evapi_app_stats(s.app, &st);
 	CHECK_INT(st.in_flight, ==, 0);
 	CHECK_INT(__atomic_load_n(&pool_finished, __ATOMIC_SEQ_CST), ==, 1);
@@ -532,7 +520,7 @@ static void test_disconnect_while_queued(void)
 	th_send_and_close(s.port, "GET /psleep?ms=400 HTTP/1.1\r\nHost: t\r\n\r\n", 100);
 	pthread_join(t, NULL);
 	CHECK_INT(r[0].status, ==, 200);
-	wait_in_flight_zero(s.app, 3);
+	th_wait_idle(s.app, 3);
 	th_sleep_ms(50);
 	/* the queued job was unlinked: it never ran */
 	CHECK_INT(__atomic_load_n(&pool_started, __ATOMIC_SEQ_CST), ==, 1);
@@ -565,13 +553,13 @@ static void test_deadline_504(void)
 	CHECK_INT(th_http(s.port, "GET", "/cancel-probe", NULL, &r), ==, 504);
 	CHECK_STR(r.body, "{\"detail\":\"Request deadline exceeded\"}");
 	CHECK_DBL(r.secs, <, 1.5);
-	wait_in_flight_zero(s.app, 2);
+	th_wait_idle(s.app, 2);
 	CHECK_INT(GET(cancel_status), ==, EVAPI_ECANCELED);
 	/* a pool job over the deadline: 504 now, its late reply dropped */
 	CHECK_INT(th_http(s.port, "GET", "/psleep?ms=700", NULL, &r), ==, 504);
 	evapi_app_stats(s.app, &st);
 	CHECK_INT(st.timeouts, ==, 2);
-	wait_in_flight_zero(s.app, 3);
+	th_wait_idle(s.app, 3);
 	CHECK_INT(th_http(s.port, "GET", "/hello", NULL, &r), ==, 200);
 	th_server_stop(&s);
 }
@@ -665,7 +653,7 @@ static void test_client_gone_with_unread_bytes(void)
 	CHECK_INT(write(fd, "X", 1), ==, 1);
 	th_sleep_ms(50);
 	close(fd);
-	wait_in_flight_zero(s.app, 1.5);
+	th_wait_idle(s.app, 1.5);
 	evapi_app_stats(s.app, &st);
 	CHECK_INT(st.gone, ==, 1);
 	CHECK_INT(GET(cancel_status), ==, EVAPI_ECANCELED);

@@ -1,0 +1,257 @@
+/*
+ * test_middleware.c: middleware on a real app: nesting order of before
+ * and after hooks and of the headers they add, short-circuit, hooks on
+ * pool replies, 404s and streams, the no-reply rule, and CORS (preflight
+ * and simple requests, allowed and not).
+ */
+#include "harness.h"
+
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+static int before_a(evapi_req *req, void *arg)
+{
+	th_trace_add("A>");
+	return 0;
+}
+
+static void after_a(evapi_req *req, int status, void *arg)
+{
+	char v[16];
+	th_trace_add("<A");
+	snprintf(v, sizeof v, "%d", status);
+	evapi_response_add_header(req, "X-A", v);
+}
+
+static int before_b(evapi_req *req, void *arg)
+{
+	th_trace_add("B>");
+	if (evapi_req_header(req, "X-Block")) {
+		evapi_reply_error(req, 403, "blocked by middleware");
+		return 1;
+	}
+	if (evapi_req_header(req, "X-Forget"))
+		return 1; /* stops without replying: a bug, answered 500 */
+	return 0;
+}
+
+static void after_b(evapi_req *req, int status, void *arg)
+{
+	th_trace_add("<B");
+	evapi_response_add_header(req, "X-B", "b");
+	/* framing stays evapi's, even here */
+	if (evapi_response_add_header(req, "Content-Length", "1") != EVAPI_EINVAL)
+		th_trace_add("!");
+}
+
+static void timing_after(evapi_req *req, int status, void *arg)
+{
+	char v[32];
+	long long us;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	us = (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000 -
+	     evapi_req_start_us(req);
+	snprintf(v, sizeof v, "%.6f", us / 1e6);
+	evapi_response_add_header(req, "X-Process-Time", v);
+}
+
+static int misuse_rc = 1;
+static void handler(evapi_req *req, void *arg)
+{
+	if (!arg)
+		th_trace_add("H");
+	__atomic_store_n(&misuse_rc,
+	                 evapi_response_add_header(req, "X-Now", "no"),
+	                 __ATOMIC_SEQ_CST);
+	evapi_reply_add_header(req, "X-Handler", "h");
+	evapi_reply_text(req, 200, "hi");
+}
+
+static void stream_handler(evapi_req *req, void *arg)
+{
+	evapi_stream *s = evapi_reply_stream(req, 200, "text/plain");
+	evapi_stream_write(s, "streamed", 8);
+	evapi_stream_close(s);
+}
+
+static th_server *start_app(th_server *s, int cors)
+{
+	evapi_config cfg;
+	evapi_app *app;
+	th_config(&cfg);
+	app = evapi_app_new(&cfg);
+	if (cors) {
+		evapi_cors_config cc = {0};
+		cc.allow_origins = "https://app.example, https://other.example";
+		cc.expose_headers = "X-Process-Time";
+		CHECK_INT(evapi_app_cors(app, &cc), ==, 0);
+	}
+	CHECK_INT(evapi_app_middleware(app, NULL, timing_after, NULL), ==, 0);
+	CHECK_INT(evapi_app_middleware(app, before_a, after_a, NULL), ==, 0);
+	CHECK_INT(evapi_app_middleware(app, before_b, after_b, NULL), ==, 0);
+	CHECK_INT(evapi_app_middleware(app, NULL, NULL, NULL), ==, EVAPI_EINVAL);
+	evapi_app_route(app, EVAPI_GET | EVAPI_POST, "/h", EVAPI_INLINE, handler, NULL);
+	evapi_app_route(app, EVAPI_GET, "/p", EVAPI_POOL, handler, (void *)1);
+	evapi_app_route(app, EVAPI_GET, "/s", EVAPI_INLINE, stream_handler, NULL);
+	th_trace_clear();
+	th_server_start(s, app);
+	return s;
+}
+
+/* GET with extra request headers ("Name: value" strings, NULL-ended). */
+static long get_with(int port, const char *method, const char *path,
+                     const char *const *hdrs, th_resp *r)
+{
+	char raw[1024], buf[8192];
+	int o, fd;
+	long n;
+	o = snprintf(raw, sizeof raw, "%s %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n",
+	             method, path);
+	for (; hdrs && *hdrs; hdrs++)
+		o += snprintf(raw + o, sizeof raw - (size_t)o, "%s\r\n", *hdrs);
+	snprintf(raw + o, sizeof raw - (size_t)o, "\r\n");
+	memset(r, 0, sizeof *r);
+	fd = th_connect_send(port, raw);
+	n = th_read_all(fd, buf, sizeof buf, 3);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	{
+		char *eoh = strstr(buf, "\r\n\r\n");
+		int hl = eoh ? (int)(eoh - buf) + 2 : (int)n;
+		if (hl >= (int)sizeof r->headers)
+			hl = (int)sizeof r->headers - 1;
+		memcpy(r->headers, buf, (size_t)hl);
+		r->headers[hl] = '\0';
+		if (eoh)
+			snprintf(r->body, sizeof r->body, "%.4000s", eoh + 4);
+	}
+	r->status = strtol(buf + 9, NULL, 10);
+	return r->status;
+}
+
+static int before(const char *hay, const char *a, const char *b)
+{
+	const char *pa = strstr(hay, a), *pb = strstr(hay, b);
+	return pa && pb && pa < pb;
+}
+
+static void test_order_and_header_order(void)
+{
+	th_server s;
+	th_resp r;
+	start_app(&s, 0);
+	CHECK_INT(th_http(s.port, "GET", "/h", NULL, &r), ==, 200);
+	CHECK_STR(th_trace(), "A>B>H<B<A");
+	/* the handler's headers, then the after hooks', innermost first */
+	CHECK(before(r.headers, "X-Handler: h", "X-B: b"));
+	CHECK(before(r.headers, "X-B: b", "X-A: 200"));
+	CHECK(before(r.headers, "X-A: 200", "X-Process-Time: "));
+	CHECK_INT(__atomic_load_n(&misuse_rc, __ATOMIC_SEQ_CST), ==, EVAPI_ESTATE);
+	th_server_stop(&s);
+}
+
+static void test_short_circuit(void)
+{
+	th_server s;
+	th_resp r;
+	const char *block[] = {"X-Block: 1", NULL};
+	const char *forget[] = {"X-Forget: 1", NULL};
+	start_app(&s, 0);
+	CHECK_INT(get_with(s.port, "GET", "/h", block, &r), ==, 403);
+	CHECK_STR(r.body, "{\"detail\":\"blocked by middleware\"}");
+	/* the handler never ran; the outer middlewares still saw the reply */
+	CHECK_STR(th_trace(), "A>B><B<A");
+	CHECK_CONTAINS(r.headers, "X-A: 403");
+	CHECK_CONTAINS(r.headers, "X-Process-Time: ");
+	th_trace_clear();
+	CHECK_INT(get_with(s.port, "GET", "/h", forget, &r), ==, 500);
+	CHECK_STR(th_trace(), "A>B><B<A");
+	CHECK_CONTAINS(th_log(), "middleware 2 stopped the request without replying");
+	th_server_stop(&s);
+}
+
+static void test_pool_404_and_stream_replies(void)
+{
+	th_server s;
+	th_resp r;
+	start_app(&s, 0);
+	CHECK_INT(th_http(s.port, "GET", "/p", NULL, &r), ==, 200);
+	CHECK_CONTAINS(r.headers, "X-A: 200");
+	CHECK_CONTAINS(r.headers, "X-Handler: h");
+	CHECK_INT(th_http(s.port, "GET", "/nope", NULL, &r), ==, 404);
+	CHECK_CONTAINS(r.headers, "X-A: 404");
+	CHECK_CONTAINS(r.headers, "X-Process-Time: ");
+	CHECK_INT(th_http(s.port, "DELETE", "/h", NULL, &r), ==, 405);
+	CHECK_CONTAINS(r.headers, "X-A: 405");
+	CHECK_INT(th_http(s.port, "GET", "/s", NULL, &r), ==, 200);
+	CHECK_STR(r.body, "streamed");
+	CHECK_CONTAINS(r.headers, "X-B: b");
+	CHECK_CONTAINS(r.headers, "Transfer-Encoding: chunked");
+	th_server_stop(&s);
+}
+
+static void test_cors(void)
+{
+	th_server s;
+	th_resp r;
+	const char *pre[] = {"Origin: https://app.example",
+	                     "Access-Control-Request-Method: POST",
+	                     "Access-Control-Request-Headers: content-type", NULL};
+	const char *bad_origin[] = {"Origin: https://evil.example",
+	                            "Access-Control-Request-Method: POST", NULL};
+	const char *bad_method[] = {"Origin: https://app.example",
+	                            "Access-Control-Request-Method: TRACE", NULL};
+	const char *simple[] = {"Origin: https://other.example", NULL};
+	const char *evil[] = {"Origin: https://evil.example", NULL};
+	start_app(&s, 1);
+	/* preflight: answered by the middleware, never routed */
+	CHECK_INT(get_with(s.port, "OPTIONS", "/h", pre, &r), ==, 200);
+	CHECK_CONTAINS(r.headers, "Access-Control-Allow-Origin: https://app.example");
+	CHECK_CONTAINS(r.headers, "Access-Control-Allow-Methods: GET, POST");
+	CHECK_CONTAINS(r.headers, "Access-Control-Allow-Headers: content-type");
+	CHECK_CONTAINS(r.headers, "Access-Control-Max-Age: 600");
+	CHECK_CONTAINS(r.headers, "Vary: Origin");
+	CHECK(strstr(th_trace(), "H") == NULL);
+	CHECK_INT(get_with(s.port, "OPTIONS", "/h", bad_origin, &r), ==, 400);
+	CHECK_STR(r.body, "{\"detail\":\"Disallowed CORS origin\"}");
+	CHECK(strstr(r.headers, "Access-Control-Allow-Origin") == NULL);
+	CHECK_INT(get_with(s.port, "OPTIONS", "/h", bad_method, &r), ==, 400);
+	CHECK_STR(r.body, "{\"detail\":\"Disallowed CORS method\"}");
+	/* simple requests */
+	CHECK_INT(get_with(s.port, "GET", "/h", simple, &r), ==, 200);
+	CHECK_CONTAINS(r.headers, "Access-Control-Allow-Origin: https://other.example");
+	CHECK_CONTAINS(r.headers, "Access-Control-Expose-Headers: X-Process-Time");
+	CHECK_INT(get_with(s.port, "GET", "/h", evil, &r), ==, 200);
+	CHECK(strstr(r.headers, "Access-Control-Allow-Origin") == NULL);
+	/* no Origin: not a CORS request */
+	CHECK_INT(th_http(s.port, "GET", "/h", NULL, &r), ==, 200);
+	CHECK(strstr(r.headers, "Access-Control-Allow-Origin") == NULL);
+	th_server_stop(&s);
+}
+
+static void test_registration_rules(void)
+{
+	evapi_config cfg;
+	evapi_app *app;
+	evapi_cors_config cc = {0};
+	th_config(&cfg);
+	app = evapi_app_new(&cfg);
+	CHECK_INT(evapi_app_cors(app, &cc), ==, EVAPI_EINVAL); /* no origins */
+	CHECK_INT(evapi_app_middleware(NULL, before_a, NULL, NULL), ==, EVAPI_EINVAL);
+	evapi_app_free(app);
+}
+
+int main(int argc, char **argv)
+{
+	static const th_test tests[] = {
+		{"mw.order_and_header_order", test_order_and_header_order},
+		{"mw.short_circuit", test_short_circuit},
+		{"mw.pool_404_and_stream_replies", test_pool_404_and_stream_replies},
+		{"mw.cors", test_cors},
+		{"mw.registration_rules", test_registration_rules},
+		{NULL, NULL}};
+	return th_main(argc, argv, tests);
+}
