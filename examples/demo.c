@@ -9,6 +9,7 @@
  *   GET  /sync-slow       -> blocking sleep() on a pool worker  pool
  *   POST /analyze         -> sum of a JSON list, computed on the pool,
  *                            answered from the loop             inline->pool
+ *   GET  /_/stats, /_/metrics -> runtime statistics (JSON, Prometheus)
  *   GET  /openapi.json, GET /docs -> the API described (config.openapi)
  *
  * and the outbound calls of demo_outbound.c (/external-api, /multi-fetch,
@@ -166,16 +167,49 @@ static void analyze(evapi_req *req, void *arg)
 	}
 }
 
+struct outbound_opts {
+	const char *host;
+	const char *upstream;
+	unsigned delay_ms;
+	const char *upload_dir;
+};
+
+/* Runs in each worker once its app has bound the port. */
+static int routes(evapi_app *app, void *arg)
+{
+	const struct outbound_opts *o = arg;
+	int rc = 0;
+	rc |= evapi_app_route(app, EVAPI_GET, "/", EVAPI_INLINE, root, NULL);
+	rc |= evapi_app_route(app, EVAPI_GET, "/users/{user_id}", EVAPI_INLINE,
+	                      user, NULL);
+	rc |= evapi_app_route(app, EVAPI_GET, "/async-sleep", EVAPI_INLINE,
+	                      async_sleep, NULL);
+	rc |= evapi_app_route(app, EVAPI_GET, "/slow", EVAPI_INLINE, slow, NULL);
+	rc |= evapi_app_route(app, EVAPI_GET, "/sync-slow", EVAPI_POOL,
+	                      sync_slow, NULL);
+	rc |= evapi_app_route(app, EVAPI_POST, "/analyze", EVAPI_INLINE, analyze,
+	                      NULL);
+	demo_outbound_routes(app, o->upstream, o->delay_ms);
+	demo_outbound_set_port(o->host, evapi_app_port(app));
+	if (rc == 0)
+		rc = demo_declared_routes(app, o->upload_dir);
+	if (rc == 0)
+		demo_parity_setup(app);
+	return rc ? EVAPI_EINVAL : 0;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
 	        "usage: demo [--host H] [--port P] [--threads N] [--delay-ms MS]\n"
-	        "            [--upstream URL] [--upstream-delay-ms MS] [--quiet]\n"
+	        "            [--upstream URL] [--upstream-delay-ms MS] [--workers N]\n"
+	        "            [--quiet]\n"
 	        "  --host H       address to bind (default 127.0.0.1)\n"
 	        "  --port P       port (default 8000; 0 picks one)\n"
 	        "  --threads N    pool worker threads (default 40)\n"
 	        "  --delay-ms MS  sleep of /async-sleep, /slow, /sync-slow "
 	        "(default 4000)\n"
+	        "  --workers N    worker processes sharing the port (default 1)\n"
 	        "  --upstream URL what /external-api and friends call (default:\n"
 	        "                 this server's own /upstream)\n"
 	        "  --upstream-delay-ms MS  delay of the default upstream "
@@ -194,6 +228,7 @@ int main(int argc, char **argv)
 		{"port", required_argument, 0, 'p'},
 		{"threads", required_argument, 0, 't'},
 		{"delay-ms", required_argument, 0, 'd'},
+		{"workers", required_argument, 0, 'w'},
 		{"upstream", required_argument, 0, 'u'},
 		{"upstream-delay-ms", required_argument, 0, 'U'},
 		{"outbound-max-connections", required_argument, 0, 'O'},
@@ -202,7 +237,7 @@ int main(int argc, char **argv)
 		{"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0}};
 	evapi_config cfg;
-	evapi_app *app;
+	struct outbound_opts outbound;
 	const char *upload_dir = "/tmp/evapi-uploads";
 	long long v;
 	const char *upstream = NULL;
@@ -210,9 +245,10 @@ int main(int argc, char **argv)
 	int c, rc;
 
 	evapi_config_init(&cfg);
+	cfg.stats_routes = 1;
 	cfg.openapi = 1;                      /* GET /openapi.json, /docs */
 	cfg.max_body_bytes = (8 << 20) + 65536; /* uploads: 8 MiB of files */
-	while ((c = getopt_long(argc, argv, "H:p:t:d:u:U:O:D:qh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "H:p:t:d:w:u:U:O:D:qh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'H':
 			cfg.host = optarg;
@@ -231,6 +267,11 @@ int main(int argc, char **argv)
 			if (evapi_parse_int(optarg, &v) || v < 0 || v > 600000)
 				goto bad;
 			delay_ms = (unsigned)v;
+			break;
+		case 'w':
+			if (evapi_parse_int(optarg, &v) || v < 1 || v > 64)
+				goto bad;
+			cfg.workers = (int)v;
 			break;
 		case 'u':
 			upstream = optarg;
@@ -267,38 +308,16 @@ int main(int argc, char **argv)
 	 * default and never blocks the loop. */
 	if (cfg.idle_timeout_s < (int)(3 * delay_ms / 1000) + 5)
 		cfg.idle_timeout_s = (int)(3 * delay_ms / 1000) + 5;
-	app = evapi_app_new(&cfg);
-	if (!app) {
-		fprintf(stderr, "demo: cannot create the app\n");
-		return 1;
-	}
-	evapi_app_route(app, EVAPI_GET, "/", EVAPI_INLINE, root, NULL);
-	evapi_app_route(app, EVAPI_GET, "/users/{user_id}", EVAPI_INLINE, user,
-	                NULL);
-	evapi_app_route(app, EVAPI_GET, "/async-sleep", EVAPI_INLINE,
-	                async_sleep, NULL);
-	evapi_app_route(app, EVAPI_GET, "/slow", EVAPI_INLINE, slow, NULL);
-	evapi_app_route(app, EVAPI_GET, "/sync-slow", EVAPI_POOL, sync_slow,
-	                NULL);
-	evapi_app_route(app, EVAPI_POST, "/analyze", EVAPI_INLINE, analyze,
-	                NULL);
-	demo_outbound_routes(app, upstream,
-	                     upstream_delay < 0 ? delay_ms
-	                                        : (unsigned)upstream_delay);
-	if (demo_declared_routes(app, upload_dir) != 0) {
-		evapi_app_free(app);
-		return 1;
-	}
-	demo_parity_setup(app);
-	if ((rc = evapi_app_listen(app)) != 0) {
-		fprintf(stderr, "demo: cannot listen on %s:%d: %s\n", cfg.host,
+	outbound.host = cfg.host;
+	outbound.upstream = upstream;
+	outbound.delay_ms = upstream_delay < 0 ? delay_ms
+	                                       : (unsigned)upstream_delay;
+	outbound.upload_dir = upload_dir;
+	/* One app in this process, or --workers processes on one port. */
+	rc = evapi_app_serve(&cfg, routes, &outbound);
+	if (rc == EVAPI_EBIND || rc == EVAPI_ENOMEM || rc == EVAPI_EINVAL)
+		fprintf(stderr, "demo: cannot serve on %s:%d: %s\n", cfg.host,
 		        cfg.port, evapi_strerror(rc));
-		evapi_app_free(app);
-		return 1;
-	}
-	demo_outbound_set_port(cfg.host, evapi_app_port(app));
-	rc = evapi_app_run(app);
-	evapi_app_free(app);
 	return rc == 0 ? 0 : 1;
 bad:
 	usage(stderr);

@@ -42,6 +42,7 @@ void evapi_config_init(evapi_config *cfg)
 	cfg->shutdown_grace_ms = 10000;
 	cfg->handle_signals = 1;
 	cfg->access_log = 1;
+	cfg->workers = 1;
 	cfg->log_level = EVAPI_LOG_INFO;
 	cfg->outbound_max_connections = 256;
 	cfg->outbound_timeout_ms = 10000;
@@ -67,6 +68,7 @@ static int config_valid(const evapi_config *c)
 	       c->header_timeout_ms >= 1 && c->body_timeout_ms >= 1 &&
 	       c->keepalive_max_requests >= 1 && c->max_connections >= 1 &&
 	       c->max_json_depth >= 1 &&
+	       c->workers >= 1 && c->workers <= 1024 &&
 	       (int)c->log_level >= 0 && c->log_level <= EVAPI_LOG_DEBUG &&
 	       c->outbound_max_connections >= 1 &&
 	       c->outbound_timeout_ms >= 1 &&
@@ -110,6 +112,8 @@ evapi_app *evapi_app_new(const evapi_config *cfg)
 	if (!app->router || evapi__reactor_init(app) != 0 ||
 	    evapi__lifespan_init(app) != 0)
 		goto err;
+	if (app->cfg.stats_routes && evapi__stats_init(app) != 0)
+		goto err;
 	app->pool = evapi__pool_new(app->base, app->cfg.pool_threads,
 	                            app->cfg.pool_queue_max);
 	if (!app->pool)
@@ -140,6 +144,7 @@ void evapi_app_free(evapi_app *app)
 		evapi__lifespan_free(app); /* cancelled posts may end tasks */
 		evapi__tasks_free(app);
 		evapi__client_free(app->client);
+		evapi__stats_free(app);
 		event_base_free(app->base);
 	}
 	evapi__mw_free(app);
@@ -179,6 +184,8 @@ int evapi_app_run(evapi_app *app)
 	if (app->running)
 		return EVAPI_ESTATE;
 	app->loop_thread = pthread_self();
+	if ((rc = evapi__stats_bind_routes(app)) != 0)
+		return rc;
 	app->running = 1;
 	rc = evapi__lifespan_startup(app);
 	if (rc == 0)

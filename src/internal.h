@@ -42,6 +42,14 @@ EVAPI_HIDDEN void evapi__log(const evapi_app *app, evapi_log_level lvl,
                              const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/* Access log (loop thread only): buffered with the default sink. */
+typedef struct evapi__access_buf evapi__access_buf;
+typedef struct evapi__stats evapi__stats; /* stats.c */
+EVAPI_HIDDEN void evapi__access_log(evapi_app *app, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+EVAPI_HIDDEN void evapi__access_flush(evapi_app *app);
+EVAPI_HIDDEN void evapi__access_free(evapi_app *app);
+
 /* ---- arena.c: request-scoped bump allocator --------------------------- */
 typedef struct evapi__arena_block evapi__arena_block;
 typedef struct evapi__arena {
@@ -74,6 +82,7 @@ typedef struct evapi__route {
 	char **segs;         /* literal text, or the name for a {param} */
 	unsigned char *is_param;
 	struct evapi__decl *decl; /* declared route (schema.c), or NULL */
+	unsigned idx;        /* position in the router (stats.c) */
 } evapi__route;
 
 typedef struct evapi__router evapi__router;
@@ -127,6 +136,7 @@ struct evapi__job {
 	evapi__job_fn work;
 	evapi__done_fn done;
 	int state;                    /* under the pool mutex */
+	int64_t queued_us;            /* under the pool mutex */
 };
 
 EVAPI_HIDDEN evapi__pool *evapi__pool_new(struct event_base *base,
@@ -141,6 +151,10 @@ EVAPI_HIDDEN int evapi__pool_cancel(evapi__pool *p, evapi__job *job);
 EVAPI_HIDDEN void evapi__pool_free(evapi__pool *p);
 EVAPI_HIDDEN void evapi__pool_counts(evapi__pool *p, int *threads, int *busy,
                                      int *queued);
+/* Age of the oldest queued job and the longest wait any job had before a
+ * worker took it, in microseconds. */
+EVAPI_HIDDEN void evapi__pool_waits(evapi__pool *p, int64_t *oldest_us,
+                                    int64_t *max_us);
 
 /* ---- request.c / reactor.c ------------------------------------------- */
 typedef struct evapi__header {
@@ -244,6 +258,13 @@ struct evapi_app {
 	struct evapi__hook *startup, *shutdown;
 	struct evapi__mw *mw;            /* middleware.c, in registration order */
 	int nmw;
+	evapi__access_buf *access; /* log.c */
+	evapi__stats *stats_mod;   /* stats.c; NULL unless cfg.stats_routes */
+	int reuse_port;            /* prefork worker: bind with SO_REUSEPORT */
+	evapi_req *req_cache;      /* freed requests kept for reuse */
+	int req_cached;
+	time_t date_sec;           /* Date header cache (reactor.c) */
+	char date[40];
 	struct {
 		unsigned long long requests, in_flight, stalls, rejected,
 			no_reply, gone, timeouts, s4xx, s5xx;
@@ -406,6 +427,26 @@ EVAPI_HIDDEN void evapi__client_mark_loop_thread(int yes);
 /* Makes evapi_fetch_sync on this thread use the app's outbound defaults
  * (a worker, around one of the app's jobs); NULL ends it. */
 EVAPI_HIDDEN void evapi__client_use_app(const evapi_app *app);
+
+/* stats.c: runtime statistics (loop thread) */
+EVAPI_HIDDEN int evapi__stats_init(evapi_app *app);
+EVAPI_HIDDEN int evapi__stats_bind_routes(evapi_app *app);
+EVAPI_HIDDEN void evapi__stats_start(evapi_app *app);
+EVAPI_HIDDEN void evapi__stats_stop(evapi_app *app);
+EVAPI_HIDDEN void evapi__stats_free(evapi_app *app);
+EVAPI_HIDDEN void evapi__stats_request(evapi_app *app,
+                                       const evapi__route *route, int status,
+                                       int64_t us);
+EVAPI_HIDDEN void evapi__stats_stall(evapi_app *app,
+                                     const evapi__route *route);
+/* New reference / malloc'd text, or NULL when stats are off. */
+EVAPI_HIDDEN json_t *evapi__stats_json(evapi_app *app);
+EVAPI_HIDDEN char *evapi__stats_metrics(evapi_app *app, size_t *len);
+
+/* prefork.c: a listening socket for app->host and cfg.port (SO_REUSEPORT
+ * when app->reuse_port), non-blocking. Returns the fd and the bound port
+ * in *port, or -1. */
+EVAPI_HIDDEN int evapi__listen_socket(evapi_app *app, int *port);
 
 /* continue.c */
 EVAPI_HIDDEN void evapi__ops_cancel(evapi_req *req);

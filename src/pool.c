@@ -30,6 +30,7 @@ struct evapi__pool {
 	pthread_cond_t cv;
 	struct job_list queue, done;
 	int queued, busy, queue_max, nthreads, stop;
+	int64_t max_wait_us; /* longest queue wait seen (stats) */
 	pthread_t *threads;
 	struct event *wake;
 };
@@ -38,6 +39,7 @@ static void *worker_main(void *arg)
 {
 	evapi__pool *p = arg;
 	evapi__job *job;
+	int64_t wait_us;
 	int notify;
 
 	pthread_mutex_lock(&p->mu);
@@ -51,6 +53,9 @@ static void *worker_main(void *arg)
 		p->queued--;
 		p->busy++;
 		job->state = JOB_RUNNING;
+		wait_us = evapi__now_us() - job->queued_us;
+		if (wait_us > p->max_wait_us)
+			p->max_wait_us = wait_us;
 		pthread_mutex_unlock(&p->mu);
 
 		job->work(job);
@@ -137,6 +142,7 @@ int evapi__pool_submit(evapi__pool *p, evapi__job *job)
 		return EVAPI_EBUSY;
 	}
 	job->state = JOB_QUEUED;
+	job->queued_us = evapi__now_us();
 	TAILQ_INSERT_TAIL(&p->queue, job, link);
 	p->queued++;
 	pthread_cond_signal(&p->cv);
@@ -164,6 +170,16 @@ void evapi__pool_counts(evapi__pool *p, int *threads, int *busy, int *queued)
 	*threads = p->nthreads;
 	*busy = p->busy;
 	*queued = p->queued;
+	pthread_mutex_unlock(&p->mu);
+}
+
+void evapi__pool_waits(evapi__pool *p, int64_t *oldest_us, int64_t *max_us)
+{
+	evapi__job *head;
+	pthread_mutex_lock(&p->mu);
+	head = TAILQ_FIRST(&p->queue);
+	*oldest_us = head ? evapi__now_us() - head->queued_us : 0;
+	*max_us = p->max_wait_us;
 	pthread_mutex_unlock(&p->mu);
 }
 

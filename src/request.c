@@ -271,14 +271,27 @@ static int reply_take(evapi_req *req, int status, const char *ctype,
 
 int evapi_reply_json(evapi_req *req, int status, json_t *body)
 {
-	char *s;
+	const size_t flags = JSON_COMPACT | JSON_ENCODE_ANY;
+	char small[512], *s = NULL;
+	size_t n;
+
 	if (!body)
 		return EVAPI_EINVAL;
-	s = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
+	/* Into a stack buffer, then one exact allocation: json_dumps grows
+	 * a buffer with several reallocs per reply. */
+	n = json_dumpb(body, small, sizeof small, flags);
+	if (n > 0 && (s = malloc(n)) != NULL) {
+		if (n <= sizeof small)
+			memcpy(s, small, n);
+		else if (json_dumpb(body, s, n, flags) != n)
+			n = 0;
+	}
 	json_decref(body);
-	if (!s)
+	if (!s || n == 0) {
+		free(s);
 		return EVAPI_ENOMEM;
-	return reply_take(req, status, "application/json", s, strlen(s));
+	}
+	return reply_take(req, status, "application/json", s, n);
 }
 
 int evapi_reply_bytes(evapi_req *req, int status, const char *content_type,

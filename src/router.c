@@ -242,6 +242,7 @@ int evapi__router_add(evapi__router *r, unsigned mset, const char *tmpl,
 			r->routes = nr;
 			r->cap = cap;
 		}
+		rt->idx = (unsigned)r->n;
 		r->routes[r->n++] = rt;
 	}
 	return 0;

@@ -124,6 +124,8 @@ int th_connect_send(int port, const char *raw);
  * rest is counted) until EOF or `secs` pass. Returns all bytes read. */
 long th_read_all(int fd, char *buf, size_t cap, double secs);
 
+/* A loopback port free right now (bound to port 0, then released). */
+int th_free_port(void);
 /* As th_connect_send, with SO_RCVBUF set to `rcvbuf` before connecting
  * (a slow reader with a small window). */
 int th_connect_rcvbuf(int port, const char *raw, int rcvbuf);

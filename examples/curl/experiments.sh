@@ -109,12 +109,31 @@ run_experiment() {
 	done <"$out"
 	sed 's/^/  /' "$out.err"
 	echo "  total wall time: $(fmt_s "$TOTAL_US") s ($(delays "$TOTAL_US") delays)"
+	server_counters
 	if [ "$OK" -ne "$count" ]; then
 		echo "  FAIL: only $OK of $count requests answered 200 (curl exit $CURL_RC)"
 		FAILED=1
 		return 1
 	fi
 	return 0
+}
+
+# The server's own counters (GET /_/stats, when it serves it) since it
+# started: they explain the timings (stalls, loop lag, pool waits).
+server_counters() {
+	curl -s --max-time 2 "$BASE/_/stats" 2>/dev/null | python3 -c '
+import json, sys
+try:
+    s = json.load(sys.stdin)
+except ValueError:
+    sys.exit(0)
+lag, pool, out = s["loop_lag_ms"], s["pool"], s.get("outbound", {})
+by = ", ".join("%s: %d" % kv for kv in s["stalls_by_route"].items())
+print("  server counters: stalls %d%s, loop lag max %.0f ms, pool busy %d "
+      "queued %d (longest wait %.0f ms), outbound in flight %s"
+      % (s["stalls"], " (" + by + ")" if by else "", lag["max"], pool["busy"],
+         pool["queued"], pool["max_wait_ms"], out.get("in_flight", "-")))
+' 2>/dev/null || true
 }
 
 # With --start: what the server logged (warnings; the demo runs --quiet)

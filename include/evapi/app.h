@@ -72,6 +72,8 @@ typedef struct evapi_config {
 	int shutdown_grace_ms;     /* [10000] drain time on SIGINT/SIGTERM */
 	int handle_signals;        /* [1] stop gracefully on SIGINT/SIGTERM */
 	int access_log;            /* [1] one line per request at INFO */
+	int stats_routes;          /* [0] serve GET /_/stats and /_/metrics */
+	int workers;               /* [1] processes for evapi_app_serve */
 	evapi_log_level log_level; /* [EVAPI_LOG_INFO] */
 	evapi_log_cb log_cb;       /* [NULL: write to stderr] */
 	void *log_arg;             /* [NULL] passed to log_cb */
@@ -138,6 +140,34 @@ EVAPI_EXPORT int evapi_app_run(evapi_app *app);
  *  requests finish within shutdown_grace_ms, then cut the rest and return
  *  from evapi_app_run. A second call cuts at once. Thread-safe: yes. */
 EVAPI_EXPORT void evapi_app_stop(evapi_app *app);
+
+/** Registers an app's routes (and whatever else it needs) on a new app
+ *  that has already bound its port (evapi_app_port works); returns 0, or
+ *  a negative code and then the app is not run. `app` is borrowed:
+ *  evapi_app_serve owns and frees it. */
+typedef int (*evapi_app_setup_cb)(evapi_app *app, void *arg);
+
+/**
+ * Serves `cfg` (NULL: defaults) until SIGTERM/SIGINT and returns 0, or a
+ * negative code if it could not start (EVAPI_EBIND, EVAPI_EINVAL,
+ * EVAPI_ENOMEM, or the setup callback's code).
+ *
+ * With cfg->workers == 1: creates one app in this process, calls
+ * setup(app, arg), listens, runs and frees it.
+ *
+ * With cfg->workers == N > 1: forks N worker processes that each do the
+ * above (own reactor and pool) on the same port, bound with SO_REUSEPORT
+ * so the kernel spreads connections among them; port 0 picks one port for
+ * all. The calling process supervises: a worker that dies is restarted
+ * (at most once a second while it keeps dying at start), SIGTERM/SIGINT
+ * are forwarded so every worker drains gracefully (a second signal cuts),
+ * and the call returns when all have exited (EVAPI_ESYS if one failed to
+ * stop cleanly). The caller must not have started threads (fork copies
+ * only the calling thread); SIGTERM, SIGINT and SIGCHLD are blocked in it
+ * while it supervises.
+ */
+EVAPI_EXPORT int evapi_app_serve(const evapi_config *cfg,
+                                 evapi_app_setup_cb setup, void *arg);
 
 /** Counters, read with evapi_app_stats. */
 typedef struct evapi_stats {
