@@ -87,7 +87,10 @@ static void req_free(evapi_req *req)
 	if (req->json)
 		json_decref(req->json);
 	evapi__arena_release(&req->arena);
-	if (app->req_cached < REQ_CACHE_MAX) {
+	/* Once the server is gone (evapi_app_free: the pool delivers the
+	 * last completions after the cache was emptied) nothing may be
+	 * cached any more. */
+	if (app->http && app->req_cached < REQ_CACHE_MAX) {
 		req->live.tqe_next = app->req_cache;
 		app->req_cache = req;
 		app->req_cached++;
