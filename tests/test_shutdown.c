@@ -125,7 +125,17 @@ static double sigterm_run(int grace_ms, int work_ms, int signals, int want,
 	}
 	b->port = s.port;
 	pthread_create(&b->t, NULL, run_batch, b);
-	th_sleep_ms(150); /* all three in flight */
+	/* wait (bounded) until all three are in flight: a fixed pause is
+	 * too short under valgrind */
+	{
+		evapi_stats st;
+		double end = th_now() + 5.0;
+		do {
+			th_sleep_ms(20);
+			evapi_app_stats(s.app, &st);
+		} while (st.in_flight < 3 && th_now() < end);
+		CHECK_INT(st.in_flight, ==, 3);
+	}
 	t0 = th_now();
 	kill(getpid(), SIGTERM);
 	th_sleep_ms(50);
