@@ -45,6 +45,7 @@ void evapi_config_init(evapi_config *cfg)
 	cfg->keepalive_max_requests = 1000;
 	cfg->max_connections = 10000;
 	cfg->max_json_depth = 64;
+	cfg->pool_yield_to_loop = 1;
 }
 
 static int config_valid(const evapi_config *c)
@@ -102,7 +103,8 @@ evapi_app *evapi_app_new(const evapi_config *cfg)
 	if (app->cfg.stats_routes && evapi__stats_init(app) != 0)
 		goto err;
 	app->pool = evapi__pool_new(app->base, &app->loop_thread,
-	                            app->cfg.pool_threads, app->cfg.pool_queue_max);
+	                            app->cfg.pool_threads, app->cfg.pool_queue_max,
+	                            app->cfg.pool_yield_to_loop);
 	if (!app->pool)
 		goto err;
 	if (!(app->client = evapi__client_new(app)))

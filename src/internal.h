@@ -152,7 +152,8 @@ struct evapi__job {
 
 EVAPI_HIDDEN evapi__pool *evapi__pool_new(struct event_base *base,
                                           const pthread_t *loop,
-                                          int threads, int queue_max);
+                                          int threads, int queue_max,
+                                          int batch);
 /* Returns 0 or EVAPI_EBUSY when queue_max jobs already wait. */
 EVAPI_HIDDEN int evapi__pool_submit(evapi__pool *p, evapi__job *job);
 /* Unlinks a job still waiting (returns 1: done will never run) or

@@ -14,7 +14,9 @@
  * never runs); a RUNNING job cannot be stopped, so the caller must
  * ignore its completion instead.
  */
+#define _GNU_SOURCE /* SCHED_BATCH */
 #include <event2/event.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 
@@ -29,6 +31,7 @@ struct evapi__pool {
 	pthread_cond_t cv;
 	struct job_list queue, done;
 	int queued, busy, queue_max, nthreads, stop;
+	int batch; /* workers run as SCHED_BATCH */
 	int64_t max_wait_us; /* longest queue wait seen (stats) */
 	pthread_t *threads;
 	evapi__wake *wake;
@@ -41,6 +44,15 @@ static void *worker_main(void *arg)
 	int64_t wait_us;
 	int notify;
 
+	if (p->batch) {
+		/* The loop answers inline routes; a worker whose sleep or
+		 * read just ended must not take the CPU from it mid-turn.
+		 * SCHED_BATCH keeps the worker's share of the CPU but drops
+		 * wake-up preemption. Best effort: a failure changes nothing
+		 * but latency. */
+		struct sched_param sp = {0};
+		pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+	}
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
 		while (TAILQ_EMPTY(&p->queue) && !p->stop)
@@ -96,7 +108,7 @@ static void wake_cb(void *arg)
 }
 
 evapi__pool *evapi__pool_new(struct event_base *base, const pthread_t *loop,
-                             int threads, int queue_max)
+                             int threads, int queue_max, int batch)
 {
 	evapi__pool *p;
 	sigset_t all, old;
@@ -110,6 +122,7 @@ evapi__pool *evapi__pool_new(struct event_base *base, const pthread_t *loop,
 	TAILQ_INIT(&p->queue);
 	TAILQ_INIT(&p->done);
 	p->queue_max = queue_max;
+	p->batch = batch;
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->cv, NULL);
 	p->wake = evapi__wake_new(base, loop, wake_cb, p);
