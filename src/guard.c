@@ -83,6 +83,7 @@ struct gconn {
 	int write_failed;    /* the socket refused evhttp's output */
 	int finished;        /* conn_finish ran: only conn_free may follow */
 	int flushing;        /* inside our own bufferevent_flush */
+	int kicked;          /* `kick` is active: conn_kick has nothing to do */
 	struct event *writable; /* evhttp output waiting for the socket */
 	int64_t req_start_us, idle_since_us, linger_until_us;
 	int64_t timer_at_us; /* when `timer` fires, if pending */
@@ -268,6 +269,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 
+	c->kicked = 0;
 	if (!alive(c))
 		return;
 	conn_register(c);
@@ -340,8 +342,12 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
  * activation of it, which would lose the kick. */
 static void conn_kick(gconn *c)
 {
-	if (!c->finished)
+	/* evhttp adds a response to the output in several pieces, each of
+	 * which calls fout_cb: one activation serves them all. */
+	if (!c->finished && !c->kicked) {
+		c->kicked = 1;
 		event_active(c->kick, EV_TIMEOUT, 0);
+	}
 }
 
 static void fout_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
