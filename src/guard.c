@@ -64,8 +64,9 @@ struct gconn {
 	evapi__guard *g;
 	struct bufferevent *fbev, *ubev;
 	struct evbuffer_cb_entry *fout_cb;
-	struct evbuffer *own; /* the guard's own answers, before the socket */
-	evapi__frame *frame;
+	struct evbuffer *own; /* the guard's own answers, before the socket;
+	                       * created by the first one */
+	evapi__frame *frame;  /* NULL once the last request was handed over */
 	struct event *timer; /* the connection's deadline */
 	struct event *kick;  /* "look again now": see conn_kick */
 	int fd;
@@ -198,6 +199,19 @@ static const char *reason(int status)
 	return evapi__reason(status);
 }
 
+static size_t own_len(const gconn *c)
+{
+	return c->own ? evbuffer_get_length(c->own) : 0;
+}
+
+/* Queues bytes of our own; most connections never need the buffer. */
+static int own_add(gconn *c, const char *s, size_t n)
+{
+	if (!c->own && !(c->own = evbuffer_new()))
+		return -1;
+	return evbuffer_add(c->own, s, n);
+}
+
 static void write_answer(gconn *c)
 {
 	char head[256], body[192];
@@ -209,9 +223,8 @@ static void write_answer(gconn *c)
 	              "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
 	              "Content-Length: %d\r\nConnection: close\r\n\r\n",
 	              c->reject_status, reason(c->reject_status), bl);
-	evbuffer_add(c->own, head, (size_t)hl);
-	evbuffer_add(c->own, body, (size_t)bl);
-	if (send_some(c, c->own) < 0)
+	if (own_add(c, head, (size_t)hl) || own_add(c, body, (size_t)bl) ||
+	    send_some(c, c->own) < 0)
 		c->write_failed = 1;
 	EVAPI__ADD(&app->stats.requests, 1);
 	if (c->reject_status >= 500)
@@ -247,7 +260,7 @@ static void conn_finish(gconn *c)
 static size_t out_pending(gconn *c)
 {
 	return evbuffer_get_length(bufferevent_get_output(c->fbev)) +
-	       evbuffer_get_length(c->own);
+	       own_len(c);
 }
 
 /* The one place where owed writes happen and connections end. Runs from
@@ -295,8 +308,8 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	if (idle && c->continue_owed) {
 		c->continue_owed = 0;
-		evbuffer_add(c->own, "HTTP/1.1 100 Continue\r\n\r\n", 25);
-		if (send_some(c, c->own) < 0)
+		if (own_add(c, "HTTP/1.1 100 Continue\r\n\r\n", 25) ||
+		    send_some(c, c->own) < 0)
 			c->write_failed = 1;
 	}
 	if (c->reject_status || c->silent_close) {
@@ -363,11 +376,21 @@ static void on_request(gconn *c, struct evbuffer *dst)
 	evbuffer_add(dst, head, hl);
 	if (bl)
 		evbuffer_add(dst, body, bl);
+	/* While evhttp holds the request the connection keeps no parse
+	 * buffers, and after the last one (ours, or the client's
+	 * "Connection: close" or HTTP/1.0, after which RFC 9112 serves
+	 * nothing more) no parser at all: thousands of connections waiting
+	 * on slow handlers stay small. */
+	if (close || !evapi__frame_keeps_alive(c->frame)) {
+		c->last = 1;
+		evapi__frame_free(c->frame);
+		c->frame = NULL;
+	} else {
+		evapi__frame_trim(c->frame);
+	}
 	c->queued++;
 	c->got_head = 0;
 	c->continue_owed = 0;
-	if (close)
-		c->last = 1;
 	if (c->queued >= PIPELINE_MAX && !c->reading_paused) {
 		/* Bounds what a pipelining client can make us hold. */
 		c->reading_paused = 1;
@@ -504,10 +527,10 @@ static void writable_cb(evutil_socket_t fd, short what, void *arg)
 		conn_kick(c);
 		return;
 	}
-	if (evbuffer_get_length(c->own) > 0) {
+	if (own_len(c) > 0) {
 		if (send_some(c, c->own) < 0)
 			c->write_failed = 1;
-		if (c->write_failed || evbuffer_get_length(c->own) == 0)
+		if (c->write_failed || own_len(c) == 0)
 			conn_kick(c);
 		return; /* evhttp's output waits behind ours */
 	}
@@ -530,7 +553,7 @@ filter_out(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
 	(void)mode;
 
 	if (!c->flushing || !alive(c) || c->write_failed ||
-	    evbuffer_get_length(c->own) > 0)
+	    own_len(c) > 0)
 		return BEV_NEED_MORE;
 	n = send_some(c, src);
 	if (n < 0) {
@@ -587,9 +610,8 @@ static struct bufferevent *bevcb(struct event_base *base, void *arg)
 	c->frame = evapi__frame_new(&g->lim);
 	c->timer = evtimer_new(base, timer_cb, c);
 	c->kick = event_new(base, -1, 0, timer_cb, c);
-	c->own = evbuffer_new();
 	c->ubev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-	if (!c->frame || !c->timer || !c->kick || !c->own || !c->ubev)
+	if (!c->frame || !c->timer || !c->kick || !c->ubev)
 		goto err;
 	c->fbev = bufferevent_filter_new(c->ubev, filter_in, filter_out,
 	                                 BEV_OPT_CLOSE_ON_FREE, conn_free, c);
@@ -612,8 +634,6 @@ err:
 		event_free(c->timer);
 	if (c->kick)
 		event_free(c->kick);
-	if (c->own)
-		evbuffer_free(c->own);
 	evapi__frame_free(c->frame);
 	free(c);
 	return NULL;

@@ -46,9 +46,18 @@ EVAPI_HIDDEN void evapi__frame_request(evapi__frame *f, int close,
 /* After EVAPI__FRAME_REQUEST: 1 when nothing may follow this request on
  * the connection (it asked for a protocol upgrade). */
 EVAPI_HIDDEN int evapi__frame_closes(const evapi__frame *f);
+/* After EVAPI__FRAME_REQUEST: 0 when the client ends the connection
+ * with this request ("Connection: close", or HTTP/1.0 without
+ * keep-alive). */
+EVAPI_HIDDEN int evapi__frame_keeps_alive(const evapi__frame *f);
 /* After EVAPI__FRAME_HEAD: 1 when the client waits for 100 Continue. */
 EVAPI_HIDDEN int evapi__frame_expects_continue(const evapi__frame *f);
-/* 1 while a request is partly received. */
+/* After EVAPI__FRAME_REQUEST, once the re-framed request was copied:
+ * frees the request's buffers, so a connection whose request waits for
+ * its reply holds none; the next request allocates its own. */
+EVAPI_HIDDEN void evapi__frame_trim(evapi__frame *f);
+/* 1 while a request is partly received; 0 for NULL (a connection that
+ * frees its frame after its last request). */
 EVAPI_HIDDEN int evapi__frame_in_request(const evapi__frame *f);
 /* After EVAPI__FRAME_ERROR: the status and a static detail text. */
 EVAPI_HIDDEN int evapi__frame_error(const evapi__frame *f,
