@@ -590,18 +590,6 @@ int evapi__frame_in_request(const evapi__frame *f)
 	return f && (f->st == ST_HEAD || f->st == ST_BODY);
 }
 
-void evapi__frame_trim(evapi__frame *f)
-{
-	sbuf *b[] = {&f->url, &f->name, &f->value, &f->head, &f->body,
-	             &f->version};
-	size_t i;
-	for (i = 0; i < sizeof b / sizeof *b; i++) {
-		free(b[i]->p);
-		b[i]->p = NULL;
-		b[i]->len = b[i]->cap = 0;
-	}
-}
-
 int evapi__frame_error(const evapi__frame *f, const char **detail)
 {
 	if (detail)

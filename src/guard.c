@@ -69,7 +69,8 @@ struct gconn {
 	struct evbuffer_cb_entry *fout_cb;
 	struct evbuffer *own; /* the guard's own answers, before the socket;
 	                       * created by the first one */
-	evapi__frame *frame;  /* NULL once the last request was handed over */
+	evapi__frame *frame;  /* NULL after the last request, and while a
+	                       * request waits (see evapi__guard_waiting) */
 	struct event *timer; /* the connection's deadline */
 	TAILQ_ENTRY(gconn) kick_link; /* on g->kicked while `kicked` */
 	int kicked;          /* "look again now": see conn_kick */
@@ -403,17 +404,15 @@ static void on_request(gconn *c, struct evbuffer *dst)
 	evbuffer_add(dst, head, hl);
 	if (bl)
 		evbuffer_add(dst, body, bl);
-	/* While evhttp holds the request the connection keeps no parse
-	 * buffers, and after the last one (ours, or the client's
-	 * "Connection: close" or HTTP/1.0, after which RFC 9112 serves
-	 * nothing more) no parser at all: thousands of connections waiting
-	 * on slow handlers stay small. */
+	/* After the last request (ours, or the client's "Connection:
+	 * close" or HTTP/1.0, after which RFC 9112 serves nothing more) the
+	 * connection needs no parser: thousands of connections waiting on
+	 * slow handlers stay small. Keep-alive ones drop theirs once
+	 * their request waits (evapi__guard_waiting). */
 	if (close || !evapi__frame_keeps_alive(c->frame)) {
 		c->last = 1;
 		evapi__frame_free(c->frame);
 		c->frame = NULL;
-	} else {
-		evapi__frame_trim(c->frame);
 	}
 	c->queued++;
 	c->got_head = 0;
@@ -448,6 +447,10 @@ filter_in(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
 		if (c->last || c->reject_status || c->silent_close) {
 			evbuffer_drain(src, evbuffer_get_length(src));
 			break;
+		}
+		if (!c->frame && !(c->frame = evapi__frame_new(&c->g->lim))) {
+			conn_reject(c, 500, "Out of memory");
+			continue;
 		}
 		if (evbuffer_peek(src, -1, NULL, &v, 1) < 1 || v.iov_len == 0) {
 			v.iov_base = evbuffer_pullup(src, -1);
@@ -663,13 +666,34 @@ err:
 	return NULL;
 }
 
-void evapi__guard_replied(evapi_app *app, struct bufferevent *bev)
+/* The guard's connection behind evhttp's bufferevent, or NULL. */
+static gconn *conn_of(evapi_app *app, struct bufferevent *bev)
 {
 	evapi__guard *g = app->guard;
 	int fd = bev ? (int)bufferevent_getfd(bev) : -1;
 	gconn *c;
 
 	if (!g || fd < 0 || fd >= g->nfd || !(c = g->byfd[fd]) || c->fbev != bev)
+		return NULL;
+	return c;
+}
+
+void evapi__guard_waiting(evapi_app *app, struct bufferevent *bev)
+{
+	gconn *c = conn_of(app, bev);
+	/* Between requests a new parser is the same as the old one, and
+	 * the next byte creates it. */
+	if (c && c->frame && !evapi__frame_in_request(c->frame)) {
+		evapi__frame_free(c->frame);
+		c->frame = NULL;
+	}
+}
+
+void evapi__guard_replied(evapi_app *app, struct bufferevent *bev)
+{
+	gconn *c = conn_of(app, bev);
+
+	if (!c)
 		return;
 	if (c->queued > 0)
 		c->queued--;
