@@ -7,6 +7,9 @@
  *   GET /pool        {"Hello":"World"}                      pool
  *   GET /pool-sleep  blocking 50 ms sleep, then the hello   pool
  *   GET /sleep       non-blocking 1 s sleep, then the hello inline
+ *   GET /cpu         ~0.3-0.5 ms of arithmetic, then its     inline
+ *                    result (the prefork scenario: the server,
+ *                    not the client, is the bottleneck)
  *
  * Runs on the thread that starts it; stops on SIGINT/SIGTERM.
  */
@@ -52,6 +55,19 @@ static void inline_sleep(evapi_req *req, void *arg)
 		evapi_reply_error(req, 500, "cannot schedule the sleep");
 }
 
+static void cpu_bound(evapi_req *req, void *arg)
+{
+	unsigned long long x = 88172645463325252ULL;
+	long i;
+	/* A dependent chain the compiler cannot fold or vectorise. */
+	for (i = 0; i < 200000; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+	}
+	evapi_reply_json(req, 200, json_pack("{s:I}", "x", (json_int_t)(x & 0xffffff)));
+}
+
 static int routes(evapi_app *app, void *arg)
 {
 	int rc = 0;
@@ -63,6 +79,8 @@ static int routes(evapi_app *app, void *arg)
 	                      pool_sleep, NULL);
 	rc |= evapi_app_route(app, EVAPI_GET, "/sleep", EVAPI_INLINE,
 	                      inline_sleep, NULL);
+	rc |= evapi_app_route(app, EVAPI_GET, "/cpu", EVAPI_INLINE, cpu_bound,
+	                      NULL);
 	return rc ? EVAPI_EINVAL : 0;
 }
 

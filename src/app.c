@@ -7,20 +7,10 @@
  * may be called from any thread.
  */
 #include <event2/event.h>
-#include <event2/thread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
-
-static pthread_once_t threads_once = PTHREAD_ONCE_INIT;
-static int threads_ok;
-
-static void init_threads(void)
-{
-	/* Must precede every event_base: workers call event_active(). */
-	threads_ok = evthread_use_pthreads() == 0;
-}
 
 const char *evapi_lane_name(evapi_lane lane)
 {
@@ -55,6 +45,7 @@ void evapi_config_init(evapi_config *cfg)
 	cfg->keepalive_max_requests = 1000;
 	cfg->max_connections = 10000;
 	cfg->max_json_depth = 64;
+	cfg->pool_yield_to_loop = 1;
 }
 
 static int config_valid(const evapi_config *c)
@@ -81,9 +72,6 @@ evapi_app *evapi_app_new(const evapi_config *cfg)
 	struct event_config *ec = NULL;
 	evapi_app *app;
 
-	pthread_once(&threads_once, init_threads);
-	if (!threads_ok)
-		return NULL;
 	app = calloc(1, sizeof *app);
 	if (!app)
 		return NULL;
@@ -114,8 +102,9 @@ evapi_app *evapi_app_new(const evapi_config *cfg)
 		goto err;
 	if (app->cfg.stats_routes && evapi__stats_init(app) != 0)
 		goto err;
-	app->pool = evapi__pool_new(app->base, app->cfg.pool_threads,
-	                            app->cfg.pool_queue_max);
+	app->pool = evapi__pool_new(app->base, &app->loop_thread,
+	                            app->cfg.pool_threads, app->cfg.pool_queue_max,
+	                            app->cfg.pool_yield_to_loop);
 	if (!app->pool)
 		goto err;
 	if (!(app->client = evapi__client_new(app)))
@@ -183,7 +172,7 @@ int evapi_app_run(evapi_app *app)
 		return EVAPI_EINVAL;
 	if (app->running)
 		return EVAPI_ESTATE;
-	app->loop_thread = pthread_self();
+	EVAPI__STORE(&app->loop_thread, pthread_self());
 	if ((rc = evapi__stats_bind_routes(app)) != 0)
 		return rc;
 	app->running = 1;

@@ -91,6 +91,7 @@ struct gconn {
 	int flushing;        /* inside our own bufferevent_flush */
 	struct event *writable; /* evhttp output waiting for the socket */
 	int64_t req_start_us, idle_since_us, linger_until_us;
+	int64_t timer_at_us; /* when `timer` fires, if pending */
 };
 
 static void conn_kick(gconn *c);
@@ -179,22 +180,28 @@ static void timer_in(gconn *c, int64_t us)
 	struct timeval tv;
 	if (us < 0)
 		us = 0;
+	c->timer_at_us = evapi__now_us() + us;
 	tv.tv_sec = (time_t)(us / 1000000);
 	tv.tv_usec = (suseconds_t)(us % 1000000);
 	evtimer_add(c->timer, &tv);
 }
 
-/* Arms the one timer of the connection; none while evhttp owns a
- * request (the reactor's request deadline covers that time). */
+/* Arms the one timer of the connection. No guard deadline runs while
+ * evhttp owns a request (the reactor's request deadline covers that
+ * time): a timer still pending then fires, finds the request queued and
+ * does nothing. A timer that fires before the deadline only looks again
+ * and re-arms, so a later deadline needs no re-arming: on a keep-alive
+ * connection the timer is touched once per deadline period, not three
+ * times per request. */
 static void conn_arm(gconn *c)
 {
-	if (c->reject_status || c->silent_close)
+	int64_t at;
+	if (c->reject_status || c->silent_close || c->queued > 0)
 		return;
-	if (c->queued > 0) {
-		evtimer_del(c->timer);
+	at = deadline_at(c);
+	if (evtimer_pending(c->timer, NULL) && c->timer_at_us <= at)
 		return;
-	}
-	timer_in(c, deadline_at(c) - evapi__now_us());
+	timer_in(c, at - evapi__now_us());
 }
 
 /* ---- answers the guard writes itself ----------------------------------- */
@@ -422,7 +429,6 @@ static void on_request(gconn *c, struct evbuffer *dst)
 		c->reading_paused = 1;
 		bufferevent_disable(c->ubev, EV_READ);
 	}
-	evtimer_del(c->timer);
 }
 
 static enum bufferevent_filter_result

@@ -123,6 +123,17 @@ EVAPI_HIDDEN void evapi__allow_string(unsigned methods, char *buf,
 EVAPI_HIDDEN long evapi__pct_decode(const char *s, size_t len, char *out,
                                     int plus_is_space);
 
+/* ---- wake.c: another thread wakes the loop (an eventfd) --------------- */
+typedef struct evapi__wake evapi__wake;
+/* Loop thread: `fn(arg)` runs on the loop after any evapi__wake_signal.
+ * `loop` points at the loop thread's id (read atomically), or is NULL. */
+EVAPI_HIDDEN evapi__wake *evapi__wake_new(struct event_base *base,
+                                          const pthread_t *loop,
+                                          void (*fn)(void *), void *arg);
+/* Any thread. Signals coalesce: `fn` must take everything published. */
+EVAPI_HIDDEN void evapi__wake_signal(evapi__wake *w);
+EVAPI_HIDDEN void evapi__wake_free(evapi__wake *w); /* loop thread; NULL ok */
+
 /* ---- pool.c ---------------------------------------------------------- */
 typedef struct evapi__pool evapi__pool;
 typedef struct evapi__job evapi__job;
@@ -140,7 +151,9 @@ struct evapi__job {
 };
 
 EVAPI_HIDDEN evapi__pool *evapi__pool_new(struct event_base *base,
-                                          int threads, int queue_max);
+                                          const pthread_t *loop,
+                                          int threads, int queue_max,
+                                          int batch);
 /* Returns 0 or EVAPI_EBUSY when queue_max jobs already wait. */
 EVAPI_HIDDEN int evapi__pool_submit(evapi__pool *p, evapi__job *job);
 /* Unlinks a job still waiting (returns 1: done will never run) or
@@ -243,7 +256,8 @@ struct evapi_app {
 	struct evapi__decl *decls;    /* declared routes (schema.c) */
 	evapi__client *client;        /* outbound calls (client.c) */
 	struct evapi__guard *guard; /* guard.c: the filter in front of evhttp */
-	struct event *sigint_ev, *sigterm_ev, *stop_ev, *grace_ev;
+	struct event *sigint_ev, *sigterm_ev, *grace_ev;
+	evapi__wake *stop_wake; /* evapi_app_stop from any thread */
 	int port;
 	int running;
 	int stopping;       /* 1 draining, 2 cut */

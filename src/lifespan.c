@@ -4,8 +4,8 @@
  *
  * Threads: hooks are registered before the run and run on the loop
  * thread. evapi_app_post runs on any thread: it appends to a queue under
- * `mu` and wakes the loop with event_active() on the loop-owned `wake`
- * event, the one libevent call a foreign thread may make. The loop swaps
+ * `mu` and wakes the loop through `wake` (an eventfd, see wake.c); it
+ * touches nothing of libevent. The loop swaps
  * the whole queue out under the lock and runs the callbacks outside it,
  * so a callback may post again. Posts the running loop did not get to
  * (the app is being freed) run with EVAPI_ECANCELED, so every accepted
@@ -32,7 +32,7 @@ struct evapi__postq {
 	pthread_mutex_t mu;
 	post *head, **tail; /* under mu */
 	int n;              /* under mu */
-	struct event *wake;
+	evapi__wake *wake;
 };
 
 static post *take_all(struct evapi__postq *q)
@@ -57,11 +57,9 @@ static void run_list(evapi_app *app, post *p, int status)
 	}
 }
 
-static void wake_cb(evutil_socket_t fd, short what, void *arg)
+static void wake_cb(void *arg)
 {
 	evapi_app *app = arg;
-	(void)fd;
-	(void)what;
 	/* Outside evapi_app_run only evapi_app_free turns the loop: what
 	 * was posted is cancelled then, not run on a stopped app. */
 	run_list(app, take_all(app->postq), app->running ? 0 : EVAPI_ECANCELED);
@@ -74,7 +72,7 @@ int evapi__lifespan_init(evapi_app *app)
 		return EVAPI_ENOMEM;
 	pthread_mutex_init(&q->mu, NULL);
 	q->tail = &q->head;
-	q->wake = event_new(app->base, -1, 0, wake_cb, app);
+	q->wake = evapi__wake_new(app->base, &app->loop_thread, wake_cb, app);
 	app->postq = q;
 	return q->wake ? 0 : EVAPI_ENOMEM;
 }
@@ -105,9 +103,9 @@ int evapi__post(evapi_app *app, evapi_post_cb cb, void *arg)
 	q->tail = &p->next;
 	q->n++;
 	/* One wake-up per batch: the loop takes the whole queue. Under the
-	 * lock so the loop cannot free the event between check and call. */
+	 * lock so the loop cannot free the eventfd between check and call. */
 	if (first)
-		event_active(q->wake, EV_READ, 0);
+		evapi__wake_signal(q->wake);
 	pthread_mutex_unlock(&q->mu);
 	return 0;
 }
@@ -127,8 +125,7 @@ void evapi__lifespan_free(evapi_app *app)
 		/* Callbacks may post again while being cancelled: repeat. */
 		for (i = 0; i < 100 && q->head; i++)
 			run_list(app, take_all(q), EVAPI_ECANCELED);
-		if (q->wake)
-			event_free(q->wake);
+		evapi__wake_free(q->wake);
 		pthread_mutex_destroy(&q->mu);
 		free(q);
 		app->postq = NULL;

@@ -3,9 +3,8 @@
  * evapi_req_run_in_pool work: the C form of anyio's thread limiter.
  *
  * Threads: N workers run jobs; the loop submits, cancels and runs
- * completions. Workers touch nothing of libevent but event_active() on
- * the loop-owned `wake` event (libevent is made thread-aware by
- * evthread_use_pthreads() before the base exists).
+ * completions. Workers touch nothing of libevent: they wake the loop
+ * through `wake` (an eventfd, see wake.c).
  *
  * Invariants: a job is in exactly one of `queue` (QUEUED), a worker's
  * hands (RUNNING) or `done` (DONE), always under `mu`. Workers wait in
@@ -15,7 +14,9 @@
  * never runs); a RUNNING job cannot be stopped, so the caller must
  * ignore its completion instead.
  */
+#define _GNU_SOURCE /* SCHED_BATCH */
 #include <event2/event.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 
@@ -30,9 +31,10 @@ struct evapi__pool {
 	pthread_cond_t cv;
 	struct job_list queue, done;
 	int queued, busy, queue_max, nthreads, stop;
+	int batch; /* workers run as SCHED_BATCH */
 	int64_t max_wait_us; /* longest queue wait seen (stats) */
 	pthread_t *threads;
-	struct event *wake;
+	evapi__wake *wake;
 };
 
 static void *worker_main(void *arg)
@@ -42,6 +44,15 @@ static void *worker_main(void *arg)
 	int64_t wait_us;
 	int notify;
 
+	if (p->batch) {
+		/* The loop answers inline routes; a worker whose sleep or
+		 * read just ended must not take the CPU from it mid-turn.
+		 * SCHED_BATCH keeps the worker's share of the CPU but drops
+		 * wake-up preemption. Best effort: a failure changes nothing
+		 * but latency. */
+		struct sched_param sp = {0};
+		pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+	}
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
 		while (TAILQ_EMPTY(&p->queue) && !p->stop)
@@ -65,9 +76,12 @@ static void *worker_main(void *arg)
 		job->state = JOB_DONE;
 		notify = TAILQ_EMPTY(&p->done);
 		TAILQ_INSERT_TAIL(&p->done, job, link);
-		/* One wake-up per batch: the loop drains the whole list. */
-		if (notify)
-			event_active(p->wake, EV_READ, 0);
+		if (notify) {
+			/* One wake-up per batch: the loop drains the list. */
+			pthread_mutex_unlock(&p->mu);
+			evapi__wake_signal(p->wake);
+			pthread_mutex_lock(&p->mu);
+		}
 	}
 	pthread_mutex_unlock(&p->mu);
 	return NULL;
@@ -88,15 +102,13 @@ static void run_completions(evapi__pool *p)
 	}
 }
 
-static void wake_cb(evutil_socket_t fd, short what, void *arg)
+static void wake_cb(void *arg)
 {
-	(void)fd;
-	(void)what;
 	run_completions(arg);
 }
 
-evapi__pool *evapi__pool_new(struct event_base *base, int threads,
-                             int queue_max)
+evapi__pool *evapi__pool_new(struct event_base *base, const pthread_t *loop,
+                             int threads, int queue_max, int batch)
 {
 	evapi__pool *p;
 	sigset_t all, old;
@@ -110,9 +122,10 @@ evapi__pool *evapi__pool_new(struct event_base *base, int threads,
 	TAILQ_INIT(&p->queue);
 	TAILQ_INIT(&p->done);
 	p->queue_max = queue_max;
+	p->batch = batch;
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->cv, NULL);
-	p->wake = event_new(base, -1, 0, wake_cb, p);
+	p->wake = evapi__wake_new(base, loop, wake_cb, p);
 	p->threads = calloc((size_t)threads, sizeof *p->threads);
 	if (!p->wake || !p->threads)
 		goto err;
@@ -203,8 +216,7 @@ void evapi__pool_free(evapi__pool *p)
 		job->state = JOB_CANCELLED;
 		job->done(job, EVAPI_ECANCELED);
 	}
-	if (p->wake)
-		event_free(p->wake);
+	evapi__wake_free(p->wake);
 	pthread_cond_destroy(&p->cv);
 	pthread_mutex_destroy(&p->mu);
 	free(p->threads);

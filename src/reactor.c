@@ -757,12 +757,10 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 	begin_stop(arg, sig == SIGINT ? "SIGINT" : "SIGTERM");
 }
 
-static void stop_cb(evutil_socket_t fd, short what, void *arg)
+static void stop_cb(void *arg)
 {
 	evapi_app *app = arg;
-	(void)fd;
-	(void)what;
-	/* event_active calls coalesce: count the requests instead. */
+	/* Wake-ups coalesce: count the requests instead. */
 	while (app->stops_seen < EVAPI__LOAD(&app->stop_requests)) {
 		app->stops_seen++;
 		begin_stop(app, "stop requested");
@@ -772,7 +770,7 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
 void evapi__reactor_stop(evapi_app *app)
 {
 	EVAPI__ADD(&app->stop_requests, 1);
-	event_active(app->stop_ev, EV_READ, 0);
+	evapi__wake_signal(app->stop_wake);
 }
 
 /* ---- setup -------------------------------------------------------------- */
@@ -795,9 +793,10 @@ int evapi__reactor_init(evapi_app *app)
 	evhttp_set_default_content_type(http, NULL);
 	app->early_close = (event_base_get_features(app->base) &
 	                    EV_FEATURE_EARLY_CLOSE) != 0;
-	app->stop_ev = event_new(app->base, -1, 0, stop_cb, app);
+	app->stop_wake = evapi__wake_new(app->base, &app->loop_thread, stop_cb,
+	                                 app);
 	app->grace_ev = evtimer_new(app->base, grace_cb, app);
-	if (!app->stop_ev || !app->grace_ev)
+	if (!app->stop_wake || !app->grace_ev)
 		return EVAPI_ENOMEM;
 	return evapi__guard_init(app);
 }
@@ -866,8 +865,8 @@ void evapi__reactor_free(evapi_app *app)
 		evhttp_free(app->http);
 	app->http = NULL;
 	evapi__guard_free(app); /* after evhttp_free: it frees the filters */
-	if (app->stop_ev)
-		event_free(app->stop_ev);
+	evapi__wake_free(app->stop_wake);
+	app->stop_wake = NULL;
 	if (app->grace_ev)
 		event_free(app->grace_ev);
 	evapi__access_free(app);

@@ -95,6 +95,9 @@ typedef struct evapi_config {
 	int keepalive_max_requests; /* [1000] then "Connection: close" */
 	int max_connections;       /* [10000] beyond: 503 and close at once */
 	int max_json_depth;        /* [64] evapi_req_json nesting: 422 */
+	int pool_yield_to_loop;    /* [1] pool workers run as SCHED_BATCH on
+	                              Linux: waking up, they never preempt
+	                              the loop thread on a shared CPU */
 } evapi_config;
 
 /** Fills `cfg` with the defaults above. */
