@@ -17,7 +17,7 @@ struct evapi__arena_block {
 };
 
 #define ALIGN 16u
-#define MIN_BLOCK 4096u
+#define MIN_BLOCK 1024u
 
 void evapi__arena_init(evapi__arena *a, void *buf, size_t len)
 {

@@ -575,6 +575,11 @@ int evapi__frame_closes(const evapi__frame *f)
 	return f->close_after;
 }
 
+int evapi__frame_keeps_alive(const evapi__frame *f)
+{
+	return llhttp_should_keep_alive(&f->p) != 0;
+}
+
 int evapi__frame_expects_continue(const evapi__frame *f)
 {
 	return f->expect_continue;
@@ -582,7 +587,7 @@ int evapi__frame_expects_continue(const evapi__frame *f)
 
 int evapi__frame_in_request(const evapi__frame *f)
 {
-	return f->st == ST_HEAD || f->st == ST_BODY;
+	return f && (f->st == ST_HEAD || f->st == ST_BODY);
 }
 
 int evapi__frame_error(const evapi__frame *f, const char **detail)

@@ -47,6 +47,7 @@
 #define PIPELINE_MAX 32
 
 typedef struct gconn gconn;
+TAILQ_HEAD(gconn_list, gconn);
 
 typedef struct evapi__guard {
 	evapi_app *app;
@@ -58,16 +59,21 @@ typedef struct evapi__guard {
 	int accept_paused;
 	int dead;     /* the app let go; freed with the last connection */
 	struct event *resume_ev;
+	struct event *kick_ev;   /* runs the connections on `kicked` */
+	struct gconn_list kicked;
 } evapi__guard;
 
 struct gconn {
 	evapi__guard *g;
 	struct bufferevent *fbev, *ubev;
 	struct evbuffer_cb_entry *fout_cb;
-	struct evbuffer *own; /* the guard's own answers, before the socket */
-	evapi__frame *frame;
+	struct evbuffer *own; /* the guard's own answers, before the socket;
+	                       * created by the first one */
+	evapi__frame *frame;  /* NULL after the last request, and while a
+	                       * request waits (see evapi__guard_waiting) */
 	struct event *timer; /* the connection's deadline */
-	struct event *kick;  /* "look again now": see conn_kick */
+	TAILQ_ENTRY(gconn) kick_link; /* on g->kicked while `kicked` */
+	int kicked;          /* "look again now": see conn_kick */
 	int fd;
 	int queued;          /* requests evhttp has not answered yet */
 	int served;          /* requests handed to evhttp */
@@ -83,7 +89,6 @@ struct gconn {
 	int write_failed;    /* the socket refused evhttp's output */
 	int finished;        /* conn_finish ran: only conn_free may follow */
 	int flushing;        /* inside our own bufferevent_flush */
-	int kicked;          /* `kick` is active: conn_kick has nothing to do */
 	struct event *writable; /* evhttp output waiting for the socket */
 	int64_t req_start_us, idle_since_us, linger_until_us;
 	int64_t timer_at_us; /* when `timer` fires, if pending */
@@ -206,6 +211,19 @@ static const char *reason(int status)
 	return evapi__reason(status);
 }
 
+static size_t own_len(const gconn *c)
+{
+	return c->own ? evbuffer_get_length(c->own) : 0;
+}
+
+/* Queues bytes of our own; most connections never need the buffer. */
+static int own_add(gconn *c, const char *s, size_t n)
+{
+	if (!c->own && !(c->own = evbuffer_new()))
+		return -1;
+	return evbuffer_add(c->own, s, n);
+}
+
 static void write_answer(gconn *c)
 {
 	char head[256], body[192];
@@ -217,9 +235,8 @@ static void write_answer(gconn *c)
 	              "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
 	              "Content-Length: %d\r\nConnection: close\r\n\r\n",
 	              c->reject_status, reason(c->reject_status), bl);
-	evbuffer_add(c->own, head, (size_t)hl);
-	evbuffer_add(c->own, body, (size_t)bl);
-	if (send_some(c, c->own) < 0)
+	if (own_add(c, head, (size_t)hl) || own_add(c, body, (size_t)bl) ||
+	    send_some(c, c->own) < 0)
 		c->write_failed = 1;
 	EVAPI__ADD(&app->stats.requests, 1);
 	if (c->reject_status >= 500)
@@ -255,7 +272,7 @@ static void conn_finish(gconn *c)
 static size_t out_pending(gconn *c)
 {
 	return evbuffer_get_length(bufferevent_get_output(c->fbev)) +
-	       evbuffer_get_length(c->own);
+	       own_len(c);
 }
 
 /* The one place where owed writes happen and connections end. Runs from
@@ -269,7 +286,6 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 
-	c->kicked = 0;
 	if (!alive(c))
 		return;
 	conn_register(c);
@@ -304,8 +320,8 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	if (idle && c->continue_owed) {
 		c->continue_owed = 0;
-		evbuffer_add(c->own, "HTTP/1.1 100 Continue\r\n\r\n", 25);
-		if (send_some(c, c->own) < 0)
+		if (own_add(c, "HTTP/1.1 100 Continue\r\n\r\n", 25) ||
+		    send_some(c, c->own) < 0)
 			c->write_failed = 1;
 	}
 	if (c->reject_status || c->silent_close) {
@@ -339,14 +355,33 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /* A separate event from the timer: re-arming a timer drops a pending
- * activation of it, which would lose the kick. */
+ * activation of it, which would lose the kick. One event for all
+ * connections, not one each (every connection is a few hundred bytes
+ * less), with the kicked ones in a list. */
 static void conn_kick(gconn *c)
 {
-	/* evhttp adds a response to the output in several pieces, each of
-	 * which calls fout_cb: one activation serves them all. */
-	if (!c->finished && !c->kicked) {
-		c->kicked = 1;
-		event_active(c->kick, EV_TIMEOUT, 0);
+	evapi__guard *g = c->g;
+	if (c->finished || c->kicked || !g->kick_ev)
+		return;
+	c->kicked = 1;
+	TAILQ_INSERT_TAIL(&g->kicked, c, kick_link);
+	event_active(g->kick_ev, EV_TIMEOUT, 0);
+}
+
+/* Runs the connections kicked before this call, in order; a kick made
+ * meanwhile activates the event again. A connection freed meanwhile has
+ * left the list (conn_free). */
+static void kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	evapi__guard *g = arg;
+	gconn *c, *last = TAILQ_LAST(&g->kicked, gconn_list);
+
+	while (last && (c = TAILQ_FIRST(&g->kicked))) {
+		TAILQ_REMOVE(&g->kicked, c, kick_link);
+		c->kicked = 0;
+		if (c == last)
+			last = NULL;
+		timer_cb(fd, what, c);
 	}
 }
 
@@ -376,11 +411,19 @@ static void on_request(gconn *c, struct evbuffer *dst)
 	evbuffer_add(dst, head, hl);
 	if (bl)
 		evbuffer_add(dst, body, bl);
+	/* After the last request (ours, or the client's "Connection:
+	 * close" or HTTP/1.0, after which RFC 9112 serves nothing more) the
+	 * connection needs no parser: thousands of connections waiting on
+	 * slow handlers stay small. Keep-alive ones drop theirs once
+	 * their request waits (evapi__guard_waiting). */
+	if (close || !evapi__frame_keeps_alive(c->frame)) {
+		c->last = 1;
+		evapi__frame_free(c->frame);
+		c->frame = NULL;
+	}
 	c->queued++;
 	c->got_head = 0;
 	c->continue_owed = 0;
-	if (close)
-		c->last = 1;
 	if (c->queued >= PIPELINE_MAX && !c->reading_paused) {
 		/* Bounds what a pipelining client can make us hold. */
 		c->reading_paused = 1;
@@ -410,6 +453,10 @@ filter_in(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
 		if (c->last || c->reject_status || c->silent_close) {
 			evbuffer_drain(src, evbuffer_get_length(src));
 			break;
+		}
+		if (!c->frame && !(c->frame = evapi__frame_new(&c->g->lim))) {
+			conn_reject(c, 500, "Out of memory");
+			continue;
 		}
 		if (evbuffer_peek(src, -1, NULL, &v, 1) < 1 || v.iov_len == 0) {
 			v.iov_base = evbuffer_pullup(src, -1);
@@ -516,10 +563,10 @@ static void writable_cb(evutil_socket_t fd, short what, void *arg)
 		conn_kick(c);
 		return;
 	}
-	if (evbuffer_get_length(c->own) > 0) {
+	if (own_len(c) > 0) {
 		if (send_some(c, c->own) < 0)
 			c->write_failed = 1;
-		if (c->write_failed || evbuffer_get_length(c->own) == 0)
+		if (c->write_failed || own_len(c) == 0)
 			conn_kick(c);
 		return; /* evhttp's output waits behind ours */
 	}
@@ -542,7 +589,7 @@ filter_out(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
 	(void)mode;
 
 	if (!c->flushing || !alive(c) || c->write_failed ||
-	    evbuffer_get_length(c->own) > 0)
+	    own_len(c) > 0)
 		return BEV_NEED_MORE;
 	n = send_some(c, src);
 	if (n < 0) {
@@ -569,8 +616,8 @@ static void conn_free(void *arg)
 		evbuffer_free(c->own);
 	if (c->timer)
 		event_free(c->timer);
-	if (c->kick)
-		event_free(c->kick);
+	if (c->kicked)
+		TAILQ_REMOVE(&g->kicked, c, kick_link);
 	if (c->writable)
 		event_free(c->writable);
 	evapi__frame_free(c->frame);
@@ -598,10 +645,8 @@ static struct bufferevent *bevcb(struct event_base *base, void *arg)
 	c->idle_since_us = evapi__now_us();
 	c->frame = evapi__frame_new(&g->lim);
 	c->timer = evtimer_new(base, timer_cb, c);
-	c->kick = event_new(base, -1, 0, timer_cb, c);
-	c->own = evbuffer_new();
 	c->ubev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-	if (!c->frame || !c->timer || !c->kick || !c->own || !c->ubev)
+	if (!c->frame || !c->timer || !c->ubev)
 		goto err;
 	c->fbev = bufferevent_filter_new(c->ubev, filter_in, filter_out,
 	                                 BEV_OPT_CLOSE_ON_FREE, conn_free, c);
@@ -622,22 +667,39 @@ err:
 		bufferevent_free(c->ubev);
 	if (c->timer)
 		event_free(c->timer);
-	if (c->kick)
-		event_free(c->kick);
-	if (c->own)
-		evbuffer_free(c->own);
 	evapi__frame_free(c->frame);
 	free(c);
 	return NULL;
 }
 
-void evapi__guard_replied(evapi_app *app, struct bufferevent *bev)
+/* The guard's connection behind evhttp's bufferevent, or NULL. */
+static gconn *conn_of(evapi_app *app, struct bufferevent *bev)
 {
 	evapi__guard *g = app->guard;
 	int fd = bev ? (int)bufferevent_getfd(bev) : -1;
 	gconn *c;
 
 	if (!g || fd < 0 || fd >= g->nfd || !(c = g->byfd[fd]) || c->fbev != bev)
+		return NULL;
+	return c;
+}
+
+void evapi__guard_waiting(evapi_app *app, struct bufferevent *bev)
+{
+	gconn *c = conn_of(app, bev);
+	/* Between requests a new parser is the same as the old one, and
+	 * the next byte creates it. */
+	if (c && c->frame && !evapi__frame_in_request(c->frame)) {
+		evapi__frame_free(c->frame);
+		c->frame = NULL;
+	}
+}
+
+void evapi__guard_replied(evapi_app *app, struct bufferevent *bev)
+{
+	gconn *c = conn_of(app, bev);
+
+	if (!c)
 		return;
 	if (c->queued > 0)
 		c->queued--;
@@ -725,8 +787,14 @@ int evapi__guard_init(evapi_app *app)
 	g->lim.max_target = cfg->max_target_bytes;
 	g->lim.max_body = cfg->max_body_bytes;
 	g->lim.max_fields = cfg->max_header_fields;
+	TAILQ_INIT(&g->kicked);
 	g->resume_ev = evtimer_new(app->base, resume_cb, g);
-	if (!g->resume_ev) {
+	g->kick_ev = event_new(app->base, -1, 0, kick_cb, g);
+	if (!g->resume_ev || !g->kick_ev) {
+		if (g->resume_ev)
+			event_free(g->resume_ev);
+		if (g->kick_ev)
+			event_free(g->kick_ev);
 		free(g);
 		return EVAPI_ENOMEM;
 	}
@@ -762,6 +830,9 @@ void evapi__guard_free(evapi_app *app)
 	pthread_mutex_unlock(&guards_mu);
 	if (g->resume_ev)
 		event_free(g->resume_ev);
+	if (g->kick_ev)
+		event_free(g->kick_ev);
+	g->kick_ev = NULL;
 	free(g->byfd);
 	g->byfd = NULL;
 	g->nfd = 0;

@@ -46,9 +46,14 @@ EVAPI_HIDDEN void evapi__frame_request(evapi__frame *f, int close,
 /* After EVAPI__FRAME_REQUEST: 1 when nothing may follow this request on
  * the connection (it asked for a protocol upgrade). */
 EVAPI_HIDDEN int evapi__frame_closes(const evapi__frame *f);
+/* After EVAPI__FRAME_REQUEST: 0 when the client ends the connection
+ * with this request ("Connection: close", or HTTP/1.0 without
+ * keep-alive). */
+EVAPI_HIDDEN int evapi__frame_keeps_alive(const evapi__frame *f);
 /* After EVAPI__FRAME_HEAD: 1 when the client waits for 100 Continue. */
 EVAPI_HIDDEN int evapi__frame_expects_continue(const evapi__frame *f);
-/* 1 while a request is partly received. */
+/* 1 while a request is partly received; 0 for NULL (a connection that
+ * frees its frame after its last request). */
 EVAPI_HIDDEN int evapi__frame_in_request(const evapi__frame *f);
 /* After EVAPI__FRAME_ERROR: the status and a static detail text. */
 EVAPI_HIDDEN int evapi__frame_error(const evapi__frame *f,
@@ -60,6 +65,11 @@ EVAPI_HIDDEN int evapi__guard_init(evapi_app *app);
 EVAPI_HIDDEN void evapi__guard_free(evapi_app *app);
 /* After evapi__reactor_listen: watch the listener for EMFILE/ENFILE. */
 EVAPI_HIDDEN void evapi__guard_listening(evapi_app *app);
+/* A request read from `bev`'s connection waits for its handler: the
+ * connection drops its parser meanwhile (unless a pipelined request is
+ * partly read); the next byte creates a new one. */
+EVAPI_HIDDEN void evapi__guard_waiting(evapi_app *app,
+                                       struct bufferevent *bev);
 /* evhttp got the reply of one request read from `bev`'s connection. */
 EVAPI_HIDDEN void evapi__guard_replied(evapi_app *app,
                                        struct bufferevent *bev);

@@ -236,7 +236,10 @@ struct evapi_req {
 	evapi__resp *after_resp;      /* loop: reply seen by after hooks */
 	int mw_depth;                 /* loop: before hooks that ran */
 	evapi__arena arena;
-	char arena_buf[1536];
+	/* Enough for a short request (wrk's, curl's: path and two or
+	 * three headers); more spills into malloc'd blocks. Every
+	 * connection waiting on a handler holds one request. */
+	char arena_buf[256];
 };
 
 TAILQ_HEAD(evapi__req_list, evapi_req);

@@ -412,6 +412,7 @@ static void arm_deferred(evapi_req *req)
 		                       watch_cb, req);
 		if (req->watch)
 			event_add(req->watch, NULL);
+		evapi__guard_waiting(app, bev);
 	}
 	req->deadline = evtimer_new(app->base, deadline_cb, req);
 	if (req->deadline) {

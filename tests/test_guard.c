@@ -445,6 +445,70 @@ static void test_valid_then_garbage(void)
 	th_server_stop(&s);
 }
 
+/* Reads until `what` arrived (or EOF, or `secs` pass). */
+static long read_until(int fd, char *buf, size_t cap, const char *what,
+                       double secs)
+{
+	double end = th_now() + secs;
+	long total = 0;
+
+	buf[0] = '\0';
+	while (!strstr(buf, what) && th_now() < end &&
+	       (size_t)total < cap - 1) {
+		struct pollfd p = {fd, POLLIN, 0};
+		ssize_t n;
+		if (poll(&p, 1, 50) <= 0)
+			continue;
+		n = read(fd, buf + total, cap - 1 - (size_t)total);
+		if (n <= 0)
+			break;
+		total += n;
+		buf[total] = '\0';
+	}
+	return total;
+}
+
+/* A keep-alive connection drops its parser while its request waits on
+ * a handler and makes a new one, with the same rules, for the next
+ * request; a request partly read meanwhile keeps its parser. After
+ * "Connection: close" nothing more is parsed. */
+static void test_parser_freed_while_waiting(void)
+{
+	th_server s;
+	char buf[8192];
+	const char *a, *b;
+	exch e;
+	int fd;
+
+	start(&s);
+	fd = th_connect_send(s.port, "GET /sleep HTTP/1.1\r\nHost: t\r\n\r\n"
+	                             "GET /hello HTTP/1.1\r\nHo");
+	CHECK(fd >= 0);
+	if (fd >= 0) {
+		th_sleep_ms(100);
+		send_str(fd, "st: t\r\n\r\n");
+		read_until(fd, buf, sizeof buf, "{\"Hello\":\"World\"}", 4);
+		a = strstr(buf, "slept");
+		b = strstr(buf, "{\"Hello\":\"World\"}");
+		CHECK(a && b && a < b);
+		send_str(fd, "GET /sleep HTTP/1.1\r\nHost: t\r\n\r\n");
+		read_until(fd, buf, sizeof buf, "slept", 4);
+		CHECK_INT(first_status(buf), ==, 200);
+		CHECK_CONTAINS(buf, "slept");
+		send_str(fd, "GET /hello HTTP/1.1\r\n\r\n"); /* no Host */
+		memset(&e, 0, sizeof e);
+		read_to_close(fd, &e, 4);
+		CHECK_REJECT(&e, 400);
+		close(fd);
+	}
+	exchange_str(s.port, "GET /sleep HTTP/1.1\r\nHost: t\r\n"
+	                     "Connection: close\r\n\r\nGARBAGE\r\n\r\n", &e);
+	CHECK_INT(e.status, ==, 200);
+	CHECK(e.closed);
+	CHECK(strstr(e.buf, "HTTP/1.1 400") == NULL);
+	th_server_stop(&s);
+}
+
 /* ---- slow and silent clients -------------------------------------------- */
 
 static void test_silent_close_at_header_deadline(void)
@@ -958,6 +1022,8 @@ int main(int argc, char **argv)
 		{"guard.expect_continue", test_expect_continue},
 		{"guard.pipelining_in_order", test_pipelining_in_order},
 		{"guard.valid_then_garbage", test_valid_then_garbage},
+		{"guard.parser_freed_while_waiting",
+		 test_parser_freed_while_waiting},
 		{"guard.silent_close_at_header_deadline",
 		 test_silent_close_at_header_deadline},
 		{"guard.slowloris_header_deadline", test_slowloris_header_deadline},
