@@ -193,15 +193,6 @@ int main(int argc, char **argv)
 		{"nginx.two_instances_behind_nginx",
 		 test_two_instances_behind_nginx},
 		{NULL, NULL}};
-#if defined(__SANITIZE_THREAD__)
-	/* Stopping an instance while another thread opens sockets makes
-	 * libevent's deferred epoll_ctl (EPOLL_USE_CHANGELIST) touch an fd
-	 * number the client thread has just reused: harmless (the kernel
-	 * answers ENOENT), but ThreadSanitizer reports it as a race. */
-	printf("SKIP nginx.two_instances_behind_nginx (under ThreadSanitizer: "
-	       "benign fd-reuse report from libevent's epoll changelist)\n");
-	return 0;
-#endif
 	if (system("command -v nginx >/dev/null 2>&1") != 0) {
 		printf("SKIP nginx.two_instances_behind_nginx (nginx is not "
 		       "installed: apt-get install nginx-light)\n");
