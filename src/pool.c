@@ -7,15 +7,17 @@
  * through `wake` (an eventfd, see wake.c).
  *
  * Invariants: a job is in exactly one of `queue` (QUEUED), a worker's
- * hands (RUNNING) or `done` (DONE), always under `mu`. Workers wait in
- * `while (empty) pthread_cond_wait`. The loop swaps the done list out
- * under the lock and runs completions outside it, so a completion may
- * submit new jobs. Cancelling a QUEUED job unlinks it (its completion
+ * hands (RUNNING), `done` (DONE, under `mu`) or `ready` (DONE, taken by
+ * the loop, loop-only). Workers wait in `while (empty)
+ * pthread_cond_wait`. The loop moves the done list to `ready` under the
+ * lock and runs completions outside it, a slice per loop turn, so a
+ * completion may submit new jobs. Cancelling a QUEUED job unlinks it (its completion
  * never runs); a RUNNING job cannot be stopped, so the caller must
  * ignore its completion instead.
  */
 #define _GNU_SOURCE /* SCHED_BATCH */
 #include <event2/event.h>
+#include <limits.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -30,11 +32,13 @@ struct evapi__pool {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	struct job_list queue, done;
+	struct job_list ready; /* loop only: taken from done, not yet run */
 	int queued, busy, queue_max, nthreads, stop;
 	int batch; /* workers run as SCHED_BATCH */
 	int64_t max_wait_us; /* longest queue wait seen (stats) */
 	pthread_t *threads;
 	evapi__wake *wake;
+	struct event *more; /* loop only: runs the rest of `ready` */
 };
 
 static void *worker_main(void *arg)
@@ -87,24 +91,49 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-static void run_completions(evapi__pool *p)
-{
-	struct job_list batch;
-	evapi__job *job;
+/* Completions run at most COMPLETION_SLICE per loop turn: when 40
+ * workers finish together, their replies (and the requests those clients
+ * then send) would otherwise fill one long turn, and an inline request
+ * that became ready meanwhile would wait behind all of them. The rest
+ * run from a zero timer, which fires only after the loop has polled its
+ * sockets again. */
+#define COMPLETION_SLICE 8
 
-	TAILQ_INIT(&batch);
+static void take_done(evapi__pool *p)
+{
 	pthread_mutex_lock(&p->mu);
-	TAILQ_CONCAT(&batch, &p->done, link);
+	TAILQ_CONCAT(&p->ready, &p->done, link);
 	pthread_mutex_unlock(&p->mu);
-	while ((job = TAILQ_FIRST(&batch)) != NULL) {
-		TAILQ_REMOVE(&batch, job, link);
+}
+
+static void run_some(evapi__pool *p, int max)
+{
+	evapi__job *job;
+	while (max-- > 0 && (job = TAILQ_FIRST(&p->ready)) != NULL) {
+		TAILQ_REMOVE(&p->ready, job, link);
 		job->done(job, 0);
 	}
 }
 
+static void run_slice(evapi__pool *p)
+{
+	static const struct timeval now = {0, 0};
+	take_done(p);
+	run_some(p, COMPLETION_SLICE);
+	if (!TAILQ_EMPTY(&p->ready))
+		evtimer_add(p->more, &now);
+}
+
+static void more_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	run_slice(arg);
+}
+
 static void wake_cb(void *arg)
 {
-	run_completions(arg);
+	run_slice(arg);
 }
 
 evapi__pool *evapi__pool_new(struct event_base *base, const pthread_t *loop,
@@ -121,13 +150,15 @@ evapi__pool *evapi__pool_new(struct event_base *base, const pthread_t *loop,
 		return NULL;
 	TAILQ_INIT(&p->queue);
 	TAILQ_INIT(&p->done);
+	TAILQ_INIT(&p->ready);
 	p->queue_max = queue_max;
 	p->batch = batch;
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->cv, NULL);
 	p->wake = evapi__wake_new(base, loop, wake_cb, p);
+	p->more = evtimer_new(base, more_cb, p);
 	p->threads = calloc((size_t)threads, sizeof *p->threads);
-	if (!p->wake || !p->threads)
+	if (!p->wake || !p->more || !p->threads)
 		goto err;
 	/* Workers inherit a full signal mask: SIGINT/SIGTERM belong to the
 	 * loop, and must not interrupt a handler's blocking call. */
@@ -210,13 +241,16 @@ void evapi__pool_free(evapi__pool *p)
 	for (i = 0; i < p->nthreads; i++)
 		pthread_join(p->threads[i], NULL);
 	/* Workers are gone: no lock needed from here on. */
-	run_completions(p);
+	take_done(p);
+	run_some(p, INT_MAX);
 	while ((job = TAILQ_FIRST(&p->queue)) != NULL) {
 		TAILQ_REMOVE(&p->queue, job, link);
 		job->state = JOB_CANCELLED;
 		job->done(job, EVAPI_ECANCELED);
 	}
 	evapi__wake_free(p->wake);
+	if (p->more)
+		event_free(p->more);
 	pthread_cond_destroy(&p->cv);
 	pthread_mutex_destroy(&p->mu);
 	free(p->threads);
