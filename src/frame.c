@@ -390,6 +390,18 @@ evapi__frame *evapi__frame_new(const evapi__frame_limits *lim)
 	return f;
 }
 
+static void next_request(evapi__frame *f);
+
+void evapi__frame_reset(evapi__frame *f)
+{
+	llhttp_init(&f->p, HTTP_REQUEST, &settings);
+	f->p.data = f;
+	next_request(f);
+	f->close_after = 0;
+	f->status = 0;
+	f->detail = NULL;
+}
+
 void evapi__frame_free(evapi__frame *f)
 {
 	if (!f)

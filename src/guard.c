@@ -45,6 +45,13 @@
 #define LINGER_MS 1000
 #define RESUME_ACCEPT_MS 250
 #define PIPELINE_MAX 32
+/* Parsers kept for reuse (see frame_put); off under the sanitizers so a
+ * stale pointer still reports. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SPARE_FRAMES 0
+#else
+#define SPARE_FRAMES 64
+#endif
 
 typedef struct gconn gconn;
 TAILQ_HEAD(gconn_list, gconn);
@@ -61,6 +68,8 @@ typedef struct evapi__guard {
 	struct event *resume_ev;
 	struct event *kick_ev;   /* runs the connections on `kicked` */
 	struct gconn_list kicked;
+	evapi__frame *spare[SPARE_FRAMES + 1]; /* parsers to reuse */
+	int nspare;
 } evapi__guard;
 
 struct gconn {
@@ -155,6 +164,30 @@ static void conn_register(gconn *c)
 	}
 	g->byfd[fd] = c;
 	c->fd = fd;
+}
+
+/* ---- parsers ------------------------------------------------------------- */
+
+/* A connection drops its parser while its request waits and after its
+ * last request; the next one it (or another connection) needs comes from
+ * the spares, so a keep-alive client of a pool route does not pay for a
+ * new parser and its buffers on every request. */
+static evapi__frame *frame_get(evapi__guard *g)
+{
+	evapi__frame *f;
+	if (g->nspare == 0)
+		return evapi__frame_new(&g->lim);
+	f = g->spare[--g->nspare];
+	evapi__frame_reset(f);
+	return f;
+}
+
+static void frame_put(evapi__guard *g, evapi__frame *f)
+{
+	if (f && !g->dead && g->nspare < SPARE_FRAMES)
+		g->spare[g->nspare++] = f;
+	else
+		evapi__frame_free(f);
 }
 
 /* ---- timing ---------------------------------------------------------------- */
@@ -418,7 +451,7 @@ static void on_request(gconn *c, struct evbuffer *dst)
 	 * their request waits (evapi__guard_waiting). */
 	if (close || !evapi__frame_keeps_alive(c->frame)) {
 		c->last = 1;
-		evapi__frame_free(c->frame);
+		frame_put(c->g, c->frame);
 		c->frame = NULL;
 	}
 	c->queued++;
@@ -454,7 +487,7 @@ filter_in(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
 			evbuffer_drain(src, evbuffer_get_length(src));
 			break;
 		}
-		if (!c->frame && !(c->frame = evapi__frame_new(&c->g->lim))) {
+		if (!c->frame && !(c->frame = frame_get(c->g))) {
 			conn_reject(c, 500, "Out of memory");
 			continue;
 		}
@@ -620,7 +653,7 @@ static void conn_free(void *arg)
 		TAILQ_REMOVE(&g->kicked, c, kick_link);
 	if (c->writable)
 		event_free(c->writable);
-	evapi__frame_free(c->frame);
+	frame_put(g, c->frame);
 	free(c);
 	g->nconns--;
 	if (g->dead) {
@@ -643,7 +676,7 @@ static struct bufferevent *bevcb(struct event_base *base, void *arg)
 	c->g = g;
 	c->fd = -1;
 	c->idle_since_us = evapi__now_us();
-	c->frame = evapi__frame_new(&g->lim);
+	c->frame = frame_get(g);
 	c->timer = evtimer_new(base, timer_cb, c);
 	c->ubev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
 	if (!c->frame || !c->timer || !c->ubev)
@@ -690,7 +723,7 @@ void evapi__guard_waiting(evapi_app *app, struct bufferevent *bev)
 	/* Between requests a new parser is the same as the old one, and
 	 * the next byte creates it. */
 	if (c && c->frame && !evapi__frame_in_request(c->frame)) {
-		evapi__frame_free(c->frame);
+		frame_put(c->g, c->frame);
 		c->frame = NULL;
 	}
 }
@@ -833,6 +866,8 @@ void evapi__guard_free(evapi_app *app)
 	if (g->kick_ev)
 		event_free(g->kick_ev);
 	g->kick_ev = NULL;
+	while (g->nspare > 0)
+		evapi__frame_free(g->spare[--g->nspare]);
 	free(g->byfd);
 	g->byfd = NULL;
 	g->nfd = 0;

@@ -43,6 +43,8 @@ EVAPI_HIDDEN int evapi__frame_feed(evapi__frame *f, const char *data,
 EVAPI_HIDDEN void evapi__frame_request(evapi__frame *f, int close,
                                        const char **head, size_t *head_len,
                                        const char **body, size_t *body_len);
+/* Makes `f` as new (same limits), keeping its scratch buffers. */
+EVAPI_HIDDEN void evapi__frame_reset(evapi__frame *f);
 /* After EVAPI__FRAME_REQUEST: 1 when nothing may follow this request on
  * the connection (it asked for a protocol upgrade). */
 EVAPI_HIDDEN int evapi__frame_closes(const evapi__frame *f);
