@@ -45,12 +45,13 @@
 #define LINGER_MS 1000
 #define RESUME_ACCEPT_MS 250
 #define PIPELINE_MAX 32
-/* Parsers kept for reuse (see frame_put); off under the sanitizers so a
- * stale pointer still reports. */
+/* Parsers kept for reuse (see frame_put); none under the sanitizers so
+ * a stale pointer still reports. */
+#define SPARE_FRAMES_CAP 64
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define SPARE_FRAMES 0
 #else
-#define SPARE_FRAMES 64
+#define SPARE_FRAMES SPARE_FRAMES_CAP
 #endif
 
 typedef struct gconn gconn;
@@ -68,7 +69,7 @@ typedef struct evapi__guard {
 	struct event *resume_ev;
 	struct event *kick_ev;   /* runs the connections on `kicked` */
 	struct gconn_list kicked;
-	evapi__frame *spare[SPARE_FRAMES + 1]; /* parsers to reuse */
+	evapi__frame *spare[SPARE_FRAMES_CAP]; /* parsers to reuse */
 	int nspare;
 } evapi__guard;
 
@@ -184,7 +185,7 @@ static evapi__frame *frame_get(evapi__guard *g)
 
 static void frame_put(evapi__guard *g, evapi__frame *f)
 {
-	if (f && !g->dead && g->nspare < SPARE_FRAMES)
+	if (SPARE_FRAMES > 0 && f && !g->dead && g->nspare < SPARE_FRAMES)
 		g->spare[g->nspare++] = f;
 	else
 		evapi__frame_free(f);
