@@ -86,6 +86,7 @@ evapi_app *evapi_app_new(const evapi_config *cfg)
 	app->loop_thread = pthread_self();
 	TAILQ_INIT(&app->live);
 	TAILQ_INIT(&app->bg_runs);
+	TAILQ_INIT(&app->pending);
 	ec = event_config_new();
 	if (!app->host || !ec)
 		goto err;
@@ -123,6 +124,7 @@ void evapi_app_free(evapi_app *app)
 {
 	if (!app)
 		return;
+	app->freeing = 1; /* no new app-level work from here on */
 	if (app->base) {
 		/* Cut requests first, then let the pool deliver (and drop) the
 		 * results of jobs that were running, then close the server. */

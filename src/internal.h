@@ -10,6 +10,7 @@
 #define EVAPI_INTERNAL_H
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/queue.h>
 #include <time.h>
@@ -17,6 +18,10 @@
 #include <evapi.h>
 
 #define EVAPI_HIDDEN __attribute__((visibility("hidden")))
+
+/* The record that embeds `member` at address `ptr`. */
+#define EVAPI__CONTAINER_OF(ptr, type, member) \
+	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
 
 /* Relaxed atomics for counters read from other threads. */
 #define EVAPI__ADD(p, v) __atomic_add_fetch((p), (v), __ATOMIC_RELAXED)
@@ -186,10 +191,40 @@ typedef struct evapi__resp {
 	evapi_stream *stream;     /* the reply is this stream (not owned) */
 } evapi__resp;
 
-typedef struct evapi__op evapi__op;
-typedef struct evapi__batch evapi__batch;   /* client.c */
 typedef struct evapi__client evapi__client; /* client.c */
 typedef struct evapi__task evapi__task;
+
+/*
+ * Pending work (reactor.c). Every operation that may complete after the
+ * code that started it has returned (a sleep or a pool continuation in
+ * continue.c, a batch of outbound calls in client.c, a stream in
+ * stream.c, a background run in tasks.c; database queries and WebSocket
+ * sessions the same way) embeds one evapi__pending in its own record and
+ * registers it when it starts: on its request (evapi__req_pending_add:
+ * the entry holds a reference on the request and counts in
+ * req->pending, so the no-reply check waits for it) or, when it is bound
+ * to no request, on the app (evapi__pending_link on &app->pending).
+ * The entry is removed when the operation completes, before its
+ * continuation runs. A client leaving, the request's deadline and a
+ * shutdown cut walk the request's list; a shutdown cut also walks the
+ * app's: the reactor knows no kind by name.
+ *
+ * `cancel` runs on the loop, from inside that walk. It stops the work
+ * (aborts transfers, fires a timer early, unlinks a queued job) and
+ * arranges for the operation's completion to run later, from an event of
+ * its own, with EVAPI_ECANCELED; it never calls user code, and it may
+ * remove its own entry but no other.
+ */
+typedef struct evapi__pending evapi__pending;
+typedef void (*evapi__cancel_fn)(evapi__pending *p);
+TAILQ_HEAD(evapi__pending_list, evapi__pending);
+struct evapi__pending {
+	TAILQ_ENTRY(evapi__pending) link;   /* in the order started */
+	struct evapi__pending_list *list;   /* NULL when not linked */
+	evapi__cancel_fn cancel;
+	const char *what;   /* "sleep", "stream": for log lines */
+	int is_reply;       /* the operation is writing the reply (stream) */
+};
 
 enum evapi__req_state {
 	EVAPI__REQ_RUNNING = 0, /* no reply yet */
@@ -204,12 +239,11 @@ struct evapi_req {
 	evapi__route *route;
 	/* loop thread only */
 	int refs;
-	int pending;                  /* ops in flight (timers, pool jobs) */
+	int pending;                  /* entries on pending_ops */
 	struct evhttp_request *ev;    /* NULL once sent or gone */
 	struct event *watch;          /* client-close detector, deferred only */
 	struct event *deadline;       /* request deadline, deferred only */
-	evapi__op *ops;               /* pending ops, for cancellation */
-	evapi__batch *batches;        /* outbound calls, for cancellation */
+	struct evapi__pending_list pending_ops; /* for cancellation */
 	int gone;                     /* client left / deadline / cut */
 	int finished;                 /* counted and logged */
 	int head_only;                /* HEAD answered by a GET route */
@@ -232,7 +266,6 @@ struct evapi_req {
 	evapi__job job;               /* pool-lane handler job */
 	/* parity features (tasks.c, stream.c, middleware.c) */
 	evapi__task *tasks;           /* handler-owned like resp, until sent */
-	evapi_stream *stream;         /* loop: the stream being written */
 	evapi__resp *after_resp;      /* loop: reply seen by after hooks */
 	int mw_depth;                 /* loop: before hooks that ran */
 	evapi__arena arena;
@@ -261,6 +294,7 @@ struct evapi_app {
 	int port;
 	int running;
 	int stopping;       /* 1 draining, 2 cut */
+	int freeing;        /* in evapi_app_free */
 	int stop_requests;  /* evapi_app_stop calls, atomic */
 	int stops_seen;     /* of those, handled on the loop */
 	int early_close;    /* the backend supports EV_CLOSED */
@@ -270,6 +304,7 @@ struct evapi_app {
 	struct evapi__req_list live;
 	/* parity features */
 	int bg_active;            /* background runs not finished (loop) */
+	struct evapi__pending_list pending; /* work bound to no request */
 	TAILQ_HEAD(, evapi__bgrun) bg_runs;
 	struct evapi__postq *postq;      /* lifespan.c: thread-safe posts */
 	struct evapi__hook *startup, *shutdown;
@@ -328,19 +363,34 @@ EVAPI_HIDDEN struct evhttp_request *evapi__req_stream_begin(evapi_req *req,
 /* Marks the request gone because its stream's client left. */
 EVAPI_HIDDEN void evapi__req_client_gone(evapi_req *req);
 
+/* Pending work (see struct evapi__pending). Loop thread only. */
+EVAPI_HIDDEN void evapi__pending_link(struct evapi__pending_list *list,
+                                      evapi__pending *p,
+                                      evapi__cancel_fn cancel,
+                                      const char *what);
+EVAPI_HIDDEN void evapi__pending_unlink(evapi__pending *p); /* idempotent */
+/* Calls every entry's cancel, oldest first; an entry may unlink itself
+ * meanwhile (no other). */
+EVAPI_HIDDEN void evapi__pending_cancel_all(struct evapi__pending_list *l);
+/* On a request: links p, takes a reference and counts it in pending. */
+EVAPI_HIDDEN void evapi__req_pending_add(evapi_req *req, evapi__pending *p,
+                                         evapi__cancel_fn cancel,
+                                         const char *what);
+/* Unlinks p and uncounts it; the caller drops the reference
+ * (evapi__req_unref) once it is done with the request. */
+EVAPI_HIDDEN void evapi__req_pending_done(evapi_req *req, evapi__pending *p);
+
 /* tasks.c: background tasks, run after the reply is fully written */
 struct evapi__bgrun;
 EVAPI_HIDDEN void evapi__tasks_attach(evapi_req *req,
                                       struct evhttp_request *ev);
 EVAPI_HIDDEN void evapi__tasks_drop(evapi_req *req, const char *why);
-EVAPI_HIDDEN void evapi__tasks_cut(evapi_app *app);
 EVAPI_HIDDEN void evapi__tasks_free(evapi_app *app);
 
 /* stream.c (loop): take over the request (no-op once done); the same
- * from a pool job's completion, dropping the job's reference; cut it */
+ * from a pool job's completion, dropping the job's reference */
 EVAPI_HIDDEN void evapi__stream_start(evapi_stream *s);
 EVAPI_HIDDEN void evapi__stream_job_done(evapi_stream *s);
-EVAPI_HIDDEN void evapi__stream_cut(evapi_stream *s);
 
 /* middleware.c: 1 when a before hook answered (short-circuit) */
 EVAPI_HIDDEN int evapi__mw_before(evapi_req *req);
@@ -435,10 +485,6 @@ EVAPI_HIDDEN void evapi__client_free(evapi__client *c);
  * written once at creation, read-only after, so any thread may read. */
 EVAPI_HIDDEN const struct evapi__fetch_defaults *
 evapi__client_defaults(const evapi__client *c);
-/* Aborts the request's calls; continuations run on a later loop turn. */
-EVAPI_HIDDEN void evapi__client_cancel_req(evapi_req *req);
-/* Aborts the calls bound to no request (the app is stopping). */
-EVAPI_HIDDEN void evapi__client_cancel_unbound(evapi_app *app);
 /* Tells evapi_fetch_sync that this thread runs a loop. */
 EVAPI_HIDDEN void evapi__client_mark_loop_thread(int yes);
 /* Makes evapi_fetch_sync on this thread use the app's outbound defaults
@@ -466,7 +512,6 @@ EVAPI_HIDDEN char *evapi__stats_metrics(evapi_app *app, size_t *len);
 EVAPI_HIDDEN int evapi__listen_socket(evapi_app *app, int *port);
 
 /* continue.c */
-EVAPI_HIDDEN void evapi__ops_cancel(evapi_req *req);
 EVAPI_HIDDEN const char *evapi__reason(int status);
 
 #endif

@@ -328,9 +328,7 @@ static void req_gone(evapi_req *req, int why)
 		req->state = EVAPI__REQ_GONE;
 		job_unlinked = 1;
 	}
-	if (req->stream)
-		evapi__stream_cut(req->stream);
-	evapi__ops_cancel(req);
+	evapi__pending_cancel_all(&req->pending_ops);
 	req_finish(req, status);
 	if (job_unlinked)
 		evapi__req_unref(req);
@@ -351,6 +349,51 @@ struct evhttp_request *evapi__req_stream_begin(evapi_req *req,
 void evapi__req_client_gone(evapi_req *req)
 {
 	req_gone(req, GONE_CLIENT);
+}
+
+/* ---- pending work (see internal.h) ---------------------------------------- */
+
+void evapi__pending_link(struct evapi__pending_list *list, evapi__pending *p,
+                         evapi__cancel_fn cancel, const char *what)
+{
+	p->cancel = cancel;
+	p->what = what;
+	p->list = list;
+	TAILQ_INSERT_TAIL(list, p, link);
+}
+
+void evapi__pending_unlink(evapi__pending *p)
+{
+	if (!p->list)
+		return;
+	TAILQ_REMOVE(p->list, p, link);
+	p->list = NULL;
+}
+
+void evapi__pending_cancel_all(struct evapi__pending_list *list)
+{
+	evapi__pending *p, *next;
+
+	for (p = TAILQ_FIRST(list); p; p = next) {
+		next = TAILQ_NEXT(p, link); /* cancel may unlink p */
+		p->cancel(p);
+	}
+}
+
+void evapi__req_pending_add(evapi_req *req, evapi__pending *p,
+                            evapi__cancel_fn cancel, const char *what)
+{
+	evapi__pending_link(&req->pending_ops, p, cancel, what);
+	req->pending++;
+	req->refs++;
+}
+
+void evapi__req_pending_done(evapi_req *req, evapi__pending *p)
+{
+	if (!p->list)
+		return;
+	evapi__pending_unlink(p);
+	req->pending--;
 }
 
 /* ---- deferred requests: close watch and deadline ---------------------- */
@@ -470,7 +513,7 @@ void evapi__req_leave(evapi_req *req, const char *what)
 
 static void handler_work(evapi__job *job)
 {
-	evapi_req *req = (evapi_req *)((char *)job - offsetof(evapi_req, job));
+	evapi_req *req = EVAPI__CONTAINER_OF(job, evapi_req, job);
 	evapi__client_use_app(req->app);
 	req->route->cb(req, req->route->arg);
 	evapi__client_use_app(NULL);
@@ -478,7 +521,7 @@ static void handler_work(evapi__job *job)
 
 static void handler_done(evapi__job *job, int status)
 {
-	evapi_req *req = (evapi_req *)((char *)job - offsetof(evapi_req, job));
+	evapi_req *req = EVAPI__CONTAINER_OF(job, evapi_req, job);
 	evapi_app *app = req->app;
 
 	req->on_worker = 0;
@@ -585,6 +628,7 @@ static void on_request(struct evhttp_request *ev, void *arg)
 	req->ev = ev;
 	req->start_us = evapi__now_us();
 	evapi__arena_init(&req->arena, req->arena_buf, sizeof req->arena_buf);
+	TAILQ_INIT(&req->pending_ops);
 	TAILQ_INSERT_TAIL(&app->live, req, live);
 	EVAPI__ADD(&app->stats.in_flight, 1);
 
@@ -687,12 +731,16 @@ static void cut_all(evapi_app *app)
 		if (!req)
 			break;
 		if (!req->finished || req->pending) {
+			const evapi__pending *p;
+			TAILQ_FOREACH(p, &req->pending_ops, link)
+				if (p->is_reply)
+					break;
 			evapi__log(app, EVAPI_LOG_WARN,
-			           "shutdown cut %s %s id=%llu",
+			           "shutdown cut %s (%s%s) id=%llu",
 			           req->route ? req->route->label : "-",
-			           req->finished ? "(pending work after reply)"
-			           : req->stream ? "(stream still open)"
-			                         : "(no reply yet)",
+			           req->finished ? "pending work after reply"
+			           : p ? p->what : "no reply yet",
+			           !req->finished && p ? " still open" : "",
 			           req->id);
 			cut++;
 		}
@@ -701,7 +749,8 @@ static void cut_all(evapi_app *app)
 	if (cut)
 		evapi__log(app, EVAPI_LOG_WARN,
 		           "shutdown cut %d request(s) still in flight", cut);
-	evapi__tasks_cut(app);
+	/* work bound to no request: outbound calls, background runs */
+	evapi__pending_cancel_all(&app->pending);
 }
 
 static int live_count(evapi_app *app)
@@ -844,7 +893,6 @@ int evapi__reactor_run(evapi_app *app)
 	event_base_dispatch(app->base);
 	evapi__stats_stop(app);
 	cut_all(app);
-	evapi__client_cancel_unbound(app);
 	/* Let cancelled timers deliver their continuations. */
 	event_base_loop(app->base, EVLOOP_NONBLOCK);
 	evapi__client_mark_loop_thread(0);

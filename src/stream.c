@@ -66,6 +66,7 @@ struct evapi_stream {
 	int drained;     /* ... and the buffer has drained since */
 	/* loop only */
 	evapi_req *req;  /* until started, then while the stream holds it */
+	evapi__pending pend; /* on req->pending_ops while it holds it */
 	struct evhttp_request *ev;
 	struct evhttp_connection *evcon;
 	struct evbuffer *out;
@@ -173,7 +174,8 @@ static void cancel(evapi_stream *s, int client_left)
 	loop_side_done(s);
 	s->req = NULL;
 	if (req) {
-		req->stream = NULL;
+		/* off the list before the request's own walk runs */
+		evapi__req_pending_done(req, &s->pend);
 		if (client_left)
 			evapi__req_client_gone(req);
 		evapi__req_unref(req); /* the stream's reference */
@@ -200,8 +202,10 @@ static void conn_closed(struct evhttp_connection *evcon, void *arg)
 	cancel(s, 1);
 }
 
-void evapi__stream_cut(evapi_stream *s)
+/* The request's pending-work walk (deadline, shutdown cut). */
+static void stream_cut(evapi__pending *p)
 {
+	evapi_stream *s = EVAPI__CONTAINER_OF(p, evapi_stream, pend);
 	struct evhttp_request *ev = s->ev;
 
 	if (s->loop_done)
@@ -271,8 +275,9 @@ void evapi__stream_start(evapi_stream *s)
 		cancel(s, 0);
 		return;
 	}
-	req->refs++; /* the stream's, until it ends or is cancelled */
-	req->stream = s;
+	/* the stream's reference, until it ends or is cancelled */
+	evapi__req_pending_add(req, &s->pend, stream_cut, "stream");
+	s->pend.is_reply = 1;
 	if (!req->on_worker)
 		req->state = EVAPI__REQ_SENT;
 	s->ev = evapi__req_stream_begin(req, &s->start);
@@ -314,7 +319,7 @@ static void loop_end(evapi_stream *s)
 	s->ev = NULL;
 	s->evcon = NULL;
 	s->req = NULL;
-	req->stream = NULL;
+	evapi__req_pending_done(req, &s->pend);
 	loop_side_done(s);
 	if (req->head_only) {
 		/* The HEAD response is complete: tell the producer to stop

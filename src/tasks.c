@@ -33,6 +33,7 @@ struct evapi__task {
 
 struct evapi__bgrun {
 	TAILQ_ENTRY(evapi__bgrun) link;
+	evapi__pending pend; /* app->pending: a shutdown cut marks it `cut` */
 	evapi_app *app;
 	evapi__task *head;   /* tasks not started yet, in order */
 	evapi__task *cur;    /* the task on the pool */
@@ -100,6 +101,7 @@ static void run_end(struct evapi__bgrun *run, const char *why)
 
 	skip_list(app, run->head, run->index, run->label, run->req_id, why);
 	TAILQ_REMOVE(&app->bg_runs, run, link);
+	evapi__pending_unlink(&run->pend);
 	app->bg_active--;
 	free(run);
 	evapi__reactor_maybe_exit(app);
@@ -121,8 +123,7 @@ static void task_result(struct evapi__bgrun *run, evapi__task *t, int rc)
 static void pool_work(evapi__job *job)
 {
 	struct evapi__bgrun *run =
-		(struct evapi__bgrun *)((char *)job -
-		                        offsetof(struct evapi__bgrun, job));
+		EVAPI__CONTAINER_OF(job, struct evapi__bgrun, job);
 	run->rc = run->cur->cb(run->app, 0, run->cur->arg);
 }
 
@@ -131,8 +132,7 @@ static void step(struct evapi__bgrun *run);
 static void pool_done(evapi__job *job, int status)
 {
 	struct evapi__bgrun *run =
-		(struct evapi__bgrun *)((char *)job -
-		                        offsetof(struct evapi__bgrun, job));
+		EVAPI__CONTAINER_OF(job, struct evapi__bgrun, job);
 	evapi__task *t = run->cur;
 
 	run->cur = NULL;
@@ -231,6 +231,14 @@ static void on_close(struct evhttp_connection *evcon, void *arg)
 	run_end(run, "the reply was not delivered (connection closed)");
 }
 
+/* A shutdown cut. Runs waiting for their write end when their
+ * connection closes; posted ones and running pool tasks see the flag
+ * next. */
+static void run_cut(evapi__pending *p)
+{
+	EVAPI__CONTAINER_OF(p, struct evapi__bgrun, pend)->cut = 1;
+}
+
 void evapi__tasks_attach(evapi_req *req, struct evhttp_request *ev)
 {
 	evapi_app *app = req->app;
@@ -252,18 +260,11 @@ void evapi__tasks_attach(evapi_req *req, struct evhttp_request *ev)
 	         req->route ? req->route->label : "-");
 	run->evcon = evhttp_request_get_connection(ev);
 	TAILQ_INSERT_TAIL(&app->bg_runs, run, link);
+	evapi__pending_link(&app->pending, &run->pend, run_cut,
+	                    "background tasks");
 	app->bg_active++;
 	evhttp_request_set_on_complete_cb(ev, on_complete, run);
 	evhttp_connection_set_closecb(run->evcon, on_close, run);
-}
-
-void evapi__tasks_cut(evapi_app *app)
-{
-	struct evapi__bgrun *run;
-	/* Runs waiting for their write end when their connection closes;
-	 * posted ones and running pool tasks see the flag next. */
-	TAILQ_FOREACH(run, &app->bg_runs, link)
-		run->cut = 1;
 }
 
 void evapi__tasks_free(evapi_app *app)
