@@ -391,6 +391,7 @@ static void deliver_one(evapi__batch *b)
 {
 	evapi_req *req = b->req;
 	int status = b->status;
+	evapi__user u;
 
 	if (req) {
 		evapi__req_pending_done(req, &b->pend);
@@ -401,17 +402,22 @@ static void deliver_one(evapi__batch *b)
 			for (i = 0; i < b->n && !status; i++)
 				status = b->calls[i].res.error;
 		}
-		evapi__req_enter(req);
+		evapi__req_enter(req, &u, b->kind == B_REQ
+		                                  ? "fetch continuation"
+		                                  : "gather continuation");
 		if (b->kind == B_REQ)
 			b->cb.one(req, status == EVAPI_ECANCELED ? status : 0,
 			          &b->calls[0].res, b->arg);
 		else
 			b->cb.gather(req, status, b->n, b->results, b->arg);
-		evapi__req_leave(req, b->kind == B_REQ ? "fetch continuation"
-		                                       : "gather continuation");
+		evapi__req_leave(req, &u);
 	} else {
+		evapi_app *app = b->client->app;
 		evapi__pending_unlink(&b->pend);
-		b->cb.app(b->client->app, &b->calls[0].res, b->arg);
+		evapi__user_begin(app, &u, "fetch callback", "evapi_app_fetch",
+		                  NULL);
+		b->cb.app(app, &b->calls[0].res, b->arg);
+		evapi__user_end(app, &u);
 	}
 	batch_free(b);
 	if (req)

@@ -49,17 +49,18 @@ static int op_begin(evapi_req *req)
 static void op_finish(op_t *op, int status)
 {
 	evapi_req *req = op->req;
+	evapi__user u;
 
 	evapi__req_pending_done(req, &op->pend);
 	if (req->gone)
 		status = EVAPI_ECANCELED;
-	evapi__req_enter(req);
+	evapi__req_enter(req, &u, op->kind == OP_SLEEP ? "sleep continuation"
+	                                               : "pool continuation");
 	if (op->kind == OP_SLEEP)
 		op->sleep_cb(req, status, op->arg);
 	else
 		op->done(req, status, op->arg);
-	evapi__req_leave(req, op->kind == OP_SLEEP ? "sleep continuation"
-	                                           : "pool continuation");
+	evapi__req_leave(req, &u);
 	if (op->timer)
 		event_free(op->timer);
 	free(op);

@@ -55,6 +55,26 @@ EVAPI_HIDDEN void evapi__access_log(evapi_app *app, const char *fmt, ...)
 EVAPI_HIDDEN void evapi__access_flush(evapi_app *app);
 EVAPI_HIDDEN void evapi__access_free(evapi_app *app);
 
+/* ---- watchdog.c: every user callback on the loop ---------------------
+ * evapi__user_begin(app, &u, kind, name, route); <user code>;
+ * evapi__user_end(app, &u). `u` lives on the caller's stack; kind and
+ * name are borrowed until the end ("handler", "GET /x"; "background
+ * task", its name). A callback that holds the loop for
+ * stall_threshold_ms or more (its own time, nested callbacks excluded)
+ * counts in stalls, max_stall_ms and the route's stalls, and is logged
+ * as "loop stalled N ms in <name> (<kind>)". Loop thread only. */
+struct evapi__route;
+typedef struct evapi__user {
+	struct evapi__user *parent;
+	int64_t start_us, child_us;
+	const char *kind, *name;
+	const struct evapi__route *route;
+} evapi__user;
+EVAPI_HIDDEN void evapi__user_begin(evapi_app *app, evapi__user *u,
+                                    const char *kind, const char *name,
+                                    const struct evapi__route *route);
+EVAPI_HIDDEN void evapi__user_end(evapi_app *app, evapi__user *u);
+
 /* ---- arena.c: request-scoped bump allocator --------------------------- */
 typedef struct evapi__arena_block evapi__arena_block;
 typedef struct evapi__arena {
@@ -299,7 +319,7 @@ struct evapi_app {
 	int stops_seen;     /* of those, handled on the loop */
 	int early_close;    /* the backend supports EV_CLOSED */
 	int bodies_writing; /* reply bodies not yet written or dropped */
-	int64_t cb_start_us; /* watchdog: start of the running callback */
+	struct evapi__user *user_top; /* watchdog.c: the running callback */
 	unsigned long long next_id;
 	struct evapi__req_list live;
 	/* parity features */
@@ -335,9 +355,12 @@ EVAPI_HIDDEN void evapi__reactor_stop(evapi_app *app);
 /* Sends req->resp now (loop thread). */
 EVAPI_HIDDEN void evapi__req_send(evapi_req *req);
 EVAPI_HIDDEN void evapi__req_unref(evapi_req *req);
-/* Runs an inline callback with watchdog timing and the no-reply check. */
-EVAPI_HIDDEN void evapi__req_enter(evapi_req *req);
-EVAPI_HIDDEN void evapi__req_leave(evapi_req *req, const char *what);
+/* Runs an inline callback of a request (handler, continuation) with the
+ * watchdog (kind: "handler", "sleep continuation") and, on leaving, the
+ * no-reply check: 500 when it did not reply and nothing is pending. */
+EVAPI_HIDDEN void evapi__req_enter(evapi_req *req, struct evapi__user *u,
+                                   const char *kind);
+EVAPI_HIDDEN void evapi__req_leave(evapi_req *req, struct evapi__user *u);
 
 /* request.c */
 EVAPI_HIDDEN void evapi__resp_clear(evapi__resp *resp);

@@ -12,6 +12,7 @@
  * post runs exactly once.
  */
 #include <event2/event.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "internal.h"
@@ -26,6 +27,7 @@ typedef struct post {
 	struct post *next;
 	evapi_post_cb cb;
 	void *arg;
+	int user;          /* evapi_app_post's: the watchdog times it */
 } post;
 
 struct evapi__postq {
@@ -51,8 +53,15 @@ static void run_list(evapi_app *app, post *p, int status)
 {
 	post *next;
 	for (; p; p = next) {
+		evapi__user u;
 		next = p->next;
+		/* evapi's own posts run user code in their own frames */
+		if (p->user)
+			evapi__user_begin(app, &u, "posted callback",
+			                  "evapi_app_post", NULL);
 		p->cb(app, status, p->arg);
+		if (p->user)
+			evapi__user_end(app, &u);
 		free(p);
 	}
 }
@@ -77,7 +86,7 @@ int evapi__lifespan_init(evapi_app *app)
 	return q->wake ? 0 : EVAPI_ENOMEM;
 }
 
-int evapi__post(evapi_app *app, evapi_post_cb cb, void *arg)
+static int post_add(evapi_app *app, evapi_post_cb cb, void *arg, int user)
 {
 	struct evapi__postq *q;
 	post *p;
@@ -92,6 +101,7 @@ int evapi__post(evapi_app *app, evapi_post_cb cb, void *arg)
 	p->next = NULL;
 	p->cb = cb;
 	p->arg = arg;
+	p->user = user;
 	pthread_mutex_lock(&q->mu);
 	if (q->n >= EVAPI_POST_QUEUE_MAX) {
 		pthread_mutex_unlock(&q->mu);
@@ -110,9 +120,14 @@ int evapi__post(evapi_app *app, evapi_post_cb cb, void *arg)
 	return 0;
 }
 
+int evapi__post(evapi_app *app, evapi_post_cb cb, void *arg)
+{
+	return post_add(app, cb, arg, 0);
+}
+
 int evapi_app_post(evapi_app *app, evapi_post_cb cb, void *arg)
 {
-	return evapi__post(app, cb, arg);
+	return post_add(app, cb, arg, 1);
 }
 
 void evapi__lifespan_free(evapi_app *app)
@@ -168,13 +183,27 @@ int evapi_app_on_shutdown(evapi_app *app, evapi_lifespan_cb cb, void *arg)
 	return add_hook(app, app ? &app->shutdown : NULL, cb, arg);
 }
 
+static int run_hook(evapi_app *app, struct evapi__hook *h, const char *kind,
+                    int i)
+{
+	evapi__user u;
+	char name[32];
+	int rc;
+
+	snprintf(name, sizeof name, "%s %d", kind, i);
+	evapi__user_begin(app, &u, "lifespan", name, NULL);
+	rc = h->cb(app, h->arg);
+	evapi__user_end(app, &u);
+	return rc;
+}
+
 int evapi__lifespan_startup(evapi_app *app)
 {
 	struct evapi__hook *h;
 	int i = 0, rc;
 
 	for (h = app->startup; h; h = h->next, i++) {
-		if ((rc = h->cb(app, h->arg)) != 0) {
+		if ((rc = run_hook(app, h, "startup hook", i)) != 0) {
 			evapi__log(app, EVAPI_LOG_ERROR,
 			           "startup hook %d failed: %s; not serving", i,
 			           evapi_strerror(rc));
@@ -190,7 +219,7 @@ void evapi__lifespan_shutdown(evapi_app *app)
 	int i = 0, rc;
 
 	for (h = app->shutdown; h; h = h->next, i++)
-		if ((rc = h->cb(app, h->arg)) != 0)
+		if ((rc = run_hook(app, h, "shutdown hook", i)) != 0)
 			evapi__log(app, EVAPI_LOG_ERROR,
 			           "shutdown hook %d failed: %s", i,
 			           evapi_strerror(rc));

@@ -11,6 +11,7 @@
  * req->after_resp points at the reply being sent, which is where
  * evapi_response_add_header appends.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -22,6 +23,7 @@ struct evapi__mw {
 	evapi_mw_after_cb after;
 	void *arg;
 	void (*free_arg)(void *);
+	char name[24];  /* "middleware 0", for the watchdog */
 };
 
 static int mw_add(evapi_app *app, evapi_mw_before_cb before,
@@ -41,6 +43,8 @@ static int mw_add(evapi_app *app, evapi_mw_before_cb before,
 	mw[app->nmw].after = after;
 	mw[app->nmw].arg = arg;
 	mw[app->nmw].free_arg = free_arg;
+	snprintf(mw[app->nmw].name, sizeof mw[app->nmw].name, "middleware %d",
+	         app->nmw);
 	app->nmw++;
 	return 0;
 }
@@ -66,21 +70,15 @@ int evapi__mw_before(evapi_req *req)
 {
 	evapi_app *app = req->app;
 	int i, rc;
-	int64_t t0, ms;
 
 	for (i = 0; i < app->nmw; i++) {
+		evapi__user u;
 		req->mw_depth = i + 1;
 		if (!app->mw[i].before)
 			continue;
-		t0 = evapi__now_us();
+		evapi__user_begin(app, &u, "before hook", app->mw[i].name, NULL);
 		rc = app->mw[i].before(req, app->mw[i].arg);
-		ms = (evapi__now_us() - t0) / 1000;
-		if (ms >= app->cfg.stall_threshold_ms) {
-			EVAPI__ADD(&app->stats.stalls, 1);
-			evapi__log(app, EVAPI_LOG_WARN,
-			           "loop stalled %lld ms in middleware %d: "
-			           "middleware must not block", (long long)ms, i);
-		}
+		evapi__user_end(app, &u);
 		if (req->state != EVAPI__REQ_RUNNING)
 			return 1; /* it answered: short-circuit */
 		if (rc != 0) {
@@ -101,9 +99,15 @@ void evapi__mw_after(evapi_req *req, evapi__resp *resp)
 
 	req->mw_depth = 0; /* a reply goes out once */
 	req->after_resp = resp;
-	while (i-- > 0)
-		if (app->mw[i].after)
-			app->mw[i].after(req, resp->status, app->mw[i].arg);
+	while (i-- > 0) {
+		evapi__user u;
+		if (!app->mw[i].after)
+			continue;
+		evapi__user_begin(app, &u, "after hook", app->mw[i].name,
+		                  req->route);
+		app->mw[i].after(req, resp->status, app->mw[i].arg);
+		evapi__user_end(app, &u);
+	}
 	req->after_resp = NULL;
 }
 

@@ -472,35 +472,25 @@ static void arm_deferred(evapi_req *req)
 
 /* ---- inline callbacks: watchdog and the reply-exactly-once rule ------- */
 
-void evapi__req_enter(evapi_req *req)
+void evapi__req_enter(evapi_req *req, evapi__user *u, const char *kind)
 {
 	req->refs++;
-	req->app->cb_start_us = evapi__now_us();
+	evapi__user_begin(req->app, u, kind,
+	                  req->route ? req->route->label : "-", req->route);
 }
 
-void evapi__req_leave(evapi_req *req, const char *what)
+void evapi__req_leave(evapi_req *req, evapi__user *u)
 {
 	evapi_app *app = req->app;
-	int64_t ms = (evapi__now_us() - app->cb_start_us) / 1000;
-	const char *label = req->route ? req->route->label : "-";
 
-	if (ms >= app->cfg.stall_threshold_ms) {
-		EVAPI__ADD(&app->stats.stalls, 1);
-		if (ms > EVAPI__LOAD(&app->stats.max_stall_ms))
-			EVAPI__STORE(&app->stats.max_stall_ms, ms);
-		evapi__stats_stall(app, req->route);
-		evapi__log(app, EVAPI_LOG_WARN,
-		           "loop stalled %lld ms in %s (%s): every connection "
-		           "waited; blocking work belongs on the pool lane",
-		           (long long)ms, label, what);
-	}
+	evapi__user_end(app, u);
 	if (!req->gone && req->state == EVAPI__REQ_RUNNING) {
 		if (req->pending == 0) {
 			EVAPI__ADD(&app->stats.no_reply, 1);
 			evapi__log(app, EVAPI_LOG_ERROR,
 			           "%s: %s returned without replying and with "
 			           "nothing pending: 500 id=%llu",
-			           label, what, req->id);
+			           u->name, u->kind, req->id);
 			evapi_reply_error(req, 500, "Internal Server Error");
 		} else {
 			arm_deferred(req);
@@ -694,9 +684,10 @@ static void on_request(struct evhttp_request *ev, void *arg)
 		goto out;
 
 	if (req->route->lane == EVAPI_INLINE) {
-		evapi__req_enter(req);
+		evapi__user u;
+		evapi__req_enter(req, &u, "handler");
 		req->route->cb(req, req->route->arg);
-		evapi__req_leave(req, "handler");
+		evapi__req_leave(req, &u);
 	} else {
 		req->job.work = handler_work;
 		req->job.done = handler_done;

@@ -76,6 +76,8 @@ struct evapi_stream {
 	int started, loop_done, notified, pumping, repump;
 	evapi_stream_cb cb;
 	void *cb_arg;
+	const evapi__route *route; /* the request's, for the watchdog */
+	const char *label;
 	evapi__resp start; /* status and headers of the response */
 };
 
@@ -387,13 +389,18 @@ static void pump_once(evapi_stream *s)
 	    ((closed && !cancelled) || s->req->head_only))
 		loop_end(s);
 	/* Stream callbacks: never after the producer closed the stream. */
-	if (s->cb && !closed) {
-		if (cancelled && !s->notified) {
+	if (s->cb && !closed && ((cancelled && !s->notified) ||
+	                         (drained && !cancelled))) {
+		evapi__user u;
+		evapi__user_begin(s->app, &u, "stream callback", s->label,
+		                  s->route);
+		if (cancelled) {
 			s->notified = 1;
 			s->cb(s, EVAPI_ECANCELED, s->cb_arg);
-		} else if (drained && !cancelled) {
+		} else {
 			s->cb(s, 0, s->cb_arg);
 		}
+		evapi__user_end(s->app, &u);
 	}
 }
 
@@ -441,6 +448,8 @@ static evapi_stream *stream_new(evapi_req *req, int status,
 	s->tail = &s->head;
 	s->refs = 2; /* the producer's handle and the loop's side */
 	s->req = req;
+	s->route = req->route;
+	s->label = req->route ? req->route->label : "-";
 	s->ka_ms = ka_ms;
 	s->start.status = status;
 	/* The headers the handler added so far go with the stream. */

@@ -40,6 +40,7 @@ struct evapi__bgrun {
 	int index;           /* index of cur / the next task */
 	unsigned long long req_id;
 	char label[96];
+	const evapi__route *route; /* the request's (routes outlive runs) */
 	struct evhttp_connection *evcon; /* while the reply is being written */
 	int cut;             /* shutdown: skip what has not started */
 	int rc;              /* pool task's result: worker, then loop */
@@ -78,11 +79,14 @@ static void skip_list(evapi_app *app, evapi__task *list, int first,
 	int i = first;
 
 	for (t = list; t; t = n, i++) {
+		evapi__user u;
 		n = t->next;
 		evapi__log(app, EVAPI_LOG_WARN,
 		           "background task %d (%s) of %s id=%llu skipped: %s", i,
 		           t->name, label, id, why);
+		evapi__user_begin(app, &u, "background task", t->name, NULL);
 		t->cb(app, EVAPI_ECANCELED, t->arg);
+		evapi__user_end(app, &u);
 		free(t);
 	}
 }
@@ -157,7 +161,7 @@ static void step(struct evapi__bgrun *run)
 {
 	evapi_app *app = run->app;
 	evapi__task *t;
-	int64_t t0, ms;
+	evapi__user u;
 	int rc;
 
 	while ((t = run->head) != NULL) {
@@ -179,16 +183,10 @@ static void step(struct evapi__bgrun *run)
 			run_end(run, "the pool queue is full");
 			return;
 		}
-		t0 = evapi__now_us();
+		evapi__user_begin(app, &u, "background task", t->name,
+		                  run->route);
 		rc = t->cb(app, 0, t->arg);
-		ms = (evapi__now_us() - t0) / 1000;
-		if (ms >= app->cfg.stall_threshold_ms) {
-			EVAPI__ADD(&app->stats.stalls, 1);
-			evapi__log(app, EVAPI_LOG_WARN,
-			           "loop stalled %lld ms in background task %s "
-			           "of %s: blocking work belongs on the pool lane",
-			           (long long)ms, t->name, run->label);
-		}
+		evapi__user_end(app, &u);
 		task_result(run, t, rc);
 		free(t);
 		run->index++;
@@ -258,6 +256,7 @@ void evapi__tasks_attach(evapi_req *req, struct evhttp_request *ev)
 	run->req_id = req->id;
 	snprintf(run->label, sizeof run->label, "%s",
 	         req->route ? req->route->label : "-");
+	run->route = req->route;
 	run->evcon = evhttp_request_get_connection(ev);
 	TAILQ_INSERT_TAIL(&app->bg_runs, run, link);
 	evapi__pending_link(&app->pending, &run->pend, run_cut,
