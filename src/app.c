@@ -195,21 +195,10 @@ void evapi_app_stop(evapi_app *app)
 void evapi_app_stats(evapi_app *app, evapi_stats *out)
 {
 	memset(out, 0, sizeof *out);
-	out->requests = EVAPI__LOAD(&app->stats.requests);
-	out->in_flight = EVAPI__LOAD(&app->stats.in_flight);
-	out->stalls = EVAPI__LOAD(&app->stats.stalls);
-	out->rejected = EVAPI__LOAD(&app->stats.rejected);
-	out->no_reply = EVAPI__LOAD(&app->stats.no_reply);
-	out->gone = EVAPI__LOAD(&app->stats.gone);
-	out->timeouts = EVAPI__LOAD(&app->stats.timeouts);
-	out->status_4xx = EVAPI__LOAD(&app->stats.s4xx);
-	out->status_5xx = EVAPI__LOAD(&app->stats.s5xx);
-	out->max_stall_ms = EVAPI__LOAD(&app->stats.max_stall_ms);
-	out->outbound_calls = EVAPI__LOAD(&app->stats.out_calls);
-	out->outbound_errors = EVAPI__LOAD(&app->stats.out_errors);
-	out->outbound_in_flight = EVAPI__LOAD(&app->stats.out_in_flight);
-	out->outbound_sockets = EVAPI__LOAD(&app->stats.out_sockets);
-	out->outbound_connects = EVAPI__LOAD(&app->stats.out_connects);
+#define COPY(type, name, group, key, prom, kind, help) \
+	out->name = EVAPI__LOAD(&app->stats.name);
+	EVAPI__COUNTERS(COPY)
+#undef COPY
 	evapi__pool_counts(app->pool, &out->pool_threads, &out->pool_busy,
 	                   &out->pool_queued);
 }

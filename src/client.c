@@ -173,15 +173,15 @@ static curl_socket_t open_cb(void *arg, curlsocktype purpose,
 	curl_socket_t s = socket(a->family, a->socktype, a->protocol);
 	(void)purpose;
 	if (s != CURL_SOCKET_BAD) {
-		EVAPI__ADD(&c->app->stats.out_sockets, 1);
-		EVAPI__ADD(&c->app->stats.out_connects, 1);
+		EVAPI__ADD(&c->app->stats.outbound_sockets, 1);
+		EVAPI__ADD(&c->app->stats.outbound_connects, 1);
 	}
 	return s;
 }
 
 static void close_now(evapi__client *c, curl_socket_t s)
 {
-	EVAPI__ADD(&c->app->stats.out_sockets, -1ULL);
+	EVAPI__ADD(&c->app->stats.outbound_sockets, -1ULL);
 	close(s);
 }
 
@@ -249,10 +249,10 @@ static void call_stop(evapi__client *c, call *k)
 		return;
 	curl_multi_remove_handle(c->multi, k->easy);
 	k->running = 0;
-	EVAPI__ADD(&c->app->stats.out_in_flight, -1ULL);
-	EVAPI__ADD(&c->app->stats.out_calls, 1);
+	EVAPI__ADD(&c->app->stats.outbound_in_flight, -1ULL);
+	EVAPI__ADD(&c->app->stats.outbound_calls, 1);
 	if (k->res.error)
-		EVAPI__ADD(&c->app->stats.out_errors, 1);
+		EVAPI__ADD(&c->app->stats.outbound_errors, 1);
 }
 
 /* Aborts every call still running; the batch becomes ready. */
@@ -495,12 +495,12 @@ static int batch_start(evapi__client *c, evapi__batch *b,
 				curl_multi_remove_handle(c->multi,
 				                         b->calls[j].easy);
 				b->calls[j].running = 0;
-				EVAPI__ADD(&c->app->stats.out_in_flight, -1ULL);
+				EVAPI__ADD(&c->app->stats.outbound_in_flight, -1ULL);
 			}
 			return EVAPI_ENOMEM;
 		}
 		k->running = 1;
-		EVAPI__ADD(&c->app->stats.out_in_flight, 1);
+		EVAPI__ADD(&c->app->stats.outbound_in_flight, 1);
 	}
 	b->remaining = b->n;
 	batch_arm(b);

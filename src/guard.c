@@ -272,11 +272,11 @@ static void write_answer(gconn *c)
 	if (own_add(c, head, (size_t)hl) || own_add(c, body, (size_t)bl) ||
 	    send_some(c, c->own) < 0)
 		c->write_failed = 1;
-	EVAPI__ADD(&app->stats.requests, 1);
-	if (c->reject_status >= 500)
-		EVAPI__ADD(&app->stats.s5xx, 1);
-	else
-		EVAPI__ADD(&app->stats.s4xx, 1);
+	/* Every answer of the guard's own is counted here, whatever the
+	 * rule that rejected the request: as a request that matched no
+	 * route (with no duration), by status, and as a guard rejection. */
+	EVAPI__ADD(&app->stats.guard_rejected, 1);
+	evapi__stats_request(app, NULL, c->reject_status, -1);
 }
 
 /* Rejects whatever the connection is doing: the answer goes out after the

@@ -297,6 +297,62 @@ struct evapi_req {
 
 TAILQ_HEAD(evapi__req_list, evapi_req);
 
+/*
+ * Every app-wide counter, once (stats.c, app.c). Each row: the C type
+ * and the name, which is both the field of app->stats and of the public
+ * evapi_stats (evapi_app_stats copies them all); where it goes in the
+ * /_/stats JSON (an object, "" for the top level, and the key); and its
+ * Prometheus name, type and help in /_/metrics. A new counter is one
+ * row here plus its field in include/evapi/app.h (the copy does not
+ * compile without it); tests/test_stats.c checks every row is in all
+ * three.
+ */
+#define EVAPI__COUNTERS(X)                                                     \
+	X(unsigned long long, requests, "", "requests",                        \
+	  "evapi_finished_requests_total", "counter",                          \
+	  "Requests answered, the guard's own rejections included.")           \
+	X(unsigned long long, in_flight, "", "in_flight",                      \
+	  "evapi_in_flight_requests", "gauge",                                 \
+	  "Requests alive: replying, or with work pending after the reply.")   \
+	X(unsigned long long, stalls, "", "stalls",                            \
+	  "evapi_loop_stalls_total", "counter",                                \
+	  "Loop stalls reported by the watchdog.")                             \
+	X(long long, max_stall_ms, "", "max_stall_ms",                         \
+	  "evapi_loop_max_stall_milliseconds", "gauge",                        \
+	  "The longest stall the watchdog reported.")                          \
+	X(unsigned long long, rejected, "", "pool_rejected",                   \
+	  "evapi_pool_rejected_total", "counter",                              \
+	  "503 answers for a full pool queue.")                                \
+	X(unsigned long long, no_reply, "", "no_reply",                        \
+	  "evapi_no_reply_total", "counter",                                   \
+	  "500 answers for handlers that returned without replying.")          \
+	X(unsigned long long, gone, "", "gone",                                \
+	  "evapi_clients_gone_total", "counter",                               \
+	  "Clients that left before their reply.")                             \
+	X(unsigned long long, timeouts, "", "timeouts",                        \
+	  "evapi_request_timeouts_total", "counter",                           \
+	  "504 answers for the request deadline.")                             \
+	X(unsigned long long, status_4xx, "status", "4xx",                     \
+	  "evapi_status_4xx_total", "counter", "4xx answers.")                 \
+	X(unsigned long long, status_5xx, "status", "5xx",                     \
+	  "evapi_status_5xx_total", "counter", "5xx answers.")                 \
+	X(unsigned long long, guard_rejected, "", "guard_rejected",            \
+	  "evapi_guard_rejected_total", "counter",                             \
+	  "Requests the request guard answered itself (400, 408, 413, 414, "   \
+	  "431, 501, 503, 505).")                                              \
+	X(unsigned long long, outbound_calls, "outbound", "calls",             \
+	  "evapi_outbound_calls_total", "counter", "Finished outbound calls.") \
+	X(unsigned long long, outbound_errors, "outbound", "errors",           \
+	  "evapi_outbound_errors_total", "counter",                            \
+	  "Outbound calls that ended in a transport error.")                   \
+	X(unsigned long long, outbound_in_flight, "outbound", "in_flight",     \
+	  "evapi_outbound_in_flight", "gauge", "Outbound calls running.")      \
+	X(unsigned long long, outbound_sockets, "outbound", "sockets",         \
+	  "evapi_outbound_sockets", "gauge", "Outbound sockets open.")         \
+	X(unsigned long long, outbound_connects, "outbound", "connects",       \
+	  "evapi_outbound_connects_total", "counter",                          \
+	  "Outbound sockets opened.")
+
 struct evapi_app {
 	pthread_t loop_thread;
 	evapi_config cfg;
@@ -338,11 +394,10 @@ struct evapi_app {
 	time_t date_sec;           /* Date header cache (reactor.c) */
 	char date[40];
 	struct {
-		unsigned long long requests, in_flight, stalls, rejected,
-			no_reply, gone, timeouts, s4xx, s5xx;
-		unsigned long long out_calls, out_errors, out_in_flight,
-			out_sockets, out_connects;
-		long long max_stall_ms;
+#define EVAPI__COUNTER_FIELD(type, name, group, key, prom, kind, help) \
+	type name;
+		EVAPI__COUNTERS(EVAPI__COUNTER_FIELD)
+#undef EVAPI__COUNTER_FIELD
 	} stats; /* written on the loop with EVAPI__ADD, read anywhere */
 };
 

@@ -170,11 +170,6 @@ static void req_finish(evapi_req *req, int status)
 		return;
 	req->finished = 1;
 	disarm(req);
-	EVAPI__ADD(&app->stats.requests, 1);
-	if (status >= 400 && status < 500)
-		EVAPI__ADD(&app->stats.s4xx, 1);
-	else if (status >= 500)
-		EVAPI__ADD(&app->stats.s5xx, 1);
 	evapi__stats_request(app, req->route, status, us);
 	if (app->cfg.access_log)
 		evapi__access_log(app, "%s %s %d %lld.%03lldms %s id=%llu",

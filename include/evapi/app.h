@@ -191,6 +191,9 @@ typedef struct evapi_stats {
 	unsigned long long outbound_in_flight; /* calls started, not finished */
 	unsigned long long outbound_sockets;   /* sockets open now */
 	unsigned long long outbound_connects;  /* sockets opened in all */
+	/* requests the request guard answered itself (400, 408, 413, 414,
+	 * 431, 501, 503, 505); also counted in requests and status_4xx/5xx */
+	unsigned long long guard_rejected;
 } evapi_stats;
 
 /** Copies the current counters into `out`. Thread-safe: yes (a
