@@ -12,6 +12,32 @@
 
 #include "internal.h"
 
+/* ---- per-thread settings (internal.h) ----------------------------------- */
+
+static __thread const evapi_app *thread_app;
+static __thread enum evapi__thread_role thread_role;
+
+void evapi__thread_set(const evapi_app *app, enum evapi__thread_role role)
+{
+	thread_app = app;
+	thread_role = role;
+}
+
+const evapi_app *evapi__thread_app(void)
+{
+	return thread_app;
+}
+
+enum evapi__thread_role evapi__thread_role(void)
+{
+	return thread_role;
+}
+
+static void worker_init(void *app)
+{
+	evapi__thread_set(app, EVAPI__THREAD_WORKER);
+}
+
 const char *evapi_lane_name(evapi_lane lane)
 {
 	return lane == EVAPI_POOL ? "pool" : "inline";
@@ -105,7 +131,8 @@ evapi_app *evapi_app_new(const evapi_config *cfg)
 		goto err;
 	app->pool = evapi__pool_new(app->base, &app->loop_thread,
 	                            app->cfg.pool_threads, app->cfg.pool_queue_max,
-	                            app->cfg.pool_yield_to_loop);
+	                            app->cfg.pool_yield_to_loop, worker_init,
+	                            app);
 	if (!app->pool)
 		goto err;
 	if (!(app->client = evapi__client_new(app)))

@@ -530,7 +530,7 @@ static int req_start(evapi_req *req, int kind, const evapi_fetch_opts *opts,
 
 	if (!req || !opts || !cb || n == 0)
 		return EVAPI_EINVAL;
-	if (!evapi__is_loop_thread(req))
+	if (!evapi__on_loop(req->app))
 		return EVAPI_ETHREAD;
 	if (req->gone)
 		return EVAPI_EGONE;
@@ -575,7 +575,7 @@ int evapi_app_fetch(evapi_app *app, const evapi_fetch_opts *opts,
 
 	if (!app || !opts || !cb)
 		return EVAPI_EINVAL;
-	if (!pthread_equal(pthread_self(), app->loop_thread))
+	if (!evapi__on_loop(app))
 		return EVAPI_ETHREAD;
 	c = app->client;
 	if (!c || c->closing || app->stopping || app->freeing)

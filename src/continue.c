@@ -37,7 +37,7 @@ static int op_begin(evapi_req *req)
 {
 	if (!req)
 		return EVAPI_EINVAL;
-	if (!evapi__is_loop_thread(req))
+	if (!evapi__on_loop(req->app))
 		return EVAPI_ETHREAD;
 	if (req->gone)
 		return EVAPI_EGONE;
@@ -144,9 +144,7 @@ int evapi_req_sleep(evapi_req *req, unsigned ms, evapi_sleep_cb cb, void *arg)
 static void pool_work(evapi__job *job)
 {
 	op_t *op = EVAPI__CONTAINER_OF(job, op_t, job);
-	evapi__client_use_app(op->req->app);
 	op->work(op->arg);
-	evapi__client_use_app(NULL);
 }
 
 static void pool_done(evapi__job *job, int status)

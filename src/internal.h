@@ -55,6 +55,31 @@ EVAPI_HIDDEN void evapi__access_log(evapi_app *app, const char *fmt, ...)
 EVAPI_HIDDEN void evapi__access_flush(evapi_app *app);
 EVAPI_HIDDEN void evapi__access_free(evapi_app *app);
 
+/* ---- app.c: per-thread settings and "am I on the loop" ---------------
+ * A thread that serves an app says so once: a pool worker at its
+ * start-up (evapi__pool_new's thread_init), the loop thread for the
+ * length of evapi_app_run. What depends on the calling thread and has no
+ * app at hand reads them: evapi_fetch_sync takes the app's outbound
+ * limits from there and refuses to run on a loop. */
+enum evapi__thread_role {
+	EVAPI__THREAD_OTHER = 0, /* a thread of the application's own */
+	EVAPI__THREAD_LOOP,
+	EVAPI__THREAD_WORKER
+};
+EVAPI_HIDDEN void evapi__thread_set(const evapi_app *app,
+                                    enum evapi__thread_role role);
+EVAPI_HIDDEN const evapi_app *evapi__thread_app(void); /* or NULL */
+EVAPI_HIDDEN enum evapi__thread_role evapi__thread_role(void);
+
+/* 1 when the calling thread is `*t` (read atomically: evapi_app_run
+ * stores the loop thread's id while other threads may read it). */
+static inline int evapi__is_thread(const pthread_t *t)
+{
+	return t && pthread_equal(pthread_self(), EVAPI__LOAD(t));
+}
+/* 1 on the app's loop thread (its creator's until evapi_app_run). */
+#define evapi__on_loop(app) evapi__is_thread(&(app)->loop_thread)
+
 /* ---- watchdog.c: every user callback on the loop ---------------------
  * evapi__user_begin(app, &u, kind, name, route); <user code>;
  * evapi__user_end(app, &u). `u` lives on the caller's stack; kind and
@@ -159,6 +184,19 @@ EVAPI_HIDDEN evapi__wake *evapi__wake_new(struct event_base *base,
 EVAPI_HIDDEN void evapi__wake_signal(evapi__wake *w);
 EVAPI_HIDDEN void evapi__wake_free(evapi__wake *w); /* loop thread; NULL ok */
 
+/* The post queue (wake.c): any thread hands a function to the loop.
+ * Bounded (EVAPI_POST_QUEUE_MAX: EVAPI_EBUSY past it); every accepted
+ * post runs exactly once, on the loop, with 0 or, when the app is not
+ * running or the queue is freed, EVAPI_ECANCELED. `user`: a callback of
+ * evapi_app_post's, timed by the watchdog. */
+typedef struct evapi__postq evapi__postq;
+EVAPI_HIDDEN evapi__postq *evapi__postq_new(evapi_app *app); /* loop */
+EVAPI_HIDDEN int evapi__postq_add(evapi__postq *q, evapi_post_cb cb,
+                                  void *arg, int user); /* any thread */
+/* Loop thread: runs what is queued now with `status`. */
+EVAPI_HIDDEN void evapi__postq_run(evapi__postq *q, int status);
+EVAPI_HIDDEN void evapi__postq_free(evapi__postq *q); /* loop; NULL ok */
+
 /* ---- pool.c ---------------------------------------------------------- */
 typedef struct evapi__pool evapi__pool;
 typedef struct evapi__job evapi__job;
@@ -175,10 +213,14 @@ struct evapi__job {
 	int64_t queued_us;            /* under the pool mutex */
 };
 
+/* `thread_init(init_arg)` (may be NULL) runs on each worker once, when
+ * it starts, before its first job: per-thread settings go there. */
 EVAPI_HIDDEN evapi__pool *evapi__pool_new(struct event_base *base,
                                           const pthread_t *loop,
                                           int threads, int queue_max,
-                                          int batch);
+                                          int batch,
+                                          void (*thread_init)(void *),
+                                          void *init_arg);
 /* Returns 0 or EVAPI_EBUSY when queue_max jobs already wait. */
 EVAPI_HIDDEN int evapi__pool_submit(evapi__pool *p, evapi__job *job);
 /* Unlinks a job still waiting (returns 1: done will never run) or
@@ -382,7 +424,7 @@ struct evapi_app {
 	int bg_active;            /* background runs not finished (loop) */
 	struct evapi__pending_list pending; /* work bound to no request */
 	TAILQ_HEAD(, evapi__bgrun) bg_runs;
-	struct evapi__postq *postq;      /* lifespan.c: thread-safe posts */
+	evapi__postq *postq;             /* wake.c: thread-safe posts */
 	struct evapi__hook *startup, *shutdown;
 	struct evapi__mw *mw;            /* middleware.c, in registration order */
 	int nmw;
@@ -419,7 +461,6 @@ EVAPI_HIDDEN void evapi__req_leave(evapi_req *req, struct evapi__user *u);
 
 /* request.c */
 EVAPI_HIDDEN void evapi__resp_clear(evapi__resp *resp);
-EVAPI_HIDDEN int evapi__is_loop_thread(const evapi_req *req);
 EVAPI_HIDDEN int evapi__parse_query(evapi_req *req, const char *q);
 /* 0 when the calling thread may still reply to req, else the code. */
 EVAPI_HIDDEN int evapi__reply_check(evapi_req *req);
@@ -475,7 +516,7 @@ EVAPI_HIDDEN int evapi__mw_before(evapi_req *req);
 EVAPI_HIDDEN void evapi__mw_after(evapi_req *req, evapi__resp *resp);
 EVAPI_HIDDEN void evapi__mw_free(evapi_app *app);
 
-/* lifespan.c: the post queue and startup/shutdown hooks */
+/* lifespan.c: startup/shutdown hooks, the post queue's set-up */
 EVAPI_HIDDEN int evapi__lifespan_init(evapi_app *app);
 EVAPI_HIDDEN int evapi__lifespan_startup(evapi_app *app);
 EVAPI_HIDDEN void evapi__lifespan_shutdown(evapi_app *app);
@@ -563,11 +604,6 @@ EVAPI_HIDDEN void evapi__client_free(evapi__client *c);
  * written once at creation, read-only after, so any thread may read. */
 EVAPI_HIDDEN const struct evapi__fetch_defaults *
 evapi__client_defaults(const evapi__client *c);
-/* Tells evapi_fetch_sync that this thread runs a loop. */
-EVAPI_HIDDEN void evapi__client_mark_loop_thread(int yes);
-/* Makes evapi_fetch_sync on this thread use the app's outbound defaults
- * (a worker, around one of the app's jobs); NULL ends it. */
-EVAPI_HIDDEN void evapi__client_use_app(const evapi_app *app);
 
 /* stats.c: runtime statistics (loop thread) */
 EVAPI_HIDDEN int evapi__stats_init(evapi_app *app);

@@ -116,7 +116,7 @@ int evapi_response_add_header(evapi_req *req, const char *name,
 {
 	if (!req)
 		return EVAPI_EINVAL;
-	if (!req->after_resp || !evapi__is_loop_thread(req))
+	if (!req->after_resp || !evapi__on_loop(req->app))
 		return EVAPI_ESTATE;
 	return evapi__resp_add_header(req->after_resp, name, value);
 }

@@ -49,11 +49,6 @@ enum { GONE_CLIENT = 1, GONE_DEADLINE, GONE_CUT };
 #define REQ_CACHE_MAX 256
 #endif
 
-int evapi__is_loop_thread(const evapi_req *req)
-{
-	return pthread_equal(pthread_self(), req->app->loop_thread);
-}
-
 /* ---- finishing --------------------------------------------------------- */
 
 /* A draining app leaves the loop once no request is live and every reply
@@ -499,9 +494,7 @@ void evapi__req_leave(evapi_req *req, evapi__user *u)
 static void handler_work(evapi__job *job)
 {
 	evapi_req *req = EVAPI__CONTAINER_OF(job, evapi_req, job);
-	evapi__client_use_app(req->app);
 	req->route->cb(req, req->route->arg);
-	evapi__client_use_app(NULL);
 }
 
 static void handler_done(evapi__job *job, int status)
@@ -875,13 +868,13 @@ int evapi__reactor_run(evapi_app *app)
 	           "listening on http://%s:%d (pool: %d threads)", app->host,
 	           app->port, app->cfg.pool_threads);
 	evapi__stats_start(app);
-	evapi__client_mark_loop_thread(1);
+	evapi__thread_set(app, EVAPI__THREAD_LOOP);
 	event_base_dispatch(app->base);
 	evapi__stats_stop(app);
 	cut_all(app);
 	/* Let cancelled timers deliver their continuations. */
 	event_base_loop(app->base, EVLOOP_NONBLOCK);
-	evapi__client_mark_loop_thread(0);
+	evapi__thread_set(NULL, EVAPI__THREAD_OTHER);
 	if (app->sigint_ev)
 		event_free(app->sigint_ev);
 	if (app->sigterm_ev)

@@ -161,7 +161,7 @@ int evapi__reply_check(evapi_req *req)
 {
 	/* Only the handler's own thread may reply: a run_in_pool work
 	 * function must hand its result to the continuation instead. */
-	if (!req->on_worker && !evapi__is_loop_thread(req))
+	if (!req->on_worker && !evapi__on_loop(req->app))
 		return EVAPI_ETHREAD;
 	if (req->state != EVAPI__REQ_RUNNING)
 		return req->state == EVAPI__REQ_GONE ? EVAPI_EGONE : EVAPI_EALREADY;

@@ -81,11 +81,6 @@ struct evapi_stream {
 	evapi__resp start; /* status and headers of the response */
 };
 
-static int on_loop(const evapi_stream *s)
-{
-	return pthread_equal(pthread_self(), s->app->loop_thread);
-}
-
 static void release(evapi_stream *s)
 {
 	int n;
@@ -492,7 +487,7 @@ int evapi_stream_write(evapi_stream *s, const void *data, size_t len)
 		return EVAPI_EINVAL;
 	if (len == 0)
 		return 0; /* an empty chunk would end the body */
-	loop = on_loop(s);
+	loop = evapi__on_loop(s->app);
 	c = malloc(sizeof *c + len);
 	if (!c)
 		return EVAPI_ENOMEM;
@@ -573,7 +568,7 @@ int evapi_stream_close(evapi_stream *s)
 
 	if (!s)
 		return EVAPI_EINVAL;
-	loop = on_loop(s);
+	loop = evapi__on_loop(s->app);
 	pthread_mutex_lock(&s->mu);
 	if (s->closed) {
 		pthread_mutex_unlock(&s->mu);
@@ -594,7 +589,7 @@ int evapi_stream_set_cb(evapi_stream *s, evapi_stream_cb cb, void *arg)
 {
 	if (!s)
 		return EVAPI_EINVAL;
-	if (!on_loop(s))
+	if (!evapi__on_loop(s->app))
 		return EVAPI_ETHREAD;
 	s->cb = cb;
 	s->cb_arg = arg;
