@@ -38,11 +38,6 @@ static void worker_init(void *app)
 	evapi__thread_set(app, EVAPI__THREAD_WORKER);
 }
 
-const char *evapi_lane_name(evapi_lane lane)
-{
-	return lane == EVAPI_POOL ? "pool" : "inline";
-}
-
 void evapi_config_init(evapi_config *cfg)
 {
 	memset(cfg, 0, sizeof *cfg);

@@ -34,7 +34,7 @@ struct evhttp;
 struct evhttp_request;
 struct evhttp_bound_socket;
 
-/* ---- time.c-free helpers (inline) ------------------------------------ */
+/* ---- inline helpers (no file of their own) ---------------------------- */
 static inline int64_t evapi__now_us(void)
 {
 	struct timespec ts;
@@ -113,6 +113,16 @@ EVAPI_HIDDEN char *evapi__arena_strndup(evapi__arena *a, const char *s,
                                         size_t len);
 EVAPI_HIDDEN void evapi__arena_release(evapi__arena *a);
 
+/* ---- names.c: the name tables ------------------------------------------ */
+/* The method bits in registration order (GET, HEAD, POST, ...); 0 past
+ * the last. */
+EVAPI_HIDDEN unsigned evapi__method_at(size_t i);
+/* Writes "GET, HEAD, POST" for a method mask into buf. */
+EVAPI_HIDDEN void evapi__allow_string(unsigned methods, char *buf,
+                                      size_t len);
+/* The reason phrase for a status ("Not Found"). */
+EVAPI_HIDDEN const char *evapi__reason(int status);
+
 /* ---- router.c -------------------------------------------------------- */
 #define EVAPI__MAX_PARAMS 16
 
@@ -164,9 +174,6 @@ EVAPI_HIDDEN int evapi__router_match(const evapi__router *r, unsigned method,
                                      evapi__match *m);
 EVAPI_HIDDEN size_t evapi__router_count(const evapi__router *r);
 EVAPI_HIDDEN evapi__route *evapi__router_at(const evapi__router *r, size_t i);
-/* Writes "GET, HEAD, POST" for a method mask into buf. */
-EVAPI_HIDDEN void evapi__allow_string(unsigned methods, char *buf,
-                                      size_t len);
 /* Strict percent-decoding of [s, s+len) into out (NUL-terminated).
  * plus_is_space for query strings. Returns decoded length, or -1 for a
  * malformed escape or a decoded NUL. */
@@ -236,7 +243,8 @@ EVAPI_HIDDEN void evapi__pool_counts(evapi__pool *p, int *threads, int *busy,
 EVAPI_HIDDEN void evapi__pool_waits(evapi__pool *p, int64_t *oldest_us,
                                     int64_t *max_us);
 
-/* ---- request.c / reactor.c ------------------------------------------- */
+/* ---- the request and the app: layouts (request.c builds replies,
+ * reactor.c runs the request's life, app.c owns the app) -------------- */
 typedef struct evapi__header {
 	char *name, *value;
 	struct evapi__header *next;
@@ -443,7 +451,7 @@ struct evapi_app {
 	} stats; /* written on the loop with EVAPI__ADD, read anywhere */
 };
 
-/* reactor.c: loop-side request lifecycle */
+/* ---- reactor.c: loop-side request lifecycle --------------------------- */
 EVAPI_HIDDEN int evapi__reactor_init(evapi_app *app);
 EVAPI_HIDDEN void evapi__reactor_free(evapi_app *app);
 EVAPI_HIDDEN int evapi__reactor_listen(evapi_app *app);
@@ -459,7 +467,7 @@ EVAPI_HIDDEN void evapi__req_enter(evapi_req *req, struct evapi__user *u,
                                    const char *kind);
 EVAPI_HIDDEN void evapi__req_leave(evapi_req *req, struct evapi__user *u);
 
-/* request.c */
+/* ---- request.c -------------------------------------------------------- */
 EVAPI_HIDDEN void evapi__resp_clear(evapi__resp *resp);
 EVAPI_HIDDEN int evapi__parse_query(evapi_req *req, const char *q);
 /* 0 when the calling thread may still reply to req, else the code. */
@@ -525,7 +533,7 @@ EVAPI_HIDDEN void evapi__lifespan_free(evapi_app *app);
 EVAPI_HIDDEN int evapi__post(evapi_app *app, void (*fn)(evapi_app *, int,
                                                         void *), void *arg);
 
-/* ---- schema.c, multipart.c, openapi.c: declared routes ---------------- */
+/* ---- schema.c, upload.c, multipart.c, openapi.c: declared routes ------ */
 #include <evapi/schema.h>
 
 /* A parsed parameter value (a request's, or a declared default). */
@@ -590,6 +598,14 @@ EVAPI_HIDDEN int evapi__multipart_parse(const char *body, size_t len,
                                         evapi__part *parts, int max_parts,
                                         const char **why);
 
+/* upload.c: the registered callback of an upload route (arg: its
+ * struct evapi__decl): stores the files on the pool, then runs the
+ * route's handler; 500 (507 when the disk is full) if a write fails. */
+#define SAFE_NAME_MAX 100     /* bytes of a sanitised file name */
+#define STORED_MAX (SAFE_NAME_MAX + 8) /* + a "NNN-" collision prefix */
+EVAPI_HIDDEN void evapi__upload_pool(evapi_req *req, void *arg);
+EVAPI_HIDDEN void evapi__upload_inline(evapi_req *req, void *arg);
+
 /* schema.c: declared routes. Checks a request against its route's
  * declaration on the loop, before the handler runs or a worker is taken;
  * returns 0, or nonzero when it has answered (422, 415, 413 or 400). */
@@ -597,7 +613,8 @@ EVAPI_HIDDEN int evapi__decl_check(evapi_req *req);
 EVAPI_HIDDEN void evapi__decls_free(evapi_app *app);
 /* openapi.c: registers GET /openapi.json and GET /docs (config.openapi). */
 EVAPI_HIDDEN int evapi__openapi_routes(evapi_app *app);
-/* client.c, client_sync.c: outbound calls */
+/* ---- client.c: outbound calls on the loop (client_sync.c and fetch.c
+ * have fetch.h) ------------------------------------------------------ */
 EVAPI_HIDDEN evapi__client *evapi__client_new(evapi_app *app);
 EVAPI_HIDDEN void evapi__client_free(evapi__client *c);
 /* The app's outbound defaults (struct evapi__fetch_defaults, fetch.h):
@@ -605,7 +622,7 @@ EVAPI_HIDDEN void evapi__client_free(evapi__client *c);
 EVAPI_HIDDEN const struct evapi__fetch_defaults *
 evapi__client_defaults(const evapi__client *c);
 
-/* stats.c: runtime statistics (loop thread) */
+/* ---- stats.c: runtime statistics (loop thread) ----------------------- */
 EVAPI_HIDDEN int evapi__stats_init(evapi_app *app);
 EVAPI_HIDDEN int evapi__stats_bind_routes(evapi_app *app);
 EVAPI_HIDDEN void evapi__stats_start(evapi_app *app);
@@ -620,12 +637,17 @@ EVAPI_HIDDEN void evapi__stats_stall(evapi_app *app,
 EVAPI_HIDDEN json_t *evapi__stats_json(evapi_app *app);
 EVAPI_HIDDEN char *evapi__stats_metrics(evapi_app *app, size_t *len);
 
-/* prefork.c: a listening socket for app->host and cfg.port (SO_REUSEPORT
+/* ---- listen.c ---------------------------------------------------------- */
+/* A listening socket for app->host and cfg.port (SO_REUSEPORT
  * when app->reuse_port), non-blocking. Returns the fd and the bound port
  * in *port, or -1. */
 EVAPI_HIDDEN int evapi__listen_socket(evapi_app *app, int *port);
-
-/* continue.c */
-EVAPI_HIDDEN const char *evapi__reason(int status);
+/* A bound socket for host:port (SO_REUSEADDR, and SO_REUSEPORT when
+ * asked), non-blocking and close-on-exec; listening unless `listen_too`
+ * is 0. Returns the fd or -1. */
+EVAPI_HIDDEN int evapi__bound_socket(const char *host, int port,
+                                     int reuse_port, int listen_too);
+/* The port a socket is bound to, or 0. */
+EVAPI_HIDDEN int evapi__socket_port(int fd);
 
 #endif

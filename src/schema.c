@@ -1,14 +1,13 @@
 /*
  * schema.c: declared routes: registering a declaration, checking a
- * request against it, the typed accessors, and storing uploaded files.
+ * request against it, and the typed accessors. Uploaded files are
+ * stored by upload.c.
  *
  * Threads: registration runs on the creating thread before the loop
  * starts. evapi__decl_check runs on the loop, before the handler runs and
  * before a pool route is queued, so a bad request never takes a worker;
  * it writes the request's `parsed` and `json` (the validated body), which
- * are read-only afterwards. Uploaded files are written by store_files on
- * a pool worker: in the pool job itself for a pool route, through
- * evapi_req_run_in_pool for an inline one. Never on the loop.
+ * are read-only afterwards.
  *
  * Error items follow Pydantic v2 as FastAPI reports them: type names and
  * messages are Pydantic's, `input` is what the client sent, `ctx` carries
@@ -29,8 +28,6 @@
 #include "internal.h"
 
 #define MAX_DEPTH 32          /* nesting of declared bodies */
-#define SAFE_NAME_MAX 100     /* bytes of a sanitised file name */
-#define STORED_MAX (SAFE_NAME_MAX + 8) /* + a "NNN-" collision prefix */
 
 /* ---- text parsing (parameters, and strings in lax JSON) ----------------- */
 
@@ -714,9 +711,6 @@ static char *derive_body_name(const evapi_route_decl *r)
 	return s;
 }
 
-static void upload_pool(evapi_req *req, void *arg);
-static void upload_inline(evapi_req *req, void *arg);
-
 int evapi_app_route_decl(evapi_app *app, const evapi_route_decl *r)
 {
 	struct evapi__decl *d;
@@ -749,8 +743,8 @@ int evapi_app_route_decl(evapi_app *app, const evapi_route_decl *r)
 	first = evapi__router_count(app->router);
 	if (r->upload)
 		rc = evapi__router_add(app->router, r->methods, r->path, r->lane,
-		                       r->lane == EVAPI_POOL ? upload_pool
-		                                             : upload_inline,
+		                       r->lane == EVAPI_POOL ? evapi__upload_pool
+		                                             : evapi__upload_inline,
 		                       d);
 	else
 		rc = evapi__router_add(app->router, r->methods, r->path, r->lane,
@@ -1173,174 +1167,4 @@ const char *evapi_req_form(const evapi_req *req, const char *name)
 		if (strcmp(req->parsed->form[i].name, name) == 0)
 			return req->parsed->form[i].value;
 	return NULL;
-}
-
-/* ---- uploads: names and storing (pool) --------------------------------- */
-
-int evapi_upload_safe_name(const char *name, char *out, size_t len)
-{
-	const char *p, *base = name;
-	size_t o = 0;
-
-	if (!name || !out || len < sizeof "upload")
-		return EVAPI_EINVAL;
-	for (p = name; *p; p++) {
-		unsigned char c = (unsigned char)*p;
-		if (c < 0x20 || c == 0x7f)
-			return EVAPI_EINVAL;
-		if (c == '/' || c == '\\')
-			base = p + 1;
-	}
-	while (*base == '.')
-		base++; /* no ".", "..", or hidden files */
-	for (p = base; *p && o + 1 < len && o < SAFE_NAME_MAX; p++) {
-		char c = *p;
-		out[o++] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		                           (c >= '0' && c <= '9') || c == '.' ||
-		                           c == '_' || c == '-'
-		                   ? c : '_';
-	}
-	out[o] = '\0';
-	if (o == 0) {
-		memcpy(out, "upload", sizeof "upload");
-		o = sizeof "upload" - 1;
-	}
-	return (int)o;
-}
-
-static int write_all(int fd, const char *data, size_t len)
-{
-	while (len) {
-		ssize_t n = write(fd, data, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		data += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-/* Writes every file of p into its directory (worker thread). Names are
- * single path components (no '/'), opened relative to the directory with
- * O_EXCL|O_NOFOLLOW, so nothing is overwritten and nothing lands outside
- * it. On a clash the name gets a "N-" prefix. Returns 0 or an errno. */
-static int store_files(evapi__parsed *p)
-{
-	int dfd, i, err = 0;
-
-	if (p->nfiles == 0)
-		return 0;
-	dfd = open(p->upload_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		return errno;
-	for (i = 0; i < p->nfiles && !err; i++) {
-		evapi_file *f = &p->files[i];
-		char *stored = (char *)f->stored;
-		int fd = -1, k;
-		for (k = 0; k < 1000; k++) {
-			if (k)
-				snprintf(stored, STORED_MAX + 1, "%d-%s", k,
-				         p->safe[i]);
-			fd = openat(dfd, stored,
-			            O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
-			                    O_CLOEXEC, 0644);
-			if (fd >= 0 || errno != EEXIST)
-				break;
-		}
-		if (fd < 0) {
-			err = errno ? errno : EEXIST;
-			break;
-		}
-		snprintf((char *)f->path, strlen(p->upload_dir) + STORED_MAX + 2,
-		         "%s/%s", p->upload_dir, stored);
-		if (write_all(fd, p->file_data[i], f->size) != 0)
-			err = errno ? errno : EIO;
-		if (close(fd) != 0 && !err)
-			err = errno;
-		if (err)
-			unlinkat(dfd, stored, 0);
-	}
-	if (err) /* all or nothing */
-		while (--i >= 0)
-			unlinkat(dfd, p->files[i].stored, 0);
-	close(dfd);
-	return err;
-}
-
-static void store_failed(evapi_req *req, int err)
-{
-	evapi__log(req->app, EVAPI_LOG_ERROR,
-	           "%s: cannot store the upload in %s: %s id=%llu",
-	           req->route->label, req->parsed->upload_dir, strerror(err),
-	           req->id);
-	evapi_reply_error(req, err == ENOSPC ? 507 : 500,
-	                  "Could not store the upload");
-}
-
-/* Pool lane: the worker stores the files, then runs the handler. */
-static void upload_pool(evapi_req *req, void *arg)
-{
-	const struct evapi__decl *d = arg;
-	int err = store_files(req->parsed);
-	if (err)
-		store_failed(req, err);
-	else
-		d->d.cb(req, d->d.arg);
-}
-
-struct store_job {
-	evapi__parsed *parsed;
-	const struct evapi__decl *d;
-	int err;
-};
-
-static void store_work(void *arg)
-{
-	struct store_job *j = arg;
-	j->err = store_files(j->parsed);
-}
-
-static void store_done(evapi_req *req, int status, void *arg)
-{
-	struct store_job *j = arg;
-	if (status == 0) {
-		if (j->err)
-			store_failed(req, j->err);
-		else
-			j->d->d.cb(req, j->d->d.arg);
-	}
-	free(j);
-}
-
-/* Inline lane: the files are stored on the pool, and the handler runs
- * on the loop once they are. */
-static void upload_inline(evapi_req *req, void *arg)
-{
-	const struct evapi__decl *d = arg;
-	struct store_job *j;
-	int rc;
-
-	if (req->parsed->nfiles == 0) {
-		d->d.cb(req, d->d.arg);
-		return;
-	}
-	j = calloc(1, sizeof *j);
-	if (!j) {
-		evapi_reply_error(req, 500, "Out of memory");
-		return;
-	}
-	j->parsed = req->parsed;
-	j->d = d;
-	rc = evapi_req_run_in_pool(req, store_work, store_done, j);
-	if (rc != 0) {
-		free(j);
-		if (rc == EVAPI_EBUSY)
-			evapi_reply_add_header(req, "Retry-After", "1");
-		evapi_reply_error(req, rc == EVAPI_EBUSY ? 503 : 500,
-		                  rc == EVAPI_EBUSY ? "Server busy: the worker "
-		                                      "pool queue is full"
-		                                    : "Cannot store the upload");
-	}
 }
