@@ -95,10 +95,11 @@ typedef struct evapi__user {
 	const char *kind, *name;
 	const struct evapi__route *route;
 } evapi__user;
-EVAPI_HIDDEN void evapi__user_begin(evapi_app *app, evapi__user *u,
-                                    const char *kind, const char *name,
-                                    const struct evapi__route *route);
-EVAPI_HIDDEN void evapi__user_end(evapi_app *app, evapi__user *u);
+/* evapi__user_begin and evapi__user_end are inline (after struct
+ * evapi_app, below): they run around every handler. A stall is reported
+ * by: */
+EVAPI_HIDDEN void evapi__user_stall(evapi_app *app, const evapi__user *u,
+                                    int64_t ms);
 
 /* ---- arena.c: request-scoped bump allocator --------------------------- */
 typedef struct evapi__arena_block evapi__arena_block;
@@ -342,7 +343,7 @@ struct evapi_req {
 	/* Enough for a short request (wrk's, curl's: path and two or
 	 * three headers); more spills into malloc'd blocks. Every
 	 * connection waiting on a handler holds one request. */
-	char arena_buf[256];
+	char arena_buf[256] __attribute__((aligned(16))); /* arena.c ALIGN */
 };
 
 TAILQ_HEAD(evapi__req_list, evapi_req);
@@ -450,6 +451,32 @@ struct evapi_app {
 #undef EVAPI__COUNTER_FIELD
 	} stats; /* written on the loop with EVAPI__ADD, read anywhere */
 };
+
+/* watchdog.c's fast path (see evapi__user_stall) */
+static inline void evapi__user_begin(evapi_app *app, evapi__user *u,
+                                     const char *kind, const char *name,
+                                     const struct evapi__route *route)
+{
+	u->kind = kind;
+	u->name = name;
+	u->route = route;
+	u->child_us = 0;
+	u->parent = app->user_top;
+	app->user_top = u;
+	u->start_us = evapi__now_us();
+}
+
+static inline void evapi__user_end(evapi_app *app, evapi__user *u)
+{
+	int64_t total = evapi__now_us() - u->start_us;
+	int64_t ms = (total - u->child_us) / 1000;
+
+	app->user_top = u->parent;
+	if (u->parent)
+		u->parent->child_us += total;
+	if (ms >= app->cfg.stall_threshold_ms)
+		evapi__user_stall(app, u, ms);
+}
 
 /* ---- reactor.c: loop-side request lifecycle --------------------------- */
 EVAPI_HIDDEN int evapi__reactor_init(evapi_app *app);

@@ -15,28 +15,11 @@
  */
 #include "internal.h"
 
-void evapi__user_begin(evapi_app *app, evapi__user *u, const char *kind,
-                       const char *name, const evapi__route *route)
+/* The callback `u` held the loop for `ms` (its own time): count it and
+ * say so. The fast path, evapi__user_begin/end, is inline in
+ * internal.h. */
+void evapi__user_stall(evapi_app *app, const evapi__user *u, int64_t ms)
 {
-	u->kind = kind;
-	u->name = name;
-	u->route = route;
-	u->child_us = 0;
-	u->parent = app->user_top;
-	app->user_top = u;
-	u->start_us = evapi__now_us();
-}
-
-void evapi__user_end(evapi_app *app, evapi__user *u)
-{
-	int64_t total = evapi__now_us() - u->start_us;
-	int64_t ms = (total - u->child_us) / 1000;
-
-	app->user_top = u->parent;
-	if (u->parent)
-		u->parent->child_us += total;
-	if (ms < app->cfg.stall_threshold_ms)
-		return;
 	EVAPI__ADD(&app->stats.stalls, 1);
 	if (ms > EVAPI__LOAD(&app->stats.max_stall_ms))
 		EVAPI__STORE(&app->stats.max_stall_ms, ms);
