@@ -78,7 +78,8 @@ static inline int evapi__is_thread(const pthread_t *t)
 	return t && pthread_equal(pthread_self(), EVAPI__LOAD(t));
 }
 /* 1 on the app's loop thread (its creator's until evapi_app_run). */
-#define evapi__on_loop(app) evapi__is_thread(&(app)->loop_thread)
+#define evapi__on_loop(app) \
+	pthread_equal(pthread_self(), EVAPI__LOAD(&(app)->loop_thread))
 
 /* ---- watchdog.c: every user callback on the loop ---------------------
  * evapi__user_begin(app, &u, kind, name, route); <user code>;
@@ -490,8 +491,13 @@ EVAPI_HIDDEN void evapi__req_unref(evapi_req *req);
 /* Runs an inline callback of a request (handler, continuation) with the
  * watchdog (kind: "handler", "sleep continuation") and, on leaving, the
  * no-reply check: 500 when it did not reply and nothing is pending. */
-EVAPI_HIDDEN void evapi__req_enter(evapi_req *req, struct evapi__user *u,
-                                   const char *kind);
+static inline void evapi__req_enter(evapi_req *req, evapi__user *u,
+                                    const char *kind)
+{
+	req->refs++;
+	evapi__user_begin(req->app, u, kind,
+	                  req->route ? req->route->label : "-", req->route);
+}
 EVAPI_HIDDEN void evapi__req_leave(evapi_req *req, struct evapi__user *u);
 
 /* ---- request.c -------------------------------------------------------- */

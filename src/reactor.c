@@ -462,13 +462,6 @@ static void arm_deferred(evapi_req *req)
 
 /* ---- inline callbacks: watchdog and the reply-exactly-once rule ------- */
 
-void evapi__req_enter(evapi_req *req, evapi__user *u, const char *kind)
-{
-	req->refs++;
-	evapi__user_begin(req->app, u, kind,
-	                  req->route ? req->route->label : "-", req->route);
-}
-
 void evapi__req_leave(evapi_req *req, evapi__user *u)
 {
 	evapi_app *app = req->app;
