@@ -106,7 +106,6 @@ evapi_app *evapi_app_new(const evapi_config *cfg)
 	app->cfg.host = app->host;
 	app->loop_thread = pthread_self();
 	TAILQ_INIT(&app->live);
-	TAILQ_INIT(&app->bg_runs);
 	TAILQ_INIT(&app->pending);
 	ec = event_config_new();
 	if (!app->host || !ec)

@@ -431,13 +431,12 @@ struct evapi_app {
 	unsigned long long next_id;
 	struct evapi__req_list live;
 	/* parity features */
-	int bg_active;            /* background runs not finished (loop) */
+
 	struct evapi__pending_list pending; /* work bound to no request */
-	TAILQ_HEAD(, evapi__bgrun) bg_runs;
+	struct evapi__tasks *tasks_mod;  /* tasks.c: background runs */
 	evapi__postq *postq;             /* wake.c: thread-safe posts */
-	struct evapi__hook *startup, *shutdown;
-	struct evapi__mw *mw;            /* middleware.c, in registration order */
-	int nmw;
+	struct evapi__hooks *hooks;      /* lifespan.c: startup/shutdown */
+	struct evapi__mws *mws;          /* middleware.c; NULL when none */
 	evapi__access_buf *access; /* log.c */
 	evapi__stats *stats_mod;   /* stats.c; NULL unless cfg.stats_routes */
 	int reuse_port;            /* prefork worker: bind with SO_REUSEPORT */
@@ -546,6 +545,8 @@ EVAPI_HIDDEN void evapi__tasks_attach(evapi_req *req,
                                       struct evhttp_request *ev);
 EVAPI_HIDDEN void evapi__tasks_drop(evapi_req *req, const char *why);
 EVAPI_HIDDEN void evapi__tasks_free(evapi_app *app);
+/* Background runs not finished yet (a draining stop waits for them). */
+EVAPI_HIDDEN int evapi__tasks_active(const evapi_app *app);
 
 /* stream.c (loop): take over the request (no-op once done); the same
  * from a pool job's completion, dropping the job's reference */

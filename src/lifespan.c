@@ -17,10 +17,16 @@ struct evapi__hook {
 	void *arg;
 };
 
+/* The module's state (app->hooks), in registration order. */
+struct evapi__hooks {
+	struct evapi__hook *startup, *shutdown;
+};
+
 int evapi__lifespan_init(evapi_app *app)
 {
 	app->postq = evapi__postq_new(app);
-	return app->postq ? 0 : EVAPI_ENOMEM;
+	app->hooks = calloc(1, sizeof *app->hooks);
+	return app->postq && app->hooks ? 0 : EVAPI_ENOMEM;
 }
 
 int evapi__post(evapi_app *app, evapi_post_cb cb, void *arg)
@@ -40,12 +46,14 @@ void evapi__lifespan_free(evapi_app *app)
 
 	evapi__postq_free(app->postq);
 	app->postq = NULL;
-	for (i = 0; i < 2; i++)
-		for (h = i ? app->shutdown : app->startup; h; h = n) {
+	for (i = 0; app->hooks && i < 2; i++)
+		for (h = i ? app->hooks->shutdown : app->hooks->startup; h;
+		     h = n) {
 			n = h->next;
 			free(h);
 		}
-	app->startup = app->shutdown = NULL;
+	free(app->hooks);
+	app->hooks = NULL;
 }
 
 static int add_hook(evapi_app *app, struct evapi__hook **list,
@@ -53,7 +61,7 @@ static int add_hook(evapi_app *app, struct evapi__hook **list,
 {
 	struct evapi__hook *h;
 
-	if (!app || !cb)
+	if (!app || !list || !cb)
 		return EVAPI_EINVAL;
 	if (app->running)
 		return EVAPI_ESTATE;
@@ -70,12 +78,14 @@ static int add_hook(evapi_app *app, struct evapi__hook **list,
 
 int evapi_app_on_startup(evapi_app *app, evapi_lifespan_cb cb, void *arg)
 {
-	return add_hook(app, app ? &app->startup : NULL, cb, arg);
+	return add_hook(app, app && app->hooks ? &app->hooks->startup : NULL, cb,
+	                arg);
 }
 
 int evapi_app_on_shutdown(evapi_app *app, evapi_lifespan_cb cb, void *arg)
 {
-	return add_hook(app, app ? &app->shutdown : NULL, cb, arg);
+	return add_hook(app, app && app->hooks ? &app->hooks->shutdown : NULL,
+	                cb, arg);
 }
 
 static int run_hook(evapi_app *app, struct evapi__hook *h, const char *kind,
@@ -97,7 +107,7 @@ int evapi__lifespan_startup(evapi_app *app)
 	struct evapi__hook *h;
 	int i = 0, rc;
 
-	for (h = app->startup; h; h = h->next, i++) {
+	for (h = app->hooks->startup; h; h = h->next, i++) {
 		if ((rc = run_hook(app, h, "startup hook", i)) != 0) {
 			evapi__log(app, EVAPI_LOG_ERROR,
 			           "startup hook %d failed: %s; not serving", i,
@@ -113,7 +123,7 @@ void evapi__lifespan_shutdown(evapi_app *app)
 	struct evapi__hook *h;
 	int i = 0, rc;
 
-	for (h = app->shutdown; h; h = h->next, i++)
+	for (h = app->hooks->shutdown; h; h = h->next, i++)
 		if ((rc = run_hook(app, h, "shutdown hook", i)) != 0)
 			evapi__log(app, EVAPI_LOG_ERROR,
 			           "shutdown hook %d failed: %s", i,

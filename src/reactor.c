@@ -57,7 +57,7 @@ enum { GONE_CLIENT = 1, GONE_DEADLINE, GONE_CUT };
 static void maybe_exit(evapi_app *app)
 {
 	if (app->stopping == 1 && TAILQ_EMPTY(&app->live) &&
-	    app->bodies_writing == 0 && app->bg_active == 0)
+	    app->bodies_writing == 0 && evapi__tasks_active(app) == 0)
 		event_base_loopexit(app->base, NULL);
 }
 

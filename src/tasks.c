@@ -13,7 +13,7 @@
  * request-complete callback once the last byte has been written, and only
  * then; on a failed write (client gone) it never does, so the run also
  * sets the connection's close callback: whichever comes first decides
- * whether the tasks run or are skipped. A run counts in app->bg_active
+ * whether the tasks run or are skipped. A run counts in `active`
  * until its last task has finished, so a graceful stop waits for it.
  */
 #include <event2/event.h>
@@ -46,6 +46,17 @@ struct evapi__bgrun {
 	int rc;              /* pool task's result: worker, then loop */
 	evapi__job job;
 };
+
+/* The module's state (app->tasks_mod), created with the first run. */
+struct evapi__tasks {
+	TAILQ_HEAD(, evapi__bgrun) runs;
+	int active;          /* runs not finished */
+};
+
+int evapi__tasks_active(const evapi_app *app)
+{
+	return app->tasks_mod ? app->tasks_mod->active : 0;
+}
 
 int evapi_req_add_task(evapi_req *req, evapi_lane lane, const char *name,
                        evapi_task_cb cb, void *arg)
@@ -104,9 +115,9 @@ static void run_end(struct evapi__bgrun *run, const char *why)
 	evapi_app *app = run->app;
 
 	skip_list(app, run->head, run->index, run->label, run->req_id, why);
-	TAILQ_REMOVE(&app->bg_runs, run, link);
+	TAILQ_REMOVE(&app->tasks_mod->runs, run, link);
 	evapi__pending_unlink(&run->pend);
-	app->bg_active--;
+	app->tasks_mod->active--;
 	free(run);
 	evapi__reactor_maybe_exit(app);
 }
@@ -244,7 +255,10 @@ void evapi__tasks_attach(evapi_req *req, struct evhttp_request *ev)
 
 	if (!req->tasks)
 		return;
-	run = calloc(1, sizeof *run);
+	if (!app->tasks_mod &&
+	    (app->tasks_mod = calloc(1, sizeof *app->tasks_mod)) != NULL)
+		TAILQ_INIT(&app->tasks_mod->runs);
+	run = app->tasks_mod ? calloc(1, sizeof *run) : NULL;
 	if (!run || !evhttp_request_get_connection(ev)) {
 		free(run);
 		evapi__tasks_drop(req, "out of memory");
@@ -258,10 +272,10 @@ void evapi__tasks_attach(evapi_req *req, struct evhttp_request *ev)
 	         req->route ? req->route->label : "-");
 	run->route = req->route;
 	run->evcon = evhttp_request_get_connection(ev);
-	TAILQ_INSERT_TAIL(&app->bg_runs, run, link);
+	TAILQ_INSERT_TAIL(&app->tasks_mod->runs, run, link);
 	evapi__pending_link(&app->pending, &run->pend, run_cut,
 	                    "background tasks");
-	app->bg_active++;
+	app->tasks_mod->active++;
 	evhttp_request_set_on_complete_cb(ev, on_complete, run);
 	evhttp_connection_set_closecb(run->evcon, on_close, run);
 }
@@ -270,7 +284,9 @@ void evapi__tasks_free(evapi_app *app)
 {
 	struct evapi__bgrun *run;
 
-	while ((run = TAILQ_FIRST(&app->bg_runs)) != NULL) {
+	if (!app->tasks_mod)
+		return;
+	while ((run = TAILQ_FIRST(&app->tasks_mod->runs)) != NULL) {
 		if (run->evcon)
 			evhttp_connection_set_closecb(run->evcon, NULL, NULL);
 		if (run->cur) { /* cannot happen once the pool is joined */
@@ -280,4 +296,6 @@ void evapi__tasks_free(evapi_app *app)
 		}
 		run_end(run, "the app stopped first");
 	}
+	free(app->tasks_mod);
+	app->tasks_mod = NULL;
 }
