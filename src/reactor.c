@@ -561,14 +561,34 @@ static int snapshot(evapi_req *req, struct evhttp_request *ev,
 	return evapi__parse_query(req, query);
 }
 
+/* Splits the request-target exactly as the client sent it into its path
+ * and query (both still percent-encoded, NUL-terminated copies in the
+ * request's arena). evhttp's parsed URI is not used: it reads a target
+ * starting with "//" as an authority, so "//x/echo" would route as
+ * "/echo" and slip past a proxy's rule for "/echo". The guard lets only
+ * origin-form ("/...") and "*" through; a fragment is dropped. */
+static int split_target(evapi_req *req, const char *target, char **path,
+                        char **query)
+{
+	size_t plen = strcspn(target, "?#"), qlen = 0;
+	const char *q = NULL;
+
+	if (target[plen] == '?') {
+		q = target + plen + 1;
+		qlen = strcspn(q, "#");
+	}
+	*path = evapi__arena_strndup(&req->arena, target, plen);
+	*query = q ? evapi__arena_strndup(&req->arena, q, qlen) : NULL;
+	return *path && (!q || *query) ? 0 : EVAPI_ENOMEM;
+}
+
 static void on_request(struct evhttp_request *ev, void *arg)
 {
 	evapi_app *app = arg;
-	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(ev);
-	const char *raw = uri ? evhttp_uri_get_path(uri) : NULL;
+	const char *target = evhttp_request_get_uri(ev);
 	evapi__match m;
 	evapi_req *req;
-	char *scratch, *path;
+	char *raw, *query, *scratch, *path;
 	size_t rawlen;
 	int rc;
 
@@ -590,8 +610,10 @@ static void on_request(struct evhttp_request *ev, void *arg)
 
 	req->method = map_cmd(evhttp_request_get_command(ev));
 	req->head_only = req->method == EVAPI_HEAD;
-	if (!raw || !*raw)
-		raw = "/";
+	if (split_target(req, target ? target : "", &raw, &query) != 0) {
+		evapi_reply_error(req, 500, "Out of memory");
+		goto out;
+	}
 	rawlen = strlen(raw);
 	scratch = evapi__arena_alloc(&req->arena, rawlen + 1);
 	path = evapi__arena_alloc(&req->arena, rawlen + 1);
@@ -608,7 +630,7 @@ static void on_request(struct evhttp_request *ev, void *arg)
 		evapi_reply_error(req, 501, "Method Not Implemented");
 		goto out;
 	}
-	rc = snapshot(req, ev, evhttp_uri_get_query(uri));
+	rc = snapshot(req, ev, query);
 	if (rc == EVAPI_EINVAL) {
 		evapi_reply_error(req, 400, "Invalid percent-encoding in query");
 		goto out;

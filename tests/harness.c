@@ -329,6 +329,37 @@ void th_send_and_close(int port, const char *raw, int wait_ms)
 		close(fd);
 }
 
+int th_exchange(int port, const char *raw, char *buf, size_t cap,
+                double secs, int *closed)
+{
+	int fd = th_connect_send(port, raw), st = 0;
+	double t0 = th_now();
+
+	buf[0] = '\0';
+	if (closed)
+		*closed = 0;
+	if (fd < 0)
+		return 0;
+	th_read_all(fd, buf, cap, secs);
+	if (closed)
+		*closed = th_now() - t0 < secs - 0.05;
+	close(fd);
+	if (sscanf(buf, "HTTP/1.%*d %d", &st) != 1)
+		return 0;
+	return st;
+}
+
+int th_count_responses(const char *buf)
+{
+	int n = 0;
+	const char *p;
+	int st;
+	for (p = buf; (p = strstr(p, "HTTP/1.")) != NULL; p++)
+		if (sscanf(p, "HTTP/1.%*1d %3d ", &st) == 1)
+			n++;
+	return n;
+}
+
 int th_free_port(void)
 {
 	struct sockaddr_in sa;

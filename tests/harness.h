@@ -124,6 +124,14 @@ int th_connect_send(int port, const char *raw);
  * rest is counted) until EOF or `secs` pass. Returns all bytes read. */
 long th_read_all(int fd, char *buf, size_t cap, double secs);
 
+/* Connects, sends `raw`, and reads into buf (as th_read_all) until the
+ * server closes or `secs` pass. Returns the status of the first response
+ * (0: none); *closed (may be NULL) is 1 when the server closed in time. */
+int th_exchange(int port, const char *raw, char *buf, size_t cap,
+                double secs, int *closed);
+/* How many responses buf holds (status lines "HTTP/1.x NNN "). */
+int th_count_responses(const char *buf);
+
 /* A loopback port free right now (bound to port 0, then released). */
 int th_free_port(void);
 /* As th_connect_send, with SO_RCVBUF set to `rcvbuf` before connecting

@@ -1,8 +1,10 @@
 /*
  * test_nginx.c: examples/nginx/nginx.conf in front of two evapi apps on
  * 127.0.0.1: requests reach both, and stopping one while requests keep
- * coming loses none (nginx retries what it may elsewhere). Skipped, with
- * the reason printed, when nginx is not installed.
+ * coming loses none (nginx retries what it may elsewhere). And a path
+ * rule in nginx ("/echo" refused, "/_/" denied) is not bypassed with a
+ * target starting with "//", with nginx's merge_slashes on or off.
+ * Skipped, with the reason printed, when nginx is not installed.
  */
 #include "harness.h"
 
@@ -75,6 +77,14 @@ static int write_conf(const char *dir, int port, int up0, int up1)
 	fclose(in);
 	fclose(o);
 	return 0;
+}
+
+static void remove_dir(const char *dir)
+{
+	char cmd[600];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", dir);
 }
 
 static pid_t start_nginx(const char *dir, int port)
@@ -179,12 +189,137 @@ static void test_two_instances_behind_nginx(void)
 		CHECK_INT(th_http(port, "GET", "/", NULL, &r), ==, 200);
 	stop_nginx(ng);
 	th_server_stop(&b);
-	{
-		char cmd[600];
-		snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-		if (system(cmd) != 0)
-			fprintf(stderr, "could not remove %s\n", dir);
+	remove_dir(dir);
+}
+
+/* ---- path rules in nginx ------------------------------------------------ */
+
+static int guarded_hits; /* handlers nginx's rules should keep away */
+
+static void guarded(evapi_req *req, void *arg)
+{
+	__atomic_add_fetch(&guarded_hits, 1, __ATOMIC_SEQ_CST);
+	evapi_reply_text(req, 200, (const char *)arg);
+}
+
+static void open_route(evapi_req *req, void *arg)
+{
+	evapi_reply_text(req, 200, "open");
+}
+
+/* nginx refusing /echo and /_/ by location, proxying the rest. */
+static int write_rules_conf(const char *dir, int port, int up,
+                            int merge_slashes)
+{
+	char path[512];
+	FILE *o;
+
+	snprintf(path, sizeof path, "%s/nginx.conf", dir);
+	o = fopen(path, "w");
+	if (!o) {
+		TH_FAIL_AT("cannot write %s", path);
+		return -1;
 	}
+	fprintf(o, "worker_processes 1;\n"
+	           "events { worker_connections 64; }\n"
+	           "http {\n"
+	           "\taccess_log off;\n"
+	           "\tclient_body_temp_path %s/body;\n"
+	           "\tproxy_temp_path %s/proxy;\n"
+	           "\tmerge_slashes %s;\n"
+	           "\tserver {\n"
+	           "\t\tlisten 127.0.0.1:%d;\n"
+	           "\t\tlocation /echo { return 403; }\n"
+	           "\t\tlocation /_/ { deny all; }\n"
+	           "\t\tlocation / {\n"
+	           "\t\t\tproxy_pass http://127.0.0.1:%d;\n"
+	           "\t\t\tproxy_http_version 1.1;\n"
+	           "\t\t\tproxy_set_header Connection \"\";\n"
+	           "\t\t}\n"
+	           "\t}\n"
+	           "}\n",
+	        dir, dir, merge_slashes ? "on" : "off", port, up);
+	fclose(o);
+	return 0;
+}
+
+static void rules_hold(int merge_slashes)
+{
+	/* What a client sends nginx; what it must get back. Through nginx
+	 * a "//" target reaches evapi unchanged (proxy_pass without a URI
+	 * passes the target as sent), where it is a path of its own: 404.
+	 * With merge_slashes on, nginx matches "//echo" as "/echo": 403. */
+	static const struct {
+		const char *method, *target;
+		int status_merged, status_unmerged;
+	} cases[] = {
+		{"GET", "/", 200, 200},
+		{"POST", "/echo", 403, 403},
+		{"GET", "/_/stats", 403, 403},
+		{"POST", "//x/echo", 404, 404},
+		{"POST", "//a@b:1/echo", 404, 404},
+		{"GET", "//x/_/stats", 404, 404},
+		{"GET", "//x/_/metrics", 404, 404},
+		{"GET", "//echo", 403, 404},
+		{"GET", "//_/stats", 403, 404},
+	};
+	char dir[] = "/tmp/evapi-nginx-XXXXXX";
+	evapi_config cfg;
+	evapi_app *app;
+	th_server s;
+	pid_t ng;
+	size_t i;
+	int port = th_free_port();
+
+	CHECK(mkdtemp(dir) != NULL);
+	th_config(&cfg);
+	cfg.access_log = 0;
+	cfg.stats_routes = 1;
+	app = evapi_app_new(&cfg);
+	CHECK(app != NULL);
+	evapi_app_route(app, EVAPI_GET, "/", EVAPI_INLINE, open_route, NULL);
+	evapi_app_route(app, EVAPI_GET | EVAPI_POST, "/echo", EVAPI_INLINE,
+	                guarded, "echo");
+	th_server_start(&s, app);
+	__atomic_store_n(&guarded_hits, 0, __ATOMIC_SEQ_CST);
+	if (write_rules_conf(dir, port, s.port, merge_slashes) != 0) {
+		th_server_stop(&s);
+		remove_dir(dir);
+		return;
+	}
+	ng = start_nginx(dir, port);
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char raw[512], buf[8192];
+		int want = merge_slashes ? cases[i].status_merged
+		                         : cases[i].status_unmerged;
+		int st;
+
+		snprintf(raw, sizeof raw, "%s %s HTTP/1.1\r\nHost: t\r\n"
+		         "Content-Length: 0\r\nConnection: close\r\n\r\n",
+		         cases[i].method, cases[i].target);
+		st = th_exchange(port, raw, buf, sizeof buf, 3, NULL);
+		if (st != want)
+			fprintf(stderr, "  %s %s (merge_slashes %s): %s\n",
+			        cases[i].method, cases[i].target,
+			        merge_slashes ? "on" : "off", buf);
+		CHECK_INT(st, ==, want);
+		if (st == 200 && strcmp(cases[i].target, "/") != 0)
+			CHECK(strstr(buf, "\"in_flight\"") == NULL);
+	}
+	CHECK_INT(__atomic_load_n(&guarded_hits, __ATOMIC_SEQ_CST), ==, 0);
+	stop_nginx(ng);
+	th_server_stop(&s);
+	remove_dir(dir);
+}
+
+static void test_path_rules_merge_slashes_on(void)
+{
+	rules_hold(1);
+}
+
+static void test_path_rules_merge_slashes_off(void)
+{
+	rules_hold(0);
 }
 
 int main(int argc, char **argv)
@@ -192,10 +327,16 @@ int main(int argc, char **argv)
 	static const th_test tests[] = {
 		{"nginx.two_instances_behind_nginx",
 		 test_two_instances_behind_nginx},
+		{"nginx.path_rules_merge_slashes_on",
+		 test_path_rules_merge_slashes_on},
+		{"nginx.path_rules_merge_slashes_off",
+		 test_path_rules_merge_slashes_off},
 		{NULL, NULL}};
 	if (system("command -v nginx >/dev/null 2>&1") != 0) {
-		printf("SKIP nginx.two_instances_behind_nginx (nginx is not "
-		       "installed: apt-get install nginx-light)\n");
+		int i;
+		for (i = 0; tests[i].name; i++)
+			printf("SKIP %s (nginx is not installed: apt-get "
+			       "install nginx-light)\n", tests[i].name);
 		return 0;
 	}
 	return th_main(argc, argv, tests);
