@@ -10,11 +10,12 @@
  * file enforces what llhttp leaves to the server: limits, header-name
  * tokens, one Host on HTTP/1.1, Transfer-Encoding only as "chunked" and
  * never on HTTP/1.0, Expect, the methods evapi serves, and a clean
- * request-target. A request that passes is re-framed for evhttp: the
- * request line, the validated headers minus the framing ones, and a
- * Content-Length for the decoded body, so evhttp never parses anything
- * the guard did not accept (no chunked bodies, trailers or obs-folds
- * reach it).
+ * request-target. A request that passes is re-framed for
+ * evhttp: the request line, the validated headers minus the framing and
+ * connection ones, a Content-Length for the decoded body, and a
+ * Connection header saying what the guard decided, so evhttp never
+ * parses anything the guard did not accept (no chunked bodies, trailers
+ * or obs-folds reach it) and never decides alone to close.
  *
  * The parser pauses at message begin, header end and message end so the
  * caller sees each event at its exact byte offset, which is what keeps
@@ -47,7 +48,6 @@ struct evapi__frame {
 	sbuf version;
 	int nfields;
 	int hosts, te, cl, expect_continue, keep_body;
-	int close_after;       /* upgrade asked: serve, then close */
 	int status;
 	const char *detail;
 	char clbuf[48];
@@ -235,8 +235,12 @@ static int on_header_value_complete(llhttp_t *p)
 		}
 		f->expect_continue = 1;
 		keep = 0; /* the guard answers it; evhttp must not */
-	} else if (strcasecmp(n, "upgrade") == 0) {
-		keep = 0; /* no protocol upgrades: served as plain HTTP/1.1 */
+	} else if (strcasecmp(n, "upgrade") == 0 ||
+	           strcasecmp(n, "connection") == 0) {
+		/* No protocol upgrades: served as plain HTTP/1.1. llhttp read
+		 * Connection's tokens; evhttp gets one it reads the same way
+		 * (see evapi__frame_request). */
+		keep = 0;
 	}
 	if (keep && (sb_add(&f->head, n, f->name.len) ||
 	             sb_add(&f->head, ": ", 2) || sb_add(&f->head, v, vl) ||
@@ -319,9 +323,11 @@ static int on_headers_complete(llhttp_t *p)
 	if (f->cl && p->content_length > f->lim.max_body)
 		return fail(f, 413, "Request body too large");
 	f->keep_body = body_method(p->method);
-	/* "Connection: upgrade": served as plain HTTP, then closed, since
-	 * nothing after it can be framed as HTTP/1.1. */
-	f->close_after = llhttp_get_upgrade(p) != 0;
+	/* "Upgrade" with "Connection: upgrade" is ignored (RFC 9110 7.8 lets
+	 * a server): the request is plain HTTP/1.1, and so is what follows
+	 * it. Cleared here, llhttp neither skips the body nor stops at the
+	 * message end as it would for a protocol switch. */
+	p->upgrade = 0;
 	/* Request line in front of the headers kept so far. */
 	if (sb_str(&line, m) || sb_add(&line, " ", 1) ||
 	    sb_add(&line, f->url.p, f->url.len) ||
@@ -397,7 +403,6 @@ void evapi__frame_reset(evapi__frame *f)
 	llhttp_init(&f->p, HTTP_REQUEST, &settings);
 	f->p.data = f;
 	next_request(f);
-	f->close_after = 0;
 	f->status = 0;
 	f->detail = NULL;
 }
@@ -505,14 +510,8 @@ int evapi__frame_feed(evapi__frame *f, const char *data, size_t len,
 		*used = len; /* after the last request: discarded */
 		return EVAPI__FRAME_MORE;
 	}
-	if (f->st == ST_DONE) {
-		if (f->close_after) {
-			f->st = ST_CLOSED;
-			*used = len;
-			return EVAPI__FRAME_MORE;
-		}
+	if (f->st == ST_DONE)
 		next_request(f);
-	}
 	st0 = f->st;
 	if (len == 0)
 		return EVAPI__FRAME_MORE;
@@ -573,18 +572,19 @@ void evapi__frame_request(evapi__frame *f, int close, const char **head,
 		if (n > 0)
 			sb_add(&f->head, f->clbuf, (size_t)n);
 	}
+	/* The client's Connection header never reaches evhttp (its
+	 * "keep-alive, close" or two lines would read as keep-alive there):
+	 * evhttp closes after this request exactly when it is told to, and
+	 * then says so. */
 	if (close)
 		sb_str(&f->head, "Connection: close\r\n");
+	else if (f->p.http_minor == 0)
+		sb_str(&f->head, "Connection: keep-alive\r\n");
 	sb_add(&f->head, "\r\n", 2);
 	*head = f->head.p ? f->head.p : "";
 	*head_len = f->head.len;
 	*body = f->body.p ? f->body.p : "";
 	*body_len = f->keep_body ? f->body.len : 0;
-}
-
-int evapi__frame_closes(const evapi__frame *f)
-{
-	return f->close_after;
 }
 
 int evapi__frame_keeps_alive(const evapi__frame *f)

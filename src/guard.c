@@ -440,7 +440,7 @@ static void on_request(gconn *c, struct evbuffer *dst)
 
 	c->served++;
 	close = c->served >= cfg->keepalive_max_requests ||
-	        evapi__frame_closes(c->frame);
+	        !evapi__frame_keeps_alive(c->frame);
 	evapi__frame_request(c->frame, close, &head, &hl, &body, &bl);
 	evbuffer_add(dst, head, hl);
 	if (bl)
@@ -450,7 +450,7 @@ static void on_request(gconn *c, struct evbuffer *dst)
 	 * connection needs no parser: thousands of connections waiting on
 	 * slow handlers stay small. Keep-alive ones drop theirs once
 	 * their request waits (evapi__guard_waiting). */
-	if (close || !evapi__frame_keeps_alive(c->frame)) {
+	if (close) {
 		c->last = 1;
 		frame_put(c->g, c->frame);
 		c->frame = NULL;

@@ -39,15 +39,14 @@ EVAPI_HIDDEN int evapi__frame_feed(evapi__frame *f, const char *data,
                                    size_t len, size_t *used);
 /* After EVAPI__FRAME_REQUEST: the request re-framed for evhttp (request
  * line, validated headers, Content-Length, body). Borrowed until the next
- * feed. `close` adds "Connection: close". */
+ * feed. `close`: the last request on the connection ("Connection:
+ * close"); otherwise it stays open (HTTP/1.0 gets "Connection:
+ * keep-alive"). */
 EVAPI_HIDDEN void evapi__frame_request(evapi__frame *f, int close,
                                        const char **head, size_t *head_len,
                                        const char **body, size_t *body_len);
 /* Makes `f` as new (same limits), keeping its scratch buffers. */
 EVAPI_HIDDEN void evapi__frame_reset(evapi__frame *f);
-/* After EVAPI__FRAME_REQUEST: 1 when nothing may follow this request on
- * the connection (it asked for a protocol upgrade). */
-EVAPI_HIDDEN int evapi__frame_closes(const evapi__frame *f);
 /* After EVAPI__FRAME_REQUEST: 0 when the client ends the connection
  * with this request ("Connection: close", or HTTP/1.0 without
  * keep-alive). */

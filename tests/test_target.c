@@ -1,7 +1,11 @@
 /*
- * test_target.c: what the server does with the request-target: routing
- * on the origin-form path exactly as sent (src/reactor.c). Raw sockets
- * against a real app at 127.0.0.1:0; every answer is checked byte-level.
+ * test_target.c: what the server does with the request-target and the
+ * connection-level headers evhttp would otherwise decide alone: routing
+ * on the origin-form path exactly as sent (src/reactor.c), Upgrade
+ * ignored and "Connection: close" always said before a close
+ * (src/frame.c, src/guard.c). Raw sockets against a real app at
+ * 127.0.0.1:0; every answer is checked byte-level: status, how many
+ * responses, and whether the server closed.
  */
 #include "harness.h"
 
@@ -140,12 +144,89 @@ static void test_query_and_fragment(void)
 	th_server_stop(&s);
 }
 
+/* ---- connection handling ------------------------------------------------ */
+
+/* Upgrade on an ordinary route is ignored (RFC 9110 §7.8): the request
+ * is served as HTTP/1.1 and so is everything pipelined behind it. */
+static void test_upgrade_ignored_pipelined(void)
+{
+	th_server s;
+	talk t;
+	const char *second;
+
+	start(&s);
+	say(s.port, "GET /hello HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
+	            "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+	            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+	            "GET /echo?a=2 HTTP/1.1\r\nHost: t\r\n"
+	            "Connection: close\r\n\r\n", 200, &t);
+	CHECK_INT(t.nresp, ==, 2);
+	second = strstr(t.buf, "route=hello");
+	CHECK(second && strstr(second, "route=echo path=/echo a=2") != NULL);
+	CHECK(strstr(t.buf, "Upgrade") == NULL);
+	CHECK(t.closed);
+
+	/* h2c with a body, then a request that keeps the connection */
+	say(s.port, "POST /echo HTTP/1.1\r\nHost: t\r\nUpgrade: h2c\r\n"
+	            "Connection: Upgrade, HTTP2-Settings\r\n"
+	            "HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n"
+	            "Content-Length: 5\r\n\r\nhello"
+	            "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n", 200, &t);
+	CHECK_INT(t.nresp, ==, 2);
+	CHECK_CONTAINS(t.buf, "route=echo path=/echo a=- body=hello");
+	CHECK_CONTAINS(t.buf, "route=hello");
+	CHECK(strstr(t.buf, "Connection: close") == NULL);
+	CHECK(!t.closed); /* kept alive, as asked */
+	CHECK_STR(th_trace(), "hello;echo;echo;hello;");
+	th_server_stop(&s);
+}
+
+/* A request after which the server closes gets "Connection: close",
+ * however the client spelled its own Connection header, and the close
+ * follows at once. */
+static void test_close_is_said(void)
+{
+	static const char *const raws[] = {
+		"GET /hello HTTP/1.1\r\nHost: t\r\nConnection: keep-alive, close"
+		"\r\n\r\nGET /echo HTTP/1.1\r\nHost: t\r\n\r\n",
+		"GET /hello HTTP/1.1\r\nHost: t\r\nConnection: foo\r\n"
+		"Connection: close\r\n\r\nGET /echo HTTP/1.1\r\nHost: t\r\n\r\n",
+		"GET /hello HTTP/1.1\r\nHost: t\r\nConnection: Upgrade, close\r\n"
+		"Upgrade: websocket\r\n\r\nGET /echo HTTP/1.1\r\nHost: t\r\n\r\n",
+		"GET /hello HTTP/1.0\r\n\r\nGET /echo HTTP/1.1\r\nHost: t\r\n\r\n",
+	};
+	th_server s;
+	talk t;
+	size_t i;
+
+	start(&s);
+	for (i = 0; i < sizeof raws / sizeof raws[0]; i++) {
+		say(s.port, raws[i], 200, &t);
+		CHECK_INT(t.nresp, ==, 1);
+		CHECK_CONTAINS(t.buf, "route=hello");
+		if (strncmp(t.buf, "HTTP/1.1", 8) == 0)
+			CHECK_CONTAINS(t.buf, "Connection: close");
+		CHECK(t.closed);
+	}
+	/* HTTP/1.0 keep-alive is kept, and said */
+	say(s.port, "GET /hello HTTP/1.0\r\nConnection: keep-alive, foo\r\n\r\n"
+	            "GET /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+	    200, &t);
+	CHECK_INT(t.nresp, ==, 2);
+	CHECK_CONTAINS(t.buf, "Connection: keep-alive");
+	CHECK_CONTAINS(t.buf, "route=echo");
+	CHECK(t.closed);
+	th_server_stop(&s);
+}
+
 int main(int argc, char **argv)
 {
 	static const th_test tests[] = {
 		{"target.double_slash_routed_literally",
 		 test_double_slash_routed_literally},
 		{"target.query_and_fragment", test_query_and_fragment},
+		{"target.upgrade_ignored_pipelined", test_upgrade_ignored_pipelined},
+		{"target.close_is_said", test_close_is_said},
 		{NULL, NULL}};
 	return th_main(argc, argv, tests);
 }
