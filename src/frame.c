@@ -10,12 +10,13 @@
  * file enforces what llhttp leaves to the server: limits, header-name
  * tokens, one Host on HTTP/1.1, Transfer-Encoding only as "chunked" and
  * never on HTTP/1.0, Expect, the methods evapi serves, and a clean
- * request-target. A request that passes is re-framed for
- * evhttp: the request line, the validated headers minus the framing and
- * connection ones, a Content-Length for the decoded body, and a
- * Connection header saying what the guard decided, so evhttp never
- * parses anything the guard did not accept (no chunked bodies, trailers
- * or obs-folds reach it) and never decides alone to close.
+ * origin-form request-target (or "*" for OPTIONS). A request that passes
+ * is re-framed for evhttp: the request line, the validated headers minus
+ * the framing and connection ones, a Content-Length for the decoded
+ * body, and a Connection header saying what the guard decided, so
+ * evhttp never parses anything the guard did not accept (no chunked
+ * bodies, trailers or obs-folds reach it) and never decides alone to
+ * close.
  *
  * The parser pauses at message begin, header end and message end so the
  * caller sees each event at its exact byte offset, which is what keeps
@@ -295,9 +296,12 @@ static int check_target(evapi__frame *f, int method)
 		return 0;
 	if (strcmp(u, "*") == 0 && method == HTTP_OPTIONS)
 		return 0;
-	if (strncasecmp(u, "http://", 7) == 0 ||
-	    strncasecmp(u, "https://", 8) == 0)
-		return 0;
+	/* Absolute-form is what a client sends a proxy. Served, it would
+	 * carry a second authority beside Host, and evhttp would close the
+	 * connection after it without saying so. */
+	if (strstr(u, "://"))
+		return fail(f, 400, "Absolute-form request-target is not "
+		                    "served: send the path and a Host header");
 	return fail(f, 400, "Invalid request-target");
 }
 
@@ -310,6 +314,9 @@ static int on_headers_complete(llhttp_t *p)
 
 	if (p->http_major != 1)
 		return fail(f, 505, "HTTP version not supported");
+	if (p->method == HTTP_CONNECT)
+		return fail(f, 400, "CONNECT (authority-form) is not served: "
+		                    "this is not a proxy");
 	if (!m)
 		return fail(f, 501, "Method not implemented");
 	if (check_target(f, p->method))

@@ -1,11 +1,11 @@
 /*
  * test_target.c: what the server does with the request-target and the
  * connection-level headers evhttp would otherwise decide alone: routing
- * on the origin-form path exactly as sent (src/reactor.c), Upgrade
- * ignored and "Connection: close" always said before a close
- * (src/frame.c, src/guard.c). Raw sockets against a real app at
- * 127.0.0.1:0; every answer is checked byte-level: status, how many
- * responses, and whether the server closed.
+ * on the origin-form path exactly as sent (src/reactor.c), absolute- and
+ * authority-form refused, Upgrade ignored and "Connection: close" always
+ * said before a close (src/frame.c, src/guard.c). Raw sockets against a
+ * real app at 127.0.0.1:0; every answer is checked byte-level: status,
+ * JSON detail, how many responses, and whether the server closed.
  */
 #include "harness.h"
 
@@ -72,6 +72,15 @@ static void say(int port, const char *raw, int want, talk *t)
 		CHECK_INT(t->status, ==, want);
 	}
 }
+
+/* One error answer, JSON, "Connection: close", and the server closed. */
+#define CHECK_REFUSED(t)                                                     \
+	do {                                                                 \
+		CHECK_INT((t)->nresp, ==, 1);                                \
+		CHECK_CONTAINS((t)->buf, "{\"detail\":");                    \
+		CHECK_CONTAINS((t)->buf, "Connection: close");               \
+		CHECK((t)->closed);                                          \
+	} while (0)
 
 /* ---- origin-form: the path exactly as sent ------------------------------ */
 
@@ -141,6 +150,61 @@ static void test_query_and_fragment(void)
 		say(s.port, raw, cases[i].status, &t);
 		CHECK_CONTAINS(t.buf, cases[i].want);
 	}
+	th_server_stop(&s);
+}
+
+/* ---- forms evapi does not serve ----------------------------------------- */
+
+static void test_absolute_form_refused(void)
+{
+	static const char *const raws[] = {
+		"POST http://x/echo HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"
+		"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n",
+		"GET http://t/echo HTTP/1.1\r\nHost: t\r\n\r\n"
+		"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n",
+		"GET HTTP://t/echo?a=1 HTTP/1.1\r\nHost: t\r\n\r\n"
+		"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n",
+		"GET https://t/echo HTTP/1.1\r\nHost: t\r\n\r\n"
+		"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n",
+		"GET http://t HTTP/1.1\r\nHost: t\r\n\r\n"
+		"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n",
+		"GET ftp://t/echo HTTP/1.1\r\nHost: t\r\n\r\n",
+		/* authority-form is for CONNECT, which a proxy serves */
+		"CONNECT t:80 HTTP/1.1\r\nHost: t:80\r\n\r\n"
+		"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n",
+		"GET t:80 HTTP/1.1\r\nHost: t\r\n\r\n",
+	};
+	th_server s;
+	talk t;
+	size_t i;
+
+	start(&s);
+	for (i = 0; i < sizeof raws / sizeof raws[0]; i++) {
+		say(s.port, raws[i], 400, &t);
+		CHECK_REFUSED(&t);
+	}
+	CHECK_STR(th_trace(), "");
+	th_server_stop(&s);
+}
+
+/* "OPTIONS *" asks about the server; no route answers it. Whatever the
+ * answer, it is JSON, and what follows is served or the close is said. */
+static void test_options_asterisk(void)
+{
+	th_server s;
+	talk t;
+
+	start(&s);
+	say(s.port, "OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n"
+	            "GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+	    0, &t);
+	CHECK(t.status == 400 || t.status == 405);
+	CHECK_CONTAINS(t.buf, "{\"detail\":");
+	CHECK(t.closed);
+	if (t.nresp == 1)
+		CHECK_CONTAINS(t.buf, "Connection: close");
+	else
+		CHECK_CONTAINS(t.buf, "route=hello");
 	th_server_stop(&s);
 }
 
@@ -225,6 +289,8 @@ int main(int argc, char **argv)
 		{"target.double_slash_routed_literally",
 		 test_double_slash_routed_literally},
 		{"target.query_and_fragment", test_query_and_fragment},
+		{"target.absolute_form_refused", test_absolute_form_refused},
+		{"target.options_asterisk", test_options_asterisk},
 		{"target.upgrade_ignored_pipelined", test_upgrade_ignored_pipelined},
 		{"target.close_is_said", test_close_is_said},
 		{NULL, NULL}};
