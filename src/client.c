@@ -533,12 +533,10 @@ static int req_start(evapi_req *req, int kind, const evapi_fetch_opts *opts,
 	evapi__batch *b;
 	int rc;
 
-	if (!req || !opts || !cb || n == 0)
+	if ((rc = evapi__req_can_wait(req)) != 0)
+		return rc;
+	if (!opts || !cb || n == 0)
 		return EVAPI_EINVAL;
-	if (!evapi__is_loop_thread(req))
-		return EVAPI_ETHREAD;
-	if (req->gone)
-		return EVAPI_EGONE;
 	c = req->app->client;
 	if (!c || c->closing)
 		return EVAPI_ESTATE;

@@ -206,7 +206,7 @@ static int64_t deadline_at(const gconn *c)
 		                             : cfg->header_timeout_ms) * 1000;
 	if (c->served == 0)
 		return c->idle_since_us + (int64_t)cfg->header_timeout_ms * 1000;
-	return c->idle_since_us + (int64_t)cfg->idle_timeout_s * 1000000;
+	return c->idle_since_us + (int64_t)cfg->idle_timeout_ms * 1000;
 }
 
 static void timer_in(gconn *c, int64_t us)

@@ -302,6 +302,9 @@ static void req_gone(evapi_req *req, int why)
 
 	if (req->gone)
 		return;
+	/* A started stream's status line is out: log what was sent. */
+	if (why == GONE_CUT && req->stream)
+		status = req->resp.status;
 	req->refs++; /* keep it alive through the cancellations */
 	req->gone = 1;
 	disarm(req);
@@ -789,7 +792,11 @@ int evapi__reactor_init(evapi_app *app)
 		              EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT);
 	evhttp_set_max_headers_size(http, (ev_ssize_t)app->cfg.max_header_bytes);
 	evhttp_set_max_body_size(http, (ev_ssize_t)app->cfg.max_body_bytes);
-	evhttp_set_timeout(http, app->cfg.idle_timeout_s);
+	{
+		struct timeval idle = {app->cfg.idle_timeout_ms / 1000,
+		                       (app->cfg.idle_timeout_ms % 1000) * 1000};
+		evhttp_set_timeout_tv(http, &idle);
+	}
 	evhttp_set_default_content_type(http, NULL);
 	app->early_close = (event_base_get_features(app->base) &
 	                    EV_FEATURE_EARLY_CLOSE) != 0;
