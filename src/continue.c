@@ -83,8 +83,6 @@ static void op_finish(evapi__op *op, int status)
 static void sleep_fired(evutil_socket_t fd, short what, void *arg)
 {
 	evapi__op *op = arg;
-	(void)fd;
-	(void)what;
 	op_finish(op, op->cancelled ? EVAPI_ECANCELED : 0);
 }
 

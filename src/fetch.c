@@ -107,9 +107,6 @@ static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow,
                        curl_off_t ultotal, curl_off_t ulnow)
 {
 	evapi_fetch_res *res = arg;
-	(void)dltotal;
-	(void)ultotal;
-	(void)ulnow;
 	if (dlnow > 0 && (size_t)dlnow > res->max) {
 		res->too_big = 1;
 		return 1;

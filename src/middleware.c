@@ -211,7 +211,6 @@ static void cors_after(evapi_req *req, int status, void *arg)
 	cors *c = arg;
 	const char *origin = evapi_req_header(req, "Origin");
 
-	(void)status;
 	if (!origin || !origin_ok(c, origin) || !req->after_resp)
 		return;
 	/* A preflight answered by cors_before already carries them. */

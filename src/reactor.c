@@ -196,7 +196,6 @@ void evapi__req_finish(evapi_req *req, int status)
 static void free_body(const void *data, size_t len, void *arg)
 {
 	evapi_app *app = arg;
-	(void)len;
 	free((void *)data);
 	app->bodies_writing--;
 	maybe_exit(app);
@@ -387,8 +386,6 @@ static void watch_cb(evutil_socket_t fd, short what, void *arg)
 static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 {
 	evapi_req *req = arg;
-	(void)fd;
-	(void)what;
 	evapi__log(req->app, EVAPI_LOG_WARN,
 	           "%s: no reply within %d ms: 504 id=%llu",
 	           req->route ? req->route->label : "-",
@@ -745,8 +742,6 @@ static void begin_stop(evapi_app *app, const char *why)
 static void grace_cb(evutil_socket_t fd, short what, void *arg)
 {
 	evapi_app *app = arg;
-	(void)fd;
-	(void)what;
 	evapi__log(app, EVAPI_LOG_WARN, "grace period of %d ms is over",
 	           app->cfg.shutdown_grace_ms);
 	app->stopping = 2;
@@ -756,7 +751,6 @@ static void grace_cb(evutil_socket_t fd, short what, void *arg)
 
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
 {
-	(void)what;
 	begin_stop(arg, sig == SIGINT ? "SIGINT" : "SIGTERM");
 }
 

@@ -4,8 +4,8 @@
 
 #include <stdlib.h>
 
-static void h1(evapi_req *r, void *a) { (void)r; (void)a; }
-static void h2(evapi_req *r, void *a) { (void)r; (void)a; }
+static void h1(evapi_req *r, void *a) { }
+static void h2(evapi_req *r, void *a) { }
 
 static int match(evapi__router *r, unsigned m, const char *path,
                  evapi__match *out, char *scratch)
