@@ -65,8 +65,8 @@ static int fail(evapi_error *err, int code, const char *fmt, ...)
 	return code;
 }
 
-/* Checks one member against [lo, hi]; a table keeps the name next to the
- * bound so that the message names exactly what is wrong. */
+/* Checks one member against [lo, hi]; one line per member keeps each
+ * bound next to its name, and the message names exactly what is wrong. */
 #define RANGE(member, lo, hi)                                                \
 	do {                                                                 \
 		long long v_ = (long long)c->member;                         \
@@ -124,7 +124,6 @@ evapi_app *evapi_app_new_ex(const evapi_config *cfg, evapi_error *err)
 	struct event_config *ec = NULL;
 	evapi_error mine;
 	evapi_app *app;
-	int rc = EVAPI_ENOMEM;
 
 	if (!err)
 		err = &mine;
@@ -138,7 +137,7 @@ evapi_app *evapi_app_new_ex(const evapi_config *cfg, evapi_error *err)
 		app->cfg = *cfg;
 	else
 		evapi_config_init(&app->cfg);
-	if ((rc = config_check(&app->cfg, err)) != 0) {
+	if (config_check(&app->cfg, err) != 0) {
 		/* log through the caller's sink, whatever its level says */
 		if ((int)app->cfg.log_level < (int)EVAPI_LOG_ERROR ||
 		    app->cfg.log_level > EVAPI_LOG_DEBUG)
@@ -159,7 +158,7 @@ evapi_app *evapi_app_new_ex(const evapi_config *cfg, evapi_error *err)
 	event_config_free(ec);
 	ec = NULL;
 	if (!app->base) {
-		rc = fail(err, EVAPI_ESYS, "cannot create the event base");
+		fail(err, EVAPI_ESYS, "cannot create the event base");
 		goto err;
 	}
 	app->router = evapi__router_new();
@@ -172,8 +171,8 @@ evapi_app *evapi_app_new_ex(const evapi_config *cfg, evapi_error *err)
 	                            app->cfg.pool_threads, app->cfg.pool_queue_max,
 	                            app->cfg.pool_yield_to_loop);
 	if (!app->pool) {
-		rc = fail(err, EVAPI_ESYS, "cannot start %d pool threads",
-		          app->cfg.pool_threads);
+		fail(err, EVAPI_ESYS, "cannot start %d pool threads",
+		     app->cfg.pool_threads);
 		goto err;
 	}
 	if (!(app->client = evapi__client_new(app)))
@@ -182,8 +181,7 @@ evapi_app *evapi_app_new_ex(const evapi_config *cfg, evapi_error *err)
 		goto err;
 	return app;
 err:
-	evapi__log(app, EVAPI_LOG_ERROR, "evapi_app_new: %s (%s)", err->text,
-	           evapi_strerror(rc));
+	evapi__log(app, EVAPI_LOG_ERROR, "evapi_app_new: %s", err->text);
 	if (ec)
 		event_config_free(ec);
 	evapi_app_free(app);
