@@ -35,13 +35,7 @@ struct evapi__op {
 
 static int op_begin(evapi_req *req)
 {
-	if (!req)
-		return EVAPI_EINVAL;
-	if (!evapi__is_loop_thread(req))
-		return EVAPI_ETHREAD;
-	if (req->gone)
-		return EVAPI_EGONE;
-	return 0;
+	return evapi__req_can_wait(req);
 }
 
 static void op_link(evapi__op *op)
@@ -89,8 +83,6 @@ static void op_finish(evapi__op *op, int status)
 static void sleep_fired(evutil_socket_t fd, short what, void *arg)
 {
 	evapi__op *op = arg;
-	(void)fd;
-	(void)what;
 	op_finish(op, op->cancelled ? EVAPI_ECANCELED : 0);
 }
 

@@ -107,9 +107,6 @@ static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow,
                        curl_off_t ultotal, curl_off_t ulnow)
 {
 	evapi_fetch_res *res = arg;
-	(void)dltotal;
-	(void)ultotal;
-	(void)ulnow;
 	if (dlnow > 0 && (size_t)dlnow > res->max) {
 		res->too_big = 1;
 		return 1;
@@ -170,8 +167,9 @@ int evapi__fetch_prepare(CURL *e, const evapi_fetch_opts *o,
 	unsigned timeout = o->timeout_ms ? o->timeout_ms : d->timeout_ms;
 	unsigned connect = o->connect_timeout_ms ? o->connect_timeout_ms
 	                                         : d->connect_timeout_ms;
-	unsigned low = o->low_speed_time_s ? o->low_speed_time_s
-	                                   : EVAPI__FETCH_LOW_SPEED_S;
+	/* curl counts the low-speed window in whole seconds */
+	unsigned low = o->low_speed_time_ms ? (o->low_speed_time_ms + 999) / 1000
+	                                    : EVAPI__FETCH_LOW_SPEED_S;
 
 	*hdrs = NULL;
 	if (!o->url || !scheme_ok(o->url) || (method && !method_ok(method)) ||

@@ -206,7 +206,7 @@ static int64_t deadline_at(const gconn *c)
 		                             : cfg->header_timeout_ms) * 1000;
 	if (c->served == 0)
 		return c->idle_since_us + (int64_t)cfg->header_timeout_ms * 1000;
-	return c->idle_since_us + (int64_t)cfg->idle_timeout_s * 1000000;
+	return c->idle_since_us + (int64_t)cfg->idle_timeout_ms * 1000;
 }
 
 static void timer_in(gconn *c, int64_t us)
@@ -317,8 +317,6 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 	gconn *c = arg;
 	int64_t now = evapi__now_us();
 	int idle;
-	(void)fd;
-	(void)what;
 
 	if (!alive(c))
 		return;
@@ -471,8 +469,6 @@ filter_in(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
 {
 	gconn *c = arg;
 	int produced = 0;
-	(void)limit;
-	(void)mode;
 
 	if (!alive(c)) {
 		evbuffer_drain(src, evbuffer_get_length(src));
@@ -586,7 +582,6 @@ static void flush_evhttp(gconn *c)
 static void writable_cb(evutil_socket_t fd, short what, void *arg)
 {
 	gconn *c = arg;
-	(void)fd;
 	if (!alive(c))
 		return;
 	if (what & EV_TIMEOUT) {
@@ -618,9 +613,6 @@ filter_out(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
 {
 	gconn *c = arg;
 	long n;
-	(void)dst;
-	(void)limit;
-	(void)mode;
 
 	if (!c->flushing || !alive(c) || c->write_failed ||
 	    own_len(c) > 0)
@@ -760,8 +752,6 @@ static void resume_cb(evutil_socket_t fd, short what, void *arg)
 {
 	evapi__guard *g = arg;
 	struct evconnlistener *lev = listener(g->app);
-	(void)fd;
-	(void)what;
 	if (!g->accept_paused)
 		return;
 	g->accept_paused = 0;

@@ -235,6 +235,7 @@ struct evapi_req {
 	evapi_stream *stream;         /* loop: the stream being written */
 	evapi__resp *after_resp;      /* loop: reply seen by after hooks */
 	int mw_depth;                 /* loop: before hooks that ran */
+	int in_before;                /* loop: a before hook is running */
 	evapi__arena arena;
 	/* Enough for a short request (wrk's, curl's: path and two or
 	 * three headers); more spills into malloc'd blocks. Every
@@ -291,6 +292,11 @@ struct evapi_app {
 	} stats; /* written on the loop with EVAPI__ADD, read anywhere */
 };
 
+/* app.c: 0, or EVAPI_EEXIST (logged) when a method of `methods` is
+ * already registered for a template of the same shape as `path`. */
+EVAPI_HIDDEN int evapi__route_check(evapi_app *app, unsigned methods,
+                                    const char *path);
+
 /* reactor.c: loop-side request lifecycle */
 EVAPI_HIDDEN int evapi__reactor_init(evapi_app *app);
 EVAPI_HIDDEN void evapi__reactor_free(evapi_app *app);
@@ -308,12 +314,20 @@ EVAPI_HIDDEN void evapi__req_leave(evapi_req *req, const char *what);
 EVAPI_HIDDEN void evapi__resp_clear(evapi__resp *resp);
 EVAPI_HIDDEN int evapi__is_loop_thread(const evapi_req *req);
 EVAPI_HIDDEN int evapi__parse_query(evapi_req *req, const char *q);
+/* 0 when an inline continuation may be started for req (loop thread,
+ * not in a before hook, client still there), else the code. */
+EVAPI_HIDDEN int evapi__req_can_wait(const evapi_req *req);
 /* 0 when the calling thread may still reply to req, else the code. */
 EVAPI_HIDDEN int evapi__reply_check(evapi_req *req);
 /* Checks a header as evapi_reply_add_header does and appends a copy to
  * resp (resp NULL: check only). */
 EVAPI_HIDDEN int evapi__resp_add_header(evapi__resp *resp, const char *name,
                                         const char *value);
+
+/* json.c: compact JSON text of `v` (malloc'd, not NUL-terminated, its
+ * length in *len) with reals in their shortest round-trip form; NULL
+ * when out of memory or not serialisable. Any thread. */
+EVAPI_HIDDEN char *evapi__json_dump(json_t *v, size_t *len);
 
 /* reactor.c hooks for the parity modules */
 EVAPI_HIDDEN void evapi__reactor_maybe_exit(evapi_app *app);

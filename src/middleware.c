@@ -9,7 +9,7 @@
  * how many before hooks ran (req->mw_depth) so that exactly those
  * middlewares see the reply, innermost first. While after hooks run,
  * req->after_resp points at the reply being sent, which is where
- * evapi_response_add_header appends.
+ * evapi_reply_add_header appends.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -73,7 +73,9 @@ int evapi__mw_before(evapi_req *req)
 		if (!app->mw[i].before)
 			continue;
 		t0 = evapi__now_us();
+		req->in_before = 1; /* refuses async work: see op checks */
 		rc = app->mw[i].before(req, app->mw[i].arg);
+		req->in_before = 0;
 		ms = (evapi__now_us() - t0) / 1000;
 		if (ms >= app->cfg.stall_threshold_ms) {
 			EVAPI__ADD(&app->stats.stalls, 1);
@@ -105,21 +107,6 @@ void evapi__mw_after(evapi_req *req, evapi__resp *resp)
 		if (app->mw[i].after)
 			app->mw[i].after(req, resp->status, app->mw[i].arg);
 	req->after_resp = NULL;
-}
-
-int evapi_response_add_header(evapi_req *req, const char *name,
-                              const char *value)
-{
-	if (!req)
-		return EVAPI_EINVAL;
-	if (!req->after_resp || !evapi__is_loop_thread(req))
-		return EVAPI_ESTATE;
-	return evapi__resp_add_header(req->after_resp, name, value);
-}
-
-long long evapi_req_start_us(const evapi_req *req)
-{
-	return req ? (long long)req->start_us : 0;
 }
 
 /* ---- CORS ---------------------------------------------------------------- */
@@ -224,7 +211,6 @@ static void cors_after(evapi_req *req, int status, void *arg)
 	cors *c = arg;
 	const char *origin = evapi_req_header(req, "Origin");
 
-	(void)status;
 	if (!origin || !origin_ok(c, origin) || !req->after_resp)
 		return;
 	/* A preflight answered by cors_before already carries them. */

@@ -196,7 +196,6 @@ void evapi__req_finish(evapi_req *req, int status)
 static void free_body(const void *data, size_t len, void *arg)
 {
 	evapi_app *app = arg;
-	(void)len;
 	free((void *)data);
 	app->bodies_writing--;
 	maybe_exit(app);
@@ -302,6 +301,9 @@ static void req_gone(evapi_req *req, int why)
 
 	if (req->gone)
 		return;
+	/* A started stream's status line is out: log what was sent. */
+	if (why == GONE_CUT && req->stream)
+		status = req->resp.status;
 	req->refs++; /* keep it alive through the cancellations */
 	req->gone = 1;
 	disarm(req);
@@ -384,8 +386,6 @@ static void watch_cb(evutil_socket_t fd, short what, void *arg)
 static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 {
 	evapi_req *req = arg;
-	(void)fd;
-	(void)what;
 	evapi__log(req->app, EVAPI_LOG_WARN,
 	           "%s: no reply within %d ms: 504 id=%llu",
 	           req->route ? req->route->label : "-",
@@ -764,8 +764,6 @@ static void begin_stop(evapi_app *app, const char *why)
 static void grace_cb(evutil_socket_t fd, short what, void *arg)
 {
 	evapi_app *app = arg;
-	(void)fd;
-	(void)what;
 	evapi__log(app, EVAPI_LOG_WARN, "grace period of %d ms is over",
 	           app->cfg.shutdown_grace_ms);
 	app->stopping = 2;
@@ -775,7 +773,6 @@ static void grace_cb(evutil_socket_t fd, short what, void *arg)
 
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
 {
-	(void)what;
 	begin_stop(arg, sig == SIGINT ? "SIGINT" : "SIGTERM");
 }
 
@@ -811,7 +808,11 @@ int evapi__reactor_init(evapi_app *app)
 		              EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT);
 	evhttp_set_max_headers_size(http, (ev_ssize_t)app->cfg.max_header_bytes);
 	evhttp_set_max_body_size(http, (ev_ssize_t)app->cfg.max_body_bytes);
-	evhttp_set_timeout(http, app->cfg.idle_timeout_s);
+	{
+		struct timeval idle = {app->cfg.idle_timeout_ms / 1000,
+		                       (app->cfg.idle_timeout_ms % 1000) * 1000};
+		evhttp_set_timeout_tv(http, &idle);
+	}
 	evhttp_set_default_content_type(http, NULL);
 	app->early_close = (event_base_get_features(app->base) &
 	                    EV_FEATURE_EARLY_CLOSE) != 0;

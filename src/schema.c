@@ -746,6 +746,8 @@ int evapi_app_route_decl(evapi_app *app, const evapi_route_decl *r)
 		goto err;
 	if (r->body && (rc = check_fields(d, r->body, 0)) != 0)
 		goto err;
+	if ((rc = evapi__route_check(app, r->methods, r->path)) != 0)
+		goto err;
 	first = evapi__router_count(app->router);
 	if (r->upload)
 		rc = evapi__router_add(app->router, r->methods, r->path, r->lane,

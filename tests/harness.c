@@ -57,8 +57,6 @@ static char log_copy[1 << 16];
 static void capture(evapi_log_level lvl, const char *msg, void *arg)
 {
 	size_t n = strlen(msg);
-	(void)lvl;
-	(void)arg;
 	pthread_mutex_lock(&log_mu);
 	if (log_len + n + 2 < sizeof log_buf) {
 		memcpy(log_buf + log_len, msg, n);

@@ -83,7 +83,7 @@ static void guard_config(evapi_config *cfg)
 	th_config(cfg);
 	cfg->header_timeout_ms = HEADER_MS;
 	cfg->body_timeout_ms = BODY_MS;
-	cfg->idle_timeout_s = 1;
+	cfg->idle_timeout_ms = 1000;
 	cfg->max_body_bytes = 4096;
 	cfg->access_log = 0;
 }
@@ -970,7 +970,7 @@ static void test_10k_idle_keepalive(void)
 	setrlimit(RLIMIT_NOFILE, &lim);
 	fds0 = open_fds();
 	guard_config(&cfg);
-	cfg.idle_timeout_s = 4;
+	cfg.idle_timeout_ms = 4000;
 	cfg.max_connections = n + 100;
 	th_server_start(&s, make_app(&cfg));
 	rss0 = rss_kb();

@@ -21,7 +21,7 @@ static void after_a(evapi_req *req, int status, void *arg)
 	char v[16];
 	th_trace_add("<A");
 	snprintf(v, sizeof v, "%d", status);
-	evapi_response_add_header(req, "X-A", v);
+	evapi_reply_add_header(req, "X-A", v);
 }
 
 static int before_b(evapi_req *req, void *arg)
@@ -39,9 +39,9 @@ static int before_b(evapi_req *req, void *arg)
 static void after_b(evapi_req *req, int status, void *arg)
 {
 	th_trace_add("<B");
-	evapi_response_add_header(req, "X-B", "b");
+	evapi_reply_add_header(req, "X-B", "b");
 	/* framing stays evapi's, even here */
-	if (evapi_response_add_header(req, "Content-Length", "1") != EVAPI_EINVAL)
+	if (evapi_reply_add_header(req, "Content-Length", "1") != EVAPI_EINVAL)
 		th_trace_add("!");
 }
 
@@ -54,17 +54,21 @@ static void timing_after(evapi_req *req, int status, void *arg)
 	us = (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000 -
 	     evapi_req_start_us(req);
 	snprintf(v, sizeof v, "%.6f", us / 1e6);
-	evapi_response_add_header(req, "X-Process-Time", v);
+	evapi_reply_add_header(req, "X-Process-Time", v);
 }
 
-static int misuse_rc = 1;
+static int misuse_rc = 1; /* the deprecated alias, in a handler */
 static void handler(evapi_req *req, void *arg)
 {
 	if (!arg)
 		th_trace_add("H");
+	/* the old name still works, as evapi_reply_add_header */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
 	__atomic_store_n(&misuse_rc,
-	                 evapi_response_add_header(req, "X-Now", "no"),
+	                 evapi_response_add_header(req, "X-Now", "yes"),
 	                 __ATOMIC_SEQ_CST);
+#pragma GCC diagnostic pop
 	evapi_reply_add_header(req, "X-Handler", "h");
 	evapi_reply_text(req, 200, "hi");
 }
@@ -149,7 +153,8 @@ static void test_order_and_header_order(void)
 	CHECK(before(r.headers, "X-Handler: h", "X-B: b"));
 	CHECK(before(r.headers, "X-B: b", "X-A: 200"));
 	CHECK(before(r.headers, "X-A: 200", "X-Process-Time: "));
-	CHECK_INT(__atomic_load_n(&misuse_rc, __ATOMIC_SEQ_CST), ==, EVAPI_ESTATE);
+	CHECK_INT(__atomic_load_n(&misuse_rc, __ATOMIC_SEQ_CST), ==, 0);
+	CHECK(before(r.headers, "X-Now: yes", "X-Handler: h"));
 	th_server_stop(&s);
 }
 
@@ -244,6 +249,68 @@ static void test_registration_rules(void)
 	evapi_app_free(app);
 }
 
+/* A before hook cannot wait: every async call is refused at once with
+ * EVAPI_ESTATE and its callback never runs; the request goes on. */
+static int async_rc[4] = {1, 1, 1, 1};
+static int async_cbs;
+
+static void async_sleep_cb(evapi_req *req, int status, void *arg)
+{
+	__atomic_add_fetch(&async_cbs, 1, __ATOMIC_SEQ_CST);
+}
+
+static void async_work(void *arg)
+{
+}
+
+static void async_done(evapi_req *req, int status, void *arg)
+{
+	__atomic_add_fetch(&async_cbs, 1, __ATOMIC_SEQ_CST);
+}
+
+static void async_fetch_cb(evapi_req *req, int status,
+                           const evapi_fetch_res *res, void *arg)
+{
+	__atomic_add_fetch(&async_cbs, 1, __ATOMIC_SEQ_CST);
+}
+
+static void async_gather_cb(evapi_req *req, int status, size_t n,
+                            const evapi_fetch_res *const *res, void *arg)
+{
+	__atomic_add_fetch(&async_cbs, 1, __ATOMIC_SEQ_CST);
+}
+
+static int before_async(evapi_req *req, void *arg)
+{
+	evapi_fetch_opts o = {0};
+	o.url = "http://127.0.0.1:1/"; /* never reached */
+	async_rc[0] = evapi_req_sleep(req, 10, async_sleep_cb, NULL);
+	async_rc[1] = evapi_req_run_in_pool(req, async_work, async_done, NULL);
+	async_rc[2] = evapi_req_fetch(req, &o, async_fetch_cb, NULL);
+	async_rc[3] = evapi_req_gather(req, &o, 1, 0, async_gather_cb, NULL);
+	return 0;
+}
+
+static void test_before_refuses_async(void)
+{
+	evapi_config cfg;
+	th_server s;
+	th_resp r;
+	int i;
+	th_config(&cfg);
+	s.app = evapi_app_new(&cfg);
+	CHECK_INT(evapi_app_middleware(s.app, before_async, NULL, NULL), ==, 0);
+	evapi_app_route(s.app, EVAPI_GET, "/h", EVAPI_INLINE, handler, (void *)1);
+	th_server_start(&s, s.app);
+	CHECK_INT(th_http(s.port, "GET", "/h", NULL, &r), ==, 200);
+	CHECK_STR(r.body, "hi");
+	for (i = 0; i < 4; i++)
+		CHECK_INT(async_rc[i], ==, EVAPI_ESTATE);
+	th_sleep_ms(100);
+	th_server_stop(&s);
+	CHECK_INT(__atomic_load_n(&async_cbs, __ATOMIC_SEQ_CST), ==, 0);
+}
+
 int main(int argc, char **argv)
 {
 	static const th_test tests[] = {
@@ -252,6 +319,7 @@ int main(int argc, char **argv)
 		{"mw.pool_404_and_stream_replies", test_pool_404_and_stream_replies},
 		{"mw.cors", test_cors},
 		{"mw.registration_rules", test_registration_rules},
+		{"mw.before_refuses_async", test_before_refuses_async},
 		{NULL, NULL}};
 	return th_main(argc, argv, tests);
 }

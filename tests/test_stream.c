@@ -276,7 +276,7 @@ static void test_sse_keepalive_and_idle_timeout(void)
 	const char *p;
 	int n = 0;
 	th_config(&cfg);
-	cfg.idle_timeout_s = 1;
+	cfg.idle_timeout_ms = 1000;
 	start_app(&s, &cfg);
 	/* 3 ticks 600 ms apart outlive the 1 s idle timeout; 150 ms
 	 * keep-alives fill the gaps */
@@ -375,6 +375,10 @@ static void test_shutdown_cuts_streams(void)
 	CHECK_INT(GET(ticker_cancelled), ==, 1);
 	CHECK_INT(GET(stream_cb_cancelled), ==, 1);
 	CHECK_CONTAINS(th_log(), "shutdown cut GET /ticker (stream still open)");
+	/* the access log says what the client got: 200 and events, cut */
+	CHECK(strncmp(buf, "HTTP/1.1 200", 12) == 0);
+	CHECK_CONTAINS(th_log(), "GET /ticker 200 ");
+	CHECK(strstr(th_log(), "GET /ticker 503") == NULL);
 	close(fd);
 }
 
