@@ -41,7 +41,7 @@ static void start(th_server *s)
 	th_config(&cfg);
 	cfg.access_log = 0;
 	cfg.stats_routes = 1;
-	cfg.idle_timeout_s = 4;
+	cfg.idle_timeout_ms = 4000;
 	app = evapi_app_new(&cfg);
 	CHECK(app != NULL);
 	evapi_app_route(app, EVAPI_GET, "/", EVAPI_INLINE, named, "root");
