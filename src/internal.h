@@ -426,6 +426,14 @@ EVAPI_HIDDEN int evapi__multipart_parse(const char *body, size_t len,
  * returns 0, or nonzero when it has answered (422, 415, 413 or 400). */
 EVAPI_HIDDEN int evapi__decl_check(evapi_req *req);
 EVAPI_HIDDEN void evapi__decls_free(evapi_app *app);
+/* Creates (O_EXCL) the file for one upload in directory dfd: under
+ * `safe` when that is free, else under "<12 random hex digits>-safe",
+ * at most 5 tries in all, so a clash costs constant work and a client
+ * cannot exhaust the names. The name used is written to `stored` (cap
+ * bytes); *attempts (may be NULL) is incremented per openat. Returns the
+ * fd, or -1 with errno. Any thread. */
+EVAPI_HIDDEN int evapi__upload_open(int dfd, const char *safe, char *stored,
+                                    size_t cap, int *attempts);
 /* openapi.c: registers GET /openapi.json and GET /docs (config.openapi). */
 EVAPI_HIDDEN int evapi__openapi_routes(evapi_app *app);
 /* client.c, client_sync.c: outbound calls */
