@@ -46,6 +46,7 @@ void evapi_config_init(evapi_config *cfg)
 	cfg->max_connections = 10000;
 	cfg->max_json_depth = 64;
 	cfg->pool_yield_to_loop = 1;
+	cfg->reply_write_timeout_ms = 60000;
 }
 
 static int config_valid(const evapi_config *c)
@@ -58,7 +59,7 @@ static int config_valid(const evapi_config *c)
 	       c->max_target_bytes >= 16 && c->max_header_fields >= 1 &&
 	       c->header_timeout_ms >= 1 && c->body_timeout_ms >= 1 &&
 	       c->keepalive_max_requests >= 1 && c->max_connections >= 1 &&
-	       c->max_json_depth >= 1 &&
+	       c->max_json_depth >= 1 && c->reply_write_timeout_ms >= 0 &&
 	       c->workers >= 1 && c->workers <= 1024 &&
 	       (int)c->log_level >= 0 && c->log_level <= EVAPI_LOG_DEBUG &&
 	       c->outbound_max_connections >= 1 &&
@@ -208,6 +209,7 @@ void evapi_app_stats(evapi_app *app, evapi_stats *out)
 	out->outbound_in_flight = EVAPI__LOAD(&app->stats.out_in_flight);
 	out->outbound_sockets = EVAPI__LOAD(&app->stats.out_sockets);
 	out->outbound_connects = EVAPI__LOAD(&app->stats.out_connects);
+	out->reply_write_timeouts = EVAPI__LOAD(&app->stats.reply_cuts);
 	evapi__pool_counts(app->pool, &out->pool_threads, &out->pool_busy,
 	                   &out->pool_queued);
 }

@@ -287,6 +287,7 @@ struct evapi_app {
 			no_reply, gone, timeouts, s4xx, s5xx;
 		unsigned long long out_calls, out_errors, out_in_flight,
 			out_sockets, out_connects;
+		unsigned long long reply_cuts; /* guard.c: slow readers */
 		long long max_stall_ms;
 	} stats; /* written on the loop with EVAPI__ADD, read anywhere */
 };

@@ -98,6 +98,11 @@ typedef struct evapi_config {
 	int pool_yield_to_loop;    /* [1] pool workers run as SCHED_BATCH on
 	                              Linux: waking up, they never preempt
 	                              the loop thread on a shared CPU */
+	int reply_write_timeout_ms; /* [60000] a reply (not a stream) must
+	                              be written to the client within this
+	                              from when it is sent, however steadily
+	                              a slow reader takes it: else the
+	                              connection is closed; 0: off */
 } evapi_config;
 
 /** Fills `cfg` with the defaults above. */
@@ -191,6 +196,9 @@ typedef struct evapi_stats {
 	unsigned long long outbound_in_flight; /* calls started, not finished */
 	unsigned long long outbound_sockets;   /* sockets open now */
 	unsigned long long outbound_connects;  /* sockets opened in all */
+	/* connections closed for not reading a reply within
+	 * reply_write_timeout_ms */
+	unsigned long long reply_write_timeouts;
 } evapi_stats;
 
 /** Copies the current counters into `out`. Thread-safe: yes (a
