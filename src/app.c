@@ -103,6 +103,8 @@ evapi_app *evapi_app_new(const evapi_config *cfg)
 		goto err;
 	if (app->cfg.stats_routes && evapi__stats_init(app) != 0)
 		goto err;
+	if (app->cfg.health_routes && evapi__health_routes(app) != 0)
+		goto err;
 	app->pool = evapi__pool_new(app->base, &app->loop_thread,
 	                            app->cfg.pool_threads, app->cfg.pool_queue_max,
 	                            app->cfg.pool_yield_to_loop);

@@ -261,6 +261,7 @@ struct evapi_app {
 	int port;
 	int running;
 	int stopping;       /* 1 draining, 2 cut */
+	int not_ready;      /* evapi_app_set_ready(app, 0); atomic */
 	int stop_requests;  /* evapi_app_stop calls, atomic */
 	int stops_seen;     /* of those, handled on the loop */
 	int early_close;    /* the backend supports EV_CLOSED */
@@ -435,6 +436,8 @@ EVAPI_HIDDEN void evapi__decls_free(evapi_app *app);
  * fd, or -1 with errno. Any thread. */
 EVAPI_HIDDEN int evapi__upload_open(int dfd, const char *safe, char *stored,
                                     size_t cap, int *attempts);
+/* health.c: registers GET /_/health and GET /_/ready (config.health_routes). */
+EVAPI_HIDDEN int evapi__health_routes(evapi_app *app);
 /* openapi.c: registers GET /openapi.json and GET /docs (config.openapi). */
 EVAPI_HIDDEN int evapi__openapi_routes(evapi_app *app);
 /* client.c, client_sync.c: outbound calls */

@@ -51,69 +51,19 @@ static int setup(evapi_app *app, void *arg)
 	return rc;
 }
 
-/* Forks the supervisor; returns its pid once the port answers. */
 static pid_t start_supervisor(int port)
 {
-	evapi_config cfg;
-	pid_t pid;
-	th_resp r;
-	int i;
-
-	evapi_config_init(&cfg);
-	cfg.port = port;
-	cfg.workers = 2;
-	cfg.pool_threads = 2;
-	cfg.access_log = 0;
-	cfg.shutdown_grace_ms = 5000;
-	cfg.log_level = EVAPI_LOG_WARN;
-	pid = fork();
-	if (pid == 0)
-		_exit(evapi_app_serve(&cfg, setup, NULL) == 0 ? 0 : 3);
-	CHECK(pid > 0);
-	for (i = 0; i < 100; i++) {
-		if (th_http(port, "GET", "/pid", NULL, &r) == 200)
-			break;
-		th_sleep_ms(50);
-	}
-	return pid;
+	return th_start_prefork(port, 2, setup, "/pid");
 }
 
-/* Distinct worker pids seen over n new connections. */
 static int distinct_pids(int port, int n, int *pids, int cap, int *errors)
 {
-	th_resp r;
-	int i, k, seen = 0;
-	for (i = 0; i < n; i++) {
-		json_t *j;
-		int pid;
-		if (th_http(port, "GET", "/pid", NULL, &r) != 200) {
-			(*errors)++;
-			continue;
-		}
-		j = json_loads(r.body, 0, NULL);
-		pid = (int)json_integer_value(json_object_get(j, "pid"));
-		json_decref(j);
-		for (k = 0; k < seen && pids[k] != pid; k++)
-			;
-		if (k == seen && seen < cap)
-			pids[seen++] = pid;
-	}
-	return seen;
+	return th_distinct_pids(port, "/pid", n, pids, cap, errors);
 }
 
 static int stop_supervisor(pid_t pid)
 {
-	int status = -1, i;
-	kill(pid, SIGTERM);
-	for (i = 0; i < 200; i++) {
-		if (waitpid(pid, &status, WNOHANG) == pid)
-			return status;
-		th_sleep_ms(50);
-	}
-	TH_FAIL_AT("supervisor %d did not stop within 10 s", (int)pid);
-	kill(pid, SIGKILL);
-	waitpid(pid, &status, 0);
-	return status;
+	return th_stop_child(pid, 10);
 }
 
 static void test_two_workers_share_the_port(void)
@@ -163,32 +113,17 @@ static void test_crashed_worker_is_restarted(void)
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
-struct bg {
-	int port;
-	th_resp r;
-	long status;
-};
-
-static void *slow_request(void *arg)
-{
-	struct bg *b = arg;
-	b->status = th_http(b->port, "GET", "/slow", NULL, &b->r);
-	return NULL;
-}
-
 static void test_sigterm_drains(void)
 {
 	int port = th_free_port(), status;
 	pid_t sup = start_supervisor(port);
-	pthread_t t;
-	struct bg b = {port, {0}, 0};
+	th_async b;
 	th_resp r;
 
-	pthread_create(&t, NULL, slow_request, &b);
+	th_http_start(&b, port, "/slow");
 	th_sleep_ms(200); /* the request is being served */
 	status = stop_supervisor(sup);
-	pthread_join(t, NULL);
-	CHECK_INT(b.status, ==, 200); /* drained, not cut */
+	CHECK_INT(th_http_join(&b), ==, 200); /* drained, not cut */
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	CHECK_INT(th_http(port, "GET", "/pid", NULL, &r), ==, 0); /* closed */
 }
