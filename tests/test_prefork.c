@@ -278,6 +278,10 @@ static void *load_conn(void *arg)
 		if (got) {
 			pid = got;
 			note_ok(got);
+			/* A bounded load, well under the keep-alive request
+			 * limit before the kill, so the connections stay on
+			 * the workers they were placed on. */
+			th_sleep_ms(2);
 			if (closing) {
 				close(fd);
 				fd = -1;
@@ -341,14 +345,20 @@ static void test_kill9_under_load(void)
 	/* Each connection on the killed worker failed once, then moved. */
 	CHECK_INT(on_a, >=, 1);
 	CHECK_INT(on_a, <=, LOAD_CONNS);
-	for (k = 0; k < L.nseen; k++) {
+	for (k = 0; k < L.nseen; k++)
 		if (L.seen[k] == b)
 			b_after = L.seen_after[k];
-		else if (L.seen[k] != a && L.seen_after[k] > 0)
-			fresh++;
-	}
 	CHECK_INT(b_after, >, 50); /* the other worker kept serving */
-	CHECK_INT(fresh, ==, 1);   /* the replacement answered too */
+	/* The replacement takes new connections (the load's stayed where
+	 * they were, mostly on the survivor). */
+	for (i = 0; i < 50 && !fresh; i++) {
+		int now[8], n = distinct_pids(port, 20, now, 8, &errors);
+		for (k = 0; k < n; k++)
+			fresh += now[k] != a && now[k] != b;
+		if (!fresh)
+			th_sleep_ms(100);
+	}
+	CHECK_INT(fresh, ==, 1);
 	fprintf(stderr, "  note: %d ok before, %d after the kill; %d failed "
 	        "(%d on the killed worker)\n", L.ok_before, L.ok_after, L.nfail,
 	        on_a);
