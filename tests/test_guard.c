@@ -697,7 +697,7 @@ static void test_slow_reader_reply_deadline(void)
 			total += n;
 		if (!other_ok && th_now() - start > 0.2) {
 			CHECK_INT(th_http(s.port, "GET", "/hello", NULL, &r), ==, 200);
-			CHECK_DBL(r.secs, <, 0.5);
+			CHECK_DBL(r.secs, <, 1.0); /* busy machines, valgrind */
 			other_ok = 1;
 		}
 		while (th_now() - t0 < 1.0) {
