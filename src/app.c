@@ -48,6 +48,7 @@ void evapi_config_init(evapi_config *cfg)
 	cfg->max_connections = 10000;
 	cfg->max_json_depth = 64;
 	cfg->pool_yield_to_loop = 1;
+	cfg->reply_write_timeout_ms = 60000;
 }
 
 /* Fills `err` (may be NULL) and returns `code`. */
@@ -103,6 +104,7 @@ static int config_check(const evapi_config *c, evapi_error *err)
 	RANGE(body_timeout_ms, 1, big);
 	RANGE(request_timeout_ms, 1, big);
 	RANGE(idle_timeout_ms, 1, big);
+	RANGE(reply_write_timeout_ms, 0, big);
 	/* outbound */
 	RANGE(outbound_max_connections, 1, big);
 	RANGE(outbound_timeout_ms, 1, big);
@@ -166,6 +168,8 @@ evapi_app *evapi_app_new_ex(const evapi_config *cfg, evapi_error *err)
 	    evapi__lifespan_init(app) != 0)
 		goto err;
 	if (app->cfg.stats_routes && evapi__stats_init(app) != 0)
+		goto err;
+	if (app->cfg.health_routes && evapi__health_routes(app) != 0)
 		goto err;
 	app->pool = evapi__pool_new(app->base, &app->loop_thread,
 	                            app->cfg.pool_threads, app->cfg.pool_queue_max,
@@ -321,6 +325,7 @@ void evapi_app_stats(evapi_app *app, evapi_stats *out)
 	out->outbound_in_flight = EVAPI__LOAD(&app->stats.out_in_flight);
 	out->outbound_sockets = EVAPI__LOAD(&app->stats.out_sockets);
 	out->outbound_connects = EVAPI__LOAD(&app->stats.out_connects);
+	out->reply_write_timeouts = EVAPI__LOAD(&app->stats.reply_cuts);
 	evapi__pool_counts(app->pool, &out->pool_threads, &out->pool_busy,
 	                   &out->pool_queued);
 }

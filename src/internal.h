@@ -262,6 +262,7 @@ struct evapi_app {
 	int port;
 	int running;
 	int stopping;       /* 1 draining, 2 cut */
+	int not_ready;      /* evapi_app_set_ready(app, 0); atomic */
 	int stop_requests;  /* evapi_app_stop calls, atomic */
 	int stops_seen;     /* of those, handled on the loop */
 	int early_close;    /* the backend supports EV_CLOSED */
@@ -288,6 +289,7 @@ struct evapi_app {
 			no_reply, gone, timeouts, s4xx, s5xx;
 		unsigned long long out_calls, out_errors, out_in_flight,
 			out_sockets, out_connects;
+		unsigned long long reply_cuts; /* guard.c: slow readers */
 		long long max_stall_ms;
 	} stats; /* written on the loop with EVAPI__ADD, read anywhere */
 };
@@ -440,6 +442,16 @@ EVAPI_HIDDEN int evapi__multipart_parse(const char *body, size_t len,
  * returns 0, or nonzero when it has answered (422, 415, 413 or 400). */
 EVAPI_HIDDEN int evapi__decl_check(evapi_req *req);
 EVAPI_HIDDEN void evapi__decls_free(evapi_app *app);
+/* Creates (O_EXCL) the file for one upload in directory dfd: under
+ * `safe` when that is free, else under "<12 random hex digits>-safe",
+ * at most 5 tries in all, so a clash costs constant work and a client
+ * cannot exhaust the names. The name used is written to `stored` (cap
+ * bytes); *attempts (may be NULL) is incremented per openat. Returns the
+ * fd, or -1 with errno. Any thread. */
+EVAPI_HIDDEN int evapi__upload_open(int dfd, const char *safe, char *stored,
+                                    size_t cap, int *attempts);
+/* health.c: registers GET /_/health and GET /_/ready (config.health_routes). */
+EVAPI_HIDDEN int evapi__health_routes(evapi_app *app);
 /* openapi.c: registers GET /openapi.json and GET /docs (config.openapi). */
 EVAPI_HIDDEN int evapi__openapi_routes(evapi_app *app);
 /* client.c, client_sync.c: outbound calls */
