@@ -46,6 +46,11 @@ void evapi_config_init(evapi_config *cfg)
 	cfg->max_connections = 10000;
 	cfg->max_json_depth = 64;
 	cfg->pool_yield_to_loop = 1;
+	cfg->db_max_connections = 8;
+	cfg->db_queue_max = 1024;
+	cfg->db_acquire_timeout_ms = 5000;
+	cfg->db_query_timeout_ms = 5000;
+	cfg->db_statement_cache = 100;
 }
 
 static int config_valid(const evapi_config *c)
@@ -64,7 +69,10 @@ static int config_valid(const evapi_config *c)
 	       c->outbound_max_connections >= 1 &&
 	       c->outbound_timeout_ms >= 1 &&
 	       c->outbound_connect_timeout_ms >= 1 &&
-	       c->outbound_max_response_bytes >= 1;
+	       c->outbound_max_response_bytes >= 1 &&
+	       c->db_max_connections >= 1 && c->db_queue_max >= 0 &&
+	       c->db_acquire_timeout_ms >= 1 && c->db_query_timeout_ms >= 1 &&
+	       c->db_statement_cache >= 0;
 }
 
 evapi_app *evapi_app_new(const evapi_config *cfg)
@@ -109,6 +117,8 @@ evapi_app *evapi_app_new(const evapi_config *cfg)
 		goto err;
 	if (!(app->client = evapi__client_new(app)))
 		goto err;
+	if (evapi__db_new(app) != 0)
+		goto err;
 	if (app->cfg.openapi && evapi__openapi_routes(app) != 0)
 		goto err;
 	return app;
@@ -132,6 +142,7 @@ void evapi_app_free(evapi_app *app)
 		event_base_loop(app->base, EVLOOP_NONBLOCK);
 		evapi__lifespan_free(app); /* cancelled posts may end tasks */
 		evapi__tasks_free(app);
+		evapi__db_free(app);
 		evapi__client_free(app->client);
 		evapi__stats_free(app);
 		event_base_free(app->base);

@@ -95,6 +95,18 @@ typedef struct evapi_config {
 	int keepalive_max_requests; /* [1000] then "Connection: close" */
 	int max_connections;       /* [10000] beyond: 503 and close at once */
 	int max_json_depth;        /* [64] evapi_req_json nesting: 422 */
+	/* the database (evapi/db.h; docs/ARCHITECTURE.md, "Database") */
+	const char *db_url;        /* [NULL: no database] libpq URL or
+	                              conninfo: "postgresql://user@127.0.0.1/db" */
+	int db_max_connections;    /* [8] connections opened on demand */
+	int db_queue_max;          /* [1024] queries waiting for a connection;
+	                              more: EVAPI_EBUSY (503) */
+	int db_acquire_timeout_ms; /* [5000] longest wait for a connection
+	                              (EVAPI_EBUSY), and for connecting */
+	int db_query_timeout_ms;   /* [5000] per query: EVAPI_ETIMEDOUT (504),
+	                              cancelled on the server */
+	int db_statement_cache;    /* [100] prepared statements kept per
+	                              connection, by SQL text; 0: none */
 	int pool_yield_to_loop;    /* [1] pool workers run as SCHED_BATCH on
 	                              Linux: waking up, they never preempt
 	                              the loop thread on a shared CPU */

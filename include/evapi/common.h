@@ -38,7 +38,9 @@ extern "C" {
 	X(ECONNRESET, -16, "upstream connection reset or closed early")      \
 	X(EPROTO, -17, "upstream sent a malformed reply")                    \
 	X(ETOOBIG, -18, "upstream reply over the size limit")                \
-	X(EUPSTREAM, -19, "upstream call failed")
+	X(EUPSTREAM, -19, "upstream call failed")                            \
+	X(EUNAVAIL, -20, "database unavailable")                             \
+	X(EDB, -21, "database reported an error")
 
 enum evapi_errno {
 #define EVAPI_ERR_ENUM(name, val, msg) EVAPI_##name = (val),
