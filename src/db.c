@@ -961,6 +961,13 @@ static void conn_after(dbconn *c)
 	}
 }
 
+static int is_copy(const PGresult *r)
+{
+	ExecStatusType st = PQresultStatus(r);
+	return st == PGRES_COPY_IN || st == PGRES_COPY_OUT ||
+	       st == PGRES_COPY_BOTH;
+}
+
 /* Collects a step's results as far as they have arrived. */
 static void conn_read(dbconn *c)
 {
@@ -990,6 +997,18 @@ static void conn_read(dbconn *c)
 	while (!PQisBusy(c->pg)) {
 		if (!(r = PQgetResult(c->pg))) {
 			step_done(c);
+			return;
+		}
+		if (is_copy(r)) {
+			/* COPY speaks its own sub-protocol, and PQgetResult
+			 * would return this result for ever: refuse it and drop
+			 * the connection, which is mid-copy */
+			PQclear(r);
+			if (c->q)
+				q_finish(c->q, EVAPI_EDB, NULL,
+				         "COPY is not supported on the loop");
+			conn_close(c);
+			pump(c->db);
 			return;
 		}
 		/* keep the first error, else the last result */

@@ -310,6 +310,10 @@ static void test_sql_error(void)
 	/* a syntax error, and the connection stays usable */
 	CHECK_INT(q(s.port, "SELEC 1", NULL, &r), ==, 500);
 	CHECK_INT(th_http(s.port, "GET", "/one", NULL, &r), ==, 200);
+	/* COPY is refused (its connection is dropped), and the next query
+	 * gets another */
+	CHECK_INT(q(s.port, "COPY (SELECT 1) TO STDOUT", NULL, &r), ==, 500);
+	CHECK_INT(th_http(s.port, "GET", "/one", NULL, &r), ==, 200);
 	th_server_stop(&s);
 }
 
@@ -390,6 +394,34 @@ static void test_client_gone(void)
 	CHECK_STR(r.body, before);
 	th_server_stop(&s);
 	CHECK_INT(LOAD(&continuations), ==, 2);
+}
+
+static void test_shutdown_cut(void)
+{
+	const th_pg *pg = need_pg();
+	evapi_config cfg;
+	th_server s;
+	double t0;
+	int fd;
+
+	if (!pg)
+		return;
+	th_config(&cfg);
+	cfg.shutdown_grace_ms = 200;
+	start_app(&s, pg->url, &cfg);
+	__atomic_store_n(&cancelled, 0, __ATOMIC_SEQ_CST);
+	fd = th_connect_send(s.port, "GET /sleep?s=20 HTTP/1.1\r\nHost: x\r\n\r\n");
+	CHECK(fd >= 0);
+	t0 = th_now();
+	while (th_now() - t0 < 5 && active_with(pg, "evapi-sleep") < 1)
+		th_sleep_ms(20);
+	CHECK_INT(active_with(pg, "evapi-sleep"), ==, 1);
+	/* the cut ends the query on the server, not only the request */
+	th_server_stop(&s);
+	CHECK_INT(LOAD(&cancelled), ==, 1);
+	CHECK(wait_inactive(pg, "evapi-sleep", 3.0));
+	if (fd >= 0)
+		close(fd);
 }
 
 static void test_busy(void)
@@ -684,6 +716,7 @@ static const th_test tests[] = {
 	{ "db.unique", test_unique },
 	{ "db.query_timeout", test_query_timeout },
 	{ "db.client_gone", test_client_gone },
+	{ "db.shutdown_cut", test_shutdown_cut },
 	{ "db.busy", test_busy },
 	{ "db.parallel", test_parallel },
 	{ "db.rollback", test_rollback },
