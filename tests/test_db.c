@@ -183,6 +183,17 @@ static long active_with(const th_pg *pg, const char *tag)
 	return th_pg_int(pg, sql);
 }
 
+/* Waits until `n` queries tagged `tag` run on the server; returns how
+ * many run then. */
+static long wait_active(const th_pg *pg, const char *tag, long n, double secs)
+{
+	double until = th_now() + secs;
+	long got;
+	while ((got = active_with(pg, tag)) < n && th_now() < until)
+		th_sleep_ms(20);
+	return got;
+}
+
 static int wait_inactive(const th_pg *pg, const char *tag, double secs)
 {
 	double until = th_now() + secs;
@@ -401,7 +412,6 @@ static void test_shutdown_cut(void)
 	const th_pg *pg = need_pg();
 	evapi_config cfg;
 	th_server s;
-	double t0;
 	int fd;
 
 	if (!pg)
@@ -412,10 +422,7 @@ static void test_shutdown_cut(void)
 	__atomic_store_n(&cancelled, 0, __ATOMIC_SEQ_CST);
 	fd = th_connect_send(s.port, "GET /sleep?s=20 HTTP/1.1\r\nHost: x\r\n\r\n");
 	CHECK(fd >= 0);
-	t0 = th_now();
-	while (th_now() - t0 < 5 && active_with(pg, "evapi-sleep") < 1)
-		th_sleep_ms(20);
-	CHECK_INT(active_with(pg, "evapi-sleep"), ==, 1);
+	CHECK_INT(wait_active(pg, "evapi-sleep", 1, 5.0), ==, 1);
 	/* the cut ends the query on the server, not only the request */
 	th_server_stop(&s);
 	CHECK_INT(LOAD(&cancelled), ==, 1);
@@ -668,7 +675,7 @@ static void test_restart(void)
 	th_resp r;
 	burst *b;
 	pthread_t t;
-	double until, t0;
+	double t0;
 	int i;
 
 	if (own_pg(&pg, 1) != 0)
@@ -677,10 +684,7 @@ static void test_restart(void)
 	start_app(&s, pg.url, NULL);
 	b->port = s.port;
 	pthread_create(&t, NULL, burst_main, b);
-	until = th_now() + 5;
-	while (th_now() < until && active_with(&pg, "evapi-sleep") < 8)
-		th_sleep_ms(50);
-	CHECK_INT(active_with(&pg, "evapi-sleep"), ==, 8);
+	CHECK_INT(wait_active(&pg, "evapi-sleep", 8, 5.0), ==, 8);
 	t0 = th_now();
 	th_pg_down(&pg);
 	pthread_join(t, NULL);
