@@ -116,6 +116,54 @@ static void route_one(evapi_req *req, void *arg)
 		evapi_reply_error(req, 500, evapi_strerror(rc));
 }
 
+/* GET /fan?n=N: N queries at once from one request; replies when all
+ * are back with how many succeeded. */
+typedef struct fan {
+	int left, ok;
+} fan;
+
+static void fan_done(evapi_req *req, int status, const evapi_db_result *res,
+                     void *arg)
+{
+	fan *f = arg;
+	if (status == 0 && !evapi_db_result_error(res) &&
+	    evapi_db_result_ntuples(res) == 1)
+		f->ok++;
+	if (--f->left)
+		return;
+	if (status == 0)
+		evapi_reply_json(req, 200, json_pack("{s:i}", "ok", f->ok));
+	free(f);
+}
+
+static void route_fan(evapi_req *req, void *arg)
+{
+	long long n = 0;
+	fan *f;
+	int i;
+	(void)arg;
+
+	if (evapi_req_query_int(req, "n", &n) != 0 || n < 1 || n > 10000) {
+		evapi_reply_error(req, 400, "bad n");
+		return;
+	}
+	f = calloc(1, sizeof *f);
+	f->left = (int)n;
+	for (i = 0; i < (int)n; i++) {
+		char v[16];
+		const char *p[1] = { v };
+		snprintf(v, sizeof v, "%d", i);
+		if (evapi_req_db_query(req, "SELECT $1::int AS i", 1, p, fan_done,
+		                       f) != 0) {
+			evapi_reply_error(req, 500, "query refused");
+			f->left -= (int)n - i; /* those never started */
+			if (!f->left)
+				free(f);
+			return;
+		}
+	}
+}
+
 /* cfg NULL: the defaults of th_config with the url */
 static void start_app(th_server *s, const char *url, evapi_config *cfg)
 {
@@ -135,6 +183,7 @@ static void start_app(th_server *s, const char *url, evapi_config *cfg)
 	evapi_app_route(app, EVAPI_GET, "/sleep", EVAPI_INLINE, route_sleep,
 	                NULL);
 	evapi_app_route(app, EVAPI_GET, "/one", EVAPI_INLINE, route_one, NULL);
+	evapi_app_route(app, EVAPI_GET, "/fan", EVAPI_INLINE, route_fan, NULL);
 	th_server_start(s, app);
 }
 
@@ -495,6 +544,14 @@ static void test_parallel(void)
 	/* serialised would be 4 s; connecting eight included */
 	CHECK_DBL(took, >=, 0.5);
 	CHECK_DBL(took, <, 2.0);
+	printf("  8 x pg_sleep(0.5) from inline routes: %.2f s\n", took);
+	/* a thousand at once from one request: 8 connections, the rest
+	 * queued, every one answered */
+	t0 = th_now();
+	CHECK_INT(th_http(s.port, "GET", "/fan?n=1000", NULL, r), ==, 200);
+	took = th_now() - t0;
+	CHECK_STR(r[0].body, "{\"ok\":1000}");
+	printf("  1000 queries fanned out over 8 connections: %.3f s\n", took);
 	th_server_stop(&s);
 }
 
