@@ -23,7 +23,10 @@
 #include <unistd.h>
 
 #define PG_BINDIR "/usr/lib/postgresql/15/bin"
+/* Who runs the server when the tests run as root: `nobody`, or a
+ * system user made for it where there is no `nobody`. */
 #define RUN_AS "nobody"
+#define RUN_AS_MADE "evapi-pg"
 
 static const char *bindir(void)
 {
@@ -36,14 +39,16 @@ static const char *bindir(void)
  * pid or -1. */
 static pid_t spawn(const th_pg *pg, char *const *argv, const char *log)
 {
-	static char reuid[] = "--reuid=" RUN_AS, regid[] = "--regid=nogroup";
 	static char setpriv[] = "/usr/bin/setpriv", clear[] = "--clear-groups";
+	char reuid[32], regid[32];
 	static char pdeath[] = "--pdeathsig", keep[] = "keep", dash[] = "--";
 	char *full[32];
 	int n = 0, i, root = geteuid() == 0;
 	pid_t pid;
 
 	if (root) {
+		snprintf(reuid, sizeof reuid, "--reuid=%u", (unsigned)pg->uid);
+		snprintf(regid, sizeof regid, "--regid=%u", (unsigned)pg->gid);
 		full[n++] = setpriv;
 		full[n++] = reuid;
 		full[n++] = regid;
@@ -75,6 +80,26 @@ static pid_t spawn(const th_pg *pg, char *const *argv, const char *log)
 		execv(full[0], full);
 		_exit(127);
 	}
+}
+
+/* The unprivileged user to run the server as (root only). */
+static struct passwd *run_as(void)
+{
+	struct passwd *pw = getpwnam(RUN_AS);
+	char *argv[] = { "useradd", "--system", "--no-create-home", "--shell",
+	                 "/usr/sbin/nologin", RUN_AS_MADE, NULL };
+	pid_t pid;
+	int st;
+
+	if (pw || (pw = getpwnam(RUN_AS_MADE)))
+		return pw;
+	if ((pid = fork()) == 0) {
+		execv("/usr/sbin/useradd", argv);
+		_exit(127);
+	}
+	if (pid > 0)
+		waitpid(pid, &st, 0);
+	return getpwnam(RUN_AS_MADE);
 }
 
 static void show_log(const th_pg *pg)
@@ -118,11 +143,16 @@ int th_pg_init(th_pg *pg, char *why, size_t len)
 		         strerror(errno));
 		return -1;
 	}
-	if (geteuid() == 0 && (!(pw = getpwnam(RUN_AS)) ||
-	                       access("/usr/bin/setpriv", X_OK) != 0)) {
-		fprintf(stderr, "  pg: running as root needs user %s and "
-		                "setpriv\n", RUN_AS);
+	if (geteuid() == 0 && (access("/usr/bin/setpriv", X_OK) != 0 ||
+	                       !(pw = run_as()))) {
+		fprintf(stderr, "  pg: running as root needs setpriv and user "
+		                "%s (or useradd to make %s)\n", RUN_AS,
+		        RUN_AS_MADE);
 		return -2;
+	}
+	if (pw) {
+		pg->uid = pw->pw_uid;
+		pg->gid = pw->pw_gid;
 	}
 	snprintf(pg->dir, sizeof pg->dir, "/tmp/evapi-pg-XXXXXX");
 	if (!mkdtemp(pg->dir)) {

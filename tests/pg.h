@@ -2,10 +2,13 @@
  * pg.h: a private PostgreSQL 15 cluster for one test: initdb into a fresh
  * temporary directory, a postmaster on a free 127.0.0.1 port (and a unix
  * socket in that directory), fsync off. Run as root, the server runs as
- * `nobody` (the directory is handed to it); PostgreSQL refuses root.
+ * `nobody` (or a system user `evapi-pg` made with useradd where there is
+ * no `nobody`) and the directory is handed to it: PostgreSQL refuses
+ * root.
  *
  * The postmaster is a child of the test process with a parent-death
- * signal, so a test that crashes does not leave it running. th_pg_free
+ * signal, so a test that crashes does not leave it running (its
+ * directory stays in /tmp then). th_pg_free
  * stops it and removes the directory; call it on every path out of the
  * test, failed checks included.
  */
@@ -19,6 +22,8 @@ typedef struct th_pg {
 	char url[256];  /* postgresql://postgres@127.0.0.1:PORT/postgres */
 	int port;
 	pid_t pid;      /* the postmaster, or 0 when stopped */
+	uid_t uid;      /* who runs it, when the tests run as root */
+	gid_t gid;
 } th_pg;
 
 /* Creates and starts a cluster. Returns 0; or -1 when PostgreSQL is not

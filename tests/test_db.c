@@ -164,6 +164,14 @@ static void route_fan(evapi_req *req, void *arg)
 	}
 }
 
+/* GET /pool_q on the pool lane: the loop-only call is refused there */
+static void route_pool_q(evapi_req *req, void *arg)
+{
+	int rc = evapi_req_db_query(req, "SELECT 1", 0, NULL, reply_result, NULL);
+	(void)arg;
+	evapi_reply_json(req, 200, json_pack("{s:i}", "rc", rc));
+}
+
 /* cfg NULL: the defaults of th_config with the url */
 static void start_app(th_server *s, const char *url, evapi_config *cfg)
 {
@@ -643,12 +651,19 @@ static void test_app_query(void)
 	cfg.db_max_connections = 1; /* in order: the migration first */
 	app = evapi_app_new(&cfg);
 	evapi_app_route(app, EVAPI_POST, "/q", EVAPI_INLINE, route_q, NULL);
+	evapi_app_route(app, EVAPI_GET, "/pool_q", EVAPI_POOL, route_pool_q,
+	                NULL);
 	evapi_app_on_startup(app, startup, NULL);
 	th_server_start(&s, app);
 	CHECK_INT(q(s.port, "SELECT count(*)::int AS n FROM migrated", NULL, &r),
 	          ==, 200);
 	CHECK_INT(LOAD(&migrated), ==, 1);
+	/* refused off the loop, the continuation never runs */
+	__atomic_store_n(&continuations, 0, __ATOMIC_SEQ_CST);
+	CHECK_INT(th_http(s.port, "GET", "/pool_q", NULL, &r), ==, 200);
+	CHECK_STR(r.body, "{\"rc\":-8}"); /* EVAPI_ETHREAD */
 	th_server_stop(&s);
+	CHECK_INT(LOAD(&continuations), ==, 0);
 
 	/* without a database: refused, and the callback never runs */
 	th_config(&cfg);
