@@ -218,8 +218,9 @@ int evapi_reply_db_error(evapi_req *req, const evapi_db_result *res)
 	if (status == 0)
 		return EVAPI_EINVAL;
 	if (req)
-		evapi__log(req->app, status == 409 ? EVAPI_LOG_INFO
-		                                   : EVAPI_LOG_WARN,
+		evapi__log(req->app, status == 409   ? EVAPI_LOG_INFO
+		                     : status == 500 ? EVAPI_LOG_ERROR
+		                                     : EVAPI_LOG_WARN,
 		           "%s: database: %s [%s] %s: %d id=%llu",
 		           req->route ? req->route->label : "-",
 		           evapi_strerror(res ? res->error : EVAPI_EINVAL),

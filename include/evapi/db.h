@@ -11,6 +11,7 @@
  *   pointer being SQL NULL), so a value can never change the statement.
  * - Each connection keeps up to db_statement_cache prepared statements,
  *   keyed by SQL text: a statement seen before skips parsing and planning.
+ *   Behind a pooler in transaction mode (pgbouncer), set it to 0.
  * - The pool opens up to db_max_connections connections on demand; a
  *   query with none free waits in a queue of at most db_queue_max, for
  *   at most db_acquire_timeout_ms (then EVAPI_EBUSY, answered as 503).
