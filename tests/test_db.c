@@ -332,6 +332,19 @@ static void test_types(void)
 	CHECK_CONTAINS(r.body, "\"first_null\":1");
 	CHECK_CONTAINS(r.body, "\"first\":null");
 	th_server_stop(&s);
+
+	/* a server default DateStyle other than ISO is set to ISO on
+	 * connecting, so dates still map the same */
+	{
+		char url[320];
+		snprintf(url, sizeof url, "%s?options=-c%%20DateStyle%%3DSQL",
+		         pg->url);
+		start_app(&s, url, NULL);
+		CHECK_INT(q(s.port, "SELECT '2024-05-01 12:30:00'::timestamp AS ts",
+		            NULL, &r), ==, 200);
+		CHECK_CONTAINS(r.body, "\"ts\":\"2024-05-01T12:30:00\"");
+		th_server_stop(&s);
+	}
 }
 
 static void test_injection(void)
@@ -576,7 +589,12 @@ static void test_rollback(void)
 	                         "CREATE TABLE rb (id int)"), ==, 0);
 	th_config(&cfg);
 	cfg.db_max_connections = 1;
+	cfg.log_level = EVAPI_LOG_DEBUG;
 	start_app(&s, pg->url, &cfg);
+	/* server notices go to the app's log */
+	CHECK_INT(q(s.port, "DO $$BEGIN RAISE NOTICE 'evapi-notice'; END$$", NULL,
+	            &r), ==, 200);
+	CHECK_CONTAINS(th_log(), "database: NOTICE:  evapi-notice");
 	/* a query that leaves a transaction open: rolled back before the
 	 * connection serves the next one, whose insert then commits */
 	CHECK_INT(q(s.port, "BEGIN", NULL, &r), ==, 200);
