@@ -9,6 +9,7 @@
 #include "pg.h"
 #include "harness.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libpq-fe.h>
@@ -20,6 +21,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define PG_BINDIR "/usr/lib/postgresql/15/bin"
@@ -129,6 +131,30 @@ static void rm_rf(const char *dir)
 		waitpid(pid, &st, 0);
 }
 
+/* Removes what crashed runs left: directories whose server is not
+ * running (no postmaster.pid: the parent-death signal stopped it) and
+ * that are older than any run's setup. */
+static void sweep_stale(void)
+{
+	DIR *d = opendir("/tmp");
+	struct dirent *e;
+	char path[300], pid[320];
+	struct stat st;
+
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		if (strncmp(e->d_name, "evapi-pg-", 9) != 0)
+			continue;
+		snprintf(path, sizeof path, "/tmp/%s", e->d_name);
+		snprintf(pid, sizeof pid, "%s/data/postmaster.pid", path);
+		if (stat(path, &st) == 0 && S_ISDIR(st.st_mode) &&
+		    st.st_mtime < time(NULL) - 600 && access(pid, F_OK) != 0)
+			rm_rf(path);
+	}
+	closedir(d);
+}
+
 int th_pg_init(th_pg *pg, char *why, size_t len)
 {
 	char exe[160], data[160], log[160];
@@ -154,6 +180,7 @@ int th_pg_init(th_pg *pg, char *why, size_t len)
 		pg->uid = pw->pw_uid;
 		pg->gid = pw->pw_gid;
 	}
+	sweep_stale();
 	snprintf(pg->dir, sizeof pg->dir, "/tmp/evapi-pg-XXXXXX");
 	if (!mkdtemp(pg->dir)) {
 		fprintf(stderr, "  pg: mkdtemp: %s\n", strerror(errno));

@@ -7,8 +7,8 @@
  * root.
  *
  * The postmaster is a child of the test process with a parent-death
- * signal, so a test that crashes does not leave it running (its
- * directory stays in /tmp then). th_pg_free
+ * signal, so a test that crashes does not leave it running; the next
+ * run removes such a directory once it is ten minutes old. th_pg_free
  * stops it and removes the directory; call it on every path out of the
  * test, failed checks included.
  */
