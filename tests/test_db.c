@@ -440,6 +440,16 @@ static void test_query_timeout(void)
 	/* the one connection comes back clean */
 	CHECK_INT(th_http(s.port, "GET", "/one", NULL, &r), ==, 200);
 	th_server_stop(&s);
+
+	/* the request's deadline before the query's timeout: the request's
+	 * 504, and the query is cancelled on the server all the same */
+	th_config(&cfg);
+	cfg.request_timeout_ms = 300;
+	start_app(&s, pg->url, &cfg);
+	CHECK_INT(th_http(s.port, "GET", "/sleep?s=20", NULL, &r), ==, 504);
+	CHECK_STR(r.body, "{\"detail\":\"Request deadline exceeded\"}");
+	CHECK(wait_inactive(pg, "evapi-sleep", 3.0));
+	th_server_stop(&s);
 }
 
 static void test_client_gone(void)
