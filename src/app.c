@@ -49,6 +49,11 @@ void evapi_config_init(evapi_config *cfg)
 	cfg->max_json_depth = 64;
 	cfg->pool_yield_to_loop = 1;
 	cfg->reply_write_timeout_ms = 60000;
+	cfg->db_max_connections = 8;
+	cfg->db_queue_max = 1024;
+	cfg->db_acquire_timeout_ms = 5000;
+	cfg->db_query_timeout_ms = 5000;
+	cfg->db_statement_cache = 100;
 }
 
 /* Fills `err` (may be NULL) and returns `code`. */
@@ -110,6 +115,12 @@ static int config_check(const evapi_config *c, evapi_error *err)
 	RANGE(outbound_timeout_ms, 1, big);
 	RANGE(outbound_connect_timeout_ms, 1, big);
 	RANGE(outbound_max_response_bytes, 1, (size_t)-1 >> 1);
+	/* database */
+	RANGE(db_max_connections, 1, big);
+	RANGE(db_queue_max, 0, big);
+	RANGE(db_acquire_timeout_ms, 1, big);
+	RANGE(db_query_timeout_ms, 1, big);
+	RANGE(db_statement_cache, 0, big);
 	/* logging */
 	RANGE(log_level, EVAPI_LOG_ERROR, EVAPI_LOG_DEBUG);
 	return 0;
@@ -181,6 +192,8 @@ evapi_app *evapi_app_new_ex(const evapi_config *cfg, evapi_error *err)
 	}
 	if (!(app->client = evapi__client_new(app)))
 		goto err;
+	if (evapi__db_new(app) != 0)
+		goto err;
 	if (app->cfg.openapi && evapi__openapi_routes(app) != 0)
 		goto err;
 	return app;
@@ -205,6 +218,7 @@ void evapi_app_free(evapi_app *app)
 		event_base_loop(app->base, EVLOOP_NONBLOCK);
 		evapi__lifespan_free(app); /* cancelled posts may end tasks */
 		evapi__tasks_free(app);
+		evapi__db_free(app);
 		evapi__client_free(app->client);
 		evapi__stats_free(app);
 		event_base_free(app->base);

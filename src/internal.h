@@ -256,6 +256,7 @@ struct evapi_app {
 	evapi__pool *pool;
 	struct evapi__decl *decls;    /* declared routes (schema.c) */
 	evapi__client *client;        /* outbound calls (client.c) */
+	struct evapi__db *db;         /* db.c; NULL without cfg.db_url */
 	struct evapi__guard *guard; /* guard.c: the filter in front of evhttp */
 	struct event *sigint_ev, *sigterm_ev, *grace_ev;
 	evapi__wake *stop_wake; /* evapi_app_stop from any thread */
@@ -470,6 +471,15 @@ EVAPI_HIDDEN void evapi__client_mark_loop_thread(int yes);
 /* Makes evapi_fetch_sync on this thread use the app's outbound defaults
  * (a worker, around one of the app's jobs); NULL ends it. */
 EVAPI_HIDDEN void evapi__client_use_app(const evapi_app *app);
+
+/* db.c: the database pool (loop thread). new: 0, or EVAPI_EINVAL for a
+ * db_url libpq cannot parse, EVAPI_ENOMEM; nothing when db_url is NULL.
+ * free: after the pool is freed (cancel jobs have all completed). */
+EVAPI_HIDDEN int evapi__db_new(evapi_app *app);
+EVAPI_HIDDEN void evapi__db_free(evapi_app *app);
+/* Cancels the request's queries (on the server when running); their
+ * continuations run on a later loop turn with EVAPI_ECANCELED. */
+EVAPI_HIDDEN void evapi__db_req_gone(evapi_req *req);
 
 /* stats.c: runtime statistics (loop thread) */
 EVAPI_HIDDEN int evapi__stats_init(evapi_app *app);

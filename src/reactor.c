@@ -335,6 +335,7 @@ static void req_gone(evapi_req *req, int why)
 	if (req->stream)
 		evapi__stream_cut(req->stream);
 	evapi__ops_cancel(req);
+	evapi__db_req_gone(req);
 	req_finish(req, status);
 	if (job_unlinked)
 		evapi__req_unref(req);

@@ -108,6 +108,19 @@ typedef struct evapi_config {
 	int outbound_connect_timeout_ms;  /* [3000] default connect timeout */
 	size_t outbound_max_response_bytes; /* [8 MiB] default reply cap */
 
+	/* ---- the database (evapi/db.h; docs/ARCHITECTURE.md, "Database") */
+	const char *db_url;        /* [NULL: no database] libpq URL or
+	                              conninfo: "postgresql://user@127.0.0.1/db" */
+	int db_max_connections;    /* [8] connections opened on demand */
+	int db_queue_max;          /* [1024] queries waiting for a connection;
+	                              more: EVAPI_EBUSY (503) */
+	int db_acquire_timeout_ms; /* [5000] longest wait for a connection
+	                              (EVAPI_EBUSY), and for connecting */
+	int db_query_timeout_ms;   /* [5000] per query: EVAPI_ETIMEDOUT (504),
+	                              cancelled on the server */
+	int db_statement_cache;    /* [100] prepared statements kept per
+	                              connection, by SQL text; 0: none */
+
 	/* ---- docs and introspection routes ------------------------------- */
 	int openapi;               /* [0] serve GET /openapi.json and GET /docs
 	                              (see evapi/schema.h) */
