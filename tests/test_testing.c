@@ -421,8 +421,36 @@ static void test_start_stop_twice(void)
 	CHECK_INT(evapi_test_status(r), ==, 200);
 	evapi_test_response_free(r);
 	CHECK_INT(evapi_test_stop(a), ==, 0);
+}
 
-	/* after the stop nothing listens there any more */
+/* evapi_test_request from several threads at once (Thread-safe: yes). */
+static void *requester(void *arg)
+{
+	evapi_test *tc = arg;
+	long ok = 0;
+	int i;
+	for (i = 0; i < 5; i++) {
+		evapi_test_response *r = evapi_test_get(tc, "/pool/items/t");
+		ok += evapi_test_status(r) == 200;
+		evapi_test_response_free(r);
+	}
+	return (void *)ok;
+}
+
+static void test_threads_share_a_client(void)
+{
+	evapi_test *tc = evapi_test_start(make_app());
+	pthread_t t[4];
+	void *ok;
+	int i;
+
+	for (i = 0; i < 4; i++)
+		pthread_create(&t[i], NULL, requester, tc);
+	for (i = 0; i < 4; i++) {
+		pthread_join(t[i], &ok);
+		CHECK_INT((long)ok, ==, 5);
+	}
+	CHECK_INT(evapi_test_stop(tc), ==, 0);
 }
 
 int main(int argc, char **argv)
@@ -441,6 +469,7 @@ int main(int argc, char **argv)
 		{"testing.timeout_when_never_answered",
 		 test_timeout_when_never_answered},
 		{"testing.start_stop_twice", test_start_stop_twice},
+		{"testing.threads_share_a_client", test_threads_share_a_client},
 		{NULL, NULL}};
 	return th_main(argc, argv, tests);
 }
