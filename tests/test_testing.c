@@ -54,11 +54,12 @@ static void create_item(evapi_req *req, void *arg)
 /* /sse: three events, then the end of the stream. */
 static void sse_three(evapi_req *req, void *arg)
 {
+	static const char crlf[] = ": a comment\r\n\r\nevent: last\r\nid: 3\r\n"
+	                           "data: bye\r\n\r\n";
 	evapi_stream *s = evapi_reply_sse(req, 0);
 	evapi_sse_send(s, "greet", "1", "hello");
 	evapi_sse_send(s, NULL, NULL, "two\nlines");
-	evapi_stream_write(s, ": a comment\r\n\r\nevent: last\r\nid: 3\r\n"
-	                      "data: bye\r\n\r\n", 51);
+	evapi_stream_write(s, crlf, sizeof crlf - 1);
 	evapi_stream_close(s);
 }
 
