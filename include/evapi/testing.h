@@ -47,7 +47,8 @@ typedef struct evapi_test_stream evapi_test_stream;
 
 /**
  * Runs `app` on a new thread, as evapi_app_run does, and returns once its
- * startup hooks have run and it serves. Unless the app is already
+ * startup hooks have run and it serves (the hooks are not timed: one that
+ * never returns holds this call). Unless the app is already
  * listening (evapi_app_listen), it is bound to 127.0.0.1 on a free port
  * whatever its config says, and never handles SIGINT/SIGTERM. Steals
  * `app` (freed by evapi_test_stop, or here on failure). Returns new (stop
