@@ -63,6 +63,14 @@ EVAPI_HIDDEN char *evapi__arena_strndup(evapi__arena *a, const char *s,
                                         size_t len);
 EVAPI_HIDDEN void evapi__arena_release(evapi__arena *a);
 
+/* A growable byte buffer, kept NUL-terminated (arena.c; any one thread). */
+typedef struct evapi__sbuf {
+	char *p;
+	size_t len, cap;
+} evapi__sbuf;
+/* Appends `n` bytes; returns 0, or -1 when out of memory (nothing added). */
+EVAPI_HIDDEN int evapi__sbuf_add(evapi__sbuf *b, const void *data, size_t n);
+
 /* ---- router.c -------------------------------------------------------- */
 #define EVAPI__MAX_PARAMS 16
 
