@@ -850,6 +850,7 @@ int evapi__guard_init(evapi_app *app)
 	g->lim.max_target = cfg->max_target_bytes;
 	g->lim.max_body = cfg->max_body_bytes;
 	g->lim.max_fields = cfg->max_header_fields;
+	g->lim.max_chunk_line = cfg->max_chunk_line_bytes;
 	TAILQ_INIT(&g->kicked);
 	g->resume_ev = evtimer_new(app->base, resume_cb, g);
 	g->kick_ev = event_new(app->base, -1, 0, kick_cb, g);

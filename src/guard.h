@@ -19,6 +19,7 @@ typedef struct evapi__frame_limits {
 	size_t max_target; /* request-target: 414 */
 	size_t max_body;   /* decoded body: 413 */
 	int max_fields;    /* header fields: 431 */
+	size_t max_chunk_line; /* one chunk-size line with extensions: 400 */
 } evapi__frame_limits;
 
 typedef struct evapi__frame evapi__frame;
@@ -53,6 +54,12 @@ EVAPI_HIDDEN void evapi__frame_reset(evapi__frame *f);
 EVAPI_HIDDEN int evapi__frame_keeps_alive(const evapi__frame *f);
 /* After EVAPI__FRAME_HEAD: 1 when the client waits for 100 Continue. */
 EVAPI_HIDDEN int evapi__frame_expects_continue(const evapi__frame *f);
+/* After EVAPI__FRAME_HEAD: the method (an evapi_method bit), the
+ * request-target as sent, and the Content-Type value or NULL; borrowed
+ * until the next feed. */
+EVAPI_HIDDEN evapi_method evapi__frame_method(const evapi__frame *f);
+EVAPI_HIDDEN const char *evapi__frame_target(const evapi__frame *f);
+EVAPI_HIDDEN const char *evapi__frame_content_type(const evapi__frame *f);
 /* 1 while a request is partly received; 0 for NULL (a connection that
  * frees its frame after its last request). */
 EVAPI_HIDDEN int evapi__frame_in_request(const evapi__frame *f);

@@ -248,6 +248,38 @@ static const bad_case bad_cases[] = {
 	{"control byte in target", "GET /a\x01 HTTP/1.1\r\nHost: t\r\n\r\n", 0,
 	 400},
 	{"garbage line", "GARBAGE\r\n\r\n", 0, 400},
+	/* a bare CR is never a line ending (llhttp's strict parser) */
+	{"bare CR ends the head", "GET /hello HTTP/1.1\r\nHost: a\r\n\rZGET "
+	                          "/evil: HTTP/1.1\r\nHost: a\r\n\r\n", 0, 400},
+	{"bare CR in chunk size", POST_TE "5\r\r;ABCD\r\n34\r\nE\r\n0\r\n\r\n"
+	                          "GET /x HTTP/1.1\r\nHost: a\r\nX: 12345678901"
+	                          "\r\n\r\n\r\n0\r\n\r\n", 0, 400},
+	{"bare CR after chunk size", POST_TE "1\rXY\r\n0\r\n\r\n", 0, 400},
+	{"bare CR after chunk data", POST_TE "1\r\nY\rX0\r\n\r\n", 0, 400},
+	{"bare CR in chunk extension", POST_TE "1;a=b\rXY\r\n0\r\n\r\n", 0,
+	 400},
+	{"bare CR after trailers", POST_TE "0\r\n\rX", 0, 400},
+	{"bare LF ends the request line", "GET /hello HTTP/1.1\nHost: t\r\n\r\n",
+	 0, 400},
+	/* obs-fold, on any field */
+	{"obs-fold Transfer-Encoding", "POST /echo HTTP/1.1\r\nHost: t\r\n"
+	                               "Transfer-Encoding: \r\n chunked\r\n\r\n"
+	                               "5\r\nhello\r\n0\r\n\r\n", 0, 400},
+	{"obs-fold Host", "GET /hello HTTP/1.1\r\nHost: t\r\n x\r\n\r\n", 0, 400},
+	{"obs-fold in a trailer", POST_TE "0\r\nX: a\r\n\tb\r\n\r\n", 0, 400},
+	/* Host is host[:port] */
+	{"Host a b", "GET /hello HTTP/1.1\r\nHost: a b\r\n\r\n", 0, 400},
+	{"Host a/b", "GET /hello HTTP/1.1\r\nHost: a/b\r\n\r\n", 0, 400},
+	{"Host port not digits", "GET /hello HTTP/1.1\r\nHost: a:b\r\n\r\n", 0,
+	 400},
+	/* framing headers */
+	{"CL ' 5'", POST_CL("5 5") "hello", 0, 400},
+	{"CL list", POST_CL("5, 5") "hello", 0, 400},
+	{"TE chunked, gzip", "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-"
+	                     "Encoding: chunked, gzip\r\n\r\n0\r\n\r\n", 0, 400},
+	{"two TE chunked", "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-"
+	                   "Encoding: chunked\r\nTransfer-Encoding: chunked\r\n"
+	                   "\r\n0\r\n\r\n", 0, 400},
 };
 
 static void test_bad_framing_rejected(void)
@@ -416,6 +448,29 @@ static void test_expect_continue(void)
 	exchange_str(s.port, "POST /echo HTTP/1.1\r\nHost: t\r\n"
 	                     "Content-Length: 5\r\nExpect: foo\r\n\r\nhello", &e);
 	CHECK_REJECT(&e, 417);
+	th_server_stop(&s);
+}
+
+/* A chunk line longer than max_chunk_line_bytes: 400 once the bound is
+ * crossed (tests/test_frame.c shows the rest is never parsed). */
+static void test_chunk_line_bound(void)
+{
+	const size_t ext = 64 * 1024;
+	size_t hl = strlen(POST_TE), n;
+	th_server s;
+	char *req;
+	exch e;
+
+	start(&s);
+	req = malloc(hl + ext + 64);
+	memcpy(req, POST_TE "1;a=", hl + 4);
+	memset(req + hl + 4, 'b', ext);
+	n = hl + 4 + ext;
+	n += (size_t)sprintf(req + n, "\r\nX\r\n0\r\n\r\n");
+	exchange(s.port, req, n, &e);
+	CHECK_REJECT(&e, 400);
+	CHECK_CONTAINS(e.buf, "Chunk line too long");
+	free(req);
 	th_server_stop(&s);
 }
 
@@ -1108,6 +1163,7 @@ int main(int argc, char **argv)
 		 test_chunk_extension_and_trailer},
 		{"guard.method_405_allow", test_method_405_allow},
 		{"guard.expect_continue", test_expect_continue},
+		{"guard.chunk_line_bound", test_chunk_line_bound},
 		{"guard.pipelining_in_order", test_pipelining_in_order},
 		{"guard.valid_then_garbage", test_valid_then_garbage},
 		{"guard.parser_freed_while_waiting",
