@@ -87,4 +87,18 @@ EVAPI_HIDDEN void evapi__guard_replied(evapi_app *app,
 EVAPI_HIDDEN void evapi__guard_reply_deadline(evapi_app *app,
                                               struct bufferevent *bev);
 
+/* ---- reactor.c: what the guard asks the app -------------------------- */
+
+/* The status the app answers a request with this head without reading
+ * its body, when that is already known (no route 404, wrong method 405
+ * with the route's methods in *allow, path 400, media type 415), with a
+ * static detail; 0 when only running the request tells. The guard asks
+ * it for Expect: 100-continue. */
+EVAPI_HIDDEN int evapi__reactor_known_status(evapi_app *app,
+                                             evapi_method method,
+                                             const char *target,
+                                             const char *ctype,
+                                             unsigned *allow,
+                                             const char **detail);
+
 #endif

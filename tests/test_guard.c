@@ -77,11 +77,18 @@ static void big_reply(evapi_req *req, void *arg)
 	free(b);
 }
 
+static const evapi_field decl_body[] = {
+	{.name = "name", .type = EVAPI_STRING, .required = 1}, {0}};
+
 static evapi_app *make_app(evapi_config *cfg)
 {
+	evapi_route_decl decl = {.methods = EVAPI_POST, .path = "/decl",
+	                         .lane = EVAPI_INLINE, .cb = json_route,
+	                         .body = decl_body};
 	evapi_app *app = evapi_app_new(cfg);
 	if (!app)
 		return NULL;
+	evapi_app_route_decl(app, &decl);
 	evapi_app_route(app, EVAPI_GET, "/hello", EVAPI_INLINE, hello, NULL);
 	evapi_app_route(app, EVAPI_POST, "/hello", EVAPI_INLINE, hello, NULL);
 	evapi_app_route(app, EVAPI_POST, "/echo", EVAPI_INLINE, echo, NULL);
@@ -448,6 +455,57 @@ static void test_expect_continue(void)
 	exchange_str(s.port, "POST /echo HTTP/1.1\r\nHost: t\r\n"
 	                     "Content-Length: 5\r\nExpect: foo\r\n\r\nhello", &e);
 	CHECK_REJECT(&e, 417);
+	th_server_stop(&s);
+}
+
+static long read_until(int fd, char *buf, size_t cap, const char *what,
+                       double secs);
+
+/* The final status is known from the head: it is sent instead of 100,
+ * and the body is never asked for (the connection closes after it). */
+static void test_expect_known_status(void)
+{
+	static const struct {
+		const char *req;
+		int status;
+		const char *has;
+	} cases[] = {
+		{"POST /nowhere HTTP/1.1\r\n", 404, "Not Found"},
+		{"PUT /hello HTTP/1.1\r\n", 405, "Allow: GET, HEAD, POST\r\n"},
+		{"POST /decl HTTP/1.1\r\nContent-Type: text/plain\r\n", 415,
+		 "expected application/json"},
+		{"POST /echo HTTP/1.1\r\nContent-Type: text/plain\r\n", 200,
+		 "100 Continue"},
+	};
+	th_server s;
+	char req[512];
+	size_t i;
+	exch e;
+	int fd;
+
+	start(&s);
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		snprintf(req, sizeof req, "%sHost: t\r\nContent-Length: 5\r\n"
+		         "Expect: 100-continue\r\nConnection: close\r\n\r\n",
+		         cases[i].req);
+		fd = th_connect_send(s.port, req);
+		memset(&e, 0, sizeof e);
+		if (cases[i].status == 200) {
+			/* a route that takes the body: 100, then the answer */
+			read_until(fd, e.buf, sizeof e.buf, "\r\n\r\n", 3);
+			CHECK_STR(e.buf, "HTTP/1.1 100 Continue\r\n\r\n");
+			send_bytes(fd, "hello", 5);
+			read_to_close(fd, &e, 3);
+			CHECK_INT(e.status, ==, 200);
+			CHECK_CONTAINS(e.buf, "hello");
+		} else {
+			read_to_close(fd, &e, 3); /* no body sent */
+			CHECK_REJECT(&e, cases[i].status);
+			CHECK_CONTAINS(e.buf, cases[i].has);
+			CHECK(strstr(e.buf, "100 Continue") == NULL);
+		}
+		close(fd);
+	}
 	th_server_stop(&s);
 }
 
@@ -1163,6 +1221,7 @@ int main(int argc, char **argv)
 		 test_chunk_extension_and_trailer},
 		{"guard.method_405_allow", test_method_405_allow},
 		{"guard.expect_continue", test_expect_continue},
+		{"guard.expect_known_status", test_expect_known_status},
 		{"guard.chunk_line_bound", test_chunk_line_bound},
 		{"guard.pipelining_in_order", test_pipelining_in_order},
 		{"guard.valid_then_garbage", test_valid_then_garbage},
