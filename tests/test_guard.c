@@ -509,6 +509,42 @@ static void test_expect_known_status(void)
 	th_server_stop(&s);
 }
 
+/* A before hook may answer a path no route has: with one registered,
+ * nothing is known from the head, so the client is asked for its body. */
+static int answer_mw(evapi_req *req, void *arg)
+{
+	if (strcmp(evapi_req_path(req), "/mw") != 0)
+		return 0;
+	evapi_reply_text(req, 200, "from middleware");
+	return 1;
+}
+
+static void test_expect_with_middleware(void)
+{
+	evapi_config cfg;
+	evapi_app *app;
+	th_server s;
+	exch e;
+	int fd;
+
+	guard_config(&cfg);
+	app = make_app(&cfg);
+	evapi_app_middleware(app, answer_mw, NULL, NULL);
+	th_server_start(&s, app);
+	fd = th_connect_send(s.port, "POST /mw HTTP/1.1\r\nHost: t\r\n"
+	                             "Content-Length: 5\r\nExpect: 100-continue"
+	                             "\r\nConnection: close\r\n\r\n");
+	memset(&e, 0, sizeof e);
+	read_until(fd, e.buf, sizeof e.buf, "\r\n\r\n", 3);
+	CHECK_STR(e.buf, "HTTP/1.1 100 Continue\r\n\r\n");
+	send_bytes(fd, "hello", 5);
+	read_to_close(fd, &e, 3);
+	close(fd);
+	CHECK_INT(e.status, ==, 200);
+	CHECK_CONTAINS(e.buf, "from middleware");
+	th_server_stop(&s);
+}
+
 /* A chunk line longer than max_chunk_line_bytes: 400 once the bound is
  * crossed (tests/test_frame.c shows the rest is never parsed). */
 static void test_chunk_line_bound(void)
@@ -1222,6 +1258,7 @@ int main(int argc, char **argv)
 		{"guard.method_405_allow", test_method_405_allow},
 		{"guard.expect_continue", test_expect_continue},
 		{"guard.expect_known_status", test_expect_known_status},
+		{"guard.expect_with_middleware", test_expect_with_middleware},
 		{"guard.chunk_line_bound", test_chunk_line_bound},
 		{"guard.pipelining_in_order", test_pipelining_in_order},
 		{"guard.valid_then_garbage", test_valid_then_garbage},
