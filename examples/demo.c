@@ -246,6 +246,7 @@ int main(int argc, char **argv)
 
 	evapi_config_init(&cfg);
 	cfg.stats_routes = 1;
+	cfg.health_routes = 1;
 	cfg.openapi = 1;                      /* GET /openapi.json, /docs */
 	cfg.max_body_bytes = (8 << 20) + 65536; /* uploads: 8 MiB of files */
 	while ((c = getopt_long(argc, argv, "H:p:t:d:w:u:U:O:D:qh", opts, NULL)) != -1) {
@@ -306,8 +307,8 @@ int main(int argc, char **argv)
 	 * may close connections as soon as the loop is back, so the demo
 	 * gives connections a few delays of idle time. A real app keeps the
 	 * default and never blocks the loop. */
-	if (cfg.idle_timeout_s < (int)(3 * delay_ms / 1000) + 5)
-		cfg.idle_timeout_s = (int)(3 * delay_ms / 1000) + 5;
+	if (cfg.idle_timeout_ms < (int)(3 * delay_ms) + 5000)
+		cfg.idle_timeout_ms = (int)(3 * delay_ms) + 5000;
 	outbound.host = cfg.host;
 	outbound.upstream = upstream;
 	outbound.delay_ms = upstream_delay < 0 ? delay_ms

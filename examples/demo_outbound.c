@@ -56,7 +56,6 @@ static long long delay_of(evapi_req *req)
 static void upstream_done(evapi_req *req, int status, void *arg)
 {
 	const char *name = evapi_req_query(req, "name");
-	(void)arg;
 	if (status == 0)
 		evapi_reply_json(req, 200,
 		                 json_pack("{s:s,s:s,s:I}", "source", "upstream",
@@ -66,7 +65,6 @@ static void upstream_done(evapi_req *req, int status, void *arg)
 
 static void upstream(evapi_req *req, void *arg)
 {
-	(void)arg;
 	if (evapi_req_sleep(req, (unsigned)delay_of(req), upstream_done,
 	                    NULL) != 0)
 		evapi_reply_error(req, 500, "cannot schedule the sleep");
@@ -89,7 +87,6 @@ static json_int_t ms_of(const evapi_fetch_res *res)
 static void external_done(evapi_req *req, int status,
                           const evapi_fetch_res *res, void *arg)
 {
-	(void)arg;
 	if (status != 0)
 		return; /* the client left; nothing to answer */
 	if (!evapi_fetch_res_ok(res)) {
@@ -104,7 +101,6 @@ static void external_done(evapi_req *req, int status,
 static void external_api(evapi_req *req, void *arg)
 {
 	evapi_fetch_opts o = { .url = url_a };
-	(void)arg;
 	if (evapi_req_fetch(req, &o, external_done, NULL) != 0)
 		evapi_reply_error(req, 500, "cannot start the call");
 }
@@ -113,7 +109,6 @@ static void multi_done(evapi_req *req, int status, size_t n,
                        const evapi_fetch_res *const *res, void *arg)
 {
 	size_t i;
-	(void)arg;
 	if (status == EVAPI_ECANCELED)
 		return;
 	/* Report the call that failed, not the one fail-fast then aborted;
@@ -132,7 +127,6 @@ static void multi_done(evapi_req *req, int status, size_t n,
 static void multi_fetch(evapi_req *req, void *arg)
 {
 	evapi_fetch_opts calls[2] = { { .url = url_a }, { .url = url_b } };
-	(void)arg;
 	if (evapi_req_gather(req, calls, 2, EVAPI_GATHER_FAIL_FAST, multi_done,
 	                     NULL) != 0)
 		evapi_reply_error(req, 500, "cannot start the calls");
@@ -143,7 +137,6 @@ static void fan_out_done(evapi_req *req, int status, size_t n,
 {
 	size_t i, ok = 0;
 	double slowest = 0;
-	(void)arg;
 	if (status == EVAPI_ECANCELED)
 		return;
 	for (i = 0; i < n; i++) {
@@ -163,7 +156,6 @@ static void fan_out(evapi_req *req, void *arg)
 	long long n = 50;
 	int i;
 	const char *q = evapi_req_query(req, "n");
-	(void)arg;
 	/* FastAPI: n: int = Query(50, ge=1, le=500) */
 	if (q && evapi_req_query_int(req, "n", &n) != 0) {
 		evapi_reply_validation_error(
@@ -192,7 +184,6 @@ static void sync_external_api(evapi_req *req, void *arg)
 {
 	evapi_fetch_opts o = { .url = url_a };
 	evapi_fetch_res *res = evapi_fetch_sync(&o);
-	(void)arg;
 	if (!res) {
 		evapi_reply_error(req, 500, "out of memory");
 		return;
@@ -212,7 +203,6 @@ static void sync_multi_fetch(evapi_req *req, void *arg)
 	evapi_fetch_res *ra = evapi_fetch_sync(&a);
 	evapi_fetch_res *rb = ra && evapi_fetch_res_ok(ra) ? evapi_fetch_sync(&b)
 	                                                   : NULL;
-	(void)arg;
 	if (!ra)
 		evapi_reply_error(req, 500, "out of memory");
 	else if (!evapi_fetch_res_ok(ra) || !evapi_fetch_res_ok(rb))

@@ -222,7 +222,7 @@ static void process_time(evapi_req *req, int status, void *arg)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	now_us = (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 	snprintf(v, sizeof v, "%.6f", (now_us - evapi_req_start_us(req)) / 1e6);
-	evapi_response_add_header(req, "X-Process-Time", v);
+	evapi_reply_add_header(req, "X-Process-Time", v);
 }
 
 void demo_parity_setup(evapi_app *app)

@@ -7,6 +7,8 @@
  * may be called from any thread.
  */
 #include <event2/event.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,7 +49,7 @@ void evapi_config_init(evapi_config *cfg)
 	cfg->pool_queue_max = 1024;
 	cfg->stall_threshold_ms = 100;
 	cfg->request_timeout_ms = 30000;
-	cfg->idle_timeout_s = 5;
+	cfg->idle_timeout_ms = 5000;
 	cfg->max_header_bytes = 8192;
 	cfg->max_body_bytes = 1024 * 1024;
 	cfg->shutdown_grace_ms = 10000;
@@ -61,47 +63,123 @@ void evapi_config_init(evapi_config *cfg)
 	cfg->outbound_max_response_bytes = (size_t)8 << 20;
 	cfg->max_target_bytes = 4096;
 	cfg->max_header_fields = 100;
+	cfg->max_chunk_line_bytes = 4096;
 	cfg->header_timeout_ms = 10000;
 	cfg->body_timeout_ms = 30000;
 	cfg->keepalive_max_requests = 1000;
 	cfg->max_connections = 10000;
 	cfg->max_json_depth = 64;
 	cfg->pool_yield_to_loop = 1;
+	cfg->reply_write_timeout_ms = 60000;
+	cfg->db_max_connections = 8;
+	cfg->db_queue_max = 1024;
+	cfg->db_acquire_timeout_ms = 5000;
+	cfg->db_query_timeout_ms = 5000;
+	cfg->db_statement_cache = 100;
 }
 
-static int config_valid(const evapi_config *c)
+/* Fills `err` (may be NULL) and returns `code`. */
+static int fail(evapi_error *err, int code, const char *fmt, ...)
+	EVAPI_PRINTF(3, 4);
+static int fail(evapi_error *err, int code, const char *fmt, ...)
 {
-	return c->host && c->port >= 0 && c->port <= 65535 &&
-	       c->pool_threads >= 1 && c->pool_threads <= 4096 &&
-	       c->pool_queue_max >= 0 && c->stall_threshold_ms >= 1 &&
-	       c->request_timeout_ms >= 1 && c->idle_timeout_s >= 1 &&
-	       c->max_header_bytes >= 256 && c->shutdown_grace_ms >= 0 &&
-	       c->max_target_bytes >= 16 && c->max_header_fields >= 1 &&
-	       c->header_timeout_ms >= 1 && c->body_timeout_ms >= 1 &&
-	       c->keepalive_max_requests >= 1 && c->max_connections >= 1 &&
-	       c->max_json_depth >= 1 &&
-	       c->workers >= 1 && c->workers <= 1024 &&
-	       (int)c->log_level >= 0 && c->log_level <= EVAPI_LOG_DEBUG &&
-	       c->outbound_max_connections >= 1 &&
-	       c->outbound_timeout_ms >= 1 &&
-	       c->outbound_connect_timeout_ms >= 1 &&
-	       c->outbound_max_response_bytes >= 1;
+	va_list ap;
+	if (err) {
+		err->code = code;
+		va_start(ap, fmt);
+		vsnprintf(err->text, sizeof err->text, fmt, ap);
+		va_end(ap);
+	}
+	return code;
 }
+
+/* Checks one member against [lo, hi]; one line per member keeps each
+ * bound next to its name, and the message names exactly what is wrong. */
+#define RANGE(member, lo, hi)                                                \
+	do {                                                                 \
+		long long v_ = (long long)c->member;                         \
+		if (v_ < (long long)(lo) || v_ > (long long)(hi))            \
+			return fail(err, EVAPI_EINVAL,                       \
+			            "config." #member " = %lld: must be %lld..%lld", \
+			            v_, (long long)(lo), (long long)(hi));   \
+	} while (0)
+
+/* 0, or EVAPI_EINVAL with the first invalid member named in err. */
+static int config_check(const evapi_config *c, evapi_error *err)
+{
+	const long long big = 0x7fffffffLL;
+
+	if (!c->host)
+		return fail(err, EVAPI_EINVAL, "config.host = NULL: an address "
+		                               "to bind is needed");
+	/* listener */
+	RANGE(port, 0, 65535);
+	RANGE(workers, 1, 1024);
+	RANGE(max_connections, 1, big);
+	RANGE(keepalive_max_requests, 1, big);
+	RANGE(shutdown_grace_ms, 0, big);
+	/* lanes */
+	RANGE(pool_threads, 1, 4096);
+	RANGE(pool_queue_max, 0, big);
+	RANGE(stall_threshold_ms, 1, big);
+	/* limits and deadlines */
+	RANGE(max_target_bytes, 16, (size_t)-1 >> 1);
+	RANGE(max_header_bytes, 256, (size_t)-1 >> 1);
+	RANGE(max_header_fields, 1, big);
+	RANGE(max_chunk_line_bytes, 16, (size_t)-1 >> 1);
+	RANGE(max_json_depth, 1, big);
+	RANGE(header_timeout_ms, 1, big);
+	RANGE(body_timeout_ms, 1, big);
+	RANGE(request_timeout_ms, 1, big);
+	RANGE(idle_timeout_ms, 1, big);
+	RANGE(reply_write_timeout_ms, 0, big);
+	/* outbound */
+	RANGE(outbound_max_connections, 1, big);
+	RANGE(outbound_timeout_ms, 1, big);
+	RANGE(outbound_connect_timeout_ms, 1, big);
+	RANGE(outbound_max_response_bytes, 1, (size_t)-1 >> 1);
+	/* database */
+	RANGE(db_max_connections, 1, big);
+	RANGE(db_queue_max, 0, big);
+	RANGE(db_acquire_timeout_ms, 1, big);
+	RANGE(db_query_timeout_ms, 1, big);
+	RANGE(db_statement_cache, 0, big);
+	/* logging */
+	RANGE(log_level, EVAPI_LOG_ERROR, EVAPI_LOG_DEBUG);
+	return 0;
+}
+#undef RANGE
 
 evapi_app *evapi_app_new(const evapi_config *cfg)
 {
+	return evapi_app_new_ex(cfg, NULL);
+}
+
+evapi_app *evapi_app_new_ex(const evapi_config *cfg, evapi_error *err)
+{
 	struct event_config *ec = NULL;
+	evapi_error mine;
 	evapi_app *app;
 
+	if (!err)
+		err = &mine;
+	fail(err, EVAPI_ENOMEM, "out of memory");
 	app = calloc(1, sizeof *app);
-	if (!app)
+	if (!app) {
+		evapi__log(NULL, EVAPI_LOG_ERROR, "evapi_app_new: out of memory");
 		return NULL;
+	}
 	if (cfg)
 		app->cfg = *cfg;
 	else
 		evapi_config_init(&app->cfg);
-	if (!config_valid(&app->cfg))
+	if (config_check(&app->cfg, err) != 0) {
+		/* log through the caller's sink, whatever its level says */
+		if ((int)app->cfg.log_level < (int)EVAPI_LOG_ERROR ||
+		    app->cfg.log_level > EVAPI_LOG_DEBUG)
+			app->cfg.log_level = EVAPI_LOG_ERROR;
 		goto err;
+	}
 	app->host = strdup(app->cfg.host);
 	app->cfg.host = app->host;
 	app->loop_thread = pthread_self();
@@ -115,26 +193,36 @@ evapi_app *evapi_app_new(const evapi_config *cfg)
 	app->base = event_base_new_with_config(ec);
 	event_config_free(ec);
 	ec = NULL;
-	if (!app->base)
+	if (!app->base) {
+		fail(err, EVAPI_ESYS, "cannot create the event base");
 		goto err;
+	}
 	app->router = evapi__router_new();
 	if (!app->router || evapi__reactor_init(app) != 0 ||
 	    evapi__lifespan_init(app) != 0)
 		goto err;
 	if (app->cfg.stats_routes && evapi__stats_init(app) != 0)
 		goto err;
+	if (app->cfg.health_routes && evapi__health_routes(app) != 0)
+		goto err;
 	app->pool = evapi__pool_new(app->base, &app->loop_thread,
 	                            app->cfg.pool_threads, app->cfg.pool_queue_max,
 	                            app->cfg.pool_yield_to_loop, worker_init,
 	                            app);
-	if (!app->pool)
+	if (!app->pool) {
+		fail(err, EVAPI_ESYS, "cannot start %d pool threads",
+		     app->cfg.pool_threads);
 		goto err;
+	}
 	if (!(app->client = evapi__client_new(app)))
+		goto err;
+	if (evapi__db_new(app) != 0)
 		goto err;
 	if (app->cfg.openapi && evapi__openapi_routes(app) != 0)
 		goto err;
 	return app;
 err:
+	evapi__log(app, EVAPI_LOG_ERROR, "evapi_app_new: %s", err->text);
 	if (ec)
 		event_config_free(ec);
 	evapi_app_free(app);
@@ -155,6 +243,7 @@ void evapi_app_free(evapi_app *app)
 		event_base_loop(app->base, EVLOOP_NONBLOCK);
 		evapi__lifespan_free(app); /* cancelled posts may end tasks */
 		evapi__tasks_free(app);
+		evapi__db_free(app);
 		evapi__client_free(app->client);
 		evapi__stats_free(app);
 		event_base_free(app->base);
@@ -166,13 +255,57 @@ void evapi_app_free(evapi_app *app)
 	free(app);
 }
 
+/* 1 when templates `a` and `b` match the same paths: the same literal
+ * segments, with {parameters} in the same places (names aside). */
+static int same_shape(const char *a, const char *b)
+{
+	for (;;) {
+		size_t la = strcspn(a, "/"), lb = strcspn(b, "/");
+		int pa = la >= 2 && a[0] == '{' && a[la - 1] == '}';
+		int pb = lb >= 2 && b[0] == '{' && b[lb - 1] == '}';
+		if (pa != pb || (!pa && (la != lb || memcmp(a, b, la) != 0)))
+			return 0;
+		a += la;
+		b += lb;
+		if (!*a || !*b)
+			return !*a && !*b;
+		a++;
+		b++;
+	}
+}
+
+int evapi__route_check(evapi_app *app, unsigned methods, const char *path)
+{
+	size_t i, n = evapi__router_count(app->router);
+
+	if (!path)
+		return EVAPI_EINVAL;
+	for (i = 0; i < n; i++) {
+		const evapi__route *rt = evapi__router_at(app->router, i);
+		if ((rt->method & methods) && same_shape(rt->tmpl, path)) {
+			evapi__log(app, EVAPI_LOG_ERROR,
+			           "route %s %s refused: %s is already "
+			           "registered (by the app, or built in: config "
+			           "openapi, stats_routes) and would always "
+			           "answer first",
+			           evapi_method_name((evapi_method)rt->method),
+			           path, rt->label);
+			return EVAPI_EEXIST;
+		}
+	}
+	return 0;
+}
+
 int evapi_app_route(evapi_app *app, unsigned methods, const char *path,
                     evapi_lane lane, evapi_handler_cb cb, void *arg)
 {
+	int rc;
 	if (!app)
 		return EVAPI_EINVAL;
 	if (app->running)
 		return EVAPI_ESTATE;
+	if ((rc = evapi__route_check(app, methods, path)) != 0)
+		return rc;
 	return evapi__router_add(app->router, methods, path, lane, cb, arg);
 }
 

@@ -105,8 +105,6 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	evapi__client *c = arg;
 	int running;
-	(void)fd;
-	(void)what;
 	curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
 	drain(c);
 }
@@ -117,7 +115,6 @@ static int socket_cb(CURL *e, curl_socket_t s, int what, void *userp,
 	evapi__client *c = userp;
 	sock *sk = socketp;
 	short kind;
-	(void)e;
 
 	if (what == CURL_POLL_REMOVE) {
 		if (sk) {
@@ -151,7 +148,6 @@ static int timer_cb(CURLM *m, long ms, void *userp)
 {
 	evapi__client *c = userp;
 	struct timeval tv;
-	(void)m;
 
 	if (ms < 0) {
 		evtimer_del(c->timer);
@@ -171,7 +167,6 @@ static curl_socket_t open_cb(void *arg, curlsocktype purpose,
 {
 	evapi__client *c = arg;
 	curl_socket_t s = socket(a->family, a->socktype, a->protocol);
-	(void)purpose;
 	if (s != CURL_SOCKET_BAD) {
 		EVAPI__ADD(&c->app->stats.outbound_sockets, 1);
 		EVAPI__ADD(&c->app->stats.outbound_connects, 1);
@@ -189,8 +184,6 @@ static void on_closer(evutil_socket_t fd, short what, void *arg)
 {
 	evapi__client *c = arg;
 	size_t i;
-	(void)fd;
-	(void)what;
 	for (i = 0; i < c->nclose; i++)
 		close_now(c, c->to_close[i]);
 	c->nclose = 0;
@@ -324,8 +317,6 @@ static void on_batch_timer(evutil_socket_t fd, short what, void *arg)
 	evapi__batch *b = arg;
 	int64_t now = evapi__now_us();
 	size_t i;
-	(void)fd;
-	(void)what;
 
 	for (i = 0; i < b->n && !b->ready; i++) {
 		call *k = &b->calls[i];
@@ -428,8 +419,6 @@ static void on_deliver(evutil_socket_t fd, short what, void *arg)
 {
 	evapi__client *c = arg;
 	evapi__batch *list, *b;
-	(void)fd;
-	(void)what;
 
 	/* Swap the list out: continuations may finish more batches. */
 	list = c->ready;
@@ -528,12 +517,10 @@ static int req_start(evapi_req *req, int kind, const evapi_fetch_opts *opts,
 	evapi__batch *b;
 	int rc;
 
-	if (!req || !opts || !cb || n == 0)
+	if ((rc = evapi__req_can_wait(req)) != 0)
+		return rc;
+	if (!opts || !cb || n == 0)
 		return EVAPI_EINVAL;
-	if (!evapi__on_loop(req->app))
-		return EVAPI_ETHREAD;
-	if (req->gone)
-		return EVAPI_EGONE;
 	c = req->app->client;
 	if (!c || c->closing)
 		return EVAPI_ESTATE;

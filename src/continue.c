@@ -35,13 +35,7 @@ typedef struct op {
 
 static int op_begin(evapi_req *req)
 {
-	if (!req)
-		return EVAPI_EINVAL;
-	if (!evapi__on_loop(req->app))
-		return EVAPI_ETHREAD;
-	if (req->gone)
-		return EVAPI_EGONE;
-	return 0;
+	return evapi__req_can_wait(req);
 }
 
 /* Runs the user's continuation as an inline callback, then drops the op's
@@ -70,8 +64,6 @@ static void op_finish(op_t *op, int status)
 static void op_fired(evutil_socket_t fd, short what, void *arg)
 {
 	op_t *op = arg;
-	(void)fd;
-	(void)what;
 	op_finish(op, op->cancelled ? EVAPI_ECANCELED : 0);
 }
 

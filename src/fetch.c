@@ -71,7 +71,7 @@ static size_t on_body(char *data, size_t size, size_t n, void *arg)
 
 /* Keeps the header lines of the last response only (a redirect or a
  * 100 Continue starts a new one), each stored as "Name: value\0". */
-static size_t on_header(char *data, size_t size, size_t n, void *arg)
+size_t evapi__fetch_on_header(char *data, size_t size, size_t n, void *arg)
 {
 	evapi_fetch_res *res = arg;
 	size_t len = size * n, keep = len;
@@ -107,9 +107,6 @@ static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow,
                        curl_off_t ultotal, curl_off_t ulnow)
 {
 	evapi_fetch_res *res = arg;
-	(void)dltotal;
-	(void)ultotal;
-	(void)ulnow;
 	if (dlnow > 0 && (size_t)dlnow > res->max) {
 		res->too_big = 1;
 		return 1;
@@ -170,8 +167,9 @@ int evapi__fetch_prepare(CURL *e, const evapi_fetch_opts *o,
 	unsigned timeout = o->timeout_ms ? o->timeout_ms : d->timeout_ms;
 	unsigned connect = o->connect_timeout_ms ? o->connect_timeout_ms
 	                                         : d->connect_timeout_ms;
-	unsigned low = o->low_speed_time_s ? o->low_speed_time_s
-	                                   : EVAPI__FETCH_LOW_SPEED_S;
+	/* curl counts the low-speed window in whole seconds */
+	unsigned low = o->low_speed_time_ms ? (o->low_speed_time_ms + 999) / 1000
+	                                    : EVAPI__FETCH_LOW_SPEED_S;
 
 	*hdrs = NULL;
 	if (!o->url || !scheme_ok(o->url) || (method && !method_ok(method)) ||
@@ -215,7 +213,7 @@ int evapi__fetch_prepare(CURL *e, const evapi_fetch_opts *o,
 	curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, res);
-	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, evapi__fetch_on_header);
 	curl_easy_setopt(e, CURLOPT_HEADERDATA, res);
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, res->errmsg);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, list);
@@ -337,25 +335,30 @@ const char *evapi_fetch_res_body(const evapi_fetch_res *res, size_t *len)
 	return res && res->body ? res->body : "";
 }
 
-const char *evapi_fetch_res_header(const evapi_fetch_res *res,
-                                   const char *name)
+const char *evapi__fetch_res_header_at(const evapi_fetch_res *res,
+                                      const char *name, int i)
 {
 	size_t n;
 	const char *p, *end;
 
-	if (!res || !name || !res->hdrs)
+	if (!res || !name || !res->hdrs || i < 0)
 		return NULL;
 	n = strlen(name);
 	for (p = res->hdrs, end = res->hdrs + res->hlen; p < end;
 	     p += strlen(p) + 1) {
-		if (strncasecmp(p, name, n) == 0 && p[n] == ':') {
-			p += n + 1;
-			while (*p == ' ' || *p == '\t')
-				p++;
-			return p;
-		}
+		if (strncasecmp(p, name, n) != 0 || p[n] != ':' || i-- > 0)
+			continue;
+		for (p += n + 1; *p == ' ' || *p == '\t'; p++)
+			;
+		return p;
 	}
 	return NULL;
+}
+
+const char *evapi_fetch_res_header(const evapi_fetch_res *res,
+                                   const char *name)
+{
+	return evapi__fetch_res_header_at(res, name, 0);
 }
 
 json_t *evapi_fetch_res_json(const evapi_fetch_res *res, json_error_t *err)

@@ -14,7 +14,8 @@
  * Ordering on a keep-alive connection: evhttp answers requests one at a
  * time, in order. `queued` counts requests handed to evhttp and not yet
  * answered (the reactor reports each reply through evapi__guard_replied).
- * Anything the guard writes itself (100 Continue, an error, a 408) waits
+ * Anything the guard writes itself (100 Continue, an error, a 408, the
+ * final answer to an Expect: 100-continue it can already give) waits
  * until queued is 0 and evhttp's output has left the filter, so it can
  * never overtake an earlier response. Guard deadlines only run while
  * queued is 0: a client is not blamed for a slow handler.
@@ -91,6 +92,7 @@ struct gconn {
 	int continue_owed;   /* 100 Continue to send once queued is 0 */
 	int reject_status;   /* an answer of ours is owed, then close */
 	const char *reject_detail;
+	unsigned reject_allow; /* methods for an Allow header, with 405 */
 	int silent_close;    /* close without an answer */
 	int answer_written;
 	int write_shut;      /* shutdown(SHUT_WR) done: lingering */
@@ -102,6 +104,8 @@ struct gconn {
 	struct event *writable; /* evhttp output waiting for the socket */
 	int64_t req_start_us, idle_since_us, linger_until_us;
 	int64_t timer_at_us; /* when `timer` fires, if pending */
+	int64_t reply_by_us; /* the reply being written must be out by then
+	                      * (0: none, or a stream) */
 };
 
 static void conn_kick(gconn *c);
@@ -206,7 +210,7 @@ static int64_t deadline_at(const gconn *c)
 		                             : cfg->header_timeout_ms) * 1000;
 	if (c->served == 0)
 		return c->idle_since_us + (int64_t)cfg->header_timeout_ms * 1000;
-	return c->idle_since_us + (int64_t)cfg->idle_timeout_s * 1000000;
+	return c->idle_since_us + (int64_t)cfg->idle_timeout_ms * 1000;
 }
 
 static void timer_in(gconn *c, int64_t us)
@@ -260,15 +264,18 @@ static int own_add(gconn *c, const char *s, size_t n)
 
 static void write_answer(gconn *c)
 {
-	char head[256], body[192];
+	char head[352], body[192], allow[80] = "";
 	int bl, hl;
 	evapi_app *app = c->g->app;
 
+	if (c->reject_allow)
+		evapi__allow_string(c->reject_allow, allow, sizeof allow);
 	bl = snprintf(body, sizeof body, "{\"detail\":\"%s\"}", c->reject_detail);
 	hl = snprintf(head, sizeof head,
 	              "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
-	              "Content-Length: %d\r\nConnection: close\r\n\r\n",
-	              c->reject_status, reason(c->reject_status), bl);
+	              "Content-Length: %d\r\n%s%s%sConnection: close\r\n\r\n",
+	              c->reject_status, reason(c->reject_status), bl,
+	              allow[0] ? "Allow: " : "", allow, allow[0] ? "\r\n" : "");
 	if (own_add(c, head, (size_t)hl) || own_add(c, body, (size_t)bl) ||
 	    send_some(c, c->own) < 0)
 		c->write_failed = 1;
@@ -317,8 +324,6 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 	gconn *c = arg;
 	int64_t now = evapi__now_us();
 	int idle;
-	(void)fd;
-	(void)what;
 
 	if (!alive(c))
 		return;
@@ -431,6 +436,28 @@ static void fout_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
 
 /* ---- the filter ------------------------------------------------------------ */
 
+/* Expect: 100-continue. When the head alone settles the app's answer
+ * (no route, wrong method, a media type the route refuses) that answer
+ * goes out instead of 100 and the body is never read, so the connection
+ * closes after it, like any answer of ours. */
+static void expect_continue(gconn *c)
+{
+	const char *detail;
+	unsigned allow;
+	int status = evapi__reactor_known_status(
+		c->g->app, evapi__frame_method(c->frame),
+		evapi__frame_target(c->frame),
+		evapi__frame_content_type(c->frame), &allow, &detail);
+
+	if (status) {
+		c->reject_allow = allow;
+		conn_reject(c, status, detail);
+		return;
+	}
+	c->continue_owed = 1;
+	conn_kick(c);
+}
+
 static void on_request(gconn *c, struct evbuffer *dst)
 {
 	const evapi_config *cfg = &c->g->app->cfg;
@@ -440,7 +467,7 @@ static void on_request(gconn *c, struct evbuffer *dst)
 
 	c->served++;
 	close = c->served >= cfg->keepalive_max_requests ||
-	        evapi__frame_closes(c->frame);
+	        !evapi__frame_keeps_alive(c->frame);
 	evapi__frame_request(c->frame, close, &head, &hl, &body, &bl);
 	evbuffer_add(dst, head, hl);
 	if (bl)
@@ -450,7 +477,7 @@ static void on_request(gconn *c, struct evbuffer *dst)
 	 * connection needs no parser: thousands of connections waiting on
 	 * slow handlers stay small. Keep-alive ones drop theirs once
 	 * their request waits (evapi__guard_waiting). */
-	if (close || !evapi__frame_keeps_alive(c->frame)) {
+	if (close) {
 		c->last = 1;
 		frame_put(c->g, c->frame);
 		c->frame = NULL;
@@ -471,8 +498,6 @@ filter_in(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
 {
 	gconn *c = arg;
 	int produced = 0;
-	(void)limit;
-	(void)mode;
 
 	if (!alive(c)) {
 		evbuffer_drain(src, evbuffer_get_length(src));
@@ -506,10 +531,8 @@ filter_in(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
 			break;
 		case EVAPI__FRAME_HEAD:
 			c->got_head = 1;
-			if (evapi__frame_expects_continue(c->frame)) {
-				c->continue_owed = 1;
-				conn_kick(c);
-			}
+			if (evapi__frame_expects_continue(c->frame))
+				expect_continue(c);
 			conn_arm(c);
 			break;
 		case EVAPI__FRAME_REQUEST:
@@ -560,12 +583,21 @@ static long send_some(gconn *c, struct evbuffer *b)
 			c->writable = event_new(bufferevent_get_base(c->fbev),
 			                        c->fd, EV_WRITE, writable_cb, c);
 		if (c->writable) {
-			/* a client that stops reading is cut after this */
+			/* a client that stops reading is cut after this, and
+			 * one that reads too slowly at its reply deadline */
 			const evapi_config *cfg = &c->g->app->cfg;
-			int ms = cfg->body_timeout_ms > cfg->header_timeout_ms
-			                 ? cfg->body_timeout_ms
-			                 : cfg->header_timeout_ms;
-			struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+			int64_t us = (int64_t)(cfg->body_timeout_ms >
+			                               cfg->header_timeout_ms
+			                       ? cfg->body_timeout_ms
+			                       : cfg->header_timeout_ms) * 1000;
+			struct timeval tv;
+			if (c->reply_by_us) {
+				int64_t left = c->reply_by_us - evapi__now_us();
+				if (left < us)
+					us = left > 0 ? left : 0;
+			}
+			tv.tv_sec = (time_t)(us / 1000000);
+			tv.tv_usec = (suseconds_t)(us % 1000000);
 			event_add(c->writable, &tv);
 		}
 	}
@@ -586,13 +618,29 @@ static void flush_evhttp(gconn *c)
 static void writable_cb(evutil_socket_t fd, short what, void *arg)
 {
 	gconn *c = arg;
-	(void)fd;
 	if (!alive(c))
 		return;
 	if (what & EV_TIMEOUT) {
-		evapi__log(c->g->app, EVAPI_LOG_INFO,
-		           "guard: fd %d stopped reading its response: closing",
-		           c->fd);
+		evapi_app *app = c->g->app;
+		/* Reset, not close: what the kernel still holds for this
+		 * reader would otherwise trickle out (and stay allocated)
+		 * after the socket is closed. */
+		struct linger lg = {1, 0};
+		if (c->reply_by_us && evapi__now_us() >= c->reply_by_us) {
+			EVAPI__ADD(&app->stats.reply_write_timeouts, 1);
+			evapi__log(app, EVAPI_LOG_WARN,
+			           "guard: fd %d did not read its reply within "
+			           "%d ms (%zu bytes left): closing", c->fd,
+			           app->cfg.reply_write_timeout_ms,
+			           evbuffer_get_length(
+				           bufferevent_get_output(c->fbev)));
+		} else {
+			evapi__log(app, EVAPI_LOG_INFO,
+			           "guard: fd %d stopped reading its response: "
+			           "closing", c->fd);
+		}
+		if (c->fd >= 0)
+			setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
 		c->write_failed = 1;
 		conn_kick(c);
 		return;
@@ -618,9 +666,6 @@ filter_out(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
 {
 	gconn *c = arg;
 	long n;
-	(void)dst;
-	(void)limit;
-	(void)mode;
 
 	if (!c->flushing || !alive(c) || c->write_failed ||
 	    own_len(c) > 0)
@@ -631,6 +676,8 @@ filter_out(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
 		conn_kick(c);
 		return BEV_ERROR;
 	}
+	if (evbuffer_get_length(src) == 0)
+		c->reply_by_us = 0; /* evhttp writes one reply at a time */
 	return n > 0 ? BEV_OK : BEV_NEED_MORE;
 }
 
@@ -749,6 +796,15 @@ void evapi__guard_replied(evapi_app *app, struct bufferevent *bev)
 	}
 }
 
+void evapi__guard_reply_deadline(evapi_app *app, struct bufferevent *bev)
+{
+	gconn *c = conn_of(app, bev);
+	int ms = app->cfg.reply_write_timeout_ms;
+
+	if (c && ms > 0)
+		c->reply_by_us = evapi__now_us() + (int64_t)ms * 1000;
+}
+
 /* ---- accept-loop safety ----------------------------------------------------- */
 
 static struct evconnlistener *listener(evapi_app *app)
@@ -760,8 +816,6 @@ static void resume_cb(evutil_socket_t fd, short what, void *arg)
 {
 	evapi__guard *g = arg;
 	struct evconnlistener *lev = listener(g->app);
-	(void)fd;
-	(void)what;
 	if (!g->accept_paused)
 		return;
 	g->accept_paused = 0;
@@ -821,6 +875,7 @@ int evapi__guard_init(evapi_app *app)
 	g->lim.max_target = cfg->max_target_bytes;
 	g->lim.max_body = cfg->max_body_bytes;
 	g->lim.max_fields = cfg->max_header_fields;
+	g->lim.max_chunk_line = cfg->max_chunk_line_bytes;
 	TAILQ_INIT(&g->kicked);
 	g->resume_ev = evtimer_new(app->base, resume_cb, g);
 	g->kick_ev = event_new(app->base, -1, 0, kick_cb, g);

@@ -19,6 +19,7 @@ typedef struct evapi__frame_limits {
 	size_t max_target; /* request-target: 414 */
 	size_t max_body;   /* decoded body: 413 */
 	int max_fields;    /* header fields: 431 */
+	size_t max_chunk_line; /* one chunk-size line with extensions: 400 */
 } evapi__frame_limits;
 
 typedef struct evapi__frame evapi__frame;
@@ -39,21 +40,26 @@ EVAPI_HIDDEN int evapi__frame_feed(evapi__frame *f, const char *data,
                                    size_t len, size_t *used);
 /* After EVAPI__FRAME_REQUEST: the request re-framed for evhttp (request
  * line, validated headers, Content-Length, body). Borrowed until the next
- * feed. `close` adds "Connection: close". */
+ * feed. `close`: the last request on the connection ("Connection:
+ * close"); otherwise it stays open (HTTP/1.0 gets "Connection:
+ * keep-alive"). */
 EVAPI_HIDDEN void evapi__frame_request(evapi__frame *f, int close,
                                        const char **head, size_t *head_len,
                                        const char **body, size_t *body_len);
 /* Makes `f` as new (same limits), keeping its scratch buffers. */
 EVAPI_HIDDEN void evapi__frame_reset(evapi__frame *f);
-/* After EVAPI__FRAME_REQUEST: 1 when nothing may follow this request on
- * the connection (it asked for a protocol upgrade). */
-EVAPI_HIDDEN int evapi__frame_closes(const evapi__frame *f);
 /* After EVAPI__FRAME_REQUEST: 0 when the client ends the connection
  * with this request ("Connection: close", or HTTP/1.0 without
  * keep-alive). */
 EVAPI_HIDDEN int evapi__frame_keeps_alive(const evapi__frame *f);
 /* After EVAPI__FRAME_HEAD: 1 when the client waits for 100 Continue. */
 EVAPI_HIDDEN int evapi__frame_expects_continue(const evapi__frame *f);
+/* After EVAPI__FRAME_HEAD: the method (an evapi_method bit), the
+ * request-target as sent, and the Content-Type value or NULL; borrowed
+ * until the next feed. */
+EVAPI_HIDDEN evapi_method evapi__frame_method(const evapi__frame *f);
+EVAPI_HIDDEN const char *evapi__frame_target(const evapi__frame *f);
+EVAPI_HIDDEN const char *evapi__frame_content_type(const evapi__frame *f);
 /* 1 while a request is partly received; 0 for NULL (a connection that
  * frees its frame after its last request). */
 EVAPI_HIDDEN int evapi__frame_in_request(const evapi__frame *f);
@@ -75,5 +81,24 @@ EVAPI_HIDDEN void evapi__guard_waiting(evapi_app *app,
 /* evhttp got the reply of one request read from `bev`'s connection. */
 EVAPI_HIDDEN void evapi__guard_replied(evapi_app *app,
                                        struct bufferevent *bev);
+/* A whole (not streamed) reply is being sent on `bev`'s connection: it
+ * must have left within reply_write_timeout_ms, or the connection is
+ * closed. */
+EVAPI_HIDDEN void evapi__guard_reply_deadline(evapi_app *app,
+                                              struct bufferevent *bev);
+
+/* ---- reactor.c: what the guard asks the app -------------------------- */
+
+/* The status the app answers a request with this head without reading
+ * its body, when that is already known (no route 404, wrong method 405
+ * with the route's methods in *allow, path 400, media type 415), with a
+ * static detail; 0 when only running the request tells. The guard asks
+ * it for Expect: 100-continue. */
+EVAPI_HIDDEN int evapi__reactor_known_status(evapi_app *app,
+                                             evapi_method method,
+                                             const char *target,
+                                             const char *ctype,
+                                             unsigned *allow,
+                                             const char **detail);
 
 #endif

@@ -124,6 +124,13 @@ EVAPI_HIDDEN void evapi__allow_string(unsigned methods, char *buf,
                                       size_t len);
 /* The reason phrase for a status ("Not Found"). */
 EVAPI_HIDDEN const char *evapi__reason(int status);
+/* A growable byte buffer, kept NUL-terminated (arena.c; any one thread). */
+typedef struct evapi__sbuf {
+	char *p;
+	size_t len, cap;
+} evapi__sbuf;
+/* Appends `n` bytes; returns 0, or -1 when out of memory (nothing added). */
+EVAPI_HIDDEN int evapi__sbuf_add(evapi__sbuf *b, const void *data, size_t n);
 
 /* ---- router.c -------------------------------------------------------- */
 #define EVAPI__MAX_PARAMS 16
@@ -340,6 +347,7 @@ struct evapi_req {
 	evapi__task *tasks;           /* handler-owned like resp, until sent */
 	evapi__resp *after_resp;      /* loop: reply seen by after hooks */
 	int mw_depth;                 /* loop: before hooks that ran */
+	int in_before;                /* loop: a before hook is running */
 	evapi__arena arena;
 	/* Enough for a short request (wrk's, curl's: path and two or
 	 * three headers); more spills into malloc'd blocks. Every
@@ -403,7 +411,10 @@ TAILQ_HEAD(evapi__req_list, evapi_req);
 	  "evapi_outbound_sockets", "gauge", "Outbound sockets open.")         \
 	X(unsigned long long, outbound_connects, "outbound", "connects",       \
 	  "evapi_outbound_connects_total", "counter",                          \
-	  "Outbound sockets opened.")
+	  "Outbound sockets opened.")                                          \
+	X(unsigned long long, reply_write_timeouts, "", "reply_write_timeouts", \
+	  "evapi_reply_write_timeouts_total", "counter",                       \
+	  "Replies cut at reply_write_timeout_ms (slow readers).")
 
 struct evapi_app {
 	pthread_t loop_thread;
@@ -416,6 +427,7 @@ struct evapi_app {
 	evapi__pool *pool;
 	struct evapi__decl *decls;    /* declared routes (schema.c) */
 	evapi__client *client;        /* outbound calls (client.c) */
+	struct evapi__db *db;         /* db.c; NULL without cfg.db_url */
 	struct evapi__guard *guard; /* guard.c: the filter in front of evhttp */
 	struct event *sigint_ev, *sigterm_ev, *grace_ev;
 	evapi__wake *stop_wake; /* evapi_app_stop from any thread */
@@ -423,6 +435,7 @@ struct evapi_app {
 	int running;
 	int stopping;       /* 1 draining, 2 cut */
 	int freeing;        /* in evapi_app_free */
+	int not_ready;      /* evapi_app_set_ready(app, 0); atomic */
 	int stop_requests;  /* evapi_app_stop calls, atomic */
 	int stops_seen;     /* of those, handled on the loop */
 	int early_close;    /* the backend supports EV_CLOSED */
@@ -478,6 +491,12 @@ static inline void evapi__user_end(evapi_app *app, evapi__user *u)
 		evapi__user_stall(app, u, ms);
 }
 
+/* ---- app.c: registration ---------------------------------------------- */
+/* 0, or EVAPI_EEXIST (logged) when a method of `methods` is already
+ * registered for a template of the same shape as `path`. */
+EVAPI_HIDDEN int evapi__route_check(evapi_app *app, unsigned methods,
+                                    const char *path);
+
 /* ---- reactor.c: loop-side request lifecycle --------------------------- */
 EVAPI_HIDDEN int evapi__reactor_init(evapi_app *app);
 EVAPI_HIDDEN void evapi__reactor_free(evapi_app *app);
@@ -502,12 +521,20 @@ EVAPI_HIDDEN void evapi__req_leave(evapi_req *req, struct evapi__user *u);
 /* ---- request.c -------------------------------------------------------- */
 EVAPI_HIDDEN void evapi__resp_clear(evapi__resp *resp);
 EVAPI_HIDDEN int evapi__parse_query(evapi_req *req, const char *q);
+/* 0 when an inline continuation may be started for req (loop thread,
+ * not in a before hook, client still there), else the code. */
+EVAPI_HIDDEN int evapi__req_can_wait(const evapi_req *req);
 /* 0 when the calling thread may still reply to req, else the code. */
 EVAPI_HIDDEN int evapi__reply_check(evapi_req *req);
 /* Checks a header as evapi_reply_add_header does and appends a copy to
  * resp (resp NULL: check only). */
 EVAPI_HIDDEN int evapi__resp_add_header(evapi__resp *resp, const char *name,
                                         const char *value);
+
+/* json.c: compact JSON text of `v` (malloc'd, not NUL-terminated, its
+ * length in *len) with reals in their shortest round-trip form; NULL
+ * when out of memory or not serialisable. Any thread. */
+EVAPI_HIDDEN char *evapi__json_dump(json_t *v, size_t *len);
 
 /* reactor.c hooks for the parity modules */
 EVAPI_HIDDEN void evapi__reactor_maybe_exit(evapi_app *app);
@@ -555,6 +582,8 @@ EVAPI_HIDDEN void evapi__stream_job_done(evapi_stream *s);
 
 /* middleware.c: 1 when a before hook answered (short-circuit) */
 EVAPI_HIDDEN int evapi__mw_before(evapi_req *req);
+/* 1 when a before hook is registered: it may answer any request. */
+EVAPI_HIDDEN int evapi__mw_any_before(const evapi_app *app);
 EVAPI_HIDDEN void evapi__mw_after(evapi_req *req, evapi__resp *resp);
 EVAPI_HIDDEN void evapi__mw_free(evapi_app *app);
 
@@ -636,7 +665,9 @@ EVAPI_HIDDEN int evapi__multipart_parse(const char *body, size_t len,
  * struct evapi__decl): stores the files on the pool, then runs the
  * route's handler; 500 (507 when the disk is full) if a write fails. */
 #define SAFE_NAME_MAX 100     /* bytes of a sanitised file name */
-#define STORED_MAX (SAFE_NAME_MAX + 8) /* + a "NNN-" collision prefix */
+#define CLASH_HEX 12           /* hex digits of a clash prefix (48 bits) */
+#define CLASH_TRIES 4          /* prefixed names tried after the plain one */
+#define STORED_MAX (SAFE_NAME_MAX + CLASH_HEX + 1) /* + "<hex>-" */
 EVAPI_HIDDEN void evapi__upload_pool(evapi_req *req, void *arg);
 EVAPI_HIDDEN void evapi__upload_inline(evapi_req *req, void *arg);
 
@@ -644,7 +675,21 @@ EVAPI_HIDDEN void evapi__upload_inline(evapi_req *req, void *arg);
  * declaration on the loop, before the handler runs or a worker is taken;
  * returns 0, or nonzero when it has answered (422, 415, 413 or 400). */
 EVAPI_HIDDEN int evapi__decl_check(evapi_req *req);
+/* When declared route `r` cannot read a body of Content-Type `ct` (NULL:
+ * none sent) at all: the 415 detail (static); else NULL. */
+EVAPI_HIDDEN const char *evapi__decl_refused_media(const evapi__route *r,
+                                                   const char *ct);
 EVAPI_HIDDEN void evapi__decls_free(evapi_app *app);
+/* Creates (O_EXCL) the file for one upload in directory dfd: under
+ * `safe` when that is free, else under "<12 random hex digits>-safe",
+ * at most 5 tries in all, so a clash costs constant work and a client
+ * cannot exhaust the names. The name used is written to `stored` (cap
+ * bytes); *attempts (may be NULL) is incremented per openat. Returns the
+ * fd, or -1 with errno. Any thread. */
+EVAPI_HIDDEN int evapi__upload_open(int dfd, const char *safe, char *stored,
+                                    size_t cap, int *attempts);
+/* health.c: registers GET /_/health and GET /_/ready (config.health_routes). */
+EVAPI_HIDDEN int evapi__health_routes(evapi_app *app);
 /* openapi.c: registers GET /openapi.json and GET /docs (config.openapi). */
 EVAPI_HIDDEN int evapi__openapi_routes(evapi_app *app);
 /* ---- client.c: outbound calls on the loop (client_sync.c and fetch.c
@@ -655,6 +700,13 @@ EVAPI_HIDDEN void evapi__client_free(evapi__client *c);
  * written once at creation, read-only after, so any thread may read. */
 EVAPI_HIDDEN const struct evapi__fetch_defaults *
 evapi__client_defaults(const evapi__client *c);
+
+/* ---- db.c: the database pool (loop thread) ---------------------------- */
+/* new: 0, or EVAPI_EINVAL for a db_url libpq cannot parse, EVAPI_ENOMEM;
+ * nothing when db_url is NULL. free: after the pool is freed (cancel jobs
+ * have all completed). */
+EVAPI_HIDDEN int evapi__db_new(evapi_app *app);
+EVAPI_HIDDEN void evapi__db_free(evapi_app *app);
 
 /* ---- stats.c: runtime statistics (loop thread) ----------------------- */
 EVAPI_HIDDEN int evapi__stats_init(evapi_app *app);

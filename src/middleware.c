@@ -9,7 +9,7 @@
  * how many before hooks ran (req->mw_depth) so that exactly those
  * middlewares see the reply, innermost first. While after hooks run,
  * req->after_resp points at the reply being sent, which is where
- * evapi_response_add_header appends.
+ * evapi_reply_add_header appends.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,7 +91,9 @@ int evapi__mw_before(evapi_req *req)
 		if (!mw[i].before)
 			continue;
 		evapi__user_begin(app, &u, "before hook", mw[i].name, NULL);
+		req->in_before = 1; /* refuses async work: evapi__req_can_wait */
 		rc = mw[i].before(req, mw[i].arg);
+		req->in_before = 0;
 		evapi__user_end(app, &u);
 		if (req->state != EVAPI__REQ_RUNNING)
 			return 1; /* it answered: short-circuit */
@@ -103,6 +105,15 @@ int evapi__mw_before(evapi_req *req)
 			return 1;
 		}
 	}
+	return 0;
+}
+
+int evapi__mw_any_before(const evapi_app *app)
+{
+	int i;
+	for (i = 0; app->mws && i < app->mws->n; i++)
+		if (app->mws->v[i].before)
+			return 1;
 	return 0;
 }
 
@@ -124,21 +135,6 @@ void evapi__mw_after(evapi_req *req, evapi__resp *resp)
 		evapi__user_end(app, &u);
 	}
 	req->after_resp = NULL;
-}
-
-int evapi_response_add_header(evapi_req *req, const char *name,
-                              const char *value)
-{
-	if (!req)
-		return EVAPI_EINVAL;
-	if (!req->after_resp || !evapi__on_loop(req->app))
-		return EVAPI_ESTATE;
-	return evapi__resp_add_header(req->after_resp, name, value);
-}
-
-long long evapi_req_start_us(const evapi_req *req)
-{
-	return req ? (long long)req->start_us : 0;
 }
 
 /* ---- CORS ---------------------------------------------------------------- */
@@ -243,7 +239,6 @@ static void cors_after(evapi_req *req, int status, void *arg)
 	cors *c = arg;
 	const char *origin = evapi_req_header(req, "Origin");
 
-	(void)status;
 	if (!origin || !origin_ok(c, origin) || !req->after_resp)
 		return;
 	/* A preflight answered by cors_before already carries them. */

@@ -300,9 +300,11 @@ static void openapi_json(evapi_req *req, void *arg)
 		evapi_reply_json(req, 200, doc);
 }
 
-/* A page with no external resources: it fetches /openapi.json and lists
+/* A page with no external resources: it fetches openapi.json and lists
  * each operation with its parameters, body and responses. Text from the
- * document is inserted with textContent, never as HTML. */
+ * document is inserted with textContent, never as HTML. The document's
+ * URL is relative (to /docs, so /openapi.json), which keeps the page
+ * working behind a proxy that serves the app under a path prefix. */
 static const char docs_html[] =
 	"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
 	"<title>API docs</title>\n"
@@ -314,11 +316,11 @@ static const char docs_html[] =
 	"font:13px ui-monospace,monospace}pre{background:#f6f6f6;padding:.5em;"
 	"overflow:auto}td,th{text-align:left;padding:0 .8em 0 0}</style>\n"
 	"</head><body><h1 id=\"title\">API docs</h1>\n"
-	"<p>From <a href=\"/openapi.json\">/openapi.json</a>.</p>\n"
+	"<p>From <a href=\"openapi.json\">openapi.json</a>.</p>\n"
 	"<div id=\"ops\">Loading...</div>\n<script>\n"
 	"function el(t,txt,cls){var e=document.createElement(t);"
 	"if(txt!=null)e.textContent=txt;if(cls)e.className=cls;return e}\n"
-	"fetch('/openapi.json').then(function(r){return r.json()})"
+	"fetch('openapi.json').then(function(r){return r.json()})"
 	".then(function(doc){\n"
 	" var ops=document.getElementById('ops');ops.textContent='';\n"
 	" document.getElementById('title').textContent=doc.info.title+' '+"
@@ -347,7 +349,7 @@ static const char docs_html[] =
 	".join(', ')));\n"
 	"   ops.appendChild(box)})})\n"
 	"}).catch(function(e){document.getElementById('ops').textContent="
-	"'Cannot load /openapi.json: '+e});\n"
+	"'Cannot load openapi.json: '+e});\n"
 	"</script></body></html>\n";
 
 static void docs_page(evapi_req *req, void *arg)

@@ -130,8 +130,6 @@ static void run_slice(evapi__pool *p)
 
 static void more_cb(evutil_socket_t fd, short what, void *arg)
 {
-	(void)fd;
-	(void)what;
 	run_slice(arg);
 }
 

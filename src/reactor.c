@@ -186,7 +186,6 @@ void evapi__req_finish(evapi_req *req, int status)
 static void free_body(const void *data, size_t len, void *arg)
 {
 	evapi_app *app = arg;
-	(void)len;
 	free((void *)data);
 	app->bodies_writing--;
 	maybe_exit(app);
@@ -236,9 +235,11 @@ static void send_resp(evapi_req *req, evapi__resp *resp)
 	disarm(req);
 	/* The guard holds its own writes on this connection until evhttp
 	 * has answered every request it was given (streams: stream.c). */
-	if (evcon)
-		evapi__guard_replied(req->app,
-		                     evhttp_connection_get_bufferevent(evcon));
+	if (evcon) {
+		struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+		evapi__guard_replied(req->app, bev);
+		evapi__guard_reply_deadline(req->app, bev);
+	}
 	evapi__req_headers_out(req, resp, ev);
 	if (req->head_only) {
 		char cl[32];
@@ -283,6 +284,16 @@ static void send_direct(evapi_req *req, int status, const char *detail)
 	evapi__resp_clear(&r);
 }
 
+/* Whether pending work (a stream) is writing the request's reply. */
+static int req_writing_reply(const evapi_req *req)
+{
+	const evapi__pending *p;
+	TAILQ_FOREACH(p, &req->pending_ops, link)
+		if (p->is_reply)
+			return 1;
+	return 0;
+}
+
 static void req_gone(evapi_req *req, int why)
 {
 	evapi_app *app = req->app;
@@ -292,6 +303,9 @@ static void req_gone(evapi_req *req, int why)
 
 	if (req->gone)
 		return;
+	/* A started stream's status line is out: log what was sent. */
+	if (why == GONE_CUT && req_writing_reply(req))
+		status = req->resp.status;
 	req->refs++; /* keep it alive through the cancellations */
 	req->gone = 1;
 	disarm(req);
@@ -417,8 +431,6 @@ static void watch_cb(evutil_socket_t fd, short what, void *arg)
 static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 {
 	evapi_req *req = arg;
-	(void)fd;
-	(void)what;
 	evapi__log(req->app, EVAPI_LOG_WARN,
 	           "%s: no reply within %d ms: 504 id=%llu",
 	           req->route ? req->route->label : "-",
@@ -575,14 +587,53 @@ static int snapshot(evapi_req *req, struct evhttp_request *ev,
 	return evapi__parse_query(req, query);
 }
 
+/* Splits the request-target exactly as the client sent it into its path
+ * and query (both still percent-encoded, NUL-terminated copies in the
+ * request's arena). evhttp's parsed URI is not used: it reads a target
+ * starting with "//" as an authority, so "//x/echo" would route as
+ * "/echo" and slip past a proxy's rule for "/echo". The guard lets only
+ * origin-form ("/...") and "*" through; a fragment is dropped. */
+static int split_target(evapi_req *req, const char *target, char **path,
+                        char **query)
+{
+	size_t plen = strcspn(target, "?#"), qlen = 0;
+	const char *q = NULL;
+
+	if (target[plen] == '?') {
+		q = target + plen + 1;
+		qlen = strcspn(q, "#");
+	}
+	*path = evapi__arena_strndup(&req->arena, target, plen);
+	*query = q ? evapi__arena_strndup(&req->arena, q, qlen) : NULL;
+	return *path && (!q || *query) ? 0 : EVAPI_ENOMEM;
+}
+
+/* "OPTIONS *" asks about the server, not a resource (RFC 9110 9.3.7):
+ * 200, no content, Allow naming every method some route serves (HEAD
+ * with GET) and OPTIONS, which this answer serves. */
+static void options_server(evapi_req *req)
+{
+	const evapi__router *r = req->app->router;
+	unsigned mask = EVAPI_OPTIONS;
+	char allow[80];
+	size_t i;
+
+	for (i = 0; i < evapi__router_count(r); i++)
+		mask |= evapi__router_at(r, i)->method;
+	if (mask & EVAPI_GET)
+		mask |= EVAPI_HEAD;
+	evapi__allow_string(mask, allow, sizeof allow);
+	evapi_reply_add_header(req, "Allow", allow);
+	evapi_reply_bytes(req, 200, NULL, "", 0);
+}
+
 static void on_request(struct evhttp_request *ev, void *arg)
 {
 	evapi_app *app = arg;
-	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(ev);
-	const char *raw = uri ? evhttp_uri_get_path(uri) : NULL;
+	const char *target = evhttp_request_get_uri(ev);
 	evapi__match m;
 	evapi_req *req;
-	char *scratch, *path;
+	char *raw, *query, *scratch, *path;
 	size_t rawlen;
 	int rc;
 
@@ -605,8 +656,10 @@ static void on_request(struct evhttp_request *ev, void *arg)
 
 	req->method = map_cmd(evhttp_request_get_command(ev));
 	req->head_only = req->method == EVAPI_HEAD;
-	if (!raw || !*raw)
-		raw = "/";
+	if (split_target(req, target ? target : "", &raw, &query) != 0) {
+		evapi_reply_error(req, 500, "Out of memory");
+		goto out;
+	}
 	rawlen = strlen(raw);
 	scratch = evapi__arena_alloc(&req->arena, rawlen + 1);
 	path = evapi__arena_alloc(&req->arena, rawlen + 1);
@@ -623,7 +676,7 @@ static void on_request(struct evhttp_request *ev, void *arg)
 		evapi_reply_error(req, 501, "Method Not Implemented");
 		goto out;
 	}
-	rc = snapshot(req, ev, evhttp_uri_get_query(uri));
+	rc = snapshot(req, ev, query);
 	if (rc == EVAPI_EINVAL) {
 		evapi_reply_error(req, 400, "Invalid percent-encoding in query");
 		goto out;
@@ -633,6 +686,10 @@ static void on_request(struct evhttp_request *ev, void *arg)
 	}
 	if (evapi__mw_before(req))
 		goto out; /* a middleware answered */
+	if (req->method == EVAPI_OPTIONS && strcmp(raw, "*") == 0) {
+		options_server(req);
+		goto out;
+	}
 	rc = evapi__router_match(app->router, req->method, raw, scratch, &m);
 	if (rc == EVAPI__MATCH_BAD_PATH) {
 		evapi_reply_error(req, 400, "Invalid path");
@@ -686,6 +743,50 @@ static void on_request(struct evhttp_request *ev, void *arg)
 	}
 out:
 	evapi__req_unref(req);
+}
+
+int evapi__reactor_known_status(evapi_app *app, evapi_method method,
+                                const char *target, const char *ctype,
+                                unsigned *allow, const char **detail)
+{
+	size_t len = strcspn(target, "?#");
+	char *raw, *scratch;
+	evapi__match m;
+	int status = 0;
+
+	*allow = 0;
+	*detail = NULL;
+	/* A before hook may answer anything. The path is split as
+	 * split_target does; the guard lets only origin-form and "*" by. */
+	if (evapi__mw_any_before(app) || target[0] != '/')
+		return 0;
+	raw = malloc(2 * (len + 1));
+	if (!raw)
+		return 0;
+	memcpy(raw, target, len);
+	raw[len] = '\0';
+	scratch = raw + len + 1;
+	switch (evapi__router_match(app->router, method, raw, scratch, &m)) {
+	case EVAPI__MATCH_BAD_PATH:
+		status = 400;
+		*detail = "Invalid path";
+		break;
+	case EVAPI__MATCH_NOT_FOUND:
+		status = 404;
+		*detail = "Not Found";
+		break;
+	case EVAPI__MATCH_METHOD:
+		status = 405;
+		*detail = "Method Not Allowed";
+		*allow = m.allow;
+		break;
+	default:
+		if ((*detail = evapi__decl_refused_media(m.route, ctype)) != NULL)
+			status = 415;
+		break;
+	}
+	free(raw);
+	return status;
 }
 
 /* ---- shutdown ----------------------------------------------------------- */
@@ -763,8 +864,6 @@ static void begin_stop(evapi_app *app, const char *why)
 static void grace_cb(evutil_socket_t fd, short what, void *arg)
 {
 	evapi_app *app = arg;
-	(void)fd;
-	(void)what;
 	evapi__log(app, EVAPI_LOG_WARN, "grace period of %d ms is over",
 	           app->cfg.shutdown_grace_ms);
 	app->stopping = 2;
@@ -774,7 +873,6 @@ static void grace_cb(evutil_socket_t fd, short what, void *arg)
 
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
 {
-	(void)what;
 	begin_stop(arg, sig == SIGINT ? "SIGINT" : "SIGTERM");
 }
 
@@ -810,7 +908,11 @@ int evapi__reactor_init(evapi_app *app)
 		              EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT);
 	evhttp_set_max_headers_size(http, (ev_ssize_t)app->cfg.max_header_bytes);
 	evhttp_set_max_body_size(http, (ev_ssize_t)app->cfg.max_body_bytes);
-	evhttp_set_timeout(http, app->cfg.idle_timeout_s);
+	{
+		struct timeval idle = {app->cfg.idle_timeout_ms / 1000,
+		                       (app->cfg.idle_timeout_ms % 1000) * 1000};
+		evhttp_set_timeout_tv(http, &idle);
+	}
 	evhttp_set_default_content_type(http, NULL);
 	app->early_close = (event_base_get_features(app->base) &
 	                    EV_FEATURE_EARLY_CLOSE) != 0;

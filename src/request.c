@@ -38,13 +38,20 @@ unsigned long long evapi_req_id(const evapi_req *req)
 	return req->id;
 }
 
+long long evapi_req_start_us(const evapi_req *req)
+{
+	return req ? (long long)req->start_us : 0;
+}
+
+/* The last pair named `name`: a repeated query parameter or header is
+ * read as its last value, as FastAPI reads a scalar query parameter. */
 static const char *kv_find(const evapi__kv *kv, int n, const char *name,
                            int nocase)
 {
 	int i;
 	if (!name)
 		return NULL;
-	for (i = 0; i < n; i++)
+	for (i = n - 1; i >= 0; i--)
 		if ((nocase ? strcasecmp(kv[i].name, name)
 		            : strcmp(kv[i].name, name)) == 0)
 			return kv[i].value;
@@ -157,6 +164,21 @@ int evapi__parse_query(evapi_req *req, const char *q)
 
 /* ---- replies ---------------------------------------------------------- */
 
+int evapi__req_can_wait(const evapi_req *req)
+{
+	if (!req)
+		return EVAPI_EINVAL;
+	if (!evapi__on_loop(req->app))
+		return EVAPI_ETHREAD;
+	/* A before hook's caller goes on routing as soon as it returns:
+	 * work that finished later would have no request to continue. */
+	if (req->in_before)
+		return EVAPI_ESTATE;
+	if (req->gone)
+		return EVAPI_EGONE;
+	return 0;
+}
+
 int evapi__reply_check(evapi_req *req)
 {
 	/* Only the handler's own thread may reply: a run_in_pool work
@@ -194,11 +216,20 @@ int evapi_reply_add_header(evapi_req *req, const char *name,
 
 	if (!req)
 		return EVAPI_EINVAL;
+	/* In a middleware's after hook: the reply being sent. */
+	if (req->after_resp && evapi__on_loop(req->app))
+		return evapi__resp_add_header(req->after_resp, name, value);
 	if ((rc = evapi__resp_add_header(NULL, name, value)) != 0)
 		return rc;
 	if ((rc = evapi__reply_check(req)) != 0)
 		return rc;
 	return evapi__resp_add_header(&req->resp, name, value);
+}
+
+int evapi_response_add_header(evapi_req *req, const char *name,
+                              const char *value)
+{
+	return evapi_reply_add_header(req, name, value);
 }
 
 int evapi__resp_add_header(evapi__resp *resp, const char *name,
@@ -269,28 +300,36 @@ static int reply_take(evapi_req *req, int status, const char *ctype,
 	return 0;
 }
 
+/* A NULL JSON value where a reply was meant: almost always a json_pack
+ * that failed (a wrong format, a NULL string). Say so, and answer. */
+static int null_json(evapi_req *req, const char *fn)
+{
+	if (!req)
+		return EVAPI_EINVAL;
+	if (req->route)
+		evapi__log(req->app, EVAPI_LOG_ERROR,
+		           "%s: NULL JSON (a failed json_pack?) on %s: 500 "
+		           "id=%llu", fn, req->route->label, req->id);
+	else
+		evapi__log(req->app, EVAPI_LOG_ERROR,
+		           "%s: NULL JSON (a failed json_pack?) on %s %s: 500 "
+		           "id=%llu", fn, evapi_method_name(req->method),
+		           req->path ? req->path : "-", req->id);
+	evapi_reply_error(req, 500, "Internal Server Error");
+	return EVAPI_EINVAL;
+}
+
 int evapi_reply_json(evapi_req *req, int status, json_t *body)
 {
-	const size_t flags = JSON_COMPACT | JSON_ENCODE_ANY;
-	char small[512], *s = NULL;
-	size_t n;
+	char *s;
+	size_t n = 0;
 
 	if (!body)
-		return EVAPI_EINVAL;
-	/* Into a stack buffer, then one exact allocation: json_dumps grows
-	 * a buffer with several reallocs per reply. */
-	n = json_dumpb(body, small, sizeof small, flags);
-	if (n > 0 && (s = malloc(n)) != NULL) {
-		if (n <= sizeof small)
-			memcpy(s, small, n);
-		else if (json_dumpb(body, s, n, flags) != n)
-			n = 0;
-	}
+		return null_json(req, "evapi_reply_json");
+	s = evapi__json_dump(body, &n);
 	json_decref(body);
-	if (!s || n == 0) {
-		free(s);
+	if (!s)
 		return EVAPI_ENOMEM;
-	}
 	return reply_take(req, status, "application/json", s, n);
 }
 
@@ -326,7 +365,7 @@ int evapi_reply_error_json(evapi_req *req, int status, json_t *detail)
 {
 	json_t *body;
 	if (!detail)
-		return EVAPI_EINVAL;
+		return null_json(req, "evapi_reply_error_json");
 	body = json_object();
 	if (!body || json_object_set_new(body, "detail", detail) < 0) {
 		json_decref(body);

@@ -113,7 +113,6 @@ static void pump(evapi_stream *s);
 static void pump_posted(evapi_app *app, int status, void *arg)
 {
 	evapi_stream *s = arg;
-	(void)app;
 	pthread_mutex_lock(&s->mu);
 	s->posted = 0;
 	pthread_mutex_unlock(&s->mu);
@@ -195,7 +194,6 @@ static void conn_closed(struct evhttp_connection *evcon, void *arg)
 	EVAPI__ADD(&s->app->stats.gone, 1);
 	evapi__log(s->app, EVAPI_LOG_DEBUG, "stream: client left: id=%llu",
 	           s->req ? s->req->id : 0ULL);
-	(void)evcon;
 	cancel(s, 1);
 }
 
@@ -226,7 +224,6 @@ static void chunk_written(const void *data, size_t len, void *arg)
 	evapi_stream *s = c->s;
 	evapi_app *app = s->app;
 
-	(void)data;
 	pthread_mutex_lock(&s->mu);
 	s->buffered -= c->len;
 	if (s->want_drain && s->buffered <= EVAPI_STREAM_BUFFER_MAX / 2) {
@@ -240,14 +237,11 @@ static void chunk_written(const void *data, size_t len, void *arg)
 	app->bodies_writing--;
 	release(s);
 	evapi__reactor_maybe_exit(app);
-	(void)len;
 }
 
 static void keepalive_cb(evutil_socket_t fd, short what, void *arg)
 {
 	evapi_stream *s = arg;
-	(void)fd;
-	(void)what;
 	if (evapi__now_us() - s->last_write_us >= (int64_t)s->ka_ms * 900)
 		evapi_stream_write(s, ": keep-alive\n\n", 14);
 }

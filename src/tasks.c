@@ -222,7 +222,6 @@ static void posted_step(evapi_app *app, int status, void *arg)
 static void on_complete(struct evhttp_request *ev, void *arg)
 {
 	struct evapi__bgrun *run = arg;
-	(void)ev;
 	evhttp_connection_set_closecb(run->evcon, NULL, NULL);
 	run->evcon = NULL;
 	/* Out of libevent's callback: run the tasks from the loop's next
@@ -235,7 +234,6 @@ static void on_complete(struct evhttp_request *ev, void *arg)
 static void on_close(struct evhttp_connection *evcon, void *arg)
 {
 	struct evapi__bgrun *run = arg;
-	(void)evcon;
 	run->evcon = NULL;
 	run_end(run, "the reply was not delivered (connection closed)");
 }

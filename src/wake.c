@@ -53,7 +53,6 @@ static void wake_cb(evutil_socket_t fd, short what, void *arg)
 {
 	evapi__wake *w = arg;
 	uint64_t n;
-	(void)what;
 	/* Drain first (see the protocol above); EAGAIN: nothing pending. */
 	while (read(fd, &n, sizeof n) < 0 && errno == EINTR)
 		;

@@ -6,9 +6,12 @@
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -57,8 +60,6 @@ static char log_copy[1 << 16];
 static void capture(evapi_log_level lvl, const char *msg, void *arg)
 {
 	size_t n = strlen(msg);
-	(void)lvl;
-	(void)arg;
 	pthread_mutex_lock(&log_mu);
 	if (log_len + n + 2 < sizeof log_buf) {
 		memcpy(log_buf + log_len, msg, n);
@@ -329,6 +330,37 @@ void th_send_and_close(int port, const char *raw, int wait_ms)
 		close(fd);
 }
 
+int th_exchange(int port, const char *raw, char *buf, size_t cap,
+                double secs, int *closed)
+{
+	int fd = th_connect_send(port, raw), st = 0;
+	double t0 = th_now();
+
+	buf[0] = '\0';
+	if (closed)
+		*closed = 0;
+	if (fd < 0)
+		return 0;
+	th_read_all(fd, buf, cap, secs);
+	if (closed)
+		*closed = th_now() - t0 < secs - 0.05;
+	close(fd);
+	if (sscanf(buf, "HTTP/1.%*d %d", &st) != 1)
+		return 0;
+	return st;
+}
+
+int th_count_responses(const char *buf)
+{
+	int n = 0;
+	const char *p;
+	int st;
+	for (p = buf; (p = strstr(p, "HTTP/1.")) != NULL; p++)
+		if (sscanf(p, "HTTP/1.%*1d %3d ", &st) == 1)
+			n++;
+	return n;
+}
+
 int th_free_port(void)
 {
 	struct sockaddr_in sa;
@@ -436,4 +468,93 @@ void th_wait_idle(evapi_app *app, double secs)
 			return;
 		th_sleep_ms(10);
 	} while (th_now() < end);
+}
+
+/* ---- processes and background requests ------------------------------------- */
+
+static void *async_main(void *arg)
+{
+	th_async *a = arg;
+	a->status = th_http(a->port, "GET", a->path, NULL, &a->r);
+	return NULL;
+}
+
+void th_http_start(th_async *a, int port, const char *path)
+{
+	memset(a, 0, sizeof *a);
+	a->port = port;
+	a->path = path;
+	pthread_create(&a->thread, NULL, async_main, a);
+}
+
+long th_http_join(th_async *a)
+{
+	pthread_join(a->thread, NULL);
+	return a->status;
+}
+
+int th_distinct_pids(int port, const char *path, int n, int *pids, int cap,
+                     int *errors)
+{
+	th_resp r;
+	int i, k, seen = 0;
+	for (i = 0; i < n; i++) {
+		json_t *j;
+		int pid;
+		if (th_http(port, "GET", path, NULL, &r) != 200) {
+			if (errors)
+				(*errors)++;
+			continue;
+		}
+		j = json_loads(r.body, 0, NULL);
+		pid = (int)json_integer_value(json_object_get(j, "pid"));
+		json_decref(j);
+		for (k = 0; k < seen && pids[k] != pid; k++)
+			;
+		if (k == seen && seen < cap)
+			pids[seen++] = pid;
+	}
+	return seen;
+}
+
+int th_stop_child(pid_t pid, double secs)
+{
+	int status = -1;
+	double end = th_now() + secs;
+	kill(pid, SIGTERM);
+	while (th_now() < end) {
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			return status;
+		th_sleep_ms(50);
+	}
+	TH_FAIL_AT("process %d did not stop within %.0f s", (int)pid, secs);
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	return status;
+}
+
+pid_t th_start_prefork(int port, int workers, evapi_app_setup_cb setup,
+                       const char *probe)
+{
+	evapi_config cfg;
+	pid_t pid;
+	th_resp r;
+	int i;
+
+	evapi_config_init(&cfg);
+	cfg.port = port;
+	cfg.workers = workers;
+	cfg.pool_threads = 2;
+	cfg.access_log = 0;
+	cfg.shutdown_grace_ms = 5000;
+	cfg.log_level = EVAPI_LOG_WARN;
+	pid = fork();
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
+		_exit(evapi_app_serve(&cfg, setup, NULL) == 0 ? 0 : 3);
+	}
+	CHECK(pid > 0);
+	for (i = 0; i < 100 && th_http(port, "GET", probe, NULL, &r) != 200; i++)
+		th_sleep_ms(50);
+	return pid;
 }

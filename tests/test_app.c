@@ -299,8 +299,9 @@ static void test_inline_sleeps_overlap(void)
 		if (r[i].secs > maxs)
 			maxs = r[i].secs;
 	}
-	/* serial would be 2.4 s; overlapping is ~0.4 s */
-	CHECK_DBL(maxs, <, 0.4 * 3);
+	/* overlapping is ~0.4 s; serial would be 2.4 s: a loaded machine
+	 * may be slow, but not serialise */
+	CHECK_DBL(maxs, <, 6 * 0.4 * 0.75);
 	CHECK_DBL(maxs, >=, 0.39);
 	th_server_stop(&s);
 }
@@ -360,7 +361,7 @@ static void test_pool_sleeps_overlap(void)
 		if (r[i].secs > maxs)
 			maxs = r[i].secs;
 	}
-	CHECK_DBL(maxs, <, 0.4 * 3);
+	CHECK_DBL(maxs, <, 6 * 0.4 * 0.75); /* serial: 2.4 s */
 	evapi_app_stats(s.app, &st);
 	CHECK_INT(st.stalls, ==, 0);
 	CHECK_CONTAINS(th_log(), "GET /psleep 200");

@@ -37,14 +37,12 @@ static long long query_ms(evapi_req *req)
 
 static void delay_done(evapi_req *req, int status, void *arg)
 {
-	(void)arg;
 	if (status == 0)
 		evapi_reply_json(req, 200, json_pack("{s:I}", "ms", query_ms(req)));
 }
 
 static void up_delay(evapi_req *req, void *arg)
 {
-	(void)arg;
 	evapi_req_sleep(req, (unsigned)query_ms(req), delay_done, NULL);
 }
 
@@ -78,7 +76,6 @@ static void reply_result(evapi_req *req, const evapi_fetch_res *res)
 static void fetch_done(evapi_req *req, int status, const evapi_fetch_res *res,
                        void *arg)
 {
-	(void)arg;
 	if (status == EVAPI_ECANCELED) {
 		ADD(&cancelled, 1);
 		CHECK_INT(evapi_fetch_res_error(res), ==, EVAPI_ECANCELED);
@@ -91,7 +88,6 @@ static void h_fetch(evapi_req *req, void *arg)
 {
 	evapi_fetch_opts o = { .url = target };
 	int rc;
-	(void)arg;
 	if ((rc = evapi_req_fetch(req, &o, fetch_done, NULL)) != 0)
 		evapi_reply_error(req, 500, evapi_strerror(rc));
 }
@@ -100,7 +96,6 @@ static void gather_done(evapi_req *req, int status, size_t n,
                         const evapi_fetch_res *const *res, void *arg)
 {
 	size_t i, ok = 0;
-	(void)arg;
 	if (status == EVAPI_ECANCELED) {
 		ADD(&cancelled, 1);
 		return;
@@ -119,7 +114,6 @@ static void h_gather(evapi_req *req, void *arg)
 	evapi_fetch_opts *calls;
 	size_t i;
 	int rc;
-	(void)arg;
 	if (evapi_req_query_int(req, "n", &n) != 0 || n < 1 || n > 5000) {
 		evapi_reply_error(req, 400, "n");
 		return;
@@ -137,7 +131,6 @@ static void h_gather(evapi_req *req, void *arg)
 static void ff_done(evapi_req *req, int status, size_t n,
                     const evapi_fetch_res *const *res, void *arg)
 {
-	(void)arg;
 	CHECK_INT(n, ==, 2);
 	STORE(&ff_first_error, evapi_fetch_res_error(res[0]));
 	if (status == EVAPI_ECANCELED)
@@ -149,7 +142,6 @@ static void ff_done(evapi_req *req, int status, size_t n,
 static void h_gather_ff(evapi_req *req, void *arg)
 {
 	evapi_fetch_opts calls[2] = { { .url = target }, { .url = target2 } };
-	(void)arg;
 	if (evapi_req_gather(req, calls, 2, EVAPI_GATHER_FAIL_FAST, ff_done,
 	                     NULL) != 0)
 		evapi_reply_error(req, 500, "gather");
@@ -161,7 +153,6 @@ static void h_queued(evapi_req *req, void *arg)
 {
 	evapi_fetch_opts calls[2] = { { .url = target, .timeout_ms = 5000 },
 		                      { .url = target2, .timeout_ms = 300 } };
-	(void)arg;
 	if (evapi_req_gather(req, calls, 2, EVAPI_GATHER_FAIL_FAST, ff_done,
 	                     NULL) != 0)
 		evapi_reply_error(req, 500, "gather");
@@ -171,7 +162,6 @@ static void h_sync(evapi_req *req, void *arg)
 {
 	evapi_fetch_opts o = { .url = target, .timeout_ms = 500 };
 	evapi_fetch_res *res = evapi_fetch_sync(&o);
-	(void)arg;
 	reply_result(req, res);
 	evapi_fetch_res_free(res);
 }
@@ -210,7 +200,6 @@ static void h_bad_url(evapi_req *req, void *arg)
 {
 	evapi_fetch_opts o = { .url = "ftp://127.0.0.1/x" };
 	int rc = evapi_req_fetch(req, &o, fetch_done, NULL);
-	(void)arg;
 	evapi_reply_json(req, 200, json_pack("{s:s}", "rc", evapi_strerror(rc)));
 }
 
@@ -317,7 +306,7 @@ static void test_gather_is_concurrent(void)
 	CHECK_INT(th_http(s.port, "GET", "/gather?n=20", NULL, &r), ==, 200);
 	CHECK_STR(r.body, "{\"n\":20,\"ok\":20,\"status\":\"ok\"}");
 	/* serialised would be 20 x 200 ms = 4 s; concurrent is ~200 ms */
-	CHECK_DBL(r.secs, <, 1.5);
+	CHECK_DBL(r.secs, <, 20 * 0.2 * 0.5);
 	CHECK_DBL(r.secs, >=, 0.19);
 	check_outbound_left(&s, 20);
 	th_server_stop(&s);
@@ -378,7 +367,6 @@ static void fault_case(const char *name, th_up_mode mode, int expect_status,
 	th_server_stop(&s);
 	if ((int)mode >= 0)
 		th_upstream_stop(&u);
-	(void)name;
 }
 
 static void test_upstream_refuses(void)
@@ -473,7 +461,7 @@ static void test_deadline_cancels(void)
 	th_server_start(&s, app);
 	CHECK_INT(th_http(s.port, "GET", "/fetch", NULL, &r), ==, 504);
 	CHECK_CONTAINS(r.body, "Request deadline exceeded");
-	CHECK_DBL(r.secs, <, 2.0);
+	CHECK_DBL(r.secs, <, 10.0 * 0.5); /* not the 10 s outbound timeout */
 	CHECK_INT(th_upstream_wait_open(&u, 0, 2000), ==, 0);
 	check_no_outbound_left(&s);
 	CHECK_INT(wait_cancelled(1), ==, 1);
@@ -496,7 +484,7 @@ static void test_gather_fail_fast(void)
 	CHECK_INT(th_http(s.port, "GET", "/gather-ff", NULL, &r), ==, 502);
 	CHECK_CONTAINS(r.body, "refused");
 	/* the refusal ended the batch; the 3 s call was aborted */
-	CHECK_DBL(r.secs, <, 1.5);
+	CHECK_DBL(r.secs, <, 3.0 * 0.75);
 	CHECK_INT(LOAD(&ff_first_error), ==, EVAPI_ECANCELED);
 	check_no_outbound_left(&s);
 	th_server_stop(&s);
@@ -554,8 +542,6 @@ static int app_cb_status, app_cb_error, app_cb_calls; /* atomics */
 static void app_fetch_done(evapi_app *app, const evapi_fetch_res *res,
                            void *arg)
 {
-	(void)app;
-	(void)arg;
 	STORE(&app_cb_status, evapi_fetch_res_status(res));
 	STORE(&app_cb_error, evapi_fetch_res_error(res));
 	ADD(&app_cb_calls, 1);
@@ -751,7 +737,6 @@ static int rearm_rc, rearm_calls;
 static void rearm_done(evapi_app *app, const evapi_fetch_res *res, void *arg)
 {
 	evapi_fetch_opts o = { .url = target };
-	(void)arg;
 	rearm_calls++;
 	CHECK_INT(evapi_fetch_res_error(res), ==, EVAPI_ECANCELED);
 	rearm_rc = evapi_app_fetch(app, &o, rearm_done, NULL);
@@ -798,7 +783,6 @@ int getaddrinfo(const char *node, const char *service,
 
 static void h_ping(evapi_req *req, void *arg)
 {
-	(void)arg;
 	evapi_reply_json(req, 200, json_pack("{s:b}", "pong", 1));
 }
 

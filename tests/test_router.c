@@ -4,8 +4,8 @@
 
 #include <stdlib.h>
 
-static void h1(evapi_req *r, void *a) { (void)r; (void)a; }
-static void h2(evapi_req *r, void *a) { (void)r; (void)a; }
+static void h1(evapi_req *r, void *a) { }
+static void h2(evapi_req *r, void *a) { }
 
 static int match(evapi__router *r, unsigned m, const char *path,
                  evapi__match *out, char *scratch)
@@ -180,7 +180,7 @@ static void test_parse_int(void)
 	CHECK_INT(evapi_parse_int("0x10", &v), ==, EVAPI_EINVAL);
 	CHECK_INT(evapi_parse_int("1.5", &v), ==, EVAPI_EINVAL);
 	CHECK_INT(evapi_parse_int(NULL, &v), ==, EVAPI_ENOENT);
-	CHECK_STR(evapi_strerror(EVAPI_EBUSY), "pool queue full");
+	CHECK_STR(evapi_strerror(EVAPI_EBUSY), "queue full");
 	CHECK_STR(evapi_strerror(12345), "unknown error");
 }
 

@@ -77,8 +77,8 @@ else
 	FAILED=1
 fi
 page=$(curl -s --max-time 10 "$BASE/docs") || true
-if [[ $page == *"fetch('/openapi.json')"* ]]; then
-	echo "ok   /docs reads /openapi.json"
+if [[ $page == *"fetch('openapi.json')"* ]]; then
+	echo "ok   /docs reads openapi.json (relative to /docs)"
 else
 	echo "BAD  /docs"
 	FAILED=1

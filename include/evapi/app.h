@@ -57,47 +57,88 @@ typedef void (*evapi_handler_cb)(evapi_req *req, void *arg);
 
 /**
  * Configuration. Fill one with evapi_config_init() and change what you
- * need; evapi_app_new() copies it. Defaults in brackets.
+ * need, by member name; evapi_app_new() copies it. Defaults in brackets.
+ * Every duration is in milliseconds (the members end in _ms).
+ *
+ * ABI: no promise before 1.0 (see evapi/common.h). Members are grouped
+ * by subsystem and new ones are added to their group, so the layout
+ * changes between minor versions: always start from evapi_config_init(),
+ * never from a struct literal listing members in order.
  */
 typedef struct evapi_config {
+	/* ---- listener ---------------------------------------------------- */
 	const char *host;          /* ["127.0.0.1"] address to bind */
 	int port;                  /* [8000] 0 picks a free port */
+	int workers;               /* [1] processes for evapi_app_serve */
+	int max_connections;       /* [10000] beyond: 503 and close at once */
+	int keepalive_max_requests; /* [1000] then "Connection: close" */
+	int handle_signals;        /* [1] stop gracefully on SIGINT/SIGTERM */
+	int shutdown_grace_ms;     /* [10000] drain time on SIGINT/SIGTERM */
+
+	/* ---- lanes: the loop and the worker pool ------------------------- */
 	int pool_threads;          /* [40] worker threads for pool routes */
 	int pool_queue_max;        /* [1024] waiting pool jobs before 503 */
+	int pool_yield_to_loop;    /* [1] pool workers run as SCHED_BATCH on
+	                              Linux: waking up, they never preempt
+	                              the loop thread on a shared CPU */
 	int stall_threshold_ms;    /* [100] loop-stall watchdog threshold */
-	int request_timeout_ms;    /* [30000] deadline for a reply: 504 */
-	int idle_timeout_s;        /* [5] keep-alive idle: silent close */
-	size_t max_header_bytes;   /* [8192] request line + headers: 431 */
-	size_t max_body_bytes;     /* [1048576] request body: 413 */
-	int shutdown_grace_ms;     /* [10000] drain time on SIGINT/SIGTERM */
-	int handle_signals;        /* [1] stop gracefully on SIGINT/SIGTERM */
-	int access_log;            /* [1] one line per request at INFO */
-	int stats_routes;          /* [0] serve GET /_/stats and /_/metrics */
-	int workers;               /* [1] processes for evapi_app_serve */
-	evapi_log_level log_level; /* [EVAPI_LOG_INFO] */
-	evapi_log_cb log_cb;       /* [NULL: write to stderr] */
-	void *log_arg;             /* [NULL] passed to log_cb */
-	/* outbound calls (evapi/client.h) */
-	int outbound_max_connections;     /* [256] open at once; more wait */
-	int outbound_timeout_ms;          /* [10000] default total timeout */
-	int outbound_connect_timeout_ms;  /* [3000] default connect timeout */
-	size_t outbound_max_response_bytes; /* [8 MiB] default reply cap */
-	int openapi;               /* [0] serve GET /openapi.json and GET /docs
-	                              (see evapi/schema.h) */
-	/* Request guard limits (docs/ARCHITECTURE.md, "Request guard"). */
+
+	/* ---- limits and deadlines (docs/ARCHITECTURE.md, "Request guard") */
 	size_t max_target_bytes;   /* [4096] request-target: 414 */
+	size_t max_header_bytes;   /* [8192] request line + headers: 431 */
 	int max_header_fields;     /* [100] header fields: 431 */
+	size_t max_body_bytes;     /* [1048576] request body: 413 */
+	int max_json_depth;        /* [64] evapi_req_json nesting: 422 */
+	size_t max_chunk_line_bytes; /* [4096] one chunk-size line of a
+	                              chunked body, extensions included:
+	                              400 and close, as soon as it is longer;
+	                              extensions also count against
+	                              max_body_bytes */
 	int header_timeout_ms;     /* [10000] request line + headers must
 	                              arrive within this: 408 and close (a
 	                              connection that sends nothing: close) */
 	int body_timeout_ms;       /* [30000] whole request must arrive within
 	                              this from its first byte: 408, close */
-	int keepalive_max_requests; /* [1000] then "Connection: close" */
-	int max_connections;       /* [10000] beyond: 503 and close at once */
-	int max_json_depth;        /* [64] evapi_req_json nesting: 422 */
-	int pool_yield_to_loop;    /* [1] pool workers run as SCHED_BATCH on
-	                              Linux: waking up, they never preempt
-	                              the loop thread on a shared CPU */
+	int request_timeout_ms;    /* [30000] deadline for a reply: 504 */
+	int idle_timeout_ms;       /* [5000] keep-alive idle: silent close */
+	int reply_write_timeout_ms; /* [60000] a reply (not a stream) must
+	                              be written to the client within this
+	                              from when it is sent, however steadily
+	                              a slow reader takes it: else the
+	                              connection is closed; 0: off */
+
+	/* ---- outbound calls (evapi/client.h) ----------------------------- */
+	int outbound_max_connections;     /* [256] open at once; more wait */
+	int outbound_timeout_ms;          /* [10000] default total timeout */
+	int outbound_connect_timeout_ms;  /* [3000] default connect timeout */
+	size_t outbound_max_response_bytes; /* [8 MiB] default reply cap */
+
+	/* ---- the database (evapi/db.h; docs/ARCHITECTURE.md, "Database") */
+	const char *db_url;        /* [NULL: no database] libpq URL or
+	                              conninfo: "postgresql://user@127.0.0.1/db" */
+	int db_max_connections;    /* [8] connections opened on demand */
+	int db_queue_max;          /* [1024] queries waiting for a connection;
+	                              more: EVAPI_EBUSY (503) */
+	int db_acquire_timeout_ms; /* [5000] longest wait for a connection
+	                              (EVAPI_EBUSY), and for connecting */
+	int db_query_timeout_ms;   /* [5000] per query: EVAPI_ETIMEDOUT (504),
+	                              cancelled on the server */
+	int db_statement_cache;    /* [100] prepared statements kept per
+	                              connection, by SQL text; 0: none */
+
+	/* ---- docs and introspection routes ------------------------------- */
+	int openapi;               /* [0] serve GET /openapi.json and GET /docs
+	                              (see evapi/schema.h) */
+	int stats_routes;          /* [0] serve GET /_/stats and /_/metrics */
+	int health_routes;         /* [0] serve GET /_/health (liveness) and
+	                              GET /_/ready (readiness: 503 while not
+	                              ready or draining) */
+
+	/* ---- logging ----------------------------------------------------- */
+	evapi_log_level log_level; /* [EVAPI_LOG_INFO] */
+	evapi_log_cb log_cb;       /* [NULL: write to stderr] */
+	void *log_arg;             /* [NULL] passed to log_cb */
+	int access_log;            /* [1] one line per request at INFO */
 } evapi_config;
 
 /** Fills `cfg` with the defaults above. */
@@ -105,8 +146,17 @@ EVAPI_EXPORT void evapi_config_init(evapi_config *cfg);
 
 /** Creates an app (the event base, the HTTP server and the worker pool;
  *  nothing is bound yet). `cfg` is copied; NULL means defaults. Returns
- *  new (free with evapi_app_free) or NULL. */
+ *  new (free with evapi_app_free) or NULL; why it failed is logged (an
+ *  invalid config member is named with its value) through cfg's log_cb,
+ *  or stderr. evapi_app_new_ex also hands the reason back. */
 EVAPI_EXPORT evapi_app *evapi_app_new(const evapi_config *cfg);
+
+/** evapi_app_new, and on failure fills `err` (may be NULL): code
+ *  EVAPI_EINVAL with the invalid member and its value in `text`
+ *  ("pool_threads = 0: must be 1..4096"), EVAPI_ENOMEM, or EVAPI_ESYS
+ *  (the event base could not be made). */
+EVAPI_EXPORT evapi_app *evapi_app_new_ex(const evapi_config *cfg,
+                                         evapi_error *err);
 
 /** Frees the app: cuts whatever is still in flight, joins the workers
  *  (a running pool handler is waited for) and closes every socket.
@@ -119,8 +169,14 @@ EVAPI_EXPORT void evapi_app_free(evapi_app *app);
  * non-empty path segment, percent-decoded; read it with evapi_req_param.
  * Routes are tried in registration order. A GET route also answers HEAD
  * (without the body) unless HEAD is registered for the path. `path` is
- * copied. Returns 0, EVAPI_EINVAL (bad template or method) or
- * EVAPI_ESTATE (app already running).
+ * copied. A method and template that is already registered (the same
+ * literal segments, parameters in the same places, whatever their
+ * names) would never run: it is refused with EVAPI_EEXIST and logged.
+ * That includes the built-in routes when they are on: GET /openapi.json
+ * and GET /docs (config openapi), GET /_/stats and GET /_/metrics
+ * (config stats_routes). Returns 0, EVAPI_EINVAL (bad template or
+ * method), EVAPI_EEXIST, EVAPI_ENOMEM or EVAPI_ESTATE (app already
+ * running).
  */
 EVAPI_EXPORT int evapi_app_route(evapi_app *app, unsigned methods,
                                  const char *path, evapi_lane lane,
@@ -144,6 +200,14 @@ EVAPI_EXPORT int evapi_app_run(evapi_app *app);
  *  from evapi_app_run. A second call cuts at once. Thread-safe: yes. */
 EVAPI_EXPORT void evapi_app_stop(evapi_app *app);
 
+/** Says whether the app is ready for traffic: 1 (the default) or 0, for
+ *  example while a startup hook's work still finishes on the loop. With
+ *  health_routes, GET /_/ready answers 503 {"status":"starting"} while
+ *  it is 0, 503 {"status":"draining"} from the start of a graceful stop
+ *  (SIGTERM, evapi_app_stop) and 200 {"status":"ready"} otherwise.
+ *  Returns 0 or EVAPI_EINVAL. Thread-safe: yes. */
+EVAPI_EXPORT int evapi_app_set_ready(evapi_app *app, int ready);
+
 /** Registers an app's routes (and whatever else it needs) on a new app
  *  that has already bound its port (evapi_app_port works); returns 0, or
  *  a negative code and then the app is not run. `app` is borrowed:
@@ -162,7 +226,9 @@ typedef int (*evapi_app_setup_cb)(evapi_app *app, void *arg);
  * above (own reactor and pool) on the same port, bound with SO_REUSEPORT
  * so the kernel spreads connections among them; port 0 picks one port for
  * all. The calling process supervises: a worker that dies is restarted
- * (at most once a second while it keeps dying at start), SIGTERM/SIGINT
+ * (at most once a second while it keeps dying at start; one that exits 0,
+ * stopped gracefully on its own SIGTERM, is not, and the call returns
+ * once every worker has stopped so), SIGTERM/SIGINT
  * are forwarded so every worker drains gracefully (a second signal cuts),
  * and the call returns when all have exited (EVAPI_ESYS if one failed to
  * stop cleanly). The caller must not have started threads (fork copies
@@ -172,7 +238,9 @@ typedef int (*evapi_app_setup_cb)(evapi_app *app, void *arg);
 EVAPI_EXPORT int evapi_app_serve(const evapi_config *cfg,
                                  evapi_app_setup_cb setup, void *arg);
 
-/** Counters, read with evapi_app_stats. */
+/** Counters, read with evapi_app_stats. ABI: no promise before 1.0 (see
+ *  evapi/common.h): members may be added or reordered between minor
+ *  versions; read them by name. */
 typedef struct evapi_stats {
 	unsigned long long requests;  /* finished requests */
 	unsigned long long in_flight; /* requests alive: replying, or with
@@ -194,6 +262,9 @@ typedef struct evapi_stats {
 	/* requests the request guard answered itself (400, 408, 413, 414,
 	 * 431, 501, 503, 505); also counted in requests and status_4xx/5xx */
 	unsigned long long guard_rejected;
+	/* connections closed for not reading a reply within
+	 * reply_write_timeout_ms */
+	unsigned long long reply_write_timeouts;
 } evapi_stats;
 
 /** Copies the current counters into `out`. Thread-safe: yes (a

@@ -35,17 +35,16 @@
 #include <jansson.h>
 
 #include <evapi/common.h>
+#include <evapi/app.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-typedef struct evapi_app evapi_app;
-typedef struct evapi_req evapi_req;
-
 /** What to send. Every pointer is borrowed for the duration of the call
  *  that receives it (the call copies what it keeps). Zero means "the
- *  default" for every number. */
+ *  default" for every number. ABI: no promise before 1.0 (see
+ *  evapi/common.h); zero-initialise it and set members by name. */
 typedef struct evapi_fetch_opts {
 	const char *url;              /* http:// or https:// only */
 	const char *method;           /* [GET, or POST when body is set] */
@@ -56,8 +55,9 @@ typedef struct evapi_fetch_opts {
 	                                 whole call, connect included */
 	unsigned connect_timeout_ms;  /* [app: outbound_connect_timeout_ms,
 	                                 3000] */
-	unsigned low_speed_time_s;    /* [10] abort if under 1 byte/s that
-	                                 long */
+	unsigned low_speed_time_ms;   /* [10000] abort if under 1 byte/s
+	                                 that long (whole seconds, rounded
+	                                 up) */
 	size_t max_response_bytes;    /* [app: outbound_max_response_bytes,
 	                                 8 MiB] headers + body */
 	int follow_redirects;         /* [0] up to 5 when set */

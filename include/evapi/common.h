@@ -9,11 +9,32 @@
 extern "C" {
 #endif
 
+/* Compiler attributes, only where the compiler is known to take them:
+ * the headers stay plain C99 / C++ elsewhere. */
 #if defined(__GNUC__) && defined(EVAPI_BUILDING)
 #define EVAPI_EXPORT __attribute__((visibility("default")))
 #else
 #define EVAPI_EXPORT
 #endif
+#if defined(__GNUC__)
+#define EVAPI_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#define EVAPI_DEPRECATED(why) __attribute__((deprecated(why)))
+#else
+#define EVAPI_PRINTF(fmt, args)
+#define EVAPI_DEPRECATED(why)
+#endif
+
+/*
+ * ABI policy: there is no ABI promise before 1.0. The structs evapi
+ * asks you to fill in (evapi_config, evapi_fetch_opts, evapi_cors_config,
+ * evapi_route_decl, evapi_field, evapi_upload) and the ones it fills in
+ * (evapi_stats, evapi_error) may gain, lose or reorder members between
+ * minor versions. Always start from the documented defaults (for
+ * evapi_config: evapi_config_init; for the others: a zero-initialised
+ * struct such as `evapi_fetch_opts o = {0};` or designated
+ * initialisers), set members by name, and rebuild against the headers
+ * of the library you link.
+ */
 
 /*
  * Error codes. Every int-returning evapi function returns 0 on success or
@@ -23,7 +44,7 @@ extern "C" {
 	X(EINVAL, -1, "invalid argument")                                    \
 	X(ENOMEM, -2, "out of memory")                                       \
 	X(ENOENT, -3, "no such item")                                        \
-	X(EBUSY, -4, "pool queue full")                                      \
+	X(EBUSY, -4, "queue full")                                           \
 	X(EGONE, -5, "client gone or request already finished")              \
 	X(EALREADY, -6, "request already answered")                          \
 	X(ECANCELED, -7, "operation cancelled")                              \
@@ -38,7 +59,10 @@ extern "C" {
 	X(ECONNRESET, -16, "upstream connection reset or closed early")      \
 	X(EPROTO, -17, "upstream sent a malformed reply")                    \
 	X(ETOOBIG, -18, "upstream reply over the size limit")                \
-	X(EUPSTREAM, -19, "upstream call failed")
+	X(EUPSTREAM, -19, "upstream call failed")                           \
+	X(EEXIST, -20, "already registered")                                \
+	X(EUNAVAIL, -21, "database unavailable")                            \
+	X(EDB, -22, "database reported an error")
 
 enum evapi_errno {
 #define EVAPI_ERR_ENUM(name, val, msg) EVAPI_##name = (val),
@@ -49,6 +73,15 @@ enum evapi_errno {
 /** Describes an evapi error code. Returns a static string (never NULL).
  *  Thread-safe: yes. */
 EVAPI_EXPORT const char *evapi_strerror(int err);
+
+/** Detail of a failure, filled in by the functions that take one (e.g.
+ *  evapi_app_new_ex): `code` is the EVAPI_E* code, `text` says what was
+ *  wrong (for a config: the member and its value). Lives on the caller's
+ *  stack; every function taking one accepts NULL. */
+typedef struct evapi_error {
+	int code;
+	char text[160];
+} evapi_error;
 
 /** Log levels, most severe first. */
 typedef enum evapi_log_level {

@@ -16,16 +16,21 @@ extern "C" {
 /**
  * Runs on the loop before routing, for every request that reached the
  * router (404 and 405 included), so evapi_req_route and evapi_req_param
- * know nothing yet. It may read the request and add reply headers; to short-circuit it replies (any evapi_reply_* function) and
- * returns 1: later before hooks and the handler are skipped. Return 0 to
- * go on. It must not block. `req` is borrowed for the call.
+ * know nothing yet. It may read the request and add reply headers; to
+ * short-circuit it replies (any evapi_reply_* function) and returns 1:
+ * later before hooks and the handler are skipped. Return 0 to go on. It
+ * must not block, and it cannot wait: evapi_req_sleep,
+ * evapi_req_run_in_pool, evapi_req_fetch and evapi_req_gather return
+ * EVAPI_ESTATE here (and their callback never runs). A check that needs
+ * to wait (an outbound call, a database) belongs in the handler, or in a
+ * route dependency once those exist. `req` is borrowed for the call.
  */
 typedef int (*evapi_mw_before_cb)(evapi_req *req, void *arg);
 
 /**
  * Runs on the loop just before a reply's status line and headers are
  * written (for a stream, when it starts), with the status being sent. It
- * may add headers with evapi_response_add_header. It must not block.
+ * may add headers with evapi_reply_add_header. It must not block.
  */
 typedef void (*evapi_mw_after_cb)(evapi_req *req, int status, void *arg);
 
@@ -41,19 +46,17 @@ EVAPI_EXPORT int evapi_app_middleware(evapi_app *app,
                                       evapi_mw_before_cb before,
                                       evapi_mw_after_cb after, void *arg);
 
-/**
- * From an after hook: adds a header to the reply being sent. Copied;
- * refused (EVAPI_EINVAL) as evapi_reply_add_header refuses. Elsewhere
- * EVAPI_ESTATE.
- */
+/** Deprecated: the old name of evapi_reply_add_header in an after hook;
+ *  it does exactly what evapi_reply_add_header does. */
 EVAPI_EXPORT int evapi_response_add_header(evapi_req *req, const char *name,
-                                           const char *value);
-
-/** When the request arrived: CLOCK_MONOTONIC in microseconds. */
-EVAPI_EXPORT long long evapi_req_start_us(const evapi_req *req);
+                                           const char *value)
+	EVAPI_DEPRECATED("use evapi_reply_add_header");
 
 /** CORS settings for evapi_app_cors. Lists are comma-separated; "*" in
- *  allow_origins allows any origin (then credentials are not allowed). */
+ *  allow_origins allows any origin (then credentials are not allowed).
+ *  ABI: no promise before 1.0 (see evapi/common.h); zero-initialise it
+ *  and set members by name. max_age_s stays in seconds: it is the
+ *  Access-Control-Max-Age header's own unit. */
 typedef struct evapi_cors_config {
 	const char *allow_origins; /* e.g. "https://a.example,https://b" */
 	const char *allow_methods; /* [NULL: "GET, POST, PUT, PATCH, DELETE,

@@ -34,15 +34,22 @@ EVAPI_EXPORT const char *evapi_req_route(const evapi_req *req);
 /** A process-unique id for the request (for logs and correlation). */
 EVAPI_EXPORT unsigned long long evapi_req_id(const evapi_req *req);
 
+/** When the request arrived: CLOCK_MONOTONIC in microseconds. */
+EVAPI_EXPORT long long evapi_req_start_us(const evapi_req *req);
+
 /** Path parameter `name` (decoded), or NULL. Borrowed. */
 EVAPI_EXPORT const char *evapi_req_param(const evapi_req *req,
                                          const char *name);
 
-/** First query parameter `name` (decoded, '+' is a space), or NULL. */
+/** Query parameter `name` (decoded, '+' is a space), or NULL. Borrowed.
+ *  Repeats: when the name is sent more than once (?n=1&n=2) the last
+ *  one wins, as FastAPI reads a scalar parameter; evapi_req_query_int
+ *  and a declared route's evapi_req_get_* follow the same rule. */
 EVAPI_EXPORT const char *evapi_req_query(const evapi_req *req,
                                          const char *name);
 
-/** Request header `name` (case-insensitive), or NULL. Borrowed. */
+/** Request header `name` (case-insensitive), or NULL. Borrowed. A
+ *  header sent more than once: the last one wins, as for the query. */
 EVAPI_EXPORT const char *evapi_req_header(const evapi_req *req,
                                           const char *name);
 
@@ -86,13 +93,20 @@ EVAPI_EXPORT int evapi_req_json(evapi_req *req, json_t **out);
  * (elsewhere EVAPI_ETHREAD).
  */
 
-/** Adds a response header (sent with the reply). Both strings are copied.
- *  CR or LF anywhere, and the framing headers Content-Length and
- *  Transfer-Encoding (evapi sets those), are refused with EVAPI_EINVAL. */
+/** Adds a response header. Both strings are copied. In a handler or
+ *  continuation, before the reply: the header goes out with the reply.
+ *  In a middleware's after hook (evapi/middleware.h): it is added to the
+ *  reply being sent. CR or LF anywhere, and the framing headers
+ *  Content-Length and Transfer-Encoding (evapi sets those), are refused
+ *  with EVAPI_EINVAL. */
 EVAPI_EXPORT int evapi_reply_add_header(evapi_req *req, const char *name,
                                         const char *value);
 
-/** Replies with `body` serialised as compact JSON. Steals `body`. */
+/** Replies with `body` serialised as compact JSON (reals in the shortest
+ *  form that reads back as the same double: 9.571, not
+ *  9.5709999999999997). Steals `body`. A NULL `body` (typically a failed
+ *  json_pack) is a bug in the caller: it is logged with the route and
+ *  answered 500, and the call returns EVAPI_EINVAL. */
 EVAPI_EXPORT int evapi_reply_json(evapi_req *req, int status, json_t *body);
 
 /** Replies with a text/plain body (copied). */

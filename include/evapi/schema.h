@@ -66,7 +66,8 @@ enum evapi_bound {
 
 /**
  * One declared parameter or body field. Use designated initialisers; the
- * zero value of every member means "not set".
+ * zero value of every member means "not set". ABI: no promise before 1.0
+ * (see evapi/common.h), as for evapi_upload and evapi_route_decl.
  */
 typedef struct evapi_field {
 	const char *name;  /* NULL ends an array of fields */
@@ -142,7 +143,9 @@ EVAPI_EXPORT int evapi_app_route_decl(evapi_app *app,
 /*
  * By declared name. Each returns 0 and sets *out, EVAPI_ENOENT when the
  * parameter was not sent and has no default (or is not declared), or
- * EVAPI_EINVAL when it is declared with another type.
+ * EVAPI_EINVAL when it is declared with another type. A query parameter
+ * or header sent more than once: the last one is validated and read, as
+ * evapi_req_query reads it.
  */
 EVAPI_EXPORT int evapi_req_get_int(const evapi_req *req, const char *name,
                                    long long *out);

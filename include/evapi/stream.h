@@ -11,8 +11,8 @@
  * loop writer gets EVAPI_EBUSY and a writer on another thread waits.
  *
  * When the client leaves (or the app's shutdown grace ends, or a HEAD
- * request's headers have gone out) the stream is cancelled: queued bytes are dropped, writes return EVAPI_EGONE, a
- * waiting writer wakes up, the stream callback (if set) runs with
+ * request's headers have gone out) the stream is cancelled: queued bytes
+ * are dropped, writes return EVAPI_EGONE, a waiting writer wakes up, the stream callback (if set) runs with
  * EVAPI_ECANCELED, and the request's pending operations are cancelled.
  */
 #ifndef EVAPI_STREAM_H
@@ -53,14 +53,14 @@ EVAPI_EXPORT evapi_stream *evapi_reply_stream(evapi_req *req, int status,
  * stream callback runs with 0 once the client has caught up. On another
  * thread a full buffer makes the call wait until there is room or the
  * stream is cancelled (a client that stops reading is dropped by the
- * connection's write timeout, idle_timeout_s). Thread-safe: yes.
+ * connection's write timeout, idle_timeout_ms). Thread-safe: yes.
  */
 EVAPI_EXPORT int evapi_stream_write(evapi_stream *s, const void *data,
                                     size_t len);
 
 /** evapi_stream_write of a printf-formatted string. Thread-safe: yes. */
 EVAPI_EXPORT int evapi_stream_printf(evapi_stream *s, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+	EVAPI_PRINTF(2, 3);
 
 /** 1 once the stream is cancelled (client gone or shutdown cut), else 0.
  *  Thread-safe: yes. */
