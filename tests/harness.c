@@ -558,3 +558,20 @@ pid_t th_start_prefork(int port, int workers, evapi_app_setup_cb setup,
 		th_sleep_ms(50);
 	return pid;
 }
+
+int th_run_capture(const char *cmd, char *out, size_t cap)
+{
+	size_t n = 0;
+	FILE *f;
+	int rc;
+
+	out[0] = '\0';
+	if (!(f = popen(cmd, "r")))
+		return -1;
+	while (n + 1 < cap && fgets(out + n, (int)(cap - n), f))
+		n = strlen(out);
+	while (fgetc(f) != EOF)
+		;
+	rc = pclose(f);
+	return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}

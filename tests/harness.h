@@ -180,5 +180,8 @@ int th_stop_child(pid_t pid, double secs);
  * `probe` answers 200. The child dies with the test. */
 pid_t th_start_prefork(int port, int workers, evapi_app_setup_cb setup,
                        const char *probe);
+/* Runs the shell command `cmd` (popen) and keeps the first cap-1 bytes of
+ * its output in out. Returns its exit status, or -1. */
+int th_run_capture(const char *cmd, char *out, size_t cap);
 
 #endif

@@ -12,7 +12,6 @@
 
 #include <stdlib.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../examples/demo.h"
@@ -633,22 +632,10 @@ static int validate(const char *good, const char *bad, char *out,
                     size_t cap)
 {
 	char cmd[1024];
-	size_t n = 0;
-	FILE *f;
-	int rc;
 
-	out[0] = '\0';
 	snprintf(cmd, sizeof cmd, "node '%s' '%s' '%s' 2>&1", VALIDATOR, good,
 	         bad);
-	f = popen(cmd, "r");
-	if (!f)
-		return -1;
-	while (n + 1 < cap && fgets(out + n, (int)(cap - n), f))
-		n = strlen(out);
-	while (fgetc(f) != EOF)
-		;
-	rc = pclose(f);
-	return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+	return th_run_capture(cmd, out, cap);
 }
 
 /* Writes the full app's and the demo's documents (the validator checks

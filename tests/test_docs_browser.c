@@ -1,0 +1,159 @@
+/*
+ * test_docs_browser.c: /docs in a real browser. A live app with
+ * config.openapi and Swagger UI's files; tests/browser/docs.mjs drives
+ * Debian's chromium headless (playwright-core, pinned in
+ * tests/browser/package-lock.json): it loads /docs, expands an
+ * operation, clicks "Try it out", fills the path parameter, clicks
+ * "Execute" and reports the status and body the page shows, which this
+ * test asserts. The page's screenshot is kept as artifacts/docs.png in
+ * the build directory. SKIP with the reason when node, playwright-core,
+ * chromium or the Swagger UI files are missing (.ci/deps installs them).
+ */
+#include "harness.h"
+
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#ifndef TOP_SRCDIR
+#define TOP_SRCDIR "."
+#endif
+#ifndef TOP_BUILDDIR
+#define TOP_BUILDDIR "."
+#endif
+#define SCRIPT TOP_SRCDIR "/tests/browser/docs.mjs"
+#define PLAYWRIGHT TOP_SRCDIR "/tests/browser/node_modules/playwright-core"
+#define SWAGGER_DIR TOP_SRCDIR "/docs/swagger/node_modules/swagger-ui-dist"
+#define ARTIFACTS TOP_BUILDDIR "/artifacts"
+#define CHROMIUM "/usr/bin/chromium"
+
+static void read_item(evapi_req *req, void *arg)
+{
+	long long id;
+	char name[64];
+
+	evapi_req_get_int(req, "item_id", &id);
+	if (id == 404) {
+		evapi_reply_error(req, 404, "No such item");
+		return;
+	}
+	snprintf(name, sizeof name, "item-%lld", id);
+	evapi_reply_json(req, 200, json_pack("{s:I, s:s}", "item_id",
+	                                     (json_int_t)id, "name", name));
+}
+
+static const char *const tags[] = {"items", NULL};
+static const evapi_field params[] = {
+	{.name = "item_id", .in = EVAPI_IN_PATH, .type = EVAPI_INT,
+	 .required = 1, .bounds = EVAPI_GE, .ge = 1,
+	 .description = "The item's id"},
+	{0}};
+static const evapi_field item_fields[] = {
+	{.name = "item_id", .type = EVAPI_INT, .required = 1},
+	{.name = "name", .type = EVAPI_STRING, .required = 1},
+	{0}};
+static const evapi_field item = {.type = EVAPI_OBJECT,
+                                 .fields = item_fields};
+static const evapi_response responses[] = {
+	{.status = 200, .description = "The item", .schema = &item,
+	 .schema_name = "Item"},
+	{.status = 404, .description = "No such item"},
+	{0}};
+
+/* Runs the script on the live app; its one output line in out. */
+static int drive(int port, const char *value, const char *shot, char *out,
+                 size_t cap)
+{
+	char cmd[2048];
+
+	snprintf(cmd, sizeof cmd,
+	         "timeout 60 node '%s' 'http://127.0.0.1:%d' "
+	         "read_item_items__item_id__get item_id '%s' '%s' 2>&1",
+	         SCRIPT, port, value, shot);
+	return th_run_capture(cmd, out, cap);
+}
+
+static const char *str(json_t *j, const char *key)
+{
+	const char *s = json_string_value(json_object_get(j, key));
+	return s ? s : "(none)";
+}
+
+static void test_try_it_out(void)
+{
+	static char out[16384];
+	evapi_route_decl get = {
+		.methods = EVAPI_GET, .path = "/items/{item_id}",
+		.cb = read_item, .params = params, .summary = "Read item",
+		.tags = tags, .responses = responses};
+	evapi_config cfg;
+	evapi_app *app;
+	th_server s;
+	json_t *r, *body;
+	struct stat st;
+
+	if (system("node -v >/dev/null 2>&1") != 0 ||
+	    access(PLAYWRIGHT "/package.json", R_OK) != 0) {
+		TH_SKIP("no node or no %s (run .ci/deps; needs npm)",
+		        PLAYWRIGHT);
+		return;
+	}
+	if (access(CHROMIUM, X_OK) != 0) {
+		TH_SKIP("no %s (run .ci/deps: apt-get install chromium)",
+		        CHROMIUM);
+		return;
+	}
+	if (stat(SWAGGER_DIR "/swagger-ui-bundle.js", &st) != 0) {
+		TH_SKIP("no Swagger UI files in %s (run .ci/deps)", SWAGGER_DIR);
+		return;
+	}
+	th_config(&cfg);
+	cfg.openapi = 1;
+	cfg.swagger_ui_dir = SWAGGER_DIR;
+	app = evapi_app_new(&cfg);
+	CHECK(app != NULL);
+	CHECK_INT(evapi_app_openapi_info(app, "Browser test API", "1.2.3",
+	                                 NULL), ==, 0);
+	CHECK_INT(evapi_app_route_decl(app, &get), ==, 0);
+	th_server_start(&s, app);
+	mkdir(ARTIFACTS, 0755);
+	unlink(ARTIFACTS "/docs.png"); /* the one checked is this run's */
+
+	CHECK_INT(drive(s.port, "7", ARTIFACTS "/docs.png", out, sizeof out),
+	          ==, 0);
+	r = json_loads(out, 0, NULL);
+	CHECK(r != NULL);
+	if (!r)
+		printf("# docs.mjs said: %s\n", out);
+	CHECK_CONTAINS(str(r, "title"), "Browser test API");
+	CHECK_STR(str(r, "status"), "200");
+	CHECK_CONTAINS(str(r, "url"), "/items/7");
+	body = json_loads(str(r, "body"), 0, NULL);
+	CHECK(body != NULL);
+	CHECK_STR(json_string_value(json_object_get(body, "name")), "item-7");
+	CHECK_INT(json_integer_value(json_object_get(body, "item_id")), ==, 7);
+	CHECK_INT(json_array_size(json_object_get(r, "failed_requests")), ==, 0);
+	json_decref(body);
+	json_decref(r);
+	CHECK(stat(ARTIFACTS "/docs.png", &st) == 0 && st.st_size > 1000);
+	printf("# screenshot: %s\n", ARTIFACTS "/docs.png");
+
+	/* the app's own answers reach the page too: 404 and its detail */
+	CHECK_INT(drive(s.port, "404", ARTIFACTS "/docs-404.png", out,
+	                sizeof out), ==, 0);
+	r = json_loads(out, 0, NULL);
+	CHECK(r != NULL);
+	CHECK_STR(str(r, "status"), "404");
+	CHECK_CONTAINS(str(r, "body"), "No such item");
+	json_decref(r);
+	th_server_stop(&s);
+}
+
+static const th_test tests[] = {
+	{"try_it_out", test_try_it_out},
+	{NULL, NULL}};
+
+int main(int argc, char **argv)
+{
+	return th_main(argc, argv, tests);
+}
