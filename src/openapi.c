@@ -578,9 +578,12 @@ json_t *evapi_app_openapi(evapi_app *app)
 	if (info && o && o->description)
 		json_object_set_new(info, "description",
 		                    json_string(o->description));
-	doc = json_pack("{s:s, s:o, s:o, s:{s:o}}", "openapi", "3.1.0",
-	                "info", info, "paths", paths, "components", "schemas",
-	                schemas);
+	/* servers ".": relative to the document's own URL, so an app served
+	 * under a path prefix (/api/openapi.json) is called there (/api/...)
+	 * by /docs and by other clients that resolve it, as OpenAPI says */
+	doc = json_pack("{s:s, s:o, s:[{s:s}], s:o, s:{s:o}}", "openapi",
+	                "3.1.0", "info", info, "servers", "url", ".", "paths",
+	                paths, "components", "schemas", schemas);
 	ids = json_object();
 	if (!doc || !ids) {
 		json_decref(doc);

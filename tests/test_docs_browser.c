@@ -60,16 +60,17 @@ static const evapi_response responses[] = {
 	{.status = 404, .description = "No such item"},
 	{0}};
 
-/* Runs the script on the live app; its one output line in out. */
-static int drive(int port, const char *value, const char *shot, char *out,
-                 size_t cap)
+/* Runs the script on the live app at base ("http://127.0.0.1:port" or
+ * with a path prefix); its one output line in out. */
+static int drive(const char *base, const char *value, const char *shot,
+                 char *out, size_t cap)
 {
 	char cmd[2048];
 
 	snprintf(cmd, sizeof cmd,
-	         "timeout 60 node '%s' 'http://127.0.0.1:%d' "
+	         "timeout 60 node '%s' '%s' "
 	         "read_item_items__item_id__get item_id '%s' '%s' 2>&1",
-	         SCRIPT, port, value, shot);
+	         SCRIPT, base, value, shot);
 	return th_run_capture(cmd, out, cap);
 }
 
@@ -79,34 +80,38 @@ static const char *str(json_t *j, const char *key)
 	return s ? s : "(none)";
 }
 
-static void test_try_it_out(void)
+/* 1 (and SKIP with the reason) when the browser cannot run here. */
+static int cannot_run(void)
 {
-	static char out[16384];
-	evapi_route_decl get = {
-		.methods = EVAPI_GET, .path = "/items/{item_id}",
-		.cb = read_item, .params = params, .summary = "Read item",
-		.tags = tags, .responses = responses};
-	evapi_config cfg;
-	evapi_app *app;
-	th_server s;
-	json_t *r, *body;
 	struct stat st;
 
 	if (system("node -v >/dev/null 2>&1") != 0 ||
 	    access(PLAYWRIGHT "/package.json", R_OK) != 0) {
 		TH_SKIP("no node or no %s (run .ci/deps; needs npm)",
 		        PLAYWRIGHT);
-		return;
+		return 1;
 	}
 	if (access(CHROMIUM, X_OK) != 0) {
 		TH_SKIP("no %s (run .ci/deps: apt-get install chromium)",
 		        CHROMIUM);
-		return;
+		return 1;
 	}
 	if (stat(SWAGGER_DIR "/swagger-ui-bundle.js", &st) != 0) {
 		TH_SKIP("no Swagger UI files in %s (run .ci/deps)", SWAGGER_DIR);
-		return;
+		return 1;
 	}
+	return 0;
+}
+
+static evapi_app *docs_app(void)
+{
+	evapi_route_decl get = {
+		.methods = EVAPI_GET, .path = "/items/{item_id}",
+		.cb = read_item, .params = params, .summary = "Read item",
+		.tags = tags, .responses = responses};
+	evapi_config cfg;
+	evapi_app *app;
+
 	th_config(&cfg);
 	cfg.openapi = 1;
 	cfg.swagger_ui_dir = SWAGGER_DIR;
@@ -115,11 +120,25 @@ static void test_try_it_out(void)
 	CHECK_INT(evapi_app_openapi_info(app, "Browser test API", "1.2.3",
 	                                 NULL), ==, 0);
 	CHECK_INT(evapi_app_route_decl(app, &get), ==, 0);
-	th_server_start(&s, app);
+	return app;
+}
+
+static void test_try_it_out(void)
+{
+	static char out[16384];
+	char base[64];
+	th_server s;
+	json_t *r, *body;
+	struct stat st;
+
+	if (cannot_run())
+		return;
+	th_server_start(&s, docs_app());
+	snprintf(base, sizeof base, "http://127.0.0.1:%d", s.port);
 	mkdir(ARTIFACTS, 0755);
 	unlink(ARTIFACTS "/docs.png"); /* the one checked is this run's */
 
-	CHECK_INT(drive(s.port, "7", ARTIFACTS "/docs.png", out, sizeof out),
+	CHECK_INT(drive(base, "7", ARTIFACTS "/docs.png", out, sizeof out),
 	          ==, 0);
 	r = json_loads(out, 0, NULL);
 	CHECK(r != NULL);
@@ -139,7 +158,7 @@ static void test_try_it_out(void)
 	printf("# screenshot: %s\n", ARTIFACTS "/docs.png");
 
 	/* the app's own answers reach the page too: 404 and its detail */
-	CHECK_INT(drive(s.port, "404", ARTIFACTS "/docs-404.png", out,
+	CHECK_INT(drive(base, "404", ARTIFACTS "/docs-404.png", out,
 	                sizeof out), ==, 0);
 	r = json_loads(out, 0, NULL);
 	CHECK(r != NULL);
@@ -149,8 +168,67 @@ static void test_try_it_out(void)
 	th_server_stop(&s);
 }
 
+/* nginx serving the app under /api/ (root_path "/api"): the page, its
+ * files, the document and the call made by "Execute" all go through the
+ * prefix, because every URL is relative. */
+static void test_try_it_out_behind_prefix(void)
+{
+	static char out[16384];
+	char dir[] = "/tmp/evapi-docs-nginx-XXXXXX", path[600], base[64];
+	int port = th_free_port();
+	th_server s;
+	json_t *r;
+	pid_t ng;
+	FILE *f;
+
+	if (cannot_run())
+		return;
+	if (system("command -v nginx >/dev/null 2>&1") != 0) {
+		TH_SKIP("no nginx (run .ci/deps)");
+		return;
+	}
+	CHECK(mkdtemp(dir) != NULL);
+	th_server_start(&s, docs_app());
+	snprintf(path, sizeof path, "%s/nginx.conf", dir);
+	CHECK((f = fopen(path, "w")) != NULL);
+	if (!f) {
+		th_server_stop(&s);
+		return;
+	}
+	fprintf(f, "worker_processes 1;\n"
+	           "events { worker_connections 64; }\n"
+	           "http {\n\taccess_log off;\n"
+	           "\tclient_body_temp_path %s/body;\n"
+	           "\tproxy_temp_path %s/proxy;\n"
+	           "\tserver {\n\t\tlisten 127.0.0.1:%d;\n"
+	           "\t\tlocation = / { return 200 \"up\"; }\n"
+	           "\t\tlocation /api/ {\n"
+	           "\t\t\tproxy_pass http://127.0.0.1:%d/;\n"
+	           "\t\t}\n\t}\n}\n", dir, dir, port, s.port);
+	fclose(f);
+	ng = th_nginx_start(dir, port);
+	snprintf(base, sizeof base, "http://127.0.0.1:%d/api", port);
+	CHECK_INT(drive(base, "8", ARTIFACTS "/docs-prefix.png", out,
+	                sizeof out), ==, 0);
+	r = json_loads(out, 0, NULL);
+	CHECK(r != NULL);
+	if (!r)
+		printf("# docs.mjs said: %s\n", out);
+	CHECK_CONTAINS(str(r, "title"), "Browser test API");
+	CHECK_STR(str(r, "status"), "200");
+	snprintf(path, sizeof path, "127.0.0.1:%d/api/items/8", port);
+	CHECK_CONTAINS(str(r, "url"), path);
+	CHECK_CONTAINS(str(r, "body"), "\"item-8\"");
+	CHECK_INT(json_array_size(json_object_get(r, "failed_requests")), ==, 0);
+	json_decref(r);
+	th_nginx_stop(ng);
+	th_server_stop(&s);
+	th_remove_dir(dir);
+}
+
 static const th_test tests[] = {
 	{"try_it_out", test_try_it_out},
+	{"try_it_out_behind_prefix", test_try_it_out_behind_prefix},
 	{NULL, NULL}};
 
 int main(int argc, char **argv)

@@ -243,6 +243,7 @@ static void test_document_content(void)
 	CHECK(doc != NULL);
 	CHECK_AT_STR(doc, "openapi", "3.1.0");
 	CHECK_AT_STR(doc, "info/title", "evapi");
+	CHECK_AT_STR(doc, "servers/0/url", "."); /* where it was fetched */
 	/* the serving routes are not part of the API */
 	CHECK(json_object_get(at(doc, "paths"), "/openapi.json") == NULL);
 	CHECK(json_object_get(at(doc, "paths"), "/docs") == NULL);
