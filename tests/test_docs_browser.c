@@ -80,6 +80,30 @@ static const char *str(json_t *j, const char *key)
 	return s ? s : "(none)";
 }
 
+/* Fills `value` into the page at base, executes, and checks what the
+ * page shows: the app's title, `status`, a request URL containing
+ * `url`, no failed request. Returns the report (new), or NULL. */
+static json_t *try_it(const char *base, const char *value,
+                      const char *shot, const char *status,
+                      const char *url)
+{
+	static char out[16384];
+	json_t *r;
+
+	CHECK_INT(drive(base, value, shot, out, sizeof out), ==, 0);
+	r = json_loads(out, 0, NULL);
+	CHECK(r != NULL);
+	if (!r) {
+		printf("# docs.mjs said: %s\n", out);
+		return NULL;
+	}
+	CHECK_CONTAINS(str(r, "title"), "Browser test API");
+	CHECK_STR(str(r, "status"), status);
+	CHECK_CONTAINS(str(r, "url"), url);
+	CHECK_INT(json_array_size(json_object_get(r, "failed_requests")), ==, 0);
+	return r;
+}
+
 /* 1 (and SKIP with the reason) when the browser cannot run here. */
 static int cannot_run(void)
 {
@@ -125,7 +149,6 @@ static evapi_app *docs_app(void)
 
 static void test_try_it_out(void)
 {
-	static char out[16384];
 	char base[64];
 	th_server s;
 	json_t *r, *body;
@@ -138,31 +161,18 @@ static void test_try_it_out(void)
 	mkdir(ARTIFACTS, 0755);
 	unlink(ARTIFACTS "/docs.png"); /* the one checked is this run's */
 
-	CHECK_INT(drive(base, "7", ARTIFACTS "/docs.png", out, sizeof out),
-	          ==, 0);
-	r = json_loads(out, 0, NULL);
-	CHECK(r != NULL);
-	if (!r)
-		printf("# docs.mjs said: %s\n", out);
-	CHECK_CONTAINS(str(r, "title"), "Browser test API");
-	CHECK_STR(str(r, "status"), "200");
-	CHECK_CONTAINS(str(r, "url"), "/items/7");
+	r = try_it(base, "7", ARTIFACTS "/docs.png", "200", "/items/7");
 	body = json_loads(str(r, "body"), 0, NULL);
 	CHECK(body != NULL);
 	CHECK_STR(json_string_value(json_object_get(body, "name")), "item-7");
 	CHECK_INT(json_integer_value(json_object_get(body, "item_id")), ==, 7);
-	CHECK_INT(json_array_size(json_object_get(r, "failed_requests")), ==, 0);
 	json_decref(body);
 	json_decref(r);
 	CHECK(stat(ARTIFACTS "/docs.png", &st) == 0 && st.st_size > 1000);
 	printf("# screenshot: %s\n", ARTIFACTS "/docs.png");
 
 	/* the app's own answers reach the page too: 404 and its detail */
-	CHECK_INT(drive(base, "404", ARTIFACTS "/docs-404.png", out,
-	                sizeof out), ==, 0);
-	r = json_loads(out, 0, NULL);
-	CHECK(r != NULL);
-	CHECK_STR(str(r, "status"), "404");
+	r = try_it(base, "404", ARTIFACTS "/docs-404.png", "404", "/items/404");
 	CHECK_CONTAINS(str(r, "body"), "No such item");
 	json_decref(r);
 	th_server_stop(&s);
@@ -173,7 +183,6 @@ static void test_try_it_out(void)
  * prefix, because every URL is relative. */
 static void test_try_it_out_behind_prefix(void)
 {
-	static char out[16384];
 	char dir[] = "/tmp/evapi-docs-nginx-XXXXXX", path[600], base[64];
 	int port = th_free_port();
 	th_server s;
@@ -208,18 +217,9 @@ static void test_try_it_out_behind_prefix(void)
 	fclose(f);
 	ng = th_nginx_start(dir, port);
 	snprintf(base, sizeof base, "http://127.0.0.1:%d/api", port);
-	CHECK_INT(drive(base, "8", ARTIFACTS "/docs-prefix.png", out,
-	                sizeof out), ==, 0);
-	r = json_loads(out, 0, NULL);
-	CHECK(r != NULL);
-	if (!r)
-		printf("# docs.mjs said: %s\n", out);
-	CHECK_CONTAINS(str(r, "title"), "Browser test API");
-	CHECK_STR(str(r, "status"), "200");
 	snprintf(path, sizeof path, "127.0.0.1:%d/api/items/8", port);
-	CHECK_CONTAINS(str(r, "url"), path);
+	r = try_it(base, "8", ARTIFACTS "/docs-prefix.png", "200", path);
 	CHECK_CONTAINS(str(r, "body"), "\"item-8\"");
-	CHECK_INT(json_array_size(json_object_get(r, "failed_requests")), ==, 0);
 	json_decref(r);
 	th_nginx_stop(ng);
 	th_server_stop(&s);
