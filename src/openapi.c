@@ -843,6 +843,7 @@ int evapi__openapi_routes(evapi_app *app)
 		           "swagger_ui_dir %s: no swagger-ui.css and "
 		           "swagger-ui-bundle.js there; /docs is the plain page",
 		           dir);
+	app->cfg.swagger_ui_dir = NULL; /* borrowed until now only */
 	rc = evapi_app_route(app, EVAPI_GET, "/openapi.json", EVAPI_INLINE,
 	                     openapi_json, app);
 	if (rc == 0)
