@@ -95,7 +95,8 @@ int evapi_app_security_scheme(evapi_app *app, const char *name,
 	struct evapi__openapi *o;
 	struct scheme *n, *s;
 
-	if (!app || !name || !evapi__valid_component_name(name) || kind < EVAPI_SECURITY_API_KEY_HEADER ||
+	if (!app || !name || !evapi__valid_component_name(name) ||
+	    kind < EVAPI_SECURITY_API_KEY_HEADER ||
 	    kind > EVAPI_SECURITY_HTTP_BASIC ||
 	    (kind <= EVAPI_SECURITY_API_KEY_COOKIE && (!param || !*param)))
 		return EVAPI_EINVAL;
