@@ -192,6 +192,9 @@ static int routes(evapi_app *app, void *arg)
 	demo_outbound_routes(app, o->upstream, o->delay_ms);
 	demo_outbound_set_port(o->host, evapi_app_port(app));
 	if (rc == 0)
+		rc = evapi_app_openapi_info(app, "evapi demo", NULL,
+		                            "Routes showing each evapi feature.");
+	if (rc == 0)
 		rc = demo_declared_routes(app, o->upload_dir);
 	if (rc == 0)
 		demo_parity_setup(app);

@@ -251,6 +251,7 @@ void evapi_app_free(evapi_app *app)
 	evapi__mw_free(app);
 	evapi__router_free(app->router);
 	evapi__decls_free(app);
+	evapi__openapi_free(app);
 	free(app->host);
 	free(app);
 }

@@ -426,6 +426,7 @@ struct evapi_app {
 	evapi__router *router;
 	evapi__pool *pool;
 	struct evapi__decl *decls;    /* declared routes (schema.c) */
+	struct evapi__openapi *openapi; /* info, schemes, files (openapi.c) */
 	evapi__client *client;        /* outbound calls (client.c) */
 	struct evapi__db *db;         /* db.c; NULL without cfg.db_url */
 	struct evapi__guard *guard; /* guard.c: the filter in front of evhttp */
@@ -690,8 +691,18 @@ EVAPI_HIDDEN int evapi__upload_open(int dfd, const char *safe, char *stored,
                                     size_t cap, int *attempts);
 /* health.c: registers GET /_/health and GET /_/ready (config.health_routes). */
 EVAPI_HIDDEN int evapi__health_routes(evapi_app *app);
-/* openapi.c: registers GET /openapi.json and GET /docs (config.openapi). */
+/* schema.c: application/json or application/<x>+json, parameters aside;
+ * a name for components/schemas or a security scheme ([A-Za-z0-9._-]+). */
+EVAPI_HIDDEN int evapi__is_json_type(const char *ct);
+EVAPI_HIDDEN int evapi__valid_component_name(const char *s);
+/* openapi.c: registers GET /openapi.json, GET /docs and the Swagger UI
+ * files under /docs/ (config.openapi); whether a security scheme is
+ * declared; frees the document's info, schemes and loaded files. */
 EVAPI_HIDDEN int evapi__openapi_routes(evapi_app *app);
+EVAPI_HIDDEN int evapi__openapi_has_scheme(const evapi_app *app,
+                                           const char *name);
+EVAPI_HIDDEN void evapi__openapi_free(evapi_app *app);
+
 /* ---- client.c: outbound calls on the loop (client_sync.c and fetch.c
  * have fetch.h) ------------------------------------------------------ */
 EVAPI_HIDDEN evapi__client *evapi__client_new(evapi_app *app);

@@ -574,6 +574,13 @@ static int add_dflt(struct evapi__decl *d, const evapi_field *f, json_t *v)
 	return 0;
 }
 
+static int valid_json(const char *text)
+{
+	json_t *v = json_loads(text, JSON_DECODE_ANY, NULL);
+	json_decref(v);
+	return v != NULL;
+}
+
 /* Checks a body field list (and its defaults) recursively. */
 static int check_fields(struct evapi__decl *d, const evapi_field *fields,
                         int depth)
@@ -604,6 +611,8 @@ static int check_fields(struct evapi__decl *d, const evapi_field *fields,
 			if ((rc = check_fields(d, one, depth + 1)) != 0)
 				return rc;
 		}
+		if (f->example && !valid_json(f->example))
+			return EVAPI_EINVAL;
 		if (f->dflt) {
 			json_t *errs, *v, *loc, *ok;
 			if (f->required)
@@ -649,6 +658,14 @@ static int check_params(struct evapi__decl *d)
 		for (g = d->d.params; g < f; g++)
 			if (strcmp(g->name, f->name) == 0)
 				return EVAPI_EINVAL;
+		if (f->example) {
+			evapi__val v;
+			json_t *loc = json_array();
+			int bad = check_param_text(f, f->example, loc, NULL, &v);
+			json_decref(loc);
+			if (bad)
+				return EVAPI_EINVAL;
+		}
 		if (f->dflt) {
 			json_t *loc = json_array();
 			int bad = f->required ||
@@ -684,7 +701,7 @@ void evapi__decls_free(evapi_app *app)
 	}
 }
 
-static int valid_component_name(const char *s)
+int evapi__valid_component_name(const char *s)
 {
 	if (!*s)
 		return 0;
@@ -693,6 +710,58 @@ static int valid_component_name(const char *s)
 		      (*s >= '0' && *s <= '9') || strchr("._-", *s)))
 			return 0;
 	return 1;
+}
+
+/* The OpenAPI-only members: documented responses, tags, operation id,
+ * examples and security. Their schemas are checked as body fields are,
+ * so their defaults parse and show in the document. */
+static int check_docs(evapi_app *app, struct evapi__decl *d)
+{
+	const evapi_route_decl *r = &d->d;
+	const evapi_response *x, *y;
+	const struct evapi__decl *o;
+	const char *const *t;
+	int rc;
+
+	for (x = r->responses; x && x->status; x++) {
+		const char *ct = x->content_type ? x->content_type
+		                                 : "application/json";
+		if (x->status < 100 || x->status > 599 ||
+		    (x->schema_name && !evapi__valid_component_name(x->schema_name)))
+			return EVAPI_EINVAL;
+		for (y = r->responses; y < x; y++)
+			if (y->status == x->status)
+				return EVAPI_EINVAL;
+		if (x->example && evapi__is_json_type(ct) &&
+		    !valid_json(x->example))
+			return EVAPI_EINVAL;
+		if (x->schema) {
+			evapi_field one[2];
+			memset(one, 0, sizeof one);
+			one[0] = *x->schema;
+			one[0].name = "response";
+			if ((rc = check_fields(d, one, 0)) != 0)
+				return rc;
+		}
+	}
+	for (t = r->tags; t && *t; t++)
+		if (!**t)
+			return EVAPI_EINVAL;
+	for (t = r->security; t && *t; t++)
+		if (!evapi__openapi_has_scheme(app, *t))
+			return EVAPI_EINVAL;
+	if (r->body_example && !valid_json(r->body_example))
+		return EVAPI_EINVAL;
+	if (r->operation_id) {
+		/* one id names one operation: a single method */
+		if (!*r->operation_id || (r->methods & (r->methods - 1)))
+			return EVAPI_EINVAL;
+		for (o = app->decls; o; o = o->next)
+			if (o->d.operation_id &&
+			    strcmp(o->d.operation_id, r->operation_id) == 0)
+				return EVAPI_EEXIST;
+	}
+	return 0;
 }
 
 static char *derive_body_name(const evapi_route_decl *r)
@@ -725,7 +794,7 @@ int evapi_app_route_decl(evapi_app *app, const evapi_route_decl *r)
 		return EVAPI_EINVAL;
 	if (r->upload && !r->upload->dir)
 		return EVAPI_EINVAL;
-	if (r->body_name && !valid_component_name(r->body_name))
+	if (r->body_name && !evapi__valid_component_name(r->body_name))
 		return EVAPI_EINVAL;
 	d = calloc(1, sizeof *d);
 	if (!d)
@@ -739,6 +808,8 @@ int evapi_app_route_decl(evapi_app *app, const evapi_route_decl *r)
 	if ((rc = check_params(d)) != 0)
 		goto err;
 	if (r->body && (rc = check_fields(d, r->body, 0)) != 0)
+		goto err;
+	if ((rc = check_docs(app, d)) != 0)
 		goto err;
 	if ((rc = evapi__route_check(app, r->methods, r->path)) != 0)
 		goto err;
@@ -775,7 +846,7 @@ static int reply_415(evapi_req *req, const char *detail)
 }
 
 /* application/json, application/<x>+json, with or without parameters. */
-static int is_json_type(const char *ct)
+int evapi__is_json_type(const char *ct)
 {
 	const char *e;
 	size_t n;
@@ -1039,7 +1110,7 @@ const char *evapi__decl_refused_media(const evapi__route *r, const char *ct)
 
 	if (!d)
 		return NULL;
-	if (d->d.body && ct && !is_json_type(ct))
+	if (d->d.body && ct && !evapi__is_json_type(ct))
 		return DETAIL_415 "application/json";
 	if (d->d.upload && !d->d.upload->raw &&
 	    evapi__multipart_boundary(ct, boundary, sizeof boundary) == -1)

@@ -129,6 +129,11 @@ typedef struct evapi_config {
 	/* ---- docs and introspection routes ------------------------------- */
 	int openapi;               /* [0] serve GET /openapi.json and GET /docs
 	                              (see evapi/schema.h) */
+	const char *swagger_ui_dir; /* [NULL: configure --with-swagger-ui]
+	                              swagger-ui-dist's files, read once by
+	                              evapi_app_new: /docs is Swagger UI,
+	                              its files served under /docs/; "" or
+	                              files missing: a plain page instead */
 	int stats_routes;          /* [0] serve GET /_/stats and /_/metrics */
 	int health_routes;         /* [0] serve GET /_/health (liveness) and
 	                              GET /_/ready (readiness: 503 while not
