@@ -238,8 +238,11 @@ void strict_http_responses(const char *data, size_t len, int eof,
 		return;
 	}
 	/* the server closed: that ends a body sent without a length */
-	if (e == HPE_OK && eof)
+	if (e == HPE_OK && eof) {
 		e = llhttp_finish(&p);
+		if (e == HPE_PAUSED) /* rs_complete: it said close */
+			e = HPE_OK;
+	}
 	if (e != HPE_OK) {
 		out->bad = 1;
 		out->error = llhttp_get_error_reason(&p);
