@@ -200,10 +200,10 @@ static int rs_complete(llhttp_t *p)
 {
 	scan *s = p->data;
 	int i = s->answered - 1;
+	s->begun = 0;
 	if (p->status_code >= 200 && i >= 0 && i < STRICT_MAX &&
 	    s->rs->close[i])
 		return HPE_PAUSED; /* nothing may follow */
-	s->begun = 0;
 	return 0;
 }
 
