@@ -73,6 +73,8 @@ static int rq_value(llhttp_t *p, const char *at, size_t len)
 {
 	scan *s = p->data;
 	const char *b = at;
+	if (len == 0)
+		return 0; /* an empty value is reported where the next line starts */
 	while (b > s->base && (b[-1] == ' ' || b[-1] == '\t'))
 		b--;
 	if (memchr(at, '\r', len) || memchr(at, '\n', len) ||
