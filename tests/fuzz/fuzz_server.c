@@ -10,9 +10,10 @@
  *             framed by Content-Length or chunked (or none: HEAD, 204,
  *             304); only a last response may end with the connection
  *   count     never more final responses than requests: the complete
- *             ones, plus one answer to a rejected or unfinished one
- *   rejected  the answer to a request strict llhttp rejects (or that is
- *             unfinished) is never 2xx
+ *             ones, plus one answer to what follows them (a rejected or
+ *             unfinished request, or stray bytes such as blank lines)
+ *   rejected  that answer, to a request strict llhttp rejects (or to
+ *             what is no complete request), is never 2xx
  *   close     nothing follows a response that said "Connection: close"
  *   dropped   every complete request is answered, up to the first answer
  *             that closes the connection
@@ -281,7 +282,7 @@ static void target_path(const char *t, char *dst, size_t cap)
 static void judge(const strict_requests *rq, const strict_responses *rs)
 {
 	int k = rq->complete < STRICT_MAX ? rq->complete : STRICT_MAX;
-	int extra = rq->rejected || rq->partial;
+	int extra = rq->trailing;
 	int i, expected;
 
 	if (rq->complete > STRICT_MAX)
@@ -305,7 +306,7 @@ static void judge(const strict_requests *rq, const strict_responses *rs)
 		       k + extra);
 	if (extra && rs->final > k && rs->status[k] < 300)
 		broken("rejected", "request %d, which strict llhttp rejects "
-		       "or is unfinished, was answered %d", k + 1,
+		       "(or is no whole request), was answered %d", k + 1,
 		       rs->status[k]);
 	/* every complete request is answered, up to a closing answer */
 	expected = k;

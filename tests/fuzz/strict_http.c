@@ -102,11 +102,9 @@ static int rq_complete(llhttp_t *p)
 		r->head[i] = p->method == HTTP_HEAD;
 		r->upgrade[i] = p->upgrade != 0;
 	}
-	if (!llhttp_should_keep_alive(p)) {
-		r->last = 1;
-		return HPE_PAUSED; /* nothing after it is a request */
-	}
-	return 0;
+	if (!llhttp_should_keep_alive(p))
+		r->last = 1; /* nothing after it is a request */
+	return HPE_PAUSED; /* the caller notes where it ends */
 }
 
 void strict_http_requests(const char *data, size_t len, strict_requests *out)
@@ -128,25 +126,32 @@ void strict_http_requests(const char *data, size_t len, strict_requests *out)
 	st.on_header_value = rq_value;
 	llhttp_init(&p, HTTP_REQUEST, &st);
 	p.data = &s;
+	const char *done = data; /* the end of the last complete request */
 	while (at < end) {
 		llhttp_errno_t e = llhttp_execute(&p, at, (size_t)(end - at));
 		if (e == HPE_OK)
 			break;
-		if (e == HPE_PAUSED && out->last)
-			break;
+		if (e == HPE_PAUSED) {
+			at = done = llhttp_get_error_pos(&p);
+			if (out->last)
+				break;
+			llhttp_resume(&p);
+			continue;
+		}
 		if (e == HPE_PAUSED_UPGRADE) {
 			/* The server has no upgrades on these routes: what
 			 * follows must be served as HTTP, or the connection
 			 * closed after a "Connection: close" answer. */
-			at = llhttp_get_error_pos(&p);
+			at = done = llhttp_get_error_pos(&p);
 			llhttp_resume_after_upgrade(&p);
 			continue;
 		}
 		out->rejected = 1;
 		out->error = s.folded ? "obs-fold" : llhttp_get_error_reason(&p);
-		return;
+		break;
 	}
-	out->partial = s.begun > out->complete && !out->last;
+	out->partial = !out->rejected && s.begun > out->complete && !out->last;
+	out->trailing = !out->last && done < end;
 }
 
 static int rs_headers(llhttp_t *p)

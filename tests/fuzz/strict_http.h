@@ -17,6 +17,9 @@ typedef struct strict_requests {
 	int complete;   /* whole requests, in order (at most STRICT_MAX kept) */
 	int rejected;   /* parsing failed inside request number `complete` */
 	int partial;    /* an unfinished request follows the complete ones */
+	int trailing;   /* bytes follow the last complete request (blank
+	                   lines, a rejected or an unfinished request): the
+	                   server may answer them once, with an error */
 	int last;       /* request `complete`-1 ends the connection (not
 	                   keep-alive): what follows is not a request */
 	int head[STRICT_MAX];    /* request i is HEAD */
