@@ -204,12 +204,15 @@ static int routes(evapi_app *app, void *arg)
 static void usage(FILE *f)
 {
 	fprintf(f,
-	        "usage: demo [--host H] [--port P] [--threads N] [--delay-ms MS]\n"
+	        "usage: demo [--host H] [--port P] [--threads N] [--queue N]\n"
+	        "            [--delay-ms MS]\n"
 	        "            [--upstream URL] [--upstream-delay-ms MS] [--workers N]\n"
 	        "            [--quiet]\n"
 	        "  --host H       address to bind (default 127.0.0.1)\n"
 	        "  --port P       port (default 8000; 0 picks one)\n"
 	        "  --threads N    pool worker threads (default 40)\n"
+	        "  --queue N      pool jobs that may wait before pool routes "
+	        "answer 503\n                 (default 1024)\n"
 	        "  --delay-ms MS  sleep of /async-sleep, /slow, /sync-slow "
 	        "(default 4000)\n"
 	        "  --workers N    worker processes sharing the port (default 1)\n"
@@ -230,6 +233,7 @@ int main(int argc, char **argv)
 		{"host", required_argument, 0, 'H'},
 		{"port", required_argument, 0, 'p'},
 		{"threads", required_argument, 0, 't'},
+		{"queue", required_argument, 0, 'Q'},
 		{"delay-ms", required_argument, 0, 'd'},
 		{"workers", required_argument, 0, 'w'},
 		{"upstream", required_argument, 0, 'u'},
@@ -252,7 +256,7 @@ int main(int argc, char **argv)
 	cfg.health_routes = 1;
 	cfg.openapi = 1;                      /* GET /openapi.json, /docs */
 	cfg.max_body_bytes = (8 << 20) + 65536; /* uploads: 8 MiB of files */
-	while ((c = getopt_long(argc, argv, "H:p:t:d:w:u:U:O:D:qh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "H:p:t:Q:d:w:u:U:O:D:qh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'H':
 			cfg.host = optarg;
@@ -266,6 +270,11 @@ int main(int argc, char **argv)
 			if (evapi_parse_int(optarg, &v) || v < 1 || v > 4096)
 				goto bad;
 			cfg.pool_threads = (int)v;
+			break;
+		case 'Q':
+			if (evapi_parse_int(optarg, &v) || v < 1 || v > 1000000)
+				goto bad;
+			cfg.pool_queue_max = (int)v;
 			break;
 		case 'd':
 			if (evapi_parse_int(optarg, &v) || v < 0 || v > 600000)

@@ -423,6 +423,7 @@ struct evapi_app {
 	struct event_base *base;
 	struct evhttp *http;
 	struct evhttp_bound_socket *bound;
+	struct evhttp_bound_socket *local; /* evapi__reactor_connect_local */
 	evapi__router *router;
 	evapi__pool *pool;
 	struct evapi__decl *decls;    /* declared routes (schema.c) */
@@ -503,6 +504,14 @@ EVAPI_HIDDEN int evapi__reactor_init(evapi_app *app);
 EVAPI_HIDDEN void evapi__reactor_free(evapi_app *app);
 EVAPI_HIDDEN int evapi__reactor_listen(evapi_app *app);
 EVAPI_HIDDEN int evapi__reactor_run(evapi_app *app);
+/* Tests and the fuzzer: a connection to the app without a network.
+ * Returns the client's end (blocking, new: close it) of an AF_UNIX
+ * stream whose server end evhttp accepts on the next loop turn and the
+ * guard wraps like any accepted connection; -1 on failure. libevent 2.1
+ * has no call that hands evhttp an already connected socket, so the
+ * first call adds a listening socket at an abstract address the kernel
+ * picks (evhttp_free closes it). */
+EVAPI_HIDDEN int evapi__reactor_connect_local(evapi_app *app);
 EVAPI_HIDDEN void evapi__reactor_stop(evapi_app *app);
 /* Sends req->resp now (loop thread). */
 EVAPI_HIDDEN void evapi__req_send(evapi_req *req);

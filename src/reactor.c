@@ -30,6 +30,7 @@
 #include <sys/time.h>
 #include <time.h>
 #include <netinet/in.h>
+#include <sys/un.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -942,6 +943,40 @@ int evapi__reactor_listen(evapi_app *app)
 	}
 	evapi__guard_listening(app);
 	return 0;
+}
+
+int evapi__reactor_connect_local(evapi_app *app)
+{
+	struct sockaddr_un sa;
+	socklen_t len = sizeof sa;
+	int fd;
+
+	if (!app->local) {
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+		            0);
+		memset(&sa, 0, sizeof sa);
+		sa.sun_family = AF_UNIX;
+		/* an address of just the family: Linux autobinds a unique
+		 * abstract name, nothing on the file system */
+		if (fd < 0 || bind(fd, (struct sockaddr *)&sa,
+		                   sizeof sa.sun_family) != 0 ||
+		    listen(fd, 64) != 0 ||
+		    !(app->local = evhttp_accept_socket_with_handle(app->http,
+		                                                    fd))) {
+			if (fd >= 0)
+				evutil_closesocket(fd);
+			return -1;
+		}
+	}
+	if (getsockname(evhttp_bound_socket_get_fd(app->local),
+	                (struct sockaddr *)&sa, &len) != 0)
+		return -1;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, len) != 0) {
+		evutil_closesocket(fd);
+		fd = -1;
+	}
+	return fd;
 }
 
 int evapi__reactor_run(evapi_app *app)
