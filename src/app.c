@@ -139,6 +139,7 @@ void evapi_app_free(evapi_app *app)
 	evapi__mw_free(app);
 	evapi__router_free(app->router);
 	evapi__decls_free(app);
+	evapi__files_free(app);
 	free(app->host);
 	free(app);
 }

@@ -184,6 +184,7 @@ typedef struct evapi__resp {
 	evapi__header *headers;   /* malloc'd list, in order of addition */
 	evapi__header *headers_tail;
 	evapi_stream *stream;     /* the reply is this stream (not owned) */
+	struct evapi__fbody *file; /* a file body (files.c), owned */
 } evapi__resp;
 
 typedef struct evapi__op evapi__op;
@@ -274,6 +275,7 @@ struct evapi_app {
 	struct evapi__postq *postq;      /* lifespan.c: thread-safe posts */
 	struct evapi__hook *startup, *shutdown;
 	struct evapi__mw *mw;            /* middleware.c, in registration order */
+	struct evapi__mount *mounts;     /* files.c: mounted directories */
 	int nmw;
 	evapi__access_buf *access; /* log.c */
 	evapi__stats *stats_mod;   /* stats.c; NULL unless cfg.stats_routes */
@@ -341,6 +343,13 @@ EVAPI_HIDDEN void evapi__tasks_free(evapi_app *app);
 EVAPI_HIDDEN void evapi__stream_start(evapi_stream *s);
 EVAPI_HIDDEN void evapi__stream_job_done(evapi_stream *s);
 EVAPI_HIDDEN void evapi__stream_cut(evapi_stream *s);
+
+/* files.c: a file reply's body (closed with it), sending it (loop; in
+ * place of send_resp), the mounts (evapi_app_free) */
+typedef struct evapi__fbody evapi__fbody;
+EVAPI_HIDDEN void evapi__files_body_free(evapi__fbody *fb);
+EVAPI_HIDDEN void evapi__files_send(evapi_req *req);
+EVAPI_HIDDEN void evapi__files_free(evapi_app *app);
 
 /* middleware.c: 1 when a before hook answered (short-circuit) */
 EVAPI_HIDDEN int evapi__mw_before(evapi_req *req);
