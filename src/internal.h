@@ -80,7 +80,7 @@ typedef struct evapi__route {
 	void *arg;
 	int nsegs;
 	char **segs;         /* literal text, or the name for a {param} */
-	unsigned char *is_param;
+	unsigned char *is_param; /* 1: {name}; 2: {name:path}, the last */
 	struct evapi__decl *decl; /* declared route (schema.c), or NULL */
 	unsigned idx;        /* position in the router (stats.c) */
 } evapi__route;
