@@ -683,7 +683,7 @@ int evapi_reply_file(evapi_req *req, const char *path,
 
 /* ---- sending (loop) ---------------------------------------------------------- */
 
-typedef struct xfer {
+typedef struct evapi__xfer {
 	evapi_app *app;
 	evapi_req *req; /* held until the transfer ends or the client left */
 	struct evhttp_request *ev;
@@ -721,6 +721,7 @@ static void loop_side_done(xfer *x, int status)
 {
 	evapi_req *req = x->req;
 
+	req->file_xfer = NULL;
 	x->req = NULL;
 	x->ev = NULL;
 	x->evcon = NULL;
@@ -738,6 +739,7 @@ static void conn_closed(struct evhttp_connection *evcon, void *arg)
 	evapi_req *req = x->req;
 
 	(void)evcon;
+	req->file_xfer = NULL; /* req_gone must not cut it again */
 	/* As for streams: a request detached from its connection is ours
 	 * to free; an attached one goes with the connection. */
 	if (ev && evhttp_request_get_connection(ev) == NULL)
@@ -766,10 +768,22 @@ static void xfer_fail(xfer *x)
 
 	evapi__log(x->app, EVAPI_LOG_ERROR,
 	           "file: cannot send the body: cutting id=%llu", x->req->id);
+	x->req->file_xfer = NULL;
 	evhttp_connection_set_closecb(evcon, NULL, NULL);
 	evhttp_connection_free(evcon); /* frees x->ev with it */
 	evapi__req_client_gone(x->req);
 	loop_side_done(x, 500);
+}
+
+void evapi__files_cut(xfer *x)
+{
+	evapi__log(x->app, EVAPI_LOG_WARN,
+	           "file: shutdown cut after %lld of %lld bytes: id=%llu",
+	           (long long)x->next, (long long)x->end, x->req->id);
+	evhttp_connection_set_closecb(x->evcon, NULL, NULL);
+	/* frees x->ev with it: the client sees a short body */
+	evhttp_connection_free(x->evcon);
+	loop_side_done(x, 503);
 }
 
 static void pump(xfer *x)
@@ -857,6 +871,7 @@ void evapi__files_send(evapi_req *req)
 	x->end = fb->off + fb->len;
 	x->status = status;
 	x->refs = 1;
+	req->file_xfer = x;
 	free(fb);
 	evhttp_connection_set_closecb(evcon, conn_closed, x);
 	evhttp_send_reply_start(ev, status, evapi__reason(status));

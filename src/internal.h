@@ -234,6 +234,7 @@ struct evapi_req {
 	/* parity features (tasks.c, stream.c, middleware.c) */
 	evapi__task *tasks;           /* handler-owned like resp, until sent */
 	evapi_stream *stream;         /* loop: the stream being written */
+	struct evapi__xfer *file_xfer; /* loop: the file being sent */
 	evapi__resp *after_resp;      /* loop: reply seen by after hooks */
 	int mw_depth;                 /* loop: before hooks that ran */
 	evapi__arena arena;
@@ -350,6 +351,8 @@ typedef struct evapi__fbody evapi__fbody;
 EVAPI_HIDDEN void evapi__files_body_free(evapi__fbody *fb);
 EVAPI_HIDDEN void evapi__files_send(evapi_req *req);
 EVAPI_HIDDEN void evapi__files_free(evapi_app *app);
+/* Cuts a file transfer (shutdown): the connection is closed. */
+EVAPI_HIDDEN void evapi__files_cut(struct evapi__xfer *x);
 
 /* middleware.c: 1 when a before hook answered (short-circuit) */
 EVAPI_HIDDEN int evapi__mw_before(evapi_req *req);

@@ -334,6 +334,8 @@ static void req_gone(evapi_req *req, int why)
 	}
 	if (req->stream)
 		evapi__stream_cut(req->stream);
+	if (req->file_xfer)
+		evapi__files_cut(req->file_xfer);
 	evapi__ops_cancel(req);
 	req_finish(req, status);
 	if (job_unlinked)

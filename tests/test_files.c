@@ -219,6 +219,8 @@ static void file_pool(evapi_req *req, void *arg)
 	CHECK_INT(evapi_reply_file(req, evapi_req_query(req, "p"), &o), ==, 0);
 }
 
+static int grace_ms; /* 0: th_config's */
+
 static void start(th_server *s, int index, int follow)
 {
 	evapi_config cfg;
@@ -227,6 +229,8 @@ static void start(th_server *s, int index, int follow)
 
 	make_tree();
 	th_config(&cfg);
+	if (grace_ms)
+		cfg.shutdown_grace_ms = grace_ms;
 	app = evapi_app_new(&cfg);
 	evapi_files_opts_init(&o);
 	o.index = index;
@@ -589,6 +593,41 @@ static void test_disconnect_closes_fd(void)
 	th_server_stop(&s);
 }
 
+/* A stop while a client reads slowly: the download may go on through
+ * the grace period, then it is cut (short body, connection closed), the
+ * request counted and the descriptor closed. */
+static void test_shutdown_cuts_download(void)
+{
+	th_server s;
+	char buf[65536];
+	int fd, rcv = 4096;
+	long got = 0;
+	ssize_t n;
+	double t0;
+
+	grace_ms = 300;
+	start(&s, 0, 0);
+	grace_ms = 0;
+	fd = rconnect(s.port);
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
+	CHECK_INT(send(fd, "GET /static/big.bin HTTP/1.1\r\nHost: t\r\n\r\n",
+	               41, MSG_NOSIGNAL), ==, 41);
+	n = recv(fd, buf, sizeof buf, 0);
+	CHECK_INT(n, >, 0);
+	th_sleep_ms(100);
+	CHECK_INT(big_fds(), ==, 1);
+	t0 = th_now();
+	th_server_stop(&s); /* checks in_flight == 0 */
+	CHECK_DBL(th_now() - t0, <, 5.0);
+	CHECK_INT(big_fds(), ==, 0);
+	while ((n = recv(fd, buf, sizeof buf, 0)) > 0)
+		got += n;
+	CHECK_INT(n, ==, 0); /* closed, not timed out */
+	CHECK_INT(got, <, BIG_SIZE);
+	CHECK_CONTAINS(th_log(), "file: shutdown cut");
+	close(fd);
+}
+
 static void test_index(void)
 {
 	th_server s;
@@ -659,6 +698,7 @@ int main(int argc, char **argv)
 		{"files.ranges", test_ranges},
 		{"files.big_download", test_big_download},
 		{"files.disconnect_closes_fd", test_disconnect_closes_fd},
+		{"files.shutdown_cuts_download", test_shutdown_cuts_download},
 		{"files.index", test_index},
 		{"files.reply_file", test_reply_file},
 		{NULL, NULL}};
