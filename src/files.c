@@ -9,6 +9,9 @@
  * an open descriptor (`req->resp.file`); the loop alone sends it
  * (evapi__files_send), like any reply.
  *
+ * Content types: /etc/mime.types when present (read once), then a
+ * built-in table; text types with "; charset=utf-8".
+ *
  * Paths: a mount's rest-of-path comes from the router already decoded
  * per segment (an encoded '/' never matches). It is refused unless every
  * segment is a plain name (no "", ".", "..", no '\'), then opened
@@ -35,6 +38,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +73,68 @@ typedef struct evapi__mount {
 } evapi__mount;
 
 /* ---- content types ------------------------------------------------------- */
+
+/* Debian's /etc/mime.types (package media-types), read once by the
+ * first worker that needs a type and kept for the process's life; the
+ * built-in table below answers for what it lacks, or when it is absent.
+ * Text types get "; charset=utf-8". */
+#define MIME_TYPES "/etc/mime.types"
+#define CHARSET "; charset=utf-8"
+
+typedef struct mime_entry {
+	char *ext;
+	const char *type;
+} mime_entry;
+
+static mime_entry *mime;
+static size_t nmime;
+static pthread_once_t mime_once = PTHREAD_ONCE_INIT;
+
+static int mime_cmp(const void *a, const void *b)
+{
+	return strcasecmp(((const mime_entry *)a)->ext,
+	                  ((const mime_entry *)b)->ext);
+}
+
+static void mime_load(void)
+{
+	FILE *f = fopen(MIME_TYPES, "re");
+	char line[1024], *save, *tok, *type;
+	size_t cap = 0;
+	mime_entry *m;
+
+	if (!f)
+		return;
+	while (fgets(line, sizeof line, f)) {
+		int used = 0;
+		if (line[0] == '#' || !(tok = strtok_r(line, " \t\r\n", &save)))
+			continue;
+		type = malloc(strlen(tok) + sizeof CHARSET);
+		if (!type)
+			break;
+		strcpy(type, tok);
+		if (strncmp(type, "text/", 5) == 0)
+			strcat(type, CHARSET);
+		while ((tok = strtok_r(NULL, " \t\r\n", &save))) {
+			if (nmime == cap) {
+				cap = cap ? cap * 2 : 512;
+				m = realloc(mime, cap * sizeof *m);
+				if (!m)
+					break;
+				mime = m;
+			}
+			if (!(mime[nmime].ext = strdup(tok)))
+				break;
+			mime[nmime++].type = type;
+			used = 1;
+		}
+		if (!used)
+			free(type);
+	}
+	fclose(f);
+	if (nmime)
+		qsort(mime, nmime, sizeof *mime, mime_cmp);
+}
 
 static const struct {
 	const char *ext, *type;
@@ -112,12 +178,19 @@ static const char *type_of(const char *name)
 {
 	const char *slash = strrchr(name, '/');
 	const char *dot = strrchr(slash ? slash + 1 : name, '.');
+	mime_entry key, *hit;
 	size_t i;
 
-	if (dot && dot[1])
-		for (i = 0; i < sizeof types / sizeof types[0]; i++)
-			if (strcasecmp(dot + 1, types[i].ext) == 0)
-				return types[i].type;
+	if (!dot || !dot[1])
+		return "application/octet-stream";
+	pthread_once(&mime_once, mime_load);
+	key.ext = (char *)(dot + 1);
+	hit = nmime ? bsearch(&key, mime, nmime, sizeof *mime, mime_cmp) : NULL;
+	if (hit)
+		return hit->type;
+	for (i = 0; i < sizeof types / sizeof types[0]; i++)
+		if (strcasecmp(dot + 1, types[i].ext) == 0)
+			return types[i].type;
 	return "application/octet-stream";
 }
 

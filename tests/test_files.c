@@ -62,7 +62,8 @@ static void make_tree(void)
 	put(root, "page.html", "<p>hi</p>");
 	put(root, "style.css", "p{}");
 	put(root, "pic.png", "\x89PNG");
-	put(root, "blob.xyz", "?");
+	put(root, "blob.zzq", "?");
+	put(root, "notes.srt", "1");
 	put(root, "digits.txt", "0123456789abcdefghij"); /* 20 bytes */
 	snprintf(p, sizeof p, "%s/sub", root);
 	mkdir(p, 0755);
@@ -318,7 +319,7 @@ static void test_content_types(void)
 		{"/static/page.html", "text/html; charset=utf-8"},
 		{"/static/style.css", "text/css; charset=utf-8"},
 		{"/static/pic.png", "image/png"},
-		{"/static/blob.xyz", "application/octet-stream"},
+		{"/static/blob.zzq", "application/octet-stream"},
 		{NULL, NULL}};
 	th_server s;
 	rresp r;
@@ -332,6 +333,13 @@ static void test_content_types(void)
 		CHECK_STR(hdr(&r, "Accept-Ranges", v, sizeof v), "bytes");
 		rfree(&r);
 	}
+	/* an extension only Debian's /etc/mime.types knows */
+	CHECK_INT(get(s.port, "GET", "/static/notes.srt", NULL, &r), ==, 200);
+	CHECK_STR(hdr(&r, "Content-Type", v, sizeof v),
+	          access("/etc/mime.types", R_OK) == 0
+	                  ? "text/plain; charset=utf-8"
+	                  : "application/octet-stream");
+	rfree(&r);
 	CHECK_INT(get(s.port, "POST", "/static/hello.txt",
 	              "Content-Length: 0\r\n", &r), ==, 405);
 	CHECK_STR(r.body, "{\"detail\":\"Method Not Allowed\"}");
