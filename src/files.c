@@ -616,6 +616,11 @@ static void mount_cb(evapi_req *req, void *arg)
 	deliver(req, &x.out);
 }
 
+int evapi__files_is_mount(const evapi__route *rt)
+{
+	return rt->cb == mount_cb;
+}
+
 int evapi_app_mount_dir(evapi_app *app, const char *prefix, const char *dir,
                         const evapi_files_opts *opts)
 {

@@ -351,6 +351,8 @@ typedef struct evapi__fbody evapi__fbody;
 EVAPI_HIDDEN void evapi__files_body_free(evapi__fbody *fb);
 EVAPI_HIDDEN void evapi__files_send(evapi_req *req);
 EVAPI_HIDDEN void evapi__files_free(evapi_app *app);
+/* 1 for a mount's route (left out of OpenAPI, as FastAPI's mounts). */
+EVAPI_HIDDEN int evapi__files_is_mount(const evapi__route *rt);
 /* Cuts a file transfer (shutdown): the connection is closed. */
 EVAPI_HIDDEN void evapi__files_cut(struct evapi__xfer *x);
 

@@ -232,6 +232,7 @@ static void start(th_server *s, int index, int follow)
 	th_config(&cfg);
 	if (grace_ms)
 		cfg.shutdown_grace_ms = grace_ms;
+	cfg.openapi = 1;
 	app = evapi_app_new(&cfg);
 	evapi_files_opts_init(&o);
 	o.index = index;
@@ -347,6 +348,12 @@ static void test_content_types(void)
 	rfree(&r);
 	CHECK_INT(get(s.port, "GET", "/static/missing.txt", NULL, &r), ==, 404);
 	CHECK_STR(r.body, "{\"detail\":\"Not Found\"}");
+	rfree(&r);
+	/* a mount is not part of the API document (as in FastAPI) */
+	CHECK_INT(get(s.port, "GET", "/openapi.json", NULL, &r), ==, 200);
+	CHECK_CONTAINS(r.body, "\"/inline\"");
+	if (r.body && strstr(r.body, "/static"))
+		TH_FAIL_AT("the mount is in /openapi.json: %s", r.body);
 	rfree(&r);
 	th_server_stop(&s);
 }
