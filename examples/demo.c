@@ -11,6 +11,8 @@
  *                            answered from the loop             inline->pool
  *   GET  /_/stats, /_/metrics -> runtime statistics (JSON, Prometheus)
  *   GET  /openapi.json, GET /docs -> the API described (config.openapi)
+ *   GET  /static/...      -> files under examples/static (--static-dir),
+ *                            index.html for a directory    pool
  *
  * and the outbound calls of demo_outbound.c (/external-api, /multi-fetch,
  * /fan-out, /sync-external-api, /sync-multi-fetch, /upstream), and the
@@ -172,6 +174,7 @@ struct outbound_opts {
 	const char *upstream;
 	unsigned delay_ms;
 	const char *upload_dir;
+	const char *static_dir;
 };
 
 /* Runs in each worker once its app has bound the port. */
@@ -196,6 +199,14 @@ static int routes(evapi_app *app, void *arg)
 		                            "Routes showing each evapi feature.");
 	if (rc == 0)
 		rc = demo_declared_routes(app, o->upload_dir);
+	if (rc == 0) {
+		evapi_files_opts fo;
+		evapi_files_opts_init(&fo);
+		fo.index = 1;
+		if (evapi_app_mount_dir(app, "/static", o->static_dir, &fo) != 0)
+			fprintf(stderr, "demo: %s: not a directory; /static is "
+			        "not served\n", o->static_dir);
+	}
 	if (rc == 0)
 		demo_parity_setup(app);
 	return rc ? EVAPI_EINVAL : 0;
@@ -224,6 +235,7 @@ static void usage(FILE *f)
 	        "(default 256)\n"
 	        "  --upload-dir D where /upload stores files "
 	        "(default /tmp/evapi-uploads)\n"
+	        "  --static-dir D what /static serves (default examples/static)\n"
 	        "  --quiet        no access log\n");
 }
 
@@ -241,11 +253,13 @@ int main(int argc, char **argv)
 		{"outbound-max-connections", required_argument, 0, 'O'},
 		{"quiet", no_argument, 0, 'q'},
 		{"upload-dir", required_argument, 0, 'D'},
+		{"static-dir", required_argument, 0, 'S'},
 		{"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0}};
 	evapi_config cfg;
 	struct outbound_opts outbound;
 	const char *upload_dir = "/tmp/evapi-uploads";
+	const char *static_dir = "examples/static";
 	long long v;
 	const char *upstream = NULL;
 	long long upstream_delay = -1; /* default: --delay-ms */
@@ -256,7 +270,7 @@ int main(int argc, char **argv)
 	cfg.health_routes = 1;
 	cfg.openapi = 1;                      /* GET /openapi.json, /docs */
 	cfg.max_body_bytes = (8 << 20) + 65536; /* uploads: 8 MiB of files */
-	while ((c = getopt_long(argc, argv, "H:p:t:Q:d:w:u:U:O:D:qh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "H:p:t:Q:d:w:u:U:O:D:S:qh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'H':
 			cfg.host = optarg;
@@ -305,6 +319,9 @@ int main(int argc, char **argv)
 		case 'D':
 			upload_dir = optarg;
 			break;
+		case 'S':
+			static_dir = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -326,6 +343,7 @@ int main(int argc, char **argv)
 	outbound.delay_ms = upstream_delay < 0 ? delay_ms
 	                                       : (unsigned)upstream_delay;
 	outbound.upload_dir = upload_dir;
+	outbound.static_dir = static_dir;
 	/* One app in this process, or --workers processes on one port. */
 	rc = evapi_app_serve(&cfg, routes, &outbound);
 	if (rc == EVAPI_EBIND || rc == EVAPI_ENOMEM || rc == EVAPI_EINVAL)

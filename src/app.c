@@ -252,6 +252,7 @@ void evapi_app_free(evapi_app *app)
 	evapi__router_free(app->router);
 	evapi__decls_free(app);
 	evapi__openapi_free(app);
+	evapi__files_free(app);
 	free(app->host);
 	free(app);
 }
