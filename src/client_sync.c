@@ -24,6 +24,11 @@ void evapi__client_mark_loop_thread(int yes)
 	on_loop = yes;
 }
 
+int evapi__on_loop_thread(void)
+{
+	return on_loop;
+}
+
 void evapi__client_use_app(const evapi_app *app)
 {
 	app_defaults = app ? evapi__client_defaults(app->client) : NULL;
@@ -79,7 +84,7 @@ evapi_fetch_res *evapi_fetch_sync(const evapi_fetch_opts *opts)
 
 	if (!res)
 		return NULL;
-	if (on_loop) {
+	if (evapi__on_loop_thread()) {
 		evapi__fetch_res_fail(res, EVAPI_ETHREAD);
 		return res;
 	}

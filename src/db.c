@@ -930,7 +930,8 @@ static dbq *q_new(evapi__db *db, const char *sql, int nparams,
 	return q;
 }
 
-static int args_valid(const char *sql, int nparams, const char *const *params)
+int evapi__db_args_valid(const char *sql, int nparams,
+                         const char *const *params)
 {
 	return sql && nparams >= 0 && nparams <= 65535 &&
 	       (nparams == 0 || params);
@@ -942,7 +943,7 @@ int evapi_req_db_query(evapi_req *req, const char *sql, int nparams,
 	evapi__db *db;
 	dbq *q;
 
-	if (!req || !cb || !args_valid(sql, nparams, params))
+	if (!req || !cb || !evapi__db_args_valid(sql, nparams, params))
 		return EVAPI_EINVAL;
 	if (!evapi__is_loop_thread(req))
 		return EVAPI_ETHREAD;
@@ -969,7 +970,7 @@ int evapi_app_db_query(evapi_app *app, const char *sql, int nparams,
 	evapi__db *db;
 	dbq *q;
 
-	if (!app || !cb || !args_valid(sql, nparams, params))
+	if (!app || !cb || !evapi__db_args_valid(sql, nparams, params))
 		return EVAPI_EINVAL;
 	if (!pthread_equal(pthread_self(), app->loop_thread))
 		return EVAPI_ETHREAD;
@@ -998,6 +999,18 @@ void evapi__db_req_gone(evapi_req *req)
 		if (q->req == req)
 			q_cancel(q, EVAPI_ECANCELED, "the request went away");
 	}
+}
+
+int evapi__db_conf_of(const evapi_app *app, evapi__db_conf *conf)
+{
+	const evapi__db *db = app->db;
+
+	if (!db)
+		return EVAPI_ESTATE;
+	conf->url = db->url;
+	conf->acquire_ms = db->acquire_ms;
+	conf->query_ms = db->query_ms;
+	return 0;
 }
 
 int evapi__db_new(evapi_app *app)

@@ -1,6 +1,7 @@
 /*
  * db.h: what db.c (the pool on the loop) and db_result.c (results, JSON,
- * errors) share. Never installed; only these two files include libpq.
+ * errors) and db_sync.c (the blocking calls) share. Never installed;
+ * only these files include libpq.
  */
 #ifndef EVAPI_DB_PRIVATE_H
 #define EVAPI_DB_PRIVATE_H
@@ -30,5 +31,18 @@ EVAPI_HIDDEN int evapi__db_failed(const PGresult *r);
 /* The EVAPI_E* code a failed result means; `conn_bad` when the
  * connection is gone (then no SQLSTATE means unavailable). */
 EVAPI_HIDDEN int evapi__db_classify(const PGresult *r, int conn_bad);
+
+/* What the blocking calls (db_sync.c) read of the app's database
+ * settings; fixed for the app's life, so any thread may read them. */
+typedef struct evapi__db_conf {
+	const char *url;         /* the app's copy of db_url */
+	unsigned acquire_ms, query_ms;
+} evapi__db_conf;
+
+/* Fills `conf` from the app's database; 0, or EVAPI_ESTATE without one. */
+EVAPI_HIDDEN int evapi__db_conf_of(const evapi_app *app, evapi__db_conf *conf);
+/* 1 when a query's SQL and parameters are acceptable. */
+EVAPI_HIDDEN int evapi__db_args_valid(const char *sql, int nparams,
+                                      const char *const *params);
 
 #endif

@@ -468,6 +468,9 @@ EVAPI_HIDDEN void evapi__client_cancel_req(evapi_req *req);
 EVAPI_HIDDEN void evapi__client_cancel_unbound(evapi_app *app);
 /* Tells evapi_fetch_sync that this thread runs a loop. */
 EVAPI_HIDDEN void evapi__client_mark_loop_thread(int yes);
+/* 1 on a thread that runs a loop: the blocking calls (evapi_fetch_sync,
+ * evapi_*_db_query_sync) refuse to run there. */
+EVAPI_HIDDEN int evapi__on_loop_thread(void);
 /* Makes evapi_fetch_sync on this thread use the app's outbound defaults
  * (a worker, around one of the app's jobs); NULL ends it. */
 EVAPI_HIDDEN void evapi__client_use_app(const evapi_app *app);

@@ -15,25 +15,6 @@
 #define LOAD(p) __atomic_load_n((p), __ATOMIC_SEQ_CST)
 #define ADD(p, v) __atomic_add_fetch((p), (v), __ATOMIC_SEQ_CST)
 
-/* One cluster for the tests that need a server that stays up; the tests
- * of a server that is down or restarted make their own. */
-static th_pg shared;
-static int shared_state; /* 0 untried, 1 up, -1 not installed, -2 failed */
-static char skip_why[256];
-
-static const th_pg *need_pg(void)
-{
-	if (shared_state == 0) {
-		int rc = th_pg_start(&shared, skip_why, sizeof skip_why);
-		shared_state = rc == 0 ? 1 : rc;
-	}
-	if (shared_state == -1)
-		TH_SKIP("%s", skip_why);
-	else if (shared_state != 1)
-		TH_FAIL_AT("the PostgreSQL test cluster did not start");
-	return shared_state == 1 ? &shared : NULL;
-}
-
 static int cancelled;    /* continuations told EVAPI_ECANCELED */
 static int continuations; /* every query continuation */
 
@@ -266,7 +247,7 @@ static int wait_inactive(const th_pg *pg, const char *tag, double secs)
 
 static void test_types(void)
 {
-	const th_pg *pg = need_pg();
+	const th_pg *pg = th_pg_shared();
 	th_server s;
 	th_resp r;
 	json_t *row;
@@ -349,7 +330,7 @@ static void test_types(void)
 
 static void test_injection(void)
 {
-	const th_pg *pg = need_pg();
+	const th_pg *pg = th_pg_shared();
 	const char *evil = "x'); DROP TABLE inj; --";
 	char params[128];
 	th_server s;
@@ -375,7 +356,7 @@ static void test_injection(void)
 
 static void test_sql_error(void)
 {
-	const th_pg *pg = need_pg();
+	const th_pg *pg = th_pg_shared();
 	th_server s;
 	th_resp r;
 
@@ -400,7 +381,7 @@ static void test_sql_error(void)
 
 static void test_unique(void)
 {
-	const th_pg *pg = need_pg();
+	const th_pg *pg = th_pg_shared();
 	th_server s;
 	th_resp r;
 
@@ -420,7 +401,7 @@ static void test_unique(void)
 
 static void test_query_timeout(void)
 {
-	const th_pg *pg = need_pg();
+	const th_pg *pg = th_pg_shared();
 	evapi_config cfg;
 	th_server s;
 	th_resp r;
@@ -454,7 +435,7 @@ static void test_query_timeout(void)
 
 static void test_client_gone(void)
 {
-	const th_pg *pg = need_pg();
+	const th_pg *pg = th_pg_shared();
 	const char *pid = "SELECT pg_backend_pid() AS pid";
 	evapi_config cfg;
 	th_server s;
@@ -489,7 +470,7 @@ static void test_client_gone(void)
 
 static void test_shutdown_cut(void)
 {
-	const th_pg *pg = need_pg();
+	const th_pg *pg = th_pg_shared();
 	evapi_config cfg;
 	th_server s;
 	int fd;
@@ -513,7 +494,7 @@ static void test_shutdown_cut(void)
 
 static void test_busy(void)
 {
-	const th_pg *pg = need_pg();
+	const th_pg *pg = th_pg_shared();
 	const char *paths[3] = { "/sleep?s=0.6", "/sleep?s=0.6", "/sleep?s=0.6" };
 	evapi_config cfg;
 	th_server s;
@@ -555,7 +536,7 @@ static void test_busy(void)
 
 static void test_parallel(void)
 {
-	const th_pg *pg = need_pg();
+	const th_pg *pg = th_pg_shared();
 	const char *paths[8];
 	th_server s;
 	th_resp r[8];
@@ -588,7 +569,7 @@ static void test_parallel(void)
 
 static void test_rollback(void)
 {
-	const th_pg *pg = need_pg();
+	const th_pg *pg = th_pg_shared();
 	evapi_config cfg;
 	th_server s;
 	th_resp r;
@@ -615,7 +596,7 @@ static void test_rollback(void)
 
 static void test_statement_cache(void)
 {
-	const th_pg *pg = need_pg();
+	const th_pg *pg = th_pg_shared();
 	const char *count = "SELECT count(*)::int AS n FROM pg_prepared_statements";
 	static const int sizes[3] = { 0, 2, 100 }, kept[3] = { 0, 2, 3 };
 	evapi_config cfg;
@@ -665,7 +646,7 @@ static int startup(evapi_app *app, void *arg)
 
 static void test_app_query(void)
 {
-	const th_pg *pg = need_pg();
+	const th_pg *pg = th_pg_shared();
 	evapi_config cfg;
 	evapi_app *app;
 	th_server s;
@@ -834,6 +815,6 @@ static const th_test tests[] = {
 int main(int argc, char **argv)
 {
 	int rc = th_main(argc, argv, tests);
-	th_pg_free(&shared);
+	th_pg_shared_free();
 	return rc;
 }

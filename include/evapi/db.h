@@ -147,6 +147,41 @@ EVAPI_EXPORT int evapi_app_db_query(evapi_app *app, const char *sql,
                                     int nparams, const char *const *params,
                                     evapi_app_db_cb cb, void *arg);
 
+/* ---- on the pool (blocking) --------------------------------------------- */
+
+/** Runs `sql` like evapi_req_db_query, but blocking, on a connection of
+ *  the calling thread's own (psycopg's place): for pool-lane handlers,
+ *  evapi_req_run_in_pool work and application threads. Each thread opens
+ *  one connection to db_url on its first query and keeps it, so a
+ *  worker's queries reuse it; a pool worker's connection is closed when
+ *  the worker exits, as the app stops. The same limits hold: connecting
+ *  waits at most db_acquire_timeout_ms, and a query runs at most
+ *  db_query_timeout_ms (statement_timeout: EVAPI_ETIMEDOUT, 504). A
+ *  transaction left open is rolled back, a broken connection dropped and
+ *  reopened by the next call.
+ *
+ *  On return `*out` is a new result (evapi_db_result_free), read with the
+ *  same accessors, JSON mapping and evapi_reply_db_error as on the loop,
+ *  and the function returns its evapi_db_result_error: 0, EVAPI_EDB,
+ *  EVAPI_EUNAVAIL or EVAPI_ETIMEDOUT. It returns EVAPI_ETHREAD on a loop
+ *  thread (a blocking query there stalls every connection of the app),
+ *  EVAPI_EINVAL for bad arguments, EVAPI_ESTATE without db_url and
+ *  EVAPI_ENOMEM; then `*out` is NULL. Thread-safe: yes (any thread but a
+ *  loop thread). */
+EVAPI_EXPORT int evapi_req_db_query_sync(evapi_req *req, const char *sql,
+                                         int nparams,
+                                         const char *const *params,
+                                         evapi_db_result **out);
+/** evapi_req_db_query_sync for a thread with no request at hand (an
+ *  application thread, or evapi_req_run_in_pool work given the app).
+ *  Same arguments and returns. Thread-safe: yes (not a loop thread). */
+EVAPI_EXPORT int evapi_app_db_query_sync(evapi_app *app, const char *sql,
+                                         int nparams,
+                                         const char *const *params,
+                                         evapi_db_result **out);
+/** Frees a result of the blocking calls. NULL is a no-op. */
+EVAPI_EXPORT void evapi_db_result_free(evapi_db_result *res);
+
 #ifdef __cplusplus
 }
 #endif
