@@ -123,6 +123,8 @@ struct evapi__db {
 	int backoff_ms;
 	int64_t retry_at_us;     /* no connection attempt before this */
 	char last_error[256];
+	evapi__lite *lite;       /* a sqlite:// URL (db_sqlite.c): no conns */
+	char *lite_path;
 };
 
 /* ---- queries: delivery -------------------------------------------------- */
@@ -892,38 +894,49 @@ static void submit(evapi__db *db, dbq *q)
 	pump(db);
 }
 
-/* A query with its SQL and parameters copied into one block: the
- * strings, then (aligned) the parameter pointers. */
-static dbq *q_new(evapi__db *db, const char *sql, int nparams,
-                  const char *const *params)
+/* The SQL and parameters copied into one block: the strings, then
+ * (aligned) the parameter pointers, returned in *pparams. */
+char *evapi__db_args_copy(const char *sql, int nparams,
+                          const char *const *params, char ***pparams)
 {
 	size_t len = strlen(sql) + 1, off, n;
-	dbq *q;
+	char *block, **p;
 	int i;
 
 	for (i = 0; i < nparams; i++)
 		if (params[i])
 			len += strlen(params[i]) + 1;
 	off = (len + sizeof(char *) - 1) & ~(sizeof(char *) - 1);
+	if (!(block = malloc(off + (size_t)(nparams + 1) * sizeof(char *))))
+		return NULL;
+	p = (char **)(void *)(block + off);
+	len = strlen(sql) + 1;
+	memcpy(block, sql, len);
+	for (i = 0; i < nparams; i++) {
+		p[i] = NULL;
+		if (!params[i])
+			continue;
+		n = strlen(params[i]) + 1;
+		p[i] = block + len;
+		memcpy(p[i], params[i], n);
+		len += n;
+	}
+	*pparams = p;
+	return block;
+}
+
+static dbq *q_new(evapi__db *db, const char *sql, int nparams,
+                  const char *const *params)
+{
+	dbq *q;
+
 	if (!(q = calloc(1, sizeof *q)))
 		return NULL;
-	q->sql = malloc(off + (size_t)(nparams + 1) * sizeof(char *));
+	q->sql = evapi__db_args_copy(sql, nparams, params, &q->params);
 	q->timer = evtimer_new(db->app->base, on_query_timeout, q);
 	if (!q->sql || !q->timer) {
 		q_free(q);
 		return NULL;
-	}
-	q->params = (char **)(void *)(q->sql + off);
-	len = strlen(sql) + 1;
-	memcpy(q->sql, sql, len);
-	for (i = 0; i < nparams; i++) {
-		q->params[i] = NULL;
-		if (!params[i])
-			continue;
-		n = strlen(params[i]) + 1;
-		q->params[i] = q->sql + len;
-		memcpy(q->params[i], params[i], n);
-		len += n;
 	}
 	q->nparams = nparams;
 	q->db = db;
@@ -952,6 +965,12 @@ int evapi_req_db_query(evapi_req *req, const char *sql, int nparams,
 	db = req->app->db;
 	if (!db || db->closing)
 		return EVAPI_ESTATE;
+	if (db->lite) {
+		evapi__db_conf conf;
+		evapi__db_conf_of(req->app, &conf);
+		return evapi__lite_req_query(req, &conf, sql, nparams, params,
+		                             cb, arg);
+	}
 	if (!(q = q_new(db, sql, nparams, params)))
 		return EVAPI_ENOMEM;
 	q->req = req;
@@ -977,6 +996,12 @@ int evapi_app_db_query(evapi_app *app, const char *sql, int nparams,
 	db = app->db;
 	if (!db || db->closing || app->stopping)
 		return EVAPI_ESTATE;
+	if (db->lite) {
+		evapi__db_conf conf;
+		evapi__db_conf_of(app, &conf);
+		return evapi__lite_app_query(app, &conf, sql, nparams, params,
+		                             cb, arg);
+	}
 	if (!(q = q_new(db, sql, nparams, params)))
 		return EVAPI_ENOMEM;
 	q->app_cb = cb;
@@ -1008,28 +1033,32 @@ int evapi__db_conf_of(const evapi_app *app, evapi__db_conf *conf)
 	if (!db)
 		return EVAPI_ESTATE;
 	conf->url = db->url;
+	conf->lite_path = db->lite_path;
 	conf->acquire_ms = db->acquire_ms;
 	conf->query_ms = db->query_ms;
+	conf->cache_size = db->cache_size;
 	return 0;
 }
 
 int evapi__db_new(evapi_app *app)
 {
 	const evapi_config *cfg = &app->cfg;
-	PQconninfoOption *opts;
+	PQconninfoOption *opts = NULL;
 	char *err = NULL;
 	evapi__db *db;
-	int i;
+	int i, lite;
 
 	if (!cfg->db_url)
 		return 0;
-	if (!(opts = PQconninfoParse(cfg->db_url, &err))) {
+	lite = evapi__lite_url(cfg->db_url);
+	if (!lite && !(opts = PQconninfoParse(cfg->db_url, &err))) {
 		evapi__log(app, EVAPI_LOG_ERROR, "db_url: %s",
 		           err ? err : "out of memory");
 		PQfreemem(err);
 		return err ? EVAPI_EINVAL : EVAPI_ENOMEM;
 	}
-	PQconninfoFree(opts);
+	if (!lite)
+		PQconninfoFree(opts);
 	if (!(db = calloc(1, sizeof *db)))
 		return EVAPI_ENOMEM;
 	app->db = db;
@@ -1042,10 +1071,13 @@ int evapi__db_new(evapi_app *app)
 	TAILQ_INIT(&db->queries);
 	TAILQ_INIT(&db->wait);
 	TAILQ_INIT(&db->ready);
-	db->url = strdup(cfg->db_url);
+	if (!(db->url = strdup(cfg->db_url)))
+		return EVAPI_ENOMEM;
+	if (lite)
+		return evapi__lite_new(app, db->url, &db->lite, &db->lite_path);
 	db->conns = calloc((size_t)db->max, sizeof *db->conns);
 	db->deliver = event_new(app->base, -1, 0, on_deliver, db);
-	if (!db->url || !db->conns || !db->deliver)
+	if (!db->conns || !db->deliver)
 		return EVAPI_ENOMEM;
 	for (i = 0; i < db->max; i++) {
 		dbconn *c = &db->conns[i];
@@ -1091,6 +1123,8 @@ void evapi__db_free(evapi_app *app)
 	if (db->deliver)
 		event_free(db->deliver);
 	free(db->conns);
+	evapi__lite_free(db->lite);
+	free(db->lite_path);
 	free(db->url);
 	free(db);
 	app->db = NULL;

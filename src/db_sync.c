@@ -11,6 +11,10 @@
  * timeout it was opened for; a thread that serves another app's query
  * (an application thread used by two apps) reopens it.
  *
+ * SQLite URLs go to db_sqlite.c, which keeps its own per-thread
+ * connection the same way. evapi_app_db_transaction_sync marks the
+ * thread (in_tx) so the calls it makes leave their transaction open.
+ *
  * Limits are the server's: statement_timeout, set on connecting to
  * db_query_timeout_ms, ends a query past it with SQLSTATE 57014, which
  * evapi__db_classify turns into EVAPI_ETIMEDOUT as on the loop.
@@ -28,6 +32,8 @@ typedef struct tconn {
 	PGconn *pg;
 } tconn;
 
+static __thread int in_tx;     /* evapi_app_db_transaction_sync runs */
+static __thread int tx_failed; /* a query in it failed */
 static pthread_key_t conn_key;
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 static int key_ok;
@@ -141,7 +147,7 @@ static void pg_query(const evapi__db_conf *db, const char *sql, int nparams,
 		return;
 	}
 	/* each call is its own transaction, as on the loop */
-	if (PQtransactionStatus(t->pg) != PQTRANS_IDLE) {
+	if (!in_tx && PQtransactionStatus(t->pg) != PQTRANS_IDLE) {
 		PQclear(PQexec(t->pg, "ROLLBACK"));
 		if (PQstatus(t->pg) == CONNECTION_BAD ||
 		    PQtransactionStatus(t->pg) != PQTRANS_IDLE)
@@ -166,10 +172,60 @@ int evapi_app_db_query_sync(evapi_app *app, const char *sql, int nparams,
 	if (!(res = calloc(1, sizeof *res)))
 		return EVAPI_ENOMEM;
 	res->start_us = evapi__now_us();
-	pg_query(&db, sql, nparams, params, res);
+	if (db.lite_path)
+		evapi__lite_query(&db, sql, nparams, params, res);
+	else
+		pg_query(&db, sql, nparams, params, res);
 	res->end_us = evapi__now_us();
+	if (res->error)
+		tx_failed = 1;
 	*out = res;
 	return res->error;
+}
+
+int evapi__db_in_tx(void)
+{
+	return in_tx;
+}
+
+/* Runs one control statement of a transaction; its error code. */
+static int tx_exec(evapi_app *app, const char *sql)
+{
+	evapi_db_result *res;
+	int rc = evapi_app_db_query_sync(app, sql, 0, NULL, &res);
+	evapi_db_result_free(res);
+	return rc;
+}
+
+int evapi_app_db_transaction_sync(evapi_app *app, evapi_db_tx_fn fn,
+                                  void *arg)
+{
+	evapi__db_conf db;
+	int rc;
+
+	if (!app || !fn)
+		return EVAPI_EINVAL;
+	if (evapi__on_loop_thread())
+		return EVAPI_ETHREAD;
+	if (in_tx || evapi__db_conf_of(app, &db) != 0)
+		return EVAPI_ESTATE;
+	in_tx = 1;
+	tx_failed = 0;
+	/* IMMEDIATE: SQLite takes the write lock now, so a second writer
+	 * waits on busy_timeout here instead of failing at its first write
+	 * (a deferred transaction cannot wait for an upgrade) */
+	if ((rc = tx_exec(app, db.lite_path ? "BEGIN IMMEDIATE" : "BEGIN")) != 0)
+		goto out;
+	rc = fn(app, arg);
+	if (rc == 0 && tx_failed)
+		rc = EVAPI_EDB; /* PostgreSQL would turn COMMIT into ROLLBACK */
+	if (rc == 0)
+		rc = tx_exec(app, "COMMIT");
+	if (rc != 0)
+		tx_exec(app, "ROLLBACK");
+out:
+	in_tx = 0;
+	return rc;
 }
 
 int evapi_req_db_query_sync(evapi_req *req, const char *sql, int nparams,
@@ -188,4 +244,11 @@ void evapi_db_result_free(evapi_db_result *res)
 		return;
 	evapi__db_result_clear(res);
 	free(res);
+}
+
+int evapi_req_db_transaction_sync(evapi_req *req, evapi_db_tx_fn fn,
+                                  void *arg)
+{
+	return req ? evapi_app_db_transaction_sync(req->app, fn, arg)
+	           : EVAPI_EINVAL;
 }

@@ -30,6 +30,18 @@
  * rolled back before the connection is reused): this layer has no
  * multi-statement transactions yet.
  *
+ * SQLite: a db_url of sqlite:///absolute/path (or sqlite://:memory:, one
+ * in-memory database shared by the app's threads) uses SQLite instead,
+ * behind the same calls and results. SQLite has no socket to wait on, so
+ * evapi_req_db_query and evapi_app_db_query then run the query on the
+ * worker pool and continue on the loop, as evapi_req_run_in_pool does
+ * (they may then also return EVAPI_EBUSY: the pool queue is full). Each
+ * thread has its own connection (WAL, synchronous=NORMAL, busy_timeout
+ * db_acquire_timeout_ms, a statement cache of db_statement_cache).
+ * Columns map to JSON by storage class: INTEGER -> integer, REAL ->
+ * real, TEXT -> string, BLOB -> base64 string, NULL -> null. Parameters
+ * ($1.. or ?) are bound, never put into the SQL.
+ *
  * Name resolution of a host name in db_url happens inside libpq's
  * connection start, on the loop: give an address (127.0.0.1) or a unix
  * socket directory (host=/path) rather than a name that needs DNS.
@@ -179,6 +191,28 @@ EVAPI_EXPORT int evapi_app_db_query_sync(evapi_app *app, const char *sql,
                                          int nparams,
                                          const char *const *params,
                                          evapi_db_result **out);
+/** A transaction's body: its evapi_app_db_query_sync /
+ *  evapi_req_db_query_sync calls on this thread run inside it. Return 0
+ *  to commit, anything else to roll back. */
+typedef int (*evapi_db_tx_fn)(evapi_app *app, void *arg);
+
+/** Runs `fn` in one transaction on the calling thread's connection:
+ *  BEGIN IMMEDIATE on SQLite (the write lock is taken at once, so
+ *  concurrent writers wait up to db_acquire_timeout_ms for it, then
+ *  EVAPI_EBUSY) or BEGIN on PostgreSQL; then COMMIT when `fn` returned 0
+ *  and none of its queries failed, else ROLLBACK. Returns 0 (committed),
+ *  `fn`'s own nonzero value, EVAPI_EDB (a query in it failed; rolled
+ *  back), the error of a failed BEGIN or COMMIT, EVAPI_ETHREAD on a loop
+ *  thread, EVAPI_EINVAL, or EVAPI_ESTATE (no database, or already inside
+ *  a transaction on this thread). Thread-safe: yes (not a loop
+ *  thread). */
+EVAPI_EXPORT int evapi_app_db_transaction_sync(evapi_app *app,
+                                               evapi_db_tx_fn fn, void *arg);
+/** evapi_app_db_transaction_sync for the app of `req` (a pool
+ *  handler); `fn` is given that app. Same returns. */
+EVAPI_EXPORT int evapi_req_db_transaction_sync(evapi_req *req,
+                                               evapi_db_tx_fn fn, void *arg);
+
 /** Frees a result of the blocking calls. NULL is a no-op. */
 EVAPI_EXPORT void evapi_db_result_free(evapi_db_result *res);
 
