@@ -227,6 +227,7 @@ static void usage(FILE *f)
 	        "  --database URL postgresql://... or sqlite:///path (default: a\n"
 	        "                 SQLite file in a new temporary directory)\n"
 	        "  --db-slow-ms N every /db/ lookup sleeps N ms in the database\n"
+	        "                 (default: --delay-ms)\n"
 	        "  --quiet        no access log\n");
 }
 
@@ -255,7 +256,7 @@ int main(int argc, char **argv)
 	long long upstream_delay = -1; /* default: --delay-ms */
 	const char *database = NULL;
 	char tmpdir[] = "/tmp/evapi-demo-XXXXXX", dburl[96];
-	unsigned db_slow_ms = 0;
+	long long db_slow_ms = -1; /* default: --delay-ms */
 	int c, rc;
 
 	evapi_config_init(&cfg);
@@ -313,7 +314,7 @@ int main(int argc, char **argv)
 		case 'S':
 			if (evapi_parse_int(optarg, &v) || v < 0 || v > 600000)
 				goto bad;
-			db_slow_ms = (unsigned)v;
+			db_slow_ms = v;
 			break;
 		case 'h':
 			usage(stdout);
@@ -345,7 +346,8 @@ int main(int argc, char **argv)
 		snprintf(dburl, sizeof dburl, "sqlite://%s/demo.db", tmpdir);
 		database = dburl;
 	}
-	demo_db_config(&cfg, database, db_slow_ms);
+	demo_db_config(&cfg, database,
+	               db_slow_ms < 0 ? delay_ms : (unsigned)db_slow_ms);
 	/* One app in this process, or --workers processes on one port. */
 	rc = evapi_app_serve(&cfg, routes, &outbound);
 	if (database == dburl) {

@@ -8,8 +8,7 @@
 #   --base URL        server to test (default http://127.0.0.1:8000)
 #   --delay-ms MS     the server's --delay-ms (default 4000); the verdicts use it
 #   --start BUILD_DIR start BUILD_DIR/examples/demo on a free 127.0.0.1 port
-#                     with --delay-ms MS and --db-slow-ms MS, and stop it
-#                     (by PID) at the end
+#                     with --delay-ms MS, and stop it (by PID) at the end
 #
 # 1. 4 x /async-sleep              -> all finish together after ~1 delay
 # 2. 2 x /slow, then 4 x /async-sleep -> /slow blocks the loop twice in a
@@ -30,9 +29,9 @@
 #                                     LOOP: they run one after the other
 #                                     (~2 delays) and GET / waits behind them
 # (the demo's upstream answers after --delay-ms unless told otherwise, and
-# experiments 6-8 need the demo's --db-slow-ms equal to --delay-ms; its
-# default database is a SQLite file, --database postgresql://... for
-# PostgreSQL)
+# experiments 6-8 need the demo's --db-slow-ms equal to --delay-ms, its
+# default; its default database is a SQLite file, --database
+# postgresql://... for PostgreSQL)
 # Exits 1 if a verdict fails, 2 on a usage or setup error.
 set -euo pipefail
 
@@ -41,13 +40,12 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 usage() {
 	echo "usage:"
-	sed -n '5,13s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+	sed -n '5,12s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
 
 # shellcheck source-path=SCRIPTDIR source=common.sh
 . "$HERE/common.sh"
 parse_args "$@"
-DEMO_ARGS+=(--db-slow-ms "$DELAY_MS") # with --start: the lookups take a delay
 command -v curl >/dev/null || die "curl is not installed"
 setup_server
 
