@@ -70,6 +70,30 @@ static void route_left_open(evapi_req *req, void *arg)
 	reply_rows(req, res);
 }
 
+/* GET /tx?a=..&b=..: inserts a and b into tx_t in one transaction */
+static int insert_two(evapi_app *app, void *arg)
+{
+	evapi_req *req = arg;
+	const char *names[2] = { evapi_req_query(req, "a"),
+	                         evapi_req_query(req, "b") };
+	evapi_db_result *res;
+	int i;
+
+	for (i = 0; i < 2; i++) {
+		evapi_app_db_query_sync(app, "INSERT INTO tx_t VALUES ($1)", 1,
+		                        &names[i], &res);
+		evapi_db_result_free(res);
+	}
+	return 0;
+}
+
+static void route_tx(evapi_req *req, void *arg)
+{
+	int rc = evapi_req_db_transaction_sync(req, insert_two, req);
+	(void)arg;
+	evapi_reply_json(req, 200, json_pack("{s:i}", "rc", rc));
+}
+
 static void start_app(th_server *s, const char *url, int threads,
                       int query_ms)
 {
@@ -90,6 +114,7 @@ static void start_app(th_server *s, const char *url, int threads,
 	                NULL);
 	evapi_app_route(app, EVAPI_GET, "/left-open", EVAPI_POOL,
 	                route_left_open, NULL);
+	evapi_app_route(app, EVAPI_GET, "/tx", EVAPI_POOL, route_tx, NULL);
 	th_server_start(s, app);
 }
 
@@ -248,6 +273,32 @@ static void test_left_open(void)
 	th_server_stop(&s);
 }
 
+/* Both rows or neither: a unique violation in the second insert rolls
+ * back the first. */
+static void test_transaction(void)
+{
+	const th_pg *pg = th_pg_shared();
+	th_server s;
+	th_resp r;
+	char want[32];
+
+	if (!pg || th_pg_exec(pg, "DROP TABLE IF EXISTS tx_t; "
+	                          "CREATE TABLE tx_t (name text UNIQUE)") != 0)
+		return;
+	start_app(&s, pg->url, 1, 0);
+	CHECK_INT(th_http(s.port, "GET", "/tx?a=x&b=y", NULL, &r), ==, 200);
+	CHECK_STR(r.body, "{\"rc\":0}");
+	CHECK_INT(th_http(s.port, "GET", "/tx?a=z&b=x", NULL, &r), ==, 200);
+	snprintf(want, sizeof want, "{\"rc\":%d}", EVAPI_EDB);
+	CHECK_STR(r.body, want);
+	CHECK_INT(th_pg_int(pg, "SELECT count(*) FROM tx_t"), ==, 2);
+	CHECK_INT(th_pg_int(pg, "SELECT count(*) FROM tx_t WHERE name = 'z'"),
+	          ==, 0);
+	/* the worker's connection is usable, outside any transaction */
+	CHECK_INT(q(s.port, "SELECT 1 AS one", NULL, &r), ==, 200);
+	th_server_stop(&s);
+}
+
 static void test_unavailable(void)
 {
 	char url[128];
@@ -308,6 +359,7 @@ static const th_test tests[] = {
 	{ "db_sync.reuse", test_reuse },
 	{ "db_sync.timeout", test_timeout },
 	{ "db_sync.left_open", test_left_open },
+	{ "db_sync.transaction", test_transaction },
 	{ "db_sync.unavailable", test_unavailable },
 	{ "db_sync.app_thread", test_app_thread },
 	{ NULL, NULL }
