@@ -46,11 +46,15 @@ static void reply_rows(evapi_req *req, const evapi_db_result *res)
 		                           (json_int_t)evapi_db_result_affected(res)));
 }
 
+static int cancelled; /* continuations told EVAPI_ECANCELED */
+
 static void q_done(evapi_req *req, int status, const evapi_db_result *res,
                    void *arg)
 {
 	(void)arg;
-	if (status == 0)
+	if (status == EVAPI_ECANCELED)
+		__atomic_add_fetch(&cancelled, 1, __ATOMIC_SEQ_CST);
+	else
 		reply_rows(req, res);
 }
 
@@ -415,6 +419,35 @@ static void test_inline_via_pool(void)
 	th_server_stop(&s);
 }
 
+/* The client leaves while its query runs on a worker: the query ends at
+ * its timeout, the continuation is told EVAPI_ECANCELED, nothing is
+ * left in flight (th_server_stop checks) or leaked. */
+static void test_client_gone(void)
+{
+	static const char body[] =
+		"{\"sql\":\"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT "
+		"x + 1 FROM c WHERE x < 100000000) SELECT count(*) FROM c\"}";
+	char raw[512];
+	evapi_config cfg;
+	th_server s;
+	double until;
+
+	th_config(&cfg);
+	cfg.db_query_timeout_ms = 800;
+	start_app(&s, "sqlite://:memory:", &cfg);
+	__atomic_store_n(&cancelled, 0, __ATOMIC_SEQ_CST);
+	snprintf(raw, sizeof raw,
+	         "POST /q HTTP/1.1\r\nHost: x\r\nContent-Type: "
+	         "application/json\r\nContent-Length: %zu\r\n\r\n%s",
+	         strlen(body), body);
+	th_send_and_close(s.port, raw, 200);
+	until = th_now() + 5;
+	while (!__atomic_load_n(&cancelled, __ATOMIC_SEQ_CST) && th_now() < until)
+		th_sleep_ms(20);
+	CHECK_INT(__atomic_load_n(&cancelled, __ATOMIC_SEQ_CST), ==, 1);
+	th_server_stop(&s);
+}
+
 static void test_tx_rollback(void)
 {
 	th_server s;
@@ -459,6 +492,7 @@ static const th_test tests[] = {
 	{ "sqlite.injection", test_injection },
 	{ "sqlite.concurrent_writers", test_concurrent_writers },
 	{ "sqlite.inline_via_pool", test_inline_via_pool },
+	{ "sqlite.client_gone", test_client_gone },
 	{ "sqlite.tx_rollback", test_tx_rollback },
 	{ "sqlite.bad_url", test_bad_url },
 	{ NULL, NULL }
