@@ -68,6 +68,8 @@ struct dbq {
 	char **params;           /* in the same block as sql */
 	dbconn *conn;            /* while running */
 	struct event *timer;     /* acquire timeout, then query timeout */
+	evapi_db_tx *tx;         /* the transaction it runs in, until it ends */
+	int ends_tx;             /* COMMIT or ROLLBACK of tx */
 	evapi_db_result res;
 };
 
@@ -88,6 +90,7 @@ typedef struct cancel_job {
 
 struct dbconn {
 	evapi__db *db;
+	evapi_db_tx *tx;         /* pinned to this transaction, or NULL */
 	int state;
 	PGconn *pg;
 	struct event *ev;        /* the socket */
@@ -108,6 +111,19 @@ struct dbconn {
 
 TAILQ_HEAD(dbq_list, dbq);
 
+/* A transaction pinned to one connection: from its BEGIN getting a
+ * connection until its COMMIT or ROLLBACK ends (or its request goes
+ * away), the connection serves its queries only, one at a time. */
+struct evapi_db_tx {
+	TAILQ_ENTRY(evapi_db_tx) link; /* db->txs */
+	evapi__db *db;
+	evapi_req *req;          /* holds a reference and a pending count */
+	dbconn *conn;            /* once BEGIN has one; NULL if it broke */
+	dbq *q;                  /* the statement in flight, or NULL */
+	int began;               /* BEGIN succeeded */
+};
+TAILQ_HEAD(tx_list, evapi_db_tx);
+
 struct evapi__db {
 	evapi_app *app;
 	char *url;
@@ -116,6 +132,7 @@ struct evapi__db {
 	dbconn *conns;           /* max slots */
 	dbconn *idle;
 	struct dbq_list queries, wait, ready;
+	struct tx_list txs;
 	int nwait;
 	struct event *deliver;
 	int closing;
@@ -133,15 +150,47 @@ static void conn_after(dbconn *c);
 static void conn_close(dbconn *c);
 static void pump(evapi__db *db);
 
+/* The transaction is over: its connection goes back to the pool (through
+ * conn_after, which rolls back what is still open), the request's
+ * pending count and reference are dropped. The request stays alive: the
+ * caller's query still holds it, or the caller is req_gone. */
+static void tx_end(evapi_db_tx *tx)
+{
+	evapi__db *db = tx->db;
+	dbconn *c = tx->conn;
+
+	TAILQ_REMOVE(&db->txs, tx, link);
+	if (tx->q)
+		tx->q->tx = NULL;
+	if (c) {
+		c->tx = NULL;
+		/* parked between statements: release it now */
+		if (c->step == S_NONE && !c->cancel && !c->q)
+			conn_after(c);
+	}
+	tx->req->pending--;
+	evapi__req_unref(tx->req);
+	free(tx);
+}
+
 /* The query's result is final: it goes to the ready list; the
  * continuation runs from the deliver event. `pg` is stolen. */
 static void q_finish(dbq *q, int error, PGresult *pg, const char *msg)
 {
 	evapi__db *db = q->db;
+	evapi_db_tx *tx = q->tx;
 
 	if (q->state == Q_READY) {
 		PQclear(pg);
 		return;
+	}
+	if (tx) {
+		tx->q = NULL;
+		q->tx = NULL;
+		if (!tx->began && !error && !(pg && evapi__db_failed(pg)))
+			tx->began = 1;
+		else if (!tx->began || q->ends_tx)
+			tx_end(tx); /* BEGIN failed, or COMMIT/ROLLBACK done */
 	}
 	if (q->state == Q_WAITING) {
 		TAILQ_REMOVE(&db->wait, q, link);
@@ -268,6 +317,10 @@ static void conn_close(dbconn *c)
 	if (c->q)
 		q_finish(c->q, EVAPI_EUNAVAIL, NULL,
 		         "the database connection was closed");
+	if (c->tx) {
+		c->tx->conn = NULL; /* its next statement fails */
+		c->tx = NULL;
+	}
 	if (c->cancel)
 		c->cancel->conn = NULL; /* its completion finds no connection */
 	c->cancel = NULL;
@@ -541,6 +594,10 @@ static void conn_run(dbconn *c, dbq *q)
 	c->state = C_BUSY;
 	c->q = q;
 	q->conn = c;
+	if (q->tx && !q->tx->conn) {
+		q->tx->conn = c; /* BEGIN: pinned from now on */
+		c->tx = q->tx;
+	}
 	q->state = Q_RUNNING;
 	tv.tv_sec = db->query_ms / 1000;
 	tv.tv_usec = (db->query_ms % 1000) * 1000;
@@ -644,6 +701,12 @@ static void conn_after(dbconn *c)
 {
 	if (c->step != S_NONE || c->cancel)
 		return; /* the step's end or the cancel's completion calls us */
+	if (c->tx && PQtransactionStatus(c->pg) != PQTRANS_UNKNOWN) {
+		/* between a pinned transaction's statements: wait for the
+		 * next, watching for the server closing the connection */
+		conn_watch(c, EV_READ);
+		return;
+	}
 	switch (PQtransactionStatus(c->pg)) {
 	case PQTRANS_IDLE:
 		conn_idle(c);
@@ -1010,11 +1073,110 @@ int evapi_app_db_query(evapi_app *app, const char *sql, int nparams,
 	return 0;
 }
 
+/* ---- transactions --------------------------------------------------------- */
+
+int evapi_req_db_begin(evapi_req *req, evapi_db_tx **out, evapi_db_cb cb,
+                       void *arg)
+{
+	evapi__db *db;
+	evapi_db_tx *tx;
+	dbq *q;
+
+	if (out)
+		*out = NULL;
+	if (!req || !out || !cb)
+		return EVAPI_EINVAL;
+	if (!evapi__is_loop_thread(req))
+		return EVAPI_ETHREAD;
+	if (req->gone)
+		return EVAPI_EGONE;
+	db = req->app->db;
+	if (!db || db->closing || db->lite)
+		return EVAPI_ESTATE;
+	if (!(tx = calloc(1, sizeof *tx)))
+		return EVAPI_ENOMEM;
+	if (!(q = q_new(db, "BEGIN", 0, NULL))) {
+		free(tx);
+		return EVAPI_ENOMEM;
+	}
+	tx->db = db;
+	tx->req = req;
+	tx->q = q;
+	TAILQ_INSERT_TAIL(&db->txs, tx, link);
+	req->pending++; /* the transaction's own, until it ends */
+	req->refs++;
+	q->tx = tx;
+	q->req = req;
+	q->cb = cb;
+	q->arg = arg;
+	req->pending++;
+	req->refs++;
+	*out = tx;
+	submit(db, q);
+	return 0;
+}
+
+/* A statement of transaction `tx` on its pinned connection. */
+static int tx_send(evapi_db_tx *tx, const char *sql, int nparams,
+                   const char *const *params, int ends, evapi_db_cb cb,
+                   void *arg)
+{
+	evapi_req *req;
+	dbq *q;
+
+	if (!tx || !cb || !evapi__db_args_valid(sql, nparams, params))
+		return EVAPI_EINVAL;
+	req = tx->req;
+	if (!evapi__is_loop_thread(req))
+		return EVAPI_ETHREAD;
+	if (req->gone)
+		return EVAPI_EGONE;
+	if (tx->q)
+		return EVAPI_EBUSY; /* one statement at a time */
+	if (tx->began && !tx->conn && ends) {
+		tx_end(tx); /* its connection broke: nothing to end there */
+		return EVAPI_ESTATE;
+	}
+	if (!tx->conn || tx->db->closing)
+		return EVAPI_ESTATE; /* not begun, or its connection broke */
+	if (!(q = q_new(tx->db, sql, nparams, params)))
+		return EVAPI_ENOMEM;
+	q->tx = tx;
+	q->ends_tx = ends;
+	q->req = req;
+	q->cb = cb;
+	q->arg = arg;
+	req->pending++;
+	req->refs++;
+	tx->q = q;
+	TAILQ_INSERT_TAIL(&tx->db->queries, q, all);
+	q->res.start_us = evapi__now_us();
+	conn_run(tx->conn, q);
+	return 0;
+}
+
+int evapi_db_tx_query(evapi_db_tx *tx, const char *sql, int nparams,
+                      const char *const *params, evapi_db_cb cb, void *arg)
+{
+	return tx_send(tx, sql, nparams, params, 0, cb, arg);
+}
+
+int evapi_db_tx_commit(evapi_db_tx *tx, evapi_db_cb cb, void *arg)
+{
+	return tx_send(tx, "COMMIT", 0, NULL, 1, cb, arg);
+}
+
+int evapi_db_tx_rollback(evapi_db_tx *tx, evapi_db_cb cb, void *arg)
+{
+	return tx_send(tx, "ROLLBACK", 0, NULL, 1, cb, arg);
+}
+
 /* ---- the app's side ----------------------------------------------------- */
 
 void evapi__db_req_gone(evapi_req *req)
 {
 	evapi__db *db = req->app->db;
+	evapi_db_tx *tx, *tnext;
 	dbq *q, *next;
 
 	if (!db)
@@ -1023,6 +1185,12 @@ void evapi__db_req_gone(evapi_req *req)
 		next = TAILQ_NEXT(q, all);
 		if (q->req == req)
 			q_cancel(q, EVAPI_ECANCELED, "the request went away");
+	}
+	/* its transactions are rolled back as their connections come free */
+	for (tx = TAILQ_FIRST(&db->txs); tx; tx = tnext) {
+		tnext = TAILQ_NEXT(tx, link);
+		if (tx->req == req)
+			tx_end(tx);
 	}
 }
 
@@ -1071,6 +1239,7 @@ int evapi__db_new(evapi_app *app)
 	TAILQ_INIT(&db->queries);
 	TAILQ_INIT(&db->wait);
 	TAILQ_INIT(&db->ready);
+	TAILQ_INIT(&db->txs);
 	if (!(db->url = strdup(cfg->db_url)))
 		return EVAPI_ENOMEM;
 	if (lite)
@@ -1109,6 +1278,9 @@ void evapi__db_free(evapi_app *app)
 		next = TAILQ_NEXT(q, all);
 		q_cancel(q, EVAPI_ECANCELED, "the app stopped");
 	}
+	/* requests were cut before (their transactions ended then) */
+	while (!TAILQ_EMPTY(&db->txs))
+		tx_end(TAILQ_FIRST(&db->txs));
 	if (db->deliver)
 		on_deliver(-1, 0, db);
 	for (i = 0; db->conns && i < db->max; i++) {

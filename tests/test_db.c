@@ -153,6 +153,92 @@ static void route_pool_q(evapi_req *req, void *arg)
 	evapi_reply_json(req, 200, json_pack("{s:i}", "rc", rc));
 }
 
+/* GET /tx?a=..&b=..[&sleep=S]: in one transaction pinned to a connection,
+ * insert a, (sleep), insert b; commit, or roll back when b fails. Replies
+ * with both statements' transaction ids. */
+typedef struct txr {
+	evapi_db_tx *tx;
+	int step;
+	json_t *ids;
+} txr;
+
+static void tx_step(evapi_req *req, int status, const evapi_db_result *res,
+                    void *arg)
+{
+	txr *t = arg;
+	const char *sql = NULL, *p[1] = { NULL };
+	int rc = 0;
+
+	if (status != 0) {
+		ADD(&cancelled, 1);
+		json_decref(t->ids);
+		free(t);
+		return;
+	}
+	if (t->step == 4) { /* COMMIT or ROLLBACK done */
+		evapi_reply_json(req, evapi_db_result_error(res) ? 500 : 200,
+		                 t->ids);
+		free(t);
+		return;
+	}
+	if (evapi_db_result_error(res)) {
+		if (t->step == 0) { /* BEGIN failed: the transaction is over */
+			evapi_reply_db_error(req, res);
+			json_decref(t->ids);
+			free(t);
+			return;
+		}
+		t->step = 4;
+		json_array_append_new(t->ids, json_string("rolled back"));
+		rc = evapi_db_tx_rollback(t->tx, tx_step, t);
+	} else {
+		if ((t->step == 1 || t->step == 3) &&
+		    evapi_db_result_ntuples(res) == 1)
+			json_array_append_new(
+				t->ids, json_string(evapi_db_result_value(res, 0, 0)));
+		switch (t->step++) {
+		case 0:
+			sql = "INSERT INTO tx_t VALUES ($1) RETURNING txid_current()";
+			p[0] = evapi_req_query(req, "a");
+			break;
+		case 1:
+			sql = "SELECT pg_sleep($1::float8) /* evapi-tx-sleep */";
+			p[0] = evapi_req_query(req, "sleep");
+			if (!p[0])
+				p[0] = "0";
+			break;
+		case 2:
+			sql = "INSERT INTO tx_t VALUES ($1) RETURNING txid_current()";
+			p[0] = evapi_req_query(req, "b");
+			break;
+		default:
+			t->step = 4;
+			rc = evapi_db_tx_commit(t->tx, tx_step, t);
+		}
+		if (sql)
+			rc = evapi_db_tx_query(t->tx, sql, 1, p, tx_step, t);
+	}
+	if (rc != 0) {
+		evapi_reply_error(req, 500, evapi_strerror(rc));
+		json_decref(t->ids);
+		free(t);
+	}
+}
+
+static void route_tx(evapi_req *req, void *arg)
+{
+	txr *t = calloc(1, sizeof *t);
+	int rc;
+	(void)arg;
+
+	t->ids = json_array();
+	if ((rc = evapi_req_db_begin(req, &t->tx, tx_step, t)) != 0) {
+		evapi_reply_error(req, 500, evapi_strerror(rc));
+		json_decref(t->ids);
+		free(t);
+	}
+}
+
 /* cfg NULL: the defaults of th_config with the url */
 static void start_app(th_server *s, const char *url, evapi_config *cfg)
 {
@@ -173,6 +259,7 @@ static void start_app(th_server *s, const char *url, evapi_config *cfg)
 	                NULL);
 	evapi_app_route(app, EVAPI_GET, "/one", EVAPI_INLINE, route_one, NULL);
 	evapi_app_route(app, EVAPI_GET, "/fan", EVAPI_INLINE, route_fan, NULL);
+	evapi_app_route(app, EVAPI_GET, "/tx", EVAPI_INLINE, route_tx, NULL);
 	th_server_start(s, app);
 }
 
@@ -794,6 +881,52 @@ static void test_restart(void)
 	free(b);
 }
 
+/* Statements of one transaction share its id and its connection; a
+ * failed one rolls back the rest; a client that leaves mid-transaction
+ * gets it cancelled and rolled back, and the connection comes back. */
+static void test_transaction(void)
+{
+	const th_pg *pg = th_pg_shared();
+	evapi_config cfg;
+	th_server s;
+	th_resp r;
+	json_t *ids;
+
+	if (!pg || th_pg_exec(pg, "DROP TABLE IF EXISTS tx_t; "
+	                          "CREATE TABLE tx_t (name text UNIQUE)") != 0)
+		return;
+	th_config(&cfg);
+	cfg.db_max_connections = 2;
+	start_app(&s, pg->url, &cfg);
+	CHECK_INT(th_http(s.port, "GET", "/tx?a=x&b=y", NULL, &r), ==, 200);
+	ids = body_json(&r);
+	CHECK_INT(json_array_size(ids), ==, 2);
+	CHECK_STR(json_string_value(json_array_get(ids, 0)),
+	          json_string_value(json_array_get(ids, 1)));
+	json_decref(ids);
+	CHECK_INT(th_pg_int(pg, "SELECT count(*) FROM tx_t"), ==, 2);
+	/* b violates UNIQUE: a is rolled back with it */
+	CHECK_INT(th_http(s.port, "GET", "/tx?a=z&b=x", NULL, &r), ==, 200);
+	CHECK_CONTAINS(r.body, "rolled back");
+	CHECK_INT(th_pg_int(pg, "SELECT count(*) FROM tx_t WHERE name = 'z'"),
+	          ==, 0);
+	/* the client leaves while the transaction sleeps */
+	cancelled = 0;
+	th_send_and_close(s.port,
+	                  "GET /tx?a=w&b=v&sleep=20 HTTP/1.1\r\nHost: x\r\n\r\n",
+	                  300);
+	CHECK(wait_inactive(pg, "evapi-tx-sleep", 3.0));
+	CHECK_INT(th_pg_int(pg, "SELECT count(*) FROM tx_t WHERE name = 'w'"),
+	          ==, 0);
+	CHECK_INT(LOAD(&cancelled), ==, 1);
+	/* both connections serve again, none left in a transaction */
+	CHECK_INT(th_http(s.port, "GET", "/tx?a=u&b=t", NULL, &r), ==, 200);
+	CHECK_INT(th_http(s.port, "GET", "/one", NULL, &r), ==, 200);
+	CHECK_INT(th_pg_int(pg, "SELECT count(*) FROM pg_stat_activity WHERE "
+	                        "state LIKE 'idle in transaction%'"), ==, 0);
+	th_server_stop(&s);
+}
+
 static const th_test tests[] = {
 	{ "db.types", test_types },
 	{ "db.injection", test_injection },
@@ -807,6 +940,7 @@ static const th_test tests[] = {
 	{ "db.rollback", test_rollback },
 	{ "db.statement_cache", test_statement_cache },
 	{ "db.app_query", test_app_query },
+	{ "db.transaction", test_transaction },
 	{ "db.down_at_start", test_down_at_start },
 	{ "db.restart", test_restart },
 	{ NULL, NULL }

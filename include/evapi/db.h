@@ -27,8 +27,8 @@
  *   cancelled query drained, a transaction left open rolled back.
  *
  * Each query is its own transaction unless it leaves one open (which is
- * rolled back before the connection is reused): this layer has no
- * multi-statement transactions yet.
+ * rolled back before the connection is reused); evapi_req_db_begin pins
+ * one connection to a multi-statement transaction.
  *
  * SQLite: a db_url of sqlite:///absolute/path (or sqlite://:memory:, one
  * in-memory database shared by the app's threads) uses SQLite instead,
@@ -158,6 +158,43 @@ typedef void (*evapi_app_db_cb)(evapi_app *app, const evapi_db_result *res,
 EVAPI_EXPORT int evapi_app_db_query(evapi_app *app, const char *sql,
                                     int nparams, const char *const *params,
                                     evapi_app_db_cb cb, void *arg);
+
+/** A PostgreSQL transaction pinned to one connection of the pool across
+ *  continuations (asyncpg's `async with conn.transaction()`). Opaque. */
+typedef struct evapi_db_tx evapi_db_tx;
+
+/** Takes a connection for `req` and sends BEGIN on it; `*tx` is set at
+ *  once. `cb` runs once, on the loop, with BEGIN's result: when it holds
+ *  no error the connection now serves this transaction only, through
+ *  evapi_db_tx_query, until evapi_db_tx_commit or evapi_db_tx_rollback
+ *  has run; when it holds an error (or status is EVAPI_ECANCELED) the
+ *  transaction is already over and `*tx` must not be used again. If the
+ *  request goes away first (client left, deadline, app cut), its
+ *  statement is cancelled and the transaction rolled back. Commit or
+ *  roll back before replying: an open transaction keeps its connection
+ *  and its request until then. Returns as evapi_req_db_query, and
+ *  EVAPI_ESTATE for a SQLite database (there: the blocking
+ *  evapi_req_db_transaction_sync). Loop thread only. */
+EVAPI_EXPORT int evapi_req_db_begin(evapi_req *req, evapi_db_tx **tx,
+                                    evapi_db_cb cb, void *arg);
+/** One statement in the transaction, like evapi_req_db_query but on its
+ *  connection; one at a time. A failed statement leaves the transaction
+ *  failed (roll it back). Returns 0 (then `cb` runs once), EVAPI_EBUSY
+ *  (a statement is still in flight), EVAPI_ESTATE (BEGIN has not
+ *  succeeded, or the connection broke), EVAPI_EGONE, EVAPI_EINVAL,
+ *  EVAPI_ENOMEM, EVAPI_ETHREAD. Loop thread only. */
+EVAPI_EXPORT int evapi_db_tx_query(evapi_db_tx *tx, const char *sql,
+                                   int nparams, const char *const *params,
+                                   evapi_db_cb cb, void *arg);
+/** COMMIT (a failed transaction commits as ROLLBACK: look at
+ *  evapi_db_result_error of the statements) or ROLLBACK; the transaction
+ *  is over when `cb` runs, and `tx` is freed. Returns as
+ *  evapi_db_tx_query; EVAPI_ESTATE when the connection broke, and then
+ *  the transaction is over and `tx` freed at once. Loop thread only. */
+EVAPI_EXPORT int evapi_db_tx_commit(evapi_db_tx *tx, evapi_db_cb cb,
+                                    void *arg);
+EVAPI_EXPORT int evapi_db_tx_rollback(evapi_db_tx *tx, evapi_db_cb cb,
+                                      void *arg);
 
 /* ---- on the pool (blocking) --------------------------------------------- */
 
