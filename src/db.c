@@ -1006,6 +1006,17 @@ static dbq *q_new(evapi__db *db, const char *sql, int nparams,
 	return q;
 }
 
+/* `q` answers `cb` on behalf of `req`, which it keeps alive and
+ * pending until delivered. */
+static void q_for_req(dbq *q, evapi_req *req, evapi_db_cb cb, void *arg)
+{
+	q->req = req;
+	q->cb = cb;
+	q->arg = arg;
+	req->pending++;
+	req->refs++;
+}
+
 int evapi__db_args_valid(const char *sql, int nparams,
                          const char *const *params)
 {
@@ -1036,11 +1047,7 @@ int evapi_req_db_query(evapi_req *req, const char *sql, int nparams,
 	}
 	if (!(q = q_new(db, sql, nparams, params)))
 		return EVAPI_ENOMEM;
-	q->req = req;
-	q->cb = cb;
-	q->arg = arg;
-	req->pending++;
-	req->refs++;
+	q_for_req(q, req, cb, arg);
 	submit(db, q);
 	return 0;
 }
@@ -1106,11 +1113,7 @@ int evapi_req_db_begin(evapi_req *req, evapi_db_tx **out, evapi_db_cb cb,
 	req->pending++; /* the transaction's own, until it ends */
 	req->refs++;
 	q->tx = tx;
-	q->req = req;
-	q->cb = cb;
-	q->arg = arg;
-	req->pending++;
-	req->refs++;
+	q_for_req(q, req, cb, arg);
 	*out = tx;
 	submit(db, q);
 	return 0;
@@ -1143,11 +1146,7 @@ static int tx_send(evapi_db_tx *tx, const char *sql, int nparams,
 		return EVAPI_ENOMEM;
 	q->tx = tx;
 	q->ends_tx = ends;
-	q->req = req;
-	q->cb = cb;
-	q->arg = arg;
-	req->pending++;
-	req->refs++;
+	q_for_req(q, req, cb, arg);
 	tx->q = q;
 	TAILQ_INSERT_TAIL(&tx->db->queries, q, all);
 	q->res.start_us = evapi__now_us();
