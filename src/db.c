@@ -141,6 +141,7 @@ struct evapi__db {
 	int64_t retry_at_us;     /* no connection attempt before this */
 	char last_error[256];
 	evapi__lite *lite;       /* a sqlite:// URL (db_sqlite.c): no conns */
+	evapi__listen *listen;   /* LISTEN/NOTIFY (db_listen.c), or NULL */
 	char *lite_path;
 };
 
@@ -1193,6 +1194,11 @@ void evapi__db_req_gone(evapi_req *req)
 	}
 }
 
+evapi__listen **evapi__db_listen_slot(evapi_app *app)
+{
+	return app->db ? &app->db->listen : NULL;
+}
+
 int evapi__db_conf_of(const evapi_app *app, evapi__db_conf *conf)
 {
 	const evapi__db *db = app->db;
@@ -1294,6 +1300,7 @@ void evapi__db_free(evapi_app *app)
 	if (db->deliver)
 		event_free(db->deliver);
 	free(db->conns);
+	evapi__listen_free(db->listen);
 	evapi__lite_free(db->lite);
 	free(db->lite_path);
 	free(db->url);

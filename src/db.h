@@ -1,7 +1,7 @@
 /*
  * db.h: what db.c (the pool on the loop) and db_result.c (results, JSON,
- * errors) and db_sync.c (the blocking calls) share. Never installed;
- * only these files include libpq.
+ * errors), db_sync.c (the blocking calls), db_sqlite.c and db_listen.c
+ * share. Never installed; only these files include libpq.
  */
 #ifndef EVAPI_DB_PRIVATE_H
 #define EVAPI_DB_PRIVATE_H
@@ -68,6 +68,14 @@ EVAPI_HIDDEN int evapi__db_conf_of(const evapi_app *app, evapi__db_conf *conf);
 EVAPI_HIDDEN void evapi__db_result_msg(evapi_db_result *res, const char *msg);
 /* Frees what a SQLite result holds. */
 EVAPI_HIDDEN void evapi__db_rows_free(evapi__db_rows *rows);
+
+/* ---- LISTEN/NOTIFY (db_listen.c) ---------------------------------------- */
+
+typedef struct evapi__listen evapi__listen;
+/* Where the app keeps its listener (NULL until the first listen), or
+ * NULL without a database. Loop thread. */
+EVAPI_HIDDEN evapi__listen **evapi__db_listen_slot(evapi_app *app);
+EVAPI_HIDDEN void evapi__listen_free(evapi__listen *l);
 
 /* ---- SQLite (db_sqlite.c) ----------------------------------------------- */
 

@@ -881,6 +881,75 @@ static void test_restart(void)
 	free(b);
 }
 
+/* LISTEN/NOTIFY: notifications reach the loop; after a server restart
+ * the listener reconnects and listens again. */
+static pthread_mutex_t note_mu = PTHREAD_MUTEX_INITIALIZER;
+static int notes;
+static char last_note[64];
+
+static void on_note(evapi_app *app, const char *channel, const char *payload,
+                    void *arg)
+{
+	(void)app;
+	(void)arg;
+	pthread_mutex_lock(&note_mu);
+	notes++;
+	snprintf(last_note, sizeof last_note, "%s:%s", channel, payload);
+	pthread_mutex_unlock(&note_mu);
+}
+
+static int listen_hook(evapi_app *app, void *arg)
+{
+	(void)arg;
+	return evapi_app_db_listen(app, "evapi_news", on_note, NULL);
+}
+
+/* NOTIFY until the listener reports `want` (the server may not have
+ * seen the LISTEN yet); 1 when it did within `secs`. */
+static int notified(const th_pg *pg, const char *payload, double secs)
+{
+	double until = th_now() + secs;
+	char sql[128], want[96];
+	int ok = 0;
+
+	snprintf(sql, sizeof sql, "NOTIFY evapi_news, '%s'", payload);
+	snprintf(want, sizeof want, "evapi_news:%s", payload);
+	while (!ok && th_now() < until) {
+		th_pg_exec(pg, sql);
+		th_sleep_ms(100);
+		pthread_mutex_lock(&note_mu);
+		ok = strcmp(last_note, want) == 0;
+		pthread_mutex_unlock(&note_mu);
+	}
+	return ok;
+}
+
+static void test_listen(void)
+{
+	evapi_config cfg;
+	evapi_app *app;
+	th_pg pg;
+	th_server s;
+
+	if (own_pg(&pg, 1) != 0)
+		return;
+	th_config(&cfg);
+	cfg.db_url = pg.url;
+	app = evapi_app_new(&cfg);
+	CHECK(app != NULL);
+	CHECK_INT(evapi_app_db_listen(app, "bad name", on_note, NULL), ==,
+	          EVAPI_EINVAL);
+	evapi_app_on_startup(app, listen_hook, NULL);
+	th_server_start(&s, app);
+	CHECK(notified(&pg, "one", 5.0));
+	th_pg_down(&pg);
+	CHECK_INT(th_pg_up(&pg), ==, 0);
+	CHECK(notified(&pg, "two", 10.0));
+	CHECK_CONTAINS(th_log(), "database listener down");
+	th_server_stop(&s);
+	th_pg_free(&pg);
+}
+
 /* Statements of one transaction share its id and its connection; a
  * failed one rolls back the rest; a client that leaves mid-transaction
  * gets it cancelled and rolled back, and the connection comes back. */
@@ -943,6 +1012,7 @@ static const th_test tests[] = {
 	{ "db.transaction", test_transaction },
 	{ "db.down_at_start", test_down_at_start },
 	{ "db.restart", test_restart },
+	{ "db.listen", test_listen },
 	{ NULL, NULL }
 };
 

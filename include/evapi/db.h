@@ -196,6 +196,26 @@ EVAPI_EXPORT int evapi_db_tx_commit(evapi_db_tx *tx, evapi_db_cb cb,
 EVAPI_EXPORT int evapi_db_tx_rollback(evapi_db_tx *tx, evapi_db_cb cb,
                                       void *arg);
 
+/** A notification, on the loop: `channel` and `payload` ("" when none)
+ *  are borrowed until the callback returns. */
+typedef void (*evapi_db_notify_cb)(evapi_app *app, const char *channel,
+                                   const char *payload, void *arg);
+
+/** Subscribes `cb` to PostgreSQL NOTIFY on `channel` (letters, digits
+ *  and _, at most 63; matched as written, so use lower case as NOTIFY
+ *  without quotes does). The first call opens one dedicated connection
+ *  (not one of the query pool's) that LISTENs to every subscribed
+ *  channel; if it is lost it is reopened (100 ms doubling to 2 s between
+ *  attempts) and every LISTEN sent again, so subscriptions survive a
+ *  server restart; notifications sent meanwhile are lost. Each
+ *  notification calls every callback of its channel, on the loop, in
+ *  subscription order. Returns 0, EVAPI_EINVAL, EVAPI_ENOMEM,
+ *  EVAPI_ETHREAD, or EVAPI_ESTATE (no PostgreSQL db_url). Subscriptions
+ *  last until evapi_app_free. Loop thread only (a startup hook, a
+ *  handler). */
+EVAPI_EXPORT int evapi_app_db_listen(evapi_app *app, const char *channel,
+                                     evapi_db_notify_cb cb, void *arg);
+
 /* ---- on the pool (blocking) --------------------------------------------- */
 
 /** Runs `sql` like evapi_req_db_query, but blocking, on a connection of
