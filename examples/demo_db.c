@@ -10,6 +10,10 @@
  *                                    the driver's blocking API ON THE
  *                                    LOOP, the anti-pattern, kept on
  *                                    purpose; the watchdog names it
+ *   GET /db/notifications            PostgreSQL only: server-sent events,
+ *                                    one per NOTIFY demo_news
+ *   POST /db/notify                  PostgreSQL only: NOTIFY demo_news
+ *                                    with the body as payload
  *
  * A start-up hook creates and seeds `users` (100 rows). --db-slow-ms N
  * makes every lookup take N ms in the database: pg_sleep on PostgreSQL,
@@ -174,6 +178,90 @@ static void db_blocking_user(evapi_req *req, void *arg)
 		                           "email", email));
 }
 
+/* ---- LISTEN/NOTIFY as server-sent events (PostgreSQL) --------------------- */
+
+#define MAX_WATCHERS 64
+
+static evapi_stream *watchers[MAX_WATCHERS]; /* loop thread only */
+static long long note_id;
+
+static void watcher_gone(evapi_stream *s, int status, void *arg)
+{
+	int i;
+	(void)arg;
+	if (status != EVAPI_ECANCELED)
+		return;
+	for (i = 0; i < MAX_WATCHERS; i++)
+		if (watchers[i] == s)
+			watchers[i] = NULL;
+	evapi_stream_close(s);
+}
+
+static void on_news(evapi_app *app, const char *channel, const char *payload,
+                    void *arg)
+{
+	char id[24];
+	int i;
+	(void)app;
+	(void)arg;
+	snprintf(id, sizeof id, "%lld", note_id++);
+	for (i = 0; i < MAX_WATCHERS; i++)
+		if (watchers[i])
+			evapi_sse_send(watchers[i], channel, id, payload);
+}
+
+static int needs_pg(evapi_req *req)
+{
+	if (!lite)
+		return 0;
+	evapi_reply_error(req, 501, "Needs PostgreSQL: --database postgresql://...");
+	return -1;
+}
+
+static void notifications(evapi_req *req, void *arg)
+{
+	int i;
+	(void)arg;
+	if (needs_pg(req) != 0)
+		return;
+	for (i = 0; i < MAX_WATCHERS && watchers[i]; i++)
+		;
+	if (i == MAX_WATCHERS) {
+		evapi_reply_error(req, 503, "Too many listeners");
+		return;
+	}
+	if (!(watchers[i] = evapi_reply_sse(req, 15000)))
+		return;
+	evapi_stream_set_cb(watchers[i], watcher_gone, NULL);
+}
+
+static void notify_done(evapi_req *req, int status, const evapi_db_result *res,
+                        void *arg)
+{
+	(void)arg;
+	if (status != 0)
+		return;
+	if (evapi_db_result_error(res))
+		evapi_reply_db_error(req, res);
+	else
+		evapi_reply_json(req, 200, json_pack("{s:s}", "status", "sent"));
+}
+
+static void notify(evapi_req *req, void *arg)
+{
+	size_t len = 0;
+	const char *body = evapi_req_body(req, &len);
+	char payload[1024];
+	const char *p[1] = { payload };
+	(void)arg;
+	if (needs_pg(req) != 0)
+		return;
+	snprintf(payload, sizeof payload, "%.*s", (int)len, body ? body : "");
+	if (evapi_req_db_query(req, "SELECT pg_notify('demo_news', $1)", 1, p,
+	                       notify_done, NULL) != 0)
+		evapi_reply_error(req, 500, "cannot start the query");
+}
+
 /* ---- schema and seed at start-up --------------------------------------- */
 
 static void seeded(evapi_app *app, const evapi_db_result *res, void *arg)
@@ -204,6 +292,8 @@ static void created(evapi_app *app, const evapi_db_result *res, void *arg)
 static int create_tables(evapi_app *app, void *arg)
 {
 	(void)arg;
+	if (!lite && evapi_app_db_listen(app, "demo_news", on_news, NULL) != 0)
+		return -1;
 	return evapi_app_db_query(app,
 	                          "CREATE TABLE IF NOT EXISTS users ("
 	                          "id INTEGER PRIMARY KEY, name TEXT NOT NULL, "
@@ -246,5 +336,9 @@ int demo_db_routes(evapi_app *app)
 	                      EVAPI_POOL, db_sync_user, NULL);
 	rc |= evapi_app_route(app, EVAPI_GET, "/db/blocking-users/{user_id}",
 	                      EVAPI_INLINE, db_blocking_user, NULL);
+	rc |= evapi_app_route(app, EVAPI_GET, "/db/notifications", EVAPI_INLINE,
+	                      notifications, NULL);
+	rc |= evapi_app_route(app, EVAPI_POST, "/db/notify", EVAPI_INLINE,
+	                      notify, NULL);
 	return rc ? -1 : 0;
 }
