@@ -42,6 +42,7 @@ void evapi_config_init(evapi_config *cfg)
 	cfg->outbound_max_response_bytes = (size_t)8 << 20;
 	cfg->max_target_bytes = 4096;
 	cfg->max_header_fields = 100;
+	cfg->max_chunk_line_bytes = 4096;
 	cfg->header_timeout_ms = 10000;
 	cfg->body_timeout_ms = 30000;
 	cfg->keepalive_max_requests = 1000;
@@ -104,6 +105,7 @@ static int config_check(const evapi_config *c, evapi_error *err)
 	RANGE(max_target_bytes, 16, (size_t)-1 >> 1);
 	RANGE(max_header_bytes, 256, (size_t)-1 >> 1);
 	RANGE(max_header_fields, 1, big);
+	RANGE(max_chunk_line_bytes, 16, (size_t)-1 >> 1);
 	RANGE(max_json_depth, 1, big);
 	RANGE(header_timeout_ms, 1, big);
 	RANGE(body_timeout_ms, 1, big);

@@ -63,6 +63,14 @@ EVAPI_HIDDEN char *evapi__arena_strndup(evapi__arena *a, const char *s,
                                         size_t len);
 EVAPI_HIDDEN void evapi__arena_release(evapi__arena *a);
 
+/* A growable byte buffer, kept NUL-terminated (arena.c; any one thread). */
+typedef struct evapi__sbuf {
+	char *p;
+	size_t len, cap;
+} evapi__sbuf;
+/* Appends `n` bytes; returns 0, or -1 when out of memory (nothing added). */
+EVAPI_HIDDEN int evapi__sbuf_add(evapi__sbuf *b, const void *data, size_t n);
+
 /* ---- router.c -------------------------------------------------------- */
 #define EVAPI__MAX_PARAMS 16
 
@@ -361,6 +369,8 @@ EVAPI_HIDDEN void evapi__stream_cut(evapi_stream *s);
 
 /* middleware.c: 1 when a before hook answered (short-circuit) */
 EVAPI_HIDDEN int evapi__mw_before(evapi_req *req);
+/* 1 when a before hook is registered: it may answer any request. */
+EVAPI_HIDDEN int evapi__mw_any_before(const evapi_app *app);
 EVAPI_HIDDEN void evapi__mw_after(evapi_req *req, evapi__resp *resp);
 EVAPI_HIDDEN void evapi__mw_free(evapi_app *app);
 
@@ -442,6 +452,10 @@ EVAPI_HIDDEN int evapi__multipart_parse(const char *body, size_t len,
  * declaration on the loop, before the handler runs or a worker is taken;
  * returns 0, or nonzero when it has answered (422, 415, 413 or 400). */
 EVAPI_HIDDEN int evapi__decl_check(evapi_req *req);
+/* When declared route `r` cannot read a body of Content-Type `ct` (NULL:
+ * none sent) at all: the 415 detail (static); else NULL. */
+EVAPI_HIDDEN const char *evapi__decl_refused_media(const evapi__route *r,
+                                                   const char *ct);
 EVAPI_HIDDEN void evapi__decls_free(evapi_app *app);
 /* Creates (O_EXCL) the file for one upload in directory dfd: under
  * `safe` when that is free, else under "<12 random hex digits>-safe",

@@ -96,6 +96,15 @@ int evapi__mw_before(evapi_req *req)
 	return 0;
 }
 
+int evapi__mw_any_before(const evapi_app *app)
+{
+	int i;
+	for (i = 0; i < app->nmw; i++)
+		if (app->mw[i].before)
+			return 1;
+	return 0;
+}
+
 void evapi__mw_after(evapi_req *req, evapi__resp *resp)
 {
 	evapi_app *app = req->app;

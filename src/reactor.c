@@ -585,6 +585,25 @@ static int split_target(evapi_req *req, const char *target, char **path,
 	return *path && (!q || *query) ? 0 : EVAPI_ENOMEM;
 }
 
+/* "OPTIONS *" asks about the server, not a resource (RFC 9110 9.3.7):
+ * 200, no content, Allow naming every method some route serves (HEAD
+ * with GET) and OPTIONS, which this answer serves. */
+static void options_server(evapi_req *req)
+{
+	const evapi__router *r = req->app->router;
+	unsigned mask = EVAPI_OPTIONS;
+	char allow[80];
+	size_t i;
+
+	for (i = 0; i < evapi__router_count(r); i++)
+		mask |= evapi__router_at(r, i)->method;
+	if (mask & EVAPI_GET)
+		mask |= EVAPI_HEAD;
+	evapi__allow_string(mask, allow, sizeof allow);
+	evapi_reply_add_header(req, "Allow", allow);
+	evapi_reply_bytes(req, 200, NULL, "", 0);
+}
+
 static void on_request(struct evhttp_request *ev, void *arg)
 {
 	evapi_app *app = arg;
@@ -643,6 +662,10 @@ static void on_request(struct evhttp_request *ev, void *arg)
 	}
 	if (evapi__mw_before(req))
 		goto out; /* a middleware answered */
+	if (req->method == EVAPI_OPTIONS && strcmp(raw, "*") == 0) {
+		options_server(req);
+		goto out;
+	}
 	rc = evapi__router_match(app->router, req->method, raw, scratch, &m);
 	if (rc == EVAPI__MATCH_BAD_PATH) {
 		evapi_reply_error(req, 400, "Invalid path");
@@ -695,6 +718,50 @@ static void on_request(struct evhttp_request *ev, void *arg)
 	}
 out:
 	evapi__req_unref(req);
+}
+
+int evapi__reactor_known_status(evapi_app *app, evapi_method method,
+                                const char *target, const char *ctype,
+                                unsigned *allow, const char **detail)
+{
+	size_t len = strcspn(target, "?#");
+	char *raw, *scratch;
+	evapi__match m;
+	int status = 0;
+
+	*allow = 0;
+	*detail = NULL;
+	/* A before hook may answer anything. The path is split as
+	 * split_target does; the guard lets only origin-form and "*" by. */
+	if (evapi__mw_any_before(app) || target[0] != '/')
+		return 0;
+	raw = malloc(2 * (len + 1));
+	if (!raw)
+		return 0;
+	memcpy(raw, target, len);
+	raw[len] = '\0';
+	scratch = raw + len + 1;
+	switch (evapi__router_match(app->router, method, raw, scratch, &m)) {
+	case EVAPI__MATCH_BAD_PATH:
+		status = 400;
+		*detail = "Invalid path";
+		break;
+	case EVAPI__MATCH_NOT_FOUND:
+		status = 404;
+		*detail = "Not Found";
+		break;
+	case EVAPI__MATCH_METHOD:
+		status = 405;
+		*detail = "Method Not Allowed";
+		*allow = m.allow;
+		break;
+	default:
+		if ((*detail = evapi__decl_refused_media(m.route, ctype)) != NULL)
+			status = 415;
+		break;
+	}
+	free(raw);
+	return status;
 }
 
 /* ---- shutdown ----------------------------------------------------------- */

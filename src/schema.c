@@ -775,11 +775,11 @@ err:
 
 /* ---- checking a request (loop thread) --------------------------------- */
 
-static int reply_415(evapi_req *req, const char *want)
+#define DETAIL_415 "Unsupported Media Type: expected "
+
+static int reply_415(evapi_req *req, const char *detail)
 {
-	char msg[96];
-	snprintf(msg, sizeof msg, "Unsupported Media Type: expected %s", want);
-	evapi_reply_error(req, 415, msg);
+	evapi_reply_error(req, 415, detail);
 	return 1;
 }
 
@@ -952,7 +952,7 @@ static int check_upload(evapi_req *req, const struct evapi__decl *d,
 		return 1;
 	}
 	if (rc == -1 && !up->raw)
-		return reply_415(req, "multipart/form-data");
+		return reply_415(req, DETAIL_415 "multipart/form-data");
 	p->files = evapi__arena_alloc(&req->arena,
 	                              (size_t)max_files * sizeof *p->files);
 	p->file_data = evapi__arena_alloc(&req->arena,
@@ -1039,12 +1039,29 @@ oom:
 	return 1;
 }
 
+/* Also asked by the guard for Expect: 100-continue (reactor.c), before
+ * the body exists: a declared route refuses a body it cannot read. */
+const char *evapi__decl_refused_media(const evapi__route *r, const char *ct)
+{
+	const struct evapi__decl *d = r->decl;
+	char boundary[80];
+
+	if (!d)
+		return NULL;
+	if (d->d.body && ct && !is_json_type(ct))
+		return DETAIL_415 "application/json";
+	if (d->d.upload && !d->d.upload->raw &&
+	    evapi__multipart_boundary(ct, boundary, sizeof boundary) == -1)
+		return DETAIL_415 "multipart/form-data";
+	return NULL;
+}
+
 int evapi__decl_check(evapi_req *req)
 {
 	const struct evapi__decl *d = req->route->decl;
 	evapi__parsed *p;
 	json_t *errs;
-	const char *ct;
+	const char *ct, *why415;
 	int rc = 0;
 
 	p = evapi__arena_alloc(&req->arena, sizeof *p);
@@ -1063,9 +1080,9 @@ int evapi__decl_check(evapi_req *req)
 	req->parsed = p;
 	/* 415 first: the body cannot be read at all. */
 	ct = evapi_req_header(req, "Content-Type");
-	if (d->d.body && ct && !only_space(req->body, req->body_len) &&
-	    !is_json_type(ct))
-		return reply_415(req, "application/json");
+	if (d->d.body && !only_space(req->body, req->body_len) &&
+	    (why415 = evapi__decl_refused_media(req->route, ct)) != NULL)
+		return reply_415(req, why415);
 	errs = json_array();
 	if (!errs) {
 		evapi_reply_error(req, 500, "Out of memory");

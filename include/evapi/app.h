@@ -89,6 +89,11 @@ typedef struct evapi_config {
 	int max_header_fields;     /* [100] header fields: 431 */
 	size_t max_body_bytes;     /* [1048576] request body: 413 */
 	int max_json_depth;        /* [64] evapi_req_json nesting: 422 */
+	size_t max_chunk_line_bytes; /* [4096] one chunk-size line of a
+	                              chunked body, extensions included:
+	                              400 and close, as soon as it is longer;
+	                              extensions also count against
+	                              max_body_bytes */
 	int header_timeout_ms;     /* [10000] request line + headers must
 	                              arrive within this: 408 and close (a
 	                              connection that sends nothing: close) */
