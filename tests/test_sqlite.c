@@ -179,6 +179,25 @@ static void route_inc(evapi_req *req, void *arg)
 	evapi_reply_json(req, rc == 0 ? 200 : 503, json_pack("{s:i}", "rc", rc));
 }
 
+/* POST /hold, pool: holds the write lock for 600 ms */
+static int hold(evapi_app *app, void *arg)
+{
+	evapi_db_result *res;
+	int rc = evapi_app_db_query_sync(app, "INSERT INTO users (name) "
+	                                      "VALUES ('holder')", 0, NULL, &res);
+	(void)arg;
+	evapi_db_result_free(res);
+	usleep(600 * 1000);
+	return rc;
+}
+
+static void route_hold(evapi_req *req, void *arg)
+{
+	int rc = evapi_req_db_transaction_sync(req, hold, NULL);
+	(void)arg;
+	evapi_reply_json(req, 200, json_pack("{s:i}", "rc", rc));
+}
+
 static void route_fast(evapi_req *req, void *arg)
 {
 	(void)arg;
@@ -208,6 +227,7 @@ static void start_app(th_server *s, const char *url, evapi_config *cfg)
 	evapi_app_route(app, EVAPI_POST, "/sq", EVAPI_POOL, route_sq, NULL);
 	evapi_app_route(app, EVAPI_POST, "/tx", EVAPI_POOL, route_tx, NULL);
 	evapi_app_route(app, EVAPI_POST, "/inc", EVAPI_POOL, route_inc, NULL);
+	evapi_app_route(app, EVAPI_POST, "/hold", EVAPI_POOL, route_hold, NULL);
 	evapi_app_route(app, EVAPI_GET, "/fast", EVAPI_INLINE, route_fast, NULL);
 	th_server_start(s, app);
 	while (!__atomic_load_n(&migrated, __ATOMIC_SEQ_CST) && th_now() < until)
@@ -388,6 +408,32 @@ static void test_concurrent_writers(void)
 	free(r);
 }
 
+/* A writer that cannot get the lock within busy_timeout
+ * (db_acquire_timeout_ms) gets 503 "Database busy"; readers are not
+ * blocked by a writer (WAL). */
+static void test_busy(void)
+{
+	evapi_config cfg;
+	th_server s;
+	th_resp r;
+	bg_post bg;
+
+	th_config(&cfg);
+	cfg.db_acquire_timeout_ms = 100;
+	start_app(&s, file_url("busy.db"), &cfg);
+	bg_post_start(&bg, s.port, "/hold", NULL);
+	th_sleep_ms(250);
+	CHECK_INT(post(s.port, "/q", "INSERT INTO users (name) VALUES ('late')",
+	               NULL, &r), ==, 503);
+	CHECK_STR(r.body, "{\"detail\":\"Database busy\"}");
+	CHECK_CONTAINS(r.headers, "Retry-After: 1");
+	CHECK_INT(post(s.port, "/q", "SELECT count(*) AS n FROM users", NULL, &r),
+	          ==, 200);
+	bg_post_wait(&bg, &r);
+	CHECK_STR(r.body, "{\"rc\":0}");
+	th_server_stop(&s);
+}
+
 /* An inline route's query runs on a worker: while a long one runs, the
  * loop keeps answering; past db_query_timeout_ms it is interrupted. */
 static void test_inline_via_pool(void)
@@ -493,6 +539,7 @@ static const th_test tests[] = {
 	{ "sqlite.concurrent_writers", test_concurrent_writers },
 	{ "sqlite.inline_via_pool", test_inline_via_pool },
 	{ "sqlite.client_gone", test_client_gone },
+	{ "sqlite.busy", test_busy },
 	{ "sqlite.tx_rollback", test_tx_rollback },
 	{ "sqlite.bad_url", test_bad_url },
 	{ NULL, NULL }
