@@ -271,7 +271,10 @@ int main(int argc, char **argv)
 	evapi_config cfg;
 	struct outbound_opts outbound;
 	const char *upload_dir = "/tmp/evapi-uploads";
-	const char *static_dir = "examples/static";
+#ifndef DEMO_STATIC_DIR
+#define DEMO_STATIC_DIR "examples/static"
+#endif
+	const char *static_dir = DEMO_STATIC_DIR; /* the source tree's */
 	long long v;
 	const char *upstream = NULL;
 	long long upstream_delay = -1; /* default: --delay-ms */
