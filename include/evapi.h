@@ -11,6 +11,7 @@
 #include <evapi/schema.h>
 #include <evapi/client.h>
 #include <evapi/tasks.h>
+#include <evapi/websocket.h>
 #include <evapi/stream.h>
 #include <evapi/middleware.h>
 #include <evapi/lifespan.h>

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "guard.h"
 
 const char *evapi_lane_name(evapi_lane lane)
 {
@@ -199,6 +199,7 @@ void evapi_app_free(evapi_app *app)
 			evapi__reactor_free(app);
 		evapi__pool_free(app->pool);
 		event_base_loop(app->base, EVLOOP_NONBLOCK);
+		evapi__ws_free(app); /* after the pool: sessions its jobs held */
 		evapi__lifespan_free(app); /* cancelled posts may end tasks */
 		evapi__tasks_free(app);
 		evapi__client_free(app->client);
@@ -321,6 +322,8 @@ void evapi_app_stats(evapi_app *app, evapi_stats *out)
 	out->outbound_in_flight = EVAPI__LOAD(&app->stats.out_in_flight);
 	out->outbound_sockets = EVAPI__LOAD(&app->stats.out_sockets);
 	out->outbound_connects = EVAPI__LOAD(&app->stats.out_connects);
+	out->websocket_open = EVAPI__LOAD(&app->stats.ws_open);
+	out->websocket_total = EVAPI__LOAD(&app->stats.ws_total);
 	evapi__pool_counts(app->pool, &out->pool_threads, &out->pool_busy,
 	                   &out->pool_queued);
 }

@@ -47,6 +47,7 @@ struct evapi__frame {
 	sbuf head;             /* re-framed request line + headers */
 	sbuf body;
 	sbuf version;
+	sbuf upgrade, connection; /* the client's values, for the guard */
 	int nfields;
 	int hosts, te, cl, expect_continue, keep_body;
 	int status;
@@ -238,10 +239,16 @@ static int on_header_value_complete(llhttp_t *p)
 		keep = 0; /* the guard answers it; evhttp must not */
 	} else if (strcasecmp(n, "upgrade") == 0 ||
 	           strcasecmp(n, "connection") == 0) {
-		/* No protocol upgrades: served as plain HTTP/1.1. llhttp read
-		 * Connection's tokens; evhttp gets one it reads the same way
-		 * (see evapi__frame_request). */
+		/* Never passed on: served as plain HTTP/1.1 unless the
+		 * guard takes the request for a WebSocket route (it reads
+		 * them with evapi__frame_upgrade). llhttp read Connection's
+		 * tokens; evhttp gets one it reads the same way (see
+		 * evapi__frame_request). */
+		sbuf *b = strcasecmp(n, "upgrade") == 0 ? &f->upgrade
+		                                         : &f->connection;
 		keep = 0;
+		if ((b->len && sb_add(b, ",", 1)) || sb_add(b, v, vl))
+			rc = fail(f, 500, "Out of memory");
 	}
 	if (keep && (sb_add(&f->head, n, f->name.len) ||
 	             sb_add(&f->head, ": ", 2) || sb_add(&f->head, v, vl) ||
@@ -424,6 +431,8 @@ void evapi__frame_free(evapi__frame *f)
 	free(f->head.p);
 	free(f->body.p);
 	free(f->version.p);
+	free(f->upgrade.p);
+	free(f->connection.p);
 	free(f);
 }
 
@@ -438,6 +447,8 @@ static void next_request(evapi__frame *f)
 	sb_reset(&f->head);
 	sb_reset(&f->body);
 	sb_reset(&f->version);
+	sb_reset(&f->upgrade);
+	sb_reset(&f->connection);
 	f->nfields = f->hosts = f->te = f->cl = 0;
 	f->expect_continue = f->keep_body = 0;
 }
@@ -592,6 +603,18 @@ void evapi__frame_request(evapi__frame *f, int close, const char **head,
 	*head_len = f->head.len;
 	*body = f->body.p ? f->body.p : "";
 	*body_len = f->keep_body ? f->body.len : 0;
+}
+
+const char *evapi__frame_target(const evapi__frame *f)
+{
+	return f->url.p ? f->url.p : "";
+}
+
+void evapi__frame_upgrade(const evapi__frame *f, const char **upgrade,
+                          const char **connection)
+{
+	*upgrade = f->upgrade.len ? f->upgrade.p : NULL;
+	*connection = f->connection.len ? f->connection.p : NULL;
 }
 
 int evapi__frame_keeps_alive(const evapi__frame *f)

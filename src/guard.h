@@ -51,6 +51,15 @@ EVAPI_HIDDEN void evapi__frame_reset(evapi__frame *f);
  * with this request ("Connection: close", or HTTP/1.0 without
  * keep-alive). */
 EVAPI_HIDDEN int evapi__frame_keeps_alive(const evapi__frame *f);
+/* After EVAPI__FRAME_HEAD: the request-target, borrowed until the next
+ * feed. */
+EVAPI_HIDDEN const char *evapi__frame_target(const evapi__frame *f);
+/* After EVAPI__FRAME_REQUEST: the client's Upgrade and Connection
+ * values (several lines joined with ","), or NULL; borrowed until the
+ * next feed. */
+EVAPI_HIDDEN void evapi__frame_upgrade(const evapi__frame *f,
+                                       const char **upgrade,
+                                       const char **connection);
 /* After EVAPI__FRAME_HEAD: 1 when the client waits for 100 Continue. */
 EVAPI_HIDDEN int evapi__frame_expects_continue(const evapi__frame *f);
 /* 1 while a request is partly received; 0 for NULL (a connection that
@@ -74,5 +83,57 @@ EVAPI_HIDDEN void evapi__guard_waiting(evapi_app *app,
 /* evhttp got the reply of one request read from `bev`'s connection. */
 EVAPI_HIDDEN void evapi__guard_replied(evapi_app *app,
                                        struct bufferevent *bev);
+
+/* A guarded connection, as ws.c sees it. */
+typedef struct gconn evapi__gconn;
+/* Queues bytes for the socket (a then b; either may be empty), after
+ * anything queued before. 0, or -1 when the connection is failing or
+ * ending. */
+EVAPI_HIDDEN int evapi__guard_ws_send(evapi__gconn *c, const void *a,
+                                      size_t al, const void *b, size_t bl);
+/* Bytes queued and not yet taken by the kernel. */
+EVAPI_HIDDEN size_t evapi__guard_ws_queued(const evapi__gconn *c);
+/* Ends the connection once the queued bytes are out: shutdown, linger,
+ * close. Later input is dropped. */
+EVAPI_HIDDEN void evapi__guard_ws_end(evapi__gconn *c);
+/* Answers the upgrade request with `status` instead of 101, then closes. */
+EVAPI_HIDDEN void evapi__guard_ws_refuse(evapi__gconn *c, int status,
+                                         const char *detail);
+/* Forgets the session (conn_free will not report to it). */
+EVAPI_HIDDEN void evapi__guard_ws_detach(evapi__gconn *c);
+/* Closes the connection now, dropping what is queued. */
+EVAPI_HIDDEN void evapi__guard_ws_cut(evapi__gconn *c);
+
+/* ---- ws.c: WebSocket sessions (loop thread) ---------------------------- */
+
+/* For a request the guard framed: 0 when its path is no WebSocket route
+ * (serve it as HTTP); 1 with *ws, a new session waiting for
+ * evapi__ws_start; otherwise the status to refuse with, a static
+ * *detail and a static *extra header line (or NULL). `upgrade` and
+ * `connection`: the client's header values (NULL when absent). */
+EVAPI_HIDDEN int evapi__ws_handshake(evapi_app *app, evapi__gconn *conn,
+                                     const char *head, size_t hl,
+                                     const char *upgrade,
+                                     const char *connection, evapi_ws **ws,
+                                     const char **detail,
+                                     const char **extra);
+/* 1 when `target` (a request-target, query allowed) is a WebSocket
+ * route's path. */
+EVAPI_HIDDEN int evapi__ws_is_route(evapi_app *app, const char *target);
+/* Every earlier response is out: on_open, then the 101. */
+EVAPI_HIDDEN void evapi__ws_start(evapi_ws *ws);
+/* Bytes the client sent after the 101. */
+EVAPI_HIDDEN void evapi__ws_input(evapi_ws *ws, const void *data,
+                                  size_t len);
+/* The connection was freed: on_close (if it opened), drop its reference. */
+EVAPI_HIDDEN void evapi__ws_conn_gone(evapi_ws *ws);
+/* Draining: every open session gets 1001 Going Away. */
+EVAPI_HIDDEN void evapi__ws_shutdown(evapi_app *app);
+/* Cut (grace over, or the app freed): every session ends now. */
+EVAPI_HIDDEN void evapi__ws_cut_all(evapi_app *app);
+/* Open sessions (the drain waits for 0). */
+EVAPI_HIDDEN int evapi__ws_live(const evapi_app *app);
+/* After the pool is gone: the routes. */
+EVAPI_HIDDEN void evapi__ws_free(evapi_app *app);
 
 #endif

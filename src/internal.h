@@ -257,6 +257,7 @@ struct evapi_app {
 	struct evapi__decl *decls;    /* declared routes (schema.c) */
 	evapi__client *client;        /* outbound calls (client.c) */
 	struct evapi__guard *guard; /* guard.c: the filter in front of evhttp */
+	struct evapi__ws_app *ws;   /* ws.c: WebSocket routes and sessions */
 	struct event *sigint_ev, *sigterm_ev, *grace_ev;
 	evapi__wake *stop_wake; /* evapi_app_stop from any thread */
 	int port;
@@ -286,6 +287,7 @@ struct evapi_app {
 	struct {
 		unsigned long long requests, in_flight, stalls, rejected,
 			no_reply, gone, timeouts, s4xx, s5xx;
+		unsigned long long ws_open, ws_total; /* WebSocket sessions */
 		unsigned long long out_calls, out_errors, out_in_flight,
 			out_sockets, out_connects;
 		long long max_stall_ms;

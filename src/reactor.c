@@ -62,7 +62,8 @@ int evapi__is_loop_thread(const evapi_req *req)
 static void maybe_exit(evapi_app *app)
 {
 	if (app->stopping == 1 && TAILQ_EMPTY(&app->live) &&
-	    app->bodies_writing == 0 && app->bg_active == 0)
+	    app->bodies_writing == 0 && app->bg_active == 0 &&
+	    evapi__ws_live(app) == 0)
 		event_base_loopexit(app->base, NULL);
 }
 
@@ -701,6 +702,7 @@ static void cut_all(evapi_app *app)
 	evapi_req *req;
 	int cut = 0;
 
+	evapi__ws_cut_all(app);
 	/* req_gone may free the request, so restart the walk each time. */
 	for (;;) {
 		TAILQ_FOREACH(req, &app->live, live)
@@ -748,13 +750,16 @@ static void begin_stop(evapi_app *app, const char *why)
 	}
 	app->stopping = 1;
 	evapi__stats_stop(app); /* its timer would keep the loop turning */
+	evapi__ws_shutdown(app); /* 1001 Going Away to every session */
 	if (app->bound) {
 		evhttp_del_accept_socket(app->http, app->bound);
 		app->bound = NULL;
 	}
 	evapi__log(app, EVAPI_LOG_INFO,
-	           "%s: not accepting; draining %d request(s) for up to %d ms",
-	           why, live_count(app), app->cfg.shutdown_grace_ms);
+	           "%s: not accepting; draining %d request(s) and %d "
+	           "WebSocket session(s) for up to %d ms",
+	           why, live_count(app), evapi__ws_live(app),
+	           app->cfg.shutdown_grace_ms);
 	maybe_exit(app);
 	tv.tv_sec = app->cfg.shutdown_grace_ms / 1000;
 	tv.tv_usec = (app->cfg.shutdown_grace_ms % 1000) * 1000;

@@ -282,6 +282,11 @@ json_t *evapi__stats_json(evapi_app *app)
 		          (json_int_t)EVAPI__LOAD(&app->stats.out_sockets),
 		          "connects",
 		          (json_int_t)EVAPI__LOAD(&app->stats.out_connects)));
+	json_object_set_new(
+		o, "websocket",
+		json_pack("{s:I, s:I}", "open",
+		          (json_int_t)EVAPI__LOAD(&app->stats.ws_open), "total",
+		          (json_int_t)EVAPI__LOAD(&app->stats.ws_total)));
 	return o;
 }
 

@@ -223,6 +223,9 @@ typedef struct evapi_stats {
 	unsigned long long outbound_in_flight; /* calls started, not finished */
 	unsigned long long outbound_sockets;   /* sockets open now */
 	unsigned long long outbound_connects;  /* sockets opened in all */
+	/* WebSocket sessions (evapi/websocket.h) */
+	unsigned long long websocket_open;  /* accepted and not yet over */
+	unsigned long long websocket_total; /* accepted in all */
 } evapi_stats;
 
 /** Copies the current counters into `out`. Thread-safe: yes (a
