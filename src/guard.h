@@ -135,5 +135,13 @@ EVAPI_HIDDEN void evapi__ws_cut_all(evapi_app *app);
 EVAPI_HIDDEN int evapi__ws_live(const evapi_app *app);
 /* After the pool is gone: the routes. */
 EVAPI_HIDDEN void evapi__ws_free(evapi_app *app);
+EVAPI_HIDDEN struct evapi__ws_sub **evapi__ws_subs(evapi_ws *ws);
+EVAPI_HIDDEN int evapi__ws_is_open(const evapi_ws *ws);
+
+/* ---- channel.c: in-process broadcast (loop thread) ---------------------- */
+EVAPI_HIDDEN void evapi__channels_leave_ws(evapi_ws *ws);
+EVAPI_HIDDEN void evapi__channels_free(evapi_app *app);
+/* Draining: subscribed streams end (their bodies close normally). */
+EVAPI_HIDDEN void evapi__channels_shutdown(evapi_app *app);
 
 #endif

@@ -258,6 +258,7 @@ struct evapi_app {
 	evapi__client *client;        /* outbound calls (client.c) */
 	struct evapi__guard *guard; /* guard.c: the filter in front of evhttp */
 	struct evapi__ws_app *ws;   /* ws.c: WebSocket routes and sessions */
+	struct evapi__channels *channels; /* channel.c: broadcast */
 	struct event *sigint_ev, *sigterm_ev, *grace_ev;
 	evapi__wake *stop_wake; /* evapi_app_stop from any thread */
 	int port;

@@ -751,6 +751,7 @@ static void begin_stop(evapi_app *app, const char *why)
 	app->stopping = 1;
 	evapi__stats_stop(app); /* its timer would keep the loop turning */
 	evapi__ws_shutdown(app); /* 1001 Going Away to every session */
+	evapi__channels_shutdown(app); /* subscribed event streams end */
 	if (app->bound) {
 		evhttp_del_accept_socket(app->http, app->bound);
 		app->bound = NULL;

@@ -85,6 +85,7 @@ struct evapi_ws {
 	int nheaders, nparams;
 	evapi__kv headers[MAX_HEADERS];
 	evapi__kv params[EVAPI__MAX_PARAMS];
+	struct evapi__ws_sub *subs; /* channel.c */
 	char *block;                /* copies of the head and the params */
 };
 
@@ -739,6 +740,7 @@ void evapi__ws_conn_gone(evapi_ws *s)
 		s->state = S_DONE;
 		if (s->ping_ev)
 			event_del(s->ping_ev);
+		evapi__channels_leave_ws(s);
 		TAILQ_REMOVE(&s->app->ws->sessions, s, link);
 		s->app->ws->n--;
 		EVAPI__ADD(&s->app->stats.ws_open, -1ULL);
@@ -883,4 +885,14 @@ evapi_app *evapi_ws_app(const evapi_ws *s)
 size_t evapi_ws_buffered(const evapi_ws *s)
 {
 	return s && s->conn ? evapi__guard_ws_queued(s->conn) : 0;
+}
+
+struct evapi__ws_sub **evapi__ws_subs(evapi_ws *s)
+{
+	return &s->subs;
+}
+
+int evapi__ws_is_open(const evapi_ws *s)
+{
+	return s->state == S_OPEN;
 }

@@ -1,8 +1,9 @@
 /*
- * test_ws.c: WebSocket routes (src/ws.c, the upgrade in src/guard.c)
- * on a real app at 127.0.0.1:0, driven by raw sockets
- * speaking RFC 6455 (frames built and parsed with src/ws_frame.c), and
- * by Python's websockets library as a strict third-party peer.
+ * test_ws.c: WebSocket routes (src/ws.c, the upgrade in src/guard.c,
+ * broadcast in src/channel.c) on a real app at 127.0.0.1:0, driven by
+ * raw sockets speaking RFC 6455 (frames built and parsed with
+ * src/ws_frame.c), and by Python's websockets library as a strict
+ * third-party peer.
  */
 #include "harness.h"
 
@@ -74,6 +75,32 @@ static void pick_open(evapi_ws *ws, void *arg)
 	evapi_ws_send_text(ws, "hello");
 }
 
+/* chat: join the room named in the path, publish what is said */
+static void chat_open(evapi_ws *ws, void *arg)
+{
+	char room[80];
+	snprintf(room, sizeof room, "room:%s", evapi_ws_param(ws, "room"));
+	evapi_ws_accept(ws, NULL, NULL);
+	evapi_ws_subscribe(ws, room);
+}
+
+static void chat_message(evapi_ws *ws, int binary, const char *data,
+                         size_t len, void *arg)
+{
+	char room[80];
+	snprintf(room, sizeof room, "room:%s", evapi_ws_param(ws, "room"));
+	evapi_app_publish(evapi_ws_app(ws), room, data);
+}
+
+static void sse_room(evapi_req *req, void *arg)
+{
+	evapi_stream *s = evapi_reply_sse(req, 0);
+	char room[80];
+	snprintf(room, sizeof room, "room:%s", evapi_req_param(req, "room"));
+	if (s && evapi_stream_subscribe(arg, s, room) != 0)
+		evapi_stream_close(s);
+}
+
 /* pool offload: square a number on a worker, answer on the loop */
 typedef struct sq {
 	long n, r;
@@ -142,6 +169,10 @@ static evapi_app *make_app(void)
 	                    NULL);
 	evapi_app_websocket(app, "/ws/pool", NULL, NULL, pool_message,
 	                    on_closed, NULL);
+	evapi_app_websocket(app, "/ws/chat/{room}", NULL, chat_open,
+	                    chat_message, NULL, NULL);
+	evapi_app_route(app, EVAPI_GET, "/sse/{room}", EVAPI_INLINE, sse_room,
+	                app);
 	return app;
 }
 
@@ -750,6 +781,78 @@ static void test_pool_offload(void)
 	th_server_stop(&s);
 }
 
+/* ---- broadcast ------------------------------------------------------------------ */
+
+#define NSESS 1000
+
+static void test_broadcast_1000(void)
+{
+	th_server s;
+	wsc *c = calloc(NSESS, sizeof *c);
+	char resp[2048];
+	int i, got = 0, opened = 0;
+	double t0;
+
+	th_server_start(&s, make_app());
+	for (i = 0; i < NSESS; i++)
+		opened += wsc_open(&c[i], s.port, "/ws/chat/lobby", NULL, resp,
+		                   sizeof resp) == 101;
+	CHECK_INT(opened, ==, NSESS);
+	t0 = th_now();
+	wsc_text(&c[0], "hi all");
+	for (i = 0; i < NSESS; i++) {
+		char m[32];
+		if (wsc_recv(&c[i], 5, m, sizeof m, NULL, NULL) ==
+		            EVAPI__WS_EV_MESSAGE &&
+		    strcmp(m, "hi all") == 0)
+			got++;
+	}
+	CHECK_INT(got, ==, NSESS);
+	printf("    %d sessions: broadcast received by all in %.0f ms\n", NSESS,
+	       (th_now() - t0) * 1000);
+	for (i = 0; i < NSESS; i++)
+		wsc_close(&c[i]);
+	th_server_stop(&s);
+	free(c);
+}
+
+/* A publish reaches an SSE stream subscribed to the same channel. */
+static void test_broadcast_sse(void)
+{
+	th_server s;
+	wsc c;
+	char resp[2048], buf[4096];
+	int fd;
+	double end;
+
+	th_server_start(&s, make_app());
+	fd = th_connect_send(s.port, "GET /sse/kitchen HTTP/1.1\r\nHost: h\r\n\r\n");
+	th_sleep_ms(200);
+	wsc_open(&c, s.port, "/ws/chat/kitchen", NULL, resp, sizeof resp);
+	wsc_text(&c, "soup's on");
+	CHECK_INT(wsc_recv(&c, 3, resp, sizeof resp, NULL, NULL), ==,
+	          EVAPI__WS_EV_MESSAGE);
+	end = th_now() + 3;
+	buf[0] = 0;
+	while (!strstr(buf, "data: soup's on\n\n") && th_now() < end) {
+		char tmp[2048];
+		size_t have = strlen(buf);
+		th_read_some(fd, tmp, sizeof tmp, (long)sizeof tmp - 1, 0.3);
+		snprintf(buf + have, sizeof buf - have, "%s", tmp);
+	}
+	CHECK_CONTAINS(buf, "data: soup's on\n\n");
+	close(fd);
+	wsc_close(&c);
+	/* the next publish drops the cancelled stream */
+	th_sleep_ms(100);
+	wsc_open(&c, s.port, "/ws/chat/kitchen", NULL, resp, sizeof resp);
+	wsc_text(&c, "again");
+	CHECK_INT(wsc_recv(&c, 3, resp, sizeof resp, NULL, NULL), ==,
+	          EVAPI__WS_EV_MESSAGE);
+	wsc_close(&c);
+	th_server_stop(&s);
+}
+
 /* ---- a real third-party client ------------------------------------------------------ */
 
 static void test_python_websockets(void)
@@ -822,6 +925,8 @@ int main(int argc, char **argv)
 		{"ws.slow_reader", test_slow_reader},
 		{"ws.idle_ping", test_idle_ping},
 		{"ws.pool_offload", test_pool_offload},
+		{"ws.broadcast_1000", test_broadcast_1000},
+		{"ws.broadcast_sse", test_broadcast_sse},
 		{"ws.python_websockets", test_python_websockets},
 		{NULL, NULL}};
 	return th_main(argc, argv, tests);
