@@ -17,7 +17,8 @@
  * declared routes of demo_declared.c (/items/{item_id}, /items, /upload,
  * /files/{filename}).
  * demo_parity.c adds background tasks, streaming, SSE, middleware and a
- * lifespan-managed consumer thread.
+ * lifespan-managed consumer thread; demo_ws.c the WebSocket routes
+ * /ws/echo and /ws/chat/{room} (with /chat/{room}/events as SSE).
  */
 #include <evapi.h>
 #include <getopt.h>
@@ -195,6 +196,8 @@ static int routes(evapi_app *app, void *arg)
 		rc = demo_declared_routes(app, o->upload_dir);
 	if (rc == 0)
 		demo_parity_setup(app);
+	if (rc == 0)
+		rc = demo_ws_routes(app);
 	return rc ? EVAPI_EINVAL : 0;
 }
 

@@ -22,4 +22,8 @@ int demo_declared_routes(evapi_app *app, const char *upload_dir);
  * lifespan hooks (demo_parity.c). */
 void demo_parity_setup(evapi_app *app);
 
+/* Registers WS /ws/echo, WS /ws/chat/{room} and GET /chat/{room}/events
+ * (demo_ws.c). Returns 0 or -1. */
+int demo_ws_routes(evapi_app *app);
+
 #endif

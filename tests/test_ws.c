@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../examples/demo.h"
 #include "../src/ws_frame.h"
 
 #define KEY "dGhlIHNhbXBsZSBub25jZQ=="
@@ -816,6 +817,19 @@ static void test_broadcast_1000(void)
 	free(c);
 }
 
+/* Reads an event stream into buf until it holds `want` (3 s at most). */
+static void sse_until(int fd, const char *want, char *buf, size_t cap)
+{
+	double end = th_now() + 3;
+	buf[0] = 0;
+	while (!strstr(buf, want) && th_now() < end) {
+		char tmp[2048];
+		size_t have = strlen(buf);
+		th_read_some(fd, tmp, sizeof tmp, (long)sizeof tmp - 1, 0.3);
+		snprintf(buf + have, cap - have, "%s", tmp);
+	}
+}
+
 /* A publish reaches an SSE stream subscribed to the same channel. */
 static void test_broadcast_sse(void)
 {
@@ -823,7 +837,6 @@ static void test_broadcast_sse(void)
 	wsc c;
 	char resp[2048], buf[4096];
 	int fd;
-	double end;
 
 	th_server_start(&s, make_app());
 	fd = th_connect_send(s.port, "GET /sse/kitchen HTTP/1.1\r\nHost: h\r\n\r\n");
@@ -832,14 +845,7 @@ static void test_broadcast_sse(void)
 	wsc_text(&c, "soup's on");
 	CHECK_INT(wsc_recv(&c, 3, resp, sizeof resp, NULL, NULL), ==,
 	          EVAPI__WS_EV_MESSAGE);
-	end = th_now() + 3;
-	buf[0] = 0;
-	while (!strstr(buf, "data: soup's on\n\n") && th_now() < end) {
-		char tmp[2048];
-		size_t have = strlen(buf);
-		th_read_some(fd, tmp, sizeof tmp, (long)sizeof tmp - 1, 0.3);
-		snprintf(buf + have, sizeof buf - have, "%s", tmp);
-	}
+	sse_until(fd, "data: soup's on\n\n", buf, sizeof buf);
 	CHECK_CONTAINS(buf, "data: soup's on\n\n");
 	close(fd);
 	wsc_close(&c);
@@ -851,6 +857,51 @@ static void test_broadcast_sse(void)
 	          EVAPI__WS_EV_MESSAGE);
 	wsc_close(&c);
 	th_server_stop(&s);
+}
+
+/* The demo's routes (examples/demo_ws.c), as its comment says. */
+static void test_demo_routes(void)
+{
+	th_server s;
+	evapi_config cfg;
+	evapi_app *app;
+	wsc a, b;
+	char resp[2048], buf[4096];
+	int fd;
+
+	th_config(&cfg);
+	app = evapi_app_new(&cfg);
+	CHECK_INT(demo_ws_routes(app), ==, 0);
+	th_server_start(&s, app);
+	CHECK_INT(wsc_open(&a, s.port, "/ws/echo", NULL, resp, sizeof resp), ==,
+	          101);
+	wsc_text(&a, "echo?");
+	CHECK_INT(wsc_recv(&a, 3, resp, sizeof resp, NULL, NULL), ==,
+	          EVAPI__WS_EV_MESSAGE);
+	CHECK_STR(resp, "echo?");
+	wsc_close(&a);
+	fd = th_connect_send(s.port,
+	                     "GET /chat/lobby/events HTTP/1.1\r\nHost: h\r\n\r\n");
+	CHECK_INT(wsc_open(&a, s.port, "/ws/chat/lobby", NULL, resp, sizeof resp),
+	          ==, 101);
+	CHECK_INT(wsc_open(&b, s.port, "/ws/chat/lobby", NULL, resp, sizeof resp),
+	          ==, 101);
+	th_sleep_ms(100);
+	wsc_text(&a, "hello lobby");
+	CHECK_INT(wsc_recv(&b, 3, resp, sizeof resp, NULL, NULL), ==,
+	          EVAPI__WS_EV_MESSAGE);
+	CHECK_STR(resp, "hello lobby");
+	CHECK_INT(wsc_recv(&a, 3, resp, sizeof resp, NULL, NULL), ==,
+	          EVAPI__WS_EV_MESSAGE);
+	sse_until(fd, "data: hello lobby\n\n", buf, sizeof buf);
+	CHECK_CONTAINS(buf, "data: hello lobby\n\n");
+	/* binary is refused with 1003 */
+	wsc_send(&b, 0x82, "x", 1);
+	expect_close(&b, 1003, __LINE__);
+	wsc_close(&a);
+	wsc_close(&b);
+	th_server_stop(&s); /* the SSE stream is closed by the drain */
+	close(fd);
 }
 
 /* ---- a real third-party client ------------------------------------------------------ */
@@ -927,6 +978,7 @@ int main(int argc, char **argv)
 		{"ws.pool_offload", test_pool_offload},
 		{"ws.broadcast_1000", test_broadcast_1000},
 		{"ws.broadcast_sse", test_broadcast_sse},
+		{"ws.demo_routes", test_demo_routes},
 		{"ws.python_websockets", test_python_websockets},
 		{NULL, NULL}};
 	return th_main(argc, argv, tests);
