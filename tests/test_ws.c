@@ -462,8 +462,11 @@ static void test_pipelined_after_upgrade(void)
 	th_server_start(&s, make_app());
 	snprintf(req, sizeof req, REQ("/ws/echo", GOOD_UP "Sec-WebSocket-Key: " KEY
 	         "\r\nSec-WebSocket-Version: 13\r\n"));
-	memcpy(req + strlen(req), f, n);
-	req[strlen(req) + n] = 0;
+	{
+		size_t at = strlen(req);
+		memcpy(req + at, f, n);
+		req[at + n] = 0;
+	}
 	/* the frame header has no NUL: 0x81 0x80 then the mask */
 	CHECK_INT(wsc_open_raw(&c, s.port, req, resp, sizeof resp), ==, 400);
 	CHECK_CONTAINS(resp, "Connection: close");
