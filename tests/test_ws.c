@@ -733,6 +733,38 @@ static void test_slow_reader(void)
 	th_server_stop(&s);
 }
 
+/* A peer that takes nothing at all is cut at the guard's write
+ * deadline, even below the queue bound. */
+static void test_write_deadline(void)
+{
+	th_server s;
+	evapi_config cfg;
+	evapi_ws_opts o = {0};
+	evapi_app *app;
+	wsc c;
+	char resp[2048];
+	double t0;
+
+	th_config(&cfg);
+	cfg.header_timeout_ms = 300;
+	cfg.body_timeout_ms = 300;
+	app = evapi_app_new(&cfg);
+	o.on_full = EVAPI_WS_FULL_REFUSE;
+	o.max_queued = 64 * 1024;
+	evapi_app_websocket(app, "/ws/refuse", &o, NULL, on_echo, on_closed,
+	                    NULL);
+	th_server_start(&s, app);
+	th_trace_clear();
+	CHECK_INT(wsc_open(&c, s.port, "/ws/refuse", NULL, resp, sizeof resp),
+	          ==, 101);
+	t0 = th_now();
+	wsc_text(&c, "flood");
+	CHECK(th_trace_wait("close:/ws/refuse:1006:;", 5));
+	CHECK_DBL(th_now() - t0, <, 4.0);
+	wsc_close(&c);
+	th_server_stop(&s);
+}
+
 static void test_idle_ping(void)
 {
 	th_server s;
@@ -1003,6 +1035,7 @@ int main(int argc, char **argv)
 		{"ws.server_close", test_server_close},
 		{"ws.shutdown_going_away", test_shutdown_going_away},
 		{"ws.slow_reader", test_slow_reader},
+		{"ws.write_deadline", test_write_deadline},
 		{"ws.idle_ping", test_idle_ping},
 		{"ws.pool_offload", test_pool_offload},
 		{"ws.broadcast_1000", test_broadcast_1000},
