@@ -249,6 +249,7 @@ int main(int argc, char **argv)
 
 	evapi_config_init(&cfg);
 	cfg.stats_routes = 1;
+	cfg.health_routes = 1;
 	cfg.openapi = 1;                      /* GET /openapi.json, /docs */
 	cfg.max_body_bytes = (8 << 20) + 65536; /* uploads: 8 MiB of files */
 	while ((c = getopt_long(argc, argv, "H:p:t:d:w:u:U:O:D:qh", opts, NULL)) != -1) {

@@ -10,6 +10,7 @@
 #include <evapi/request.h>
 #include <evapi/schema.h>
 #include <evapi/client.h>
+#include <evapi/db.h>
 #include <evapi/tasks.h>
 #include <evapi/websocket.h>
 #include <evapi/channel.h>

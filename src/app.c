@@ -48,6 +48,12 @@ void evapi_config_init(evapi_config *cfg)
 	cfg->max_connections = 10000;
 	cfg->max_json_depth = 64;
 	cfg->pool_yield_to_loop = 1;
+	cfg->reply_write_timeout_ms = 60000;
+	cfg->db_max_connections = 8;
+	cfg->db_queue_max = 1024;
+	cfg->db_acquire_timeout_ms = 5000;
+	cfg->db_query_timeout_ms = 5000;
+	cfg->db_statement_cache = 100;
 }
 
 /* Fills `err` (may be NULL) and returns `code`. */
@@ -103,11 +109,18 @@ static int config_check(const evapi_config *c, evapi_error *err)
 	RANGE(body_timeout_ms, 1, big);
 	RANGE(request_timeout_ms, 1, big);
 	RANGE(idle_timeout_ms, 1, big);
+	RANGE(reply_write_timeout_ms, 0, big);
 	/* outbound */
 	RANGE(outbound_max_connections, 1, big);
 	RANGE(outbound_timeout_ms, 1, big);
 	RANGE(outbound_connect_timeout_ms, 1, big);
 	RANGE(outbound_max_response_bytes, 1, (size_t)-1 >> 1);
+	/* database */
+	RANGE(db_max_connections, 1, big);
+	RANGE(db_queue_max, 0, big);
+	RANGE(db_acquire_timeout_ms, 1, big);
+	RANGE(db_query_timeout_ms, 1, big);
+	RANGE(db_statement_cache, 0, big);
 	/* logging */
 	RANGE(log_level, EVAPI_LOG_ERROR, EVAPI_LOG_DEBUG);
 	return 0;
@@ -167,6 +180,8 @@ evapi_app *evapi_app_new_ex(const evapi_config *cfg, evapi_error *err)
 		goto err;
 	if (app->cfg.stats_routes && evapi__stats_init(app) != 0)
 		goto err;
+	if (app->cfg.health_routes && evapi__health_routes(app) != 0)
+		goto err;
 	app->pool = evapi__pool_new(app->base, &app->loop_thread,
 	                            app->cfg.pool_threads, app->cfg.pool_queue_max,
 	                            app->cfg.pool_yield_to_loop);
@@ -176,6 +191,8 @@ evapi_app *evapi_app_new_ex(const evapi_config *cfg, evapi_error *err)
 		goto err;
 	}
 	if (!(app->client = evapi__client_new(app)))
+		goto err;
+	if (evapi__db_new(app) != 0)
 		goto err;
 	if (app->cfg.openapi && evapi__openapi_routes(app) != 0)
 		goto err;
@@ -203,6 +220,7 @@ void evapi_app_free(evapi_app *app)
 		evapi__ws_free(app); /* after the pool: sessions its jobs held */
 		evapi__lifespan_free(app); /* cancelled posts may end tasks */
 		evapi__tasks_free(app);
+		evapi__db_free(app);
 		evapi__client_free(app->client);
 		evapi__stats_free(app);
 		event_base_free(app->base);
@@ -323,6 +341,7 @@ void evapi_app_stats(evapi_app *app, evapi_stats *out)
 	out->outbound_in_flight = EVAPI__LOAD(&app->stats.out_in_flight);
 	out->outbound_sockets = EVAPI__LOAD(&app->stats.out_sockets);
 	out->outbound_connects = EVAPI__LOAD(&app->stats.out_connects);
+	out->reply_write_timeouts = EVAPI__LOAD(&app->stats.reply_cuts);
 	out->websocket_open = EVAPI__LOAD(&app->stats.ws_open);
 	out->websocket_total = EVAPI__LOAD(&app->stats.ws_total);
 	evapi__pool_counts(app->pool, &out->pool_threads, &out->pool_busy,

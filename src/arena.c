@@ -5,6 +5,9 @@
  * The first block is inside the request struct, so small requests make
  * no extra allocation. Not thread-safe: a request's arena is filled on
  * the loop before any worker sees the request, and only read afterwards.
+ *
+ * Also the growable buffer (evapi__sbuf) of the framing and the test
+ * client, for bytes that do not live as long as a request.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -72,4 +75,22 @@ void evapi__arena_release(evapi__arena *a)
 	}
 	a->blocks = NULL;
 	a->cur = a->end = NULL;
+}
+
+int evapi__sbuf_add(evapi__sbuf *b, const void *data, size_t n)
+{
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 128;
+		char *p;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		if (!(p = realloc(b->p, cap)))
+			return -1;
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, data, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+	return 0;
 }

@@ -71,7 +71,7 @@ static size_t on_body(char *data, size_t size, size_t n, void *arg)
 
 /* Keeps the header lines of the last response only (a redirect or a
  * 100 Continue starts a new one), each stored as "Name: value\0". */
-static size_t on_header(char *data, size_t size, size_t n, void *arg)
+size_t evapi__fetch_on_header(char *data, size_t size, size_t n, void *arg)
 {
 	evapi_fetch_res *res = arg;
 	size_t len = size * n, keep = len;
@@ -213,7 +213,7 @@ int evapi__fetch_prepare(CURL *e, const evapi_fetch_opts *o,
 	curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, res);
-	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, evapi__fetch_on_header);
 	curl_easy_setopt(e, CURLOPT_HEADERDATA, res);
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, res->errmsg);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, list);
@@ -335,25 +335,30 @@ const char *evapi_fetch_res_body(const evapi_fetch_res *res, size_t *len)
 	return res && res->body ? res->body : "";
 }
 
-const char *evapi_fetch_res_header(const evapi_fetch_res *res,
-                                   const char *name)
+const char *evapi__fetch_res_header_at(const evapi_fetch_res *res,
+                                      const char *name, int i)
 {
 	size_t n;
 	const char *p, *end;
 
-	if (!res || !name || !res->hdrs)
+	if (!res || !name || !res->hdrs || i < 0)
 		return NULL;
 	n = strlen(name);
 	for (p = res->hdrs, end = res->hdrs + res->hlen; p < end;
 	     p += strlen(p) + 1) {
-		if (strncasecmp(p, name, n) == 0 && p[n] == ':') {
-			p += n + 1;
-			while (*p == ' ' || *p == '\t')
-				p++;
-			return p;
-		}
+		if (strncasecmp(p, name, n) != 0 || p[n] != ':' || i-- > 0)
+			continue;
+		for (p += n + 1; *p == ' ' || *p == '\t'; p++)
+			;
+		return p;
 	}
 	return NULL;
+}
+
+const char *evapi_fetch_res_header(const evapi_fetch_res *res,
+                                   const char *name)
+{
+	return evapi__fetch_res_header_at(res, name, 0);
 }
 
 json_t *evapi_fetch_res_json(const evapi_fetch_res *res, json_error_t *err)

@@ -47,6 +47,13 @@ EVAPI_HIDDEN int evapi__fetch_prepare(CURL *e, const evapi_fetch_opts *o,
                                       const evapi__fetch_defaults *d,
                                       evapi_fetch_res *res,
                                       struct curl_slist **hdrs);
+/* The header callback evapi__fetch_prepare installs (`arg`: the result),
+ * for a caller that wraps it to see where the header section ends. */
+EVAPI_HIDDEN size_t evapi__fetch_on_header(char *data, size_t size, size_t n,
+                                           void *arg);
+/* The value of the `i`-th (from 0) header line called `name`, or NULL. */
+EVAPI_HIDDEN const char *evapi__fetch_res_header_at(const evapi_fetch_res *res,
+                                                    const char *name, int i);
 /* Fills status, error and time from a finished transfer. */
 EVAPI_HIDDEN void evapi__fetch_complete(CURL *e, CURLcode rc,
                                         evapi_fetch_res *res);

@@ -31,10 +31,7 @@
 
 #include "guard.h"
 
-typedef struct sbuf {
-	char *p;
-	size_t len, cap;
-} sbuf;
+typedef evapi__sbuf sbuf;
 
 enum { ST_IDLE = 0, ST_HEAD, ST_BODY, ST_DONE, ST_ERROR, ST_CLOSED };
 
@@ -60,21 +57,7 @@ static int settings_ready; /* set once; written before any frame exists */
 
 static int sb_add(sbuf *b, const char *s, size_t n)
 {
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 128;
-		char *p;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		p = realloc(b->p, cap);
-		if (!p)
-			return -1;
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-	return 0;
+	return evapi__sbuf_add(b, s, n);
 }
 
 static int sb_str(sbuf *b, const char *s)

@@ -105,6 +105,8 @@ struct gconn {
 	struct event *writable; /* evhttp output waiting for the socket */
 	int64_t req_start_us, idle_since_us, linger_until_us;
 	int64_t timer_at_us; /* when `timer` fires, if pending */
+	int64_t reply_by_us; /* the reply being written must be out by then
+	                      * (0: none, or a stream) */
 };
 
 /* A WebSocket connection: the upgrade request waits for the responses
@@ -697,12 +699,21 @@ static long send_some(gconn *c, struct evbuffer *b)
 			c->writable = event_new(bufferevent_get_base(c->fbev),
 			                        c->fd, EV_WRITE, writable_cb, c);
 		if (c->writable) {
-			/* a client that stops reading is cut after this */
+			/* a client that stops reading is cut after this, and
+			 * one that reads too slowly at its reply deadline */
 			const evapi_config *cfg = &c->g->app->cfg;
-			int ms = cfg->body_timeout_ms > cfg->header_timeout_ms
-			                 ? cfg->body_timeout_ms
-			                 : cfg->header_timeout_ms;
-			struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+			int64_t us = (int64_t)(cfg->body_timeout_ms >
+			                               cfg->header_timeout_ms
+			                       ? cfg->body_timeout_ms
+			                       : cfg->header_timeout_ms) * 1000;
+			struct timeval tv;
+			if (c->reply_by_us) {
+				int64_t left = c->reply_by_us - evapi__now_us();
+				if (left < us)
+					us = left > 0 ? left : 0;
+			}
+			tv.tv_sec = (time_t)(us / 1000000);
+			tv.tv_usec = (suseconds_t)(us % 1000000);
 			event_add(c->writable, &tv);
 		}
 	}
@@ -726,9 +737,26 @@ static void writable_cb(evutil_socket_t fd, short what, void *arg)
 	if (!alive(c))
 		return;
 	if (what & EV_TIMEOUT) {
-		evapi__log(c->g->app, EVAPI_LOG_INFO,
-		           "guard: fd %d stopped reading its response: closing",
-		           c->fd);
+		evapi_app *app = c->g->app;
+		/* Reset, not close: what the kernel still holds for this
+		 * reader would otherwise trickle out (and stay allocated)
+		 * after the socket is closed. */
+		struct linger lg = {1, 0};
+		if (c->reply_by_us && evapi__now_us() >= c->reply_by_us) {
+			EVAPI__ADD(&app->stats.reply_cuts, 1);
+			evapi__log(app, EVAPI_LOG_WARN,
+			           "guard: fd %d did not read its reply within "
+			           "%d ms (%zu bytes left): closing", c->fd,
+			           app->cfg.reply_write_timeout_ms,
+			           evbuffer_get_length(
+				           bufferevent_get_output(c->fbev)));
+		} else {
+			evapi__log(app, EVAPI_LOG_INFO,
+			           "guard: fd %d stopped reading its response: "
+			           "closing", c->fd);
+		}
+		if (c->fd >= 0)
+			setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
 		c->write_failed = 1;
 		conn_kick(c);
 		return;
@@ -764,6 +792,8 @@ filter_out(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
 		conn_kick(c);
 		return BEV_ERROR;
 	}
+	if (evbuffer_get_length(src) == 0)
+		c->reply_by_us = 0; /* evhttp writes one reply at a time */
 	return n > 0 ? BEV_OK : BEV_NEED_MORE;
 }
 
@@ -882,6 +912,15 @@ void evapi__guard_replied(evapi_app *app, struct bufferevent *bev)
 			c->req_start_us = c->idle_since_us; /* it waited on us */
 		conn_kick(c);
 	}
+}
+
+void evapi__guard_reply_deadline(evapi_app *app, struct bufferevent *bev)
+{
+	gconn *c = conn_of(app, bev);
+	int ms = app->cfg.reply_write_timeout_ms;
+
+	if (c && ms > 0)
+		c->reply_by_us = evapi__now_us() + (int64_t)ms * 1000;
 }
 
 /* ---- accept-loop safety ----------------------------------------------------- */

@@ -63,6 +63,14 @@ EVAPI_HIDDEN char *evapi__arena_strndup(evapi__arena *a, const char *s,
                                         size_t len);
 EVAPI_HIDDEN void evapi__arena_release(evapi__arena *a);
 
+/* A growable byte buffer, kept NUL-terminated (arena.c; any one thread). */
+typedef struct evapi__sbuf {
+	char *p;
+	size_t len, cap;
+} evapi__sbuf;
+/* Appends `n` bytes; returns 0, or -1 when out of memory (nothing added). */
+EVAPI_HIDDEN int evapi__sbuf_add(evapi__sbuf *b, const void *data, size_t n);
+
 /* ---- router.c -------------------------------------------------------- */
 #define EVAPI__MAX_PARAMS 16
 
@@ -256,6 +264,7 @@ struct evapi_app {
 	evapi__pool *pool;
 	struct evapi__decl *decls;    /* declared routes (schema.c) */
 	evapi__client *client;        /* outbound calls (client.c) */
+	struct evapi__db *db;         /* db.c; NULL without cfg.db_url */
 	struct evapi__guard *guard; /* guard.c: the filter in front of evhttp */
 	struct evapi__ws_app *ws;   /* ws.c: WebSocket routes and sessions */
 	struct evapi__channels *channels; /* channel.c: broadcast */
@@ -264,6 +273,7 @@ struct evapi_app {
 	int port;
 	int running;
 	int stopping;       /* 1 draining, 2 cut */
+	int not_ready;      /* evapi_app_set_ready(app, 0); atomic */
 	int stop_requests;  /* evapi_app_stop calls, atomic */
 	int stops_seen;     /* of those, handled on the loop */
 	int early_close;    /* the backend supports EV_CLOSED */
@@ -291,6 +301,7 @@ struct evapi_app {
 		unsigned long long ws_open, ws_total; /* WebSocket sessions */
 		unsigned long long out_calls, out_errors, out_in_flight,
 			out_sockets, out_connects;
+		unsigned long long reply_cuts; /* guard.c: slow readers */
 		long long max_stall_ms;
 	} stats; /* written on the loop with EVAPI__ADD, read anywhere */
 };
@@ -443,6 +454,16 @@ EVAPI_HIDDEN int evapi__multipart_parse(const char *body, size_t len,
  * returns 0, or nonzero when it has answered (422, 415, 413 or 400). */
 EVAPI_HIDDEN int evapi__decl_check(evapi_req *req);
 EVAPI_HIDDEN void evapi__decls_free(evapi_app *app);
+/* Creates (O_EXCL) the file for one upload in directory dfd: under
+ * `safe` when that is free, else under "<12 random hex digits>-safe",
+ * at most 5 tries in all, so a clash costs constant work and a client
+ * cannot exhaust the names. The name used is written to `stored` (cap
+ * bytes); *attempts (may be NULL) is incremented per openat. Returns the
+ * fd, or -1 with errno. Any thread. */
+EVAPI_HIDDEN int evapi__upload_open(int dfd, const char *safe, char *stored,
+                                    size_t cap, int *attempts);
+/* health.c: registers GET /_/health and GET /_/ready (config.health_routes). */
+EVAPI_HIDDEN int evapi__health_routes(evapi_app *app);
 /* openapi.c: registers GET /openapi.json and GET /docs (config.openapi). */
 EVAPI_HIDDEN int evapi__openapi_routes(evapi_app *app);
 /* client.c, client_sync.c: outbound calls */
@@ -461,6 +482,15 @@ EVAPI_HIDDEN void evapi__client_mark_loop_thread(int yes);
 /* Makes evapi_fetch_sync on this thread use the app's outbound defaults
  * (a worker, around one of the app's jobs); NULL ends it. */
 EVAPI_HIDDEN void evapi__client_use_app(const evapi_app *app);
+
+/* db.c: the database pool (loop thread). new: 0, or EVAPI_EINVAL for a
+ * db_url libpq cannot parse, EVAPI_ENOMEM; nothing when db_url is NULL.
+ * free: after the pool is freed (cancel jobs have all completed). */
+EVAPI_HIDDEN int evapi__db_new(evapi_app *app);
+EVAPI_HIDDEN void evapi__db_free(evapi_app *app);
+/* Cancels the request's queries (on the server when running); their
+ * continuations run on a later loop turn with EVAPI_ECANCELED. */
+EVAPI_HIDDEN void evapi__db_req_gone(evapi_req *req);
 
 /* stats.c: runtime statistics (loop thread) */
 EVAPI_HIDDEN int evapi__stats_init(evapi_app *app);

@@ -2,8 +2,9 @@
  * prefork.c: listening sockets and prefork: evapi_app_serve runs one app
  * in-process, or `workers` processes that each build their own app
  * (reactor and pool) and share the port through SO_REUSEPORT, under a
- * parent that restarts a worker that dies and forwards SIGTERM/SIGINT so
- * every worker drains gracefully.
+ * parent that restarts a worker that dies (crashes or fails; one that
+ * exits 0 was stopped on purpose and stays stopped) and forwards
+ * SIGTERM/SIGINT so every worker drains gracefully.
  *
  * Threads: the supervisor is the calling thread of a process that must
  * not run other threads (fork copies only the caller; an app's workers
@@ -99,6 +100,7 @@ typedef struct worker {
 	pid_t pid;
 	int64_t started_us;
 	int restarts_fast; /* deaths within a second of starting, in a row */
+	int stopped;       /* exited 0: stopped on purpose, not restarted */
 } worker;
 
 static void say(const evapi_config *cfg, evapi_log_level lvl, const char *fmt,
@@ -245,6 +247,17 @@ int evapi_app_serve(const evapi_config *cfg_in, evapi_app_setup_cb setup,
 					failed = 1;
 				continue;
 			}
+			/* Exit status 0 is a graceful stop (a SIGTERM sent to
+			 * the worker itself, or evapi_app_stop): what someone
+			 * asked for, so the worker stays stopped. Only a crash
+			 * or a failure is replaced. */
+			if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+				w[i].stopped = 1;
+				say(&cfg, EVAPI_LOG_INFO,
+				    "worker %d (pid %d) stopped; not restarting", i,
+				    (int)pid);
+				continue;
+			}
 			say(&cfg, EVAPI_LOG_WARN, "worker %d (pid %d) %s; restarting",
 			    i, (int)pid, death(status, why, sizeof why));
 			/* A worker that keeps dying at start (bad setup, port
@@ -255,8 +268,15 @@ int evapi_app_serve(const evapi_config *cfg_in, evapi_app_setup_cb setup,
 			else
 				w[i].restarts_fast = 0;
 		}
+		for (i = 0; i < n && w[i].stopped; i++)
+			;
+		if (i == n && !stopping) {
+			say(&cfg, EVAPI_LOG_INFO, "every worker stopped");
+			stopping = 1;
+		}
 		for (i = 0; i < n && !stopping; i++) {
-			if (w[i].pid != 0 || (w[i].restarts_fast > 1 &&
+			if (w[i].pid != 0 || w[i].stopped ||
+			    (w[i].restarts_fast > 1 &&
 			                      evapi__now_us() - w[i].started_us <
 			                              1000000))
 				continue;

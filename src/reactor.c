@@ -246,9 +246,11 @@ static void send_resp(evapi_req *req, evapi__resp *resp)
 	disarm(req);
 	/* The guard holds its own writes on this connection until evhttp
 	 * has answered every request it was given (streams: stream.c). */
-	if (evcon)
-		evapi__guard_replied(req->app,
-		                     evhttp_connection_get_bufferevent(evcon));
+	if (evcon) {
+		struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+		evapi__guard_replied(req->app, bev);
+		evapi__guard_reply_deadline(req->app, bev);
+	}
 	evapi__req_headers_out(req, resp, ev);
 	if (req->head_only) {
 		char cl[32];
@@ -334,6 +336,7 @@ static void req_gone(evapi_req *req, int why)
 	if (req->stream)
 		evapi__stream_cut(req->stream);
 	evapi__ops_cancel(req);
+	evapi__db_req_gone(req);
 	req_finish(req, status);
 	if (job_unlinked)
 		evapi__req_unref(req);

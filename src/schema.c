@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -30,7 +31,9 @@
 
 #define MAX_DEPTH 32          /* nesting of declared bodies */
 #define SAFE_NAME_MAX 100     /* bytes of a sanitised file name */
-#define STORED_MAX (SAFE_NAME_MAX + 8) /* + a "NNN-" collision prefix */
+#define CLASH_HEX 12           /* hex digits of a clash prefix (48 bits) */
+#define CLASH_TRIES 4          /* prefixed names tried after the plain one */
+#define STORED_MAX (SAFE_NAME_MAX + CLASH_HEX + 1) /* + "<hex>-" */
 
 /* ---- text parsing (parameters, and strings in lax JSON) ----------------- */
 
@@ -1224,10 +1227,56 @@ static int write_all(int fd, const char *data, size_t len)
 	return 0;
 }
 
+/* A clash prefix: random, so no client can predict the names a clash
+ * will try and take them first. Without getrandom (an old kernel) the
+ * pid and a counter still keep two tries apart. */
+static void clash_prefix(char *out)
+{
+	static unsigned long long counter;
+	unsigned char r[CLASH_HEX / 2];
+	size_t i;
+
+	if (getrandom(r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r) {
+		unsigned long long v =
+			((unsigned long long)getpid() << 24) ^
+			__atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED) ^
+			(unsigned long long)evapi__now_us() << 8;
+		for (i = 0; i < sizeof r; i++)
+			r[i] = (unsigned char)(v >> (8 * i));
+	}
+	for (i = 0; i < sizeof r; i++)
+		sprintf(out + 2 * i, "%02x", r[i]);
+}
+
+int evapi__upload_open(int dfd, const char *safe, char *stored, size_t cap,
+                       int *attempts)
+{
+	char prefix[CLASH_HEX + 1];
+	int fd, k;
+
+	snprintf(stored, cap, "%s", safe);
+	for (k = 0; k <= CLASH_TRIES; k++) {
+		if (k) {
+			clash_prefix(prefix);
+			snprintf(stored, cap, "%s-%s", prefix, safe);
+		}
+		if (attempts)
+			(*attempts)++;
+		fd = openat(dfd, stored,
+		            O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+		            0644);
+		if (fd >= 0 || errno != EEXIST)
+			return fd;
+	}
+	errno = EEXIST;
+	return -1;
+}
+
 /* Writes every file of p into its directory (worker thread). Names are
  * single path components (no '/'), opened relative to the directory with
  * O_EXCL|O_NOFOLLOW, so nothing is overwritten and nothing lands outside
- * it. On a clash the name gets a "N-" prefix. Returns 0 or an errno. */
+ * it; a clash costs a bounded number of tries (evapi__upload_open).
+ * Returns 0 or an errno. */
 static int store_files(evapi__parsed *p)
 {
 	int dfd, i, err = 0;
@@ -1240,17 +1289,8 @@ static int store_files(evapi__parsed *p)
 	for (i = 0; i < p->nfiles && !err; i++) {
 		evapi_file *f = &p->files[i];
 		char *stored = (char *)f->stored;
-		int fd = -1, k;
-		for (k = 0; k < 1000; k++) {
-			if (k)
-				snprintf(stored, STORED_MAX + 1, "%d-%s", k,
-				         p->safe[i]);
-			fd = openat(dfd, stored,
-			            O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
-			                    O_CLOEXEC, 0644);
-			if (fd >= 0 || errno != EEXIST)
-				break;
-		}
+		int fd = evapi__upload_open(dfd, p->safe[i], stored,
+		                            STORED_MAX + 1, NULL);
 		if (fd < 0) {
 			err = errno ? errno : EEXIST;
 			break;

@@ -6,9 +6,12 @@
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -465,4 +468,93 @@ void th_wait_idle(evapi_app *app, double secs)
 			return;
 		th_sleep_ms(10);
 	} while (th_now() < end);
+}
+
+/* ---- processes and background requests ------------------------------------- */
+
+static void *async_main(void *arg)
+{
+	th_async *a = arg;
+	a->status = th_http(a->port, "GET", a->path, NULL, &a->r);
+	return NULL;
+}
+
+void th_http_start(th_async *a, int port, const char *path)
+{
+	memset(a, 0, sizeof *a);
+	a->port = port;
+	a->path = path;
+	pthread_create(&a->thread, NULL, async_main, a);
+}
+
+long th_http_join(th_async *a)
+{
+	pthread_join(a->thread, NULL);
+	return a->status;
+}
+
+int th_distinct_pids(int port, const char *path, int n, int *pids, int cap,
+                     int *errors)
+{
+	th_resp r;
+	int i, k, seen = 0;
+	for (i = 0; i < n; i++) {
+		json_t *j;
+		int pid;
+		if (th_http(port, "GET", path, NULL, &r) != 200) {
+			if (errors)
+				(*errors)++;
+			continue;
+		}
+		j = json_loads(r.body, 0, NULL);
+		pid = (int)json_integer_value(json_object_get(j, "pid"));
+		json_decref(j);
+		for (k = 0; k < seen && pids[k] != pid; k++)
+			;
+		if (k == seen && seen < cap)
+			pids[seen++] = pid;
+	}
+	return seen;
+}
+
+int th_stop_child(pid_t pid, double secs)
+{
+	int status = -1;
+	double end = th_now() + secs;
+	kill(pid, SIGTERM);
+	while (th_now() < end) {
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			return status;
+		th_sleep_ms(50);
+	}
+	TH_FAIL_AT("process %d did not stop within %.0f s", (int)pid, secs);
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	return status;
+}
+
+pid_t th_start_prefork(int port, int workers, evapi_app_setup_cb setup,
+                       const char *probe)
+{
+	evapi_config cfg;
+	pid_t pid;
+	th_resp r;
+	int i;
+
+	evapi_config_init(&cfg);
+	cfg.port = port;
+	cfg.workers = workers;
+	cfg.pool_threads = 2;
+	cfg.access_log = 0;
+	cfg.shutdown_grace_ms = 5000;
+	cfg.log_level = EVAPI_LOG_WARN;
+	pid = fork();
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
+		_exit(evapi_app_serve(&cfg, setup, NULL) == 0 ? 0 : 3);
+	}
+	CHECK(pid > 0);
+	for (i = 0; i < 100 && th_http(port, "GET", probe, NULL, &r) != 200; i++)
+		th_sleep_ms(50);
+	return pid;
 }

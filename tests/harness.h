@@ -11,6 +11,7 @@
 #include <evapi.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <sys/types.h>
 #include <string.h>
 
 extern int th_failed; /* failures in the running test */
@@ -153,5 +154,31 @@ void th_wait_idle(evapi_app *app, double secs);
 
 double th_now(void);
 void th_sleep_ms(int ms);
+
+/* A GET of `path` on a thread of its own: start, then join for the
+ * status (the reply is in a->r). */
+typedef struct th_async {
+	pthread_t thread;
+	int port;
+	const char *path;
+	th_resp r;
+	long status;
+} th_async;
+void th_http_start(th_async *a, int port, const char *path);
+long th_http_join(th_async *a);
+
+/* Distinct values of "pid" in the JSON answers to GET `path` over n new
+ * connections (at most cap kept); failed requests count into *errors
+ * (may be NULL). */
+int th_distinct_pids(int port, const char *path, int n, int *pids, int cap,
+                     int *errors);
+/* SIGTERM to child `pid`, then waits up to `secs` for it (a failure, and
+ * SIGKILL, after that). Returns its wait status. */
+int th_stop_child(pid_t pid, double secs);
+/* Forks a child running evapi_app_serve with `workers` processes on
+ * `port` (2 pool threads each, quiet) and returns its pid once GET
+ * `probe` answers 200. The child dies with the test. */
+pid_t th_start_prefork(int port, int workers, evapi_app_setup_cb setup,
+                       const char *probe);
 
 #endif

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <sys/resource.h>
@@ -62,6 +63,20 @@ static void json_route(evapi_req *req, void *arg)
 	evapi_reply_json(req, 200, json_pack("{s:b}", "ok", 1));
 }
 
+#define BIG_REPLY (8 << 20)
+
+static void big_reply(evapi_req *req, void *arg)
+{
+	char *b = malloc(BIG_REPLY);
+	if (!b) {
+		evapi_reply_error(req, 500, "Out of memory");
+		return;
+	}
+	memset(b, 'b', BIG_REPLY);
+	evapi_reply_bytes(req, 200, "application/octet-stream", b, BIG_REPLY);
+	free(b);
+}
+
 static evapi_app *make_app(evapi_config *cfg)
 {
 	evapi_app *app = evapi_app_new(cfg);
@@ -75,6 +90,7 @@ static evapi_app *make_app(evapi_config *cfg)
 	                NULL);
 	evapi_app_route(app, EVAPI_POST, "/json", EVAPI_INLINE, json_route,
 	                NULL);
+	evapi_app_route(app, EVAPI_GET, "/big", EVAPI_INLINE, big_reply, NULL);
 	return app;
 }
 
@@ -637,6 +653,78 @@ static void test_keepalive_idle_and_max_requests(void)
 	th_server_stop(&s);
 }
 
+/* A reader taking an 8 MiB reply at 1 KiB/s: however steady, it is cut
+ * at the whole-reply write deadline (the write-idle cut alone would wait
+ * for body_timeout_ms, 30 s here); a normal reader gets the same reply
+ * whole, and other clients are served meanwhile. */
+static void test_slow_reader_reply_deadline(void)
+{
+	static char buf[65536];
+	evapi_config cfg;
+	th_server s;
+	th_resp r;
+	evapi_stats st;
+	double start, cut = -1;
+	long total = 0, n;
+	int fd, other_ok = 0;
+
+	guard_config(&cfg);
+	cfg.body_timeout_ms = 30000;
+	cfg.reply_write_timeout_ms = 1000;
+	th_server_start(&s, make_app(&cfg));
+
+	fd = th_connect_send(s.port, "GET /big HTTP/1.1\r\nHost: t\r\n\r\n");
+	n = th_read_all(fd, buf, sizeof buf, 10);
+	CHECK_INT(n, >, BIG_REPLY);
+	CHECK_INT(n, <, BIG_REPLY + 300);
+	CHECK_CONTAINS(buf, "HTTP/1.1 200");
+	close(fd);
+
+	fd = th_connect_rcvbuf(s.port, "GET /big HTTP/1.1\r\nHost: t\r\n\r\n",
+	                       4096);
+	start = th_now();
+	{
+		struct timeval tv = {1, 0};
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	}
+	/* 1 KiB a second; the connection's TCP state, polled meanwhile,
+	 * tells when the server let go (the bytes already received would
+	 * hide a reset from recv for several seconds more). */
+	while (th_now() - start < 6 && cut < 0) {
+		double t0 = th_now();
+		n = recv(fd, buf, 1024, MSG_DONTWAIT);
+		if (n > 0)
+			total += n;
+		if (!other_ok && th_now() - start > 0.2) {
+			CHECK_INT(th_http(s.port, "GET", "/hello", NULL, &r), ==, 200);
+			CHECK_DBL(r.secs, <, 1.0); /* busy machines, valgrind */
+			other_ok = 1;
+		}
+		while (th_now() - t0 < 1.0) {
+			struct tcp_info ti;
+			socklen_t tl = sizeof ti;
+			if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0 &&
+			    ti.tcpi_state != TCP_ESTABLISHED) {
+				cut = th_now() - start;
+				break;
+			}
+			th_sleep_ms(20);
+		}
+	}
+	close(fd);
+	CHECK(other_ok);
+	CHECK_DBL(cut, >=, 0.9);
+	CHECK_DBL(cut, <, 4.0);
+	CHECK_INT(total, <, 64 * 1024);
+	evapi_app_stats(s.app, &st);
+	CHECK_INT(st.reply_write_timeouts, ==, 1);
+	CHECK_CONTAINS(th_log(), "did not read its reply within 1000 ms");
+	fprintf(stderr, "  note: cut after %.2f s having read %ld bytes\n", cut,
+	        total);
+	th_wait_idle(s.app, 3);
+	th_server_stop(&s);
+}
+
 static void test_connection_cap(void)
 {
 	evapi_config cfg;
@@ -1030,6 +1118,8 @@ int main(int argc, char **argv)
 		{"guard.slow_body_request_deadline", test_slow_body_request_deadline},
 		{"guard.keepalive_idle_and_max_requests",
 		 test_keepalive_idle_and_max_requests},
+		{"guard.slow_reader_reply_deadline",
+		 test_slow_reader_reply_deadline},
 		{"guard.connection_cap", test_connection_cap},
 		{"guard.body_limit_413", test_body_limit_413},
 		{"guard.json_bodies_422", test_json_bodies_422},

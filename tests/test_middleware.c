@@ -6,9 +6,9 @@
  */
 #include "harness.h"
 
+#include <evapi/testing.h>
 #include <stdlib.h>
 #include <time.h>
-#include <unistd.h>
 
 static int before_a(evapi_req *req, void *arg)
 {
@@ -80,10 +80,11 @@ static void stream_handler(evapi_req *req, void *arg)
 	evapi_stream_close(s);
 }
 
-static th_server *start_app(th_server *s, int cors)
+static evapi_test *start_app(int cors)
 {
 	evapi_config cfg;
 	evapi_app *app;
+	evapi_test *tc;
 	th_config(&cfg);
 	app = evapi_app_new(&cfg);
 	if (cors) {
@@ -100,40 +101,27 @@ static th_server *start_app(th_server *s, int cors)
 	evapi_app_route(app, EVAPI_GET, "/p", EVAPI_POOL, handler, (void *)1);
 	evapi_app_route(app, EVAPI_GET, "/s", EVAPI_INLINE, stream_handler, NULL);
 	th_trace_clear();
-	th_server_start(s, app);
-	return s;
+	tc = evapi_test_start(app);
+	CHECK(tc != NULL);
+	return tc;
 }
 
-/* GET with extra request headers ("Name: value" strings, NULL-ended). */
-static long get_with(int port, const char *method, const char *path,
-                     const char *const *hdrs, th_resp *r)
+/* One request with extra header lines (NULL-ended); frees the last reply. */
+static evapi_test_response *r_;
+static evapi_test_response *call(evapi_test *tc, const char *method,
+                                 const char *path, const char *const *hdrs)
 {
-	char raw[1024], buf[8192];
-	int o, fd;
-	long n;
-	o = snprintf(raw, sizeof raw, "%s %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n",
-	             method, path);
-	for (; hdrs && *hdrs; hdrs++)
-		o += snprintf(raw + o, sizeof raw - (size_t)o, "%s\r\n", *hdrs);
-	snprintf(raw + o, sizeof raw - (size_t)o, "\r\n");
-	memset(r, 0, sizeof *r);
-	fd = th_connect_send(port, raw);
-	n = th_read_all(fd, buf, sizeof buf, 3);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	{
-		char *eoh = strstr(buf, "\r\n\r\n");
-		int hl = eoh ? (int)(eoh - buf) + 2 : (int)n;
-		if (hl >= (int)sizeof r->headers)
-			hl = (int)sizeof r->headers - 1;
-		memcpy(r->headers, buf, (size_t)hl);
-		r->headers[hl] = '\0';
-		if (eoh)
-			snprintf(r->body, sizeof r->body, "%.4000s", eoh + 4);
-	}
-	r->status = strtol(buf + 9, NULL, 10);
-	return r->status;
+	evapi_test_response_free(r_);
+	r_ = evapi_test_request(tc, &(evapi_test_req){
+		.method = method, .path = path, .headers = hdrs});
+	return r_;
+}
+
+static void stop_app(evapi_test *tc)
+{
+	evapi_test_response_free(r_);
+	r_ = NULL;
+	CHECK_INT(evapi_test_stop(tc), ==, 0);
 }
 
 static int before(const char *hay, const char *a, const char *b)
@@ -144,10 +132,10 @@ static int before(const char *hay, const char *a, const char *b)
 
 static void test_order_and_header_order(void)
 {
-	th_server s;
+	evapi_test *tc = start_app(0);
 	th_resp r;
-	start_app(&s, 0);
-	CHECK_INT(th_http(s.port, "GET", "/h", NULL, &r), ==, 200);
+	/* raw header text, for the order of the lines */
+	CHECK_INT(th_http(evapi_test_port(tc), "GET", "/h", NULL, &r), ==, 200);
 	CHECK_STR(th_trace(), "A>B>H<B<A");
 	/* the handler's headers, then the after hooks', innermost first */
 	CHECK(before(r.headers, "X-Handler: h", "X-B: b"));
@@ -155,53 +143,55 @@ static void test_order_and_header_order(void)
 	CHECK(before(r.headers, "X-A: 200", "X-Process-Time: "));
 	CHECK_INT(__atomic_load_n(&misuse_rc, __ATOMIC_SEQ_CST), ==, 0);
 	CHECK(before(r.headers, "X-Now: yes", "X-Handler: h"));
-	th_server_stop(&s);
+	stop_app(tc);
 }
 
 static void test_short_circuit(void)
 {
-	th_server s;
-	th_resp r;
+	evapi_test *tc = start_app(0);
+	evapi_test_response *r;
 	const char *block[] = {"X-Block: 1", NULL};
 	const char *forget[] = {"X-Forget: 1", NULL};
-	start_app(&s, 0);
-	CHECK_INT(get_with(s.port, "GET", "/h", block, &r), ==, 403);
-	CHECK_STR(r.body, "{\"detail\":\"blocked by middleware\"}");
+	r = call(tc, "GET", "/h", block);
+	CHECK_INT(evapi_test_status(r), ==, 403);
+	CHECK_STR(evapi_test_body(r, NULL), "{\"detail\":\"blocked by middleware\"}");
 	/* the handler never ran; the outer middlewares still saw the reply */
 	CHECK_STR(th_trace(), "A>B><B<A");
-	CHECK_CONTAINS(r.headers, "X-A: 403");
-	CHECK_CONTAINS(r.headers, "X-Process-Time: ");
+	CHECK_STR(evapi_test_header(r, "X-A"), "403");
+	CHECK(evapi_test_header(r, "X-Process-Time") != NULL);
 	th_trace_clear();
-	CHECK_INT(get_with(s.port, "GET", "/h", forget, &r), ==, 500);
+	CHECK_INT(evapi_test_status(call(tc, "GET", "/h", forget)), ==, 500);
 	CHECK_STR(th_trace(), "A>B><B<A");
 	CHECK_CONTAINS(th_log(), "middleware 2 stopped the request without replying");
-	th_server_stop(&s);
+	stop_app(tc);
 }
 
 static void test_pool_404_and_stream_replies(void)
 {
-	th_server s;
-	th_resp r;
-	start_app(&s, 0);
-	CHECK_INT(th_http(s.port, "GET", "/p", NULL, &r), ==, 200);
-	CHECK_CONTAINS(r.headers, "X-A: 200");
-	CHECK_CONTAINS(r.headers, "X-Handler: h");
-	CHECK_INT(th_http(s.port, "GET", "/nope", NULL, &r), ==, 404);
-	CHECK_CONTAINS(r.headers, "X-A: 404");
-	CHECK_CONTAINS(r.headers, "X-Process-Time: ");
-	CHECK_INT(th_http(s.port, "DELETE", "/h", NULL, &r), ==, 405);
-	CHECK_CONTAINS(r.headers, "X-A: 405");
-	CHECK_INT(th_http(s.port, "GET", "/s", NULL, &r), ==, 200);
-	CHECK_STR(r.body, "streamed");
-	CHECK_CONTAINS(r.headers, "X-B: b");
-	CHECK_CONTAINS(r.headers, "Transfer-Encoding: chunked");
-	th_server_stop(&s);
+	evapi_test *tc = start_app(0);
+	evapi_test_response *r = call(tc, "GET", "/p", NULL);
+	CHECK_INT(evapi_test_status(r), ==, 200);
+	CHECK_STR(evapi_test_header(r, "X-A"), "200");
+	CHECK_STR(evapi_test_header(r, "X-Handler"), "h");
+	r = call(tc, "GET", "/nope", NULL);
+	CHECK_INT(evapi_test_status(r), ==, 404);
+	CHECK_STR(evapi_test_header(r, "X-A"), "404");
+	CHECK(evapi_test_header(r, "X-Process-Time") != NULL);
+	r = call(tc, "DELETE", "/h", NULL);
+	CHECK_INT(evapi_test_status(r), ==, 405);
+	CHECK_STR(evapi_test_header(r, "X-A"), "405");
+	r = call(tc, "GET", "/s", NULL);
+	CHECK_INT(evapi_test_status(r), ==, 200);
+	CHECK_STR(evapi_test_body(r, NULL), "streamed");
+	CHECK_STR(evapi_test_header(r, "X-B"), "b");
+	CHECK_STR(evapi_test_header(r, "Transfer-Encoding"), "chunked");
+	stop_app(tc);
 }
 
 static void test_cors(void)
 {
-	th_server s;
-	th_resp r;
+	evapi_test *tc = start_app(1);
+	evapi_test_response *r;
 	const char *pre[] = {"Origin: https://app.example",
 	                     "Access-Control-Request-Method: POST",
 	                     "Access-Control-Request-Headers: content-type", NULL};
@@ -211,30 +201,35 @@ static void test_cors(void)
 	                            "Access-Control-Request-Method: TRACE", NULL};
 	const char *simple[] = {"Origin: https://other.example", NULL};
 	const char *evil[] = {"Origin: https://evil.example", NULL};
-	start_app(&s, 1);
 	/* preflight: answered by the middleware, never routed */
-	CHECK_INT(get_with(s.port, "OPTIONS", "/h", pre, &r), ==, 200);
-	CHECK_CONTAINS(r.headers, "Access-Control-Allow-Origin: https://app.example");
-	CHECK_CONTAINS(r.headers, "Access-Control-Allow-Methods: GET, POST");
-	CHECK_CONTAINS(r.headers, "Access-Control-Allow-Headers: content-type");
-	CHECK_CONTAINS(r.headers, "Access-Control-Max-Age: 600");
-	CHECK_CONTAINS(r.headers, "Vary: Origin");
+	r = call(tc, "OPTIONS", "/h", pre);
+	CHECK_INT(evapi_test_status(r), ==, 200);
+	CHECK_STR(evapi_test_header(r, "Access-Control-Allow-Origin"), "https://app.example");
+	CHECK_CONTAINS(evapi_test_header(r, "Access-Control-Allow-Methods"), "GET, POST, ");
+	CHECK_STR(evapi_test_header(r, "Access-Control-Allow-Headers"), "content-type");
+	CHECK_STR(evapi_test_header(r, "Access-Control-Max-Age"), "600");
+	CHECK_STR(evapi_test_header(r, "Vary"), "Origin");
 	CHECK(strstr(th_trace(), "H") == NULL);
-	CHECK_INT(get_with(s.port, "OPTIONS", "/h", bad_origin, &r), ==, 400);
-	CHECK_STR(r.body, "{\"detail\":\"Disallowed CORS origin\"}");
-	CHECK(strstr(r.headers, "Access-Control-Allow-Origin") == NULL);
-	CHECK_INT(get_with(s.port, "OPTIONS", "/h", bad_method, &r), ==, 400);
-	CHECK_STR(r.body, "{\"detail\":\"Disallowed CORS method\"}");
+	r = call(tc, "OPTIONS", "/h", bad_origin);
+	CHECK_INT(evapi_test_status(r), ==, 400);
+	CHECK_STR(evapi_test_body(r, NULL), "{\"detail\":\"Disallowed CORS origin\"}");
+	CHECK(evapi_test_header(r, "Access-Control-Allow-Origin") == NULL);
+	r = call(tc, "OPTIONS", "/h", bad_method);
+	CHECK_INT(evapi_test_status(r), ==, 400);
+	CHECK_STR(evapi_test_body(r, NULL), "{\"detail\":\"Disallowed CORS method\"}");
 	/* simple requests */
-	CHECK_INT(get_with(s.port, "GET", "/h", simple, &r), ==, 200);
-	CHECK_CONTAINS(r.headers, "Access-Control-Allow-Origin: https://other.example");
-	CHECK_CONTAINS(r.headers, "Access-Control-Expose-Headers: X-Process-Time");
-	CHECK_INT(get_with(s.port, "GET", "/h", evil, &r), ==, 200);
-	CHECK(strstr(r.headers, "Access-Control-Allow-Origin") == NULL);
+	r = call(tc, "GET", "/h", simple);
+	CHECK_INT(evapi_test_status(r), ==, 200);
+	CHECK_STR(evapi_test_header(r, "Access-Control-Allow-Origin"), "https://other.example");
+	CHECK_STR(evapi_test_header(r, "Access-Control-Expose-Headers"), "X-Process-Time");
+	r = call(tc, "GET", "/h", evil);
+	CHECK_INT(evapi_test_status(r), ==, 200);
+	CHECK(evapi_test_header(r, "Access-Control-Allow-Origin") == NULL);
 	/* no Origin: not a CORS request */
-	CHECK_INT(th_http(s.port, "GET", "/h", NULL, &r), ==, 200);
-	CHECK(strstr(r.headers, "Access-Control-Allow-Origin") == NULL);
-	th_server_stop(&s);
+	r = call(tc, "GET", "/h", NULL);
+	CHECK_INT(evapi_test_status(r), ==, 200);
+	CHECK(evapi_test_header(r, "Access-Control-Allow-Origin") == NULL);
+	stop_app(tc);
 }
 
 static void test_registration_rules(void)

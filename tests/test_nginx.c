@@ -1,9 +1,10 @@
 /*
  * test_nginx.c: examples/nginx/nginx.conf in front of two evapi apps on
  * 127.0.0.1: requests reach both, and stopping one while requests keep
- * coming loses none (nginx retries what it may elsewhere). And a path
- * rule in nginx ("/echo" refused, "/_/" denied) is not bypassed with a
- * target starting with "//", with nginx's merge_slashes on or off.
+ * coming loses none (nginx retries what it may elsewhere); the same with
+ * two prefork servers while one worker is killed with SIGKILL under load.
+ * And a path rule in nginx ("/echo" refused, "/_/" denied) is not
+ * bypassed with a target starting with "//", merge_slashes on or off.
  * Skipped, with the reason printed, when nginx is not installed.
  */
 #include "harness.h"
@@ -142,8 +143,8 @@ static void *keep_asking(void *arg)
 	th_resp r;
 	while (!__atomic_load_n(&l->stop, __ATOMIC_SEQ_CST)) {
 		if (th_http(l->port, "GET", "/", NULL, &r) != 200)
-			l->failed++;
-		l->sent++;
+			__atomic_add_fetch(&l->failed, 1, __ATOMIC_SEQ_CST);
+		__atomic_add_fetch(&l->sent, 1, __ATOMIC_SEQ_CST);
 	}
 	return NULL;
 }
@@ -322,6 +323,99 @@ static void test_path_rules_merge_slashes_off(void)
 	rules_hold(0);
 }
 
+/* ---- kill -9 of a prefork worker behind nginx -------------------------- */
+
+static void pid_slept(evapi_req *req, int status, void *arg)
+{
+	if (status == 0)
+		evapi_reply_json(req, 200, json_pack("{s:i}", "pid", (int)getpid()));
+}
+
+/* Each request waits 50 ms, so several are in flight on every worker. */
+static void pid_slow(evapi_req *req, void *arg)
+{
+	evapi_req_sleep(req, 50, pid_slept, NULL);
+}
+
+static int prefork_setup(evapi_app *app, void *arg)
+{
+	return evapi_app_route(app, EVAPI_GET, "/", EVAPI_INLINE, pid_slow, NULL);
+}
+
+static void stop_prefork(pid_t pid)
+{
+	int status = th_stop_child(pid, 10);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+#define KILL_LOADERS 8
+
+static void test_worker_killed_under_load(void)
+{
+	char dir[] = "/tmp/evapi-nginx-XXXXXX", path[600], log[8192];
+	struct load l = {0, 0, 0, 0};
+	pthread_t t[KILL_LOADERS];
+	int port = th_free_port(), p0 = th_free_port(), p1 = th_free_port();
+	int before[4], after[4], i, k, n, fresh = 0;
+	pid_t s0, s1, ng;
+	FILE *f;
+
+	CHECK(mkdtemp(dir) != NULL);
+	s0 = th_start_prefork(p0, 2, prefork_setup, "/");
+	s1 = th_start_prefork(p1, 2, prefork_setup, "/");
+	if (write_conf(dir, port, p0, p1) != 0)
+		goto out;
+	ng = start_nginx(dir, port);
+	CHECK_INT(th_distinct_pids(p0, "/", 60, before, 4, NULL), ==, 2);
+
+	l.port = port;
+	for (i = 0; i < KILL_LOADERS; i++)
+		pthread_create(&t[i], NULL, keep_asking, &l);
+	th_sleep_ms(1000);
+	kill(before[0], SIGKILL); /* requests are in flight on it */
+	th_sleep_ms(2000);
+	__atomic_store_n(&l.stop, 1, __ATOMIC_SEQ_CST);
+	for (i = 0; i < KILL_LOADERS; i++)
+		pthread_join(t[i], NULL);
+	CHECK_INT(l.sent, >, 100);
+	CHECK_INT(l.failed, ==, 0);
+
+	/* nginx saw the dead worker's connections fail, and retried. */
+	snprintf(path, sizeof path, "%s/error.log", dir);
+	log[0] = '\0';
+	if ((f = fopen(path, "r"))) {
+		log[fread(log, 1, sizeof log - 1, f)] = '\0';
+		fclose(f);
+	}
+	CHECK_CONTAINS(log, "from upstream");
+	{
+		char *at = strstr(log, "from upstream"), *bol = at, *eol;
+		while (bol && bol > log && bol[-1] != '\n')
+			bol--;
+		if (bol && (eol = strchr(bol, '\n')))
+			*eol = '\0';
+		if (bol)
+			fprintf(stderr, "  note: nginx: %.200s\n", bol);
+	}
+	/* The supervisor replaced the worker. */
+	for (i = 0; i < 20; i++) {
+		n = th_distinct_pids(p0, "/", 20, after, 4, NULL);
+		for (k = 0, fresh = 0; k < n; k++)
+			fresh += after[k] != before[0] && after[k] != before[1];
+		if (fresh)
+			break;
+		th_sleep_ms(100);
+	}
+	CHECK_INT(fresh, ==, 1);
+	fprintf(stderr, "  note: %d requests through nginx, %d failed, while a "
+	        "worker was killed\n", l.sent, l.failed);
+	stop_nginx(ng);
+out:
+	stop_prefork(s0);
+	stop_prefork(s1);
+	remove_dir(dir);
+}
+
 int main(int argc, char **argv)
 {
 	static const th_test tests[] = {
@@ -331,6 +425,7 @@ int main(int argc, char **argv)
 		 test_path_rules_merge_slashes_on},
 		{"nginx.path_rules_merge_slashes_off",
 		 test_path_rules_merge_slashes_off},
+		{"nginx.worker_killed_under_load", test_worker_killed_under_load},
 		{NULL, NULL}};
 	if (system("command -v nginx >/dev/null 2>&1") != 0) {
 		int i;

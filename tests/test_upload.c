@@ -3,13 +3,16 @@
  * own, sanitised store names, and upload routes on a real app: files on
  * disk, traversal names kept inside the upload directory, size limits
  * (413), part and field count limits (400), wrong Content-Type (415),
- * raw-body uploads, and both lanes.
+ * raw-body uploads, both lanes, and name clashes (a random prefix, a
+ * bounded number of tries, however many files share the name).
  */
 #include "harness.h"
 #include "../src/internal.h"
 
 #include <curl/curl.h>
+#include <ctype.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -235,6 +238,60 @@ static void dir_list(char *out, size_t cap, int clean)
 		rmdir(updir);
 }
 
+/* 1 when `name` is what a clash makes of `safe`: 12 hex digits, '-',
+ * then the sanitised name. */
+static int clash_of(const char *name, const char *safe)
+{
+	int i;
+	if (!name || strlen(name) != 13 + strlen(safe) || name[12] != '-' ||
+	    strcmp(name + 13, safe) != 0)
+		return 0;
+	for (i = 0; i < 12; i++)
+		if (!isxdigit((unsigned char)name[i]))
+			return 0;
+	return 1;
+}
+
+/* Checks a comma-separated sorted listing: the `plain` names, plus one
+ * clash name for each of `clashed`, and nothing else. */
+static void check_listing(const char *list, const char *const *plain,
+                          int nplain, const char *const *clashed,
+                          int nclashed)
+{
+	char copy[512], *tok, *save = NULL;
+	int n = 0, i, found;
+
+	snprintf(copy, sizeof copy, "%s", list);
+	for (tok = strtok_r(copy, ",", &save); tok;
+	     tok = strtok_r(NULL, ",", &save), n++) {
+		found = 0;
+		for (i = 0; i < nplain && !found; i++)
+			found = strcmp(tok, plain[i]) == 0;
+		for (i = 0; i < nclashed && !found; i++)
+			found = clash_of(tok, clashed[i]);
+		if (!found)
+			TH_FAIL_AT("unexpected stored name %s in %s", tok, list);
+	}
+	CHECK_INT(n, ==, nplain + nclashed);
+}
+
+/* Removes every file of the upload directory, then the directory. */
+static void dir_remove(void)
+{
+	char path[sizeof updir + 260];
+	struct dirent *e;
+	DIR *d = opendir(updir);
+	if (!d)
+		return;
+	while ((e = readdir(d)) != NULL)
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+			snprintf(path, sizeof path, "%s/%.255s", updir, e->d_name);
+			unlink(path);
+		}
+	closedir(d);
+	rmdir(updir);
+}
+
 static long file_size(const char *path)
 {
 	struct stat st;
@@ -381,7 +438,10 @@ static void test_curl_form_both_lanes(void)
 	}
 	/* the second upload of the same names did not overwrite the first */
 	dir_list(list, sizeof list, 1);
-	CHECK_STR(list, "1-big.bin,1-notes.txt,big.bin,notes.txt");
+	{
+		static const char *const names[] = {"big.bin", "notes.txt"};
+		check_listing(list, names, 2, names, 2);
+	}
 	th_server_stop(&s);
 }
 
@@ -417,8 +477,8 @@ static void test_traversal_names(void)
 			  json_object_get(j, "files"), 0), "filename")), "../../x");
 	CHECK_STR(json_string_value(json_object_get(json_array_get(
 			  json_object_get(j, "files"), 2), "filename")), "C:\\x");
-	CHECK_STR(json_string_value(json_object_get(json_array_get(
-			  json_object_get(j, "files"), 2), "stored")), "1-x");
+	CHECK(clash_of(json_string_value(json_object_get(json_array_get(
+			  json_object_get(j, "files"), 2), "stored")), "x"));
 	CHECK(json_is_true(json_object_get(json_array_get(
 		json_object_get(j, "files"), 0), "inside")));
 	json_decref(j);
@@ -432,7 +492,11 @@ static void test_traversal_names(void)
 	CHECK_CONTAINS(r.body, "\"stored\":\"evil\"");
 	CHECK_CONTAINS(r.body, "\"filename\":\"../../evil\"");
 	dir_list(list, sizeof list, 1);
-	CHECK_STR(list, "1-x,abs,evil,x");
+	{
+		static const char *const plain[] = {"abs", "evil", "x"};
+		static const char *const clashed[] = {"x"};
+		check_listing(list, plain, 3, clashed, 1);
+	}
 	CHECK(access("/tmp/x", F_OK) != 0 && access("/tmp/evil", F_OK) != 0);
 	th_server_stop(&s);
 }
@@ -515,6 +579,109 @@ static void test_store_failure(void)
 	th_server_stop(&s);
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+#define SAME_NAME 1100
+
+/* Many uploads of one filename: every one is stored, none replaces
+ * another (a name collision used to fail every upload after the
+ * 1 000th with 500). */
+static void test_same_name_many_times(void)
+{
+	static const char body[] = FILE_PART("f", "same.txt", "x") "--XyZ--\r\n";
+	char **names = calloc(SAME_NAME, sizeof *names);
+	double start = th_now();
+	th_server s;
+	th_resp r;
+	int i, ok = 0, plain = 0;
+
+	th_server_start(&s, make_app());
+	for (i = 0; i < SAME_NAME && th_now() - start < 60; i++) {
+		json_t *j, *f;
+		const char *stored;
+		if (post_mp(s.port, BODY(body), &r) != 200) {
+			TH_FAIL_AT("upload %d: %ld %s", i, r.status, r.body);
+			break;
+		}
+		j = body_json(&r);
+		f = json_array_get(json_object_get(j, "files"), 0);
+		stored = json_string_value(json_object_get(f, "stored"));
+		CHECK(stored != NULL);
+		if (stored && strcmp(stored, "same.txt") == 0)
+			plain++;
+		else if (!clash_of(stored, "same.txt"))
+			TH_FAIL_AT("stored name %s", stored ? stored : "(null)");
+		names[ok++] = strdup(stored ? stored : "");
+		json_decref(j);
+	}
+	CHECK_INT(ok, ==, SAME_NAME);
+	CHECK_INT(plain, ==, 1);
+	qsort(names, (size_t)ok, sizeof *names, cmp_str);
+	for (i = 1; i < ok; i++)
+		if (strcmp(names[i - 1], names[i]) == 0)
+			TH_FAIL_AT("stored twice as %s", names[i]);
+	fprintf(stderr, "  note: %d uploads of one name in %.1f s\n", ok,
+	        th_now() - start);
+	for (i = 0; i < ok; i++)
+		free(names[i]);
+	free(names);
+	dir_remove();
+	th_server_stop(&s);
+}
+
+/* Files already holding every name an upload could be given by a
+ * counter ("x", "1-x" ... "999-x") do not make it fail, and storing
+ * never takes more than a constant number of openat calls. */
+static void test_clash_costs_constant_tries(void)
+{
+	static const char body[] = FILE_PART("f", "x", "data") "--XyZ--\r\n";
+	char path[sizeof updir + 32], stored[128];
+	th_server s;
+	th_resp r;
+	json_t *j;
+	int i, dfd, most = 0;
+
+	th_server_start(&s, make_app());
+	for (i = 0; i < 1000; i++) {
+		int fd;
+		if (i)
+			snprintf(path, sizeof path, "%s/%d-x", updir, i);
+		else
+			snprintf(path, sizeof path, "%s/x", updir);
+		fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
+		CHECK(fd >= 0);
+		close(fd);
+	}
+	CHECK_INT(post_mp(s.port, BODY(body), &r), ==, 200);
+	j = body_json(&r);
+	CHECK(clash_of(json_string_value(json_object_get(json_array_get(
+			  json_object_get(j, "files"), 0), "stored")), "x"));
+	json_decref(j);
+	th_server_stop(&s);
+
+	/* The storing function itself: one openat for a free name, two
+	 * for a taken one, however many share it. */
+	dfd = open(updir, O_RDONLY | O_DIRECTORY);
+	CHECK(dfd >= 0);
+	for (i = 0; i < SAME_NAME; i++) {
+		int tries = 0;
+		int fd = evapi__upload_open(dfd, "y", stored, sizeof stored,
+		                            &tries);
+		CHECK(fd >= 0);
+		if (fd >= 0)
+			close(fd);
+		CHECK(i == 0 ? strcmp(stored, "y") == 0 : clash_of(stored, "y"));
+		if (tries > most)
+			most = tries;
+	}
+	CHECK_INT(most, ==, 2);
+	close(dfd);
+	dir_remove();
+}
+
 static const th_test tests[] = {
 	{"multipart_boundary", test_boundary},
 	{"multipart_parse_good", test_parse_good},
@@ -524,6 +691,8 @@ static const th_test tests[] = {
 	{"traversal_names", test_traversal_names},
 	{"limits", test_limits},
 	{"store_failure", test_store_failure},
+	{"same_name_many_times", test_same_name_many_times},
+	{"clash_costs_constant_tries", test_clash_costs_constant_tries},
 	{NULL, NULL}};
 
 int main(int argc, char **argv)

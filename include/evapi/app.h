@@ -96,6 +96,11 @@ typedef struct evapi_config {
 	                              this from its first byte: 408, close */
 	int request_timeout_ms;    /* [30000] deadline for a reply: 504 */
 	int idle_timeout_ms;       /* [5000] keep-alive idle: silent close */
+	int reply_write_timeout_ms; /* [60000] a reply (not a stream) must
+	                              be written to the client within this
+	                              from when it is sent, however steadily
+	                              a slow reader takes it: else the
+	                              connection is closed; 0: off */
 
 	/* ---- outbound calls (evapi/client.h) ----------------------------- */
 	int outbound_max_connections;     /* [256] open at once; more wait */
@@ -103,10 +108,26 @@ typedef struct evapi_config {
 	int outbound_connect_timeout_ms;  /* [3000] default connect timeout */
 	size_t outbound_max_response_bytes; /* [8 MiB] default reply cap */
 
+	/* ---- the database (evapi/db.h; docs/ARCHITECTURE.md, "Database") */
+	const char *db_url;        /* [NULL: no database] libpq URL or
+	                              conninfo: "postgresql://user@127.0.0.1/db" */
+	int db_max_connections;    /* [8] connections opened on demand */
+	int db_queue_max;          /* [1024] queries waiting for a connection;
+	                              more: EVAPI_EBUSY (503) */
+	int db_acquire_timeout_ms; /* [5000] longest wait for a connection
+	                              (EVAPI_EBUSY), and for connecting */
+	int db_query_timeout_ms;   /* [5000] per query: EVAPI_ETIMEDOUT (504),
+	                              cancelled on the server */
+	int db_statement_cache;    /* [100] prepared statements kept per
+	                              connection, by SQL text; 0: none */
+
 	/* ---- docs and introspection routes ------------------------------- */
 	int openapi;               /* [0] serve GET /openapi.json and GET /docs
 	                              (see evapi/schema.h) */
 	int stats_routes;          /* [0] serve GET /_/stats and /_/metrics */
+	int health_routes;         /* [0] serve GET /_/health (liveness) and
+	                              GET /_/ready (readiness: 503 while not
+	                              ready or draining) */
 
 	/* ---- logging ----------------------------------------------------- */
 	evapi_log_level log_level; /* [EVAPI_LOG_INFO] */
@@ -174,6 +195,14 @@ EVAPI_EXPORT int evapi_app_run(evapi_app *app);
  *  from evapi_app_run. A second call cuts at once. Thread-safe: yes. */
 EVAPI_EXPORT void evapi_app_stop(evapi_app *app);
 
+/** Says whether the app is ready for traffic: 1 (the default) or 0, for
+ *  example while a startup hook's work still finishes on the loop. With
+ *  health_routes, GET /_/ready answers 503 {"status":"starting"} while
+ *  it is 0, 503 {"status":"draining"} from the start of a graceful stop
+ *  (SIGTERM, evapi_app_stop) and 200 {"status":"ready"} otherwise.
+ *  Returns 0 or EVAPI_EINVAL. Thread-safe: yes. */
+EVAPI_EXPORT int evapi_app_set_ready(evapi_app *app, int ready);
+
 /** Registers an app's routes (and whatever else it needs) on a new app
  *  that has already bound its port (evapi_app_port works); returns 0, or
  *  a negative code and then the app is not run. `app` is borrowed:
@@ -192,7 +221,9 @@ typedef int (*evapi_app_setup_cb)(evapi_app *app, void *arg);
  * above (own reactor and pool) on the same port, bound with SO_REUSEPORT
  * so the kernel spreads connections among them; port 0 picks one port for
  * all. The calling process supervises: a worker that dies is restarted
- * (at most once a second while it keeps dying at start), SIGTERM/SIGINT
+ * (at most once a second while it keeps dying at start; one that exits 0,
+ * stopped gracefully on its own SIGTERM, is not, and the call returns
+ * once every worker has stopped so), SIGTERM/SIGINT
  * are forwarded so every worker drains gracefully (a second signal cuts),
  * and the call returns when all have exited (EVAPI_ESYS if one failed to
  * stop cleanly). The caller must not have started threads (fork copies
@@ -223,6 +254,9 @@ typedef struct evapi_stats {
 	unsigned long long outbound_in_flight; /* calls started, not finished */
 	unsigned long long outbound_sockets;   /* sockets open now */
 	unsigned long long outbound_connects;  /* sockets opened in all */
+	/* connections closed for not reading a reply within
+	 * reply_write_timeout_ms */
+	unsigned long long reply_write_timeouts;
 	/* WebSocket sessions (evapi/websocket.h) */
 	unsigned long long websocket_open;  /* accepted and not yet over */
 	unsigned long long websocket_total; /* accepted in all */

@@ -60,7 +60,9 @@ extern "C" {
 	X(EPROTO, -17, "upstream sent a malformed reply")                    \
 	X(ETOOBIG, -18, "upstream reply over the size limit")                \
 	X(EUPSTREAM, -19, "upstream call failed")                           \
-	X(EEXIST, -20, "already registered")
+	X(EEXIST, -20, "already registered")                                \
+	X(EUNAVAIL, -21, "database unavailable")                            \
+	X(EDB, -22, "database reported an error")
 
 enum evapi_errno {
 #define EVAPI_ERR_ENUM(name, val, msg) EVAPI_##name = (val),

@@ -1,0 +1,153 @@
+/*
+ * evapi/db.h: PostgreSQL on the loop (asyncpg's place in FastAPI).
+ *
+ * evapi_req_db_query sends one SQL statement on a connection of the app's
+ * pool, driven by libpq's asynchronous API on the app's event loop, and
+ * returns at once; the continuation runs later on the loop with the
+ * result. Thousands of requests can wait on queries without a thread each.
+ * Inline routes (and their continuations) only: loop thread.
+ *
+ * - Parameters travel apart from the SQL text ($1, $2, ... as text, a NULL
+ *   pointer being SQL NULL), so a value can never change the statement.
+ * - Each connection keeps up to db_statement_cache prepared statements,
+ *   keyed by SQL text: a statement seen before skips parsing and planning.
+ *   Behind a pooler in transaction mode (pgbouncer), set it to 0.
+ * - The pool opens up to db_max_connections connections on demand; a
+ *   query with none free waits in a queue of at most db_queue_max, for
+ *   at most db_acquire_timeout_ms (then EVAPI_EBUSY, answered as 503).
+ * - Every query has a timeout (db_query_timeout_ms: EVAPI_ETIMEDOUT, 504)
+ *   after which it is cancelled on the server.
+ * - A query belongs to its request: if the client leaves, the deadline
+ *   passes or the app cuts the request, the query is cancelled on the
+ *   server and the continuation is told EVAPI_ECANCELED.
+ * - The app starts even when the database is down; queries then fail
+ *   with EVAPI_EUNAVAIL (503) until it is back. Broken connections are
+ *   dropped and reopened on demand, with a backoff between failed
+ *   connection attempts. A connection is reused only clean: results of a
+ *   cancelled query drained, a transaction left open rolled back.
+ *
+ * Each query is its own transaction unless it leaves one open (which is
+ * rolled back before the connection is reused): this layer has no
+ * multi-statement transactions yet.
+ *
+ * Name resolution of a host name in db_url happens inside libpq's
+ * connection start, on the loop: give an address (127.0.0.1) or a unix
+ * socket directory (host=/path) rather than a name that needs DNS.
+ */
+#ifndef EVAPI_DB_H
+#define EVAPI_DB_H
+
+#include <jansson.h>
+
+#include <evapi/common.h>
+#include <evapi/app.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** The outcome of one query. Opaque; read it with the accessors below.
+ *  Every pointer they return is borrowed, as the result. */
+typedef struct evapi_db_result evapi_db_result;
+
+/** 0 when the statement ran; else EVAPI_EDB (the server reported an
+ *  error: see the SQLSTATE), EVAPI_EUNAVAIL (no connection to the
+ *  database, or it went away mid-query), EVAPI_EBUSY (pool and wait queue
+ *  full, or no connection free within db_acquire_timeout_ms),
+ *  EVAPI_ETIMEDOUT (over its timeout; cancelled on the server) or
+ *  EVAPI_ECANCELED (its request went away or the app stopped). */
+EVAPI_EXPORT int evapi_db_result_error(const evapi_db_result *res);
+/** The five-character SQLSTATE of a server error ("23505"), or "". */
+EVAPI_EXPORT const char *evapi_db_result_sqlstate(const evapi_db_result *res);
+/** What went wrong, for logs: the server's message or ours, or "". It may
+ *  quote data or SQL: never send it to a client. */
+EVAPI_EXPORT const char *evapi_db_result_errmsg(const evapi_db_result *res);
+/** Rows and columns of the result (0 for a command or an error). */
+EVAPI_EXPORT int evapi_db_result_ntuples(const evapi_db_result *res);
+EVAPI_EXPORT int evapi_db_result_nfields(const evapi_db_result *res);
+/** Name of column `col`, or NULL when out of range. */
+EVAPI_EXPORT const char *evapi_db_result_fname(const evapi_db_result *res,
+                                               int col);
+/** The value in PostgreSQL's text form, or NULL for SQL NULL or out of
+ *  range. */
+EVAPI_EXPORT const char *evapi_db_result_value(const evapi_db_result *res,
+                                               int row, int col);
+/** 1 when the value is SQL NULL (or out of range), else 0. */
+EVAPI_EXPORT int evapi_db_result_is_null(const evapi_db_result *res, int row,
+                                         int col);
+/** Rows affected by INSERT/UPDATE/DELETE (or returned), else 0. */
+EVAPI_EXPORT long long evapi_db_result_affected(const evapi_db_result *res);
+/** Wall time of the query in milliseconds, waiting for a connection
+ *  included. */
+EVAPI_EXPORT double evapi_db_result_ms(const evapi_db_result *res);
+
+/** Row `row` as a JSON object, column names as keys. Types map as:
+ *  int2/int4/int8/oid -> integer; float4/float8 -> real (NaN and the
+ *  infinities -> their name as a string); bool -> true/false; json,
+ *  jsonb -> the parsed value; numeric -> string (no precision lost);
+ *  timestamp, timestamptz, date -> ISO 8601 string
+ *  ("2024-05-01T12:30:00.5+00:00"); bytea -> base64 string; NULL -> null;
+ *  anything else (text, varchar, uuid, ...) -> its text as a string.
+ *  Returns new (json_decref), or NULL when out of range or out of memory. */
+EVAPI_EXPORT json_t *evapi_db_result_row_json(const evapi_db_result *res,
+                                              int row);
+/** Every row, as an array of evapi_db_result_row_json objects. Returns
+ *  new (json_decref); an empty array for a result without rows; NULL
+ *  when out of memory. */
+EVAPI_EXPORT json_t *evapi_db_result_json(const evapi_db_result *res);
+
+/** The status a route should answer for a failed query: 0 for success,
+ *  503 for EVAPI_EUNAVAIL, EVAPI_EBUSY and EVAPI_ECANCELED, 504 for
+ *  EVAPI_ETIMEDOUT, 409 for a unique violation (SQLSTATE 23505), 500 for
+ *  any other error. */
+EVAPI_EXPORT int evapi_db_result_http_status(const evapi_db_result *res);
+
+/** Answers a failed query FastAPI-style with
+ *  evapi_db_result_http_status(res): 503 {"detail":"Database unavailable"}
+ *  (or "Database busy" for EVAPI_EBUSY) with Retry-After: 1; 504
+ *  {"detail":"Database timed out"}; 409 {"detail":"Conflict"}; 500
+ *  {"detail":"Internal Server Error"}. The server's message and SQLSTATE
+ *  go to the log, never into the reply. Returns what the evapi_reply_*
+ *  functions return, or EVAPI_EINVAL when the query succeeded. */
+EVAPI_EXPORT int evapi_reply_db_error(evapi_req *req,
+                                      const evapi_db_result *res);
+
+/* ---- on the loop -------------------------------------------------------- */
+
+/** Continuation of evapi_req_db_query, on the loop, exactly once. `res`
+ *  is borrowed until the callback returns. `status` is 0 (look at the
+ *  result, which may hold an error), or EVAPI_ECANCELED when the request
+ *  went away first (client left, deadline, app cut): nothing can be
+ *  replied then. */
+typedef void (*evapi_db_cb)(evapi_req *req, int status,
+                            const evapi_db_result *res, void *arg);
+
+/** Sends `sql` (one statement, parameters as $1..$n) with `nparams`
+ *  parameters in text form (`params[i]` NULL is SQL NULL) on behalf of
+ *  `req`, which it keeps alive. `sql` and `params` are copied. Returns 0
+ *  (then `cb` runs once, on the loop; a full pool, a database that is
+ *  down or a server error arrive in the result), or EVAPI_EINVAL,
+ *  EVAPI_ENOMEM, EVAPI_EGONE, EVAPI_ETHREAD, EVAPI_ESTATE (no db_url
+ *  configured, or the app is being freed) (then `cb` never runs). Loop
+ *  thread only: in an inline handler or continuation. */
+EVAPI_EXPORT int evapi_req_db_query(evapi_req *req, const char *sql,
+                                    int nparams, const char *const *params,
+                                    evapi_db_cb cb, void *arg);
+
+/** Continuation of evapi_app_db_query, on the loop, exactly once. */
+typedef void (*evapi_app_db_cb)(evapi_app *app, const evapi_db_result *res,
+                                void *arg);
+
+/** A query bound to no request (start-up migrations from a startup hook,
+ *  a timer, a background task). Same arguments and returns as
+ *  evapi_req_db_query. Queries still running when the app stops are
+ *  cancelled and reported as EVAPI_ECANCELED. Loop thread only: before
+ *  evapi_app_run, the thread that created the app. */
+EVAPI_EXPORT int evapi_app_db_query(evapi_app *app, const char *sql,
+                                    int nparams, const char *const *params,
+                                    evapi_app_db_cb cb, void *arg);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

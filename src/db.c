@@ -1,0 +1,1084 @@
+/*
+ * db.c: PostgreSQL on the loop. One pool of libpq connections per app,
+ * each driven by libpq's asynchronous API (PQconnectStart/PQconnectPoll,
+ * PQsendQueryParams, PQsendPrepare + PQsendQueryPrepared, PQconsumeInput)
+ * from one persistent libevent event on its socket.
+ *
+ * Threads: the loop thread owns every connection, query and event here.
+ * The one exception is PQcancel, which blocks (it opens a connection to
+ * the server): it runs on a pool worker with a PGcancel object made on
+ * the loop, which shares nothing with the PGconn; its completion comes
+ * back to the loop through the pool's done queue.
+ *
+ * A query is in one of three places: the wait queue (no connection free),
+ * on a connection (running), or on the ready list (its result is final).
+ * Every query not yet delivered is on db->queries, so that a request
+ * going away (evapi__db_req_gone) or the app stopping can find it. Its
+ * continuation runs from the `deliver` event, never from inside a libpq
+ * event or a cancellation walk, so user code may start new queries.
+ *
+ * A connection runs one command at a time (a "step"): SET (setup),
+ * DEALLOCATE (statement cache eviction), PREPARE, EXECUTE, ROLLBACK. A
+ * step ends when PQgetResult returns NULL; only then is the next sent.
+ * Cancelling a running query detaches it from its connection at once
+ * (the continuation is told now) while the connection keeps draining the
+ * step's results and waits for the server-side cancel to complete. Only
+ * then, with any open transaction rolled back, is it idle again: a cancel
+ * that arrived late could otherwise hit the next query.
+ *
+ * What a query returns (accessors, JSON, error classes, the reply) is
+ * db_result.c's.
+ */
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db.h"
+
+/* Between failed connection attempts: doubling from MIN to MAX. */
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 2000
+
+enum { Q_WAITING = 1, Q_RUNNING, Q_READY };
+enum {
+	C_EMPTY = 0,    /* slot unused */
+	C_CONNECTING,   /* PQconnectPoll in progress */
+	C_IDLE,         /* on db->idle, ready for a query */
+	C_BUSY          /* a step in flight, or a cancel completing */
+};
+enum { S_NONE = 0, S_SETUP, S_DEALLOC, S_PREPARE, S_EXEC, S_ROLLBACK };
+
+typedef struct dbq dbq;
+typedef struct dbconn dbconn;
+typedef struct evapi__db evapi__db;
+
+
+struct dbq {
+	TAILQ_ENTRY(dbq) all;    /* db->queries until delivered */
+	TAILQ_ENTRY(dbq) link;   /* db->wait or db->ready */
+	evapi__db *db;
+	evapi_req *req;          /* NULL for an app-level query */
+	int state;
+	evapi_db_cb cb;
+	evapi_app_db_cb app_cb;
+	void *arg;
+	char *sql;
+	int nparams;
+	char **params;           /* in the same block as sql */
+	dbconn *conn;            /* while running */
+	struct event *timer;     /* acquire timeout, then query timeout */
+	evapi_db_result res;
+};
+
+typedef struct stmt {
+	char *sql;
+	unsigned long long hash; /* of sql */
+	unsigned id;             /* named "evapi_<id>" on the server */
+	unsigned long long used; /* LRU tick */
+} stmt;
+
+typedef struct cancel_job {
+	evapi__job job;
+	PGcancel *pc;
+	dbconn *conn;            /* NULL once the connection was closed */
+	int ok;
+	char err[256];
+} cancel_job;
+
+struct dbconn {
+	evapi__db *db;
+	int state;
+	PGconn *pg;
+	struct event *ev;        /* the socket */
+	struct event *timer;     /* connect timeout */
+	evutil_socket_t fd;
+	short what;              /* what ev waits for */
+	int step;
+	PGresult *res;           /* results of the step so far */
+	dbq *q;                  /* the query this step serves, or NULL */
+	cancel_job *cancel;      /* a server-side cancel in flight */
+	dbconn *idle_next;
+	stmt *cache;
+	int ncache;
+	unsigned next_id;
+	unsigned long long tick;
+	stmt pending;            /* statement being prepared */
+};
+
+TAILQ_HEAD(dbq_list, dbq);
+
+struct evapi__db {
+	evapi_app *app;
+	char *url;
+	int max, queue_max, cache_size;
+	unsigned acquire_ms, query_ms;
+	dbconn *conns;           /* max slots */
+	dbconn *idle;
+	struct dbq_list queries, wait, ready;
+	int nwait;
+	struct event *deliver;
+	int closing;
+	int down;                /* the last connection attempt failed */
+	int backoff_ms;
+	int64_t retry_at_us;     /* no connection attempt before this */
+	char last_error[256];
+};
+
+/* ---- queries: delivery -------------------------------------------------- */
+
+static void conn_after(dbconn *c);
+static void conn_close(dbconn *c);
+static void pump(evapi__db *db);
+
+/* The query's result is final: it goes to the ready list; the
+ * continuation runs from the deliver event. `pg` is stolen. */
+static void q_finish(dbq *q, int error, PGresult *pg, const char *msg)
+{
+	evapi__db *db = q->db;
+
+	if (q->state == Q_READY) {
+		PQclear(pg);
+		return;
+	}
+	if (q->state == Q_WAITING) {
+		TAILQ_REMOVE(&db->wait, q, link);
+		db->nwait--;
+	}
+	if (q->conn) {
+		q->conn->q = NULL;
+		q->conn = NULL;
+	}
+	q->state = Q_READY;
+	if (q->timer)
+		evtimer_del(q->timer);
+	q->res.end_us = evapi__now_us();
+	evapi__db_result_set(&q->res, error, pg, msg);
+	TAILQ_INSERT_TAIL(&db->ready, q, link);
+	event_active(db->deliver, EV_READ, 0);
+}
+
+static void q_free(dbq *q)
+{
+	if (q->timer)
+		event_free(q->timer);
+	evapi__db_result_clear(&q->res);
+	free(q->sql);
+	free(q);
+}
+
+static void deliver_one(dbq *q)
+{
+	evapi__db *db = q->db;
+	evapi_req *req = q->req;
+
+	TAILQ_REMOVE(&db->queries, q, all);
+	if (req) {
+		req->pending--;
+		evapi__req_enter(req);
+		q->cb(req, req->gone ? EVAPI_ECANCELED : 0, &q->res, q->arg);
+		evapi__req_leave(req, "query continuation");
+	} else {
+		q->app_cb(db->app, &q->res, q->arg);
+	}
+	q_free(q);
+	if (req)
+		evapi__req_unref(req);
+}
+
+static void on_deliver(evutil_socket_t fd, short what, void *arg)
+{
+	evapi__db *db = arg;
+	struct dbq_list list;
+	dbq *q;
+	(void)fd;
+	(void)what;
+
+	/* Swap the list out: continuations may finish more queries. */
+	TAILQ_INIT(&list);
+	TAILQ_CONCAT(&list, &db->ready, link);
+	while ((q = TAILQ_FIRST(&list))) {
+		TAILQ_REMOVE(&list, q, link);
+		deliver_one(q);
+	}
+}
+
+/* ---- connections: wiring ------------------------------------------------ */
+
+static void on_io(evutil_socket_t fd, short what, void *arg);
+
+/* Waits on the connection's current socket for `what`. While connecting,
+ * libpq may close its socket and open another (next address, SSL or GSS
+ * fallback) that gets the same number: libevent would still think it
+ * registered, so then the event is always deleted and added again, which
+ * makes epoll see the new socket. */
+static void conn_watch(dbconn *c, short what)
+{
+	evutil_socket_t fd = PQsocket(c->pg);
+
+	if (fd == c->fd && what == c->what && c->state != C_CONNECTING)
+		return;
+	event_del(c->ev);
+	event_assign(c->ev, c->db->app->base, fd, (short)(what | EV_PERSIST),
+	             on_io, c);
+	c->fd = fd;
+	c->what = what;
+	if (fd >= 0)
+		event_add(c->ev, NULL);
+}
+
+static void idle_remove(dbconn *c)
+{
+	dbconn **p;
+	for (p = &c->db->idle; *p; p = &(*p)->idle_next)
+		if (*p == c) {
+			*p = c->idle_next;
+			break;
+		}
+	c->idle_next = NULL;
+}
+
+static void cache_clear(dbconn *c)
+{
+	int i;
+	for (i = 0; i < c->ncache; i++)
+		free(c->cache[i].sql);
+	c->ncache = 0;
+	free(c->pending.sql);
+	c->pending.sql = NULL;
+}
+
+static int live_conns(const evapi__db *db)
+{
+	int i, n = 0;
+	for (i = 0; i < db->max; i++)
+		if (db->conns[i].state != C_EMPTY)
+			n++;
+	return n;
+}
+
+static void conn_close(dbconn *c)
+{
+	if (c->state == C_EMPTY)
+		return;
+	if (c->state == C_IDLE)
+		idle_remove(c);
+	if (c->q)
+		q_finish(c->q, EVAPI_EUNAVAIL, NULL,
+		         "the database connection was closed");
+	if (c->cancel)
+		c->cancel->conn = NULL; /* its completion finds no connection */
+	c->cancel = NULL;
+	event_del(c->ev);
+	evtimer_del(c->timer);
+	c->fd = -1;
+	c->what = 0;
+	PQclear(c->res);
+	c->res = NULL;
+	PQfinish(c->pg);
+	c->pg = NULL;
+	cache_clear(c);
+	c->step = S_NONE;
+	c->state = C_EMPTY;
+}
+
+/* The connection failed under a query or between queries. */
+static void conn_broken(dbconn *c, PGresult *r)
+{
+	evapi__db *db = c->db;
+	const char *msg = r ? PQresultErrorMessage(r) : PQerrorMessage(c->pg);
+
+	evapi__log(db->app, EVAPI_LOG_WARN, "database connection lost: %s",
+	           msg && *msg ? msg : "(no message)");
+	if (c->q) {
+		int err = EVAPI_EUNAVAIL;
+		if (r && evapi__db_failed(r))
+			err = evapi__db_classify(r, 1);
+		if (err == EVAPI_EDB)
+			err = EVAPI_EUNAVAIL;
+		q_finish(c->q, err, r, msg);
+		r = NULL;
+	}
+	PQclear(r);
+	conn_close(c);
+	pump(db);
+}
+
+/* Sends what the last PQsend* queued; waits for writability while libpq
+ * still holds output. */
+static int conn_flush(dbconn *c)
+{
+	int rc = PQflush(c->pg);
+	if (rc < 0)
+		return -1;
+	conn_watch(c, rc ? (EV_READ | EV_WRITE) : EV_READ);
+	return 0;
+}
+
+static int conn_send(dbconn *c, int step, int ok)
+{
+	c->step = step;
+	if (!ok || conn_flush(c) != 0) {
+		conn_broken(c, NULL);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- connections: connecting -------------------------------------------- */
+
+static void fail_waiting(evapi__db *db, int err, const char *msg)
+{
+	dbq *q;
+	while ((q = TAILQ_FIRST(&db->wait)))
+		q_finish(q, err, NULL, msg);
+}
+
+static void connect_failed(dbconn *c, const char *why)
+{
+	evapi__db *db = c->db;
+	size_t n;
+
+	snprintf(db->last_error, sizeof db->last_error, "%s",
+	         why && *why ? why : "connection failed");
+	n = strlen(db->last_error);
+	while (n && db->last_error[n - 1] == '\n')
+		db->last_error[--n] = '\0';
+	if (!db->down)
+		evapi__log(db->app, EVAPI_LOG_WARN,
+		           "database unavailable: %s", db->last_error);
+	db->down = 1;
+	db->backoff_ms = db->backoff_ms ? db->backoff_ms * 2 : BACKOFF_MIN_MS;
+	if (db->backoff_ms > BACKOFF_MAX_MS)
+		db->backoff_ms = BACKOFF_MAX_MS;
+	db->retry_at_us = evapi__now_us() + (int64_t)db->backoff_ms * 1000;
+	conn_close(c);
+	/* With no connection left to serve them, the waiting queries would
+	 * only time out: tell them now. */
+	if (live_conns(db) == 0)
+		fail_waiting(db, EVAPI_EUNAVAIL, db->last_error);
+}
+
+static void conn_idle(dbconn *c)
+{
+	evapi__db *db = c->db;
+
+	c->state = C_IDLE;
+	c->step = S_NONE;
+	c->idle_next = db->idle;
+	db->idle = c;
+	/* watch for the server closing an idle connection */
+	conn_watch(c, EV_READ);
+	pump(db);
+}
+
+static void connected(dbconn *c)
+{
+	evapi__db *db = c->db;
+	const char *ds = PQparameterStatus(c->pg, "DateStyle");
+
+	evtimer_del(c->timer);
+	if (db->down)
+		evapi__log(db->app, EVAPI_LOG_INFO, "database reachable again");
+	db->down = 0;
+	db->backoff_ms = 0;
+	db->retry_at_us = 0;
+	c->state = C_BUSY;
+	if (PQsetnonblocking(c->pg, 1) != 0) {
+		conn_broken(c, NULL);
+		return;
+	}
+	/* The JSON mapping reads dates in the ISO style. */
+	if (!ds || strncmp(ds, "ISO", 3) != 0) {
+		conn_send(c, S_SETUP, PQsendQuery(c->pg, "SET DateStyle = ISO"));
+		return;
+	}
+	conn_idle(c);
+}
+
+static void connect_poll(dbconn *c)
+{
+	switch (PQconnectPoll(c->pg)) {
+	case PGRES_POLLING_OK:
+		connected(c);
+		break;
+	case PGRES_POLLING_READING:
+		conn_watch(c, EV_READ);
+		break;
+	case PGRES_POLLING_WRITING:
+		conn_watch(c, EV_WRITE);
+		break;
+	default:
+		connect_failed(c, PQerrorMessage(c->pg));
+	}
+}
+
+static void on_connect_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	dbconn *c = arg;
+	char msg[96];
+	(void)fd;
+	(void)what;
+	snprintf(msg, sizeof msg, "no connection within %u ms",
+	         c->db->acquire_ms);
+	connect_failed(c, msg);
+}
+
+/* Server notices (NOTICE, WARNING) go to the app's log, not stderr. */
+static void on_notice(void *arg, const char *msg)
+{
+	evapi__db *db = arg;
+	size_t n = strlen(msg);
+	while (n && msg[n - 1] == '\n')
+		n--;
+	evapi__log(db->app, EVAPI_LOG_DEBUG, "database: %.*s", (int)n, msg);
+}
+
+static void conn_open(dbconn *c)
+{
+	evapi__db *db = c->db;
+	const char *keys[] = { "dbname", "fallback_application_name", NULL };
+	const char *vals[] = { db->url, "evapi", NULL };
+	struct timeval tv;
+
+	c->pg = PQconnectStartParams(keys, vals, 1);
+	c->state = C_CONNECTING;
+	c->fd = -1;
+	c->what = 0;
+	if (!c->pg || PQstatus(c->pg) == CONNECTION_BAD) {
+		connect_failed(c, c->pg ? PQerrorMessage(c->pg) : "out of memory");
+		return;
+	}
+	PQsetNoticeProcessor(c->pg, on_notice, db);
+	tv.tv_sec = db->acquire_ms / 1000;
+	tv.tv_usec = (db->acquire_ms % 1000) * 1000;
+	evtimer_add(c->timer, &tv);
+	/* libpq's documented start: as if PQconnectPoll said WRITING */
+	conn_watch(c, EV_WRITE);
+}
+
+/* ---- connections: running queries --------------------------------------- */
+
+static unsigned long long hash_sql(const char *s)
+{
+	unsigned long long h = 1469598103934665603ULL; /* FNV-1a */
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return h;
+}
+
+static stmt *cache_find(dbconn *c, const char *sql)
+{
+	unsigned long long h = hash_sql(sql);
+	int i;
+	for (i = 0; i < c->ncache; i++)
+		if (c->cache[i].hash == h && strcmp(c->cache[i].sql, sql) == 0)
+			return &c->cache[i];
+	return NULL;
+}
+
+static void cache_drop(dbconn *c, stmt *s)
+{
+	free(s->sql);
+	*s = c->cache[--c->ncache];
+}
+
+/* The statement just prepared joins the cache (conn_run made room). */
+static void cache_add(dbconn *c)
+{
+	if (!c->pending.sql || c->ncache >= c->db->cache_size)
+		return;
+	c->pending.used = ++c->tick;
+	c->cache[c->ncache++] = c->pending;
+	c->pending.sql = NULL;
+}
+
+static int send_exec(dbconn *c, const char *name)
+{
+	dbq *q = c->q;
+	int ok = name ? PQsendQueryPrepared(c->pg, name, q->nparams,
+	                                    (const char *const *)q->params,
+	                                    NULL, NULL, 0)
+	              : PQsendQueryParams(c->pg, q->sql, q->nparams, NULL,
+	                                  (const char *const *)q->params,
+	                                  NULL, NULL, 0);
+	return conn_send(c, S_EXEC, ok);
+}
+
+static void stmt_name(char *buf, size_t len, unsigned id)
+{
+	snprintf(buf, len, "evapi_%u", id);
+}
+
+static void send_prepare(dbconn *c)
+{
+	char name[32];
+
+	c->pending.sql = strdup(c->q->sql);
+	c->pending.hash = hash_sql(c->q->sql);
+	c->pending.id = ++c->next_id;
+	if (!c->pending.sql) { /* out of memory: run it unprepared */
+		send_exec(c, NULL);
+		return;
+	}
+	stmt_name(name, sizeof name, c->pending.id);
+	conn_send(c, S_PREPARE, PQsendPrepare(c->pg, name, c->q->sql,
+	                                      c->q->nparams, NULL));
+}
+
+static void on_query_timeout(evutil_socket_t fd, short what, void *arg);
+
+static void conn_run(dbconn *c, dbq *q)
+{
+	evapi__db *db = c->db;
+	struct timeval tv;
+	char name[48];
+	stmt *s;
+
+	idle_remove(c);
+	c->state = C_BUSY;
+	c->q = q;
+	q->conn = c;
+	q->state = Q_RUNNING;
+	tv.tv_sec = db->query_ms / 1000;
+	tv.tv_usec = (db->query_ms % 1000) * 1000;
+	evtimer_add(q->timer, &tv);
+	if (db->cache_size == 0) {
+		send_exec(c, NULL);
+		return;
+	}
+	if ((s = cache_find(c, q->sql))) {
+		s->used = ++c->tick;
+		stmt_name(name, sizeof name, s->id);
+		send_exec(c, name);
+		return;
+	}
+	if (c->ncache >= db->cache_size) {
+		stmt *lru = &c->cache[0];
+		int i;
+		for (i = 1; i < c->ncache; i++)
+			if (c->cache[i].used < lru->used)
+				lru = &c->cache[i];
+		snprintf(name, sizeof name, "DEALLOCATE evapi_%u", lru->id);
+		cache_drop(c, lru);
+		conn_send(c, S_DEALLOC, PQsendQuery(c->pg, name));
+		return;
+	}
+	send_prepare(c);
+}
+
+/* A step's results are all in (PQgetResult gave NULL): the next step. */
+static void step_done(dbconn *c)
+{
+	PGresult *r = c->res;
+	int step = c->step;
+	dbq *q = c->q;
+	char name[32];
+
+	c->res = NULL;
+	c->step = S_NONE;
+	if (PQstatus(c->pg) == CONNECTION_BAD) {
+		conn_broken(c, r);
+		return;
+	}
+	if (!q) {
+		/* setup, rollback, or the drain of a cancelled query */
+		if (step == S_SETUP && r && evapi__db_failed(r)) {
+			conn_broken(c, r);
+			return;
+		}
+		if (step == S_PREPARE && r && !evapi__db_failed(r))
+			cache_add(c); /* prepared on the server: keep it */
+		free(c->pending.sql);
+		c->pending.sql = NULL;
+		PQclear(r);
+		if (step == S_SETUP)
+			conn_idle(c);
+		else
+			conn_after(c);
+		return;
+	}
+	switch (step) {
+	case S_DEALLOC:
+		PQclear(r);
+		send_prepare(c);
+		return;
+	case S_PREPARE:
+		if (r && evapi__db_failed(r)) {
+			free(c->pending.sql);
+			c->pending.sql = NULL;
+			break;
+		}
+		PQclear(r);
+		cache_add(c);
+		stmt_name(name, sizeof name, c->pending.id);
+		send_exec(c, name);
+		return;
+	case S_EXEC:
+		if (r && evapi__db_failed(r) && c->db->cache_size) {
+			const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+			/* a cached plan the schema outdated: prepare it anew
+			 * next time */
+			stmt *s = cache_find(c, q->sql);
+			if (s && st && (strcmp(st, "0A000") == 0 ||
+			                strcmp(st, "26000") == 0))
+				cache_drop(c, s);
+		}
+		break;
+	}
+	if (!r)
+		q_finish(q, EVAPI_EDB, NULL, "no result");
+	else if (evapi__db_failed(r))
+		q_finish(q, evapi__db_classify(r, 0),
+		         r, NULL);
+	else
+		q_finish(q, 0, r, NULL);
+	conn_after(c);
+}
+
+/* Between queries: idle again only with no cancel in flight and no
+ * transaction left open. */
+static void conn_after(dbconn *c)
+{
+	if (c->step != S_NONE || c->cancel)
+		return; /* the step's end or the cancel's completion calls us */
+	switch (PQtransactionStatus(c->pg)) {
+	case PQTRANS_IDLE:
+		conn_idle(c);
+		break;
+	case PQTRANS_INTRANS:
+	case PQTRANS_INERROR:
+		conn_send(c, S_ROLLBACK, PQsendQuery(c->pg, "ROLLBACK"));
+		break;
+	default:
+		conn_broken(c, NULL);
+	}
+}
+
+static int is_copy(const PGresult *r)
+{
+	ExecStatusType st = PQresultStatus(r);
+	return st == PGRES_COPY_IN || st == PGRES_COPY_OUT ||
+	       st == PGRES_COPY_BOTH;
+}
+
+/* Collects a step's results as far as they have arrived. */
+static void conn_read(dbconn *c)
+{
+	PGresult *r;
+	PGnotify *n;
+
+	if (!PQconsumeInput(c->pg)) {
+		if (c->step != S_NONE) {
+			/* libpq turns the loss into a result: collect it */
+			while (!PQisBusy(c->pg) && (r = PQgetResult(c->pg))) {
+				PQclear(c->res);
+				c->res = r;
+			}
+		}
+		r = c->res;
+		c->res = NULL;
+		conn_broken(c, r);
+		return;
+	}
+	while ((n = PQnotifies(c->pg)))
+		PQfreemem(n);
+	if (c->step == S_NONE) {
+		if (PQstatus(c->pg) == CONNECTION_BAD)
+			conn_broken(c, NULL);
+		return;
+	}
+	while (!PQisBusy(c->pg)) {
+		if (!(r = PQgetResult(c->pg))) {
+			step_done(c);
+			return;
+		}
+		if (is_copy(r)) {
+			/* COPY speaks its own sub-protocol, and PQgetResult
+			 * would return this result for ever: refuse it and drop
+			 * the connection, which is mid-copy */
+			PQclear(r);
+			if (c->q)
+				q_finish(c->q, EVAPI_EDB, NULL,
+				         "COPY is not supported on the loop");
+			conn_close(c);
+			pump(c->db);
+			return;
+		}
+		/* keep the first error, else the last result */
+		if (c->res && evapi__db_failed(c->res)) {
+			PQclear(r);
+		} else {
+			PQclear(c->res);
+			c->res = r;
+		}
+	}
+}
+
+static void on_io(evutil_socket_t fd, short what, void *arg)
+{
+	dbconn *c = arg;
+	(void)fd;
+
+	if (c->state == C_CONNECTING) {
+		connect_poll(c);
+		return;
+	}
+	if ((what & EV_WRITE) && conn_flush(c) != 0) {
+		conn_broken(c, NULL);
+		return;
+	}
+	if (what & EV_READ)
+		conn_read(c);
+}
+
+/* ---- cancelling --------------------------------------------------------- */
+
+static void cancel_work(evapi__job *job)
+{
+	cancel_job *cj = (cancel_job *)job;
+	cj->ok = PQcancel(cj->pc, cj->err, sizeof cj->err);
+}
+
+static void cancel_done(evapi__job *job, int status)
+{
+	cancel_job *cj = (cancel_job *)job;
+	dbconn *c = cj->conn;
+	int ok;
+
+	/* The pool is being torn down and never ran it: the app is being
+	 * freed, so blocking here stalls nobody. */
+	if (status != 0)
+		cancel_work(job);
+	ok = cj->ok;
+	if (!ok && c)
+		evapi__log(c->db->app, EVAPI_LOG_WARN,
+		           "database cancel failed: %s", cj->err);
+	PQfreeCancel(cj->pc);
+	free(cj);
+	if (!c)
+		return;
+	c->cancel = NULL;
+	if (!ok) {
+		conn_close(c); /* it may still run the query: never reuse */
+		pump(c->db);
+		return;
+	}
+	conn_after(c);
+}
+
+/* Cancels on the server what connection `c` runs. */
+static void cancel_start(dbconn *c)
+{
+	evapi__db *db = c->db;
+	cancel_job *cj = calloc(1, sizeof *cj);
+
+	if (cj && (cj->pc = PQgetCancel(c->pg))) {
+		cj->job.work = cancel_work;
+		cj->job.done = cancel_done;
+		cj->conn = c;
+		if (db->closing) {
+			cancel_work(&cj->job);
+			PQfreeCancel(cj->pc);
+			free(cj);
+			conn_close(c);
+			return;
+		}
+		if (evapi__pool_submit(db->app->pool, &cj->job) == 0) {
+			c->cancel = cj;
+			return;
+		}
+		PQfreeCancel(cj->pc);
+	}
+	free(cj);
+	/* No worker to cancel with: closing the connection is the only
+	 * way to be sure the query never meets the next one. */
+	evapi__log(db->app, EVAPI_LOG_WARN,
+	           "database cancel not possible now: closing the connection");
+	conn_close(c);
+	pump(db);
+}
+
+/* Ends query `q` now with `err`; a running query is cancelled on the
+ * server and its connection drained before reuse. */
+static void q_cancel(dbq *q, int err, const char *msg)
+{
+	dbconn *c = q->conn;
+
+	if (q->state == Q_READY)
+		return;
+	q_finish(q, err, NULL, msg); /* detaches q from c */
+	if (c && c->step != S_NONE)
+		cancel_start(c);
+}
+
+static void on_query_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	dbq *q = arg;
+	evapi__db *db = q->db;
+	char msg[96];
+	(void)fd;
+	(void)what;
+
+	if (q->state == Q_WAITING) {
+		snprintf(msg, sizeof msg,
+		         "no database connection free within %u ms",
+		         db->acquire_ms);
+		q_finish(q, EVAPI_EBUSY, NULL, msg);
+	} else {
+		snprintf(msg, sizeof msg, "query over its %u ms timeout",
+		         db->query_ms);
+		q_cancel(q, EVAPI_ETIMEDOUT, msg);
+	}
+}
+
+/* ---- the pool ----------------------------------------------------------- */
+
+/* Hands waiting queries to idle connections, and opens connections for
+ * the queries still waiting (one each, up to max) unless the last
+ * attempt failed too recently. */
+static void pump(evapi__db *db)
+{
+	int i, connecting = 0, want;
+	dbq *q;
+
+	if (db->closing)
+		return;
+	while ((q = TAILQ_FIRST(&db->wait)) && db->idle) {
+		TAILQ_REMOVE(&db->wait, q, link);
+		db->nwait--;
+		conn_run(db->idle, q);
+	}
+	if (!db->nwait || evapi__now_us() < db->retry_at_us)
+		return;
+	for (i = 0; i < db->max; i++)
+		if (db->conns[i].state == C_CONNECTING)
+			connecting++;
+	want = db->nwait - connecting;
+	for (i = 0; i < db->max && want > 0; i++)
+		if (db->conns[i].state == C_EMPTY) {
+			want--;
+			conn_open(&db->conns[i]);
+			if (db->retry_at_us > evapi__now_us())
+				break; /* it failed at once */
+		}
+}
+
+static void submit(evapi__db *db, dbq *q)
+{
+	struct timeval tv;
+
+	TAILQ_INSERT_TAIL(&db->queries, q, all);
+	q->res.start_us = evapi__now_us();
+	if (db->idle) {
+		conn_run(db->idle, q);
+		return;
+	}
+	if (db->nwait >= db->queue_max) {
+		q_finish(q, EVAPI_EBUSY, NULL,
+		         "the database wait queue is full");
+		return;
+	}
+	if (live_conns(db) == 0 && evapi__now_us() < db->retry_at_us) {
+		q_finish(q, EVAPI_EUNAVAIL, NULL, db->last_error);
+		return;
+	}
+	q->state = Q_WAITING;
+	TAILQ_INSERT_TAIL(&db->wait, q, link);
+	db->nwait++;
+	tv.tv_sec = db->acquire_ms / 1000;
+	tv.tv_usec = (db->acquire_ms % 1000) * 1000;
+	evtimer_add(q->timer, &tv);
+	pump(db);
+}
+
+/* A query with its SQL and parameters copied into one block: the
+ * strings, then (aligned) the parameter pointers. */
+static dbq *q_new(evapi__db *db, const char *sql, int nparams,
+                  const char *const *params)
+{
+	size_t len = strlen(sql) + 1, off, n;
+	dbq *q;
+	int i;
+
+	for (i = 0; i < nparams; i++)
+		if (params[i])
+			len += strlen(params[i]) + 1;
+	off = (len + sizeof(char *) - 1) & ~(sizeof(char *) - 1);
+	if (!(q = calloc(1, sizeof *q)))
+		return NULL;
+	q->sql = malloc(off + (size_t)(nparams + 1) * sizeof(char *));
+	q->timer = evtimer_new(db->app->base, on_query_timeout, q);
+	if (!q->sql || !q->timer) {
+		q_free(q);
+		return NULL;
+	}
+	q->params = (char **)(void *)(q->sql + off);
+	len = strlen(sql) + 1;
+	memcpy(q->sql, sql, len);
+	for (i = 0; i < nparams; i++) {
+		q->params[i] = NULL;
+		if (!params[i])
+			continue;
+		n = strlen(params[i]) + 1;
+		q->params[i] = q->sql + len;
+		memcpy(q->params[i], params[i], n);
+		len += n;
+	}
+	q->nparams = nparams;
+	q->db = db;
+	return q;
+}
+
+static int args_valid(const char *sql, int nparams, const char *const *params)
+{
+	return sql && nparams >= 0 && nparams <= 65535 &&
+	       (nparams == 0 || params);
+}
+
+int evapi_req_db_query(evapi_req *req, const char *sql, int nparams,
+                       const char *const *params, evapi_db_cb cb, void *arg)
+{
+	evapi__db *db;
+	dbq *q;
+
+	if (!req || !cb || !args_valid(sql, nparams, params))
+		return EVAPI_EINVAL;
+	if (!evapi__is_loop_thread(req))
+		return EVAPI_ETHREAD;
+	if (req->gone)
+		return EVAPI_EGONE;
+	db = req->app->db;
+	if (!db || db->closing)
+		return EVAPI_ESTATE;
+	if (!(q = q_new(db, sql, nparams, params)))
+		return EVAPI_ENOMEM;
+	q->req = req;
+	q->cb = cb;
+	q->arg = arg;
+	req->pending++;
+	req->refs++;
+	submit(db, q);
+	return 0;
+}
+
+int evapi_app_db_query(evapi_app *app, const char *sql, int nparams,
+                       const char *const *params, evapi_app_db_cb cb,
+                       void *arg)
+{
+	evapi__db *db;
+	dbq *q;
+
+	if (!app || !cb || !args_valid(sql, nparams, params))
+		return EVAPI_EINVAL;
+	if (!pthread_equal(pthread_self(), app->loop_thread))
+		return EVAPI_ETHREAD;
+	db = app->db;
+	if (!db || db->closing || app->stopping)
+		return EVAPI_ESTATE;
+	if (!(q = q_new(db, sql, nparams, params)))
+		return EVAPI_ENOMEM;
+	q->app_cb = cb;
+	q->arg = arg;
+	submit(db, q);
+	return 0;
+}
+
+/* ---- the app's side ----------------------------------------------------- */
+
+void evapi__db_req_gone(evapi_req *req)
+{
+	evapi__db *db = req->app->db;
+	dbq *q, *next;
+
+	if (!db)
+		return;
+	for (q = TAILQ_FIRST(&db->queries); q; q = next) {
+		next = TAILQ_NEXT(q, all);
+		if (q->req == req)
+			q_cancel(q, EVAPI_ECANCELED, "the request went away");
+	}
+}
+
+int evapi__db_new(evapi_app *app)
+{
+	const evapi_config *cfg = &app->cfg;
+	PQconninfoOption *opts;
+	char *err = NULL;
+	evapi__db *db;
+	int i;
+
+	if (!cfg->db_url)
+		return 0;
+	if (!(opts = PQconninfoParse(cfg->db_url, &err))) {
+		evapi__log(app, EVAPI_LOG_ERROR, "db_url: %s",
+		           err ? err : "out of memory");
+		PQfreemem(err);
+		return err ? EVAPI_EINVAL : EVAPI_ENOMEM;
+	}
+	PQconninfoFree(opts);
+	if (!(db = calloc(1, sizeof *db)))
+		return EVAPI_ENOMEM;
+	app->db = db;
+	db->app = app;
+	db->max = cfg->db_max_connections;
+	db->queue_max = cfg->db_queue_max;
+	db->cache_size = cfg->db_statement_cache;
+	db->acquire_ms = (unsigned)cfg->db_acquire_timeout_ms;
+	db->query_ms = (unsigned)cfg->db_query_timeout_ms;
+	TAILQ_INIT(&db->queries);
+	TAILQ_INIT(&db->wait);
+	TAILQ_INIT(&db->ready);
+	db->url = strdup(cfg->db_url);
+	db->conns = calloc((size_t)db->max, sizeof *db->conns);
+	db->deliver = event_new(app->base, -1, 0, on_deliver, db);
+	if (!db->url || !db->conns || !db->deliver)
+		return EVAPI_ENOMEM;
+	for (i = 0; i < db->max; i++) {
+		dbconn *c = &db->conns[i];
+		c->db = db;
+		c->fd = -1;
+		c->ev = event_new(app->base, -1, 0, on_io, c);
+		c->timer = evtimer_new(app->base, on_connect_timeout, c);
+		c->cache = calloc((size_t)(db->cache_size ? db->cache_size : 1),
+		                  sizeof *c->cache);
+		if (!c->ev || !c->timer || !c->cache)
+			return EVAPI_ENOMEM;
+	}
+	return 0;
+}
+
+/* Loop thread, the loop no longer running and the worker pool gone:
+ * cancels what is left (blocking cancels are fine now), runs the
+ * continuations and closes every connection. */
+void evapi__db_free(evapi_app *app)
+{
+	evapi__db *db = app->db;
+	dbq *q, *next;
+	int i;
+
+	if (!db)
+		return;
+	db->closing = 1;
+	for (q = TAILQ_FIRST(&db->queries); q; q = next) {
+		next = TAILQ_NEXT(q, all);
+		q_cancel(q, EVAPI_ECANCELED, "the app stopped");
+	}
+	if (db->deliver)
+		on_deliver(-1, 0, db);
+	for (i = 0; db->conns && i < db->max; i++) {
+		dbconn *c = &db->conns[i];
+		conn_close(c);
+		if (c->ev)
+			event_free(c->ev);
+		if (c->timer)
+			event_free(c->timer);
+		free(c->cache);
+	}
+	if (db->deliver)
+		event_free(db->deliver);
+	free(db->conns);
+	free(db->url);
+	free(db);
+	app->db = NULL;
+}

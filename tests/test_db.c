@@ -1,0 +1,839 @@
+/*
+ * test_db.c: PostgreSQL on the loop (src/db.c) against a private
+ * PostgreSQL 15 cluster (tests/pg.c), through real HTTP requests to an
+ * in-process app whose inline routes query it. Faults are real: a server
+ * that is not up, one stopped and started under load, queries past their
+ * timeout, clients that leave mid-query; pg_stat_activity shows what the
+ * server still runs.
+ */
+#include "harness.h"
+#include "pg.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#define LOAD(p) __atomic_load_n((p), __ATOMIC_SEQ_CST)
+#define ADD(p, v) __atomic_add_fetch((p), (v), __ATOMIC_SEQ_CST)
+
+/* One cluster for the tests that need a server that stays up; the tests
+ * of a server that is down or restarted make their own. */
+static th_pg shared;
+static int shared_state; /* 0 untried, 1 up, -1 not installed, -2 failed */
+static char skip_why[256];
+
+static const th_pg *need_pg(void)
+{
+	if (shared_state == 0) {
+		int rc = th_pg_start(&shared, skip_why, sizeof skip_why);
+		shared_state = rc == 0 ? 1 : rc;
+	}
+	if (shared_state == -1)
+		TH_SKIP("%s", skip_why);
+	else if (shared_state != 1)
+		TH_FAIL_AT("the PostgreSQL test cluster did not start");
+	return shared_state == 1 ? &shared : NULL;
+}
+
+static int cancelled;    /* continuations told EVAPI_ECANCELED */
+static int continuations; /* every query continuation */
+
+/* ---- the app under test ------------------------------------------------- */
+
+static void reply_result(evapi_req *req, int status, const evapi_db_result *res,
+                         void *arg)
+{
+	json_t *rows;
+	(void)arg;
+
+	ADD(&continuations, 1);
+	if (status == EVAPI_ECANCELED) {
+		ADD(&cancelled, 1);
+		return;
+	}
+	if (evapi_db_result_error(res)) {
+		evapi_reply_db_error(req, res);
+		return;
+	}
+	rows = evapi_db_result_json(res);
+	evapi_reply_json(req, 200,
+	                 json_pack("{s:o,s:I,s:i,s:i,s:s?,s:i}", "rows", rows,
+	                           "affected",
+	                           (json_int_t)evapi_db_result_affected(res),
+	                           "ntuples", evapi_db_result_ntuples(res),
+	                           "nfields", evapi_db_result_nfields(res),
+	                           "first", evapi_db_result_value(res, 0, 0),
+	                           "first_null",
+	                           evapi_db_result_is_null(res, 0, 0)));
+}
+
+/* POST /q {"sql": "...", "params": ["x", null, ...]} */
+static void route_q(evapi_req *req, void *arg)
+{
+	const char *params[8];
+	json_t *body, *p;
+	size_t i, n;
+	int rc;
+	(void)arg;
+
+	if (evapi_req_json(req, &body) != 0)
+		return;
+	p = json_object_get(body, "params");
+	n = json_array_size(p);
+	if (n > 8 || !json_is_string(json_object_get(body, "sql"))) {
+		evapi_reply_error(req, 400, "bad test request");
+		return;
+	}
+	for (i = 0; i < n; i++)
+		params[i] = json_string_value(json_array_get(p, i));
+	rc = evapi_req_db_query(req,
+	                        json_string_value(json_object_get(body, "sql")),
+	                        (int)n, params, reply_result, NULL);
+	if (rc != 0)
+		evapi_reply_error(req, 500, evapi_strerror(rc));
+}
+
+/* GET /sleep?s=0.5: a query that takes s seconds on the server */
+static void route_sleep(evapi_req *req, void *arg)
+{
+	const char *s = evapi_req_query(req, "s");
+	const char *params[1] = { s ? s : "0" };
+	int rc;
+	(void)arg;
+
+	rc = evapi_req_db_query(req, "SELECT pg_sleep($1::float8) /* evapi-sleep */",
+	                        1, params, reply_result, NULL);
+	if (rc != 0)
+		evapi_reply_error(req, 500, evapi_strerror(rc));
+}
+
+static void route_one(evapi_req *req, void *arg)
+{
+	int rc;
+	(void)arg;
+	rc = evapi_req_db_query(req, "SELECT 1 AS one", 0, NULL, reply_result,
+	                        NULL);
+	if (rc != 0)
+		evapi_reply_error(req, 500, evapi_strerror(rc));
+}
+
+/* GET /fan?n=N: N queries at once from one request; replies when all
+ * are back with how many succeeded. */
+typedef struct fan {
+	int left, ok;
+} fan;
+
+static void fan_done(evapi_req *req, int status, const evapi_db_result *res,
+                     void *arg)
+{
+	fan *f = arg;
+	if (status == 0 && !evapi_db_result_error(res) &&
+	    evapi_db_result_ntuples(res) == 1)
+		f->ok++;
+	if (--f->left)
+		return;
+	if (status == 0)
+		evapi_reply_json(req, 200, json_pack("{s:i}", "ok", f->ok));
+	free(f);
+}
+
+static void route_fan(evapi_req *req, void *arg)
+{
+	long long n = 0;
+	fan *f;
+	int i;
+	(void)arg;
+
+	if (evapi_req_query_int(req, "n", &n) != 0 || n < 1 || n > 10000) {
+		evapi_reply_error(req, 400, "bad n");
+		return;
+	}
+	f = calloc(1, sizeof *f);
+	f->left = (int)n;
+	for (i = 0; i < (int)n; i++) {
+		char v[16];
+		const char *p[1] = { v };
+		snprintf(v, sizeof v, "%d", i);
+		if (evapi_req_db_query(req, "SELECT $1::int AS i", 1, p, fan_done,
+		                       f) != 0) {
+			evapi_reply_error(req, 500, "query refused");
+			f->left -= (int)n - i; /* those never started */
+			if (!f->left)
+				free(f);
+			return;
+		}
+	}
+}
+
+/* GET /pool_q on the pool lane: the loop-only call is refused there */
+static void route_pool_q(evapi_req *req, void *arg)
+{
+	int rc = evapi_req_db_query(req, "SELECT 1", 0, NULL, reply_result, NULL);
+	(void)arg;
+	evapi_reply_json(req, 200, json_pack("{s:i}", "rc", rc));
+}
+
+/* cfg NULL: the defaults of th_config with the url */
+static void start_app(th_server *s, const char *url, evapi_config *cfg)
+{
+	evapi_config def;
+	evapi_app *app;
+
+	if (!cfg) {
+		th_config(&def);
+		cfg = &def;
+	}
+	cfg->db_url = url;
+	app = evapi_app_new(cfg);
+	CHECK(app != NULL);
+	if (!app)
+		return;
+	evapi_app_route(app, EVAPI_POST, "/q", EVAPI_INLINE, route_q, NULL);
+	evapi_app_route(app, EVAPI_GET, "/sleep", EVAPI_INLINE, route_sleep,
+	                NULL);
+	evapi_app_route(app, EVAPI_GET, "/one", EVAPI_INLINE, route_one, NULL);
+	evapi_app_route(app, EVAPI_GET, "/fan", EVAPI_INLINE, route_fan, NULL);
+	th_server_start(s, app);
+}
+
+/* POSTs {"sql": sql, "params": params} (params a JSON array text). */
+static long q(int port, const char *sql, const char *params, th_resp *out)
+{
+	json_t *b = json_pack("{s:s}", "sql", sql);
+	char *text;
+	long st;
+
+	json_object_set_new(b, "params",
+	                    params ? json_loads(params, 0, NULL) : json_array());
+	text = json_dumps(b, JSON_COMPACT);
+	st = th_http(port, "POST", "/q", text, out);
+	free(text);
+	json_decref(b);
+	return st;
+}
+
+static json_t *body_json(const th_resp *r)
+{
+	json_t *j = json_loads(r->body, 0, NULL);
+	if (!j)
+		TH_FAIL_AT("body is not JSON: %s", r->body);
+	return j;
+}
+
+/* The first row of a 200 reply to q(). New reference or NULL. */
+static json_t *first_row(const th_resp *r)
+{
+	json_t *j = body_json(r), *row;
+	if (!j)
+		return NULL;
+	row = json_incref(json_array_get(json_object_get(j, "rows"), 0));
+	json_decref(j);
+	return row;
+}
+
+/* Backends other than the asker's running a query whose text has `tag`. */
+static long active_with(const th_pg *pg, const char *tag)
+{
+	char sql[256];
+	snprintf(sql, sizeof sql,
+	         "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+	         "AND pid <> pg_backend_pid() AND query LIKE '%%%s%%'", tag);
+	return th_pg_int(pg, sql);
+}
+
+/* Waits until `n` queries tagged `tag` run on the server; returns how
+ * many run then. */
+static long wait_active(const th_pg *pg, const char *tag, long n, double secs)
+{
+	double until = th_now() + secs;
+	long got;
+	while ((got = active_with(pg, tag)) < n && th_now() < until)
+		th_sleep_ms(20);
+	return got;
+}
+
+static int wait_inactive(const th_pg *pg, const char *tag, double secs)
+{
+	double until = th_now() + secs;
+	while (th_now() < until) {
+		if (active_with(pg, tag) == 0)
+			return 1;
+		th_sleep_ms(50);
+	}
+	return 0;
+}
+
+/* ---- tests --------------------------------------------------------------- */
+
+static void test_types(void)
+{
+	const th_pg *pg = need_pg();
+	th_server s;
+	th_resp r;
+	json_t *row;
+
+	if (!pg)
+		return;
+	start_app(&s, pg->url, NULL);
+	CHECK_INT(q(s.port,
+	            "SELECT 32767::int2 AS i2, 2147483647::int4 AS i4, "
+	            "9007199254740993::int8 AS i8, 1.5::float4 AS f4, "
+	            "2.25::float8 AS f8, 'NaN'::float8 AS fnan, true AS bt, "
+	            "false AS bf, 'text'::text AS t, 'vc'::varchar AS vc, "
+	            "'{\"a\":[1,2]}'::json AS j, '{\"k\":true}'::jsonb AS jb, "
+	            "12.345678901234567890::numeric AS n, "
+	            "'2024-05-01 12:30:00.5'::timestamp AS ts, "
+	            "'2024-05-01 12:30:00+00'::timestamptz AS tz, "
+	            "'2024-05-01'::date AS d, '\\x00ff10'::bytea AS by, "
+	            "NULL::int AS nul, $1::int4 + 1 AS p, $2::text IS NULL AS pn",
+	            "[\"41\", null]", &r), ==, 200);
+	row = first_row(&r);
+	CHECK(row != NULL);
+	if (row) {
+		json_t *j = json_object_get(row, "j");
+		CHECK_INT(json_integer_value(json_object_get(row, "i2")), ==, 32767);
+		CHECK_INT(json_integer_value(json_object_get(row, "i4")), ==,
+		          2147483647);
+		CHECK(json_is_integer(json_object_get(row, "i8")));
+		CHECK_INT(json_integer_value(json_object_get(row, "i8")), ==,
+		          9007199254740993LL);
+		CHECK(json_is_real(json_object_get(row, "f4")));
+		CHECK_DBL(json_real_value(json_object_get(row, "f4")), ==, 1.5);
+		CHECK_DBL(json_real_value(json_object_get(row, "f8")), ==, 2.25);
+		CHECK_STR(json_string_value(json_object_get(row, "fnan")), "NaN");
+		CHECK(json_is_true(json_object_get(row, "bt")));
+		CHECK(json_is_false(json_object_get(row, "bf")));
+		CHECK_STR(json_string_value(json_object_get(row, "t")), "text");
+		CHECK_STR(json_string_value(json_object_get(row, "vc")), "vc");
+		CHECK(json_is_array(json_object_get(j, "a")));
+		CHECK_INT(json_integer_value(json_array_get(json_object_get(j, "a"),
+		                                            1)), ==, 2);
+		CHECK(json_is_true(json_object_get(json_object_get(row, "jb"),
+		                                   "k")));
+		CHECK_STR(json_string_value(json_object_get(row, "n")),
+		          "12.345678901234567890");
+		CHECK_STR(json_string_value(json_object_get(row, "ts")),
+		          "2024-05-01T12:30:00.5");
+		CHECK_STR(json_string_value(json_object_get(row, "tz")),
+		          "2024-05-01T12:30:00+00:00");
+		CHECK_STR(json_string_value(json_object_get(row, "d")),
+		          "2024-05-01");
+		CHECK_STR(json_string_value(json_object_get(row, "by")), "AP8Q");
+		CHECK(json_is_null(json_object_get(row, "nul")));
+		CHECK(json_object_get(row, "nul") != NULL);
+		CHECK_INT(json_integer_value(json_object_get(row, "p")), ==, 42);
+		CHECK(json_is_true(json_object_get(row, "pn")));
+		json_decref(row);
+	}
+	/* the accessors: text, NULL, counts */
+	CHECK_INT(q(s.port, "SELECT NULL::text AS a, 'x' AS b UNION ALL "
+	                    "SELECT 'y', NULL", NULL, &r), ==, 200);
+	CHECK_CONTAINS(r.body, "\"ntuples\":2");
+	CHECK_CONTAINS(r.body, "\"nfields\":2");
+	CHECK_CONTAINS(r.body, "\"first_null\":1");
+	CHECK_CONTAINS(r.body, "\"first\":null");
+	th_server_stop(&s);
+
+	/* a server default DateStyle other than ISO is set to ISO on
+	 * connecting, so dates still map the same */
+	{
+		char url[320];
+		snprintf(url, sizeof url, "%s?options=-c%%20DateStyle%%3DSQL",
+		         pg->url);
+		start_app(&s, url, NULL);
+		CHECK_INT(q(s.port, "SELECT '2024-05-01 12:30:00'::timestamp AS ts",
+		            NULL, &r), ==, 200);
+		CHECK_CONTAINS(r.body, "\"ts\":\"2024-05-01T12:30:00\"");
+		th_server_stop(&s);
+	}
+}
+
+static void test_injection(void)
+{
+	const th_pg *pg = need_pg();
+	const char *evil = "x'); DROP TABLE inj; --";
+	char params[128];
+	th_server s;
+	th_resp r;
+	json_t *row;
+
+	if (!pg)
+		return;
+	CHECK_INT(th_pg_exec(pg, "DROP TABLE IF EXISTS inj; "
+	                         "CREATE TABLE inj (name text)"), ==, 0);
+	start_app(&s, pg->url, NULL);
+	snprintf(params, sizeof params, "[\"x'); DROP TABLE inj; --\"]");
+	CHECK_INT(q(s.port, "INSERT INTO inj (name) VALUES ($1)", params, &r),
+	          ==, 200);
+	CHECK_CONTAINS(r.body, "\"affected\":1");
+	CHECK_INT(q(s.port, "SELECT name FROM inj", NULL, &r), ==, 200);
+	row = first_row(&r);
+	CHECK_STR(json_string_value(json_object_get(row, "name")), evil);
+	json_decref(row);
+	CHECK_INT(th_pg_int(pg, "SELECT count(*) FROM inj"), ==, 1);
+	th_server_stop(&s);
+}
+
+static void test_sql_error(void)
+{
+	const th_pg *pg = need_pg();
+	th_server s;
+	th_resp r;
+
+	if (!pg)
+		return;
+	start_app(&s, pg->url, NULL);
+	CHECK_INT(q(s.port, "SELECT * FROM no_such_table_xyz", NULL, &r), ==,
+	          500);
+	CHECK_STR(r.body, "{\"detail\":\"Internal Server Error\"}");
+	CHECK(!strstr(r.body, "no_such_table"));
+	CHECK_CONTAINS(th_log(), "42P01");
+	CHECK_CONTAINS(th_log(), "no_such_table_xyz");
+	/* a syntax error, and the connection stays usable */
+	CHECK_INT(q(s.port, "SELEC 1", NULL, &r), ==, 500);
+	CHECK_INT(th_http(s.port, "GET", "/one", NULL, &r), ==, 200);
+	/* COPY is refused (its connection is dropped), and the next query
+	 * gets another */
+	CHECK_INT(q(s.port, "COPY (SELECT 1) TO STDOUT", NULL, &r), ==, 500);
+	CHECK_INT(th_http(s.port, "GET", "/one", NULL, &r), ==, 200);
+	th_server_stop(&s);
+}
+
+static void test_unique(void)
+{
+	const th_pg *pg = need_pg();
+	th_server s;
+	th_resp r;
+
+	if (!pg)
+		return;
+	CHECK_INT(th_pg_exec(pg, "DROP TABLE IF EXISTS uniq; "
+	                         "CREATE TABLE uniq (id int PRIMARY KEY)"), ==, 0);
+	start_app(&s, pg->url, NULL);
+	CHECK_INT(q(s.port, "INSERT INTO uniq VALUES ($1)", "[\"7\"]", &r), ==,
+	          200);
+	CHECK_INT(q(s.port, "INSERT INTO uniq VALUES ($1)", "[\"7\"]", &r), ==,
+	          409);
+	CHECK_STR(r.body, "{\"detail\":\"Conflict\"}");
+	CHECK_CONTAINS(th_log(), "23505");
+	th_server_stop(&s);
+}
+
+static void test_query_timeout(void)
+{
+	const th_pg *pg = need_pg();
+	evapi_config cfg;
+	th_server s;
+	th_resp r;
+	double t0;
+
+	if (!pg)
+		return;
+	th_config(&cfg);
+	cfg.db_max_connections = 1;
+	cfg.db_query_timeout_ms = 300;
+	start_app(&s, pg->url, &cfg);
+	t0 = th_now();
+	CHECK_INT(th_http(s.port, "GET", "/sleep?s=20", NULL, &r), ==, 504);
+	CHECK_DBL(th_now() - t0, <, 3.0);
+	CHECK_STR(r.body, "{\"detail\":\"Database timed out\"}");
+	CHECK(wait_inactive(pg, "evapi-sleep", 3.0));
+	/* the one connection comes back clean */
+	CHECK_INT(th_http(s.port, "GET", "/one", NULL, &r), ==, 200);
+	th_server_stop(&s);
+
+	/* the request's deadline before the query's timeout: the request's
+	 * 504, and the query is cancelled on the server all the same */
+	th_config(&cfg);
+	cfg.request_timeout_ms = 300;
+	start_app(&s, pg->url, &cfg);
+	CHECK_INT(th_http(s.port, "GET", "/sleep?s=20", NULL, &r), ==, 504);
+	CHECK_STR(r.body, "{\"detail\":\"Request deadline exceeded\"}");
+	CHECK(wait_inactive(pg, "evapi-sleep", 3.0));
+	th_server_stop(&s);
+}
+
+static void test_client_gone(void)
+{
+	const th_pg *pg = need_pg();
+	const char *pid = "SELECT pg_backend_pid() AS pid";
+	evapi_config cfg;
+	th_server s;
+	th_resp r;
+	char before[128];
+	double t0;
+
+	if (!pg)
+		return;
+	th_config(&cfg);
+	cfg.db_max_connections = 1;
+	cfg.db_query_timeout_ms = 30000;
+	start_app(&s, pg->url, &cfg);
+	CHECK_INT(q(s.port, pid, NULL, &r), ==, 200);
+	snprintf(before, sizeof before, "%.100s", r.body);
+	__atomic_store_n(&cancelled, 0, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&continuations, 0, __ATOMIC_SEQ_CST);
+	th_send_and_close(s.port,
+	                  "GET /sleep?s=20 HTTP/1.1\r\nHost: x\r\n\r\n", 500);
+	CHECK(wait_inactive(pg, "evapi-sleep", 5.0));
+	th_sleep_ms(100);
+	CHECK_INT(LOAD(&cancelled), ==, 1);
+	CHECK_INT(LOAD(&continuations), ==, 1);
+	/* the same connection serves the next query at once */
+	t0 = th_now();
+	CHECK_INT(q(s.port, pid, NULL, &r), ==, 200);
+	CHECK_DBL(th_now() - t0, <, 2.0);
+	CHECK_STR(r.body, before);
+	th_server_stop(&s);
+	CHECK_INT(LOAD(&continuations), ==, 2);
+}
+
+static void test_shutdown_cut(void)
+{
+	const th_pg *pg = need_pg();
+	evapi_config cfg;
+	th_server s;
+	int fd;
+
+	if (!pg)
+		return;
+	th_config(&cfg);
+	cfg.shutdown_grace_ms = 200;
+	start_app(&s, pg->url, &cfg);
+	__atomic_store_n(&cancelled, 0, __ATOMIC_SEQ_CST);
+	fd = th_connect_send(s.port, "GET /sleep?s=20 HTTP/1.1\r\nHost: x\r\n\r\n");
+	CHECK(fd >= 0);
+	CHECK_INT(wait_active(pg, "evapi-sleep", 1, 5.0), ==, 1);
+	/* the cut ends the query on the server, not only the request */
+	th_server_stop(&s);
+	CHECK_INT(LOAD(&cancelled), ==, 1);
+	CHECK(wait_inactive(pg, "evapi-sleep", 3.0));
+	if (fd >= 0)
+		close(fd);
+}
+
+static void test_busy(void)
+{
+	const th_pg *pg = need_pg();
+	const char *paths[3] = { "/sleep?s=0.6", "/sleep?s=0.6", "/sleep?s=0.6" };
+	evapi_config cfg;
+	th_server s;
+	th_resp r[3];
+	int i, ok = 0, busy = 0;
+
+	if (!pg)
+		return;
+	th_config(&cfg);
+	cfg.db_max_connections = 1;
+	cfg.db_queue_max = 1;
+	start_app(&s, pg->url, &cfg);
+	/* the connection exists before the burst */
+	CHECK_INT(th_http(s.port, "GET", "/one", NULL, r), ==, 200);
+	th_http_parallel(s.port, 3, paths, r);
+	for (i = 0; i < 3; i++) {
+		if (r[i].status == 200)
+			ok++;
+		if (r[i].status == 503) {
+			busy++;
+			CHECK_STR(r[i].body, "{\"detail\":\"Database busy\"}");
+			CHECK_CONTAINS(r[i].headers, "Retry-After: 1");
+		}
+	}
+	CHECK_INT(ok, ==, 2);
+	CHECK_INT(busy, ==, 1);
+	th_server_stop(&s);
+
+	/* a wait longer than the acquire timeout: 503 too */
+	th_config(&cfg);
+	cfg.db_max_connections = 1;
+	cfg.db_acquire_timeout_ms = 200;
+	start_app(&s, pg->url, &cfg);
+	CHECK_INT(th_http(s.port, "GET", "/one", NULL, r), ==, 200);
+	th_http_parallel(s.port, 2, paths, r);
+	CHECK_INT(r[0].status + r[1].status, ==, 200 + 503);
+	th_server_stop(&s);
+}
+
+static void test_parallel(void)
+{
+	const th_pg *pg = need_pg();
+	const char *paths[8];
+	th_server s;
+	th_resp r[8];
+	double t0, took;
+	int i;
+
+	if (!pg)
+		return;
+	for (i = 0; i < 8; i++)
+		paths[i] = "/sleep?s=0.5";
+	start_app(&s, pg->url, NULL);
+	t0 = th_now();
+	th_http_parallel(s.port, 8, paths, r);
+	took = th_now() - t0;
+	for (i = 0; i < 8; i++)
+		CHECK_INT(r[i].status, ==, 200);
+	/* serialised would be 4 s; connecting eight included */
+	CHECK_DBL(took, >=, 0.5);
+	CHECK_DBL(took, <, 2.0);
+	printf("  8 x pg_sleep(0.5) from inline routes: %.2f s\n", took);
+	/* a thousand at once from one request: 8 connections, the rest
+	 * queued, every one answered */
+	t0 = th_now();
+	CHECK_INT(th_http(s.port, "GET", "/fan?n=1000", NULL, r), ==, 200);
+	took = th_now() - t0;
+	CHECK_STR(r[0].body, "{\"ok\":1000}");
+	printf("  1000 queries fanned out over 8 connections: %.3f s\n", took);
+	th_server_stop(&s);
+}
+
+static void test_rollback(void)
+{
+	const th_pg *pg = need_pg();
+	evapi_config cfg;
+	th_server s;
+	th_resp r;
+
+	if (!pg)
+		return;
+	CHECK_INT(th_pg_exec(pg, "DROP TABLE IF EXISTS rb; "
+	                         "CREATE TABLE rb (id int)"), ==, 0);
+	th_config(&cfg);
+	cfg.db_max_connections = 1;
+	cfg.log_level = EVAPI_LOG_DEBUG;
+	start_app(&s, pg->url, &cfg);
+	/* server notices go to the app's log */
+	CHECK_INT(q(s.port, "DO $$BEGIN RAISE NOTICE 'evapi-notice'; END$$", NULL,
+	            &r), ==, 200);
+	CHECK_CONTAINS(th_log(), "database: NOTICE:  evapi-notice");
+	/* a query that leaves a transaction open: rolled back before the
+	 * connection serves the next one, whose insert then commits */
+	CHECK_INT(q(s.port, "BEGIN", NULL, &r), ==, 200);
+	CHECK_INT(q(s.port, "INSERT INTO rb VALUES (1)", NULL, &r), ==, 200);
+	CHECK_INT(th_pg_int(pg, "SELECT count(*) FROM rb"), ==, 1);
+	th_server_stop(&s);
+}
+
+static void test_statement_cache(void)
+{
+	const th_pg *pg = need_pg();
+	const char *count = "SELECT count(*)::int AS n FROM pg_prepared_statements";
+	static const int sizes[3] = { 0, 2, 100 }, kept[3] = { 0, 2, 3 };
+	evapi_config cfg;
+	th_server s;
+	th_resp r;
+	char want[64];
+	int i;
+
+	if (!pg)
+		return;
+	for (i = 0; i < 3; i++) {
+		th_config(&cfg);
+		cfg.db_max_connections = 1;
+		cfg.db_statement_cache = sizes[i];
+		start_app(&s, pg->url, &cfg);
+		CHECK_INT(q(s.port, "SELECT 1", NULL, &r), ==, 200);
+		CHECK_INT(q(s.port, "SELECT 2", NULL, &r), ==, 200);
+		CHECK_INT(q(s.port, "SELECT 2", NULL, &r), ==, 200);
+		/* the count is prepared too; with room for 2, "SELECT 1" was
+		 * evicted (DEALLOCATE) to make room for it */
+		snprintf(want, sizeof want, "\"rows\":[{\"n\":%d}]", kept[i]);
+		CHECK_INT(q(s.port, count, NULL, &r), ==, 200);
+		CHECK_CONTAINS(r.body, want);
+		CHECK_INT(q(s.port, count, NULL, &r), ==, 200);
+		CHECK_CONTAINS(r.body, want);
+		th_server_stop(&s);
+	}
+}
+
+static int migrated;
+
+static void migration_done(evapi_app *app, const evapi_db_result *res,
+                           void *arg)
+{
+	(void)app;
+	(void)arg;
+	__atomic_store_n(&migrated, evapi_db_result_error(res) ? -1 : 1,
+	                 __ATOMIC_SEQ_CST);
+}
+
+static int startup(evapi_app *app, void *arg)
+{
+	(void)arg;
+	return evapi_app_db_query(app, "CREATE TABLE IF NOT EXISTS migrated "
+	                               "(id int)", 0, NULL, migration_done, NULL);
+}
+
+static void test_app_query(void)
+{
+	const th_pg *pg = need_pg();
+	evapi_config cfg;
+	evapi_app *app;
+	th_server s;
+	th_resp r;
+
+	if (!pg)
+		return;
+	th_pg_exec(pg, "DROP TABLE IF EXISTS migrated");
+	th_config(&cfg);
+	cfg.db_url = pg->url;
+	cfg.db_max_connections = 1; /* in order: the migration first */
+	app = evapi_app_new(&cfg);
+	evapi_app_route(app, EVAPI_POST, "/q", EVAPI_INLINE, route_q, NULL);
+	evapi_app_route(app, EVAPI_GET, "/pool_q", EVAPI_POOL, route_pool_q,
+	                NULL);
+	evapi_app_on_startup(app, startup, NULL);
+	th_server_start(&s, app);
+	CHECK_INT(q(s.port, "SELECT count(*)::int AS n FROM migrated", NULL, &r),
+	          ==, 200);
+	CHECK_INT(LOAD(&migrated), ==, 1);
+	/* refused off the loop, the continuation never runs */
+	__atomic_store_n(&continuations, 0, __ATOMIC_SEQ_CST);
+	CHECK_INT(th_http(s.port, "GET", "/pool_q", NULL, &r), ==, 200);
+	CHECK_STR(r.body, "{\"rc\":-8}"); /* EVAPI_ETHREAD */
+	th_server_stop(&s);
+	CHECK_INT(LOAD(&continuations), ==, 0);
+
+	/* without a database: refused, and the callback never runs */
+	th_config(&cfg);
+	app = evapi_app_new(&cfg);
+	CHECK_INT(evapi_app_db_query(app, "SELECT 1", 0, NULL, migration_done,
+	                             NULL), ==, EVAPI_ESTATE);
+	evapi_app_free(app);
+	/* a URL libpq cannot read: the app is not made */
+	th_config(&cfg);
+	cfg.db_url = "postgresql://[bad";
+	CHECK(evapi_app_new(&cfg) == NULL);
+}
+
+/* Polls GET /one until it answers 200 (the pool reconnected): 1, or 0
+ * after 10 s. */
+static int recovers(int port, th_resp *r)
+{
+	double until = th_now() + 10;
+	while (th_now() < until) {
+		if (th_http(port, "GET", "/one", NULL, r) == 200)
+			return 1;
+		th_sleep_ms(100);
+	}
+	return 0;
+}
+
+/* A cluster of the test's own, up or not: 0, or nonzero when the test
+ * ends here (skipped or failed). */
+static int own_pg(th_pg *pg, int up)
+{
+	char why[256];
+	int rc = up ? th_pg_start(pg, why, sizeof why)
+	            : th_pg_init(pg, why, sizeof why);
+	if (rc == -1)
+		TH_SKIP("%s", why);
+	else
+		CHECK_INT(rc, ==, 0);
+	return rc;
+}
+
+static void test_down_at_start(void)
+{
+	th_pg pg;
+	th_server s;
+	th_resp r;
+
+	if (own_pg(&pg, 0) != 0)
+		return;
+	start_app(&s, pg.url, NULL);
+	CHECK_INT(th_http(s.port, "GET", "/one", NULL, &r), ==, 503);
+	CHECK_STR(r.body, "{\"detail\":\"Database unavailable\"}");
+	CHECK_CONTAINS(r.headers, "Retry-After: 1");
+	CHECK_CONTAINS(th_log(), "database unavailable");
+	CHECK_INT(th_pg_up(&pg), ==, 0);
+	CHECK(recovers(s.port, &r));
+	CHECK_CONTAINS(th_log(), "database reachable again");
+	th_server_stop(&s);
+	th_pg_free(&pg);
+}
+
+typedef struct burst {
+	int port;
+	th_resp r[8];
+} burst;
+
+static void *burst_main(void *arg)
+{
+	burst *b = arg;
+	const char *paths[8];
+	int i;
+	for (i = 0; i < 8; i++)
+		paths[i] = "/sleep?s=3";
+	th_http_parallel(b->port, 8, paths, b->r);
+	return NULL;
+}
+
+static void test_restart(void)
+{
+	th_pg pg;
+	th_server s;
+	th_resp r;
+	burst *b;
+	pthread_t t;
+	double t0;
+	int i;
+
+	if (own_pg(&pg, 1) != 0)
+		return;
+	b = calloc(1, sizeof *b);
+	start_app(&s, pg.url, NULL);
+	b->port = s.port;
+	pthread_create(&t, NULL, burst_main, b);
+	CHECK_INT(wait_active(&pg, "evapi-sleep", 8, 5.0), ==, 8);
+	t0 = th_now();
+	th_pg_down(&pg);
+	pthread_join(t, NULL);
+	/* every in-flight query failed cleanly, at once */
+	for (i = 0; i < 8; i++) {
+		CHECK_INT(b->r[i].status, ==, 503);
+		CHECK_STR(b->r[i].body, "{\"detail\":\"Database unavailable\"}");
+	}
+	CHECK_DBL(th_now() - t0, <, 2.5);
+	CHECK_INT(th_http(s.port, "GET", "/one", NULL, &r), ==, 503);
+	CHECK_INT(th_pg_up(&pg), ==, 0);
+	CHECK(recovers(s.port, &r));
+	/* the pool refills: eight at once again */
+	for (i = 0; i < 8; i++)
+		memset(&b->r[i], 0, sizeof b->r[i]);
+	{
+		const char *paths[8];
+		for (i = 0; i < 8; i++)
+			paths[i] = "/sleep?s=0.2";
+		th_http_parallel(s.port, 8, paths, b->r);
+		for (i = 0; i < 8; i++)
+			CHECK_INT(b->r[i].status, ==, 200);
+	}
+	th_server_stop(&s);
+	th_pg_free(&pg);
+	free(b);
+}
+
+static const th_test tests[] = {
+	{ "db.types", test_types },
+	{ "db.injection", test_injection },
+	{ "db.sql_error", test_sql_error },
+	{ "db.unique", test_unique },
+	{ "db.query_timeout", test_query_timeout },
+	{ "db.client_gone", test_client_gone },
+	{ "db.shutdown_cut", test_shutdown_cut },
+	{ "db.busy", test_busy },
+	{ "db.parallel", test_parallel },
+	{ "db.rollback", test_rollback },
+	{ "db.statement_cache", test_statement_cache },
+	{ "db.app_query", test_app_query },
+	{ "db.down_at_start", test_down_at_start },
+	{ "db.restart", test_restart },
+	{ NULL, NULL }
+};
+
+int main(int argc, char **argv)
+{
+	int rc = th_main(argc, argv, tests);
+	th_pg_free(&shared);
+	return rc;
+}
