@@ -497,7 +497,7 @@ static void ws_refuse_pending(gconn *c, const char *detail)
  * it (returns 1): refused with its status, or a session that starts once
  * the responses ahead of it are out. Either way it is the connection's
  * last HTTP request. */
-static int ws_upgrade(gconn *c, struct evbuffer *src)
+static int ws_upgrade(gconn *c)
 {
 	evapi_app *app = c->g->app;
 	const char *head, *body, *up, *conn, *detail = NULL, *extra = NULL;
@@ -523,11 +523,7 @@ static int ws_upgrade(gconn *c, struct evbuffer *src)
 	}
 	c->ws = ws;
 	c->ws_state = WS_PENDING;
-	if (evbuffer_get_length(src) > 0)
-		ws_refuse_pending(c, "Data sent before the WebSocket handshake "
-		                     "completed");
-	else
-		conn_kick(c);
+	conn_kick(c); /* bytes behind it: filter_in refuses it next */
 	return 1;
 }
 
@@ -650,7 +646,7 @@ filter_in(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
 			conn_arm(c);
 			break;
 		case EVAPI__FRAME_REQUEST:
-			if (ws_upgrade(c, src))
+			if (ws_upgrade(c))
 				break;
 			on_request(c, dst);
 			produced = 1;
