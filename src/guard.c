@@ -94,6 +94,7 @@ struct gconn {
 	const char *reject_extra; /* a header line for the answer, or NULL */
 	evapi_ws *ws;        /* a WebSocket route's session (ws.c) */
 	int ws_state;        /* WS_* below */
+	int ws_closed;       /* both close frames seen: no linger needed */
 	int silent_close;    /* close without an answer */
 	int answer_written;
 	int write_shut;      /* shutdown(SHUT_WR) done: lingering */
@@ -387,7 +388,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 			c->write_shut = 1;
 			if (c->fd >= 0)
 				shutdown(c->fd, SHUT_WR);
-			if (c->silent_close) {
+			if (c->silent_close || c->ws_closed) {
 				conn_finish(c);
 				return;
 			}
@@ -397,7 +398,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 			timer_in(c, (int64_t)LINGER_MS * 1000);
 			return;
 		}
-		if (now >= c->linger_until_us)
+		if (now >= c->linger_until_us || c->ws_closed)
 			conn_finish(c);
 		return;
 	}
@@ -527,10 +528,12 @@ static int ws_upgrade(gconn *c)
 	return 1;
 }
 
-/* Everything read goes to the session; none of it to evhttp. */
+/* Everything read goes to the session; none of it to evhttp. While
+ * ENDING the session still reads, for the peer's close frame. */
 static void ws_read(gconn *c, struct evbuffer *src)
 {
-	while (evbuffer_get_length(src) > 0 && c->ws_state == WS_OPEN) {
+	while (evbuffer_get_length(src) > 0 && c->ws && !c->ws_closed &&
+	       (c->ws_state == WS_OPEN || c->ws_state == WS_ENDING)) {
 		struct evbuffer_iovec v;
 		if (evbuffer_peek(src, -1, NULL, &v, 1) < 1)
 			break;
@@ -566,6 +569,13 @@ void evapi__guard_ws_end(gconn *c)
 	if (c->ws_state == WS_ENDING)
 		return;
 	c->ws_state = WS_ENDING;
+	conn_kick(c);
+}
+
+void evapi__guard_ws_done(gconn *c)
+{
+	c->ws_closed = 1;
+	evapi__guard_ws_end(c);
 	conn_kick(c);
 }
 
@@ -606,7 +616,8 @@ filter_in(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
 		size_t used;
 		int ev;
 
-		if (c->ws_state == WS_OPEN) {
+		if (c->ws_state == WS_OPEN ||
+		    (c->ws_state == WS_ENDING && c->ws && !c->ws_closed)) {
 			ws_read(c, src);
 			break;
 		}

@@ -101,6 +101,10 @@ EVAPI_HIDDEN size_t evapi__guard_ws_queued(const evapi__gconn *c);
 /* Ends the connection once the queued bytes are out: shutdown, linger,
  * close. Later input is dropped. */
 EVAPI_HIDDEN void evapi__guard_ws_end(evapi__gconn *c);
+/* The close handshake is complete: as evapi__guard_ws_end, then close
+ * without waiting for the peer (RFC 6455 7.1.1: the server closes the
+ * TCP connection first). */
+EVAPI_HIDDEN void evapi__guard_ws_done(evapi__gconn *c);
 /* Answers the upgrade request with `status` instead of 101, then closes. */
 EVAPI_HIDDEN void evapi__guard_ws_refuse(evapi__gconn *c, int status,
                                          const char *detail);

@@ -70,6 +70,7 @@ struct evapi_ws {
 	int accepted;    /* the 101 is out */
 	int close_sent;  /* our close frame's code, once sent */
 	int peer_code;   /* the peer's close code, once received */
+	int peer_first;  /* the peer closed first (we echoed) */
 	char peer_reason[EVAPI__WS_MAX_CONTROL];
 	char sent_reason[EVAPI__WS_MAX_CONTROL];
 	evapi__ws_parser *parser;
@@ -656,11 +657,16 @@ static void on_frame(evapi_ws *s, int ev)
 	case EVAPI__WS_EV_CLOSE:
 		code = evapi__ws_parser_close(s->parser, &reason);
 		s->peer_code = code;
+		s->peer_first = !s->close_sent;
 		snprintf(s->peer_reason, sizeof s->peer_reason, "%s", reason);
-		/* echo the code (RFC 6455 5.5.1); an empty close gets one */
+		/* echo the code (RFC 6455 5.5.1); then both sides have closed */
 		close_with(s, code, NULL);
+		if (s->conn)
+			evapi__guard_ws_done(s->conn);
 		break;
 	case EVAPI__WS_EV_ERROR:
+		if (s->state != S_OPEN)
+			break; /* closing already: the linger ends it */
 		code = evapi__ws_parser_error(s->parser, &reason);
 		evapi__log(s->app, EVAPI_LOG_INFO,
 		           "websocket %s id=%llu: %s: closing %d", s->path, s->id,
@@ -678,13 +684,15 @@ void evapi__ws_input(evapi_ws *s, const void *data, size_t len)
 
 	s->last_rx_us = evapi__now_us();
 	s->awaiting_pong = 0; /* any byte shows the peer is there */
-	while (len > 0 && s->state == S_OPEN) {
+	while (len > 0 && (s->state == S_OPEN || s->state == S_CLOSING)) {
 		ev = evapi__ws_parser_feed(s->parser, p, len, &used);
 		p += used;
 		len -= used;
 		if (ev == EVAPI__WS_EV_MORE)
 			break;
 		on_frame(s, ev);
+		if (ev == EVAPI__WS_EV_CLOSE || ev == EVAPI__WS_EV_ERROR)
+			break; /* the parser reads nothing after these */
 	}
 }
 
@@ -728,7 +736,7 @@ void evapi__ws_conn_gone(evapi_ws *s)
 
 	s->conn = NULL;
 	if (s->accepted && s->state != S_DONE) {
-		if (s->peer_code) {
+		if (s->peer_code && s->peer_first) {
 			code = s->peer_code;
 			reason = s->peer_reason;
 		} else if (s->close_sent) {
