@@ -11,11 +11,16 @@
  *                            answered from the loop             inline->pool
  *   GET  /_/stats, /_/metrics -> runtime statistics (JSON, Prometheus)
  *   GET  /openapi.json, GET /docs -> the API described (config.openapi)
+ *   GET  /static/...      -> files under examples/static (--static-dir),
+ *                            index.html for a directory    pool
  *
  * and the outbound calls of demo_outbound.c (/external-api, /multi-fetch,
  * /fan-out, /sync-external-api, /sync-multi-fetch, /upstream), and the
  * declared routes of demo_declared.c (/items/{item_id}, /items, /upload,
  * /files/{filename}).
+ * demo_db.c adds /db/users/{user_id} (inline), /db/sync-users/{user_id}
+ * (pool) and /db/blocking-users/{user_id} (a blocking query on the loop)
+ * on --database (default: a SQLite file in a fresh temporary directory).
  * demo_parity.c adds background tasks, streaming, SSE, middleware and a
  * lifespan-managed consumer thread; demo_ws.c the WebSocket routes
  * /ws/echo and /ws/chat/{room} (with /chat/{room}/events as SSE).
@@ -26,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "demo.h"
 
@@ -173,6 +179,7 @@ struct outbound_opts {
 	const char *upstream;
 	unsigned delay_ms;
 	const char *upload_dir;
+	const char *static_dir;
 };
 
 /* Runs in each worker once its app has bound the port. */
@@ -193,7 +200,20 @@ static int routes(evapi_app *app, void *arg)
 	demo_outbound_routes(app, o->upstream, o->delay_ms);
 	demo_outbound_set_port(o->host, evapi_app_port(app));
 	if (rc == 0)
+		rc = evapi_app_openapi_info(app, "evapi demo", NULL,
+		                            "Routes showing each evapi feature.");
+	if (rc == 0)
 		rc = demo_declared_routes(app, o->upload_dir);
+	if (rc == 0) {
+		evapi_files_opts fo;
+		evapi_files_opts_init(&fo);
+		fo.index = 1;
+		if (evapi_app_mount_dir(app, "/static", o->static_dir, &fo) != 0)
+			fprintf(stderr, "demo: %s: not a directory; /static is "
+			        "not served\n", o->static_dir);
+	}
+	if (rc == 0)
+		rc = demo_db_routes(app);
 	if (rc == 0)
 		demo_parity_setup(app);
 	if (rc == 0)
@@ -204,12 +224,15 @@ static int routes(evapi_app *app, void *arg)
 static void usage(FILE *f)
 {
 	fprintf(f,
-	        "usage: demo [--host H] [--port P] [--threads N] [--delay-ms MS]\n"
+	        "usage: demo [--host H] [--port P] [--threads N] [--queue N]\n"
+	        "            [--delay-ms MS]\n"
 	        "            [--upstream URL] [--upstream-delay-ms MS] [--workers N]\n"
-	        "            [--quiet]\n"
+	        "            [--database URL] [--db-slow-ms N] [--quiet]\n"
 	        "  --host H       address to bind (default 127.0.0.1)\n"
 	        "  --port P       port (default 8000; 0 picks one)\n"
 	        "  --threads N    pool worker threads (default 40)\n"
+	        "  --queue N      pool jobs that may wait before pool routes "
+	        "answer 503\n                 (default 1024)\n"
 	        "  --delay-ms MS  sleep of /async-sleep, /slow, /sync-slow "
 	        "(default 4000)\n"
 	        "  --workers N    worker processes sharing the port (default 1)\n"
@@ -221,6 +244,11 @@ static void usage(FILE *f)
 	        "(default 256)\n"
 	        "  --upload-dir D where /upload stores files "
 	        "(default /tmp/evapi-uploads)\n"
+	        "  --static-dir D what /static serves (default examples/static)\n"
+	        "  --database URL postgresql://... or sqlite:///path (default: a\n"
+	        "                 SQLite file in a new temporary directory)\n"
+	        "  --db-slow-ms N every /db/ lookup sleeps N ms in the database\n"
+	        "                 (default: --delay-ms)\n"
 	        "  --quiet        no access log\n");
 }
 
@@ -230,6 +258,7 @@ int main(int argc, char **argv)
 		{"host", required_argument, 0, 'H'},
 		{"port", required_argument, 0, 'p'},
 		{"threads", required_argument, 0, 't'},
+		{"queue", required_argument, 0, 'Q'},
 		{"delay-ms", required_argument, 0, 'd'},
 		{"workers", required_argument, 0, 'w'},
 		{"upstream", required_argument, 0, 'u'},
@@ -237,14 +266,21 @@ int main(int argc, char **argv)
 		{"outbound-max-connections", required_argument, 0, 'O'},
 		{"quiet", no_argument, 0, 'q'},
 		{"upload-dir", required_argument, 0, 'D'},
+		{"static-dir", required_argument, 0, 'A'},
+		{"database", required_argument, 0, 'B'},
+		{"db-slow-ms", required_argument, 0, 'S'},
 		{"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0}};
 	evapi_config cfg;
 	struct outbound_opts outbound;
 	const char *upload_dir = "/tmp/evapi-uploads";
+	const char *static_dir = "examples/static";
 	long long v;
 	const char *upstream = NULL;
 	long long upstream_delay = -1; /* default: --delay-ms */
+	const char *database = NULL;
+	char tmpdir[] = "/tmp/evapi-demo-XXXXXX", dburl[96];
+	long long db_slow_ms = -1; /* default: --delay-ms */
 	int c, rc;
 
 	evapi_config_init(&cfg);
@@ -252,7 +288,7 @@ int main(int argc, char **argv)
 	cfg.health_routes = 1;
 	cfg.openapi = 1;                      /* GET /openapi.json, /docs */
 	cfg.max_body_bytes = (8 << 20) + 65536; /* uploads: 8 MiB of files */
-	while ((c = getopt_long(argc, argv, "H:p:t:d:w:u:U:O:D:qh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "H:p:t:Q:d:w:u:U:O:D:A:B:S:qh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'H':
 			cfg.host = optarg;
@@ -266,6 +302,11 @@ int main(int argc, char **argv)
 			if (evapi_parse_int(optarg, &v) || v < 1 || v > 4096)
 				goto bad;
 			cfg.pool_threads = (int)v;
+			break;
+		case 'Q':
+			if (evapi_parse_int(optarg, &v) || v < 1 || v > 1000000)
+				goto bad;
+			cfg.pool_queue_max = (int)v;
 			break;
 		case 'd':
 			if (evapi_parse_int(optarg, &v) || v < 0 || v > 600000)
@@ -296,6 +337,17 @@ int main(int argc, char **argv)
 		case 'D':
 			upload_dir = optarg;
 			break;
+		case 'A':
+			static_dir = optarg;
+			break;
+		case 'B':
+			database = optarg;
+			break;
+		case 'S':
+			if (evapi_parse_int(optarg, &v) || v < 0 || v > 600000)
+				goto bad;
+			db_slow_ms = v;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -317,8 +369,31 @@ int main(int argc, char **argv)
 	outbound.delay_ms = upstream_delay < 0 ? delay_ms
 	                                       : (unsigned)upstream_delay;
 	outbound.upload_dir = upload_dir;
+	outbound.static_dir = static_dir;
+	if (!database) {
+		/* no server needed: SQLite in a directory of our own */
+		if (!mkdtemp(tmpdir)) {
+			perror("demo: mkdtemp");
+			return 1;
+		}
+		snprintf(dburl, sizeof dburl, "sqlite://%s/demo.db", tmpdir);
+		database = dburl;
+	}
+	demo_db_config(&cfg, database,
+	               db_slow_ms < 0 ? delay_ms : (unsigned)db_slow_ms);
 	/* One app in this process, or --workers processes on one port. */
 	rc = evapi_app_serve(&cfg, routes, &outbound);
+	if (database == dburl) {
+		static const char *const files[] = { "demo.db", "demo.db-wal",
+		                                     "demo.db-shm" };
+		char path[128];
+		size_t i;
+		for (i = 0; i < 3; i++) {
+			snprintf(path, sizeof path, "%s/%s", tmpdir, files[i]);
+			unlink(path);
+		}
+		rmdir(tmpdir);
+	}
 	if (rc == EVAPI_EBIND || rc == EVAPI_ENOMEM || rc == EVAPI_EINVAL)
 		fprintf(stderr, "demo: cannot serve on %s:%d: %s\n", cfg.host,
 		        cfg.port, evapi_strerror(rc));

@@ -17,6 +17,7 @@
 #include <evapi/stream.h>
 #include <evapi/middleware.h>
 #include <evapi/lifespan.h>
+#include <evapi/files.h>
 
 #define EVAPI_VERSION "0.1.0"
 

@@ -19,6 +19,7 @@ typedef struct evapi__frame_limits {
 	size_t max_target; /* request-target: 414 */
 	size_t max_body;   /* decoded body: 413 */
 	int max_fields;    /* header fields: 431 */
+	size_t max_chunk_line; /* one chunk-size line with extensions: 400 */
 } evapi__frame_limits;
 
 typedef struct evapi__frame evapi__frame;
@@ -51,9 +52,6 @@ EVAPI_HIDDEN void evapi__frame_reset(evapi__frame *f);
  * with this request ("Connection: close", or HTTP/1.0 without
  * keep-alive). */
 EVAPI_HIDDEN int evapi__frame_keeps_alive(const evapi__frame *f);
-/* After EVAPI__FRAME_HEAD: the request-target, borrowed until the next
- * feed. */
-EVAPI_HIDDEN const char *evapi__frame_target(const evapi__frame *f);
 /* After EVAPI__FRAME_REQUEST: the client's Upgrade and Connection
  * values (several lines joined with ","), or NULL; borrowed until the
  * next feed. */
@@ -62,6 +60,16 @@ EVAPI_HIDDEN void evapi__frame_upgrade(const evapi__frame *f,
                                        const char **connection);
 /* After EVAPI__FRAME_HEAD: 1 when the client waits for 100 Continue. */
 EVAPI_HIDDEN int evapi__frame_expects_continue(const evapi__frame *f);
+/* After EVAPI__FRAME_HEAD: the method (an evapi_method bit), the
+ * request-target as sent, and the Content-Type value or NULL; borrowed
+ * until the next feed. */
+EVAPI_HIDDEN evapi_method evapi__frame_method(const evapi__frame *f);
+/* 1 once the current (or failed) message's request line, read whole and
+ * valid, named HEAD, even when the request was refused before its header
+ * section ended. */
+EVAPI_HIDDEN int evapi__frame_is_head(const evapi__frame *f);
+EVAPI_HIDDEN const char *evapi__frame_target(const evapi__frame *f);
+EVAPI_HIDDEN const char *evapi__frame_content_type(const evapi__frame *f);
 /* 1 while a request is partly received; 0 for NULL (a connection that
  * frees its frame after its last request). */
 EVAPI_HIDDEN int evapi__frame_in_request(const evapi__frame *f);
@@ -136,12 +144,8 @@ EVAPI_HIDDEN void evapi__ws_input(evapi_ws *ws, const void *data,
                                   size_t len);
 /* The connection was freed: on_close (if it opened), drop its reference. */
 EVAPI_HIDDEN void evapi__ws_conn_gone(evapi_ws *ws);
-/* Draining: every open session gets 1001 Going Away. */
-EVAPI_HIDDEN void evapi__ws_shutdown(evapi_app *app);
-/* Cut (grace over, or the app freed): every session ends now. */
-EVAPI_HIDDEN void evapi__ws_cut_all(evapi_app *app);
-/* Open sessions (the drain waits for 0). */
-EVAPI_HIDDEN int evapi__ws_live(const evapi_app *app);
+/* Shutdown: an open session is pending work on app->pending (its drain
+ * hook sends 1001 Going Away, its cancel also closes the connection). */
 /* After the pool is gone: the routes. */
 EVAPI_HIDDEN void evapi__ws_free(evapi_app *app);
 EVAPI_HIDDEN struct evapi__ws_sub **evapi__ws_subs(evapi_ws *ws);
@@ -152,5 +156,18 @@ EVAPI_HIDDEN void evapi__channels_leave_ws(evapi_ws *ws);
 EVAPI_HIDDEN void evapi__channels_free(evapi_app *app);
 /* Draining: subscribed streams end (their bodies close normally). */
 EVAPI_HIDDEN void evapi__channels_shutdown(evapi_app *app);
+/* ---- reactor.c: what the guard asks the app -------------------------- */
+
+/* The status the app answers a request with this head without reading
+ * its body, when that is already known (no route 404, wrong method 405
+ * with the route's methods in *allow, path 400, media type 415), with a
+ * static detail; 0 when only running the request tells. The guard asks
+ * it for Expect: 100-continue. */
+EVAPI_HIDDEN int evapi__reactor_known_status(evapi_app *app,
+                                             evapi_method method,
+                                             const char *target,
+                                             const char *ctype,
+                                             unsigned *allow,
+                                             const char **detail);
 
 #endif

@@ -6,7 +6,10 @@
  *
  * Matching splits the raw path on '/' first and decodes each segment
  * afterwards, so an encoded slash (%2F) stays inside its segment and can
- * never create a path level the template did not have. Routes are tried
+ * never create a path level the template did not have. A last segment
+ * `{name:path}` takes the rest of the path (possibly empty), rejoined
+ * with '/'; a rest whose decoded segment holds a '/' does not match, so
+ * an encoded slash never becomes a separator there either. Routes are tried
  * in registration order; the first whose template and method both match
  * wins. When templates match but no method does, the answer is 405 with
  * the union of the methods of every matching template.
@@ -23,47 +26,7 @@ struct evapi__router {
 	size_t n, cap;
 };
 
-static const struct {
-	unsigned bit;
-	const char *name;
-} methods[] = {
-	{EVAPI_GET, "GET"},       {EVAPI_HEAD, "HEAD"},
-	{EVAPI_POST, "POST"},     {EVAPI_PUT, "PUT"},
-	{EVAPI_PATCH, "PATCH"},   {EVAPI_DELETE, "DELETE"},
-	{EVAPI_OPTIONS, "OPTIONS"},
-};
 #define ALL_METHODS 0x7fu
-
-const char *evapi_method_name(evapi_method m)
-{
-	size_t i;
-	for (i = 0; i < sizeof methods / sizeof methods[0]; i++)
-		if (methods[i].bit == (unsigned)m)
-			return methods[i].name;
-	return NULL;
-}
-
-void evapi__allow_string(unsigned mask, char *buf, size_t len)
-{
-	size_t i, used = 0;
-	if (len == 0)
-		return;
-	buf[0] = '\0';
-	for (i = 0; i < sizeof methods / sizeof methods[0]; i++) {
-		size_t n;
-		if (!(mask & methods[i].bit))
-			continue;
-		n = strlen(methods[i].name);
-		if (used + n + 3 > len)
-			break;
-		if (used) {
-			memcpy(buf + used, ", ", 2);
-			used += 2;
-		}
-		memcpy(buf + used, methods[i].name, n + 1);
-		used += n;
-	}
-}
 
 static int hexval(int c)
 {
@@ -173,11 +136,18 @@ static int compile(evapi__route *rt, const char *tmpl)
 			rt->is_param = isp;
 		}
 		if (len >= 2 && p[0] == '{' && p[len - 1] == '}') {
-			if (!valid_param_name(p + 1, len - 2) ||
+			size_t nl = len - 2;
+			int tail = nl > 5 && memcmp(p + 1 + nl - 5, ":path", 5) == 0;
+			if (tail) {
+				if (slash)
+					return -1; /* only as the last segment */
+				nl -= 5;
+			}
+			if (!valid_param_name(p + 1, nl) ||
 			    ++nparams > EVAPI__MAX_PARAMS)
 				return -1;
-			rt->segs[n] = strndup(p + 1, len - 2);
-			rt->is_param[n] = 1;
+			rt->segs[n] = strndup(p + 1, nl);
+			rt->is_param[n] = tail ? 2 : 1;
 		} else {
 			char *dec;
 			if (memchr(p, '{', len) || memchr(p, '}', len))
@@ -204,30 +174,32 @@ int evapi__router_add(evapi__router *r, unsigned mset, const char *tmpl,
                       evapi_lane lane, evapi_handler_cb cb, void *arg)
 {
 	size_t i;
+	unsigned bit;
 	if (!r || !tmpl || !cb || mset == 0 || (mset & ~ALL_METHODS) ||
 	    (lane != EVAPI_INLINE && lane != EVAPI_POOL))
 		return EVAPI_EINVAL;
 	/* One route object per method keeps matching and stats simple. */
-	for (i = 0; i < sizeof methods / sizeof methods[0]; i++) {
+	for (i = 0; (bit = evapi__method_at(i)) != 0; i++) {
+		const char *name = evapi_method_name((evapi_method)bit);
 		evapi__route *rt;
 		size_t llen;
-		if (!(mset & methods[i].bit))
+		if (!(mset & bit))
 			continue;
 		rt = calloc(1, sizeof *rt);
 		if (!rt)
 			return EVAPI_ENOMEM;
-		rt->method = methods[i].bit;
+		rt->method = bit;
 		rt->lane = lane;
 		rt->cb = cb;
 		rt->arg = arg;
 		rt->tmpl = strdup(tmpl);
-		llen = strlen(tmpl) + strlen(methods[i].name) + 2;
+		llen = strlen(tmpl) + strlen(name) + 2;
 		rt->label = malloc(llen);
 		if (!rt->tmpl || !rt->label) {
 			route_free(rt);
 			return EVAPI_ENOMEM;
 		}
-		snprintf(rt->label, llen, "%s %s", methods[i].name, tmpl);
+		snprintf(rt->label, llen, "%s %s", name, tmpl);
 		if (compile(rt, tmpl) < 0) {
 			route_free(rt);
 			return EVAPI_EINVAL;
@@ -291,14 +263,40 @@ static int split_decode(const char *raw, char *scratch, split_path *sp)
 	return 0;
 }
 
+/* The rest of the path from segment `from` for a {name:path} segment:
+ * NULL when a decoded segment holds a '/'. With `join` the segments
+ * (contiguous in the scratch buffer) are joined in place: only for the
+ * route that won, as the scratch is shared by every attempt. */
+static const char *tail_of(const split_path *sp, int from, int join)
+{
+	int i;
+	for (i = from; i < sp->n; i++)
+		if (strchr(sp->seg[i], '/'))
+			return NULL;
+	if (join)
+		for (i = from; i + 1 < sp->n; i++)
+			((char *)sp->seg[i])[strlen(sp->seg[i])] = '/';
+	return from < sp->n ? sp->seg[from] : "";
+}
+
 static int route_matches(const evapi__route *rt, const split_path *sp,
                          evapi__match *m)
 {
 	int i, np = 0;
-	if (rt->nsegs != sp->n)
+	int tail = rt->nsegs && rt->is_param[rt->nsegs - 1] == 2;
+	if (tail ? sp->n < rt->nsegs - 1 : rt->nsegs != sp->n)
 		return 0;
 	for (i = 0; i < rt->nsegs; i++) {
-		if (rt->is_param[i]) {
+		if (rt->is_param[i] == 2) {
+			const char *rest = tail_of(sp, i, m != NULL);
+			if (!rest)
+				return 0;
+			if (m) {
+				m->params[np].name = rt->segs[i];
+				m->params[np].value = rest;
+			}
+			np++;
+		} else if (rt->is_param[i]) {
 			if (sp->seg[i][0] == '\0')
 				return 0;
 			if (m) {

@@ -18,10 +18,15 @@
  * or when cut) and each pool job. on_close runs once, when the
  * connection goes; the memory goes with the last reference.
  *
- * Shutdown: every session is ended by session_going_away, the one
- * function the reactor's drain calls per session (1001 Going Away, then
- * the connection closes after the linger); sessions count as in-flight
- * work, so the drain waits for them within the grace period.
+ * Shutdown: an open session is pending work on the app (app->pending,
+ * since it outlives its upgrade request). Its drain hook sends 1001 Going
+ * Away when the app starts draining (the connection closes after the
+ * close handshake or the linger), and the drain waits for it within the
+ * grace period; its cancel, at the shutdown cut, sends 1001 and closes
+ * the connection now. The reactor names no session.
+ *
+ * Every user callback (on_open, on_message, on_close, a pool job's done)
+ * runs inside evapi__user_begin/end, so the stall watchdog names it.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,12 +53,8 @@ typedef struct ws_route {
 	void *arg;
 } ws_route;
 
-TAILQ_HEAD(ws_list, evapi_ws);
-
 struct evapi__ws_app {
 	evapi__router *router;
-	struct ws_list sessions;
-	int n;
 	unsigned long long next_id;
 };
 
@@ -63,7 +64,7 @@ struct evapi_ws {
 	evapi_app *app;
 	ws_route *route;
 	evapi__gconn *conn; /* NULL once the connection is gone */
-	TAILQ_ENTRY(evapi_ws) link;
+	evapi__pending pend; /* on app->pending while accepted and open */
 	int refs;
 	int state;
 	int in_open;     /* on_open is running */
@@ -138,7 +139,6 @@ int evapi_app_websocket(evapi_app *app, const char *path,
 			free(w);
 			return EVAPI_ENOMEM;
 		}
-		TAILQ_INIT(&w->sessions);
 		app->ws = w;
 	}
 	w = app->ws;
@@ -548,6 +548,8 @@ int evapi_ws_close(evapi_ws *s, int code, const char *reason)
 /* ---- accepting --------------------------------------------------------------- */
 
 static void ping_cb(evutil_socket_t fd, short what, void *arg);
+static void session_drain(evapi__pending *p);
+static void session_cut(evapi__pending *p);
 
 static int ping_interval(const evapi_ws *s)
 {
@@ -609,10 +611,11 @@ int evapi_ws_accept(evapi_ws *s, const char *subprotocol,
 	s->last_rx_us = evapi__now_us();
 	s->ping_ev = evtimer_new(s->app->base, ping_cb, s);
 	ping_arm(s, ping_interval(s));
-	TAILQ_INSERT_TAIL(&s->app->ws->sessions, s, link);
-	s->app->ws->n++;
-	EVAPI__ADD(&s->app->stats.ws_open, 1);
-	EVAPI__ADD(&s->app->stats.ws_total, 1);
+	evapi__pending_link(&s->app->pending, &s->pend, session_cut,
+	                    "websocket");
+	s->pend.drain = session_drain;
+	EVAPI__ADD(&s->app->stats.websocket_open, 1);
+	EVAPI__ADD(&s->app->stats.websocket_total, 1);
 	return 0;
 }
 
@@ -622,8 +625,13 @@ void evapi__ws_start(evapi_ws *s)
 	if (s->state != S_OPENING)
 		return;
 	s->in_open = 1;
-	if (rt->on_open)
+	if (rt->on_open) {
+		evapi__user u;
+		evapi__user_begin(s->app, &u, "websocket on_open", s->path,
+		                  NULL);
 		rt->on_open(s, rt->arg);
+		evapi__user_end(s->app, &u);
+	}
 	if (s->state == S_OPENING && s->conn)
 		evapi_ws_accept(s, NULL, NULL);
 	s->in_open = 0;
@@ -642,9 +650,14 @@ static void on_frame(evapi_ws *s, int ev)
 	switch (ev) {
 	case EVAPI__WS_EV_MESSAGE:
 		op = evapi__ws_parser_payload(s->parser, &d, &len);
-		if (s->state == S_OPEN && rt->on_message)
+		if (s->state == S_OPEN && rt->on_message) {
+			evapi__user u;
+			evapi__user_begin(s->app, &u, "websocket on_message",
+			                  s->path, NULL);
 			rt->on_message(s, op == EVAPI__WS_BINARY,
 			               (const char *)d, len, rt->arg);
+			evapi__user_end(s->app, &u);
+		}
 		break;
 	case EVAPI__WS_EV_PING:
 		evapi__ws_parser_payload(s->parser, &d, &len);
@@ -749,11 +762,15 @@ void evapi__ws_conn_gone(evapi_ws *s)
 		if (s->ping_ev)
 			event_del(s->ping_ev);
 		evapi__channels_leave_ws(s);
-		TAILQ_REMOVE(&s->app->ws->sessions, s, link);
-		s->app->ws->n--;
-		EVAPI__ADD(&s->app->stats.ws_open, -1ULL);
-		if (rt->on_close)
+		evapi__pending_unlink(&s->pend);
+		EVAPI__ADD(&s->app->stats.websocket_open, -1ULL);
+		if (rt->on_close) {
+			evapi__user u;
+			evapi__user_begin(s->app, &u, "websocket on_close",
+			                  s->path, NULL);
 			rt->on_close(s, code, reason, rt->arg);
+			evapi__user_end(s->app, &u);
+		}
 		evapi__reactor_maybe_exit(s->app);
 	}
 	s->state = S_DONE;
@@ -766,35 +783,27 @@ static void session_going_away(evapi_ws *s)
 	close_with(s, EVAPI__WS_GOING_AWAY, "Server shutting down");
 }
 
-void evapi__ws_shutdown(evapi_app *app)
+/* The app starts draining: 1001, then the close handshake (or the
+ * linger) ends the connection; the drain waits for that. */
+static void session_drain(evapi__pending *p)
 {
-	evapi_ws *s;
-	if (!app->ws)
-		return;
-	TAILQ_FOREACH(s, &app->ws->sessions, link)
-		if (s->state == S_OPEN)
-			session_going_away(s);
-}
-
-int evapi__ws_live(const evapi_app *app)
-{
-	return app->ws ? app->ws->n : 0;
-}
-
-void evapi__ws_cut_all(evapi_app *app)
-{
-	evapi_ws *s;
-	if (!app->ws)
-		return;
-	while ((s = TAILQ_FIRST(&app->ws->sessions)) != NULL) {
-		evapi__gconn *c = s->conn;
+	evapi_ws *s = EVAPI__CONTAINER_OF(p, evapi_ws, pend);
+	if (s->state == S_OPEN)
 		session_going_away(s);
-		if (c)
-			evapi__guard_ws_detach(c);
-		evapi__ws_conn_gone(s); /* unlinks it */
-		if (c)
-			evapi__guard_ws_cut(c);
-	}
+}
+
+/* The shutdown cut: 1001, and the connection closes now. */
+static void session_cut(evapi__pending *p)
+{
+	evapi_ws *s = EVAPI__CONTAINER_OF(p, evapi_ws, pend);
+	evapi__gconn *c = s->conn;
+
+	session_going_away(s);
+	if (c)
+		evapi__guard_ws_detach(c);
+	evapi__ws_conn_gone(s); /* unlinks it */
+	if (c)
+		evapi__guard_ws_cut(c);
 }
 
 /* ---- pool offload -------------------------------------------------------------- */
@@ -809,9 +818,14 @@ static void job_done(evapi__job *job, int status)
 {
 	ws_job *j = (ws_job *)job;
 	evapi_ws *s = j->ws;
+	evapi__user u;
+
 	if (status == 0 && s->state != S_OPEN)
 		status = EVAPI_ECANCELED;
+	evapi__user_begin(s->app, &u, "websocket pool callback", s->path,
+	                  NULL);
 	j->done(s, status, j->arg);
+	evapi__user_end(s->app, &u);
 	ws_unref(s);
 	free(j);
 }

@@ -89,6 +89,11 @@ typedef struct evapi_config {
 	int max_header_fields;     /* [100] header fields: 431 */
 	size_t max_body_bytes;     /* [1048576] request body: 413 */
 	int max_json_depth;        /* [64] evapi_req_json nesting: 422 */
+	size_t max_chunk_line_bytes; /* [4096] one chunk-size line of a
+	                              chunked body, extensions included:
+	                              400 and close, as soon as it is longer;
+	                              extensions also count against
+	                              max_body_bytes */
 	int header_timeout_ms;     /* [10000] request line + headers must
 	                              arrive within this: 408 and close (a
 	                              connection that sends nothing: close) */
@@ -124,6 +129,11 @@ typedef struct evapi_config {
 	/* ---- docs and introspection routes ------------------------------- */
 	int openapi;               /* [0] serve GET /openapi.json and GET /docs
 	                              (see evapi/schema.h) */
+	const char *swagger_ui_dir; /* [NULL: configure --with-swagger-ui]
+	                              swagger-ui-dist's files, read once by
+	                              evapi_app_new: /docs is Swagger UI,
+	                              its files served under /docs/; "" or
+	                              files missing: a plain page instead */
 	int stats_routes;          /* [0] serve GET /_/stats and /_/metrics */
 	int health_routes;         /* [0] serve GET /_/health (liveness) and
 	                              GET /_/ready (readiness: 503 while not
@@ -254,6 +264,9 @@ typedef struct evapi_stats {
 	unsigned long long outbound_in_flight; /* calls started, not finished */
 	unsigned long long outbound_sockets;   /* sockets open now */
 	unsigned long long outbound_connects;  /* sockets opened in all */
+	/* requests the request guard answered itself (400, 408, 413, 414,
+	 * 431, 501, 503, 505); also counted in requests and status_4xx/5xx */
+	unsigned long long guard_rejected;
 	/* connections closed for not reading a reply within
 	 * reply_write_timeout_ms */
 	unsigned long long reply_write_timeouts;
