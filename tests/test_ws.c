@@ -31,6 +31,11 @@ static void on_echo(evapi_ws *ws, int binary, const char *data, size_t len,
 		evapi_ws_close(ws, 4000, "asked");
 		return;
 	}
+	if (!binary && strcmp(data, "stall") == 0) {
+		th_sleep_ms(200); /* blocks the loop: the watchdog names us */
+		evapi_ws_send_text(ws, "stalled");
+		return;
+	}
 	if (!binary && strcmp(data, "json") == 0) {
 		evapi_ws_send_json(ws, json_pack("{s:i}", "n", 42));
 		return;
@@ -145,6 +150,7 @@ static evapi_app *make_app(void)
 
 	th_config(&cfg);
 	cfg.shutdown_grace_ms = 4000;
+	cfg.stall_threshold_ms = 100;
 	app = evapi_app_new(&cfg);
 	small.max_message = 1024;
 	slow.max_queued = 64 * 1024;
@@ -347,6 +353,16 @@ static int wsc_eof(wsc *c, double secs)
 }
 
 /* Expects the close frame `code`, then the TCP close. */
+/* Sends `text` and expects the message `want` back. */
+static void text_reply(wsc *c, const char *text, const char *want)
+{
+	char resp[2048];
+	wsc_text(c, text);
+	CHECK_INT(wsc_recv(c, 5, resp, sizeof resp, NULL, NULL), ==,
+	          EVAPI__WS_EV_MESSAGE);
+	CHECK_STR(resp, want);
+}
+
 static void expect_close(wsc *c, int code, int line)
 {
 	char r[128];
@@ -821,6 +837,32 @@ static void test_pool_offload(void)
 	th_server_stop(&s);
 }
 
+/* A 200 ms block in on_message is a loop stall, reported with the
+ * route's path and the callback's kind, and counted. */
+static void test_stall_named(void)
+{
+	th_server s;
+	wsc c;
+	char resp[2048];
+	evapi_stats st;
+	double t0;
+
+	th_log_clear();
+	th_server_start(&s, make_app());
+	CHECK_INT(wsc_open(&c, s.port, "/ws/echo", NULL, resp, sizeof resp), ==,
+	          101);
+	text_reply(&c, "stall", "stalled");
+	t0 = th_now();
+	while (!strstr(th_log(), "(websocket on_message)") && th_now() - t0 < 5)
+		th_sleep_ms(20);
+	CHECK_CONTAINS(th_log(), "in /ws/echo (websocket on_message)");
+	evapi_app_stats(s.app, &st);
+	CHECK_INT(st.stalls, >=, 1);
+	CHECK_INT(st.max_stall_ms, >=, 190);
+	wsc_close(&c);
+	th_server_stop(&s);
+}
+
 /* ---- broadcast ------------------------------------------------------------------ */
 
 #define NSESS 1000
@@ -936,10 +978,7 @@ static void test_demo_routes(void)
 	th_server_start(&s, app);
 	CHECK_INT(wsc_open(&a, s.port, "/ws/echo", NULL, resp, sizeof resp), ==,
 	          101);
-	wsc_text(&a, "echo?");
-	CHECK_INT(wsc_recv(&a, 3, resp, sizeof resp, NULL, NULL), ==,
-	          EVAPI__WS_EV_MESSAGE);
-	CHECK_STR(resp, "echo?");
+	text_reply(&a, "echo?", "echo?");
 	wsc_close(&a);
 	fd = th_connect_send(s.port,
 	                     "GET /chat/lobby/events HTTP/1.1\r\nHost: h\r\n\r\n");
@@ -1038,6 +1077,7 @@ int main(int argc, char **argv)
 		{"ws.write_deadline", test_write_deadline},
 		{"ws.idle_ping", test_idle_ping},
 		{"ws.pool_offload", test_pool_offload},
+		{"ws.stall_named", test_stall_named},
 		{"ws.broadcast_1000", test_broadcast_1000},
 		{"ws.broadcast_sse", test_broadcast_sse},
 		{"ws.demo_routes", test_demo_routes},
