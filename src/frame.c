@@ -151,12 +151,18 @@ static int on_version(llhttp_t *p, const char *at, size_t len)
 	return span(f, &f->version, at, len, 16, 400, "Invalid HTTP version");
 }
 
+/* The request line's version was read (llhttp tells this at the same
+ * byte however the input is sliced, unlike a header name's span): a
+ * refusal from here on answers this method (a HEAD gets no body). */
+static int on_version_complete(llhttp_t *p)
+{
+	FRAME(p)->is_head = p->method == HTTP_HEAD;
+	return 0;
+}
+
 static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
 	evapi__frame *f = FRAME(p);
-	/* The request line was read whole and valid: a refusal from here on
-	 * answers this method (a HEAD gets no body). */
-	f->is_head = p->method == HTTP_HEAD;
 	return span(f, &f->name, at, len, f->lim.max_head, 431,
 	            "Request header fields too large");
 }
@@ -559,6 +565,7 @@ static void settings_init(void)
 	settings.on_message_begin = on_message_begin;
 	settings.on_url = on_url;
 	settings.on_version = on_version;
+	settings.on_version_complete = on_version_complete;
 	settings.on_header_field = on_header_field;
 	settings.on_header_field_complete = on_header_field_complete;
 	settings.on_header_value = on_header_value;

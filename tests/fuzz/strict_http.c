@@ -65,13 +65,12 @@ static int rq_begin(llhttp_t *p)
 	return 0;
 }
 
-/* A header field starts: the request line before it was valid, so a
- * refusal from here on still answers its method (HEAD: no body). */
-static int rq_field(llhttp_t *p, const char *at, size_t len)
+/* The request line's version was read (at the same byte however the
+ * server's input is sliced): a refusal from here on still answers its
+ * method (HEAD: no body). */
+static int rq_version(llhttp_t *p)
 {
 	scan *s = p->data;
-	(void)at;
-	(void)len;
 	s->line_ok = 1;
 	if (s->rq->complete < STRICT_MAX)
 		s->rq->head[s->rq->complete] = p->method == HTTP_HEAD;
@@ -139,7 +138,7 @@ void strict_http_requests(const char *data, size_t len, strict_requests *out)
 	st.on_url = span;
 	st.on_url_complete = rq_url_complete;
 	st.on_header_value = rq_value;
-	st.on_header_field = rq_field;
+	st.on_version_complete = rq_version;
 	llhttp_init(&p, HTTP_REQUEST, &st);
 	p.data = &s;
 	const char *done = data; /* the end of the last complete request */
