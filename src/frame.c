@@ -151,10 +151,10 @@ static int on_version(llhttp_t *p, const char *at, size_t len)
 	return span(f, &f->version, at, len, 16, 400, "Invalid HTTP version");
 }
 
-/* The request line's version was read (llhttp tells this at the same
+/* The request line's target was read (llhttp tells this at the same
  * byte however the input is sliced, unlike a header name's span): a
  * refusal from here on answers this method (a HEAD gets no body). */
-static int on_version_complete(llhttp_t *p)
+static int on_url_complete(llhttp_t *p)
 {
 	FRAME(p)->is_head = p->method == HTTP_HEAD;
 	return 0;
@@ -565,7 +565,7 @@ static void settings_init(void)
 	settings.on_message_begin = on_message_begin;
 	settings.on_url = on_url;
 	settings.on_version = on_version;
-	settings.on_version_complete = on_version_complete;
+	settings.on_url_complete = on_url_complete;
 	settings.on_header_field = on_header_field;
 	settings.on_header_field_complete = on_header_field_complete;
 	settings.on_header_value = on_header_value;
