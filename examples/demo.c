@@ -22,7 +22,8 @@
  * (pool) and /db/blocking-users/{user_id} (a blocking query on the loop)
  * on --database (default: a SQLite file in a fresh temporary directory).
  * demo_parity.c adds background tasks, streaming, SSE, middleware and a
- * lifespan-managed consumer thread.
+ * lifespan-managed consumer thread; demo_ws.c the WebSocket routes
+ * /ws/echo and /ws/chat/{room} (with /chat/{room}/events as SSE).
  */
 #include <evapi.h>
 #include <getopt.h>
@@ -215,6 +216,8 @@ static int routes(evapi_app *app, void *arg)
 		rc = demo_db_routes(app);
 	if (rc == 0)
 		demo_parity_setup(app);
+	if (rc == 0)
+		rc = demo_ws_routes(app);
 	return rc ? EVAPI_EINVAL : 0;
 }
 

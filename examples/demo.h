@@ -22,6 +22,9 @@ int demo_declared_routes(evapi_app *app, const char *upload_dir);
  * lifespan hooks (demo_parity.c). */
 void demo_parity_setup(evapi_app *app);
 
+/* Registers WS /ws/echo, WS /ws/chat/{room} and GET /chat/{room}/events
+ * (demo_ws.c). Returns 0 or -1. */
+int demo_ws_routes(evapi_app *app);
 /* Points cfg->db_url at `url` (sqlite:///path or postgresql://...) and
  * makes the lookups take `slow_ms` in the database; then
  * demo_db_routes registers /db/users/{user_id}, /db/sync-users/{user_id},

@@ -12,6 +12,8 @@
 #include <evapi/client.h>
 #include <evapi/db.h>
 #include <evapi/tasks.h>
+#include <evapi/websocket.h>
+#include <evapi/channel.h>
 #include <evapi/stream.h>
 #include <evapi/middleware.h>
 #include <evapi/lifespan.h>

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "guard.h"
 
 /* ---- per-thread settings (internal.h) ----------------------------------- */
 
@@ -241,6 +241,8 @@ void evapi_app_free(evapi_app *app)
 			evapi__reactor_free(app);
 		evapi__pool_free(app->pool);
 		event_base_loop(app->base, EVLOOP_NONBLOCK);
+		evapi__channels_free(app);
+		evapi__ws_free(app); /* after the pool: sessions its jobs held */
 		evapi__lifespan_free(app); /* cancelled posts may end tasks */
 		evapi__tasks_free(app);
 		evapi__db_free(app);

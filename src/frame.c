@@ -63,6 +63,7 @@ struct evapi__frame {
 	sbuf head;             /* re-framed request line + headers */
 	sbuf body;
 	sbuf version;
+	sbuf upgrade, connection; /* the client's values, for the guard */
 	sbuf ctype;            /* the Content-Type value, for the guard */
 	int nfields;
 	int hosts, te, cl, expect_continue, keep_body;
@@ -150,12 +151,18 @@ static int on_version(llhttp_t *p, const char *at, size_t len)
 	return span(f, &f->version, at, len, 16, 400, "Invalid HTTP version");
 }
 
+/* The request line's target was read (llhttp tells this at the same
+ * byte however the input is sliced, unlike a header name's span): a
+ * refusal from here on answers this method (a HEAD gets no body). */
+static int on_url_complete(llhttp_t *p)
+{
+	FRAME(p)->is_head = p->method == HTTP_HEAD;
+	return 0;
+}
+
 static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
 	evapi__frame *f = FRAME(p);
-	/* The request line was read whole and valid: a refusal from here on
-	 * answers this method (a HEAD gets no body). */
-	f->is_head = p->method == HTTP_HEAD;
 	return span(f, &f->name, at, len, f->lim.max_head, 431,
 	            "Request header fields too large");
 }
@@ -341,10 +348,16 @@ static int on_header_value_complete(llhttp_t *p)
 		keep = 0; /* the guard answers it; evhttp must not */
 	} else if (strcasecmp(n, "upgrade") == 0 ||
 	           strcasecmp(n, "connection") == 0) {
-		/* No protocol upgrades: served as plain HTTP/1.1. llhttp read
-		 * Connection's tokens; evhttp gets one it reads the same way
-		 * (see evapi__frame_request). */
+		/* Never passed on: served as plain HTTP/1.1 unless the
+		 * guard takes the request for a WebSocket route (it reads
+		 * them with evapi__frame_upgrade). llhttp read Connection's
+		 * tokens; evhttp gets one it reads the same way (see
+		 * evapi__frame_request). */
+		sbuf *b = strcasecmp(n, "upgrade") == 0 ? &f->upgrade
+		                                         : &f->connection;
 		keep = 0;
+		if ((b->len && sb_add(b, ",", 1)) || sb_add(b, v, vl))
+			rc = fail(f, 500, "Out of memory");
 	}
 	if (keep && (sb_add(&f->head, n, f->name.len) ||
 	             sb_add(&f->head, ": ", 2) || sb_add(&f->head, v, vl) ||
@@ -552,6 +565,7 @@ static void settings_init(void)
 	settings.on_message_begin = on_message_begin;
 	settings.on_url = on_url;
 	settings.on_version = on_version;
+	settings.on_url_complete = on_url_complete;
 	settings.on_header_field = on_header_field;
 	settings.on_header_field_complete = on_header_field_complete;
 	settings.on_header_value = on_header_value;
@@ -613,6 +627,8 @@ void evapi__frame_free(evapi__frame *f)
 	free(f->head.p);
 	free(f->body.p);
 	free(f->version.p);
+	free(f->upgrade.p);
+	free(f->connection.p);
 	free(f->ctype.p);
 	free(f);
 }
@@ -631,6 +647,8 @@ static void next_request(evapi__frame *f)
 	sb_reset(&f->head);
 	sb_reset(&f->body);
 	sb_reset(&f->version);
+	sb_reset(&f->upgrade);
+	sb_reset(&f->connection);
 	sb_reset(&f->ctype);
 	f->nfields = f->hosts = f->te = f->cl = 0;
 	f->expect_continue = f->keep_body = 0;
@@ -840,6 +858,13 @@ void evapi__frame_request(evapi__frame *f, int close, const char **head,
 	*head_len = f->head.len;
 	*body = f->body.p ? f->body.p : "";
 	*body_len = f->keep_body ? f->body.len : 0;
+}
+
+void evapi__frame_upgrade(const evapi__frame *f, const char **upgrade,
+                          const char **connection)
+{
+	*upgrade = f->upgrade.len ? f->upgrade.p : NULL;
+	*connection = f->connection.len ? f->connection.p : NULL;
 }
 
 int evapi__frame_keeps_alive(const evapi__frame *f)

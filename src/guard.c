@@ -92,6 +92,10 @@ struct gconn {
 	int continue_owed;   /* 100 Continue to send once queued is 0 */
 	int reject_status;   /* an answer of ours is owed, then close */
 	const char *reject_detail;
+	const char *reject_extra; /* a header line for the answer, or NULL */
+	evapi_ws *ws;        /* a WebSocket route's session (ws.c) */
+	int ws_state;        /* WS_* below */
+	int ws_closed;       /* both close frames seen: no linger needed */
 	unsigned reject_allow; /* methods for an Allow header, with 405 */
 	int reject_head;     /* the rejected request is a HEAD: no body */
 	int silent_close;    /* close without an answer */
@@ -108,6 +112,11 @@ struct gconn {
 	int64_t reply_by_us; /* the reply being written must be out by then
 	                      * (0: none, or a stream) */
 };
+
+/* A WebSocket connection: the upgrade request waits for the responses
+ * ahead of it (PENDING), then its bytes go to ws.c (OPEN) until ws.c
+ * ends it (ENDING: our queued bytes out, shutdown, linger, close). */
+enum { WS_NONE = 0, WS_PENDING, WS_OPEN, WS_ENDING };
 
 static void conn_kick(gconn *c);
 static void writable_cb(evutil_socket_t fd, short what, void *arg);
@@ -235,7 +244,7 @@ static void timer_in(gconn *c, int64_t us)
 static void conn_arm(gconn *c)
 {
 	int64_t at;
-	if (c->reject_status || c->silent_close || c->queued > 0)
+	if (c->reject_status || c->silent_close || c->queued > 0 || c->ws)
 		return;
 	at = deadline_at(c);
 	if (evtimer_pending(c->timer, NULL) && c->timer_at_us <= at)
@@ -274,9 +283,10 @@ static void write_answer(gconn *c)
 	bl = snprintf(body, sizeof body, "{\"detail\":\"%s\"}", c->reject_detail);
 	hl = snprintf(head, sizeof head,
 	              "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
-	              "Content-Length: %d\r\n%s%s%sConnection: close\r\n\r\n",
+	              "Content-Length: %d\r\n%s%s%s%sConnection: close\r\n\r\n",
 	              c->reject_status, reason(c->reject_status), bl,
-	              allow[0] ? "Allow: " : "", allow, allow[0] ? "\r\n" : "");
+	              allow[0] ? "Allow: " : "", allow, allow[0] ? "\r\n" : "",
+	              c->reject_extra ? c->reject_extra : "");
 	/* A HEAD is answered with the headers a GET would get, no body
 	 * (RFC 9110 §9.3.2): a body here would be read as the next reply. */
 	if (own_add(c, head, (size_t)hl) ||
@@ -350,8 +360,15 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	idle = c->queued == 0 &&
 	       evbuffer_get_length(bufferevent_get_output(c->fbev)) == 0;
+	if (idle && c->ws_state == WS_PENDING && !c->reject_status) {
+		/* every earlier response is out: the session's turn */
+		c->ws_state = WS_OPEN;
+		evapi__ws_start(c->ws);
+		if (!alive(c))
+			return;
+	}
 	if (!c->reject_status && !c->silent_close && c->queued == 0 &&
-	    now >= deadline_at(c)) {
+	    !c->ws && now >= deadline_at(c)) {
 		if (evapi__frame_in_request(c->frame)) {
 			conn_reject(c, 408, c->got_head
 			                        ? "Request body not received in time"
@@ -368,7 +385,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 		    send_some(c, c->own) < 0)
 			c->write_failed = 1;
 	}
-	if (c->reject_status || c->silent_close) {
+	if (c->reject_status || c->silent_close || c->ws_state == WS_ENDING) {
 		if (!idle)
 			return; /* replied hook or drained output kicks again */
 		if (c->reject_status && !c->answer_written) {
@@ -381,7 +398,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 			c->write_shut = 1;
 			if (c->fd >= 0)
 				shutdown(c->fd, SHUT_WR);
-			if (c->silent_close) {
+			if (c->silent_close || c->ws_closed) {
 				conn_finish(c);
 				return;
 			}
@@ -391,7 +408,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 			timer_in(c, (int64_t)LINGER_MS * 1000);
 			return;
 		}
-		if (now >= c->linger_until_us)
+		if (now >= c->linger_until_us || c->ws_closed)
 			conn_finish(c);
 		return;
 	}
@@ -435,7 +452,8 @@ static void fout_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
 	gconn *c = arg;
 	if (info->n_added ||
 	    (info->n_deleted && evbuffer_get_length(buf) == 0 &&
-	     (c->continue_owed || c->reject_status || c->silent_close)))
+	     (c->continue_owed || c->reject_status || c->silent_close ||
+	      c->ws_state == WS_PENDING)))
 		conn_kick(c);
 }
 
@@ -497,6 +515,122 @@ static void on_request(gconn *c, struct evbuffer *dst)
 	}
 }
 
+/* ---- WebSocket connections -------------------------------------------------- */
+
+static void ws_refuse_pending(gconn *c, const char *detail)
+{
+	evapi_ws *ws = c->ws;
+	c->ws = NULL;
+	c->ws_state = WS_NONE;
+	evapi__ws_conn_gone(ws);
+	conn_reject(c, 400, detail);
+}
+
+/* A whole request: when its path is a WebSocket route, the guard keeps
+ * it (returns 1): refused with its status, or a session that starts once
+ * the responses ahead of it are out. Either way it is the connection's
+ * last HTTP request. */
+static int ws_upgrade(gconn *c)
+{
+	evapi_app *app = c->g->app;
+	const char *head, *body, *up, *conn, *detail = NULL, *extra = NULL;
+	size_t hl, bl;
+	evapi_ws *ws = NULL;
+	int rc;
+
+	if (!evapi__ws_is_route(app, evapi__frame_target(c->frame)))
+		return 0;
+	evapi__frame_upgrade(c->frame, &up, &conn);
+	evapi__frame_request(c->frame, 1, &head, &hl, &body, &bl);
+	rc = evapi__ws_handshake(app, c, head, hl, up, conn, &ws, &detail,
+	                         &extra);
+	if (rc == 0)
+		return 0;
+	c->last = 1;
+	frame_put(c->g, c->frame);
+	c->frame = NULL;
+	if (rc != 1) {
+		c->reject_extra = extra;
+		conn_reject(c, rc, detail);
+		return 1;
+	}
+	c->ws = ws;
+	c->ws_state = WS_PENDING;
+	conn_kick(c); /* bytes behind it: filter_in refuses it next */
+	return 1;
+}
+
+/* Everything read goes to the session; none of it to evhttp. While
+ * ENDING the session still reads, for the peer's close frame. */
+static void ws_read(gconn *c, struct evbuffer *src)
+{
+	while (evbuffer_get_length(src) > 0 && c->ws && !c->ws_closed &&
+	       (c->ws_state == WS_OPEN || c->ws_state == WS_ENDING)) {
+		struct evbuffer_iovec v;
+		if (evbuffer_peek(src, -1, NULL, &v, 1) < 1)
+			break;
+		evapi__ws_input(c->ws, v.iov_base, v.iov_len);
+		evbuffer_drain(src, v.iov_len);
+	}
+	evbuffer_drain(src, evbuffer_get_length(src));
+}
+
+int evapi__guard_ws_send(gconn *c, const void *a, size_t al, const void *b,
+                         size_t bl)
+{
+	if (c->write_failed || c->ws_state == WS_ENDING || !alive(c))
+		return -1;
+	if ((al && own_add(c, (const char *)a, al)) ||
+	    (bl && own_add(c, (const char *)b, bl)))
+		return -1;
+	if (send_some(c, c->own) < 0) {
+		c->write_failed = 1;
+		conn_kick(c);
+		return -1;
+	}
+	return 0;
+}
+
+size_t evapi__guard_ws_queued(const gconn *c)
+{
+	return own_len(c);
+}
+
+void evapi__guard_ws_end(gconn *c)
+{
+	if (c->ws_state == WS_ENDING)
+		return;
+	c->ws_state = WS_ENDING;
+	conn_kick(c);
+}
+
+void evapi__guard_ws_done(gconn *c)
+{
+	c->ws_closed = 1;
+	evapi__guard_ws_end(c);
+	conn_kick(c);
+}
+
+void evapi__guard_ws_refuse(gconn *c, int status, const char *detail)
+{
+	/* the session stays attached: conn_free releases it */
+	c->ws_state = WS_NONE;
+	conn_reject(c, status, detail);
+}
+
+void evapi__guard_ws_detach(gconn *c)
+{
+	c->ws = NULL;
+}
+
+void evapi__guard_ws_cut(gconn *c)
+{
+	if (c->own)
+		evbuffer_drain(c->own, own_len(c));
+	if (alive(c))
+		conn_finish(c);
+}
+
 static enum bufferevent_filter_result
 filter_in(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
           enum bufferevent_flush_mode mode, void *arg)
@@ -514,7 +648,19 @@ filter_in(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
 		size_t used;
 		int ev;
 
-		if (c->last || c->reject_status || c->silent_close) {
+		if (c->ws_state == WS_OPEN ||
+		    (c->ws_state == WS_ENDING && c->ws && !c->ws_closed)) {
+			ws_read(c, src);
+			break;
+		}
+		if (c->ws_state == WS_PENDING && !c->reject_status) {
+			/* RFC 6455 4.1: a client waits for the 101 before
+			 * sending anything; bytes now cannot be framed. */
+			ws_refuse_pending(c, "Data sent before the WebSocket "
+			                     "handshake completed");
+		}
+		if (c->last || c->reject_status || c->silent_close ||
+		    c->ws_state == WS_ENDING) {
 			evbuffer_drain(src, evbuffer_get_length(src));
 			break;
 		}
@@ -541,6 +687,8 @@ filter_in(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
 			conn_arm(c);
 			break;
 		case EVAPI__FRAME_REQUEST:
+			if (ws_upgrade(c))
+				break;
 			on_request(c, dst);
 			produced = 1;
 			break;
@@ -706,6 +854,8 @@ static void conn_free(void *arg)
 		TAILQ_REMOVE(&g->kicked, c, kick_link);
 	if (c->writable)
 		event_free(c->writable);
+	if (c->ws)
+		evapi__ws_conn_gone(c->ws);
 	frame_put(g, c->frame);
 	free(c);
 	g->nconns--;

@@ -52,15 +52,21 @@ EVAPI_HIDDEN void evapi__frame_reset(evapi__frame *f);
  * with this request ("Connection: close", or HTTP/1.0 without
  * keep-alive). */
 EVAPI_HIDDEN int evapi__frame_keeps_alive(const evapi__frame *f);
+/* After EVAPI__FRAME_REQUEST: the client's Upgrade and Connection
+ * values (several lines joined with ","), or NULL; borrowed until the
+ * next feed. */
+EVAPI_HIDDEN void evapi__frame_upgrade(const evapi__frame *f,
+                                       const char **upgrade,
+                                       const char **connection);
 /* After EVAPI__FRAME_HEAD: 1 when the client waits for 100 Continue. */
 EVAPI_HIDDEN int evapi__frame_expects_continue(const evapi__frame *f);
 /* After EVAPI__FRAME_HEAD: the method (an evapi_method bit), the
  * request-target as sent, and the Content-Type value or NULL; borrowed
  * until the next feed. */
 EVAPI_HIDDEN evapi_method evapi__frame_method(const evapi__frame *f);
-/* 1 once the current (or failed) message's request line, read whole and
- * valid, named HEAD, even when the request was refused before its header
- * section ended. */
+/* 1 once the current (or failed) message's request line, read up to
+ * the end of its target, named HEAD, even when the request was refused
+ * before its header section ended. */
 EVAPI_HIDDEN int evapi__frame_is_head(const evapi__frame *f);
 EVAPI_HIDDEN const char *evapi__frame_target(const evapi__frame *f);
 EVAPI_HIDDEN const char *evapi__frame_content_type(const evapi__frame *f);
@@ -91,6 +97,65 @@ EVAPI_HIDDEN void evapi__guard_replied(evapi_app *app,
 EVAPI_HIDDEN void evapi__guard_reply_deadline(evapi_app *app,
                                               struct bufferevent *bev);
 
+/* A guarded connection, as ws.c sees it. */
+typedef struct gconn evapi__gconn;
+/* Queues bytes for the socket (a then b; either may be empty), after
+ * anything queued before. 0, or -1 when the connection is failing or
+ * ending. */
+EVAPI_HIDDEN int evapi__guard_ws_send(evapi__gconn *c, const void *a,
+                                      size_t al, const void *b, size_t bl);
+/* Bytes queued and not yet taken by the kernel. */
+EVAPI_HIDDEN size_t evapi__guard_ws_queued(const evapi__gconn *c);
+/* Ends the connection once the queued bytes are out: shutdown, linger,
+ * close. Later input is dropped. */
+EVAPI_HIDDEN void evapi__guard_ws_end(evapi__gconn *c);
+/* The close handshake is complete: as evapi__guard_ws_end, then close
+ * without waiting for the peer (RFC 6455 7.1.1: the server closes the
+ * TCP connection first). */
+EVAPI_HIDDEN void evapi__guard_ws_done(evapi__gconn *c);
+/* Answers the upgrade request with `status` instead of 101, then closes. */
+EVAPI_HIDDEN void evapi__guard_ws_refuse(evapi__gconn *c, int status,
+                                         const char *detail);
+/* Forgets the session (conn_free will not report to it). */
+EVAPI_HIDDEN void evapi__guard_ws_detach(evapi__gconn *c);
+/* Closes the connection now, dropping what is queued. */
+EVAPI_HIDDEN void evapi__guard_ws_cut(evapi__gconn *c);
+
+/* ---- ws.c: WebSocket sessions (loop thread) ---------------------------- */
+
+/* For a request the guard framed: 0 when its path is no WebSocket route
+ * (serve it as HTTP); 1 with *ws, a new session waiting for
+ * evapi__ws_start; otherwise the status to refuse with, a static
+ * *detail and a static *extra header line (or NULL). `upgrade` and
+ * `connection`: the client's header values (NULL when absent). */
+EVAPI_HIDDEN int evapi__ws_handshake(evapi_app *app, evapi__gconn *conn,
+                                     const char *head, size_t hl,
+                                     const char *upgrade,
+                                     const char *connection, evapi_ws **ws,
+                                     const char **detail,
+                                     const char **extra);
+/* 1 when `target` (a request-target, query allowed) is a WebSocket
+ * route's path. */
+EVAPI_HIDDEN int evapi__ws_is_route(evapi_app *app, const char *target);
+/* Every earlier response is out: on_open, then the 101. */
+EVAPI_HIDDEN void evapi__ws_start(evapi_ws *ws);
+/* Bytes the client sent after the 101. */
+EVAPI_HIDDEN void evapi__ws_input(evapi_ws *ws, const void *data,
+                                  size_t len);
+/* The connection was freed: on_close (if it opened), drop its reference. */
+EVAPI_HIDDEN void evapi__ws_conn_gone(evapi_ws *ws);
+/* Shutdown: an open session is pending work on app->pending (its drain
+ * hook sends 1001 Going Away, its cancel also closes the connection). */
+/* After the pool is gone: the routes. */
+EVAPI_HIDDEN void evapi__ws_free(evapi_app *app);
+EVAPI_HIDDEN struct evapi__ws_sub **evapi__ws_subs(evapi_ws *ws);
+EVAPI_HIDDEN int evapi__ws_is_open(const evapi_ws *ws);
+
+/* ---- channel.c: in-process broadcast (loop thread) ---------------------- */
+EVAPI_HIDDEN void evapi__channels_leave_ws(evapi_ws *ws);
+EVAPI_HIDDEN void evapi__channels_free(evapi_app *app);
+/* Draining: subscribed streams end (their bodies close normally). */
+EVAPI_HIDDEN void evapi__channels_shutdown(evapi_app *app);
 /* ---- reactor.c: what the guard asks the app -------------------------- */
 
 /* The status the app answers a request with this head without reading

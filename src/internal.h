@@ -293,7 +293,9 @@ typedef struct evapi__task evapi__task;
  * (aborts transfers, fires a timer early, unlinks a queued job) and
  * arranges for the operation's completion to run later, from an event of
  * its own, with EVAPI_ECANCELED; it never calls user code, and it may
- * remove its own entry but no other.
+ * remove its own entry but no other. (A WebSocket session is the one
+ * exception to "no user code": its cancel sends 1001 Going Away, closes
+ * the connection and runs on_close, since the loop stops right after.)
  */
 typedef struct evapi__pending evapi__pending;
 typedef void (*evapi__cancel_fn)(evapi__pending *p);
@@ -304,6 +306,11 @@ struct evapi__pending {
 	evapi__cancel_fn cancel;
 	const char *what;   /* "sleep", "stream": for log lines */
 	int is_reply;       /* the operation is writing the reply (stream) */
+	/* Optional, for work on app->pending that outlives requests (a
+	 * WebSocket session): when the app starts draining, asked to wind
+	 * down by itself (it never calls user code there); while such an
+	 * entry is linked the drain waits for it. Set after linking. */
+	void (*drain)(evapi__pending *p);
 };
 
 enum evapi__req_state {
@@ -415,7 +422,13 @@ TAILQ_HEAD(evapi__req_list, evapi_req);
 	  "Outbound sockets opened.")                                          \
 	X(unsigned long long, reply_write_timeouts, "", "reply_write_timeouts", \
 	  "evapi_reply_write_timeouts_total", "counter",                       \
-	  "Replies cut at reply_write_timeout_ms (slow readers).")
+	  "Replies cut at reply_write_timeout_ms (slow readers).")           \
+	X(unsigned long long, websocket_open, "websocket", "open",             \
+	  "evapi_websocket_open", "gauge",                                     \
+	  "WebSocket sessions accepted and not yet over.")                     \
+	X(unsigned long long, websocket_total, "websocket", "total",           \
+	  "evapi_websocket_sessions_total", "counter",                         \
+	  "WebSocket sessions accepted.")
 
 struct evapi_app {
 	pthread_t loop_thread;
@@ -432,6 +445,8 @@ struct evapi_app {
 	evapi__client *client;        /* outbound calls (client.c) */
 	struct evapi__db *db;         /* db.c; NULL without cfg.db_url */
 	struct evapi__guard *guard; /* guard.c: the filter in front of evhttp */
+	struct evapi__ws_app *ws;   /* ws.c: WebSocket routes and sessions */
+	struct evapi__channels *channels; /* channel.c: broadcast */
 	struct event *sigint_ev, *sigterm_ev, *grace_ev;
 	evapi__wake *stop_wake; /* evapi_app_stop from any thread */
 	int port;

@@ -55,10 +55,31 @@ enum { GONE_CLIENT = 1, GONE_DEADLINE, GONE_CUT };
 /* A draining app leaves the loop once no request is live and every reply
  * body has left the process (or its connection died): leaving earlier
  * would let evhttp_free truncate a large reply to a slow reader. */
+/* Whether work bound to no request still holds the drain (an entry with
+ * a drain hook: a WebSocket session in its close handshake). */
+static int pending_draining(const evapi_app *app)
+{
+	const evapi__pending *p;
+	TAILQ_FOREACH(p, &app->pending, link)
+		if (p->drain)
+			return 1;
+	return 0;
+}
+
+static int pending_count(const evapi_app *app)
+{
+	const evapi__pending *p;
+	int n = 0;
+	TAILQ_FOREACH(p, &app->pending, link)
+		n += p->drain != NULL;
+	return n;
+}
+
 static void maybe_exit(evapi_app *app)
 {
 	if (app->stopping == 1 && TAILQ_EMPTY(&app->live) &&
-	    app->bodies_writing == 0 && evapi__tasks_active(app) == 0)
+	    app->bodies_writing == 0 && evapi__tasks_active(app) == 0 &&
+	    !pending_draining(app))
 		event_base_loopexit(app->base, NULL);
 }
 
@@ -853,13 +874,26 @@ static void begin_stop(evapi_app *app, const char *why)
 	}
 	app->stopping = 1;
 	evapi__stats_stop(app); /* its timer would keep the loop turning */
+	/* work that outlives requests winds down (WebSocket sessions: 1001
+	 * Going Away) */
+	{
+		evapi__pending *p, *next;
+		for (p = TAILQ_FIRST(&app->pending); p; p = next) {
+			next = TAILQ_NEXT(p, link);
+			if (p->drain)
+				p->drain(p);
+		}
+	}
+	evapi__channels_shutdown(app); /* subscribed event streams end */
 	if (app->bound) {
 		evhttp_del_accept_socket(app->http, app->bound);
 		app->bound = NULL;
 	}
 	evapi__log(app, EVAPI_LOG_INFO,
-	           "%s: not accepting; draining %d request(s) for up to %d ms",
-	           why, live_count(app), app->cfg.shutdown_grace_ms);
+	           "%s: not accepting; draining %d request(s) and %d "
+	           "session(s) for up to %d ms",
+	           why, live_count(app), pending_count(app),
+	           app->cfg.shutdown_grace_ms);
 	maybe_exit(app);
 	tv.tv_sec = app->cfg.shutdown_grace_ms / 1000;
 	tv.tv_usec = (app->cfg.shutdown_grace_ms % 1000) * 1000;

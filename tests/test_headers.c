@@ -20,7 +20,8 @@ static const char *const headers[] = {
 	"evapi.h",           "evapi/common.h", "evapi/app.h",
 	"evapi/request.h",   "evapi/schema.h", "evapi/client.h",
 	"evapi/tasks.h",     "evapi/stream.h", "evapi/middleware.h",
-	"evapi/lifespan.h",  NULL};
+	"evapi/lifespan.h",  "evapi/websocket.h", "evapi/channel.h",
+	NULL};
 
 static int have(const char *tool)
 {

@@ -270,6 +270,9 @@ typedef struct evapi_stats {
 	/* connections closed for not reading a reply within
 	 * reply_write_timeout_ms */
 	unsigned long long reply_write_timeouts;
+	/* WebSocket sessions (evapi/websocket.h) */
+	unsigned long long websocket_open;  /* accepted and not yet over */
+	unsigned long long websocket_total; /* accepted in all */
 } evapi_stats;
 
 /** Copies the current counters into `out`. Thread-safe: yes (a

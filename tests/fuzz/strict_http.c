@@ -65,19 +65,6 @@ static int rq_begin(llhttp_t *p)
 	return 0;
 }
 
-/* A header field starts: the request line before it was valid, so a
- * refusal from here on still answers its method (HEAD: no body). */
-static int rq_field(llhttp_t *p, const char *at, size_t len)
-{
-	scan *s = p->data;
-	(void)at;
-	(void)len;
-	s->line_ok = 1;
-	if (s->rq->complete < STRICT_MAX)
-		s->rq->head[s->rq->complete] = p->method == HTTP_HEAD;
-	return 0;
-}
-
 /* llhttp, even strict, accepts obs-fold (a header line that starts with
  * a space or tab, continuing the previous value); RFC 9112 lets a
  * server reject it and evapi must (docs/ARCHITECTURE.md). A value span
@@ -100,11 +87,17 @@ static int rq_value(llhttp_t *p, const char *at, size_t len)
 	return 0;
 }
 
+/* The target was read (at the same byte however the server's input is
+ * sliced): a refusal from here on still answers the request's method
+ * (HEAD: no body). */
 static int rq_url_complete(llhttp_t *p)
 {
 	scan *s = p->data;
-	if (s->rq->complete < STRICT_MAX)
+	s->line_ok = 1;
+	if (s->rq->complete < STRICT_MAX) {
 		span_take(s, s->rq->target[s->rq->complete]);
+		s->rq->head[s->rq->complete] = p->method == HTTP_HEAD;
+	}
 	return 0;
 }
 
@@ -139,7 +132,6 @@ void strict_http_requests(const char *data, size_t len, strict_requests *out)
 	st.on_url = span;
 	st.on_url_complete = rq_url_complete;
 	st.on_header_value = rq_value;
-	st.on_header_field = rq_field;
 	llhttp_init(&p, HTTP_REQUEST, &st);
 	p.data = &s;
 	const char *done = data; /* the end of the last complete request */
