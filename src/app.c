@@ -7,7 +7,6 @@
  * may be called from any thread.
  */
 #include <event2/event.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,40 +55,26 @@ void evapi_config_init(evapi_config *cfg)
 	cfg->db_statement_cache = 100;
 }
 
-/* Fills `err` (may be NULL) and returns `code`. */
-static int fail(evapi_error *err, int code, const char *fmt, ...)
-	EVAPI_PRINTF(3, 4);
-static int fail(evapi_error *err, int code, const char *fmt, ...)
-{
-	va_list ap;
-	if (err) {
-		err->code = code;
-		va_start(ap, fmt);
-		vsnprintf(err->text, sizeof err->text, fmt, ap);
-		va_end(ap);
-	}
-	return code;
-}
-
 /* Checks one member against [lo, hi]; one line per member keeps each
  * bound next to its name, and the message names exactly what is wrong. */
 #define RANGE(member, lo, hi)                                                \
 	do {                                                                 \
 		long long v_ = (long long)c->member;                         \
 		if (v_ < (long long)(lo) || v_ > (long long)(hi))            \
-			return fail(err, EVAPI_EINVAL,                       \
-			            "config." #member " = %lld: must be %lld..%lld", \
-			            v_, (long long)(lo), (long long)(hi));   \
+			return evapi__error_set(                             \
+				err, EVAPI_EINVAL,                           \
+				"config." #member " = %lld: must be %lld..%lld", \
+				v_, (long long)(lo), (long long)(hi));       \
 	} while (0)
 
 /* 0, or EVAPI_EINVAL with the first invalid member named in err. */
-static int config_check(const evapi_config *c, evapi_error *err)
+int evapi__config_check(const evapi_config *c, evapi_error *err)
 {
 	const long long big = 0x7fffffffLL;
 
 	if (!c->host)
-		return fail(err, EVAPI_EINVAL, "config.host = NULL: an address "
-		                               "to bind is needed");
+		return evapi__error_set(err, EVAPI_EINVAL, "config.host = NULL: "
+		                        "an address to bind is needed");
 	/* listener */
 	RANGE(port, 0, 65535);
 	RANGE(workers, 1, 1024);
@@ -140,7 +125,7 @@ evapi_app *evapi_app_new_ex(const evapi_config *cfg, evapi_error *err)
 
 	if (!err)
 		err = &mine;
-	fail(err, EVAPI_ENOMEM, "out of memory");
+	evapi__error_set(err, EVAPI_ENOMEM, "out of memory");
 	app = calloc(1, sizeof *app);
 	if (!app) {
 		evapi__log(NULL, EVAPI_LOG_ERROR, "evapi_app_new: out of memory");
@@ -150,7 +135,7 @@ evapi_app *evapi_app_new_ex(const evapi_config *cfg, evapi_error *err)
 		app->cfg = *cfg;
 	else
 		evapi_config_init(&app->cfg);
-	if (config_check(&app->cfg, err) != 0) {
+	if (evapi__config_check(&app->cfg, err) != 0) {
 		/* log through the caller's sink, whatever its level says */
 		if ((int)app->cfg.log_level < (int)EVAPI_LOG_ERROR ||
 		    app->cfg.log_level > EVAPI_LOG_DEBUG)
@@ -171,7 +156,7 @@ evapi_app *evapi_app_new_ex(const evapi_config *cfg, evapi_error *err)
 	event_config_free(ec);
 	ec = NULL;
 	if (!app->base) {
-		fail(err, EVAPI_ESYS, "cannot create the event base");
+		evapi__error_set(err, EVAPI_ESYS, "cannot create the event base");
 		goto err;
 	}
 	app->router = evapi__router_new();
@@ -186,7 +171,7 @@ evapi_app *evapi_app_new_ex(const evapi_config *cfg, evapi_error *err)
 	                            app->cfg.pool_threads, app->cfg.pool_queue_max,
 	                            app->cfg.pool_yield_to_loop);
 	if (!app->pool) {
-		fail(err, EVAPI_ESYS, "cannot start %d pool threads",
+		evapi__error_set(err, EVAPI_ESYS, "cannot start %d pool threads",
 		     app->cfg.pool_threads);
 		goto err;
 	}

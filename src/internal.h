@@ -37,6 +37,18 @@ static inline int64_t evapi__now_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* ---- error.c, app.c, env.c: errors and the config ----------------- */
+/* Fills `err` (may be NULL) with `code` and the message; returns `code`. */
+EVAPI_HIDDEN int evapi__error_set(evapi_error *err, int code,
+                                  const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* 0, or EVAPI_EINVAL with the first invalid member named in err (the one
+ * range table, app.c). */
+EVAPI_HIDDEN int evapi__config_check(const evapi_config *c, evapi_error *err);
+/* The i-th environment variable and its member's name, or NULL past the
+ * end (env.c). */
+EVAPI_HIDDEN const char *evapi__config_env_name(size_t i, const char **member);
+
 /* ---- log.c ----------------------------------------------------------- */
 EVAPI_HIDDEN void evapi__log(const evapi_app *app, evapi_log_level lvl,
                              const char *fmt, ...)
