@@ -15,6 +15,7 @@
 #include <evapi/stream.h>
 #include <evapi/middleware.h>
 #include <evapi/lifespan.h>
+#include <evapi/apirouter.h>
 
 #define EVAPI_VERSION "0.1.0"
 

@@ -211,19 +211,22 @@ void evapi_app_free(evapi_app *app)
 	evapi__mw_free(app);
 	evapi__router_free(app->router);
 	evapi__decls_free(app);
+	evapi__groups_free(app);
 	free(app->host);
 	free(app);
 }
 
-/* 1 when templates `a` and `b` match the same paths: the same literal
- * segments, with {parameters} in the same places (names aside). */
-static int same_shape(const char *a, const char *b)
+/* 1 when template `a` matches every path `b` matches: the same number of
+ * segments, each a {parameter} in `a` or the same literal text in both.
+ * Routes are tried in order, so a route `b` registered after such an `a`
+ * for one of its methods would never run. */
+int evapi__tmpl_covers(const char *a, const char *b)
 {
 	for (;;) {
 		size_t la = strcspn(a, "/"), lb = strcspn(b, "/");
 		int pa = la >= 2 && a[0] == '{' && a[la - 1] == '}';
 		int pb = lb >= 2 && b[0] == '{' && b[lb - 1] == '}';
-		if (pa != pb || (!pa && (la != lb || memcmp(a, b, la) != 0)))
+		if (pa ? lb == 0 : pb || la != lb || memcmp(a, b, la) != 0)
 			return 0;
 		a += la;
 		b += lb;
@@ -234,6 +237,14 @@ static int same_shape(const char *a, const char *b)
 	}
 }
 
+/* Where a route came from, for the refusal message. */
+static const char *origin_of(const evapi__route *rt)
+{
+	return rt->group ? evapi__group_origin(rt->group)
+	                 : "the app, or built in: config openapi, "
+	                   "stats_routes, health_routes";
+}
+
 int evapi__route_check(evapi_app *app, unsigned methods, const char *path)
 {
 	size_t i, n = evapi__router_count(app->router);
@@ -242,14 +253,16 @@ int evapi__route_check(evapi_app *app, unsigned methods, const char *path)
 		return EVAPI_EINVAL;
 	for (i = 0; i < n; i++) {
 		const evapi__route *rt = evapi__router_at(app->router, i);
-		if ((rt->method & methods) && same_shape(rt->tmpl, path)) {
+		if ((rt->method & methods) && evapi__tmpl_covers(rt->tmpl, path)) {
 			evapi__log(app, EVAPI_LOG_ERROR,
 			           "route %s %s refused: %s is already "
-			           "registered (by the app, or built in: config "
-			           "openapi, stats_routes) and would always "
-			           "answer first",
+			           "registered (by %s) and matches every path "
+			           "it matches, so it would always answer first "
+			           "(the refused route is from %s)",
 			           evapi_method_name((evapi_method)rt->method),
-			           path, rt->label);
+			           path, rt->label, origin_of(rt),
+			           app->reg_origin ? app->reg_origin
+			                           : "the app");
 			return EVAPI_EEXIST;
 		}
 	}

@@ -103,6 +103,8 @@ typedef struct evapi__route {
 	unsigned char *is_param;
 	struct evapi__decl *decl; /* declared route (schema.c), or NULL */
 	unsigned idx;        /* position in the router (stats.c) */
+	const struct evapi__group *group; /* apirouter.c: from a router, or
+	                                     NULL (app-owned) */
 } evapi__route;
 
 typedef struct evapi__router evapi__router;
@@ -275,6 +277,9 @@ struct evapi_app {
 	evapi__router *router;
 	evapi__pool *pool;
 	struct evapi__decl *decls;    /* declared routes (schema.c) */
+	struct evapi__group *groups;  /* apirouter.c: routes from routers */
+	const char *reg_origin;       /* apirouter.c: the router being
+	                                 registered, for refusals */
 	evapi__client *client;        /* outbound calls (client.c) */
 	struct evapi__db *db;         /* db.c; NULL without cfg.db_url */
 	struct evapi__guard *guard; /* guard.c: the filter in front of evhttp */
@@ -379,6 +384,20 @@ EVAPI_HIDDEN void evapi__stream_start(evapi_stream *s);
 EVAPI_HIDDEN void evapi__stream_job_done(evapi_stream *s);
 EVAPI_HIDDEN void evapi__stream_cut(evapi_stream *s);
 
+/* middleware.c: calls one before hook (a middleware's, or a route's
+ * dependency), named `what` in logs: 1 when it answered (short-circuit,
+ * or 500 when it returned non-zero without replying), else 0 */
+EVAPI_HIDDEN int evapi__before_call(evapi_req *req, evapi_mw_before_cb cb,
+                                    void *arg, const char *what);
+/* apirouter.c: runs the dependencies of req's route (it has a group):
+ * 1 when one answered; the route's OpenAPI tags (new, or NULL without); where a
+ * route came from ("router /api"); the app's groups freed */
+EVAPI_HIDDEN int evapi__group_depends(evapi_req *req);
+EVAPI_HIDDEN json_t *evapi__group_tags(const struct evapi__group *g);
+EVAPI_HIDDEN const char *evapi__group_origin(const struct evapi__group *g);
+EVAPI_HIDDEN void evapi__groups_free(evapi_app *app);
+/* app.c: 1 when template `a` matches every path `b` matches */
+EVAPI_HIDDEN int evapi__tmpl_covers(const char *a, const char *b);
 /* middleware.c: 1 when a before hook answered (short-circuit) */
 EVAPI_HIDDEN int evapi__mw_before(evapi_req *req);
 EVAPI_HIDDEN void evapi__mw_after(evapi_req *req, evapi__resp *resp);

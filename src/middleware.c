@@ -11,6 +11,7 @@
  * req->after_resp points at the reply being sent, which is where
  * evapi_reply_add_header appends.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -62,36 +63,50 @@ void evapi__mw_free(evapi_app *app)
 	app->nmw = 0;
 }
 
+int evapi__before_call(evapi_req *req, evapi_mw_before_cb cb, void *arg,
+                       const char *what)
+{
+	evapi_app *app = req->app;
+	int64_t t0, ms;
+	int rc;
+
+	t0 = evapi__now_us();
+	req->in_before = 1; /* refuses async work: see op checks */
+	rc = cb(req, arg);
+	req->in_before = 0;
+	ms = (evapi__now_us() - t0) / 1000;
+	if (ms >= app->cfg.stall_threshold_ms) {
+		EVAPI__ADD(&app->stats.stalls, 1);
+		evapi__log(app, EVAPI_LOG_WARN,
+		           "loop stalled %lld ms in %s: it must not block",
+		           (long long)ms, what);
+	}
+	if (req->state != EVAPI__REQ_RUNNING)
+		return 1; /* it answered: short-circuit */
+	if (rc != 0) {
+		evapi__log(app, EVAPI_LOG_ERROR,
+		           "%s stopped the request without replying: 500 "
+		           "id=%llu", what, req->id);
+		evapi_reply_error(req, 500, "Internal Server Error");
+		return 1;
+	}
+	return 0;
+}
+
 int evapi__mw_before(evapi_req *req)
 {
 	evapi_app *app = req->app;
-	int i, rc;
-	int64_t t0, ms;
+	char what[32];
+	int i;
 
 	for (i = 0; i < app->nmw; i++) {
 		req->mw_depth = i + 1;
 		if (!app->mw[i].before)
 			continue;
-		t0 = evapi__now_us();
-		req->in_before = 1; /* refuses async work: see op checks */
-		rc = app->mw[i].before(req, app->mw[i].arg);
-		req->in_before = 0;
-		ms = (evapi__now_us() - t0) / 1000;
-		if (ms >= app->cfg.stall_threshold_ms) {
-			EVAPI__ADD(&app->stats.stalls, 1);
-			evapi__log(app, EVAPI_LOG_WARN,
-			           "loop stalled %lld ms in middleware %d: "
-			           "middleware must not block", (long long)ms, i);
-		}
-		if (req->state != EVAPI__REQ_RUNNING)
-			return 1; /* it answered: short-circuit */
-		if (rc != 0) {
-			evapi__log(app, EVAPI_LOG_ERROR,
-			           "middleware %d stopped the request without "
-			           "replying: 500 id=%llu", i, req->id);
-			evapi_reply_error(req, 500, "Internal Server Error");
+		snprintf(what, sizeof what, "middleware %d", i);
+		if (evapi__before_call(req, app->mw[i].before, app->mw[i].arg,
+		                       what))
 			return 1;
-		}
 	}
 	return 0;
 }

@@ -160,7 +160,7 @@ static json_t *operation(const evapi__route *rt, json_t *schemas)
 {
 	const struct evapi__decl *d = rt->decl;
 	const char *m = evapi_method_name(rt->method);
-	json_t *op = json_object(), *resp = json_object();
+	json_t *op = json_object(), *resp = json_object(), *tags;
 	char id[256];
 	size_t i, o = 0;
 
@@ -179,6 +179,8 @@ static json_t *operation(const evapi__route *rt, json_t *schemas)
 	                                                  : rt->label));
 	json_object_set_new(op, "x-evapi-lane",
 	                    json_string(evapi_lane_name(rt->lane)));
+	if ((tags = evapi__group_tags(rt->group))) /* a router's */
+		json_object_set_new(op, "tags", tags);
 	json_object_set_new(op, "parameters", parameters(rt));
 	json_object_set_new(resp, "200", json_pack(
 		"{s:s, s:{s:{s:{}}}}", "description", "Successful Response",

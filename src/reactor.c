@@ -673,6 +673,8 @@ static void on_request(struct evhttp_request *ev, void *arg)
 	 * the handler runs or a worker is taken. */
 	if (req->route->decl && evapi__decl_check(req) != 0)
 		goto out;
+	if (req->route->group && evapi__group_depends(req))
+		goto out; /* a router's dependency answered */
 
 	if (req->route->lane == EVAPI_INLINE) {
 		evapi__req_enter(req);

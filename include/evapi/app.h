@@ -189,9 +189,13 @@ EVAPI_EXPORT void evapi_app_free(evapi_app *app);
  * non-empty path segment, percent-decoded; read it with evapi_req_param.
  * Routes are tried in registration order. A GET route also answers HEAD
  * (without the body) unless HEAD is registered for the path. `path` is
- * copied. A method and template that is already registered (the same
- * literal segments, parameters in the same places, whatever their
- * names) would never run: it is refused with EVAPI_EEXIST and logged.
+ * copied. A method and template that an earlier route already matches
+ * on every path would never run: the same template (the same literal
+ * segments, parameters in the same places, whatever their names), or
+ * one with a literal where the earlier one has a parameter
+ * ("/users/me" after "/users/{id}": register the specific one first).
+ * It is refused with EVAPI_EEXIST and logged, naming both routes and
+ * where each came from (the app, a router: evapi/apirouter.h).
  * That includes the built-in routes when they are on: GET /openapi.json
  * and GET /docs (config openapi), GET /_/stats and GET /_/metrics
  * (config stats_routes). Returns 0, EVAPI_EINVAL (bad template or
