@@ -212,6 +212,7 @@ void evapi_app_free(evapi_app *app)
 	evapi__router_free(app->router);
 	evapi__decls_free(app);
 	evapi__groups_free(app);
+	evapi__error_handlers_free(app);
 	free(app->host);
 	free(app);
 }

@@ -262,18 +262,22 @@ static int own_add(gconn *c, const char *s, size_t n)
 
 static void write_answer(gconn *c)
 {
-	char head[256], body[192];
-	int bl, hl;
+	char head[256];
+	size_t bl = 0;
+	int hl;
 	evapi_app *app = c->g->app;
+	/* the app's error shape (no request object here), or {"detail":...} */
+	char *body = evapi__error_dump(app, NULL, c->reject_status,
+	                               c->reject_detail, &bl);
 
-	bl = snprintf(body, sizeof body, "{\"detail\":\"%s\"}", c->reject_detail);
 	hl = snprintf(head, sizeof head,
 	              "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
-	              "Content-Length: %d\r\nConnection: close\r\n\r\n",
+	              "Content-Length: %zu\r\nConnection: close\r\n\r\n",
 	              c->reject_status, reason(c->reject_status), bl);
-	if (own_add(c, head, (size_t)hl) || own_add(c, body, (size_t)bl) ||
+	if (!body || own_add(c, head, (size_t)hl) || own_add(c, body, bl) ||
 	    send_some(c, c->own) < 0)
 		c->write_failed = 1;
+	free(body);
 	EVAPI__ADD(&app->stats.requests, 1);
 	if (c->reject_status >= 500)
 		EVAPI__ADD(&app->stats.s5xx, 1);

@@ -49,6 +49,17 @@ EVAPI_HIDDEN int evapi__config_check(const evapi_config *c, evapi_error *err);
  * end (env.c). */
 EVAPI_HIDDEN const char *evapi__config_env_name(size_t i, const char **member);
 
+/* error_reply.c: the body of an error reply: the app's handler for the
+ * status, or {"detail": detail}. Steals `detail`; `app` and `req` may be
+ * NULL. Returns new, or NULL when out of memory. Any thread. */
+EVAPI_HIDDEN json_t *evapi__error_body(evapi_app *app, evapi_req *req,
+                                       int status, json_t *detail);
+/* The same from a detail string, serialised: malloc'd (free) or NULL. */
+EVAPI_HIDDEN char *evapi__error_dump(evapi_app *app, evapi_req *req,
+                                     int status, const char *detail,
+                                     size_t *len);
+EVAPI_HIDDEN void evapi__error_handlers_free(evapi_app *app);
+
 /* ---- log.c ----------------------------------------------------------- */
 EVAPI_HIDDEN void evapi__log(const evapi_app *app, evapi_log_level lvl,
                              const char *fmt, ...)
@@ -278,6 +289,8 @@ struct evapi_app {
 	evapi__pool *pool;
 	struct evapi__decl *decls;    /* declared routes (schema.c) */
 	struct evapi__group *groups;  /* apirouter.c: routes from routers */
+	struct evapi__errh *errh;     /* error_reply.c: error body shapes */
+	int nerrh;
 	const char *reg_origin;       /* apirouter.c: the router being
 	                                 registered, for refusals */
 	evapi__client *client;        /* outbound calls (client.c) */
