@@ -16,6 +16,7 @@
 #include <evapi/middleware.h>
 #include <evapi/lifespan.h>
 #include <evapi/apirouter.h>
+#include <evapi/debug.h>
 
 #define EVAPI_VERSION "0.1.0"
 

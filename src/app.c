@@ -142,6 +142,9 @@ evapi_app *evapi_app_new_ex(const evapi_config *cfg, evapi_error *err)
 			app->cfg.log_level = EVAPI_LOG_ERROR;
 		goto err;
 	}
+	/* jansson seeds its hash function from /dev/urandom at the first
+	 * object: here, not in a handler on the loop (a blocking read). */
+	json_object_seed(0);
 	app->host = strdup(app->cfg.host);
 	app->cfg.host = app->host;
 	app->loop_thread = pthread_self();
@@ -306,10 +309,12 @@ int evapi_app_run(evapi_app *app)
 	if ((rc = evapi__stats_bind_routes(app)) != 0)
 		return rc;
 	app->running = 1;
+	evapi__dbg_loop = 1;
 	rc = evapi__lifespan_startup(app);
 	if (rc == 0)
 		rc = evapi__reactor_run(app);
 	evapi__lifespan_shutdown(app);
+	evapi__dbg_loop = 0;
 	app->running = 0;
 	return rc;
 }

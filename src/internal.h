@@ -60,6 +60,12 @@ EVAPI_HIDDEN char *evapi__error_dump(evapi_app *app, evapi_req *req,
                                      size_t *len);
 EVAPI_HIDDEN void evapi__error_handlers_free(evapi_app *app);
 
+/* debug.c (evapi/debug.h): this thread runs a loop; the user callback it
+ * runs now (borrowed name, NULL in evapi's own code). Each thread writes
+ * only its own. */
+EVAPI_HIDDEN extern __thread int evapi__dbg_loop;
+EVAPI_HIDDEN extern __thread const char *evapi__dbg_cb;
+
 /* ---- log.c ----------------------------------------------------------- */
 EVAPI_HIDDEN void evapi__log(const evapi_app *app, evapi_log_level lvl,
                              const char *fmt, ...)

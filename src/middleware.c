@@ -67,12 +67,15 @@ int evapi__before_call(evapi_req *req, evapi_mw_before_cb cb, void *arg,
                        const char *what)
 {
 	evapi_app *app = req->app;
+	const char *outer = evapi__dbg_cb;
 	int64_t t0, ms;
 	int rc;
 
 	t0 = evapi__now_us();
 	req->in_before = 1; /* refuses async work: see op checks */
+	evapi__dbg_cb = what;
 	rc = cb(req, arg);
+	evapi__dbg_cb = outer;
 	req->in_before = 0;
 	ms = (evapi__now_us() - t0) / 1000;
 	if (ms >= app->cfg.stall_threshold_ms) {

@@ -433,6 +433,7 @@ void evapi__req_enter(evapi_req *req)
 {
 	req->refs++;
 	req->app->cb_start_us = evapi__now_us();
+	evapi__dbg_cb = req->route ? req->route->label : "-";
 }
 
 void evapi__req_leave(evapi_req *req, const char *what)
@@ -441,6 +442,7 @@ void evapi__req_leave(evapi_req *req, const char *what)
 	int64_t ms = (evapi__now_us() - app->cb_start_us) / 1000;
 	const char *label = req->route ? req->route->label : "-";
 
+	evapi__dbg_cb = NULL;
 	if (ms >= app->cfg.stall_threshold_ms) {
 		EVAPI__ADD(&app->stats.stalls, 1);
 		if (ms > EVAPI__LOAD(&app->stats.max_stall_ms))
