@@ -192,6 +192,9 @@ static int routes(evapi_app *app, void *arg)
 	demo_outbound_routes(app, o->upstream, o->delay_ms);
 	demo_outbound_set_port(o->host, evapi_app_port(app));
 	if (rc == 0)
+		rc = evapi_app_openapi_info(app, "evapi demo", NULL,
+		                            "Routes showing each evapi feature.");
+	if (rc == 0)
 		rc = demo_declared_routes(app, o->upload_dir);
 	if (rc == 0)
 		demo_parity_setup(app);
@@ -201,12 +204,15 @@ static int routes(evapi_app *app, void *arg)
 static void usage(FILE *f)
 {
 	fprintf(f,
-	        "usage: demo [--host H] [--port P] [--threads N] [--delay-ms MS]\n"
+	        "usage: demo [--host H] [--port P] [--threads N] [--queue N]\n"
+	        "            [--delay-ms MS]\n"
 	        "            [--upstream URL] [--upstream-delay-ms MS] [--workers N]\n"
 	        "            [--quiet]\n"
 	        "  --host H       address to bind (default 127.0.0.1)\n"
 	        "  --port P       port (default 8000; 0 picks one)\n"
 	        "  --threads N    pool worker threads (default 40)\n"
+	        "  --queue N      pool jobs that may wait before pool routes "
+	        "answer 503\n                 (default 1024)\n"
 	        "  --delay-ms MS  sleep of /async-sleep, /slow, /sync-slow "
 	        "(default 4000)\n"
 	        "  --workers N    worker processes sharing the port (default 1)\n"
@@ -229,6 +235,7 @@ int main(int argc, char **argv)
 		{"host", required_argument, 0, 'H'},
 		{"port", required_argument, 0, 'p'},
 		{"threads", required_argument, 0, 't'},
+		{"queue", required_argument, 0, 'Q'},
 		{"delay-ms", required_argument, 0, 'd'},
 		{"workers", required_argument, 0, 'w'},
 		{"upstream", required_argument, 0, 'u'},
@@ -257,7 +264,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "demo: %s\n", err.text);
 		return 2;
 	}
-	while ((c = getopt_long(argc, argv, "H:p:t:d:w:u:U:O:D:qh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "H:p:t:Q:d:w:u:U:O:D:qh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'H':
 			cfg.host = optarg;
@@ -271,6 +278,11 @@ int main(int argc, char **argv)
 			if (evapi_parse_int(optarg, &v) || v < 1 || v > 4096)
 				goto bad;
 			cfg.pool_threads = (int)v;
+			break;
+		case 'Q':
+			if (evapi_parse_int(optarg, &v) || v < 1 || v > 1000000)
+				goto bad;
+			cfg.pool_queue_max = (int)v;
 			break;
 		case 'd':
 			if (evapi_parse_int(optarg, &v) || v < 0 || v > 600000)

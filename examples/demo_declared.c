@@ -20,7 +20,7 @@
  *               limit: int = Query(10, ge=1, le=100)) */
 static const evapi_field item_params[] = {
 	{.name = "item_id", .in = EVAPI_IN_PATH, .type = EVAPI_INT,
-	 .required = 1, .bounds = EVAPI_GE, .ge = 1},
+	 .required = 1, .bounds = EVAPI_GE, .ge = 1, .example = "42"},
 	{.name = "q", .type = EVAPI_STRING, .bounds = EVAPI_MAX_LEN,
 	 .max_len = 50},
 	{.name = "limit", .type = EVAPI_INT, .dflt = "10",
@@ -73,6 +73,28 @@ static void uploaded(evapi_req *req, void *arg)
 	evapi_reply_json(req, 200, json_pack("{s:o}", "files", files));
 }
 
+/* What the routes answer, for the OpenAPI document and /docs. */
+static const char *const items_tag[] = {"items", NULL};
+static const char *const files_tag[] = {"files", NULL};
+static const evapi_field read_fields[] = {
+	{.name = "item_id", .type = EVAPI_INT, .required = 1},
+	{.name = "q", .type = EVAPI_STRING},
+	{.name = "limit", .type = EVAPI_INT, .required = 1},
+	{0}};
+static const evapi_field read_schema = {.type = EVAPI_OBJECT,
+                                        .fields = read_fields};
+static const evapi_field item_schema = {.type = EVAPI_OBJECT,
+                                        .fields = item_body};
+static const evapi_response read_responses[] = {
+	{.status = 200, .description = "The item", .schema = &read_schema,
+	 .schema_name = "ItemRead",
+	 .example = "{\"item_id\": 42, \"q\": null, \"limit\": 10}"},
+	{0}};
+static const evapi_response create_responses[] = {
+	{.status = 201, .description = "Created: the item as stored",
+	 .schema = &item_schema, .schema_name = "ItemOut"},
+	{0}};
+
 static evapi_upload uploads = {.max_file_bytes = 4 << 20,
                                .max_total_bytes = 8 << 20};
 static evapi_upload raw_uploads = {.max_file_bytes = 4 << 20, .raw = 1};
@@ -83,20 +105,31 @@ int demo_declared_routes(evapi_app *app, const char *upload_dir)
 	                        .path = "/items/{item_id}",
 	                        .lane = EVAPI_INLINE, .cb = read_item,
 	                        .params = item_params,
-	                        .summary = "Read an item"};
+	                        .summary = "Read an item",
+	                        .tags = items_tag,
+	                        .responses = read_responses};
 	evapi_route_decl post = {.methods = EVAPI_POST, .path = "/items",
 	                         .lane = EVAPI_POOL, .cb = create_item,
 	                         .body = item_body, .body_name = "Item",
-	                         .summary = "Create an item"};
+	                         .summary = "Create an item",
+	                         .description = "Stores nothing: answers the "
+	                                        "validated body, defaults "
+	                                        "filled in.",
+	                         .tags = items_tag,
+	                         .responses = create_responses,
+	                         .body_example = "{\"name\": \"Hammer\", "
+	                                         "\"price\": 9.5}"};
 	evapi_route_decl up = {.methods = EVAPI_POST, .path = "/upload",
 	                       .lane = EVAPI_POOL, .cb = uploaded,
 	                       .upload = &uploads,
-	                       .summary = "Upload files (multipart/form-data)"};
+	                       .summary = "Upload files (multipart/form-data)",
+	                       .tags = files_tag};
 	evapi_route_decl raw = {.methods = EVAPI_PUT,
 	                        .path = "/files/{filename}",
 	                        .lane = EVAPI_POOL, .cb = uploaded,
 	                        .upload = &raw_uploads,
-	                        .summary = "Upload one file as the body"};
+	                        .summary = "Upload one file as the body",
+	                        .tags = files_tag};
 
 	if (mkdir(upload_dir, 0700) != 0 && errno != EEXIST) {
 		fprintf(stderr, "demo: cannot create %s: %s\n", upload_dir,

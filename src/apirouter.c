@@ -441,7 +441,7 @@ int evapi__group_depends(evapi_req *req)
 		snprintf(what, sizeof what, "dependency %d of %s (%s)", i,
 		         req->route->label, g->origin);
 		if (evapi__before_call(req, g->in.deps[i].cb, g->in.deps[i].arg,
-		                       what))
+		                       "dependency", what))
 			return 1;
 	}
 	return 0;

@@ -13,9 +13,30 @@
 
 #include "internal.h"
 
-const char *evapi_lane_name(evapi_lane lane)
+/* ---- per-thread settings (internal.h) ----------------------------------- */
+
+static __thread const evapi_app *thread_app;
+static __thread enum evapi__thread_role thread_role;
+
+void evapi__thread_set(const evapi_app *app, enum evapi__thread_role role)
 {
-	return lane == EVAPI_POOL ? "pool" : "inline";
+	thread_app = app;
+	thread_role = role;
+}
+
+const evapi_app *evapi__thread_app(void)
+{
+	return thread_app;
+}
+
+enum evapi__thread_role evapi__thread_role(void)
+{
+	return thread_role;
+}
+
+static void worker_init(void *app)
+{
+	evapi__thread_set(app, EVAPI__THREAD_WORKER);
 }
 
 void evapi_config_init(evapi_config *cfg)
@@ -41,6 +62,7 @@ void evapi_config_init(evapi_config *cfg)
 	cfg->outbound_max_response_bytes = (size_t)8 << 20;
 	cfg->max_target_bytes = 4096;
 	cfg->max_header_fields = 100;
+	cfg->max_chunk_line_bytes = 4096;
 	cfg->header_timeout_ms = 10000;
 	cfg->body_timeout_ms = 30000;
 	cfg->keepalive_max_requests = 1000;
@@ -89,6 +111,7 @@ int evapi__config_check(const evapi_config *c, evapi_error *err)
 	RANGE(max_target_bytes, 16, (size_t)-1 >> 1);
 	RANGE(max_header_bytes, 256, (size_t)-1 >> 1);
 	RANGE(max_header_fields, 1, big);
+	RANGE(max_chunk_line_bytes, 16, (size_t)-1 >> 1);
 	RANGE(max_json_depth, 1, big);
 	RANGE(header_timeout_ms, 1, big);
 	RANGE(body_timeout_ms, 1, big);
@@ -149,7 +172,7 @@ evapi_app *evapi_app_new_ex(const evapi_config *cfg, evapi_error *err)
 	app->cfg.host = app->host;
 	app->loop_thread = pthread_self();
 	TAILQ_INIT(&app->live);
-	TAILQ_INIT(&app->bg_runs);
+	TAILQ_INIT(&app->pending);
 	ec = event_config_new();
 	if (!app->host || !ec)
 		goto err;
@@ -172,10 +195,12 @@ evapi_app *evapi_app_new_ex(const evapi_config *cfg, evapi_error *err)
 		goto err;
 	app->pool = evapi__pool_new(app->base, &app->loop_thread,
 	                            app->cfg.pool_threads, app->cfg.pool_queue_max,
-	                            app->cfg.pool_yield_to_loop);
+	                            app->cfg.pool_yield_to_loop, worker_init,
+	                            app);
 	if (!app->pool) {
-		evapi__error_set(err, EVAPI_ESYS, "cannot start %d pool threads",
-		     app->cfg.pool_threads);
+		evapi__error_set(err, EVAPI_ESYS,
+		                 "cannot start %d pool threads",
+		                 app->cfg.pool_threads);
 		goto err;
 	}
 	if (!(app->client = evapi__client_new(app)))
@@ -197,6 +222,7 @@ void evapi_app_free(evapi_app *app)
 {
 	if (!app)
 		return;
+	app->freeing = 1; /* no new app-level work from here on */
 	if (app->base) {
 		/* Cut requests first, then let the pool deliver (and drop) the
 		 * results of jobs that were running, then close the server. */
@@ -216,6 +242,7 @@ void evapi_app_free(evapi_app *app)
 	evapi__decls_free(app);
 	evapi__groups_free(app);
 	evapi__error_handlers_free(app);
+	evapi__openapi_free(app);
 	free(app->host);
 	free(app);
 }
@@ -309,12 +336,10 @@ int evapi_app_run(evapi_app *app)
 	if ((rc = evapi__stats_bind_routes(app)) != 0)
 		return rc;
 	app->running = 1;
-	evapi__dbg_loop = 1;
 	rc = evapi__lifespan_startup(app);
 	if (rc == 0)
 		rc = evapi__reactor_run(app);
 	evapi__lifespan_shutdown(app);
-	evapi__dbg_loop = 0;
 	app->running = 0;
 	return rc;
 }
@@ -328,22 +353,10 @@ void evapi_app_stop(evapi_app *app)
 void evapi_app_stats(evapi_app *app, evapi_stats *out)
 {
 	memset(out, 0, sizeof *out);
-	out->requests = EVAPI__LOAD(&app->stats.requests);
-	out->in_flight = EVAPI__LOAD(&app->stats.in_flight);
-	out->stalls = EVAPI__LOAD(&app->stats.stalls);
-	out->rejected = EVAPI__LOAD(&app->stats.rejected);
-	out->no_reply = EVAPI__LOAD(&app->stats.no_reply);
-	out->gone = EVAPI__LOAD(&app->stats.gone);
-	out->timeouts = EVAPI__LOAD(&app->stats.timeouts);
-	out->status_4xx = EVAPI__LOAD(&app->stats.s4xx);
-	out->status_5xx = EVAPI__LOAD(&app->stats.s5xx);
-	out->max_stall_ms = EVAPI__LOAD(&app->stats.max_stall_ms);
-	out->outbound_calls = EVAPI__LOAD(&app->stats.out_calls);
-	out->outbound_errors = EVAPI__LOAD(&app->stats.out_errors);
-	out->outbound_in_flight = EVAPI__LOAD(&app->stats.out_in_flight);
-	out->outbound_sockets = EVAPI__LOAD(&app->stats.out_sockets);
-	out->outbound_connects = EVAPI__LOAD(&app->stats.out_connects);
-	out->reply_write_timeouts = EVAPI__LOAD(&app->stats.reply_cuts);
+#define COPY(type, name, group, key, prom, kind, help) \
+	out->name = EVAPI__LOAD(&app->stats.name);
+	EVAPI__COUNTERS(COPY)
+#undef COPY
 	evapi__pool_counts(app->pool, &out->pool_threads, &out->pool_busy,
 	                   &out->pool_queued);
 }

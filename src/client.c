@@ -10,9 +10,9 @@
  *
  * A batch is what a caller started: one call (evapi_req_fetch,
  * evapi_app_fetch) or n calls (evapi_req_gather). It sits on its request's
- * list (or the app's unbound list) until its continuation has run, so that
- * a client leaving, the request's deadline or the app stopping can abort
- * its transfers. A batch whose calls are all over moves to the ready list;
+ * pending work (or the app's, when bound to no request) until its
+ * continuation runs, so that a client leaving, the request's deadline or
+ * the app stopping can abort its transfers. A batch whose calls are all over moves to the ready list;
  * its continuation runs from the `deliver` event, never from inside a curl
  * callback or a cancellation walk, so user code may start new calls.
  */
@@ -22,6 +22,8 @@
 #include <unistd.h>
 
 #include "fetch.h"
+
+typedef struct evapi__batch evapi__batch;
 
 typedef struct call {
 	CURL *easy;
@@ -35,7 +37,7 @@ typedef struct call {
 enum { B_REQ = 1, B_GATHER, B_APP };
 
 struct evapi__batch {
-	evapi__batch *next, **pprev;  /* req->batches or client->unbound */
+	evapi__pending pend;          /* req->pending_ops or app->pending */
 	evapi__batch *ready_next;
 	evapi__client *client;
 	evapi_req *req;               /* NULL for an app-level call */
@@ -63,7 +65,6 @@ struct evapi__client {
 	CURLM *multi;
 	struct event *timer;
 	struct event *deliver;
-	evapi__batch *unbound;
 	evapi__batch *ready, **ready_tail;
 	evapi__fetch_defaults defaults;
 	int closing;
@@ -167,15 +168,15 @@ static curl_socket_t open_cb(void *arg, curlsocktype purpose,
 	evapi__client *c = arg;
 	curl_socket_t s = socket(a->family, a->socktype, a->protocol);
 	if (s != CURL_SOCKET_BAD) {
-		EVAPI__ADD(&c->app->stats.out_sockets, 1);
-		EVAPI__ADD(&c->app->stats.out_connects, 1);
+		EVAPI__ADD(&c->app->stats.outbound_sockets, 1);
+		EVAPI__ADD(&c->app->stats.outbound_connects, 1);
 	}
 	return s;
 }
 
 static void close_now(evapi__client *c, curl_socket_t s)
 {
-	EVAPI__ADD(&c->app->stats.out_sockets, -1ULL);
+	EVAPI__ADD(&c->app->stats.outbound_sockets, -1ULL);
 	close(s);
 }
 
@@ -241,10 +242,10 @@ static void call_stop(evapi__client *c, call *k)
 		return;
 	curl_multi_remove_handle(c->multi, k->easy);
 	k->running = 0;
-	EVAPI__ADD(&c->app->stats.out_in_flight, -1ULL);
-	EVAPI__ADD(&c->app->stats.out_calls, 1);
+	EVAPI__ADD(&c->app->stats.outbound_in_flight, -1ULL);
+	EVAPI__ADD(&c->app->stats.outbound_calls, 1);
 	if (k->res.error)
-		EVAPI__ADD(&c->app->stats.out_errors, 1);
+		EVAPI__ADD(&c->app->stats.outbound_errors, 1);
 }
 
 /* Aborts every call still running; the batch becomes ready. */
@@ -342,23 +343,11 @@ static void drain(evapi__client *c)
 	}
 }
 
-static void unlink_batch(evapi__batch *b)
+/* The pending-work walk (request gone, shutdown cut): the transfers
+ * stop now, the continuation runs from the deliver event. */
+static void batch_cancel(evapi__pending *p)
 {
-	if (!b->pprev)
-		return;
-	if (b->next)
-		b->next->pprev = b->pprev;
-	*b->pprev = b->next;
-	b->pprev = NULL;
-}
-
-static void link_batch(evapi__batch *b, evapi__batch **head)
-{
-	b->next = *head;
-	if (*head)
-		(*head)->pprev = &b->next;
-	b->pprev = head;
-	*head = b;
+	batch_abort(EVAPI__CONTAINER_OF(p, evapi__batch, pend), EVAPI_ECANCELED);
 }
 
 static void batch_free(evapi__batch *b)
@@ -393,10 +382,10 @@ static void deliver_one(evapi__batch *b)
 {
 	evapi_req *req = b->req;
 	int status = b->status;
+	evapi__user u;
 
-	unlink_batch(b);
 	if (req) {
-		req->pending--;
+		evapi__req_pending_done(req, &b->pend);
 		if (req->gone)
 			status = EVAPI_ECANCELED;
 		else if (!b->fail_fast && b->kind == B_GATHER) {
@@ -404,16 +393,22 @@ static void deliver_one(evapi__batch *b)
 			for (i = 0; i < b->n && !status; i++)
 				status = b->calls[i].res.error;
 		}
-		evapi__req_enter(req);
+		evapi__req_enter(req, &u, b->kind == B_REQ
+		                                  ? "fetch continuation"
+		                                  : "gather continuation");
 		if (b->kind == B_REQ)
 			b->cb.one(req, status == EVAPI_ECANCELED ? status : 0,
 			          &b->calls[0].res, b->arg);
 		else
 			b->cb.gather(req, status, b->n, b->results, b->arg);
-		evapi__req_leave(req, b->kind == B_REQ ? "fetch continuation"
-		                                       : "gather continuation");
+		evapi__req_leave(req, &u);
 	} else {
-		b->cb.app(b->client->app, &b->calls[0].res, b->arg);
+		evapi_app *app = b->client->app;
+		evapi__pending_unlink(&b->pend);
+		evapi__user_begin(app, &u, "fetch callback", "evapi_app_fetch",
+		                  NULL);
+		b->cb.app(app, &b->calls[0].res, b->arg);
+		evapi__user_end(app, &u);
 	}
 	batch_free(b);
 	if (req)
@@ -489,12 +484,12 @@ static int batch_start(evapi__client *c, evapi__batch *b,
 				curl_multi_remove_handle(c->multi,
 				                         b->calls[j].easy);
 				b->calls[j].running = 0;
-				EVAPI__ADD(&c->app->stats.out_in_flight, -1ULL);
+				EVAPI__ADD(&c->app->stats.outbound_in_flight, -1ULL);
 			}
 			return EVAPI_ENOMEM;
 		}
 		k->running = 1;
-		EVAPI__ADD(&c->app->stats.out_in_flight, 1);
+		EVAPI__ADD(&c->app->stats.outbound_in_flight, 1);
 	}
 	b->remaining = b->n;
 	batch_arm(b);
@@ -540,9 +535,7 @@ static int req_start(evapi_req *req, int kind, const evapi_fetch_opts *opts,
 		batch_free(b);
 		return rc;
 	}
-	link_batch(b, &req->batches);
-	req->pending++;
-	req->refs++;
+	evapi__req_pending_add(req, &b->pend, batch_cancel, "outbound call");
 	return 0;
 }
 
@@ -569,10 +562,10 @@ int evapi_app_fetch(evapi_app *app, const evapi_fetch_opts *opts,
 
 	if (!app || !opts || !cb)
 		return EVAPI_EINVAL;
-	if (!pthread_equal(pthread_self(), app->loop_thread))
+	if (!evapi__on_loop(app))
 		return EVAPI_ETHREAD;
 	c = app->client;
-	if (!c || c->closing || app->stopping)
+	if (!c || c->closing || app->stopping || app->freeing)
 		return EVAPI_ESTATE;
 	if (!(b = batch_new(c, NULL, B_APP, 1, arg)))
 		return EVAPI_ENOMEM;
@@ -581,27 +574,12 @@ int evapi_app_fetch(evapi_app *app, const evapi_fetch_opts *opts,
 		batch_free(b);
 		return rc;
 	}
-	link_batch(b, &c->unbound);
+	evapi__pending_link(&app->pending, &b->pend, batch_cancel,
+	                    "outbound call");
 	return 0;
 }
 
 /* ---- the app's side ------------------------------------------------------ */
-
-void evapi__client_cancel_req(evapi_req *req)
-{
-	evapi__batch *b;
-	for (b = req->batches; b; b = b->next)
-		batch_abort(b, EVAPI_ECANCELED);
-}
-
-void evapi__client_cancel_unbound(evapi_app *app)
-{
-	evapi__batch *b;
-	if (!app->client)
-		return;
-	for (b = app->client->unbound; b; b = b->next)
-		batch_abort(b, EVAPI_ECANCELED);
-}
 
 const evapi__fetch_defaults *evapi__client_defaults(const evapi__client *c)
 {
@@ -650,7 +628,9 @@ void evapi__client_free(evapi__client *c)
 		return;
 	/* closing first: a cancelled continuation may not start new calls */
 	c->closing = 1;
-	evapi__client_cancel_unbound(c->app);
+	/* what is left of the app's own work: calls bound to no request
+	 * (background runs have ended by now) */
+	evapi__pending_cancel_all(&c->app->pending);
 	if (c->deliver)
 		on_deliver(-1, 0, c);
 	for (i = 0; i < c->nspare; i++)

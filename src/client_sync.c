@@ -13,26 +13,9 @@
 
 #include "fetch.h"
 
-static __thread int on_loop;
-static __thread const evapi__fetch_defaults *app_defaults;
 static pthread_key_t easy_key;
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 static int key_ok;
-
-void evapi__client_mark_loop_thread(int yes)
-{
-	on_loop = yes;
-}
-
-void evapi__client_use_app(const evapi_app *app)
-{
-	app_defaults = app ? evapi__client_defaults(app->client) : NULL;
-}
-
-const evapi__fetch_defaults *evapi__client_thread_defaults(void)
-{
-	return app_defaults;
-}
 
 static void easy_destroy(void *p)
 {
@@ -70,7 +53,10 @@ evapi_fetch_res *evapi_fetch_sync(const evapi_fetch_opts *opts)
 		EVAPI__FETCH_TIMEOUT_MS, EVAPI__FETCH_CONNECT_MS,
 		EVAPI__FETCH_MAX_BYTES
 	};
-	const evapi__fetch_defaults *d = app_defaults ? app_defaults : &builtin;
+	const evapi_app *app = evapi__thread_app();
+	const evapi__fetch_defaults *d =
+		app && app->client ? evapi__client_defaults(app->client)
+		                   : &builtin;
 	evapi_fetch_res *res = calloc(1, sizeof *res);
 	struct curl_slist *hdrs = NULL;
 	CURL *e;
@@ -79,7 +65,7 @@ evapi_fetch_res *evapi_fetch_sync(const evapi_fetch_opts *opts)
 
 	if (!res)
 		return NULL;
-	if (on_loop) {
+	if (evapi__thread_role() == EVAPI__THREAD_LOOP) {
 		evapi__fetch_res_fail(res, EVAPI_ETHREAD);
 		return res;
 	}

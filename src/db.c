@@ -12,8 +12,9 @@
  *
  * A query is in one of three places: the wait queue (no connection free),
  * on a connection (running), or on the ready list (its result is final).
- * Every query not yet delivered is on db->queries, so that a request
- * going away (evapi__db_req_gone) or the app stopping can find it. Its
+ * Every query not yet delivered is on db->queries, so that the app
+ * stopping can find it; a request's query is also on the request's
+ * pending work (q->pend), whose cancel (q_req_gone) ends it. Its
  * continuation runs from the `deliver` event, never from inside a libpq
  * event or a cancellation walk, so user code may start new queries.
  *
@@ -59,6 +60,7 @@ struct dbq {
 	TAILQ_ENTRY(dbq) link;   /* db->wait or db->ready */
 	evapi__db *db;
 	evapi_req *req;          /* NULL for an app-level query */
+	evapi__pending pend;     /* on req's pending work */
 	int state;
 	evapi_db_cb cb;
 	evapi_app_db_cb app_cb;
@@ -174,12 +176,16 @@ static void deliver_one(dbq *q)
 
 	TAILQ_REMOVE(&db->queries, q, all);
 	if (req) {
-		req->pending--;
-		evapi__req_enter(req);
+		evapi__user u;
+		evapi__req_pending_done(req, &q->pend);
+		evapi__req_enter(req, &u, "query continuation");
 		q->cb(req, req->gone ? EVAPI_ECANCELED : 0, &q->res, q->arg);
-		evapi__req_leave(req, "query continuation");
+		evapi__req_leave(req, &u);
 	} else {
+		evapi__user u;
+		evapi__user_begin(db->app, &u, "query callback", NULL, NULL);
 		q->app_cb(db->app, &q->res, q->arg);
+		evapi__user_end(db->app, &u);
 	}
 	q_free(q);
 	if (req)
@@ -936,18 +942,25 @@ static int args_valid(const char *sql, int nparams, const char *const *params)
 	       (nparams == 0 || params);
 }
 
+/* The request's pending-work walk: the client left, the deadline passed
+ * or the app cut the request. */
+static void q_req_gone(evapi__pending *p)
+{
+	q_cancel(EVAPI__CONTAINER_OF(p, dbq, pend), EVAPI_ECANCELED,
+	         "the request went away");
+}
+
 int evapi_req_db_query(evapi_req *req, const char *sql, int nparams,
                        const char *const *params, evapi_db_cb cb, void *arg)
 {
 	evapi__db *db;
 	dbq *q;
+	int rc;
 
 	if (!req || !cb || !args_valid(sql, nparams, params))
 		return EVAPI_EINVAL;
-	if (!evapi__is_loop_thread(req))
-		return EVAPI_ETHREAD;
-	if (req->gone)
-		return EVAPI_EGONE;
+	if ((rc = evapi__req_can_wait(req)) != 0)
+		return rc;
 	db = req->app->db;
 	if (!db || db->closing)
 		return EVAPI_ESTATE;
@@ -956,8 +969,7 @@ int evapi_req_db_query(evapi_req *req, const char *sql, int nparams,
 	q->req = req;
 	q->cb = cb;
 	q->arg = arg;
-	req->pending++;
-	req->refs++;
+	evapi__req_pending_add(req, &q->pend, q_req_gone, "query");
 	submit(db, q);
 	return 0;
 }
@@ -971,7 +983,7 @@ int evapi_app_db_query(evapi_app *app, const char *sql, int nparams,
 
 	if (!app || !cb || !args_valid(sql, nparams, params))
 		return EVAPI_EINVAL;
-	if (!pthread_equal(pthread_self(), app->loop_thread))
+	if (!evapi__on_loop(app))
 		return EVAPI_ETHREAD;
 	db = app->db;
 	if (!db || db->closing || app->stopping)
@@ -985,20 +997,6 @@ int evapi_app_db_query(evapi_app *app, const char *sql, int nparams,
 }
 
 /* ---- the app's side ----------------------------------------------------- */
-
-void evapi__db_req_gone(evapi_req *req)
-{
-	evapi__db *db = req->app->db;
-	dbq *q, *next;
-
-	if (!db)
-		return;
-	for (q = TAILQ_FIRST(&db->queries); q; q = next) {
-		next = TAILQ_NEXT(q, all);
-		if (q->req == req)
-			q_cancel(q, EVAPI_ECANCELED, "the request went away");
-	}
-}
 
 int evapi__db_new(evapi_app *app)
 {

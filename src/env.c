@@ -21,7 +21,9 @@
 
 #include "internal.h"
 
-enum kind { K_INT, K_SIZE, K_BOOL, K_STR, K_LEVEL };
+/* K_STR refuses "", except EVAPI_DB_URL where it means NULL (no
+ * database); K_STR_ANY takes "" as it is */
+enum kind { K_INT, K_SIZE, K_BOOL, K_STR, K_STR_ANY, K_LEVEL };
 
 static const struct var {
 	const char *name;   /* "EVAPI_POOL_THREADS" */
@@ -50,6 +52,7 @@ static const struct var {
 	V(MAX_HEADER_FIELDS, max_header_fields, K_INT),
 	V(MAX_BODY_BYTES, max_body_bytes, K_SIZE),
 	V(MAX_JSON_DEPTH, max_json_depth, K_INT),
+	V(MAX_CHUNK_LINE_BYTES, max_chunk_line_bytes, K_SIZE),
 	V(HEADER_TIMEOUT_MS, header_timeout_ms, K_INT),
 	V(BODY_TIMEOUT_MS, body_timeout_ms, K_INT),
 	V(REQUEST_TIMEOUT_MS, request_timeout_ms, K_INT),
@@ -69,6 +72,7 @@ static const struct var {
 	V(DB_STATEMENT_CACHE, db_statement_cache, K_INT),
 	/* docs and introspection */
 	V(OPENAPI, openapi, K_BOOL),
+	V(SWAGGER_UI_DIR, swagger_ui_dir, K_STR_ANY),
 	V(STATS_ROUTES, stats_routes, K_BOOL),
 	V(HEALTH_ROUTES, health_routes, K_BOOL),
 	/* logging */
@@ -107,6 +111,8 @@ static int store(evapi_config *c, const struct var *v, const char *text,
 			text = NULL;
 		else if (!*text)
 			break;
+		/* fall through */
+	case K_STR_ANY:
 		memcpy(field, &text, sizeof text);
 		return 0;
 	case K_BOOL:

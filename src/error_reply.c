@@ -6,17 +6,32 @@
  * 413, 414, 431, 501, 505) is built here, by the application's handler
  * for that status (evapi_app_error_handler) when it has one, else as
  * FastAPI's {"detail": ...}. Also the "route failed" reply,
- * evapi_reply_failed.
+ * evapi_reply_failed. And the filling of an evapi_error, shared by the
+ * config checks (app.c, env.c).
  *
  * Threads: handlers are registered before the run and only read after,
  * so the lookup takes no lock. A body is built on the thread that
  * replies: the loop, or a pool worker for a pool handler's own replies;
  * handlers must be thread-safe.
  */
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
+
+int evapi__error_set(evapi_error *err, int code, const char *fmt, ...)
+{
+	va_list ap;
+	if (err) {
+		err->code = code;
+		va_start(ap, fmt);
+		vsnprintf(err->text, sizeof err->text, fmt, ap);
+		va_end(ap);
+	}
+	return code;
+}
 
 struct evapi__errh {
 	int status; /* 0: every error status without its own */

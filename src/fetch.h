@@ -63,8 +63,5 @@ EVAPI_HIDDEN void evapi__fetch_res_clear(evapi_fetch_res *res);
 EVAPI_HIDDEN void evapi__fetch_res_fail(evapi_fetch_res *res, int error);
 /* curl_global_init, once per process. */
 EVAPI_HIDDEN int evapi__curl_init(void);
-/* The defaults evapi_fetch_sync uses on this thread: the app's, while a
- * pool worker runs one of its jobs (NULL: the built-in ones). */
-EVAPI_HIDDEN const evapi__fetch_defaults *evapi__client_thread_defaults(void);
 
 #endif

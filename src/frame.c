@@ -5,11 +5,16 @@
  *
  * Threads: one frame belongs to one connection on the loop thread.
  *
- * llhttp (in strict mode) does the RFC 9112 grammar: request line,
- * header syntax, Content-Length and chunked framing. On top of it this
- * file enforces what llhttp leaves to the server: limits, header-name
- * tokens, one Host on HTTP/1.1, Transfer-Encoding only as "chunked" and
- * never on HTTP/1.0, Expect, the methods evapi serves, and a clean
+ * llhttp (its strict parser, src/llhttp/llhttp.c, with every lenient
+ * flag off) does the RFC 9112 grammar: request line, header syntax,
+ * Content-Length and chunked framing, CRLF after every line. On top of
+ * it this file enforces what llhttp leaves to the server: CRLF only
+ * (llhttp 8 takes a bare LF at the end of the request line and of a
+ * field section), no obs-fold (llhttp 8 joins folded lines, even on
+ * Transfer-Encoding), limits (field sections, chunk lines, body),
+ * header-name tokens, one valid Host (required on HTTP/1.1),
+ * Transfer-Encoding only as "chunked" and never on HTTP/1.0 nor with
+ * Content-Length, Expect, the methods evapi serves, and a clean
  * origin-form request-target (or "*" for OPTIONS). A request that passes
  * is re-framed for evhttp: the request line, the validated headers minus
  * the framing and connection ones, a Content-Length for the decoded
@@ -20,8 +25,14 @@
  *
  * The parser pauses at message begin, header end and message end so the
  * caller sees each event at its exact byte offset, which is what keeps
- * pipelined requests in order and in their own deadlines.
+ * pipelined requests in order and in their own deadlines. It also pauses
+ * at each end of a chunk line and of chunk data, so every llhttp_execute
+ * call covers bytes of one phase only (a field section, a chunk line, or
+ * body data): that is how the raw bytes of a phase are counted against
+ * its bound before more are read, and how the field sections are
+ * scanned for line endings and folds without touching the body.
  */
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,15 +46,23 @@ typedef evapi__sbuf sbuf;
 
 enum { ST_IDLE = 0, ST_HEAD, ST_BODY, ST_DONE, ST_ERROR, ST_CLOSED };
 
+/* What the bytes of the next llhttp_execute call are (see the header). */
+enum { PH_FIELDS = 0, PH_CHUNK_LINE, PH_DATA, PH_TRAILERS };
+
 struct evapi__frame {
 	llhttp_t p;
 	evapi__frame_limits lim;
 	int st;
-	size_t head_raw;       /* raw bytes of this request's head so far */
+	int phase;
+	size_t phase_raw;      /* raw bytes of the current phase so far */
+	char prev;             /* last byte of the field section scanned */
+	size_t body_raw;       /* decoded body bytes, kept or not */
+	size_t ext_raw;        /* chunk extension bytes, counted as body */
 	sbuf url, name, value; /* spans being assembled */
 	sbuf head;             /* re-framed request line + headers */
 	sbuf body;
 	sbuf version;
+	sbuf ctype;            /* the Content-Type value, for the guard */
 	int nfields;
 	int hosts, te, cl, expect_continue, keep_body;
 	int status;
@@ -85,6 +104,14 @@ static int fail(evapi__frame *f, int status, const char *detail)
 		f->detail = detail;
 	}
 	return -1;
+}
+
+/* An error found after llhttp ran on the same bytes: it comes first in
+ * the byte stream, so it replaces what a callback may have chosen. */
+static int fail_now(evapi__frame *f, int status, const char *detail)
+{
+	f->status = 0;
+	return fail(f, status, detail);
 }
 
 #define FRAME(p) ((evapi__frame *)(p)->data)
@@ -158,6 +185,87 @@ static void lower_trim(const char *s, size_t n, char *out, size_t cap)
 	out[o] = '\0';
 }
 
+static int is_digit(unsigned char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+static int is_hex(unsigned char c)
+{
+	return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* RFC 3986 unreserved / sub-delims. */
+static int is_host_char(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	       is_digit(c) || (c && strchr("-._~!$&'()*+,;=", c));
+}
+
+/* IPvFuture without its brackets: "v" 1*HEXDIG "." 1*(unreserved /
+ * sub-delims / ":"). */
+static int valid_ipvfuture(const char *s, size_t n)
+{
+	size_t i = 1;
+	while (i < n && is_hex((unsigned char)s[i]))
+		i++;
+	if (i == 1 || i >= n - 1 || s[i] != '.')
+		return 0;
+	for (i++; i < n; i++)
+		if (!is_host_char((unsigned char)s[i]) && s[i] != ':')
+			return 0;
+	return 1;
+}
+
+/* Host = uri-host [ ":" port ] (RFC 9110 7.2), uri-host as RFC 3986 has
+ * it: an IP-literal in brackets (IPv6, checked by inet_pton, or
+ * IPvFuture), or a reg-name (which covers IPv4). Empty is valid: a
+ * client sends that for a target without an authority. The port, when
+ * the colon is there, is 1 to 5 digits. */
+static int valid_host(const char *v, size_t n)
+{
+	size_t i = 0;
+
+	if (n > 0 && v[0] == '[') {
+		const char *end = memchr(v, ']', n);
+		char lit[64];
+		size_t ll = end ? (size_t)(end - v) - 1 : 0;
+		struct in6_addr a;
+		if (ll == 0 || ll >= sizeof lit)
+			return 0;
+		memcpy(lit, v + 1, ll);
+		lit[ll] = '\0';
+		if (lit[0] == 'v' || lit[0] == 'V') {
+			if (!valid_ipvfuture(lit, ll))
+				return 0;
+		} else if (inet_pton(AF_INET6, lit, &a) != 1) {
+			return 0;
+		}
+		i = ll + 2;
+	} else {
+		while (i < n && v[i] != ':') {
+			if (v[i] == '%') {
+				if (i + 2 >= n || !is_hex((unsigned char)v[i + 1]) ||
+				    !is_hex((unsigned char)v[i + 2]))
+					return 0;
+				i += 3;
+			} else if (is_host_char((unsigned char)v[i])) {
+				i++;
+			} else {
+				return 0;
+			}
+		}
+	}
+	if (i == n)
+		return 1;
+	if (v[i] != ':' || n - i - 1 < 1 || n - i - 1 > 5)
+		return 0;
+	for (i++; i < n; i++)
+		if (!is_digit((unsigned char)v[i]))
+			return 0;
+	return 1;
+}
+
 /* One complete header line: validate, classify, keep or drop. */
 static int on_header_value_complete(llhttp_t *p)
 {
@@ -194,6 +302,13 @@ static int on_header_value_complete(llhttp_t *p)
 	}
 	if (strcasecmp(n, "host") == 0) {
 		f->hosts++;
+		if (!valid_host(v, vl)) {
+			rc = fail(f, 400, "Invalid Host header");
+			goto out;
+		}
+	} else if (strcasecmp(n, "content-type") == 0) {
+		if (f->ctype.len == 0 && sb_add(&f->ctype, v, vl))
+			rc = fail(f, 500, "Out of memory");
 	} else if (strcasecmp(n, "content-length") == 0) {
 		f->cl = 1; /* llhttp checked the value and duplicates */
 		keep = 0;
@@ -244,18 +359,34 @@ static int on_header_field_complete(llhttp_t *p)
 	return 0;
 }
 
+/* The methods evapi serves; others are 501. */
+static const struct {
+	int llhttp;
+	evapi_method bit;
+	const char *name;
+} methods[] = {
+	{HTTP_GET, EVAPI_GET, "GET"},
+	{HTTP_HEAD, EVAPI_HEAD, "HEAD"},
+	{HTTP_POST, EVAPI_POST, "POST"},
+	{HTTP_PUT, EVAPI_PUT, "PUT"},
+	{HTTP_DELETE, EVAPI_DELETE, "DELETE"},
+	{HTTP_OPTIONS, EVAPI_OPTIONS, "OPTIONS"},
+	{HTTP_PATCH, EVAPI_PATCH, "PATCH"},
+};
+
+static int method_index(int m)
+{
+	int i;
+	for (i = 0; i < (int)(sizeof methods / sizeof methods[0]); i++)
+		if (methods[i].llhttp == m)
+			return i;
+	return -1;
+}
+
 static const char *method_name(int m)
 {
-	switch (m) {
-	case HTTP_GET: return "GET";
-	case HTTP_HEAD: return "HEAD";
-	case HTTP_POST: return "POST";
-	case HTTP_PUT: return "PUT";
-	case HTTP_DELETE: return "DELETE";
-	case HTTP_OPTIONS: return "OPTIONS";
-	case HTTP_PATCH: return "PATCH";
-	default: return NULL;
-	}
+	int i = method_index(m);
+	return i < 0 ? NULL : methods[i].name;
 }
 
 /* evhttp 2.1 reads a body only for these; for the others it would parse
@@ -310,6 +441,8 @@ static int on_headers_complete(llhttp_t *p)
 		return fail(f, 400, "Missing Host header");
 	if (f->te && p->http_minor == 0)
 		return fail(f, 400, "Transfer-Encoding on HTTP/1.0");
+	if (f->te && f->cl) /* llhttp refuses it too: lenient_chunked_length */
+		return fail(f, 400, "Content-Length with Transfer-Encoding");
 	if (f->cl && p->content_length > f->lim.max_body)
 		return fail(f, 413, "Request body too large");
 	f->keep_body = body_method(p->method);
@@ -334,19 +467,68 @@ static int on_headers_complete(llhttp_t *p)
 	/* Pause only when a body follows: with none, llhttp completes the
 	 * message without reading another byte, and an execute call with no
 	 * bytes would not get it there. */
-	if ((p->flags & F_CHUNKED) || (f->cl && p->content_length > 0))
+	if (p->flags & F_CHUNKED) {
+		f->phase = PH_CHUNK_LINE;
 		return HPE_PAUSED;
+	}
+	if (f->cl && p->content_length > 0) {
+		f->phase = PH_DATA;
+		return HPE_PAUSED;
+	}
+	return 0;
+}
+
+/* Chunk extensions count against the body limit: they are bytes the
+ * client makes us read for the body, even though they are dropped. */
+static int body_bytes(evapi__frame *f, size_t body, size_t ext)
+{
+	f->body_raw += body;
+	f->ext_raw += ext;
+	if (f->body_raw + f->ext_raw > f->lim.max_body)
+		return fail(f, 413, "Request body too large");
 	return 0;
 }
 
 static int on_body(llhttp_t *p, const char *at, size_t len)
 {
 	evapi__frame *f = FRAME(p);
-	if (f->body.len + len > f->lim.max_body)
-		return fail(f, 413, "Request body too large");
+	if (body_bytes(f, len, 0))
+		return -1;
 	if (!f->keep_body)
 		return 0;
 	return sb_add(&f->body, at, len) ? fail(f, 500, "Out of memory") : 0;
+}
+
+static int on_chunk_extension(llhttp_t *p, const char *at, size_t len)
+{
+	(void)at;
+	return body_bytes(FRAME(p), 0, len);
+}
+
+/* A chunk line ended: chunk data follows, or the trailer section after
+ * the last chunk (which starts on a new line: a leading SP there is a
+ * fold too). */
+static int on_chunk_header(llhttp_t *p)
+{
+	evapi__frame *f = FRAME(p);
+	if (p->content_length == 0) {
+		f->phase = PH_TRAILERS;
+		f->prev = '\n';
+	} else {
+		f->phase = PH_DATA;
+	}
+	return HPE_PAUSED;
+}
+
+/* Chunk data and its CRLF ended: the next chunk line follows. After the
+ * trailers llhttp calls this too, and the message ends at once. */
+static int on_chunk_complete(llhttp_t *p)
+{
+	evapi__frame *f = FRAME(p);
+	if (f->phase == PH_TRAILERS)
+		return 0;
+	f->phase = PH_CHUNK_LINE;
+	return HPE_PAUSED;
 }
 
 static int on_message_complete(llhttp_t *p)
@@ -370,8 +552,28 @@ static void settings_init(void)
 	settings.on_header_value_complete = on_header_value_complete;
 	settings.on_headers_complete = on_headers_complete;
 	settings.on_body = on_body;
+	settings.on_chunk_extension_name = on_chunk_extension;
+	settings.on_chunk_extension_value = on_chunk_extension;
+	settings.on_chunk_header = on_chunk_header;
+	settings.on_chunk_complete = on_chunk_complete;
 	settings.on_message_complete = on_message_complete;
 	settings_ready = 1;
+}
+
+/* Every leniency llhttp 8 has stays off (llhttp_init clears them all;
+ * said here so that turning one on is a visible change, and tested in
+ * tests/test_frame.c): lenient headers would let control bytes into
+ * values, chunked_length would take Content-Length with chunked,
+ * transfer_encoding would take codings after "chunked", keep_alive would
+ * parse requests after "Connection: close". */
+static void parser_init(evapi__frame *f)
+{
+	llhttp_init(&f->p, HTTP_REQUEST, &settings);
+	llhttp_set_lenient_headers(&f->p, 0);
+	llhttp_set_lenient_chunked_length(&f->p, 0);
+	llhttp_set_lenient_transfer_encoding(&f->p, 0);
+	llhttp_set_lenient_keep_alive(&f->p, 0);
+	f->p.data = f;
 }
 
 evapi__frame *evapi__frame_new(const evapi__frame_limits *lim)
@@ -381,8 +583,7 @@ evapi__frame *evapi__frame_new(const evapi__frame_limits *lim)
 		return NULL;
 	settings_init();
 	f->lim = *lim;
-	llhttp_init(&f->p, HTTP_REQUEST, &settings);
-	f->p.data = f;
+	parser_init(f);
 	return f;
 }
 
@@ -390,8 +591,7 @@ static void next_request(evapi__frame *f);
 
 void evapi__frame_reset(evapi__frame *f)
 {
-	llhttp_init(&f->p, HTTP_REQUEST, &settings);
-	f->p.data = f;
+	parser_init(f);
 	next_request(f);
 	f->status = 0;
 	f->detail = NULL;
@@ -407,6 +607,7 @@ void evapi__frame_free(evapi__frame *f)
 	free(f->head.p);
 	free(f->body.p);
 	free(f->version.p);
+	free(f->ctype.p);
 	free(f);
 }
 
@@ -414,13 +615,17 @@ void evapi__frame_free(evapi__frame *f)
 static void next_request(evapi__frame *f)
 {
 	f->st = ST_IDLE;
-	f->head_raw = 0;
+	f->phase = PH_FIELDS;
+	f->phase_raw = 0;
+	f->prev = 0;
+	f->body_raw = f->ext_raw = 0;
 	sb_reset(&f->url);
 	sb_reset(&f->name);
 	sb_reset(&f->value);
 	sb_reset(&f->head);
 	sb_reset(&f->body);
 	sb_reset(&f->version);
+	sb_reset(&f->ctype);
 	f->nfields = f->hosts = f->te = f->cl = 0;
 	f->expect_continue = f->keep_body = 0;
 }
@@ -486,12 +691,67 @@ static int looks_like_request_line(const char *s, size_t n)
 	return i < n;
 }
 
+/* The bound on the raw bytes of a phase; 0: none. */
+static size_t phase_bound(const evapi__frame *f, int ph)
+{
+	switch (ph) {
+	case PH_FIELDS:
+	case PH_TRAILERS: return f->lim.max_head;
+	case PH_CHUNK_LINE: return f->lim.max_chunk_line;
+	default: return 0;
+	}
+}
+
+/* Scans bytes of a field section for what llhttp 8 lets through: a bare
+ * LF as a line ending, and obs-fold (a line that starts with SP or HTAB,
+ * which llhttp joins to the line before, so "Transfer-Encoding:" CRLF
+ * SP "chunked" is chunked to it and not to every other parser). A bare
+ * CR is llhttp's strict parser's to refuse, and refused here as well. */
+static int scan_fields(evapi__frame *f, const char *s, size_t n)
+{
+	char prev = f->prev;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		char c = s[i];
+		if (c == '\n' && prev != '\r')
+			return fail_now(f, 400, "Bare LF in the header section");
+		if (prev == '\r' && c != '\n')
+			return fail_now(f, 400, "Bare CR in the header section");
+		if ((c == ' ' || c == '\t') && prev == '\n')
+			return fail_now(f, 400, "Obsolete line folding in the "
+			                        "header section");
+		prev = c;
+	}
+	f->prev = prev;
+	return 0;
+}
+
+/* Accounts for `n` bytes llhttp consumed, all of phase `ph` (every
+ * change of phase pauses the parser). */
+static int phase_bytes(evapi__frame *f, int ph, const char *s, size_t n)
+{
+	size_t bound = phase_bound(f, ph);
+
+	if ((ph == PH_FIELDS || ph == PH_TRAILERS) && scan_fields(f, s, n))
+		return -1;
+	if (bound && f->phase_raw + n > bound) {
+		if (ph == PH_CHUNK_LINE)
+			return fail_now(f, 400, "Chunk line too long");
+		return fail_now(f, 431, ph == PH_FIELDS
+		                            ? "Request header fields too large"
+		                            : "Request trailer fields too large");
+	}
+	f->phase_raw = f->phase == ph ? f->phase_raw + n : 0;
+	return 0;
+}
+
 int evapi__frame_feed(evapi__frame *f, const char *data, size_t len,
                       size_t *used)
 {
-	size_t n = len, off;
+	size_t n = len, off, bound;
 	llhttp_errno_t e;
-	int st0;
+	int st0, ph0;
 
 	*used = 0;
 	if (f->st == ST_ERROR)
@@ -503,14 +763,22 @@ int evapi__frame_feed(evapi__frame *f, const char *data, size_t len,
 	if (f->st == ST_DONE)
 		next_request(f);
 	st0 = f->st;
+	ph0 = f->phase;
 	if (len == 0)
 		return EVAPI__FRAME_MORE;
-	/* Feed the head at most one byte past its limit, so an endless
-	 * header line stops at the limit instead of growing buffers. */
-	if (f->st == ST_HEAD && n > f->lim.max_head + 1 - f->head_raw)
-		n = f->lim.max_head + 1 - f->head_raw;
+	/* Feed a bounded phase at most one byte past its bound, so an
+	 * endless header line or chunk line stops there instead of growing
+	 * buffers or being read to its end. */
+	bound = phase_bound(f, ph0);
+	if (bound && n > bound + 1 - f->phase_raw)
+		n = bound + 1 - f->phase_raw;
 	e = llhttp_execute(&f->p, data, n);
 	off = e == HPE_OK ? n : (size_t)(llhttp_get_error_pos(&f->p) - data);
+	if (phase_bytes(f, ph0, data, off)) {
+		f->st = ST_ERROR;
+		*used = off;
+		return EVAPI__FRAME_ERROR;
+	}
 	if (e == HPE_PAUSED_UPGRADE) {
 		f->st = ST_CLOSED;
 		*used = len;
@@ -531,15 +799,6 @@ int evapi__frame_feed(evapi__frame *f, const char *data, size_t len,
 		return EVAPI__FRAME_ERROR;
 	}
 	*used = off;
-	if (st0 == ST_HEAD || f->st == ST_HEAD || f->st == ST_BODY) {
-		if (st0 == ST_HEAD || st0 == ST_IDLE)
-			f->head_raw += off;
-		if (f->st == ST_HEAD && f->head_raw > f->lim.max_head) {
-			fail(f, 431, "Request header fields too large");
-			f->st = ST_ERROR;
-			return EVAPI__FRAME_ERROR;
-		}
-	}
 	if (e == HPE_PAUSED) {
 		if (f->st == ST_HEAD && st0 == ST_IDLE)
 			return EVAPI__FRAME_BEGIN;
@@ -585,6 +844,22 @@ int evapi__frame_keeps_alive(const evapi__frame *f)
 int evapi__frame_expects_continue(const evapi__frame *f)
 {
 	return f->expect_continue;
+}
+
+evapi_method evapi__frame_method(const evapi__frame *f)
+{
+	int i = method_index(f->p.method);
+	return i < 0 ? 0 : methods[i].bit;
+}
+
+const char *evapi__frame_target(const evapi__frame *f)
+{
+	return f->url.p ? f->url.p : "";
+}
+
+const char *evapi__frame_content_type(const evapi__frame *f)
+{
+	return f->ctype.len ? f->ctype.p : NULL;
 }
 
 int evapi__frame_in_request(const evapi__frame *f)

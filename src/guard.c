@@ -14,7 +14,8 @@
  * Ordering on a keep-alive connection: evhttp answers requests one at a
  * time, in order. `queued` counts requests handed to evhttp and not yet
  * answered (the reactor reports each reply through evapi__guard_replied).
- * Anything the guard writes itself (100 Continue, an error, a 408) waits
+ * Anything the guard writes itself (100 Continue, an error, a 408, the
+ * final answer to an Expect: 100-continue it can already give) waits
  * until queued is 0 and evhttp's output has left the filter, so it can
  * never overtake an earlier response. Guard deadlines only run while
  * queued is 0: a client is not blamed for a slow handler.
@@ -91,6 +92,7 @@ struct gconn {
 	int continue_owed;   /* 100 Continue to send once queued is 0 */
 	int reject_status;   /* an answer of ours is owed, then close */
 	const char *reject_detail;
+	unsigned reject_allow; /* methods for an Allow header, with 405 */
 	int silent_close;    /* close without an answer */
 	int answer_written;
 	int write_shut;      /* shutdown(SHUT_WR) done: lingering */
@@ -262,7 +264,7 @@ static int own_add(gconn *c, const char *s, size_t n)
 
 static void write_answer(gconn *c)
 {
-	char head[256];
+	char head[352], allow[80] = "";
 	size_t bl = 0;
 	int hl;
 	evapi_app *app = c->g->app;
@@ -270,19 +272,22 @@ static void write_answer(gconn *c)
 	char *body = evapi__error_dump(app, NULL, c->reject_status,
 	                               c->reject_detail, &bl);
 
+	if (c->reject_allow)
+		evapi__allow_string(c->reject_allow, allow, sizeof allow);
 	hl = snprintf(head, sizeof head,
 	              "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
-	              "Content-Length: %zu\r\nConnection: close\r\n\r\n",
-	              c->reject_status, reason(c->reject_status), bl);
+	              "Content-Length: %zu\r\n%s%s%sConnection: close\r\n\r\n",
+	              c->reject_status, reason(c->reject_status), bl,
+	              allow[0] ? "Allow: " : "", allow, allow[0] ? "\r\n" : "");
 	if (!body || own_add(c, head, (size_t)hl) || own_add(c, body, bl) ||
 	    send_some(c, c->own) < 0)
 		c->write_failed = 1;
 	free(body);
-	EVAPI__ADD(&app->stats.requests, 1);
-	if (c->reject_status >= 500)
-		EVAPI__ADD(&app->stats.s5xx, 1);
-	else
-		EVAPI__ADD(&app->stats.s4xx, 1);
+	/* Every answer of the guard's own is counted here, whatever the
+	 * rule that rejected the request: as a request that matched no
+	 * route (with no duration), by status, and as a guard rejection. */
+	EVAPI__ADD(&app->stats.guard_rejected, 1);
+	evapi__stats_request(app, NULL, c->reject_status, -1);
 }
 
 /* Rejects whatever the connection is doing: the answer goes out after the
@@ -435,6 +440,28 @@ static void fout_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
 
 /* ---- the filter ------------------------------------------------------------ */
 
+/* Expect: 100-continue. When the head alone settles the app's answer
+ * (no route, wrong method, a media type the route refuses) that answer
+ * goes out instead of 100 and the body is never read, so the connection
+ * closes after it, like any answer of ours. */
+static void expect_continue(gconn *c)
+{
+	const char *detail;
+	unsigned allow;
+	int status = evapi__reactor_known_status(
+		c->g->app, evapi__frame_method(c->frame),
+		evapi__frame_target(c->frame),
+		evapi__frame_content_type(c->frame), &allow, &detail);
+
+	if (status) {
+		c->reject_allow = allow;
+		conn_reject(c, status, detail);
+		return;
+	}
+	c->continue_owed = 1;
+	conn_kick(c);
+}
+
 static void on_request(gconn *c, struct evbuffer *dst)
 {
 	const evapi_config *cfg = &c->g->app->cfg;
@@ -508,10 +535,8 @@ filter_in(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
 			break;
 		case EVAPI__FRAME_HEAD:
 			c->got_head = 1;
-			if (evapi__frame_expects_continue(c->frame)) {
-				c->continue_owed = 1;
-				conn_kick(c);
-			}
+			if (evapi__frame_expects_continue(c->frame))
+				expect_continue(c);
 			conn_arm(c);
 			break;
 		case EVAPI__FRAME_REQUEST:
@@ -606,7 +631,7 @@ static void writable_cb(evutil_socket_t fd, short what, void *arg)
 		 * after the socket is closed. */
 		struct linger lg = {1, 0};
 		if (c->reply_by_us && evapi__now_us() >= c->reply_by_us) {
-			EVAPI__ADD(&app->stats.reply_cuts, 1);
+			EVAPI__ADD(&app->stats.reply_write_timeouts, 1);
 			evapi__log(app, EVAPI_LOG_WARN,
 			           "guard: fd %d did not read its reply within "
 			           "%d ms (%zu bytes left): closing", c->fd,
@@ -854,6 +879,7 @@ int evapi__guard_init(evapi_app *app)
 	g->lim.max_target = cfg->max_target_bytes;
 	g->lim.max_body = cfg->max_body_bytes;
 	g->lim.max_fields = cfg->max_header_fields;
+	g->lim.max_chunk_line = cfg->max_chunk_line_bytes;
 	TAILQ_INIT(&g->kicked);
 	g->resume_ev = evtimer_new(app->base, resume_cb, g);
 	g->kick_ev = event_new(app->base, -1, 0, kick_cb, g);

@@ -19,6 +19,7 @@ typedef struct evapi__frame_limits {
 	size_t max_target; /* request-target: 414 */
 	size_t max_body;   /* decoded body: 413 */
 	int max_fields;    /* header fields: 431 */
+	size_t max_chunk_line; /* one chunk-size line with extensions: 400 */
 } evapi__frame_limits;
 
 typedef struct evapi__frame evapi__frame;
@@ -53,6 +54,12 @@ EVAPI_HIDDEN void evapi__frame_reset(evapi__frame *f);
 EVAPI_HIDDEN int evapi__frame_keeps_alive(const evapi__frame *f);
 /* After EVAPI__FRAME_HEAD: 1 when the client waits for 100 Continue. */
 EVAPI_HIDDEN int evapi__frame_expects_continue(const evapi__frame *f);
+/* After EVAPI__FRAME_HEAD: the method (an evapi_method bit), the
+ * request-target as sent, and the Content-Type value or NULL; borrowed
+ * until the next feed. */
+EVAPI_HIDDEN evapi_method evapi__frame_method(const evapi__frame *f);
+EVAPI_HIDDEN const char *evapi__frame_target(const evapi__frame *f);
+EVAPI_HIDDEN const char *evapi__frame_content_type(const evapi__frame *f);
 /* 1 while a request is partly received; 0 for NULL (a connection that
  * frees its frame after its last request). */
 EVAPI_HIDDEN int evapi__frame_in_request(const evapi__frame *f);
@@ -79,5 +86,19 @@ EVAPI_HIDDEN void evapi__guard_replied(evapi_app *app,
  * closed. */
 EVAPI_HIDDEN void evapi__guard_reply_deadline(evapi_app *app,
                                               struct bufferevent *bev);
+
+/* ---- reactor.c: what the guard asks the app -------------------------- */
+
+/* The status the app answers a request with this head without reading
+ * its body, when that is already known (no route 404, wrong method 405
+ * with the route's methods in *allow, path 400, media type 415), with a
+ * static detail; 0 when only running the request tells. The guard asks
+ * it for Expect: 100-continue. */
+EVAPI_HIDDEN int evapi__reactor_known_status(evapi_app *app,
+                                             evapi_method method,
+                                             const char *target,
+                                             const char *ctype,
+                                             unsigned *allow,
+                                             const char **detail);
 
 #endif

@@ -10,6 +10,7 @@
 #define EVAPI_INTERNAL_H
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/queue.h>
 #include <time.h>
@@ -17,6 +18,10 @@
 #include <evapi.h>
 
 #define EVAPI_HIDDEN __attribute__((visibility("hidden")))
+
+/* The record that embeds `member` at address `ptr`. */
+#define EVAPI__CONTAINER_OF(ptr, type, member) \
+	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
 
 /* Relaxed atomics for counters read from other threads. */
 #define EVAPI__ADD(p, v) __atomic_add_fetch((p), (v), __ATOMIC_RELAXED)
@@ -29,7 +34,7 @@ struct evhttp;
 struct evhttp_request;
 struct evhttp_bound_socket;
 
-/* ---- time.c-free helpers (inline) ------------------------------------ */
+/* ---- inline helpers (no file of their own) ---------------------------- */
 static inline int64_t evapi__now_us(void)
 {
 	struct timespec ts;
@@ -60,12 +65,6 @@ EVAPI_HIDDEN char *evapi__error_dump(evapi_app *app, evapi_req *req,
                                      size_t *len);
 EVAPI_HIDDEN void evapi__error_handlers_free(evapi_app *app);
 
-/* debug.c (evapi/debug.h): this thread runs a loop; the user callback it
- * runs now (borrowed name, NULL in evapi's own code). Each thread writes
- * only its own. */
-EVAPI_HIDDEN extern __thread int evapi__dbg_loop;
-EVAPI_HIDDEN extern __thread const char *evapi__dbg_cb;
-
 /* ---- log.c ----------------------------------------------------------- */
 EVAPI_HIDDEN void evapi__log(const evapi_app *app, evapi_log_level lvl,
                              const char *fmt, ...)
@@ -78,6 +77,53 @@ EVAPI_HIDDEN void evapi__access_log(evapi_app *app, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 EVAPI_HIDDEN void evapi__access_flush(evapi_app *app);
 EVAPI_HIDDEN void evapi__access_free(evapi_app *app);
+
+/* ---- app.c: per-thread settings and "am I on the loop" ---------------
+ * A thread that serves an app says so once: a pool worker at its
+ * start-up (evapi__pool_new's thread_init), the loop thread for the
+ * length of evapi_app_run. What depends on the calling thread and has no
+ * app at hand reads them: evapi_fetch_sync takes the app's outbound
+ * limits from there and refuses to run on a loop. */
+enum evapi__thread_role {
+	EVAPI__THREAD_OTHER = 0, /* a thread of the application's own */
+	EVAPI__THREAD_LOOP,
+	EVAPI__THREAD_WORKER
+};
+EVAPI_HIDDEN void evapi__thread_set(const evapi_app *app,
+                                    enum evapi__thread_role role);
+EVAPI_HIDDEN const evapi_app *evapi__thread_app(void); /* or NULL */
+EVAPI_HIDDEN enum evapi__thread_role evapi__thread_role(void);
+
+/* 1 when the calling thread is `*t` (read atomically: evapi_app_run
+ * stores the loop thread's id while other threads may read it). */
+static inline int evapi__is_thread(const pthread_t *t)
+{
+	return t && pthread_equal(pthread_self(), EVAPI__LOAD(t));
+}
+/* 1 on the app's loop thread (its creator's until evapi_app_run). */
+#define evapi__on_loop(app) \
+	pthread_equal(pthread_self(), EVAPI__LOAD(&(app)->loop_thread))
+
+/* ---- watchdog.c: every user callback on the loop ---------------------
+ * evapi__user_begin(app, &u, kind, name, route); <user code>;
+ * evapi__user_end(app, &u). `u` lives on the caller's stack; kind and
+ * name are borrowed until the end ("handler", "GET /x"; "background
+ * task", its name). A callback that holds the loop for
+ * stall_threshold_ms or more (its own time, nested callbacks excluded)
+ * counts in stalls, max_stall_ms and the route's stalls, and is logged
+ * as "loop stalled N ms in <name> (<kind>)". Loop thread only. */
+struct evapi__route;
+typedef struct evapi__user {
+	struct evapi__user *parent;
+	int64_t start_us, child_us;
+	const char *kind, *name;
+	const struct evapi__route *route;
+} evapi__user;
+/* evapi__user_begin and evapi__user_end are inline (after struct
+ * evapi_app, below): they run around every handler. A stall is reported
+ * by: */
+EVAPI_HIDDEN void evapi__user_stall(evapi_app *app, const evapi__user *u,
+                                    int64_t ms);
 
 /* ---- arena.c: request-scoped bump allocator --------------------------- */
 typedef struct evapi__arena_block evapi__arena_block;
@@ -92,6 +138,15 @@ EVAPI_HIDDEN char *evapi__arena_strndup(evapi__arena *a, const char *s,
                                         size_t len);
 EVAPI_HIDDEN void evapi__arena_release(evapi__arena *a);
 
+/* ---- names.c: the name tables ------------------------------------------ */
+/* The method bits in registration order (GET, HEAD, POST, ...); 0 past
+ * the last. */
+EVAPI_HIDDEN unsigned evapi__method_at(size_t i);
+/* Writes "GET, HEAD, POST" for a method mask into buf. */
+EVAPI_HIDDEN void evapi__allow_string(unsigned methods, char *buf,
+                                      size_t len);
+/* The reason phrase for a status ("Not Found"). */
+EVAPI_HIDDEN const char *evapi__reason(int status);
 /* A growable byte buffer, kept NUL-terminated (arena.c; any one thread). */
 typedef struct evapi__sbuf {
 	char *p;
@@ -153,9 +208,6 @@ EVAPI_HIDDEN int evapi__router_match(const evapi__router *r, unsigned method,
                                      evapi__match *m);
 EVAPI_HIDDEN size_t evapi__router_count(const evapi__router *r);
 EVAPI_HIDDEN evapi__route *evapi__router_at(const evapi__router *r, size_t i);
-/* Writes "GET, HEAD, POST" for a method mask into buf. */
-EVAPI_HIDDEN void evapi__allow_string(unsigned methods, char *buf,
-                                      size_t len);
 /* Strict percent-decoding of [s, s+len) into out (NUL-terminated).
  * plus_is_space for query strings. Returns decoded length, or -1 for a
  * malformed escape or a decoded NUL. */
@@ -173,6 +225,19 @@ EVAPI_HIDDEN evapi__wake *evapi__wake_new(struct event_base *base,
 EVAPI_HIDDEN void evapi__wake_signal(evapi__wake *w);
 EVAPI_HIDDEN void evapi__wake_free(evapi__wake *w); /* loop thread; NULL ok */
 
+/* The post queue (wake.c): any thread hands a function to the loop.
+ * Bounded (EVAPI_POST_QUEUE_MAX: EVAPI_EBUSY past it); every accepted
+ * post runs exactly once, on the loop, with 0 or, when the app is not
+ * running or the queue is freed, EVAPI_ECANCELED. `user`: a callback of
+ * evapi_app_post's, timed by the watchdog. */
+typedef struct evapi__postq evapi__postq;
+EVAPI_HIDDEN evapi__postq *evapi__postq_new(evapi_app *app); /* loop */
+EVAPI_HIDDEN int evapi__postq_add(evapi__postq *q, evapi_post_cb cb,
+                                  void *arg, int user); /* any thread */
+/* Loop thread: runs what is queued now with `status`. */
+EVAPI_HIDDEN void evapi__postq_run(evapi__postq *q, int status);
+EVAPI_HIDDEN void evapi__postq_free(evapi__postq *q); /* loop; NULL ok */
+
 /* ---- pool.c ---------------------------------------------------------- */
 typedef struct evapi__pool evapi__pool;
 typedef struct evapi__job evapi__job;
@@ -189,10 +254,14 @@ struct evapi__job {
 	int64_t queued_us;            /* under the pool mutex */
 };
 
+/* `thread_init(init_arg)` (may be NULL) runs on each worker once, when
+ * it starts, before its first job: per-thread settings go there. */
 EVAPI_HIDDEN evapi__pool *evapi__pool_new(struct event_base *base,
                                           const pthread_t *loop,
                                           int threads, int queue_max,
-                                          int batch);
+                                          int batch,
+                                          void (*thread_init)(void *),
+                                          void *init_arg);
 /* Returns 0 or EVAPI_EBUSY when queue_max jobs already wait. */
 EVAPI_HIDDEN int evapi__pool_submit(evapi__pool *p, evapi__job *job);
 /* Unlinks a job still waiting (returns 1: done will never run) or
@@ -208,7 +277,8 @@ EVAPI_HIDDEN void evapi__pool_counts(evapi__pool *p, int *threads, int *busy,
 EVAPI_HIDDEN void evapi__pool_waits(evapi__pool *p, int64_t *oldest_us,
                                     int64_t *max_us);
 
-/* ---- request.c / reactor.c ------------------------------------------- */
+/* ---- the request and the app: layouts (request.c builds replies,
+ * reactor.c runs the request's life, app.c owns the app) -------------- */
 typedef struct evapi__header {
 	char *name, *value;
 	struct evapi__header *next;
@@ -225,10 +295,40 @@ typedef struct evapi__resp {
 	evapi_stream *stream;     /* the reply is this stream (not owned) */
 } evapi__resp;
 
-typedef struct evapi__op evapi__op;
-typedef struct evapi__batch evapi__batch;   /* client.c */
 typedef struct evapi__client evapi__client; /* client.c */
 typedef struct evapi__task evapi__task;
+
+/*
+ * Pending work (reactor.c). Every operation that may complete after the
+ * code that started it has returned (a sleep or a pool continuation in
+ * continue.c, a batch of outbound calls in client.c, a stream in
+ * stream.c, a background run in tasks.c; database queries and WebSocket
+ * sessions the same way) embeds one evapi__pending in its own record and
+ * registers it when it starts: on its request (evapi__req_pending_add:
+ * the entry holds a reference on the request and counts in
+ * req->pending, so the no-reply check waits for it) or, when it is bound
+ * to no request, on the app (evapi__pending_link on &app->pending).
+ * The entry is removed when the operation completes, before its
+ * continuation runs. A client leaving, the request's deadline and a
+ * shutdown cut walk the request's list; a shutdown cut also walks the
+ * app's: the reactor knows no kind by name.
+ *
+ * `cancel` runs on the loop, from inside that walk. It stops the work
+ * (aborts transfers, fires a timer early, unlinks a queued job) and
+ * arranges for the operation's completion to run later, from an event of
+ * its own, with EVAPI_ECANCELED; it never calls user code, and it may
+ * remove its own entry but no other.
+ */
+typedef struct evapi__pending evapi__pending;
+typedef void (*evapi__cancel_fn)(evapi__pending *p);
+TAILQ_HEAD(evapi__pending_list, evapi__pending);
+struct evapi__pending {
+	TAILQ_ENTRY(evapi__pending) link;   /* in the order started */
+	struct evapi__pending_list *list;   /* NULL when not linked */
+	evapi__cancel_fn cancel;
+	const char *what;   /* "sleep", "stream": for log lines */
+	int is_reply;       /* the operation is writing the reply (stream) */
+};
 
 enum evapi__req_state {
 	EVAPI__REQ_RUNNING = 0, /* no reply yet */
@@ -243,12 +343,11 @@ struct evapi_req {
 	evapi__route *route;
 	/* loop thread only */
 	int refs;
-	int pending;                  /* ops in flight (timers, pool jobs) */
+	int pending;                  /* entries on pending_ops */
 	struct evhttp_request *ev;    /* NULL once sent or gone */
 	struct event *watch;          /* client-close detector, deferred only */
 	struct event *deadline;       /* request deadline, deferred only */
-	evapi__op *ops;               /* pending ops, for cancellation */
-	evapi__batch *batches;        /* outbound calls, for cancellation */
+	struct evapi__pending_list pending_ops; /* for cancellation */
 	int gone;                     /* client left / deadline / cut */
 	int finished;                 /* counted and logged */
 	int head_only;                /* HEAD answered by a GET route */
@@ -271,7 +370,6 @@ struct evapi_req {
 	evapi__job job;               /* pool-lane handler job */
 	/* parity features (tasks.c, stream.c, middleware.c) */
 	evapi__task *tasks;           /* handler-owned like resp, until sent */
-	evapi_stream *stream;         /* loop: the stream being written */
 	evapi__resp *after_resp;      /* loop: reply seen by after hooks */
 	int mw_depth;                 /* loop: before hooks that ran */
 	int in_before;                /* loop: a before hook is running */
@@ -279,10 +377,69 @@ struct evapi_req {
 	/* Enough for a short request (wrk's, curl's: path and two or
 	 * three headers); more spills into malloc'd blocks. Every
 	 * connection waiting on a handler holds one request. */
-	char arena_buf[256];
+	char arena_buf[256] __attribute__((aligned(16))); /* arena.c ALIGN */
 };
 
 TAILQ_HEAD(evapi__req_list, evapi_req);
+
+/*
+ * Every app-wide counter, once (stats.c, app.c). Each row: the C type
+ * and the name, which is both the field of app->stats and of the public
+ * evapi_stats (evapi_app_stats copies them all); where it goes in the
+ * /_/stats JSON (an object, "" for the top level, and the key); and its
+ * Prometheus name, type and help in /_/metrics. A new counter is one
+ * row here plus its field in include/evapi/app.h (the copy does not
+ * compile without it); tests/test_stats.c checks every row is in all
+ * three.
+ */
+#define EVAPI__COUNTERS(X)                                                     \
+	X(unsigned long long, requests, "", "requests",                        \
+	  "evapi_finished_requests_total", "counter",                          \
+	  "Requests answered, the guard's own rejections included.")           \
+	X(unsigned long long, in_flight, "", "in_flight",                      \
+	  "evapi_in_flight_requests", "gauge",                                 \
+	  "Requests alive: replying, or with work pending after the reply.")   \
+	X(unsigned long long, stalls, "", "stalls",                            \
+	  "evapi_loop_stalls_total", "counter",                                \
+	  "Loop stalls reported by the watchdog.")                             \
+	X(long long, max_stall_ms, "", "max_stall_ms",                         \
+	  "evapi_loop_max_stall_milliseconds", "gauge",                        \
+	  "The longest stall the watchdog reported.")                          \
+	X(unsigned long long, rejected, "", "pool_rejected",                   \
+	  "evapi_pool_rejected_total", "counter",                              \
+	  "503 answers for a full pool queue.")                                \
+	X(unsigned long long, no_reply, "", "no_reply",                        \
+	  "evapi_no_reply_total", "counter",                                   \
+	  "500 answers for handlers that returned without replying.")          \
+	X(unsigned long long, gone, "", "gone",                                \
+	  "evapi_clients_gone_total", "counter",                               \
+	  "Clients that left before their reply.")                             \
+	X(unsigned long long, timeouts, "", "timeouts",                        \
+	  "evapi_request_timeouts_total", "counter",                           \
+	  "504 answers for the request deadline.")                             \
+	X(unsigned long long, status_4xx, "status", "4xx",                     \
+	  "evapi_status_4xx_total", "counter", "4xx answers.")                 \
+	X(unsigned long long, status_5xx, "status", "5xx",                     \
+	  "evapi_status_5xx_total", "counter", "5xx answers.")                 \
+	X(unsigned long long, guard_rejected, "", "guard_rejected",            \
+	  "evapi_guard_rejected_total", "counter",                             \
+	  "Requests the request guard answered itself (400, 408, 413, 414, "   \
+	  "431, 501, 503, 505).")                                              \
+	X(unsigned long long, outbound_calls, "outbound", "calls",             \
+	  "evapi_outbound_calls_total", "counter", "Finished outbound calls.") \
+	X(unsigned long long, outbound_errors, "outbound", "errors",           \
+	  "evapi_outbound_errors_total", "counter",                            \
+	  "Outbound calls that ended in a transport error.")                   \
+	X(unsigned long long, outbound_in_flight, "outbound", "in_flight",     \
+	  "evapi_outbound_in_flight", "gauge", "Outbound calls running.")      \
+	X(unsigned long long, outbound_sockets, "outbound", "sockets",         \
+	  "evapi_outbound_sockets", "gauge", "Outbound sockets open.")         \
+	X(unsigned long long, outbound_connects, "outbound", "connects",       \
+	  "evapi_outbound_connects_total", "counter",                          \
+	  "Outbound sockets opened.")                                          \
+	X(unsigned long long, reply_write_timeouts, "", "reply_write_timeouts", \
+	  "evapi_reply_write_timeouts_total", "counter",                       \
+	  "Replies cut at reply_write_timeout_ms (slow readers).")
 
 struct evapi_app {
 	pthread_t loop_thread;
@@ -291,6 +448,7 @@ struct evapi_app {
 	struct event_base *base;
 	struct evhttp *http;
 	struct evhttp_bound_socket *bound;
+	struct evhttp_bound_socket *local; /* evapi__reactor_connect_local */
 	evapi__router *router;
 	evapi__pool *pool;
 	struct evapi__decl *decls;    /* declared routes (schema.c) */
@@ -299,6 +457,7 @@ struct evapi_app {
 	int nerrh;
 	const char *reg_origin;       /* apirouter.c: the router being
 	                                 registered, for refusals */
+	struct evapi__openapi *openapi; /* info, schemes, files (openapi.c) */
 	evapi__client *client;        /* outbound calls (client.c) */
 	struct evapi__db *db;         /* db.c; NULL without cfg.db_url */
 	struct evapi__guard *guard; /* guard.c: the filter in front of evhttp */
@@ -307,21 +466,22 @@ struct evapi_app {
 	int port;
 	int running;
 	int stopping;       /* 1 draining, 2 cut */
+	int freeing;        /* in evapi_app_free */
 	int not_ready;      /* evapi_app_set_ready(app, 0); atomic */
 	int stop_requests;  /* evapi_app_stop calls, atomic */
 	int stops_seen;     /* of those, handled on the loop */
 	int early_close;    /* the backend supports EV_CLOSED */
 	int bodies_writing; /* reply bodies not yet written or dropped */
-	int64_t cb_start_us; /* watchdog: start of the running callback */
+	struct evapi__user *user_top; /* watchdog.c: the running callback */
 	unsigned long long next_id;
 	struct evapi__req_list live;
 	/* parity features */
-	int bg_active;            /* background runs not finished (loop) */
-	TAILQ_HEAD(, evapi__bgrun) bg_runs;
-	struct evapi__postq *postq;      /* lifespan.c: thread-safe posts */
-	struct evapi__hook *startup, *shutdown;
-	struct evapi__mw *mw;            /* middleware.c, in registration order */
-	int nmw;
+
+	struct evapi__pending_list pending; /* work bound to no request */
+	struct evapi__tasks *tasks_mod;  /* tasks.c: background runs */
+	evapi__postq *postq;             /* wake.c: thread-safe posts */
+	struct evapi__hooks *hooks;      /* lifespan.c: startup/shutdown */
+	struct evapi__mws *mws;          /* middleware.c; NULL when none */
 	evapi__access_buf *access; /* log.c */
 	evapi__stats *stats_mod;   /* stats.c; NULL unless cfg.stats_routes */
 	int reuse_port;            /* prefork worker: bind with SO_REUSEPORT */
@@ -330,36 +490,76 @@ struct evapi_app {
 	time_t date_sec;           /* Date header cache (reactor.c) */
 	char date[40];
 	struct {
-		unsigned long long requests, in_flight, stalls, rejected,
-			no_reply, gone, timeouts, s4xx, s5xx;
-		unsigned long long out_calls, out_errors, out_in_flight,
-			out_sockets, out_connects;
-		unsigned long long reply_cuts; /* guard.c: slow readers */
-		long long max_stall_ms;
+#define EVAPI__COUNTER_FIELD(type, name, group, key, prom, kind, help) \
+	type name;
+		EVAPI__COUNTERS(EVAPI__COUNTER_FIELD)
+#undef EVAPI__COUNTER_FIELD
 	} stats; /* written on the loop with EVAPI__ADD, read anywhere */
 };
 
-/* app.c: 0, or EVAPI_EEXIST (logged) when a method of `methods` is
- * already registered for a template of the same shape as `path`. */
+/* watchdog.c's fast path (see evapi__user_stall) */
+static inline void evapi__user_begin(evapi_app *app, evapi__user *u,
+                                     const char *kind, const char *name,
+                                     const struct evapi__route *route)
+{
+	u->kind = kind;
+	u->name = name;
+	u->route = route;
+	u->child_us = 0;
+	u->parent = app->user_top;
+	app->user_top = u;
+	u->start_us = evapi__now_us();
+}
+
+static inline void evapi__user_end(evapi_app *app, evapi__user *u)
+{
+	int64_t total = evapi__now_us() - u->start_us;
+	int64_t ms = (total - u->child_us) / 1000;
+
+	app->user_top = u->parent;
+	if (u->parent)
+		u->parent->child_us += total;
+	if (ms >= app->cfg.stall_threshold_ms)
+		evapi__user_stall(app, u, ms);
+}
+
+/* ---- app.c: registration ---------------------------------------------- */
+/* 0, or EVAPI_EEXIST (logged) when a method of `methods` is already
+ * registered for a template of the same shape as `path`. */
 EVAPI_HIDDEN int evapi__route_check(evapi_app *app, unsigned methods,
                                     const char *path);
 
-/* reactor.c: loop-side request lifecycle */
+/* ---- reactor.c: loop-side request lifecycle --------------------------- */
 EVAPI_HIDDEN int evapi__reactor_init(evapi_app *app);
 EVAPI_HIDDEN void evapi__reactor_free(evapi_app *app);
 EVAPI_HIDDEN int evapi__reactor_listen(evapi_app *app);
 EVAPI_HIDDEN int evapi__reactor_run(evapi_app *app);
+/* Tests and the fuzzer: a connection to the app without a network.
+ * Returns the client's end (blocking, new: close it) of an AF_UNIX
+ * stream whose server end evhttp accepts on the next loop turn and the
+ * guard wraps like any accepted connection; -1 on failure. libevent 2.1
+ * has no call that hands evhttp an already connected socket, so the
+ * first call adds a listening socket at an abstract address the kernel
+ * picks (evhttp_free closes it). */
+EVAPI_HIDDEN int evapi__reactor_connect_local(evapi_app *app);
 EVAPI_HIDDEN void evapi__reactor_stop(evapi_app *app);
 /* Sends req->resp now (loop thread). */
 EVAPI_HIDDEN void evapi__req_send(evapi_req *req);
 EVAPI_HIDDEN void evapi__req_unref(evapi_req *req);
-/* Runs an inline callback with watchdog timing and the no-reply check. */
-EVAPI_HIDDEN void evapi__req_enter(evapi_req *req);
-EVAPI_HIDDEN void evapi__req_leave(evapi_req *req, const char *what);
+/* Runs an inline callback of a request (handler, continuation) with the
+ * watchdog (kind: "handler", "sleep continuation") and, on leaving, the
+ * no-reply check: 500 when it did not reply and nothing is pending. */
+static inline void evapi__req_enter(evapi_req *req, evapi__user *u,
+                                    const char *kind)
+{
+	req->refs++;
+	evapi__user_begin(req->app, u, kind,
+	                  req->route ? req->route->label : "-", req->route);
+}
+EVAPI_HIDDEN void evapi__req_leave(evapi_req *req, struct evapi__user *u);
 
-/* request.c */
+/* ---- request.c -------------------------------------------------------- */
 EVAPI_HIDDEN void evapi__resp_clear(evapi__resp *resp);
-EVAPI_HIDDEN int evapi__is_loop_thread(const evapi_req *req);
 EVAPI_HIDDEN int evapi__parse_query(evapi_req *req, const char *q);
 /* 0 when an inline continuation may be started for req (loop thread,
  * not in a before hook, client still there), else the code. */
@@ -389,25 +589,44 @@ EVAPI_HIDDEN struct evhttp_request *evapi__req_stream_begin(evapi_req *req,
 /* Marks the request gone because its stream's client left. */
 EVAPI_HIDDEN void evapi__req_client_gone(evapi_req *req);
 
+/* Pending work (see struct evapi__pending). Loop thread only. */
+EVAPI_HIDDEN void evapi__pending_link(struct evapi__pending_list *list,
+                                      evapi__pending *p,
+                                      evapi__cancel_fn cancel,
+                                      const char *what);
+EVAPI_HIDDEN void evapi__pending_unlink(evapi__pending *p); /* idempotent */
+/* Calls every entry's cancel, oldest first; an entry may unlink itself
+ * meanwhile (no other). */
+EVAPI_HIDDEN void evapi__pending_cancel_all(struct evapi__pending_list *l);
+/* On a request: links p, takes a reference and counts it in pending. */
+EVAPI_HIDDEN void evapi__req_pending_add(evapi_req *req, evapi__pending *p,
+                                         evapi__cancel_fn cancel,
+                                         const char *what);
+/* Unlinks p and uncounts it; the caller drops the reference
+ * (evapi__req_unref) once it is done with the request. */
+EVAPI_HIDDEN void evapi__req_pending_done(evapi_req *req, evapi__pending *p);
+
 /* tasks.c: background tasks, run after the reply is fully written */
 struct evapi__bgrun;
 EVAPI_HIDDEN void evapi__tasks_attach(evapi_req *req,
                                       struct evhttp_request *ev);
 EVAPI_HIDDEN void evapi__tasks_drop(evapi_req *req, const char *why);
-EVAPI_HIDDEN void evapi__tasks_cut(evapi_app *app);
 EVAPI_HIDDEN void evapi__tasks_free(evapi_app *app);
+/* Background runs not finished yet (a draining stop waits for them). */
+EVAPI_HIDDEN int evapi__tasks_active(const evapi_app *app);
 
 /* stream.c (loop): take over the request (no-op once done); the same
- * from a pool job's completion, dropping the job's reference; cut it */
+ * from a pool job's completion, dropping the job's reference */
 EVAPI_HIDDEN void evapi__stream_start(evapi_stream *s);
 EVAPI_HIDDEN void evapi__stream_job_done(evapi_stream *s);
-EVAPI_HIDDEN void evapi__stream_cut(evapi_stream *s);
 
 /* middleware.c: calls one before hook (a middleware's, or a route's
- * dependency), named `what` in logs: 1 when it answered (short-circuit,
- * or 500 when it returned non-zero without replying), else 0 */
+ * dependency) in a watchdog frame of `kind` and `name` (borrowed for the
+ * call; in logs): 1 when it answered (short-circuit, or 500 when it
+ * returned non-zero without replying), else 0 */
 EVAPI_HIDDEN int evapi__before_call(evapi_req *req, evapi_mw_before_cb cb,
-                                    void *arg, const char *what);
+                                    void *arg, const char *kind,
+                                    const char *name);
 /* apirouter.c: runs the dependencies of req's route (it has a group):
  * 1 when one answered; the route's OpenAPI tags (new, or NULL without); where a
  * route came from ("router /api"); the app's groups freed */
@@ -419,10 +638,12 @@ EVAPI_HIDDEN void evapi__groups_free(evapi_app *app);
 EVAPI_HIDDEN int evapi__tmpl_covers(const char *a, const char *b);
 /* middleware.c: 1 when a before hook answered (short-circuit) */
 EVAPI_HIDDEN int evapi__mw_before(evapi_req *req);
+/* 1 when a before hook is registered: it may answer any request. */
+EVAPI_HIDDEN int evapi__mw_any_before(const evapi_app *app);
 EVAPI_HIDDEN void evapi__mw_after(evapi_req *req, evapi__resp *resp);
 EVAPI_HIDDEN void evapi__mw_free(evapi_app *app);
 
-/* lifespan.c: the post queue and startup/shutdown hooks */
+/* lifespan.c: startup/shutdown hooks, the post queue's set-up */
 EVAPI_HIDDEN int evapi__lifespan_init(evapi_app *app);
 EVAPI_HIDDEN int evapi__lifespan_startup(evapi_app *app);
 EVAPI_HIDDEN void evapi__lifespan_shutdown(evapi_app *app);
@@ -431,7 +652,7 @@ EVAPI_HIDDEN void evapi__lifespan_free(evapi_app *app);
 EVAPI_HIDDEN int evapi__post(evapi_app *app, void (*fn)(evapi_app *, int,
                                                         void *), void *arg);
 
-/* ---- schema.c, multipart.c, openapi.c: declared routes ---------------- */
+/* ---- schema.c, upload.c, multipart.c, openapi.c: declared routes ------ */
 #include <evapi/schema.h>
 
 /* A parsed parameter value (a request's, or a declared default). */
@@ -496,10 +717,24 @@ EVAPI_HIDDEN int evapi__multipart_parse(const char *body, size_t len,
                                         evapi__part *parts, int max_parts,
                                         const char **why);
 
+/* upload.c: the registered callback of an upload route (arg: its
+ * struct evapi__decl): stores the files on the pool, then runs the
+ * route's handler; 500 (507 when the disk is full) if a write fails. */
+#define SAFE_NAME_MAX 100     /* bytes of a sanitised file name */
+#define CLASH_HEX 12           /* hex digits of a clash prefix (48 bits) */
+#define CLASH_TRIES 4          /* prefixed names tried after the plain one */
+#define STORED_MAX (SAFE_NAME_MAX + CLASH_HEX + 1) /* + "<hex>-" */
+EVAPI_HIDDEN void evapi__upload_pool(evapi_req *req, void *arg);
+EVAPI_HIDDEN void evapi__upload_inline(evapi_req *req, void *arg);
+
 /* schema.c: declared routes. Checks a request against its route's
  * declaration on the loop, before the handler runs or a worker is taken;
  * returns 0, or nonzero when it has answered (422, 415, 413 or 400). */
 EVAPI_HIDDEN int evapi__decl_check(evapi_req *req);
+/* When declared route `r` cannot read a body of Content-Type `ct` (NULL:
+ * none sent) at all: the 415 detail (static); else NULL. */
+EVAPI_HIDDEN const char *evapi__decl_refused_media(const evapi__route *r,
+                                                   const char *ct);
 EVAPI_HIDDEN void evapi__decls_free(evapi_app *app);
 /* Creates (O_EXCL) the file for one upload in directory dfd: under
  * `safe` when that is free, else under "<12 random hex digits>-safe",
@@ -511,35 +746,35 @@ EVAPI_HIDDEN int evapi__upload_open(int dfd, const char *safe, char *stored,
                                     size_t cap, int *attempts);
 /* health.c: registers GET /_/health and GET /_/ready (config.health_routes). */
 EVAPI_HIDDEN int evapi__health_routes(evapi_app *app);
-/* openapi.c: registers GET /openapi.json and GET /docs (config.openapi). */
+/* schema.c: application/json or application/<x>+json, parameters aside;
+ * a name for components/schemas or a security scheme ([A-Za-z0-9._-]+). */
+EVAPI_HIDDEN int evapi__is_json_type(const char *ct);
+EVAPI_HIDDEN int evapi__valid_component_name(const char *s);
+/* openapi.c: registers GET /openapi.json, GET /docs and the Swagger UI
+ * files under /docs/ (config.openapi); whether a security scheme is
+ * declared; frees the document's info, schemes and loaded files. */
 EVAPI_HIDDEN int evapi__openapi_routes(evapi_app *app);
-/* client.c, client_sync.c: outbound calls */
+EVAPI_HIDDEN int evapi__openapi_has_scheme(const evapi_app *app,
+                                           const char *name);
+EVAPI_HIDDEN void evapi__openapi_free(evapi_app *app);
+
+/* ---- client.c: outbound calls on the loop (client_sync.c and fetch.c
+ * have fetch.h) ------------------------------------------------------ */
 EVAPI_HIDDEN evapi__client *evapi__client_new(evapi_app *app);
 EVAPI_HIDDEN void evapi__client_free(evapi__client *c);
 /* The app's outbound defaults (struct evapi__fetch_defaults, fetch.h):
  * written once at creation, read-only after, so any thread may read. */
 EVAPI_HIDDEN const struct evapi__fetch_defaults *
 evapi__client_defaults(const evapi__client *c);
-/* Aborts the request's calls; continuations run on a later loop turn. */
-EVAPI_HIDDEN void evapi__client_cancel_req(evapi_req *req);
-/* Aborts the calls bound to no request (the app is stopping). */
-EVAPI_HIDDEN void evapi__client_cancel_unbound(evapi_app *app);
-/* Tells evapi_fetch_sync that this thread runs a loop. */
-EVAPI_HIDDEN void evapi__client_mark_loop_thread(int yes);
-/* Makes evapi_fetch_sync on this thread use the app's outbound defaults
- * (a worker, around one of the app's jobs); NULL ends it. */
-EVAPI_HIDDEN void evapi__client_use_app(const evapi_app *app);
 
-/* db.c: the database pool (loop thread). new: 0, or EVAPI_EINVAL for a
- * db_url libpq cannot parse, EVAPI_ENOMEM; nothing when db_url is NULL.
- * free: after the pool is freed (cancel jobs have all completed). */
+/* ---- db.c: the database pool (loop thread) ---------------------------- */
+/* new: 0, or EVAPI_EINVAL for a db_url libpq cannot parse, EVAPI_ENOMEM;
+ * nothing when db_url is NULL. free: after the pool is freed (cancel jobs
+ * have all completed). */
 EVAPI_HIDDEN int evapi__db_new(evapi_app *app);
 EVAPI_HIDDEN void evapi__db_free(evapi_app *app);
-/* Cancels the request's queries (on the server when running); their
- * continuations run on a later loop turn with EVAPI_ECANCELED. */
-EVAPI_HIDDEN void evapi__db_req_gone(evapi_req *req);
 
-/* stats.c: runtime statistics (loop thread) */
+/* ---- stats.c: runtime statistics (loop thread) ----------------------- */
 EVAPI_HIDDEN int evapi__stats_init(evapi_app *app);
 EVAPI_HIDDEN int evapi__stats_bind_routes(evapi_app *app);
 EVAPI_HIDDEN void evapi__stats_start(evapi_app *app);
@@ -554,13 +789,17 @@ EVAPI_HIDDEN void evapi__stats_stall(evapi_app *app,
 EVAPI_HIDDEN json_t *evapi__stats_json(evapi_app *app);
 EVAPI_HIDDEN char *evapi__stats_metrics(evapi_app *app, size_t *len);
 
-/* prefork.c: a listening socket for app->host and cfg.port (SO_REUSEPORT
+/* ---- listen.c ---------------------------------------------------------- */
+/* A listening socket for app->host and cfg.port (SO_REUSEPORT
  * when app->reuse_port), non-blocking. Returns the fd and the bound port
  * in *port, or -1. */
 EVAPI_HIDDEN int evapi__listen_socket(evapi_app *app, int *port);
-
-/* continue.c */
-EVAPI_HIDDEN void evapi__ops_cancel(evapi_req *req);
-EVAPI_HIDDEN const char *evapi__reason(int status);
+/* A bound socket for host:port (SO_REUSEADDR, and SO_REUSEPORT when
+ * asked), non-blocking and close-on-exec; listening unless `listen_too`
+ * is 0. Returns the fd or -1. */
+EVAPI_HIDDEN int evapi__bound_socket(const char *host, int port,
+                                     int reuse_port, int listen_too);
+/* The port a socket is bound to, or 0. */
+EVAPI_HIDDEN int evapi__socket_port(int fd);
 
 #endif

@@ -87,7 +87,7 @@ static void emit(const evapi_app *app, evapi_log_level lvl, const char *line,
 	}
 	/* Keep the order the loop logged in: buffered access lines first. */
 	if (app && app->access && app->access->len &&
-	    pthread_equal(pthread_self(), app->loop_thread))
+	    evapi__on_loop(app))
 		evapi__access_flush((evapi_app *)app);
 	m = snprintf(out, sizeof out, "evapi %s: %.*s\n", level_name[lvl], n,
 	             line);

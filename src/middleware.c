@@ -23,26 +23,39 @@ struct evapi__mw {
 	evapi_mw_after_cb after;
 	void *arg;
 	void (*free_arg)(void *);
+	char name[24];  /* "middleware 0", for the watchdog */
+};
+
+/* The module's state (app->mws), in registration order; NULL when the
+ * app has no middleware. */
+struct evapi__mws {
+	int n;
+	struct evapi__mw v[];
 };
 
 static int mw_add(evapi_app *app, evapi_mw_before_cb before,
                   evapi_mw_after_cb after, void *arg, void (*free_arg)(void *))
 {
+	struct evapi__mws *l;
 	struct evapi__mw *mw;
+	int n;
 
 	if (!app || (!before && !after))
 		return EVAPI_EINVAL;
 	if (app->running)
 		return EVAPI_ESTATE;
-	mw = realloc(app->mw, (size_t)(app->nmw + 1) * sizeof *mw);
-	if (!mw)
+	n = app->mws ? app->mws->n : 0;
+	l = realloc(app->mws, sizeof *l + (size_t)(n + 1) * sizeof *mw);
+	if (!l)
 		return EVAPI_ENOMEM;
-	app->mw = mw;
-	mw[app->nmw].before = before;
-	mw[app->nmw].after = after;
-	mw[app->nmw].arg = arg;
-	mw[app->nmw].free_arg = free_arg;
-	app->nmw++;
+	app->mws = l;
+	l->n = n + 1;
+	mw = &l->v[n];
+	mw->before = before;
+	mw->after = after;
+	mw->arg = arg;
+	mw->free_arg = free_arg;
+	snprintf(mw->name, sizeof mw->name, "middleware %d", n);
 	return 0;
 }
 
@@ -55,41 +68,31 @@ int evapi_app_middleware(evapi_app *app, evapi_mw_before_cb before,
 void evapi__mw_free(evapi_app *app)
 {
 	int i;
-	for (i = 0; i < app->nmw; i++)
-		if (app->mw[i].free_arg)
-			app->mw[i].free_arg(app->mw[i].arg);
-	free(app->mw);
-	app->mw = NULL;
-	app->nmw = 0;
+	for (i = 0; app->mws && i < app->mws->n; i++)
+		if (app->mws->v[i].free_arg)
+			app->mws->v[i].free_arg(app->mws->v[i].arg);
+	free(app->mws);
+	app->mws = NULL;
 }
 
 int evapi__before_call(evapi_req *req, evapi_mw_before_cb cb, void *arg,
-                       const char *what)
+                       const char *kind, const char *name)
 {
 	evapi_app *app = req->app;
-	const char *outer = evapi__dbg_cb;
-	int64_t t0, ms;
+	evapi__user u;
 	int rc;
 
-	t0 = evapi__now_us();
-	req->in_before = 1; /* refuses async work: see op checks */
-	evapi__dbg_cb = what;
+	evapi__user_begin(app, &u, kind, name, req->route);
+	req->in_before = 1; /* refuses async work: evapi__req_can_wait */
 	rc = cb(req, arg);
-	evapi__dbg_cb = outer;
 	req->in_before = 0;
-	ms = (evapi__now_us() - t0) / 1000;
-	if (ms >= app->cfg.stall_threshold_ms) {
-		EVAPI__ADD(&app->stats.stalls, 1);
-		evapi__log(app, EVAPI_LOG_WARN,
-		           "loop stalled %lld ms in %s: it must not block",
-		           (long long)ms, what);
-	}
+	evapi__user_end(app, &u);
 	if (req->state != EVAPI__REQ_RUNNING)
 		return 1; /* it answered: short-circuit */
 	if (rc != 0) {
 		evapi__log(app, EVAPI_LOG_ERROR,
 		           "%s stopped the request without replying: 500 "
-		           "id=%llu", what, req->id);
+		           "id=%llu", name, req->id);
 		evapi_reply_error(req, 500, "Internal Server Error");
 		return 1;
 	}
@@ -99,31 +102,49 @@ int evapi__before_call(evapi_req *req, evapi_mw_before_cb cb, void *arg,
 int evapi__mw_before(evapi_req *req)
 {
 	evapi_app *app = req->app;
-	char what[32];
-	int i;
+	const struct evapi__mw *mw;
+	int i, n;
 
-	for (i = 0; i < app->nmw; i++) {
+	if (!app->mws)
+		return 0;
+	mw = app->mws->v;
+	n = app->mws->n;
+	for (i = 0; i < n; i++) {
 		req->mw_depth = i + 1;
-		if (!app->mw[i].before)
-			continue;
-		snprintf(what, sizeof what, "middleware %d", i);
-		if (evapi__before_call(req, app->mw[i].before, app->mw[i].arg,
-		                       what))
+		if (mw[i].before && evapi__before_call(req, mw[i].before,
+		                                       mw[i].arg, "before hook",
+		                                       mw[i].name))
 			return 1;
 	}
+	return 0;
+}
+
+int evapi__mw_any_before(const evapi_app *app)
+{
+	int i;
+	for (i = 0; app->mws && i < app->mws->n; i++)
+		if (app->mws->v[i].before)
+			return 1;
 	return 0;
 }
 
 void evapi__mw_after(evapi_req *req, evapi__resp *resp)
 {
 	evapi_app *app = req->app;
+	const struct evapi__mw *mw = app->mws ? app->mws->v : NULL;
 	int i = req->mw_depth;
 
 	req->mw_depth = 0; /* a reply goes out once */
 	req->after_resp = resp;
-	while (i-- > 0)
-		if (app->mw[i].after)
-			app->mw[i].after(req, resp->status, app->mw[i].arg);
+	while (i-- > 0) {
+		evapi__user u;
+		if (!mw[i].after)
+			continue;
+		evapi__user_begin(app, &u, "after hook", mw[i].name,
+		                  req->route);
+		mw[i].after(req, resp->status, mw[i].arg);
+		evapi__user_end(app, &u);
+	}
 	req->after_resp = NULL;
 }
 

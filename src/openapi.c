@@ -1,23 +1,194 @@
 /*
- * openapi.c: the app's OpenAPI 3.1 document, built from the router and
- * the route declarations, and the two routes that serve it when
- * config.openapi is set: GET /openapi.json and GET /docs (a small page,
- * no external scripts, that fetches the document and lists the
- * operations).
+ * openapi.c: the app's OpenAPI 3.1 document, built from the router, the
+ * route declarations and the app's info and security schemes, and the
+ * routes that serve it when config.openapi is set: GET /openapi.json,
+ * GET /docs and GET /docs/{file}. /docs is Swagger UI when its files
+ * (npm's swagger-ui-dist, config.swagger_ui_dir or configure's
+ * --with-swagger-ui) can be read; else a small page, no external
+ * scripts, that fetches the document and lists the operations. Every URL
+ * in both pages is relative, so they work behind a path prefix.
  *
- * Threads: the loop (both routes are inline; the document is rebuilt per
+ * Threads: the loop (the routes are inline; the document is rebuilt per
  * request from data that is read-only once the app runs, in well under a
- * millisecond for a few dozen routes). Before evapi_app_run, the creating
- * thread may call evapi_app_openapi as well.
+ * millisecond for a few dozen routes). The Swagger UI files are read
+ * once, by evapi_app_new on the creating thread, never on the loop.
+ * Before evapi_app_run, the creating thread may call evapi_app_openapi,
+ * evapi_app_openapi_info and evapi_app_security_scheme.
  */
+#ifdef HAVE_CONFIG_H
+#include <config.h> /* EVAPI_SWAGGER_UI_DIR */
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "internal.h"
 
 static void openapi_json(evapi_req *req, void *arg);
 static void docs_page(evapi_req *req, void *arg);
+static void docs_file(evapi_req *req, void *arg);
+
+/* A file served under /docs/: read once at start, or built in. */
+struct docs_file {
+	const char *name, *type;
+	char *data;
+	size_t len;
+	char etag[24];
+};
+
+struct scheme {
+	char *name, *param, *description;
+	evapi_security_kind kind;
+};
+
+struct evapi__openapi {
+	char *title, *version, *description;
+	struct scheme *schemes;
+	int nschemes;
+	struct docs_file *files; /* NULL: no Swagger UI, the plain page */
+	int nfiles;
+};
+
+static struct evapi__openapi *meta(evapi_app *app)
+{
+	if (!app->openapi)
+		app->openapi = calloc(1, sizeof *app->openapi);
+	return app->openapi;
+}
+
+/* Replaces *slot with a copy of s (NULL: keeps it). */
+static int set_copy(char **slot, const char *s)
+{
+	char *c;
+	if (!s)
+		return 0;
+	if (!(c = strdup(s)))
+		return EVAPI_ENOMEM;
+	free(*slot);
+	*slot = c;
+	return 0;
+}
+
+int evapi_app_openapi_info(evapi_app *app, const char *title,
+                           const char *version, const char *description)
+{
+	struct evapi__openapi *o;
+	int rc;
+
+	if (!app || (title && !*title) || (version && !*version))
+		return EVAPI_EINVAL;
+	if (app->running)
+		return EVAPI_ESTATE;
+	if (!(o = meta(app)))
+		return EVAPI_ENOMEM;
+	if ((rc = set_copy(&o->title, title)) == 0 &&
+	    (rc = set_copy(&o->version, version)) == 0)
+		rc = set_copy(&o->description, description);
+	return rc;
+}
+
+int evapi_app_security_scheme(evapi_app *app, const char *name,
+                              evapi_security_kind kind, const char *param,
+                              const char *description)
+{
+	struct evapi__openapi *o;
+	struct scheme *n, *s;
+
+	if (!app || !name || !evapi__valid_component_name(name) ||
+	    kind < EVAPI_SECURITY_API_KEY_HEADER ||
+	    kind > EVAPI_SECURITY_HTTP_BASIC ||
+	    (kind <= EVAPI_SECURITY_API_KEY_COOKIE && (!param || !*param)))
+		return EVAPI_EINVAL;
+	if (app->running)
+		return EVAPI_ESTATE;
+	if (evapi__openapi_has_scheme(app, name))
+		return EVAPI_EEXIST;
+	if (!(o = meta(app)))
+		return EVAPI_ENOMEM;
+	n = realloc(o->schemes, (size_t)(o->nschemes + 1) * sizeof *n);
+	if (!n)
+		return EVAPI_ENOMEM;
+	o->schemes = n;
+	s = &n[o->nschemes];
+	memset(s, 0, sizeof *s);
+	s->kind = kind;
+	if (set_copy(&s->name, name) || set_copy(&s->param, param) ||
+	    set_copy(&s->description, description)) {
+		free(s->name);
+		free(s->param);
+		return EVAPI_ENOMEM;
+	}
+	o->nschemes++;
+	return 0;
+}
+
+int evapi__openapi_has_scheme(const evapi_app *app, const char *name)
+{
+	int i;
+	for (i = 0; app->openapi && i < app->openapi->nschemes; i++)
+		if (strcmp(app->openapi->schemes[i].name, name) == 0)
+			return 1;
+	return 0;
+}
+
+static void free_files(struct evapi__openapi *o)
+{
+	int i;
+	for (i = 0; o->files && i < o->nfiles; i++)
+		free(o->files[i].data);
+	free(o->files);
+	o->files = NULL;
+	o->nfiles = 0;
+}
+
+void evapi__openapi_free(evapi_app *app)
+{
+	struct evapi__openapi *o = app->openapi;
+	int i;
+	if (!o)
+		return;
+	for (i = 0; i < o->nschemes; i++) {
+		free(o->schemes[i].name);
+		free(o->schemes[i].param);
+		free(o->schemes[i].description);
+	}
+	free(o->schemes);
+	free_files(o);
+	free(o->title);
+	free(o->version);
+	free(o->description);
+	free(o);
+	app->openapi = NULL;
+}
+
+static json_t *security_schemes(const struct evapi__openapi *o)
+{
+	static const char *const in[] = {"header", "query", "cookie"};
+	json_t *all = json_object();
+	int i;
+
+	for (i = 0; o && i < o->nschemes; i++) {
+		const struct scheme *s = &o->schemes[i];
+		json_t *j;
+		if (s->kind <= EVAPI_SECURITY_API_KEY_COOKIE)
+			j = json_pack("{s:s, s:s, s:s}", "type", "apiKey", "in",
+			              in[s->kind - EVAPI_SECURITY_API_KEY_HEADER],
+			              "name", s->param);
+		else
+			j = json_pack("{s:s, s:s}", "type", "http", "scheme",
+			              s->kind == EVAPI_SECURITY_HTTP_BEARER
+			                      ? "bearer" : "basic");
+		if (j && s->kind == EVAPI_SECURITY_HTTP_BEARER && s->param)
+			json_object_set_new(j, "bearerFormat",
+			                    json_string(s->param));
+		if (j && s->description)
+			json_object_set_new(j, "description",
+			                    json_string(s->description));
+		json_object_set_new(all, s->name, j);
+	}
+	return all;
+}
 
 static const char *type_name(evapi_type t)
 {
@@ -85,6 +256,9 @@ static json_t *field_schema(const struct evapi__decl *d, const evapi_field *f,
 	if (f->description)
 		json_object_set_new(s, "description",
 		                    json_string(f->description));
+	if (f->example && !is_param)
+		json_object_set_new(s, "examples", json_pack(
+			"[o?]", json_loads(f->example, JSON_DECODE_ANY, NULL)));
 	if (f->type == EVAPI_OBJECT) {
 		json_t *props = json_object(), *req = json_array();
 		for (m = f->fields; m && m->name; m++) {
@@ -121,6 +295,21 @@ static int declared_path_param(const struct evapi__decl *d, const char *name)
 	return 0;
 }
 
+/* A parameter's example text (checked at registration) as a value of
+ * its type. */
+static json_t *param_example(const evapi_field *f)
+{
+	const char *t = f->example;
+	switch (f->type) {
+	case EVAPI_INT: return json_integer((json_int_t)strtoll(t, NULL, 10));
+	case EVAPI_NUMBER: return json_real(strtod(t, NULL));
+	case EVAPI_BOOL:
+		return json_boolean(strchr("1tTyY", t[0]) ||
+		                    strcasecmp(t, "on") == 0);
+	default: return json_string(t);
+	}
+}
+
 static json_t *parameters(const evapi__route *rt)
 {
 	const struct evapi__decl *d = rt->decl;
@@ -143,6 +332,8 @@ static json_t *parameters(const evapi__route *rt)
 		if (p && f->description)
 			json_object_set_new(p, "description",
 			                    json_string(f->description));
+		if (p && f->example)
+			json_object_set_new(p, "example", param_example(f));
 		json_array_append_new(ps, p);
 	}
 	return ps;
@@ -156,59 +347,172 @@ static json_t *error_response(const char *desc, const char *schema)
 	                 "content", "application/json", "schema", "$ref", ref);
 }
 
-static json_t *operation(const evapi__route *rt, json_t *schemas)
+/* The framework's own answers, unless the route documents that status. */
+static void add_error(json_t *resp, int status, const char *desc,
+                      const char *schema)
+{
+	char code[8];
+	snprintf(code, sizeof code, "%d", status);
+	if (!json_object_get(resp, code))
+		json_object_set_new(resp, code, error_response(desc, schema));
+}
+
+/* A schema, under components/schemas when it is named. */
+static json_t *maybe_ref(json_t *schemas, const char *name, json_t *s)
+{
+	char ref[300];
+	if (!name || !s)
+		return s;
+	json_object_set_new(s, "title", json_string(name));
+	json_object_set_new(schemas, name, s);
+	snprintf(ref, sizeof ref, "#/components/schemas/%s", name);
+	return json_pack("{s:s}", "$ref", ref);
+}
+
+/* One declared response: status, description, media type, schema and
+ * example (checked at registration). */
+static json_t *response(const struct evapi__decl *d, const evapi_response *x,
+                        json_t *schemas)
+{
+	const char *ct = x->content_type;
+	const char *desc = x->description ? x->description
+	                                  : evapi__reason(x->status);
+	json_t *r = json_pack("{s:s}", "description", desc ? desc : ""), *s,
+	       *media;
+	int json;
+
+	if (!ct)
+		ct = x->status == 204 || x->status == 304 ? ""
+		                                          : "application/json";
+	if (!*ct)
+		return r;
+	json = evapi__is_json_type(ct);
+	if (x->schema)
+		s = maybe_ref(schemas, x->schema_name,
+		              field_schema(d, x->schema, 0, 0, 0));
+	else if (json && x->status >= 400)
+		s = json_pack("{s:s}", "$ref", "#/components/schemas/HTTPError");
+	else if (json)
+		s = json_object();
+	else
+		s = json_pack("{s:s}", "type", "string");
+	media = json_pack("{s:o}", "schema", s);
+	if (media && x->example)
+		json_object_set_new(media, "example",
+		                    json ? json_loads(x->example, JSON_DECODE_ANY,
+		                                      NULL)
+		                         : json_string(x->example));
+	json_object_set_new(r, "content", json_pack("{s:o}", ct, media));
+	return r;
+}
+
+/* FastAPI's default operationId: name (here the summary) + path, every
+ * non-word character as '_', then "_" + the method: "Read an item",
+ * "/items/{item_id}", GET -> "read_an_item_items__item_id__get". */
+static void default_id(const evapi__route *rt, const char *lower, char *id,
+                       size_t cap)
+{
+	const char *parts[2];
+	size_t o = 0, i;
+	int k;
+
+	parts[0] = rt->decl && rt->decl->d.summary ? rt->decl->d.summary : "";
+	parts[1] = *parts[0] ? rt->tmpl : rt->tmpl + 1; /* no leading '_' */
+	for (k = 0; k < 2; k++)
+		for (i = 0; parts[k][i] && o + 1 < cap; i++) {
+			char c = parts[k][i];
+			if (c >= 'A' && c <= 'Z')
+				c = (char)(c | 0x20);
+			id[o++] = ((c >= 'a' && c <= 'z') ||
+			           (c >= '0' && c <= '9')) ? c : '_';
+		}
+	snprintf(id + o, cap - o, "%s%s", o ? "_" : "", lower);
+}
+
+static json_t *operation(const evapi__route *rt, const char *lower,
+                         json_t *schemas, json_t *ids)
 {
 	const struct evapi__decl *d = rt->decl;
-	const char *m = evapi_method_name(rt->method);
+	const evapi_route_decl *r = d ? &d->d : NULL;
 	json_t *op = json_object(), *resp = json_object(), *tags;
-	char id[256];
-	size_t i, o = 0;
+	char id[300];
+	const char *const *t;
+	const evapi_response *x;
+	int n;
 
-	/* operationId: "get_/items/{item_id}" -> "get__items__item_id_" */
-	for (i = 0; m[i] && o + 1 < sizeof id; i++)
-		id[o++] = (char)(m[i] | 0x20);
-	for (i = 0; rt->tmpl[i] && o + 1 < sizeof id; i++) {
-		char c = rt->tmpl[i];
-		id[o++] = ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		           (c >= '0' && c <= '9')) ? c : '_';
+	if (r && r->operation_id) {
+		snprintf(id, sizeof id, "%s", r->operation_id);
+	} else {
+		size_t len;
+		default_id(rt, lower, id, sizeof id - 12);
+		/* unique: explicit ids were reserved first */
+		len = strlen(id);
+		for (n = 2; json_object_get(ids, id); n++)
+			snprintf(id + len, sizeof id - len, "_%d", n);
 	}
-	id[o] = '\0';
+	json_object_set_new(ids, id, json_true());
 	json_object_set_new(op, "operationId", json_string(id));
 	json_object_set_new(op, "summary",
-	                    json_string(d && d->d.summary ? d->d.summary
-	                                                  : rt->label));
+	                    json_string(r && r->summary ? r->summary
+	                                                : rt->label));
+	if (r && r->description)
+		json_object_set_new(op, "description",
+		                    json_string(r->description));
+	/* a router's tags (apirouter.c), then the route's own */
+	tags = evapi__group_tags(rt->group);
+	for (t = r ? r->tags : NULL; t && *t; t++) {
+		if (!tags)
+			tags = json_array();
+		json_array_append_new(tags, json_string(*t));
+	}
+	if (tags)
+		json_object_set_new(op, "tags", tags);
+	if (r && r->deprecated)
+		json_object_set_new(op, "deprecated", json_true());
+	if (r && r->security) {
+		json_t *a = json_array();
+		for (t = r->security; *t; t++)
+			json_array_append_new(a, json_pack("{s:[]}", *t));
+		json_object_set_new(op, "security", a);
+	}
 	json_object_set_new(op, "x-evapi-lane",
 	                    json_string(evapi_lane_name(rt->lane)));
-	if ((tags = evapi__group_tags(rt->group))) /* a router's */
-		json_object_set_new(op, "tags", tags);
 	json_object_set_new(op, "parameters", parameters(rt));
-	json_object_set_new(resp, "200", json_pack(
-		"{s:s, s:{s:{s:{}}}}", "description", "Successful Response",
-		"content", "application/json", "schema"));
-	if (d && d->d.body) {
+	for (x = r ? r->responses : NULL; x && x->status; x++) {
+		char code[8];
+		snprintf(code, sizeof code, "%d", x->status);
+		json_object_set_new(resp, code, response(d, x, schemas));
+	}
+	if (!json_object_size(resp))
+		json_object_set_new(resp, "200", json_pack(
+			"{s:s, s:{s:{s:{}}}}", "description",
+			"Successful Response", "content", "application/json",
+			"schema"));
+	if (r && r->body) {
 		evapi_field root;
-		char ref[300];
+		json_t *s, *media;
 		memset(&root, 0, sizeof root);
 		root.type = EVAPI_OBJECT;
-		root.fields = d->d.body;
-		json_t *s = field_schema(d, &root, 0, 0, 0);
-		json_object_set_new(s, "title", json_string(d->body_name));
-		json_object_set_new(schemas, d->body_name, s);
-		snprintf(ref, sizeof ref, "#/components/schemas/%s",
-		         d->body_name);
+		root.fields = r->body;
+		s = maybe_ref(schemas, d->body_name,
+		              field_schema(d, &root, 0, 0, 0));
+		media = json_pack("{s:o}", "schema", s);
+		if (media && r->body_example)
+			json_object_set_new(media, "example",
+			                    json_loads(r->body_example,
+			                               JSON_DECODE_ANY, NULL));
 		json_object_set_new(op, "requestBody", json_pack(
-			"{s:b, s:{s:{s:{s:s}}}}", "required", !d->d.body_optional,
-			"content", "application/json", "schema", "$ref", ref));
-		json_object_set_new(resp, "415", error_response(
-			"Unsupported Media Type", "HTTPError"));
+			"{s:b, s:{s:o}}", "required", !r->body_optional,
+			"content", "application/json", media));
+		add_error(resp, 415, "Unsupported Media Type", "HTTPError");
 	}
-	if (d && d->d.upload) {
+	if (r && r->upload) {
 		json_t *content = json_pack(
 			"{s:{s:{s:s, s:{s:s, s:s}}}}", "multipart/form-data",
 			"schema", "type", "object", "additionalProperties",
 			"type", "string", "contentMediaType",
 			"application/octet-stream");
-		if (d->d.upload->raw)
+		if (r->upload->raw)
 			json_object_set_new(content, "application/octet-stream",
 			                    json_pack("{s:{s:s, s:s}}", "schema",
 			                              "type", "string",
@@ -216,19 +520,17 @@ static json_t *operation(const evapi__route *rt, json_t *schemas)
 			                              "application/octet-stream"));
 		json_object_set_new(op, "requestBody", json_pack(
 			"{s:b, s:o}", "required", 1, "content", content));
-		json_object_set_new(resp, "400", error_response(
-			"Malformed upload or too many parts", "HTTPError"));
-		json_object_set_new(resp, "413", error_response(
-			"Upload over its size limit", "HTTPError"));
-		json_object_set_new(resp, "415", error_response(
-			"Unsupported Media Type", "HTTPError"));
+		add_error(resp, 400, "Malformed upload or too many parts",
+		          "HTTPError");
+		add_error(resp, 413, "Upload over its size limit", "HTTPError");
+		add_error(resp, 415, "Unsupported Media Type", "HTTPError");
 	}
-	if (d)
-		json_object_set_new(resp, "422", error_response(
-			"Validation Error", "HTTPValidationError"));
-	if (rt->lane == EVAPI_POOL || (d && d->d.upload))
-		json_object_set_new(resp, "503", error_response(
-			"Worker pool queue full", "HTTPError"));
+	/* 422 only where something is validated: declared parameters or a
+	 * JSON body (an upload's limits answer 400/413 instead) */
+	if (r && (d->nparams || r->body))
+		add_error(resp, 422, "Validation Error", "HTTPValidationError");
+	if (rt->lane == EVAPI_POOL || (r && r->upload))
+		add_error(resp, 503, "Worker pool queue full", "HTTPError");
 	json_object_set_new(op, "responses", resp);
 	return op;
 }
@@ -256,20 +558,49 @@ static json_t *common_schemas(void)
 		"detail");
 }
 
+static int served_here(const evapi__route *rt)
+{
+	return rt->cb == openapi_json || rt->cb == docs_page ||
+	       rt->cb == docs_file;
+}
+
 json_t *evapi_app_openapi(evapi_app *app)
 {
-	json_t *doc, *paths, *schemas;
+	const struct evapi__openapi *o;
+	json_t *doc, *paths, *schemas, *ids, *info;
+	const struct evapi__decl *d;
 	size_t i, n;
 
 	if (!app)
 		return NULL;
+	o = app->openapi;
 	paths = json_object();
 	schemas = common_schemas();
-	doc = json_pack("{s:s, s:{s:s, s:s}, s:o, s:{s:o}}", "openapi", "3.1.0",
-	                "info", "title", "evapi", "version", EVAPI_VERSION,
-	                "paths", paths, "components", "schemas", schemas);
-	if (!doc)
+	info = json_pack("{s:s, s:s}", "title",
+	                 o && o->title ? o->title : "evapi", "version",
+	                 o && o->version ? o->version : EVAPI_VERSION);
+	if (info && o && o->description)
+		json_object_set_new(info, "description",
+		                    json_string(o->description));
+	/* servers ".": relative to the document's own URL, so an app served
+	 * under a path prefix (/api/openapi.json) is called there (/api/...)
+	 * by /docs and by other clients that resolve it, as OpenAPI says */
+	doc = json_pack("{s:s, s:o, s:[{s:s}], s:o, s:{s:o}}", "openapi",
+	                "3.1.0", "info", info, "servers", "url", ".", "paths",
+	                paths, "components", "schemas", schemas);
+	ids = json_object();
+	if (!doc || !ids) {
+		json_decref(doc);
+		json_decref(ids);
 		return NULL;
+	}
+	if (o && o->nschemes)
+		json_object_set_new(json_object_get(doc, "components"),
+		                    "securitySchemes", security_schemes(o));
+	/* explicit operation ids first: a default never takes one */
+	for (d = app->decls; d; d = d->next)
+		if (d->d.operation_id)
+			json_object_set_new(ids, d->d.operation_id, json_true());
 	n = evapi__router_count(app->router);
 	for (i = 0; i < n; i++) {
 		evapi__route *rt = evapi__router_at(app->router, i);
@@ -277,7 +608,7 @@ json_t *evapi_app_openapi(evapi_app *app)
 		json_t *item;
 		char lower[16];
 		size_t k;
-		if (rt->cb == openapi_json || rt->cb == docs_page)
+		if (served_here(rt))
 			continue; /* not part of the API, as in FastAPI */
 		item = json_object_get(paths, rt->tmpl);
 		if (!item) {
@@ -288,8 +619,10 @@ json_t *evapi_app_openapi(evapi_app *app)
 			lower[k] = (char)(m[k] | 0x20);
 		lower[k] = '\0';
 		if (!json_object_get(item, lower)) /* first route wins */
-			json_object_set_new(item, lower, operation(rt, schemas));
+			json_object_set_new(item, lower,
+			                    operation(rt, lower, schemas, ids));
 	}
+	json_decref(ids);
 	return doc;
 }
 
@@ -354,18 +687,174 @@ static const char docs_html[] =
 	"'Cannot load openapi.json: '+e});\n"
 	"</script></body></html>\n";
 
+/* Swagger UI: the page and its initialiser load only files under
+ * docs/ (relative to /docs, so /docs/...), and the document from
+ * "openapi.json" (/openapi.json); no inline script, no CDN. */
+static const char swagger_html[] =
+	"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
+	"<meta name=\"viewport\" content=\"width=device-width, "
+	"initial-scale=1\">\n<title>API docs</title>\n"
+	"<link rel=\"stylesheet\" href=\"docs/swagger-ui.css\">\n"
+	"<link rel=\"icon\" type=\"image/png\" href=\"docs/favicon-32x32.png\" "
+	"sizes=\"32x32\">\n</head><body>\n<div id=\"swagger-ui\"></div>\n"
+	"<script src=\"docs/swagger-ui-bundle.js\"></script>\n"
+	"<script src=\"docs/evapi-docs.js\"></script>\n</body></html>\n";
+
+static const char init_js[] =
+	"window.ui = SwaggerUIBundle({\n"
+	"\turl: \"openapi.json\",\n"
+	"\tdom_id: \"#swagger-ui\",\n"
+	"\tdeepLinking: true,\n"
+	"\tpresets: [SwaggerUIBundle.presets.apis],\n"
+	"\tlayout: \"BaseLayout\"\n"
+	"});\n";
+
 static void docs_page(evapi_req *req, void *arg)
 {
-	evapi_reply_bytes(req, 200, "text/html; charset=utf-8", docs_html,
-	                  sizeof docs_html - 1);
+	const struct evapi__openapi *o = arg;
+	if (o && o->files)
+		evapi_reply_bytes(req, 200, "text/html; charset=utf-8",
+		                  swagger_html, sizeof swagger_html - 1);
+	else
+		evapi_reply_bytes(req, 200, "text/html; charset=utf-8",
+		                  docs_html, sizeof docs_html - 1);
+}
+
+/* The files /docs/ serves; the first two are required. */
+static const struct {
+	const char *name, *type;
+} wanted[] = {
+	{"swagger-ui.css", "text/css; charset=utf-8"},
+	{"swagger-ui-bundle.js", "text/javascript; charset=utf-8"},
+	{"swagger-ui-standalone-preset.js", "text/javascript; charset=utf-8"},
+	{"oauth2-redirect.html", "text/html; charset=utf-8"},
+	{"oauth2-redirect.js", "text/javascript; charset=utf-8"},
+	{"favicon-32x32.png", "image/png"},
+	{"favicon-16x16.png", "image/png"},
+};
+#define NWANTED (sizeof wanted / sizeof wanted[0])
+#define MAX_DOCS_FILE (8u << 20)
+
+static char *read_file(const char *dir, const char *name, size_t *len)
+{
+	char path[4096];
+	FILE *f;
+	char *buf = NULL;
+	long n;
+
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	if (!(f = fopen(path, "rb")))
+		return NULL;
+	if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 &&
+	    (size_t)n <= MAX_DOCS_FILE && fseek(f, 0, SEEK_SET) == 0 &&
+	    (buf = malloc((size_t)n + 1)) != NULL &&
+	    fread(buf, 1, (size_t)n, f) != (size_t)n) {
+		free(buf);
+		buf = NULL;
+	}
+	fclose(f);
+	if (buf)
+		*len = (size_t)n;
+	return buf;
+}
+
+/* A strong validator of the bytes: FNV-1a and the length. */
+static void set_etag(struct docs_file *f)
+{
+	unsigned long long h = 1469598103934665603ULL;
+	size_t i;
+	for (i = 0; i < f->len; i++)
+		h = (h ^ (unsigned char)f->data[i]) * 1099511628211ULL;
+	snprintf(f->etag, sizeof f->etag, "\"%llx\"", h ^ f->len);
+}
+
+/* Reads Swagger UI's files from `dir` (creating thread, before the loop
+ * runs). 0 with o->files set, or -1 when a required file is missing:
+ * then /docs stays the plain page. */
+static int load_files(struct evapi__openapi *o, const char *dir)
+{
+	size_t i;
+	o->files = calloc(NWANTED + 1, sizeof *o->files);
+	if (!o->files)
+		return -1;
+	for (i = 0; i < NWANTED; i++) {
+		struct docs_file *f = &o->files[o->nfiles];
+		f->data = read_file(dir, wanted[i].name, &f->len);
+		if (!f->data && i < 2) {
+			free_files(o);
+			return -1;
+		}
+		if (!f->data)
+			continue;
+		f->name = wanted[i].name;
+		f->type = wanted[i].type;
+		set_etag(f);
+		o->nfiles++;
+	}
+	/* our initialiser, built in */
+	o->files[o->nfiles].name = "evapi-docs.js";
+	o->files[o->nfiles].type = "text/javascript; charset=utf-8";
+	o->files[o->nfiles].data = strdup(init_js);
+	o->files[o->nfiles].len = sizeof init_js - 1;
+	if (!o->files[o->nfiles].data) {
+		free_files(o);
+		return -1;
+	}
+	set_etag(&o->files[o->nfiles++]);
+	return 0;
+}
+
+static void docs_file(evapi_req *req, void *arg)
+{
+	const struct evapi__openapi *o = arg;
+	const char *name = evapi_req_param(req, "file"), *inm;
+	int i;
+
+	for (i = 0; o && o->files && name && i < o->nfiles; i++) {
+		const struct docs_file *f = &o->files[i];
+		if (strcmp(f->name, name) != 0)
+			continue;
+		/* the files change only with a new Swagger UI: a day of
+		 * caching, then a revalidation answered 304 */
+		evapi_reply_add_header(req, "Cache-Control",
+		                       "public, max-age=86400");
+		evapi_reply_add_header(req, "ETag", f->etag);
+		evapi_reply_add_header(req, "X-Content-Type-Options", "nosniff");
+		inm = evapi_req_header(req, "If-None-Match");
+		if (inm && strstr(inm, f->etag))
+			evapi_reply_bytes(req, 304, NULL, "", 0);
+		else
+			evapi_reply_bytes(req, 200, f->type, f->data, f->len);
+		return;
+	}
+	evapi_reply_error(req, 404, "Not Found");
 }
 
 int evapi__openapi_routes(evapi_app *app)
 {
-	int rc = evapi_app_route(app, EVAPI_GET, "/openapi.json", EVAPI_INLINE,
-	                         openapi_json, app);
+	struct evapi__openapi *o = meta(app);
+	const char *dir = app->cfg.swagger_ui_dir;
+	int rc;
+
+#ifdef EVAPI_SWAGGER_UI_DIR
+	if (!dir)
+		dir = EVAPI_SWAGGER_UI_DIR;
+#endif
+	if (!o)
+		return EVAPI_ENOMEM;
+	if (dir && *dir && load_files(o, dir) != 0)
+		evapi__log(app, EVAPI_LOG_WARN,
+		           "swagger_ui_dir %s: no swagger-ui.css and "
+		           "swagger-ui-bundle.js there; /docs is the plain page",
+		           dir);
+	app->cfg.swagger_ui_dir = NULL; /* borrowed until now only */
+	rc = evapi_app_route(app, EVAPI_GET, "/openapi.json", EVAPI_INLINE,
+	                     openapi_json, app);
 	if (rc == 0)
 		rc = evapi_app_route(app, EVAPI_GET, "/docs", EVAPI_INLINE,
-		                     docs_page, NULL);
+		                     docs_page, o);
+	if (rc == 0 && o->files)
+		rc = evapi_app_route(app, EVAPI_GET, "/docs/{file}",
+		                     EVAPI_INLINE, docs_file, o);
 	return rc;
 }

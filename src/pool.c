@@ -36,6 +36,8 @@ struct evapi__pool {
 	int queued, busy, queue_max, nthreads, stop;
 	int batch; /* workers run as SCHED_BATCH */
 	int64_t max_wait_us; /* longest queue wait seen (stats) */
+	void (*thread_init)(void *arg); /* each worker, once, at start-up */
+	void *init_arg;
 	pthread_t *threads;
 	evapi__wake *wake;
 	struct event *more; /* loop only: runs the rest of `ready` */
@@ -57,6 +59,8 @@ static void *worker_main(void *arg)
 		struct sched_param sp = {0};
 		pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
 	}
+	if (p->thread_init)
+		p->thread_init(p->init_arg);
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
 		while (TAILQ_EMPTY(&p->queue) && !p->stop)
@@ -135,7 +139,8 @@ static void wake_cb(void *arg)
 }
 
 evapi__pool *evapi__pool_new(struct event_base *base, const pthread_t *loop,
-                             int threads, int queue_max, int batch)
+                             int threads, int queue_max, int batch,
+                             void (*thread_init)(void *), void *init_arg)
 {
 	evapi__pool *p;
 	sigset_t all, old;
@@ -151,6 +156,8 @@ evapi__pool *evapi__pool_new(struct event_base *base, const pthread_t *loop,
 	TAILQ_INIT(&p->ready);
 	p->queue_max = queue_max;
 	p->batch = batch;
+	p->thread_init = thread_init;
+	p->init_arg = init_arg;
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->cv, NULL);
 	p->wake = evapi__wake_new(base, loop, wake_cb, p);

@@ -1,5 +1,5 @@
 /*
- * prefork.c: listening sockets and prefork: evapi_app_serve runs one app
+ * prefork.c: prefork: evapi_app_serve runs one app
  * in-process, or `workers` processes that each build their own app
  * (reactor and pool) and share the port through SO_REUSEPORT, under a
  * parent that restarts a worker that dies (crashes or fails; one that
@@ -31,68 +31,6 @@
 #include <unistd.h>
 
 #include "internal.h"
-
-/* ---- listening sockets ------------------------------------------------ */
-
-/* A bound socket for host:port (SO_REUSEADDR, and SO_REUSEPORT when asked),
- * non-blocking and close-on-exec; listening unless `listen_too` is 0.
- * Returns the fd or -1. */
-static int bound_socket(const char *host, int port, int reuse_port,
-                        int listen_too)
-{
-	struct addrinfo hints, *res = NULL, *ai;
-	char service[16];
-	int fd = -1, one = 1;
-
-	memset(&hints, 0, sizeof hints);
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-	snprintf(service, sizeof service, "%d", port);
-	if (getaddrinfo(host, service, &hints, &res) != 0)
-		return -1;
-	for (ai = res; ai; ai = ai->ai_next) {
-		fd = socket(ai->ai_family,
-		            ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-		            ai->ai_protocol);
-		if (fd < 0)
-			continue;
-		if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0 &&
-		    (!reuse_port || setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one,
-		                               sizeof one) == 0) &&
-		    bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
-		    /* The kernel caps the backlog at net.core.somaxconn: a
-		     * burst of connections waits there instead of being
-		     * dropped and retried a second later. */
-		    (!listen_too || listen(fd, 65535) == 0))
-			break;
-		close(fd);
-		fd = -1;
-	}
-	freeaddrinfo(res);
-	return fd;
-}
-
-static int socket_port(int fd)
-{
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof ss;
-	if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
-		return 0;
-	if (ss.ss_family == AF_INET)
-		return ntohs(((struct sockaddr_in *)&ss)->sin_port);
-	if (ss.ss_family == AF_INET6)
-		return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-	return 0;
-}
-
-int evapi__listen_socket(evapi_app *app, int *port)
-{
-	int fd = bound_socket(app->host, app->cfg.port, app->reuse_port, 1);
-	if (fd >= 0)
-		*port = socket_port(fd);
-	return fd;
-}
 
 /* ---- the supervisor ------------------------------------------------------ */
 
@@ -193,10 +131,10 @@ int evapi_app_serve(const evapi_config *cfg_in, evapi_app_setup_cb setup,
 		return serve_one(&cfg, 0, setup, arg);
 	n = cfg.workers;
 	/* Hold the port (port 0: pick it) for every worker to come. */
-	holder = bound_socket(cfg.host, cfg.port, 1, 0);
+	holder = evapi__bound_socket(cfg.host, cfg.port, 1, 0);
 	if (holder < 0)
 		return EVAPI_EBIND;
-	cfg.port = socket_port(holder);
+	cfg.port = evapi__socket_port(holder);
 	w = calloc((size_t)n, sizeof *w);
 	if (!w) {
 		close(holder);

@@ -30,6 +30,7 @@
 #include <sys/time.h>
 #include <time.h>
 #include <netinet/in.h>
+#include <sys/un.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -49,11 +50,6 @@ enum { GONE_CLIENT = 1, GONE_DEADLINE, GONE_CUT };
 #define REQ_CACHE_MAX 256
 #endif
 
-int evapi__is_loop_thread(const evapi_req *req)
-{
-	return pthread_equal(pthread_self(), req->app->loop_thread);
-}
-
 /* ---- finishing --------------------------------------------------------- */
 
 /* A draining app leaves the loop once no request is live and every reply
@@ -62,7 +58,7 @@ int evapi__is_loop_thread(const evapi_req *req)
 static void maybe_exit(evapi_app *app)
 {
 	if (app->stopping == 1 && TAILQ_EMPTY(&app->live) &&
-	    app->bodies_writing == 0 && app->bg_active == 0)
+	    app->bodies_writing == 0 && evapi__tasks_active(app) == 0)
 		event_base_loopexit(app->base, NULL);
 }
 
@@ -170,11 +166,6 @@ static void req_finish(evapi_req *req, int status)
 		return;
 	req->finished = 1;
 	disarm(req);
-	EVAPI__ADD(&app->stats.requests, 1);
-	if (status >= 400 && status < 500)
-		EVAPI__ADD(&app->stats.s4xx, 1);
-	else if (status >= 500)
-		EVAPI__ADD(&app->stats.s5xx, 1);
 	evapi__stats_request(app, req->route, status, us);
 	if (app->cfg.access_log)
 		evapi__access_log(app, "%s %s %d %lld.%03lldms %s id=%llu",
@@ -291,6 +282,16 @@ static void send_direct(evapi_req *req, int status, const char *detail)
 	evapi__resp_clear(&r);
 }
 
+/* Whether pending work (a stream) is writing the request's reply. */
+static int req_writing_reply(const evapi_req *req)
+{
+	const evapi__pending *p;
+	TAILQ_FOREACH(p, &req->pending_ops, link)
+		if (p->is_reply)
+			return 1;
+	return 0;
+}
+
 static void req_gone(evapi_req *req, int why)
 {
 	evapi_app *app = req->app;
@@ -301,7 +302,7 @@ static void req_gone(evapi_req *req, int why)
 	if (req->gone)
 		return;
 	/* A started stream's status line is out: log what was sent. */
-	if (why == GONE_CUT && req->stream)
+	if (why == GONE_CUT && req_writing_reply(req))
 		status = req->resp.status;
 	req->refs++; /* keep it alive through the cancellations */
 	req->gone = 1;
@@ -329,10 +330,7 @@ static void req_gone(evapi_req *req, int why)
 		req->state = EVAPI__REQ_GONE;
 		job_unlinked = 1;
 	}
-	if (req->stream)
-		evapi__stream_cut(req->stream);
-	evapi__ops_cancel(req);
-	evapi__db_req_gone(req);
+	evapi__pending_cancel_all(&req->pending_ops);
 	req_finish(req, status);
 	if (job_unlinked)
 		evapi__req_unref(req);
@@ -353,6 +351,51 @@ struct evhttp_request *evapi__req_stream_begin(evapi_req *req,
 void evapi__req_client_gone(evapi_req *req)
 {
 	req_gone(req, GONE_CLIENT);
+}
+
+/* ---- pending work (see internal.h) ---------------------------------------- */
+
+void evapi__pending_link(struct evapi__pending_list *list, evapi__pending *p,
+                         evapi__cancel_fn cancel, const char *what)
+{
+	p->cancel = cancel;
+	p->what = what;
+	p->list = list;
+	TAILQ_INSERT_TAIL(list, p, link);
+}
+
+void evapi__pending_unlink(evapi__pending *p)
+{
+	if (!p->list)
+		return;
+	TAILQ_REMOVE(p->list, p, link);
+	p->list = NULL;
+}
+
+void evapi__pending_cancel_all(struct evapi__pending_list *list)
+{
+	evapi__pending *p, *next;
+
+	for (p = TAILQ_FIRST(list); p; p = next) {
+		next = TAILQ_NEXT(p, link); /* cancel may unlink p */
+		p->cancel(p);
+	}
+}
+
+void evapi__req_pending_add(evapi_req *req, evapi__pending *p,
+                            evapi__cancel_fn cancel, const char *what)
+{
+	evapi__pending_link(&req->pending_ops, p, cancel, what);
+	req->pending++;
+	req->refs++;
+}
+
+void evapi__req_pending_done(evapi_req *req, evapi__pending *p)
+{
+	if (!p->list)
+		return;
+	evapi__pending_unlink(p);
+	req->pending--;
 }
 
 /* ---- deferred requests: close watch and deadline ---------------------- */
@@ -429,37 +472,18 @@ static void arm_deferred(evapi_req *req)
 
 /* ---- inline callbacks: watchdog and the reply-exactly-once rule ------- */
 
-void evapi__req_enter(evapi_req *req)
-{
-	req->refs++;
-	req->app->cb_start_us = evapi__now_us();
-	evapi__dbg_cb = req->route ? req->route->label : "-";
-}
-
-void evapi__req_leave(evapi_req *req, const char *what)
+void evapi__req_leave(evapi_req *req, evapi__user *u)
 {
 	evapi_app *app = req->app;
-	int64_t ms = (evapi__now_us() - app->cb_start_us) / 1000;
-	const char *label = req->route ? req->route->label : "-";
 
-	evapi__dbg_cb = NULL;
-	if (ms >= app->cfg.stall_threshold_ms) {
-		EVAPI__ADD(&app->stats.stalls, 1);
-		if (ms > EVAPI__LOAD(&app->stats.max_stall_ms))
-			EVAPI__STORE(&app->stats.max_stall_ms, ms);
-		evapi__stats_stall(app, req->route);
-		evapi__log(app, EVAPI_LOG_WARN,
-		           "loop stalled %lld ms in %s (%s): every connection "
-		           "waited; blocking work belongs on the pool lane",
-		           (long long)ms, label, what);
-	}
+	evapi__user_end(app, u);
 	if (!req->gone && req->state == EVAPI__REQ_RUNNING) {
 		if (req->pending == 0) {
 			EVAPI__ADD(&app->stats.no_reply, 1);
 			evapi__log(app, EVAPI_LOG_ERROR,
 			           "%s: %s returned without replying and with "
 			           "nothing pending: 500 id=%llu",
-			           label, what, req->id);
+			           u->name, u->kind, req->id);
 			evapi_reply_error(req, 500, "Internal Server Error");
 		} else {
 			arm_deferred(req);
@@ -472,15 +496,13 @@ void evapi__req_leave(evapi_req *req, const char *what)
 
 static void handler_work(evapi__job *job)
 {
-	evapi_req *req = (evapi_req *)((char *)job - offsetof(evapi_req, job));
-	evapi__client_use_app(req->app);
+	evapi_req *req = EVAPI__CONTAINER_OF(job, evapi_req, job);
 	req->route->cb(req, req->route->arg);
-	evapi__client_use_app(NULL);
 }
 
 static void handler_done(evapi__job *job, int status)
 {
-	evapi_req *req = (evapi_req *)((char *)job - offsetof(evapi_req, job));
+	evapi_req *req = EVAPI__CONTAINER_OF(job, evapi_req, job);
 	evapi_app *app = req->app;
 
 	req->on_worker = 0;
@@ -584,6 +606,25 @@ static int split_target(evapi_req *req, const char *target, char **path,
 	return *path && (!q || *query) ? 0 : EVAPI_ENOMEM;
 }
 
+/* "OPTIONS *" asks about the server, not a resource (RFC 9110 9.3.7):
+ * 200, no content, Allow naming every method some route serves (HEAD
+ * with GET) and OPTIONS, which this answer serves. */
+static void options_server(evapi_req *req)
+{
+	const evapi__router *r = req->app->router;
+	unsigned mask = EVAPI_OPTIONS;
+	char allow[80];
+	size_t i;
+
+	for (i = 0; i < evapi__router_count(r); i++)
+		mask |= evapi__router_at(r, i)->method;
+	if (mask & EVAPI_GET)
+		mask |= EVAPI_HEAD;
+	evapi__allow_string(mask, allow, sizeof allow);
+	evapi_reply_add_header(req, "Allow", allow);
+	evapi_reply_bytes(req, 200, NULL, "", 0);
+}
+
 static void on_request(struct evhttp_request *ev, void *arg)
 {
 	evapi_app *app = arg;
@@ -607,6 +648,7 @@ static void on_request(struct evhttp_request *ev, void *arg)
 	req->ev = ev;
 	req->start_us = evapi__now_us();
 	evapi__arena_init(&req->arena, req->arena_buf, sizeof req->arena_buf);
+	TAILQ_INIT(&req->pending_ops);
 	TAILQ_INSERT_TAIL(&app->live, req, live);
 	EVAPI__ADD(&app->stats.in_flight, 1);
 
@@ -642,6 +684,10 @@ static void on_request(struct evhttp_request *ev, void *arg)
 	}
 	if (evapi__mw_before(req))
 		goto out; /* a middleware answered */
+	if (req->method == EVAPI_OPTIONS && strcmp(raw, "*") == 0) {
+		options_server(req);
+		goto out;
+	}
 	rc = evapi__router_match(app->router, req->method, raw, scratch, &m);
 	if (rc == EVAPI__MATCH_BAD_PATH) {
 		evapi_reply_error(req, 400, "Invalid path");
@@ -676,9 +722,10 @@ static void on_request(struct evhttp_request *ev, void *arg)
 		goto out; /* a router's dependency answered */
 
 	if (req->route->lane == EVAPI_INLINE) {
-		evapi__req_enter(req);
+		evapi__user u;
+		evapi__req_enter(req, &u, "handler");
 		req->route->cb(req, req->route->arg);
-		evapi__req_leave(req, "handler");
+		evapi__req_leave(req, &u);
 	} else {
 		req->job.work = handler_work;
 		req->job.done = handler_done;
@@ -698,6 +745,50 @@ out:
 	evapi__req_unref(req);
 }
 
+int evapi__reactor_known_status(evapi_app *app, evapi_method method,
+                                const char *target, const char *ctype,
+                                unsigned *allow, const char **detail)
+{
+	size_t len = strcspn(target, "?#");
+	char *raw, *scratch;
+	evapi__match m;
+	int status = 0;
+
+	*allow = 0;
+	*detail = NULL;
+	/* A before hook may answer anything. The path is split as
+	 * split_target does; the guard lets only origin-form and "*" by. */
+	if (evapi__mw_any_before(app) || target[0] != '/')
+		return 0;
+	raw = malloc(2 * (len + 1));
+	if (!raw)
+		return 0;
+	memcpy(raw, target, len);
+	raw[len] = '\0';
+	scratch = raw + len + 1;
+	switch (evapi__router_match(app->router, method, raw, scratch, &m)) {
+	case EVAPI__MATCH_BAD_PATH:
+		status = 400;
+		*detail = "Invalid path";
+		break;
+	case EVAPI__MATCH_NOT_FOUND:
+		status = 404;
+		*detail = "Not Found";
+		break;
+	case EVAPI__MATCH_METHOD:
+		status = 405;
+		*detail = "Method Not Allowed";
+		*allow = m.allow;
+		break;
+	default:
+		if ((*detail = evapi__decl_refused_media(m.route, ctype)) != NULL)
+			status = 415;
+		break;
+	}
+	free(raw);
+	return status;
+}
+
 /* ---- shutdown ----------------------------------------------------------- */
 
 static void cut_all(evapi_app *app)
@@ -713,12 +804,16 @@ static void cut_all(evapi_app *app)
 		if (!req)
 			break;
 		if (!req->finished || req->pending) {
+			const evapi__pending *p;
+			TAILQ_FOREACH(p, &req->pending_ops, link)
+				if (p->is_reply)
+					break;
 			evapi__log(app, EVAPI_LOG_WARN,
-			           "shutdown cut %s %s id=%llu",
+			           "shutdown cut %s (%s%s) id=%llu",
 			           req->route ? req->route->label : "-",
-			           req->finished ? "(pending work after reply)"
-			           : req->stream ? "(stream still open)"
-			                         : "(no reply yet)",
+			           req->finished ? "pending work after reply"
+			           : p ? p->what : "no reply yet",
+			           !req->finished && p ? " still open" : "",
 			           req->id);
 			cut++;
 		}
@@ -727,7 +822,8 @@ static void cut_all(evapi_app *app)
 	if (cut)
 		evapi__log(app, EVAPI_LOG_WARN,
 		           "shutdown cut %d request(s) still in flight", cut);
-	evapi__tasks_cut(app);
+	/* work bound to no request: outbound calls, background runs */
+	evapi__pending_cancel_all(&app->pending);
 }
 
 static int live_count(evapi_app *app)
@@ -848,6 +944,40 @@ int evapi__reactor_listen(evapi_app *app)
 	return 0;
 }
 
+int evapi__reactor_connect_local(evapi_app *app)
+{
+	struct sockaddr_un sa;
+	socklen_t len = sizeof sa;
+	int fd;
+
+	if (!app->local) {
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+		            0);
+		memset(&sa, 0, sizeof sa);
+		sa.sun_family = AF_UNIX;
+		/* an address of just the family: Linux autobinds a unique
+		 * abstract name, nothing on the file system */
+		if (fd < 0 || bind(fd, (struct sockaddr *)&sa,
+		                   sizeof sa.sun_family) != 0 ||
+		    listen(fd, 64) != 0 ||
+		    !(app->local = evhttp_accept_socket_with_handle(app->http,
+		                                                    fd))) {
+			if (fd >= 0)
+				evutil_closesocket(fd);
+			return -1;
+		}
+	}
+	if (getsockname(evhttp_bound_socket_get_fd(app->local),
+	                (struct sockaddr *)&sa, &len) != 0)
+		return -1;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, len) != 0) {
+		evutil_closesocket(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
 int evapi__reactor_run(evapi_app *app)
 {
 	int rc;
@@ -867,14 +997,13 @@ int evapi__reactor_run(evapi_app *app)
 	           "listening on http://%s:%d (pool: %d threads)", app->host,
 	           app->port, app->cfg.pool_threads);
 	evapi__stats_start(app);
-	evapi__client_mark_loop_thread(1);
+	evapi__thread_set(app, EVAPI__THREAD_LOOP);
 	event_base_dispatch(app->base);
 	evapi__stats_stop(app);
 	cut_all(app);
-	evapi__client_cancel_unbound(app);
 	/* Let cancelled timers deliver their continuations. */
 	event_base_loop(app->base, EVLOOP_NONBLOCK);
-	evapi__client_mark_loop_thread(0);
+	evapi__thread_set(NULL, EVAPI__THREAD_OTHER);
 	if (app->sigint_ev)
 		event_free(app->sigint_ev);
 	if (app->sigterm_ev)

@@ -168,7 +168,7 @@ int evapi__req_can_wait(const evapi_req *req)
 {
 	if (!req)
 		return EVAPI_EINVAL;
-	if (!evapi__is_loop_thread(req))
+	if (!evapi__on_loop(req->app))
 		return EVAPI_ETHREAD;
 	/* A before hook's caller goes on routing as soon as it returns:
 	 * work that finished later would have no request to continue. */
@@ -183,7 +183,7 @@ int evapi__reply_check(evapi_req *req)
 {
 	/* Only the handler's own thread may reply: a run_in_pool work
 	 * function must hand its result to the continuation instead. */
-	if (!req->on_worker && !evapi__is_loop_thread(req))
+	if (!req->on_worker && !evapi__on_loop(req->app))
 		return EVAPI_ETHREAD;
 	if (req->state != EVAPI__REQ_RUNNING)
 		return req->state == EVAPI__REQ_GONE ? EVAPI_EGONE : EVAPI_EALREADY;
@@ -217,7 +217,7 @@ int evapi_reply_add_header(evapi_req *req, const char *name,
 	if (!req)
 		return EVAPI_EINVAL;
 	/* In a middleware's after hook: the reply being sent. */
-	if (req->after_resp && evapi__is_loop_thread(req))
+	if (req->after_resp && evapi__on_loop(req->app))
 		return evapi__resp_add_header(req->after_resp, name, value);
 	if ((rc = evapi__resp_add_header(NULL, name, value)) != 0)
 		return rc;
@@ -465,40 +465,4 @@ int evapi_req_json(evapi_req *req, json_t **out)
 	}
 	*out = req->json;
 	return 0;
-}
-
-const char *evapi__reason(int status)
-{
-	switch (status) {
-	case 100: return "Continue";
-	case 200: return "OK";
-	case 201: return "Created";
-	case 202: return "Accepted";
-	case 204: return "No Content";
-	case 301: return "Moved Permanently";
-	case 302: return "Found";
-	case 304: return "Not Modified";
-	case 307: return "Temporary Redirect";
-	case 400: return "Bad Request";
-	case 401: return "Unauthorized";
-	case 403: return "Forbidden";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 408: return "Request Timeout";
-	case 409: return "Conflict";
-	case 413: return "Content Too Large";
-	case 414: return "URI Too Long";
-	case 415: return "Unsupported Media Type";
-	case 422: return "Unprocessable Content";
-	case 429: return "Too Many Requests";
-	case 431: return "Request Header Fields Too Large";
-	case 500: return "Internal Server Error";
-	case 501: return "Not Implemented";
-	case 502: return "Bad Gateway";
-	case 503: return "Service Unavailable";
-	case 504: return "Gateway Timeout";
-	case 505: return "HTTP Version Not Supported";
-	}
-	return status < 300 ? "OK" : status < 400 ? "Redirect"
-	       : status < 500 ? "Client Error" : "Server Error";
 }

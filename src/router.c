@@ -23,47 +23,7 @@ struct evapi__router {
 	size_t n, cap;
 };
 
-static const struct {
-	unsigned bit;
-	const char *name;
-} methods[] = {
-	{EVAPI_GET, "GET"},       {EVAPI_HEAD, "HEAD"},
-	{EVAPI_POST, "POST"},     {EVAPI_PUT, "PUT"},
-	{EVAPI_PATCH, "PATCH"},   {EVAPI_DELETE, "DELETE"},
-	{EVAPI_OPTIONS, "OPTIONS"},
-};
 #define ALL_METHODS 0x7fu
-
-const char *evapi_method_name(evapi_method m)
-{
-	size_t i;
-	for (i = 0; i < sizeof methods / sizeof methods[0]; i++)
-		if (methods[i].bit == (unsigned)m)
-			return methods[i].name;
-	return NULL;
-}
-
-void evapi__allow_string(unsigned mask, char *buf, size_t len)
-{
-	size_t i, used = 0;
-	if (len == 0)
-		return;
-	buf[0] = '\0';
-	for (i = 0; i < sizeof methods / sizeof methods[0]; i++) {
-		size_t n;
-		if (!(mask & methods[i].bit))
-			continue;
-		n = strlen(methods[i].name);
-		if (used + n + 3 > len)
-			break;
-		if (used) {
-			memcpy(buf + used, ", ", 2);
-			used += 2;
-		}
-		memcpy(buf + used, methods[i].name, n + 1);
-		used += n;
-	}
-}
 
 static int hexval(int c)
 {
@@ -204,30 +164,32 @@ int evapi__router_add(evapi__router *r, unsigned mset, const char *tmpl,
                       evapi_lane lane, evapi_handler_cb cb, void *arg)
 {
 	size_t i;
+	unsigned bit;
 	if (!r || !tmpl || !cb || mset == 0 || (mset & ~ALL_METHODS) ||
 	    (lane != EVAPI_INLINE && lane != EVAPI_POOL))
 		return EVAPI_EINVAL;
 	/* One route object per method keeps matching and stats simple. */
-	for (i = 0; i < sizeof methods / sizeof methods[0]; i++) {
+	for (i = 0; (bit = evapi__method_at(i)) != 0; i++) {
+		const char *name = evapi_method_name((evapi_method)bit);
 		evapi__route *rt;
 		size_t llen;
-		if (!(mset & methods[i].bit))
+		if (!(mset & bit))
 			continue;
 		rt = calloc(1, sizeof *rt);
 		if (!rt)
 			return EVAPI_ENOMEM;
-		rt->method = methods[i].bit;
+		rt->method = bit;
 		rt->lane = lane;
 		rt->cb = cb;
 		rt->arg = arg;
 		rt->tmpl = strdup(tmpl);
-		llen = strlen(tmpl) + strlen(methods[i].name) + 2;
+		llen = strlen(tmpl) + strlen(name) + 2;
 		rt->label = malloc(llen);
 		if (!rt->tmpl || !rt->label) {
 			route_free(rt);
 			return EVAPI_ENOMEM;
 		}
-		snprintf(rt->label, llen, "%s %s", methods[i].name, tmpl);
+		snprintf(rt->label, llen, "%s %s", name, tmpl);
 		if (compile(rt, tmpl) < 0) {
 			route_free(rt);
 			return EVAPI_EINVAL;

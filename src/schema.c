@@ -1,14 +1,13 @@
 /*
  * schema.c: declared routes: registering a declaration, checking a
- * request against it, the typed accessors, and storing uploaded files.
+ * request against it, and the typed accessors. Uploaded files are
+ * stored by upload.c.
  *
  * Threads: registration runs on the creating thread before the loop
  * starts. evapi__decl_check runs on the loop, before the handler runs and
  * before a pool route is queued, so a bad request never takes a worker;
  * it writes the request's `parsed` and `json` (the validated body), which
- * are read-only afterwards. Uploaded files are written by store_files on
- * a pool worker: in the pool job itself for a pool route, through
- * evapi_req_run_in_pool for an inline one. Never on the loop.
+ * are read-only afterwards.
  *
  * Error items follow Pydantic v2 as FastAPI reports them: type names and
  * messages are Pydantic's, `input` is what the client sent, `ctx` carries
@@ -23,17 +22,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "internal.h"
 
 #define MAX_DEPTH 32          /* nesting of declared bodies */
-#define SAFE_NAME_MAX 100     /* bytes of a sanitised file name */
-#define CLASH_HEX 12           /* hex digits of a clash prefix (48 bits) */
-#define CLASH_TRIES 4          /* prefixed names tried after the plain one */
-#define STORED_MAX (SAFE_NAME_MAX + CLASH_HEX + 1) /* + "<hex>-" */
 
 /* ---- text parsing (parameters, and strings in lax JSON) ----------------- */
 
@@ -580,6 +574,13 @@ static int add_dflt(struct evapi__decl *d, const evapi_field *f, json_t *v)
 	return 0;
 }
 
+static int valid_json(const char *text)
+{
+	json_t *v = json_loads(text, JSON_DECODE_ANY, NULL);
+	json_decref(v);
+	return v != NULL;
+}
+
 /* Checks a body field list (and its defaults) recursively. */
 static int check_fields(struct evapi__decl *d, const evapi_field *fields,
                         int depth)
@@ -610,6 +611,8 @@ static int check_fields(struct evapi__decl *d, const evapi_field *fields,
 			if ((rc = check_fields(d, one, depth + 1)) != 0)
 				return rc;
 		}
+		if (f->example && !valid_json(f->example))
+			return EVAPI_EINVAL;
 		if (f->dflt) {
 			json_t *errs, *v, *loc, *ok;
 			if (f->required)
@@ -655,6 +658,14 @@ static int check_params(struct evapi__decl *d)
 		for (g = d->d.params; g < f; g++)
 			if (strcmp(g->name, f->name) == 0)
 				return EVAPI_EINVAL;
+		if (f->example) {
+			evapi__val v;
+			json_t *loc = json_array();
+			int bad = check_param_text(f, f->example, loc, NULL, &v);
+			json_decref(loc);
+			if (bad)
+				return EVAPI_EINVAL;
+		}
 		if (f->dflt) {
 			json_t *loc = json_array();
 			int bad = f->required ||
@@ -690,7 +701,7 @@ void evapi__decls_free(evapi_app *app)
 	}
 }
 
-static int valid_component_name(const char *s)
+int evapi__valid_component_name(const char *s)
 {
 	if (!*s)
 		return 0;
@@ -699,6 +710,58 @@ static int valid_component_name(const char *s)
 		      (*s >= '0' && *s <= '9') || strchr("._-", *s)))
 			return 0;
 	return 1;
+}
+
+/* The OpenAPI-only members: documented responses, tags, operation id,
+ * examples and security. Their schemas are checked as body fields are,
+ * so their defaults parse and show in the document. */
+static int check_docs(evapi_app *app, struct evapi__decl *d)
+{
+	const evapi_route_decl *r = &d->d;
+	const evapi_response *x, *y;
+	const struct evapi__decl *o;
+	const char *const *t;
+	int rc;
+
+	for (x = r->responses; x && x->status; x++) {
+		const char *ct = x->content_type ? x->content_type
+		                                 : "application/json";
+		if (x->status < 100 || x->status > 599 ||
+		    (x->schema_name && !evapi__valid_component_name(x->schema_name)))
+			return EVAPI_EINVAL;
+		for (y = r->responses; y < x; y++)
+			if (y->status == x->status)
+				return EVAPI_EINVAL;
+		if (x->example && evapi__is_json_type(ct) &&
+		    !valid_json(x->example))
+			return EVAPI_EINVAL;
+		if (x->schema) {
+			evapi_field one[2];
+			memset(one, 0, sizeof one);
+			one[0] = *x->schema;
+			one[0].name = "response";
+			if ((rc = check_fields(d, one, 0)) != 0)
+				return rc;
+		}
+	}
+	for (t = r->tags; t && *t; t++)
+		if (!**t)
+			return EVAPI_EINVAL;
+	for (t = r->security; t && *t; t++)
+		if (!evapi__openapi_has_scheme(app, *t))
+			return EVAPI_EINVAL;
+	if (r->body_example && !valid_json(r->body_example))
+		return EVAPI_EINVAL;
+	if (r->operation_id) {
+		/* one id names one operation: a single method */
+		if (!*r->operation_id || (r->methods & (r->methods - 1)))
+			return EVAPI_EINVAL;
+		for (o = app->decls; o; o = o->next)
+			if (o->d.operation_id &&
+			    strcmp(o->d.operation_id, r->operation_id) == 0)
+				return EVAPI_EEXIST;
+	}
+	return 0;
 }
 
 static char *derive_body_name(const evapi_route_decl *r)
@@ -717,9 +780,6 @@ static char *derive_body_name(const evapi_route_decl *r)
 	return s;
 }
 
-static void upload_pool(evapi_req *req, void *arg);
-static void upload_inline(evapi_req *req, void *arg);
-
 int evapi_app_route_decl(evapi_app *app, const evapi_route_decl *r)
 {
 	struct evapi__decl *d;
@@ -734,7 +794,7 @@ int evapi_app_route_decl(evapi_app *app, const evapi_route_decl *r)
 		return EVAPI_EINVAL;
 	if (r->upload && !r->upload->dir)
 		return EVAPI_EINVAL;
-	if (r->body_name && !valid_component_name(r->body_name))
+	if (r->body_name && !evapi__valid_component_name(r->body_name))
 		return EVAPI_EINVAL;
 	d = calloc(1, sizeof *d);
 	if (!d)
@@ -749,13 +809,15 @@ int evapi_app_route_decl(evapi_app *app, const evapi_route_decl *r)
 		goto err;
 	if (r->body && (rc = check_fields(d, r->body, 0)) != 0)
 		goto err;
+	if ((rc = check_docs(app, d)) != 0)
+		goto err;
 	if ((rc = evapi__route_check(app, r->methods, r->path)) != 0)
 		goto err;
 	first = evapi__router_count(app->router);
 	if (r->upload)
 		rc = evapi__router_add(app->router, r->methods, r->path, r->lane,
-		                       r->lane == EVAPI_POOL ? upload_pool
-		                                             : upload_inline,
+		                       r->lane == EVAPI_POOL ? evapi__upload_pool
+		                                             : evapi__upload_inline,
 		                       d);
 	else
 		rc = evapi__router_add(app->router, r->methods, r->path, r->lane,
@@ -775,16 +837,16 @@ err:
 
 /* ---- checking a request (loop thread) --------------------------------- */
 
-static int reply_415(evapi_req *req, const char *want)
+#define DETAIL_415 "Unsupported Media Type: expected "
+
+static int reply_415(evapi_req *req, const char *detail)
 {
-	char msg[96];
-	snprintf(msg, sizeof msg, "Unsupported Media Type: expected %s", want);
-	evapi_reply_error(req, 415, msg);
+	evapi_reply_error(req, 415, detail);
 	return 1;
 }
 
 /* application/json, application/<x>+json, with or without parameters. */
-static int is_json_type(const char *ct)
+int evapi__is_json_type(const char *ct)
 {
 	const char *e;
 	size_t n;
@@ -952,7 +1014,7 @@ static int check_upload(evapi_req *req, const struct evapi__decl *d,
 		return 1;
 	}
 	if (rc == -1 && !up->raw)
-		return reply_415(req, "multipart/form-data");
+		return reply_415(req, DETAIL_415 "multipart/form-data");
 	p->files = evapi__arena_alloc(&req->arena,
 	                              (size_t)max_files * sizeof *p->files);
 	p->file_data = evapi__arena_alloc(&req->arena,
@@ -1039,12 +1101,29 @@ oom:
 	return 1;
 }
 
+/* Also asked by the guard for Expect: 100-continue (reactor.c), before
+ * the body exists: a declared route refuses a body it cannot read. */
+const char *evapi__decl_refused_media(const evapi__route *r, const char *ct)
+{
+	const struct evapi__decl *d = r->decl;
+	char boundary[80];
+
+	if (!d)
+		return NULL;
+	if (d->d.body && ct && !evapi__is_json_type(ct))
+		return DETAIL_415 "application/json";
+	if (d->d.upload && !d->d.upload->raw &&
+	    evapi__multipart_boundary(ct, boundary, sizeof boundary) == -1)
+		return DETAIL_415 "multipart/form-data";
+	return NULL;
+}
+
 int evapi__decl_check(evapi_req *req)
 {
 	const struct evapi__decl *d = req->route->decl;
 	evapi__parsed *p;
 	json_t *errs;
-	const char *ct;
+	const char *ct, *why415;
 	int rc = 0;
 
 	p = evapi__arena_alloc(&req->arena, sizeof *p);
@@ -1063,9 +1142,9 @@ int evapi__decl_check(evapi_req *req)
 	req->parsed = p;
 	/* 415 first: the body cannot be read at all. */
 	ct = evapi_req_header(req, "Content-Type");
-	if (d->d.body && ct && !only_space(req->body, req->body_len) &&
-	    !is_json_type(ct))
-		return reply_415(req, "application/json");
+	if (d->d.body && !only_space(req->body, req->body_len) &&
+	    (why415 = evapi__decl_refused_media(req->route, ct)) != NULL)
+		return reply_415(req, why415);
 	errs = json_array();
 	if (!errs) {
 		evapi_reply_error(req, 500, "Out of memory");
@@ -1178,211 +1257,4 @@ const char *evapi_req_form(const evapi_req *req, const char *name)
 		if (strcmp(req->parsed->form[i].name, name) == 0)
 			return req->parsed->form[i].value;
 	return NULL;
-}
-
-/* ---- uploads: names and storing (pool) --------------------------------- */
-
-int evapi_upload_safe_name(const char *name, char *out, size_t len)
-{
-	const char *p, *base = name;
-	size_t o = 0;
-
-	if (!name || !out || len < sizeof "upload")
-		return EVAPI_EINVAL;
-	for (p = name; *p; p++) {
-		unsigned char c = (unsigned char)*p;
-		if (c < 0x20 || c == 0x7f)
-			return EVAPI_EINVAL;
-		if (c == '/' || c == '\\')
-			base = p + 1;
-	}
-	while (*base == '.')
-		base++; /* no ".", "..", or hidden files */
-	for (p = base; *p && o + 1 < len && o < SAFE_NAME_MAX; p++) {
-		char c = *p;
-		out[o++] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		                           (c >= '0' && c <= '9') || c == '.' ||
-		                           c == '_' || c == '-'
-		                   ? c : '_';
-	}
-	out[o] = '\0';
-	if (o == 0) {
-		memcpy(out, "upload", sizeof "upload");
-		o = sizeof "upload" - 1;
-	}
-	return (int)o;
-}
-
-static int write_all(int fd, const char *data, size_t len)
-{
-	while (len) {
-		ssize_t n = write(fd, data, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		data += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-/* A clash prefix: random, so no client can predict the names a clash
- * will try and take them first. Without getrandom (an old kernel) the
- * pid and a counter still keep two tries apart. */
-static void clash_prefix(char *out)
-{
-	static unsigned long long counter;
-	unsigned char r[CLASH_HEX / 2];
-	size_t i;
-
-	if (getrandom(r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r) {
-		unsigned long long v =
-			((unsigned long long)getpid() << 24) ^
-			__atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED) ^
-			(unsigned long long)evapi__now_us() << 8;
-		for (i = 0; i < sizeof r; i++)
-			r[i] = (unsigned char)(v >> (8 * i));
-	}
-	for (i = 0; i < sizeof r; i++)
-		sprintf(out + 2 * i, "%02x", r[i]);
-}
-
-int evapi__upload_open(int dfd, const char *safe, char *stored, size_t cap,
-                       int *attempts)
-{
-	char prefix[CLASH_HEX + 1];
-	int fd, k;
-
-	snprintf(stored, cap, "%s", safe);
-	for (k = 0; k <= CLASH_TRIES; k++) {
-		if (k) {
-			clash_prefix(prefix);
-			snprintf(stored, cap, "%s-%s", prefix, safe);
-		}
-		if (attempts)
-			(*attempts)++;
-		fd = openat(dfd, stored,
-		            O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-		            0644);
-		if (fd >= 0 || errno != EEXIST)
-			return fd;
-	}
-	errno = EEXIST;
-	return -1;
-}
-
-/* Writes every file of p into its directory (worker thread). Names are
- * single path components (no '/'), opened relative to the directory with
- * O_EXCL|O_NOFOLLOW, so nothing is overwritten and nothing lands outside
- * it; a clash costs a bounded number of tries (evapi__upload_open).
- * Returns 0 or an errno. */
-static int store_files(evapi__parsed *p)
-{
-	int dfd, i, err = 0;
-
-	if (p->nfiles == 0)
-		return 0;
-	dfd = open(p->upload_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		return errno;
-	for (i = 0; i < p->nfiles && !err; i++) {
-		evapi_file *f = &p->files[i];
-		char *stored = (char *)f->stored;
-		int fd = evapi__upload_open(dfd, p->safe[i], stored,
-		                            STORED_MAX + 1, NULL);
-		if (fd < 0) {
-			err = errno ? errno : EEXIST;
-			break;
-		}
-		snprintf((char *)f->path, strlen(p->upload_dir) + STORED_MAX + 2,
-		         "%s/%s", p->upload_dir, stored);
-		if (write_all(fd, p->file_data[i], f->size) != 0)
-			err = errno ? errno : EIO;
-		if (close(fd) != 0 && !err)
-			err = errno;
-		if (err)
-			unlinkat(dfd, stored, 0);
-	}
-	if (err) /* all or nothing */
-		while (--i >= 0)
-			unlinkat(dfd, p->files[i].stored, 0);
-	close(dfd);
-	return err;
-}
-
-static void store_failed(evapi_req *req, int err)
-{
-	evapi__log(req->app, EVAPI_LOG_ERROR,
-	           "%s: cannot store the upload in %s: %s id=%llu",
-	           req->route->label, req->parsed->upload_dir, strerror(err),
-	           req->id);
-	evapi_reply_error(req, err == ENOSPC ? 507 : 500,
-	                  "Could not store the upload");
-}
-
-/* Pool lane: the worker stores the files, then runs the handler. */
-static void upload_pool(evapi_req *req, void *arg)
-{
-	const struct evapi__decl *d = arg;
-	int err = store_files(req->parsed);
-	if (err)
-		store_failed(req, err);
-	else
-		d->d.cb(req, d->d.arg);
-}
-
-struct store_job {
-	evapi__parsed *parsed;
-	const struct evapi__decl *d;
-	int err;
-};
-
-static void store_work(void *arg)
-{
-	struct store_job *j = arg;
-	j->err = store_files(j->parsed);
-}
-
-static void store_done(evapi_req *req, int status, void *arg)
-{
-	struct store_job *j = arg;
-	if (status == 0) {
-		if (j->err)
-			store_failed(req, j->err);
-		else
-			j->d->d.cb(req, j->d->d.arg);
-	}
-	free(j);
-}
-
-/* Inline lane: the files are stored on the pool, and the handler runs
- * on the loop once they are. */
-static void upload_inline(evapi_req *req, void *arg)
-{
-	const struct evapi__decl *d = arg;
-	struct store_job *j;
-	int rc;
-
-	if (req->parsed->nfiles == 0) {
-		d->d.cb(req, d->d.arg);
-		return;
-	}
-	j = calloc(1, sizeof *j);
-	if (!j) {
-		evapi_reply_error(req, 500, "Out of memory");
-		return;
-	}
-	j->parsed = req->parsed;
-	j->d = d;
-	rc = evapi_req_run_in_pool(req, store_work, store_done, j);
-	if (rc != 0) {
-		free(j);
-		if (rc == EVAPI_EBUSY)
-			evapi_reply_add_header(req, "Retry-After", "1");
-		evapi_reply_error(req, rc == EVAPI_EBUSY ? 503 : 500,
-		                  rc == EVAPI_EBUSY ? "Server busy: the worker "
-		                                      "pool queue is full"
-		                                    : "Cannot store the upload");
-	}
 }

@@ -32,6 +32,7 @@ static const double lag_bounds_ms[] = {1, 2, 5, 10, 25, 50, 100, 250,
 typedef struct route_stats {
 	const evapi__route *route;   /* NULL: requests that matched none */
 	unsigned long long count, s2xx, s3xx, s4xx, s5xx, stalls;
+	unsigned long long timed;    /* of count, those with a duration */
 	int64_t sum_us, max_us;
 	unsigned long long hist[LAT_BUCKETS];
 } route_stats;
@@ -81,6 +82,11 @@ void evapi__stats_request(evapi_app *app, const evapi__route *route,
 	evapi__stats *s = app->stats_mod;
 	route_stats *rs;
 
+	EVAPI__ADD(&app->stats.requests, 1);
+	if (status >= 400 && status < 500)
+		EVAPI__ADD(&app->stats.status_4xx, 1);
+	else if (status >= 500)
+		EVAPI__ADD(&app->stats.status_5xx, 1);
 	if (!s || !(rs = stats_for(s, route)))
 		return;
 	rs->count++;
@@ -97,7 +103,8 @@ void evapi__stats_request(evapi_app *app, const evapi__route *route,
 	else if (status == 504)
 		s->s504++;
 	if (us < 0)
-		us = 0;
+		return; /* answered by the guard: no handler was timed */
+	rs->timed++;
 	rs->sum_us += us;
 	if (us > rs->max_us)
 		rs->max_us = us;
@@ -164,11 +171,11 @@ static double lat_quantile(const evapi__stats *s, const route_stats *rs,
 {
 	unsigned long long want, seen = 0;
 	int k;
-	if (rs->count == 0)
+	if (rs->timed == 0)
 		return 0;
-	/* ceil(q * count), at least 1 */
-	want = (unsigned long long)(q * (double)rs->count);
-	if ((double)want < q * (double)rs->count || want == 0)
+	/* ceil(q * timed), at least 1 */
+	want = (unsigned long long)(q * (double)rs->timed);
+	if ((double)want < q * (double)rs->timed || want == 0)
 		want++;
 	for (k = 0; k < LAT_BUCKETS; k++) {
 		seen += rs->hist[k];
@@ -197,11 +204,23 @@ static void pool_view_get(evapi_app *app, pool_view *v)
 	evapi__pool_waits(app->pool, &v->oldest_us, &v->max_wait_us);
 }
 
+/* Sets o[group][key] (o[key] for the top level) to v. */
+static void counter_json(json_t *o, const char *group, const char *key,
+                         json_int_t v)
+{
+	json_t *g = o;
+	if (*group && !(g = json_object_get(o, group))) {
+		g = json_object();
+		json_object_set_new(o, group, g);
+	}
+	json_object_set_new(g, key, json_integer(v));
+}
+
 json_t *evapi__stats_json(evapi_app *app)
 {
 	evapi__stats *s = app->stats_mod;
 	json_t *o, *routes, *hist, *stalls;
-	unsigned long long total = 0, c2 = 0, c3 = 0, c4 = 0, c5 = 0, nstall = 0;
+	unsigned long long c2 = 0, c3 = 0;
 	pool_view pv;
 	size_t k;
 	int i;
@@ -214,12 +233,8 @@ json_t *evapi__stats_json(evapi_app *app)
 	hist = json_array();
 	for (i = 0; i < s->nroutes; i++) {
 		route_stats *rs = &s->routes[i];
-		total += rs->count;
 		c2 += rs->s2xx;
 		c3 += rs->s3xx;
-		c4 += rs->s4xx;
-		c5 += rs->s5xx;
-		nstall += rs->stalls;
 		if (rs->stalls)
 			json_object_set_new(stalls, route_name(rs),
 			                    json_integer((json_int_t)rs->stalls));
@@ -242,8 +257,8 @@ json_t *evapi__stats_json(evapi_app *app)
 			          "p90", lat_quantile(s, rs, 0.90) / 1000.0,
 			          "p99", lat_quantile(s, rs, 0.99) / 1000.0,
 			          "max", (double)rs->max_us / 1000.0,
-			          "mean", rs->count ? (double)rs->sum_us /
-			                                      (double)rs->count / 1000.0
+			          "mean", rs->timed ? (double)rs->sum_us /
+			                                      (double)rs->timed / 1000.0
 			                            : 0.0));
 	}
 	for (k = 0; k < LAG_BUCKETS; k++)
@@ -254,34 +269,28 @@ json_t *evapi__stats_json(evapi_app *app)
 			                        : json_string("+Inf"),
 			                "count", (json_int_t)s->lag_hist[k]));
 	o = json_pack(
-		"{s:f, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I, s:I}, "
-		"s:{s:f, s:f, s:f, s:I, s:o}, s:I, s:o, "
+		"{s:f, s:{s:I, s:I, s:I, s:I}, "
+		"s:{s:f, s:f, s:f, s:I, s:o}, s:o, "
 		"s:{s:i, s:i, s:i, s:f, s:f}, s:o}",
 		"uptime_s", (double)(evapi__now_us() - s->started_us) / 1e6,
-		"requests", (json_int_t)total,
-		"in_flight", (json_int_t)EVAPI__LOAD(&app->stats.in_flight),
-		"status", "2xx", (json_int_t)c2, "3xx", (json_int_t)c3, "4xx",
-		(json_int_t)c4, "5xx", (json_int_t)c5, "503", (json_int_t)s->s503,
-		"504", (json_int_t)s->s504,
+		"status", "2xx", (json_int_t)c2, "3xx", (json_int_t)c3,
+		"503", (json_int_t)s->s503, "504", (json_int_t)s->s504,
 		"loop_lag_ms", "last", (double)s->lag_last_us / 1000.0, "max",
 		(double)s->lag_max_us / 1000.0, "mean",
 		s->lag_count ? (double)s->lag_sum_us / (double)s->lag_count / 1000.0
 		             : 0.0,
 		"probes", (json_int_t)s->lag_count, "histogram", hist,
-		"stalls", (json_int_t)nstall, "stalls_by_route", stalls,
+		"stalls_by_route", stalls,
 		"pool", "threads", pv.threads, "busy", pv.busy, "queued", pv.queued,
 		"longest_wait_ms", (double)pv.oldest_us / 1000.0, "max_wait_ms",
 		(double)pv.max_wait_us / 1000.0, "routes", routes);
-	json_object_set_new(
-		o, "outbound",
-		json_pack("{s:I, s:I, s:I, s:I, s:I}", "in_flight",
-		          (json_int_t)EVAPI__LOAD(&app->stats.out_in_flight),
-		          "calls", (json_int_t)EVAPI__LOAD(&app->stats.out_calls),
-		          "errors", (json_int_t)EVAPI__LOAD(&app->stats.out_errors),
-		          "sockets",
-		          (json_int_t)EVAPI__LOAD(&app->stats.out_sockets),
-		          "connects",
-		          (json_int_t)EVAPI__LOAD(&app->stats.out_connects)));
+	if (o) {
+#define PUT(type, name, group, key, prom, kind, help)                   \
+	counter_json(o, group, key,                                             \
+	             (json_int_t)EVAPI__LOAD(&app->stats.name));
+		EVAPI__COUNTERS(PUT)
+#undef PUT
+	}
 	return o;
 }
 
@@ -389,7 +398,7 @@ char *evapi__stats_metrics(evapi_app *app, size_t *len)
 		    lb, lat_quantile(s, rs, 0.5) / 1e6, lb,
 		    lat_quantile(s, rs, 0.9) / 1e6, lb,
 		    lat_quantile(s, rs, 0.99) / 1e6, lb, (double)rs->sum_us / 1e6,
-		    lb, rs->count);
+		    lb, rs->timed);
 	}
 	put(&t, "# HELP evapi_stalls_total Loop stalls reported by the "
 	        "watchdog, by route.\n# TYPE evapi_stalls_total counter\n");
@@ -420,9 +429,7 @@ char *evapi__stats_metrics(evapi_app *app, size_t *len)
 	        "evapi_loop_lag_max_seconds %.6f\n",
 	    (double)s->lag_sum_us / 1e6, s->lag_count,
 	    (double)s->lag_last_us / 1e6, (double)s->lag_max_us / 1e6);
-	put(&t, "# TYPE evapi_in_flight_requests gauge\n"
-	        "evapi_in_flight_requests %llu\n"
-	        "# TYPE evapi_pool_threads gauge\nevapi_pool_threads %d\n"
+	put(&t, "# TYPE evapi_pool_threads gauge\nevapi_pool_threads %d\n"
 	        "# TYPE evapi_pool_busy gauge\nevapi_pool_busy %d\n"
 	        "# TYPE evapi_pool_queued gauge\nevapi_pool_queued %d\n"
 	        "# HELP evapi_pool_longest_wait_seconds Age of the oldest "
@@ -431,21 +438,13 @@ char *evapi__stats_metrics(evapi_app *app, size_t *len)
 	        "evapi_pool_longest_wait_seconds %.6f\n"
 	        "# TYPE evapi_pool_max_wait_seconds gauge\n"
 	        "evapi_pool_max_wait_seconds %.6f\n",
-	    (unsigned long long)EVAPI__LOAD(&app->stats.in_flight), pv.threads,
-	    pv.busy, pv.queued, (double)pv.oldest_us / 1e6,
+	    pv.threads, pv.busy, pv.queued, (double)pv.oldest_us / 1e6,
 	    (double)pv.max_wait_us / 1e6);
-	put(&t, "# TYPE evapi_outbound_in_flight gauge\n"
-	        "evapi_outbound_in_flight %llu\n"
-	        "# TYPE evapi_outbound_calls_total counter\n"
-	        "evapi_outbound_calls_total %llu\n"
-	        "# TYPE evapi_outbound_errors_total counter\n"
-	        "evapi_outbound_errors_total %llu\n"
-	        "# TYPE evapi_outbound_sockets gauge\n"
-	        "evapi_outbound_sockets %llu\n",
-	    (unsigned long long)EVAPI__LOAD(&app->stats.out_in_flight),
-	    (unsigned long long)EVAPI__LOAD(&app->stats.out_calls),
-	    (unsigned long long)EVAPI__LOAD(&app->stats.out_errors),
-	    (unsigned long long)EVAPI__LOAD(&app->stats.out_sockets));
+#define PUT(type, name, group, key, prom, kind, help)                   \
+	put(&t, "# HELP %s %s\n# TYPE %s %s\n%s %lld\n", prom, help, prom,     \
+	    kind, prom, (long long)EVAPI__LOAD(&app->stats.name));
+	EVAPI__COUNTERS(PUT)
+#undef PUT
 	if (t.oom) {
 		free(t.p);
 		return NULL;

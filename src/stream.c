@@ -66,6 +66,7 @@ struct evapi_stream {
 	int drained;     /* ... and the buffer has drained since */
 	/* loop only */
 	evapi_req *req;  /* until started, then while the stream holds it */
+	evapi__pending pend; /* on req->pending_ops while it holds it */
 	struct evhttp_request *ev;
 	struct evhttp_connection *evcon;
 	struct evbuffer *out;
@@ -75,13 +76,10 @@ struct evapi_stream {
 	int started, loop_done, notified, pumping, repump;
 	evapi_stream_cb cb;
 	void *cb_arg;
+	const evapi__route *route; /* the request's, for the watchdog */
+	const char *label;
 	evapi__resp start; /* status and headers of the response */
 };
-
-static int on_loop(const evapi_stream *s)
-{
-	return pthread_equal(pthread_self(), s->app->loop_thread);
-}
 
 static void release(evapi_stream *s)
 {
@@ -172,7 +170,8 @@ static void cancel(evapi_stream *s, int client_left)
 	loop_side_done(s);
 	s->req = NULL;
 	if (req) {
-		req->stream = NULL;
+		/* off the list before the request's own walk runs */
+		evapi__req_pending_done(req, &s->pend);
 		if (client_left)
 			evapi__req_client_gone(req);
 		evapi__req_unref(req); /* the stream's reference */
@@ -198,8 +197,10 @@ static void conn_closed(struct evhttp_connection *evcon, void *arg)
 	cancel(s, 1);
 }
 
-void evapi__stream_cut(evapi_stream *s)
+/* The request's pending-work walk (deadline, shutdown cut). */
+static void stream_cut(evapi__pending *p)
 {
+	evapi_stream *s = EVAPI__CONTAINER_OF(p, evapi_stream, pend);
 	struct evhttp_request *ev = s->ev;
 
 	if (s->loop_done)
@@ -265,8 +266,9 @@ void evapi__stream_start(evapi_stream *s)
 		cancel(s, 0);
 		return;
 	}
-	req->refs++; /* the stream's, until it ends or is cancelled */
-	req->stream = s;
+	/* the stream's reference, until it ends or is cancelled */
+	evapi__req_pending_add(req, &s->pend, stream_cut, "stream");
+	s->pend.is_reply = 1;
 	if (!req->on_worker)
 		req->state = EVAPI__REQ_SENT;
 	s->ev = evapi__req_stream_begin(req, &s->start);
@@ -308,7 +310,7 @@ static void loop_end(evapi_stream *s)
 	s->ev = NULL;
 	s->evcon = NULL;
 	s->req = NULL;
-	req->stream = NULL;
+	evapi__req_pending_done(req, &s->pend);
 	loop_side_done(s);
 	if (req->head_only) {
 		/* The HEAD response is complete: tell the producer to stop
@@ -376,13 +378,18 @@ static void pump_once(evapi_stream *s)
 	    ((closed && !cancelled) || s->req->head_only))
 		loop_end(s);
 	/* Stream callbacks: never after the producer closed the stream. */
-	if (s->cb && !closed) {
-		if (cancelled && !s->notified) {
+	if (s->cb && !closed && ((cancelled && !s->notified) ||
+	                         (drained && !cancelled))) {
+		evapi__user u;
+		evapi__user_begin(s->app, &u, "stream callback", s->label,
+		                  s->route);
+		if (cancelled) {
 			s->notified = 1;
 			s->cb(s, EVAPI_ECANCELED, s->cb_arg);
-		} else if (drained && !cancelled) {
+		} else {
 			s->cb(s, 0, s->cb_arg);
 		}
+		evapi__user_end(s->app, &u);
 	}
 }
 
@@ -430,6 +437,8 @@ static evapi_stream *stream_new(evapi_req *req, int status,
 	s->tail = &s->head;
 	s->refs = 2; /* the producer's handle and the loop's side */
 	s->req = req;
+	s->route = req->route;
+	s->label = req->route ? req->route->label : "-";
 	s->ka_ms = ka_ms;
 	s->start.status = status;
 	/* The headers the handler added so far go with the stream. */
@@ -472,7 +481,7 @@ int evapi_stream_write(evapi_stream *s, const void *data, size_t len)
 		return EVAPI_EINVAL;
 	if (len == 0)
 		return 0; /* an empty chunk would end the body */
-	loop = on_loop(s);
+	loop = evapi__on_loop(s->app);
 	c = malloc(sizeof *c + len);
 	if (!c)
 		return EVAPI_ENOMEM;
@@ -553,7 +562,7 @@ int evapi_stream_close(evapi_stream *s)
 
 	if (!s)
 		return EVAPI_EINVAL;
-	loop = on_loop(s);
+	loop = evapi__on_loop(s->app);
 	pthread_mutex_lock(&s->mu);
 	if (s->closed) {
 		pthread_mutex_unlock(&s->mu);
@@ -574,7 +583,7 @@ int evapi_stream_set_cb(evapi_stream *s, evapi_stream_cb cb, void *arg)
 {
 	if (!s)
 		return EVAPI_EINVAL;
-	if (!on_loop(s))
+	if (!evapi__on_loop(s->app))
 		return EVAPI_ETHREAD;
 	s->cb = cb;
 	s->cb_arg = arg;

@@ -13,7 +13,7 @@
  * request-complete callback once the last byte has been written, and only
  * then; on a failed write (client gone) it never does, so the run also
  * sets the connection's close callback: whichever comes first decides
- * whether the tasks run or are skipped. A run counts in app->bg_active
+ * whether the tasks run or are skipped. A run counts in `active`
  * until its last task has finished, so a graceful stop waits for it.
  */
 #include <event2/event.h>
@@ -33,17 +33,30 @@ struct evapi__task {
 
 struct evapi__bgrun {
 	TAILQ_ENTRY(evapi__bgrun) link;
+	evapi__pending pend; /* app->pending: a shutdown cut marks it `cut` */
 	evapi_app *app;
 	evapi__task *head;   /* tasks not started yet, in order */
 	evapi__task *cur;    /* the task on the pool */
 	int index;           /* index of cur / the next task */
 	unsigned long long req_id;
 	char label[96];
+	const evapi__route *route; /* the request's (routes outlive runs) */
 	struct evhttp_connection *evcon; /* while the reply is being written */
 	int cut;             /* shutdown: skip what has not started */
 	int rc;              /* pool task's result: worker, then loop */
 	evapi__job job;
 };
+
+/* The module's state (app->tasks_mod), created with the first run. */
+struct evapi__tasks {
+	TAILQ_HEAD(, evapi__bgrun) runs;
+	int active;          /* runs not finished */
+};
+
+int evapi__tasks_active(const evapi_app *app)
+{
+	return app->tasks_mod ? app->tasks_mod->active : 0;
+}
 
 int evapi_req_add_task(evapi_req *req, evapi_lane lane, const char *name,
                        evapi_task_cb cb, void *arg)
@@ -77,11 +90,14 @@ static void skip_list(evapi_app *app, evapi__task *list, int first,
 	int i = first;
 
 	for (t = list; t; t = n, i++) {
+		evapi__user u;
 		n = t->next;
 		evapi__log(app, EVAPI_LOG_WARN,
 		           "background task %d (%s) of %s id=%llu skipped: %s", i,
 		           t->name, label, id, why);
+		evapi__user_begin(app, &u, "background task", t->name, NULL);
 		t->cb(app, EVAPI_ECANCELED, t->arg);
+		evapi__user_end(app, &u);
 		free(t);
 	}
 }
@@ -99,8 +115,9 @@ static void run_end(struct evapi__bgrun *run, const char *why)
 	evapi_app *app = run->app;
 
 	skip_list(app, run->head, run->index, run->label, run->req_id, why);
-	TAILQ_REMOVE(&app->bg_runs, run, link);
-	app->bg_active--;
+	TAILQ_REMOVE(&app->tasks_mod->runs, run, link);
+	evapi__pending_unlink(&run->pend);
+	app->tasks_mod->active--;
 	free(run);
 	evapi__reactor_maybe_exit(app);
 }
@@ -121,8 +138,7 @@ static void task_result(struct evapi__bgrun *run, evapi__task *t, int rc)
 static void pool_work(evapi__job *job)
 {
 	struct evapi__bgrun *run =
-		(struct evapi__bgrun *)((char *)job -
-		                        offsetof(struct evapi__bgrun, job));
+		EVAPI__CONTAINER_OF(job, struct evapi__bgrun, job);
 	run->rc = run->cur->cb(run->app, 0, run->cur->arg);
 }
 
@@ -131,8 +147,7 @@ static void step(struct evapi__bgrun *run);
 static void pool_done(evapi__job *job, int status)
 {
 	struct evapi__bgrun *run =
-		(struct evapi__bgrun *)((char *)job -
-		                        offsetof(struct evapi__bgrun, job));
+		EVAPI__CONTAINER_OF(job, struct evapi__bgrun, job);
 	evapi__task *t = run->cur;
 
 	run->cur = NULL;
@@ -157,7 +172,7 @@ static void step(struct evapi__bgrun *run)
 {
 	evapi_app *app = run->app;
 	evapi__task *t;
-	int64_t t0, ms;
+	evapi__user u;
 	int rc;
 
 	while ((t = run->head) != NULL) {
@@ -179,16 +194,10 @@ static void step(struct evapi__bgrun *run)
 			run_end(run, "the pool queue is full");
 			return;
 		}
-		t0 = evapi__now_us();
+		evapi__user_begin(app, &u, "background task", t->name,
+		                  run->route);
 		rc = t->cb(app, 0, t->arg);
-		ms = (evapi__now_us() - t0) / 1000;
-		if (ms >= app->cfg.stall_threshold_ms) {
-			EVAPI__ADD(&app->stats.stalls, 1);
-			evapi__log(app, EVAPI_LOG_WARN,
-			           "loop stalled %lld ms in background task %s "
-			           "of %s: blocking work belongs on the pool lane",
-			           (long long)ms, t->name, run->label);
-		}
+		evapi__user_end(app, &u);
 		task_result(run, t, rc);
 		free(t);
 		run->index++;
@@ -229,6 +238,14 @@ static void on_close(struct evhttp_connection *evcon, void *arg)
 	run_end(run, "the reply was not delivered (connection closed)");
 }
 
+/* A shutdown cut. Runs waiting for their write end when their
+ * connection closes; posted ones and running pool tasks see the flag
+ * next. */
+static void run_cut(evapi__pending *p)
+{
+	EVAPI__CONTAINER_OF(p, struct evapi__bgrun, pend)->cut = 1;
+}
+
 void evapi__tasks_attach(evapi_req *req, struct evhttp_request *ev)
 {
 	evapi_app *app = req->app;
@@ -236,7 +253,10 @@ void evapi__tasks_attach(evapi_req *req, struct evhttp_request *ev)
 
 	if (!req->tasks)
 		return;
-	run = calloc(1, sizeof *run);
+	if (!app->tasks_mod &&
+	    (app->tasks_mod = calloc(1, sizeof *app->tasks_mod)) != NULL)
+		TAILQ_INIT(&app->tasks_mod->runs);
+	run = app->tasks_mod ? calloc(1, sizeof *run) : NULL;
 	if (!run || !evhttp_request_get_connection(ev)) {
 		free(run);
 		evapi__tasks_drop(req, "out of memory");
@@ -248,27 +268,23 @@ void evapi__tasks_attach(evapi_req *req, struct evhttp_request *ev)
 	run->req_id = req->id;
 	snprintf(run->label, sizeof run->label, "%s",
 	         req->route ? req->route->label : "-");
+	run->route = req->route;
 	run->evcon = evhttp_request_get_connection(ev);
-	TAILQ_INSERT_TAIL(&app->bg_runs, run, link);
-	app->bg_active++;
+	TAILQ_INSERT_TAIL(&app->tasks_mod->runs, run, link);
+	evapi__pending_link(&app->pending, &run->pend, run_cut,
+	                    "background tasks");
+	app->tasks_mod->active++;
 	evhttp_request_set_on_complete_cb(ev, on_complete, run);
 	evhttp_connection_set_closecb(run->evcon, on_close, run);
-}
-
-void evapi__tasks_cut(evapi_app *app)
-{
-	struct evapi__bgrun *run;
-	/* Runs waiting for their write end when their connection closes;
-	 * posted ones and running pool tasks see the flag next. */
-	TAILQ_FOREACH(run, &app->bg_runs, link)
-		run->cut = 1;
 }
 
 void evapi__tasks_free(evapi_app *app)
 {
 	struct evapi__bgrun *run;
 
-	while ((run = TAILQ_FIRST(&app->bg_runs)) != NULL) {
+	if (!app->tasks_mod)
+		return;
+	while ((run = TAILQ_FIRST(&app->tasks_mod->runs)) != NULL) {
 		if (run->evcon)
 			evhttp_connection_set_closecb(run->evcon, NULL, NULL);
 		if (run->cur) { /* cannot happen once the pool is joined */
@@ -278,4 +294,6 @@ void evapi__tasks_free(evapi_app *app)
 		}
 		run_end(run, "the app stopped first");
 	}
+	free(app->tasks_mod);
+	app->tasks_mod = NULL;
 }

@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -557,4 +558,74 @@ pid_t th_start_prefork(int port, int workers, evapi_app_setup_cb setup,
 	for (i = 0; i < 100 && th_http(port, "GET", probe, NULL, &r) != 200; i++)
 		th_sleep_ms(50);
 	return pid;
+}
+
+int th_run_capture(const char *cmd, char *out, size_t cap)
+{
+	size_t n = 0;
+	FILE *f;
+	int rc;
+
+	out[0] = '\0';
+	if (!(f = popen(cmd, "r")))
+		return -1;
+	while (n + 1 < cap && fgets(out + n, (int)(cap - n), f))
+		n = strlen(out);
+	while (fgetc(f) != EOF)
+		;
+	rc = pclose(f);
+	return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+void th_remove_dir(const char *dir)
+{
+	char cmd[600];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", dir);
+}
+
+pid_t th_nginx_start(const char *dir, int port)
+{
+	char conf[512], err[512], globals[512];
+	char *argv[] = {"nginx", "-p", (char *)dir, "-c", conf, "-e", err,
+	                "-g", globals, NULL};
+	th_resp r;
+	pid_t pid;
+	int i;
+
+	snprintf(conf, sizeof conf, "%s/nginx.conf", dir);
+	snprintf(err, sizeof err, "%s/error.log", dir);
+	snprintf(globals, sizeof globals, "daemon off; pid %s/nginx.pid;", dir);
+	pid = fork();
+	if (pid == 0) {
+		/* nginx must neither outlive the test nor hold its output pipe
+		 * open (tests/run reads it to the end). */
+		int null = open("/dev/null", O_RDWR);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(null, STDOUT_FILENO);
+		dup2(null, STDERR_FILENO);
+		execvp("nginx", argv);
+		_exit(127);
+	}
+	if (pid < 0) {
+		TH_FAIL_AT("cannot start nginx");
+		return -1;
+	}
+	for (i = 0; i < 100; i++) {
+		if (th_http(port, "GET", "/", NULL, &r) == 200)
+			return pid;
+		th_sleep_ms(50);
+	}
+	TH_FAIL_AT("nginx did not answer on %d", port);
+	return pid;
+}
+
+void th_nginx_stop(pid_t pid)
+{
+	int status;
+	if (pid <= 0)
+		return;
+	kill(pid, SIGTERM);
+	waitpid(pid, &status, 0);
 }

@@ -180,5 +180,15 @@ int th_stop_child(pid_t pid, double secs);
  * `probe` answers 200. The child dies with the test. */
 pid_t th_start_prefork(int port, int workers, evapi_app_setup_cb setup,
                        const char *probe);
+/* Runs the shell command `cmd` (popen) and keeps the first cap-1 bytes of
+ * its output in out. Returns its exit status, or -1. */
+int th_run_capture(const char *cmd, char *out, size_t cap);
+/* nginx (on PATH) with `dir`/nginx.conf, prefix `dir`, in the foreground
+ * as a child that dies with the test; returns its pid once GET / on
+ * `port` answers 200 (a failure after 5 s). Stop it with th_nginx_stop. */
+pid_t th_nginx_start(const char *dir, int port);
+void th_nginx_stop(pid_t pid);
+/* rm -rf `dir` */
+void th_remove_dir(const char *dir);
 
 #endif

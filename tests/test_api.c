@@ -248,6 +248,7 @@ static void test_docs_relative_url(void)
 	th_resp r;
 	th_config(&cfg);
 	cfg.openapi = 1;
+	cfg.swagger_ui_dir = ""; /* the plain page (test_openapi: Swagger UI's) */
 	th_server_start(&s, evapi_app_new(&cfg));
 	CHECK_INT(th_http(s.port, "GET", "/docs", NULL, &r), ==, 200);
 	/* relative to /docs: behind a prefix (/api/docs) it loads

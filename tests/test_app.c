@@ -4,6 +4,7 @@
  * generous ratios (they also run under sanitizers), never tight times.
  */
 #include "harness.h"
+#include "../src/internal.h"
 
 #include <stdlib.h>
 #include <unistd.h>
@@ -713,6 +714,46 @@ static void test_config_and_errors(void)
 	evapi_app_free(app);
 }
 
+/* The fuzzers' way in (evapi__reactor_connect_local): connections with
+ * no network, accepted by evhttp and guarded like any other. */
+static void test_connect_local(void)
+{
+	static const char two[] =
+		"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n"
+		"GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+	static const char bad[] = "GET /hello HTTP/1.1\r\n\r\n"; /* no Host */
+	evapi_config cfg;
+	evapi_app *app;
+	th_server s;
+	char buf[4096];
+	const char *second;
+	int fd, fd2;
+
+	th_config(&cfg);
+	app = make_app(&cfg);
+	/* before the loop runs, the creating thread is its thread */
+	fd = evapi__reactor_connect_local(app);
+	fd2 = evapi__reactor_connect_local(app);
+	CHECK(fd >= 0);
+	CHECK(fd2 >= 0);
+	th_server_start(&s, app);
+	if (fd >= 0 && fd2 >= 0) {
+		CHECK_INT(write(fd, two, sizeof two - 1), ==, (long)sizeof two - 1);
+		th_read_all(fd, buf, sizeof buf, 10);
+		CHECK_CONTAINS(buf, "HTTP/1.1 200");
+		second = strstr(buf, "HTTP/1.1 200");
+		CHECK(second && strstr(second + 1, "HTTP/1.1 200"));
+		CHECK_INT(write(fd2, bad, sizeof bad - 1), ==, (long)sizeof bad - 1);
+		th_read_all(fd2, buf, sizeof buf, 10);
+		CHECK_CONTAINS(buf, "HTTP/1.1 400"); /* the guard's answer */
+	}
+	if (fd >= 0)
+		close(fd);
+	if (fd2 >= 0)
+		close(fd2);
+	th_server_stop(&s);
+}
+
 int main(int argc, char **argv)
 {
 	static const th_test tests[] = {
@@ -740,6 +781,7 @@ int main(int argc, char **argv)
 		{"app.log_lines_cannot_be_forged", test_log_lines_cannot_be_forged},
 		{"app.shutdown_lets_big_reply_finish", test_shutdown_lets_big_reply_finish},
 		{"app.config_and_errors", test_config_and_errors},
+		{"app.connect_local", test_connect_local},
 		{NULL, NULL}};
 	return th_main(argc, argv, tests);
 }

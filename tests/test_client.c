@@ -166,6 +166,36 @@ static void h_sync(evapi_req *req, void *arg)
 	evapi_fetch_res_free(res);
 }
 
+/* A pool background task's blocking fetch: its error and duration. */
+static int task_err = 1, task_done;
+static double task_secs;
+
+static int t_sync(evapi_app *app, int status, void *arg)
+{
+	evapi_fetch_opts o = { .url = target };
+	evapi_fetch_res *res;
+	double t0 = th_now();
+	(void)app;
+	(void)arg;
+	if (status != 0)
+		return 0;
+	res = evapi_fetch_sync(&o);
+	task_secs = th_now() - t0;
+	task_err = evapi_fetch_res_error(res);
+	evapi_fetch_res_free(res);
+	__atomic_store_n(&task_done, 1, __ATOMIC_RELEASE);
+	return 0;
+}
+
+static void h_task_sync(evapi_req *req, void *arg)
+{
+	if (evapi_req_add_task(req, EVAPI_POOL, "sync", t_sync, NULL) != 0)
+		evapi_reply_error(req, 500, "cannot add the task");
+	else
+		evapi_reply_json(req, 200, json_pack("{s:b}", "queued", 1));
+	(void)arg;
+}
+
 static void h_bad_url(evapi_req *req, void *arg)
 {
 	evapi_fetch_opts o = { .url = "ftp://127.0.0.1/x" };
@@ -192,6 +222,8 @@ static evapi_app *client_app(int timeout_ms, int max_conns)
 	evapi_app_route(app, EVAPI_GET, "/sync-on-loop", EVAPI_INLINE, h_sync,
 	                NULL);
 	evapi_app_route(app, EVAPI_GET, "/bad-url", EVAPI_INLINE, h_bad_url,
+	                NULL);
+	evapi_app_route(app, EVAPI_GET, "/task-sync", EVAPI_INLINE, h_task_sync,
 	                NULL);
 	return app;
 }
@@ -666,6 +698,40 @@ static void test_pool_uses_app_limits(void)
 	th_upstream_stop(&u);
 }
 
+/* Runs /task-sync against an upstream in `mode` and waits for the task. */
+static void task_sync_against(th_up_mode mode, int timeout_ms)
+{
+	th_upstream u;
+	th_server s;
+	th_resp r;
+	double t0;
+
+	th_upstream_start(&u, mode);
+	snprintf(target, sizeof target, "http://127.0.0.1:%d/x", u.port);
+	task_done = 0;
+	task_err = 1;
+	th_server_start(&s, client_app(timeout_ms, 16));
+	CHECK_INT(th_http(s.port, "GET", "/task-sync", NULL, &r), ==, 200);
+	t0 = th_now();
+	while (!__atomic_load_n(&task_done, __ATOMIC_ACQUIRE) &&
+	       th_now() - t0 < 15)
+		th_sleep_ms(10);
+	CHECK_INT(__atomic_load_n(&task_done, __ATOMIC_ACQUIRE), ==, 1);
+	th_server_stop(&s);
+	th_upstream_stop(&u);
+}
+
+static void test_pool_task_uses_app_limits(void)
+{
+	/* the app caps replies at 64 KiB; the upstream sends 2 MiB */
+	task_sync_against(TH_UP_BIG, 2000);
+	CHECK_INT(task_err, ==, EVAPI_ETOOBIG);
+	/* the app's outbound timeout (400 ms), not the built-in 10 s */
+	task_sync_against(TH_UP_SILENT, 400);
+	CHECK_INT(task_err, ==, EVAPI_ETIMEDOUT);
+	CHECK_DBL(task_secs, <, 2.0);
+}
+
 static int rearm_rc, rearm_calls;
 
 static void rearm_done(evapi_app *app, const evapi_fetch_res *res, void *arg)
@@ -773,6 +839,8 @@ int main(int argc, char **argv)
 		{ "client.deadline_cancels", test_deadline_cancels },
 		{ "client.gather_fail_fast", test_gather_fail_fast },
 		{ "client.sync_fetch_in_pool", test_sync_fetch_in_pool },
+		{ "client.pool_task_uses_app_limits",
+		  test_pool_task_uses_app_limits },
 		{ "client.invalid_call_refused", test_invalid_call_refused },
 		{ "client.app_level_calls", test_app_level_calls },
 		{ "client.drain_waits_for_calls", test_drain_waits_for_calls },

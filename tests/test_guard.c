@@ -77,11 +77,18 @@ static void big_reply(evapi_req *req, void *arg)
 	free(b);
 }
 
+static const evapi_field decl_body[] = {
+	{.name = "name", .type = EVAPI_STRING, .required = 1}, {0}};
+
 static evapi_app *make_app(evapi_config *cfg)
 {
+	evapi_route_decl decl = {.methods = EVAPI_POST, .path = "/decl",
+	                         .lane = EVAPI_INLINE, .cb = json_route,
+	                         .body = decl_body};
 	evapi_app *app = evapi_app_new(cfg);
 	if (!app)
 		return NULL;
+	evapi_app_route_decl(app, &decl);
 	evapi_app_route(app, EVAPI_GET, "/hello", EVAPI_INLINE, hello, NULL);
 	evapi_app_route(app, EVAPI_POST, "/hello", EVAPI_INLINE, hello, NULL);
 	evapi_app_route(app, EVAPI_POST, "/echo", EVAPI_INLINE, echo, NULL);
@@ -248,6 +255,38 @@ static const bad_case bad_cases[] = {
 	{"control byte in target", "GET /a\x01 HTTP/1.1\r\nHost: t\r\n\r\n", 0,
 	 400},
 	{"garbage line", "GARBAGE\r\n\r\n", 0, 400},
+	/* a bare CR is never a line ending (llhttp's strict parser) */
+	{"bare CR ends the head", "GET /hello HTTP/1.1\r\nHost: a\r\n\rZGET "
+	                          "/evil: HTTP/1.1\r\nHost: a\r\n\r\n", 0, 400},
+	{"bare CR in chunk size", POST_TE "5\r\r;ABCD\r\n34\r\nE\r\n0\r\n\r\n"
+	                          "GET /x HTTP/1.1\r\nHost: a\r\nX: 12345678901"
+	                          "\r\n\r\n\r\n0\r\n\r\n", 0, 400},
+	{"bare CR after chunk size", POST_TE "1\rXY\r\n0\r\n\r\n", 0, 400},
+	{"bare CR after chunk data", POST_TE "1\r\nY\rX0\r\n\r\n", 0, 400},
+	{"bare CR in chunk extension", POST_TE "1;a=b\rXY\r\n0\r\n\r\n", 0,
+	 400},
+	{"bare CR after trailers", POST_TE "0\r\n\rX", 0, 400},
+	{"bare LF ends the request line", "GET /hello HTTP/1.1\nHost: t\r\n\r\n",
+	 0, 400},
+	/* obs-fold, on any field */
+	{"obs-fold Transfer-Encoding", "POST /echo HTTP/1.1\r\nHost: t\r\n"
+	                               "Transfer-Encoding: \r\n chunked\r\n\r\n"
+	                               "5\r\nhello\r\n0\r\n\r\n", 0, 400},
+	{"obs-fold Host", "GET /hello HTTP/1.1\r\nHost: t\r\n x\r\n\r\n", 0, 400},
+	{"obs-fold in a trailer", POST_TE "0\r\nX: a\r\n\tb\r\n\r\n", 0, 400},
+	/* Host is host[:port] */
+	{"Host a b", "GET /hello HTTP/1.1\r\nHost: a b\r\n\r\n", 0, 400},
+	{"Host a/b", "GET /hello HTTP/1.1\r\nHost: a/b\r\n\r\n", 0, 400},
+	{"Host port not digits", "GET /hello HTTP/1.1\r\nHost: a:b\r\n\r\n", 0,
+	 400},
+	/* framing headers */
+	{"CL ' 5'", POST_CL("5 5") "hello", 0, 400},
+	{"CL list", POST_CL("5, 5") "hello", 0, 400},
+	{"TE chunked, gzip", "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-"
+	                     "Encoding: chunked, gzip\r\n\r\n0\r\n\r\n", 0, 400},
+	{"two TE chunked", "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-"
+	                   "Encoding: chunked\r\nTransfer-Encoding: chunked\r\n"
+	                   "\r\n0\r\n\r\n", 0, 400},
 };
 
 static void test_bad_framing_rejected(void)
@@ -416,6 +455,116 @@ static void test_expect_continue(void)
 	exchange_str(s.port, "POST /echo HTTP/1.1\r\nHost: t\r\n"
 	                     "Content-Length: 5\r\nExpect: foo\r\n\r\nhello", &e);
 	CHECK_REJECT(&e, 417);
+	th_server_stop(&s);
+}
+
+static long read_until(int fd, char *buf, size_t cap, const char *what,
+                       double secs);
+
+/* The final status is known from the head: it is sent instead of 100,
+ * and the body is never asked for (the connection closes after it). */
+static void test_expect_known_status(void)
+{
+	static const struct {
+		const char *req;
+		int status;
+		const char *has;
+	} cases[] = {
+		{"POST /nowhere HTTP/1.1\r\n", 404, "Not Found"},
+		{"PUT /hello HTTP/1.1\r\n", 405, "Allow: GET, HEAD, POST\r\n"},
+		{"POST /decl HTTP/1.1\r\nContent-Type: text/plain\r\n", 415,
+		 "expected application/json"},
+		{"POST /echo HTTP/1.1\r\nContent-Type: text/plain\r\n", 200,
+		 "100 Continue"},
+	};
+	th_server s;
+	char req[512];
+	size_t i;
+	exch e;
+	int fd;
+
+	start(&s);
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		snprintf(req, sizeof req, "%sHost: t\r\nContent-Length: 5\r\n"
+		         "Expect: 100-continue\r\nConnection: close\r\n\r\n",
+		         cases[i].req);
+		fd = th_connect_send(s.port, req);
+		memset(&e, 0, sizeof e);
+		if (cases[i].status == 200) {
+			/* a route that takes the body: 100, then the answer */
+			read_until(fd, e.buf, sizeof e.buf, "\r\n\r\n", 3);
+			CHECK_STR(e.buf, "HTTP/1.1 100 Continue\r\n\r\n");
+			send_bytes(fd, "hello", 5);
+			read_to_close(fd, &e, 3);
+			CHECK_INT(e.status, ==, 200);
+			CHECK_CONTAINS(e.buf, "hello");
+		} else {
+			read_to_close(fd, &e, 3); /* no body sent */
+			CHECK_REJECT(&e, cases[i].status);
+			CHECK_CONTAINS(e.buf, cases[i].has);
+			CHECK(strstr(e.buf, "100 Continue") == NULL);
+		}
+		close(fd);
+	}
+	th_server_stop(&s);
+}
+
+/* A before hook may answer a path no route has: with one registered,
+ * nothing is known from the head, so the client is asked for its body. */
+static int answer_mw(evapi_req *req, void *arg)
+{
+	if (strcmp(evapi_req_path(req), "/mw") != 0)
+		return 0;
+	evapi_reply_text(req, 200, "from middleware");
+	return 1;
+}
+
+static void test_expect_with_middleware(void)
+{
+	evapi_config cfg;
+	evapi_app *app;
+	th_server s;
+	exch e;
+	int fd;
+
+	guard_config(&cfg);
+	app = make_app(&cfg);
+	evapi_app_middleware(app, answer_mw, NULL, NULL);
+	th_server_start(&s, app);
+	fd = th_connect_send(s.port, "POST /mw HTTP/1.1\r\nHost: t\r\n"
+	                             "Content-Length: 5\r\nExpect: 100-continue"
+	                             "\r\nConnection: close\r\n\r\n");
+	memset(&e, 0, sizeof e);
+	read_until(fd, e.buf, sizeof e.buf, "\r\n\r\n", 3);
+	CHECK_STR(e.buf, "HTTP/1.1 100 Continue\r\n\r\n");
+	send_bytes(fd, "hello", 5);
+	read_to_close(fd, &e, 3);
+	close(fd);
+	CHECK_INT(e.status, ==, 200);
+	CHECK_CONTAINS(e.buf, "from middleware");
+	th_server_stop(&s);
+}
+
+/* A chunk line longer than max_chunk_line_bytes: 400 once the bound is
+ * crossed (tests/test_frame.c shows the rest is never parsed). */
+static void test_chunk_line_bound(void)
+{
+	const size_t ext = 64 * 1024;
+	size_t hl = strlen(POST_TE), n;
+	th_server s;
+	char *req;
+	exch e;
+
+	start(&s);
+	req = malloc(hl + ext + 64);
+	memcpy(req, POST_TE "1;a=", hl + 4);
+	memset(req + hl + 4, 'b', ext);
+	n = hl + 4 + ext;
+	n += (size_t)sprintf(req + n, "\r\nX\r\n0\r\n\r\n");
+	exchange(s.port, req, n, &e);
+	CHECK_REJECT(&e, 400);
+	CHECK_CONTAINS(e.buf, "Chunk line too long");
+	free(req);
 	th_server_stop(&s);
 }
 
@@ -1108,6 +1257,9 @@ int main(int argc, char **argv)
 		 test_chunk_extension_and_trailer},
 		{"guard.method_405_allow", test_method_405_allow},
 		{"guard.expect_continue", test_expect_continue},
+		{"guard.expect_known_status", test_expect_known_status},
+		{"guard.expect_with_middleware", test_expect_with_middleware},
+		{"guard.chunk_line_bound", test_chunk_line_bound},
 		{"guard.pipelining_in_order", test_pipelining_in_order},
 		{"guard.valid_then_garbage", test_valid_then_garbage},
 		{"guard.parser_freed_while_waiting",

@@ -9,10 +9,8 @@
  */
 #include "harness.h"
 
-#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -80,59 +78,6 @@ static int write_conf(const char *dir, int port, int up0, int up1)
 	return 0;
 }
 
-static void remove_dir(const char *dir)
-{
-	char cmd[600];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "could not remove %s\n", dir);
-}
-
-static pid_t start_nginx(const char *dir, int port)
-{
-	char conf[512], err[512], globals[512];
-	char *argv[] = {"nginx", "-p", (char *)dir, "-c", conf, "-e", err,
-	                "-g", globals, NULL};
-	th_resp r;
-	pid_t pid;
-	int i;
-
-	snprintf(conf, sizeof conf, "%s/nginx.conf", dir);
-	snprintf(err, sizeof err, "%s/error.log", dir);
-	snprintf(globals, sizeof globals, "daemon off; pid %s/nginx.pid;", dir);
-	pid = fork();
-	if (pid == 0) {
-		/* nginx must neither outlive the test nor hold its output pipe
-		 * open (tests/run reads it to the end). */
-		int null = open("/dev/null", O_RDWR);
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		dup2(null, STDOUT_FILENO);
-		dup2(null, STDERR_FILENO);
-		execvp("nginx", argv);
-		_exit(127);
-	}
-	if (pid < 0) {
-		TH_FAIL_AT("cannot start nginx");
-		return -1;
-	}
-	for (i = 0; i < 100; i++) {
-		if (th_http(port, "GET", "/", NULL, &r) == 200)
-			return pid;
-		th_sleep_ms(50);
-	}
-	TH_FAIL_AT("nginx did not answer on %d", port);
-	return pid;
-}
-
-static void stop_nginx(pid_t pid)
-{
-	int status;
-	if (pid <= 0)
-		return;
-	kill(pid, SIGTERM);
-	waitpid(pid, &status, 0);
-}
-
 struct load {
 	int port, stop, sent, failed;
 };
@@ -167,7 +112,7 @@ static void test_two_instances_behind_nginx(void)
 		th_server_stop(&b);
 		return;
 	}
-	ng = start_nginx(dir, port);
+	ng = th_nginx_start(dir, port);
 
 	for (i = 0; i < 40; i++)
 		CHECK_INT(th_http(port, "GET", "/", NULL, &r), ==, 200);
@@ -188,9 +133,9 @@ static void test_two_instances_behind_nginx(void)
 	CHECK_INT(__atomic_load_n(&hits[0], __ATOMIC_SEQ_CST), ==, a_hits);
 	for (i = 0; i < 10; i++)
 		CHECK_INT(th_http(port, "GET", "/", NULL, &r), ==, 200);
-	stop_nginx(ng);
+	th_nginx_stop(ng);
 	th_server_stop(&b);
-	remove_dir(dir);
+	th_remove_dir(dir);
 }
 
 /* ---- path rules in nginx ------------------------------------------------ */
@@ -285,10 +230,10 @@ static void rules_hold(int merge_slashes)
 	__atomic_store_n(&guarded_hits, 0, __ATOMIC_SEQ_CST);
 	if (write_rules_conf(dir, port, s.port, merge_slashes) != 0) {
 		th_server_stop(&s);
-		remove_dir(dir);
+		th_remove_dir(dir);
 		return;
 	}
-	ng = start_nginx(dir, port);
+	ng = th_nginx_start(dir, port);
 	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		char raw[512], buf[8192];
 		int want = merge_slashes ? cases[i].status_merged
@@ -308,9 +253,9 @@ static void rules_hold(int merge_slashes)
 			CHECK(strstr(buf, "\"in_flight\"") == NULL);
 	}
 	CHECK_INT(__atomic_load_n(&guarded_hits, __ATOMIC_SEQ_CST), ==, 0);
-	stop_nginx(ng);
+	th_nginx_stop(ng);
 	th_server_stop(&s);
-	remove_dir(dir);
+	th_remove_dir(dir);
 }
 
 static void test_path_rules_merge_slashes_on(void)
@@ -365,7 +310,7 @@ static void test_worker_killed_under_load(void)
 	s1 = th_start_prefork(p1, 2, prefork_setup, "/");
 	if (write_conf(dir, port, p0, p1) != 0)
 		goto out;
-	ng = start_nginx(dir, port);
+	ng = th_nginx_start(dir, port);
 	CHECK_INT(th_distinct_pids(p0, "/", 60, before, 4, NULL), ==, 2);
 
 	l.port = port;
@@ -409,11 +354,11 @@ static void test_worker_killed_under_load(void)
 	CHECK_INT(fresh, ==, 1);
 	fprintf(stderr, "  note: %d requests through nginx, %d failed, while a "
 	        "worker was killed\n", l.sent, l.failed);
-	stop_nginx(ng);
+	th_nginx_stop(ng);
 out:
 	stop_prefork(s0);
 	stop_prefork(s1);
-	remove_dir(dir);
+	th_remove_dir(dir);
 }
 
 int main(int argc, char **argv)

@@ -1,15 +1,20 @@
 /*
  * test_openapi.c: the generated OpenAPI 3.1 document (src/openapi.c):
- * its content for declared and plain routes, the document served at
- * /openapi.json, the /docs page, and validation of the document by a real
+ * its content for declared and plain routes, every documentation member
+ * of a declared route (responses, tags, ids, examples, security), the
+ * document served at /openapi.json, the /docs page (Swagger UI from
+ * docs/swagger's files, or the plain page), and validation of the
+ * documents (a test app using every feature, and the demo's) by a real
  * OpenAPI validator (@seriousme/openapi-schema-validator, installed by
  * .ci/deps under tests/openapi; SKIP with the reason when it is absent).
  */
 #include "harness.h"
 
 #include <stdlib.h>
-#include <sys/wait.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include "../examples/demo.h"
 
 #ifndef TOP_SRCDIR
 #define TOP_SRCDIR "."
@@ -18,6 +23,7 @@
 #define VALIDATOR_MODULE                                                     \
 	TOP_SRCDIR "/tests/openapi/node_modules/@seriousme/"                 \
 	           "openapi-schema-validator/package.json"
+#define SWAGGER_DIR TOP_SRCDIR "/docs/swagger/node_modules/swagger-ui-dist"
 
 static void handler(evapi_req *req, void *arg)
 {
@@ -49,7 +55,7 @@ static const evapi_field item_body[] = {
 	{0}};
 static const evapi_upload upload = {.dir = "/tmp", .raw = 1};
 
-static evapi_app *make_app(int openapi)
+static evapi_app *make_app_in(int openapi, const char *swagger_dir)
 {
 	evapi_config cfg;
 	evapi_app *app;
@@ -66,6 +72,7 @@ static evapi_app *make_app(int openapi)
 
 	th_config(&cfg);
 	cfg.openapi = openapi;
+	cfg.swagger_ui_dir = swagger_dir;
 	app = evapi_app_new(&cfg);
 	CHECK(app != NULL);
 	CHECK_INT(evapi_app_route_decl(app, &get), ==, 0);
@@ -74,6 +81,114 @@ static evapi_app *make_app(int openapi)
 	CHECK_INT(evapi_app_route(app, EVAPI_GET | EVAPI_DELETE,
 	                          "/users/{user_id}/posts/{post}", EVAPI_INLINE,
 	                          handler, NULL), ==, 0);
+	return app;
+}
+
+/* The plain /docs page: no Swagger UI files. */
+static evapi_app *make_app(int openapi)
+{
+	return make_app_in(openapi, "");
+}
+
+/* ---- an app using every documentation feature ----------------------- */
+
+static const char *const items_tags[] = {"items", NULL};
+static const char *const admin_tags[] = {"admin", "items", NULL};
+static const char *const key_or_bearer[] = {"ApiKey", "Bearer", NULL};
+static const char *const basic_only[] = {"Basic", NULL};
+static const evapi_field name_param[] = {
+	{.name = "name", .in = EVAPI_IN_PATH, .type = EVAPI_STRING,
+	 .required = 1, .example = "hammer"},
+	{.name = "verbose", .type = EVAPI_BOOL, .example = "yes"},
+	{.name = "n", .type = EVAPI_INT, .example = "3"},
+	{0}};
+static const evapi_field out_fields[] = {
+	{.name = "name", .type = EVAPI_STRING, .required = 1,
+	 .example = "\"hammer\""},
+	{.name = "count", .type = EVAPI_INT, .dflt = "0"},
+	{0}};
+static const evapi_field out_schema = {.type = EVAPI_OBJECT,
+                                       .fields = out_fields};
+static const evapi_field out_list = {.type = EVAPI_ARRAY,
+                                     .items = &out_schema};
+static const evapi_field new_body[] = {
+	{.name = "name", .type = EVAPI_STRING, .required = 1},
+	{0}};
+static const evapi_response get_responses[] = {
+	{.status = 200, .schema = &out_schema, .schema_name = "Thing",
+	 .example = "{\"name\": \"hammer\", \"count\": 3}"},
+	{.status = 404, .description = "No such thing"},
+	{0}};
+static const evapi_response create_responses[] = {
+	{.status = 201, .description = "Created", .schema = &out_schema,
+	 .schema_name = "Thing"},
+	{.status = 409, .description = "Already there"},
+	{0}};
+static const evapi_response delete_responses[] = {{.status = 204}, {0}};
+static const evapi_response list_responses[] = {
+	{.status = 200, .schema = &out_list}, {0}};
+static const evapi_response events_responses[] = {
+	{.status = 200, .description = "Server-sent events",
+	 .content_type = "text/event-stream",
+	 .example = "data: {\"n\": 1}\n\n"},
+	{0}};
+
+static evapi_app *make_full_app(void)
+{
+	evapi_config cfg;
+	evapi_app *app;
+	evapi_route_decl get = {
+		.methods = EVAPI_GET, .path = "/things/{name}", .cb = handler,
+		.params = name_param, .summary = "Read a thing",
+		.description = "Reads **one** thing by name.",
+		.tags = items_tags, .responses = get_responses,
+		.security = key_or_bearer};
+	evapi_route_decl create = {
+		.methods = EVAPI_POST, .path = "/things", .cb = handler,
+		.body = new_body, .body_name = "NewThing",
+		.body_example = "{\"name\": \"hammer\"}",
+		.tags = items_tags, .responses = create_responses,
+		.operation_id = "create_thing"};
+	evapi_route_decl del = {
+		.methods = EVAPI_DELETE, .path = "/things/{name}", .cb = handler,
+		.params = name_param, .tags = admin_tags, .deprecated = 1,
+		.responses = delete_responses, .security = basic_only};
+	evapi_route_decl list = {.methods = EVAPI_GET, .path = "/things",
+	                         .cb = handler, .responses = list_responses};
+	evapi_route_decl events = {.methods = EVAPI_GET, .path = "/events",
+	                           .cb = handler,
+	                           .responses = events_responses};
+	/* "/a-b" and "/a_b" give the same default id: the second is suffixed */
+	evapi_route_decl twin1 = {.methods = EVAPI_GET, .path = "/a-b",
+	                          .cb = handler};
+	evapi_route_decl twin2 = {.methods = EVAPI_GET, .path = "/a_b",
+	                          .cb = handler};
+
+	th_config(&cfg);
+	cfg.openapi = 1;
+	app = evapi_app_new(&cfg);
+	CHECK(app != NULL);
+	CHECK_INT(evapi_app_openapi_info(app, "Things API", "2.1.0",
+	                                 "Keeps *things*."), ==, 0);
+	CHECK_INT(evapi_app_security_scheme(app, "ApiKey",
+	                                    EVAPI_SECURITY_API_KEY_HEADER,
+	                                    "X-API-Key", "A key"), ==, 0);
+	CHECK_INT(evapi_app_security_scheme(app, "QueryKey",
+	                                    EVAPI_SECURITY_API_KEY_QUERY,
+	                                    "api_key", NULL), ==, 0);
+	CHECK_INT(evapi_app_security_scheme(app, "Bearer",
+	                                    EVAPI_SECURITY_HTTP_BEARER, "JWT",
+	                                    NULL), ==, 0);
+	CHECK_INT(evapi_app_security_scheme(app, "Basic",
+	                                    EVAPI_SECURITY_HTTP_BASIC, NULL,
+	                                    NULL), ==, 0);
+	CHECK_INT(evapi_app_route_decl(app, &get), ==, 0);
+	CHECK_INT(evapi_app_route_decl(app, &create), ==, 0);
+	CHECK_INT(evapi_app_route_decl(app, &del), ==, 0);
+	CHECK_INT(evapi_app_route_decl(app, &list), ==, 0);
+	CHECK_INT(evapi_app_route_decl(app, &events), ==, 0);
+	CHECK_INT(evapi_app_route_decl(app, &twin1), ==, 0);
+	CHECK_INT(evapi_app_route_decl(app, &twin2), ==, 0);
 	return app;
 }
 
@@ -128,6 +243,7 @@ static void test_document_content(void)
 	CHECK(doc != NULL);
 	CHECK_AT_STR(doc, "openapi", "3.1.0");
 	CHECK_AT_STR(doc, "info/title", "evapi");
+	CHECK_AT_STR(doc, "servers/0/url", "."); /* where it was fetched */
 	/* the serving routes are not part of the API */
 	CHECK(json_object_get(at(doc, "paths"), "/openapi.json") == NULL);
 	CHECK(json_object_get(at(doc, "paths"), "/docs") == NULL);
@@ -191,7 +307,172 @@ static void test_document_content(void)
 	CHECK_AT_STR(p, "get/parameters/1/name", "post");
 	CHECK_AT_STR(p, "delete/parameters/1/schema/type", "string");
 	CHECK(at(p, "get/responses/422") == NULL);
+	CHECK_AT_STR(p, "get/operationId", "users__user_id__posts__post__get");
+	p = json_object_get(at(doc, "paths"), "/items/{item_id}");
+	CHECK_AT_STR(p, "get/operationId", "read_an_item_items__item_id__get");
+	/* without documented responses: 200 JSON, as before */
+	CHECK(at(p, "get/responses/200/content") != NULL);
 	json_decref(doc);
+	evapi_app_free(app);
+}
+
+static void test_documented_responses_and_more(void)
+{
+	evapi_app *app = make_full_app();
+	json_t *doc = evapi_app_openapi(app), *p, *r;
+
+	CHECK_AT_STR(doc, "info/title", "Things API");
+	CHECK_AT_STR(doc, "info/version", "2.1.0");
+	CHECK_AT_STR(doc, "info/description", "Keeps *things*.");
+	p = at(doc, "components/securitySchemes");
+	CHECK_AT_STR(p, "ApiKey/type", "apiKey");
+	CHECK_AT_STR(p, "ApiKey/in", "header");
+	CHECK_AT_STR(p, "ApiKey/name", "X-API-Key");
+	CHECK_AT_STR(p, "ApiKey/description", "A key");
+	CHECK_AT_STR(p, "QueryKey/in", "query");
+	CHECK_AT_STR(p, "QueryKey/name", "api_key");
+	CHECK_AT_STR(p, "Bearer/type", "http");
+	CHECK_AT_STR(p, "Bearer/scheme", "bearer");
+	CHECK_AT_STR(p, "Bearer/bearerFormat", "JWT");
+	CHECK_AT_STR(p, "Basic/scheme", "basic");
+
+	p = json_object_get(at(doc, "paths"), "/things/{name}");
+	CHECK_AT_STR(p, "get/description", "Reads **one** thing by name.");
+	CHECK_AT_STR(p, "get/tags/0", "items");
+	CHECK_AT_STR(p, "get/operationId", "read_a_thing_things__name__get");
+	CHECK(json_object_size(at(p, "get/security/0")) == 1 &&
+	      json_is_array(at(p, "get/security/0/ApiKey")));
+	CHECK(json_is_array(at(p, "get/security/1/Bearer")));
+	CHECK(at(p, "get/deprecated") == NULL);
+	r = json_object_get(at(p, "get/responses/200/content"),
+	                    "application/json");
+	CHECK_AT_STR(r, "schema/$ref", "#/components/schemas/Thing");
+	CHECK_INT(json_integer_value(at(r, "example/count")), ==, 3);
+	CHECK_AT_STR(p, "get/responses/404/description", "No such thing");
+	CHECK_AT_STR(json_object_get(at(p, "get/responses/404/content"),
+	                             "application/json"),
+	             "schema/$ref", "#/components/schemas/HTTPError");
+	CHECK(at(p, "get/responses/422") != NULL); /* it has parameters */
+	CHECK_INT(json_integer_value(at(p, "get/parameters/2/example")), ==, 3);
+	CHECK(json_is_true(at(p, "get/parameters/1/example")));
+	CHECK_AT_STR(p, "get/parameters/0/example", "hammer");
+	p = at(doc, "components/schemas/Thing");
+	CHECK_AT_STR(p, "title", "Thing");
+	CHECK_AT_STR(p, "properties/name/examples/0", "hammer");
+	CHECK_INT(json_integer_value(at(p, "properties/count/default")), ==, 0);
+
+	/* 204 has no content; deprecated; two tags; basic auth */
+	p = json_object_get(at(doc, "paths"), "/things/{name}");
+	CHECK(json_is_true(at(p, "delete/deprecated")));
+	CHECK_AT_STR(p, "delete/tags/0", "admin");
+	CHECK_AT_STR(p, "delete/tags/1", "items");
+	CHECK_AT_STR(p, "delete/responses/204/description", "No Content");
+	CHECK(at(p, "delete/responses/204/content") == NULL);
+	CHECK(at(p, "delete/responses/200") == NULL);
+	CHECK(json_is_array(at(p, "delete/security/0/Basic")));
+
+	p = json_object_get(at(doc, "paths"), "/things");
+	CHECK_AT_STR(p, "post/operationId", "create_thing");
+	CHECK(at(p, "post/responses/200") == NULL);
+	CHECK_AT_STR(p, "post/responses/201/description", "Created");
+	CHECK_AT_STR(p, "post/responses/409/description", "Already there");
+	CHECK(at(p, "post/responses/422") != NULL); /* it has a body */
+	CHECK(at(p, "post/responses/415") != NULL);
+	CHECK_AT_STR(json_object_get(at(p, "post/requestBody/content"),
+	                             "application/json"),
+	             "example/name", "hammer");
+	/* no parameters, no body: nothing can fail validation */
+	CHECK(at(p, "get/responses/422") == NULL);
+	CHECK_AT_STR(json_object_get(at(p, "get/responses/200/content"),
+	                             "application/json"),
+	             "schema/items/properties/name/type", "string");
+
+	p = json_object_get(at(doc, "paths"), "/events");
+	r = json_object_get(at(p, "get/responses/200/content"),
+	                    "text/event-stream");
+	CHECK(r != NULL);
+	CHECK(json_object_get(at(p, "get/responses/200/content"),
+	                      "application/json") == NULL);
+	CHECK_AT_STR(r, "schema/type", "string");
+	CHECK_AT_STR(r, "example", "data: {\"n\": 1}\n\n");
+	CHECK(at(p, "get/responses/422") == NULL);
+
+	CHECK_AT_STR(json_object_get(at(doc, "paths"), "/a-b"),
+	             "get/operationId", "a_b_get");
+	CHECK_AT_STR(json_object_get(at(doc, "paths"), "/a_b"),
+	             "get/operationId", "a_b_get_2");
+	json_decref(doc);
+	evapi_app_free(app);
+}
+
+static void test_bad_documentation_refused(void)
+{
+	static const evapi_response dup[] = {{.status = 200}, {.status = 200},
+	                                     {0}};
+	static const evapi_response bad_status[] = {{.status = 99}, {0}};
+	static const evapi_response bad_name[] = {
+		{.status = 200, .schema = &out_schema, .schema_name = "a b"},
+		{0}};
+	static const evapi_response bad_example[] = {
+		{.status = 200, .example = "{nope"}, {0}};
+	static const evapi_response text_example[] = {
+		{.status = 200, .content_type = "text/plain", .example = "{nope"},
+		{0}};
+	static const char *const unknown[] = {"Nope", NULL};
+	static const char *const empty_tag[] = {"", NULL};
+	static const evapi_field bad_param_example[] = {
+		{.name = "n", .type = EVAPI_INT, .example = "x"}, {0}};
+	static const evapi_field bad_field_example[] = {
+		{.name = "n", .type = EVAPI_INT, .example = "{"}, {0}};
+	evapi_app *app = evapi_app_new(NULL);
+	evapi_route_decl d = {.methods = EVAPI_GET, .path = "/x",
+	                      .cb = handler};
+	evapi_route_decl e;
+
+#define REFUSED(member, value, code)                                         \
+	do {                                                                 \
+		e = d;                                                       \
+		e.member = value;                                            \
+		CHECK_INT(evapi_app_route_decl(app, &e), ==, code);          \
+	} while (0)
+	REFUSED(responses, dup, EVAPI_EINVAL);
+	REFUSED(responses, bad_status, EVAPI_EINVAL);
+	REFUSED(responses, bad_name, EVAPI_EINVAL);
+	REFUSED(responses, bad_example, EVAPI_EINVAL);
+	REFUSED(security, unknown, EVAPI_EINVAL);
+	REFUSED(tags, empty_tag, EVAPI_EINVAL);
+	REFUSED(body_example, "[1,", EVAPI_EINVAL);
+	REFUSED(params, bad_param_example, EVAPI_EINVAL);
+	REFUSED(methods, EVAPI_POST, 0);
+	e.path = "/y";
+	e.body = bad_field_example;
+	CHECK_INT(evapi_app_route_decl(app, &e), ==, EVAPI_EINVAL);
+	/* an operation id names one operation */
+	e = d;
+	e.methods = EVAPI_GET | EVAPI_PUT;
+	e.operation_id = "op";
+	CHECK_INT(evapi_app_route_decl(app, &e), ==, EVAPI_EINVAL);
+	e.methods = EVAPI_GET;
+	e.responses = text_example; /* plain text: any example */
+	CHECK_INT(evapi_app_route_decl(app, &e), ==, 0);
+	e.methods = EVAPI_PUT;
+	CHECK_INT(evapi_app_route_decl(app, &e), ==, EVAPI_EEXIST);
+#undef REFUSED
+	CHECK_INT(evapi_app_security_scheme(app, "K",
+	                                    EVAPI_SECURITY_API_KEY_HEADER, NULL,
+	                                    NULL), ==, EVAPI_EINVAL);
+	CHECK_INT(evapi_app_security_scheme(app, "a b",
+	                                    EVAPI_SECURITY_HTTP_BASIC, NULL,
+	                                    NULL), ==, EVAPI_EINVAL);
+	CHECK_INT(evapi_app_security_scheme(app, "K", 99, "x", NULL), ==,
+	          EVAPI_EINVAL);
+	CHECK_INT(evapi_app_security_scheme(app, "K", EVAPI_SECURITY_HTTP_BASIC,
+	                                    NULL, NULL), ==, 0);
+	CHECK_INT(evapi_app_security_scheme(app, "K", EVAPI_SECURITY_HTTP_BASIC,
+	                                    NULL, NULL), ==, EVAPI_EEXIST);
+	CHECK_INT(evapi_app_openapi_info(app, "", NULL, NULL), ==, EVAPI_EINVAL);
+	CHECK_INT(evapi_app_openapi_info(NULL, "t", NULL, NULL), ==,
+	          EVAPI_EINVAL);
 	evapi_app_free(app);
 }
 
@@ -228,6 +509,111 @@ static void test_served_document_and_docs(void)
 	th_server_stop(&s);
 }
 
+/* Every src= and href= value of a page: relative (no scheme, no leading
+ * '/'), so the page works behind a path prefix. Returns how many. */
+static int all_relative(const char *page)
+{
+	const char *p = page;
+	int n = 0;
+	while ((p = strpbrk(p, "sh")) != NULL) {
+		size_t k = strncmp(p, "src=\"", 5) == 0    ? 5
+		           : strncmp(p, "href=\"", 6) == 0 ? 6
+		                                           : 0;
+		p++;
+		if (!k)
+			continue;
+		p += k - 1;
+		CHECK(*p != '/' && strncmp(p, "http", 4) != 0);
+		n++;
+	}
+	return n;
+}
+
+static void test_swagger_ui_served(void)
+{
+	static char buf[1 << 17];
+	static char big[4 << 20];
+	char req[512], etag[64] = "", *e;
+	const char *body;
+	evapi_app *app;
+	th_server s;
+	struct stat st;
+	int fd;
+
+	if (stat(SWAGGER_DIR "/swagger-ui-bundle.js", &st) != 0) {
+		TH_SKIP("no Swagger UI files in %s (run .ci/deps)", SWAGGER_DIR);
+		return;
+	}
+	app = make_app_in(1, SWAGGER_DIR);
+	th_server_start(&s, app);
+	CHECK_INT(get_raw(s.port, "/docs", buf, sizeof buf, &body), ==, 200);
+	CHECK_CONTAINS(buf, "Content-Type: text/html; charset=utf-8");
+	CHECK_CONTAINS(body, "<div id=\"swagger-ui\">");
+	CHECK_CONTAINS(body, "src=\"docs/swagger-ui-bundle.js\"");
+	CHECK_CONTAINS(body, "href=\"docs/swagger-ui.css\"");
+	CHECK_INT(all_relative(body), ==, 4);
+	CHECK(strstr(body, "//") == NULL); /* no CDN, no absolute URL */
+	CHECK(strstr(body, "<script>") == NULL); /* no inline script */
+
+	CHECK_INT(get_raw(s.port, "/docs/evapi-docs.js", buf, sizeof buf,
+	                  &body), ==, 200);
+	CHECK_CONTAINS(buf, "Content-Type: text/javascript; charset=utf-8");
+	CHECK_CONTAINS(body, "SwaggerUIBundle({");
+	CHECK_CONTAINS(body, "url: \"openapi.json\"");
+
+	CHECK_INT(get_raw(s.port, "/docs/swagger-ui.css", buf, sizeof buf,
+	                  &body), ==, 200);
+	CHECK_CONTAINS(buf, "Content-Type: text/css; charset=utf-8");
+	CHECK_CONTAINS(buf, "Cache-Control: public, max-age=86400");
+	CHECK_CONTAINS(buf, "X-Content-Type-Options: nosniff");
+	if ((e = strstr(buf, "ETag: ")) != NULL)
+		sscanf(e + 6, "%63[^\r]", etag);
+	CHECK(etag[0] == '"');
+	/* revalidation: 304, no body */
+	snprintf(req, sizeof req,
+	         "GET /docs/swagger-ui.css HTTP/1.1\r\nHost: x\r\n"
+	         "If-None-Match: %s\r\nConnection: close\r\n\r\n", etag);
+	fd = th_connect_send(s.port, req);
+	CHECK(fd >= 0);
+	th_read_all(fd, buf, sizeof buf, 5.0);
+	close(fd);
+	CHECK(strncmp(buf, "HTTP/1.1 304", 12) == 0);
+	CHECK_CONTAINS(buf, etag);
+	CHECK(strstr(buf, "\r\n\r\n") && strstr(buf, "\r\n\r\n")[4] == '\0');
+
+	/* the bundle, whole, as JavaScript */
+	CHECK(stat(SWAGGER_DIR "/swagger-ui-bundle.js", &st) == 0 &&
+	      (size_t)st.st_size < sizeof big - 4096);
+	CHECK_INT(get_raw(s.port, "/docs/swagger-ui-bundle.js", big,
+	                  sizeof big, &body), ==, 200);
+	CHECK_CONTAINS(big, "Content-Type: text/javascript; charset=utf-8");
+	CHECK_INT((long)strlen(body), ==, (long)st.st_size);
+	CHECK_INT(get_raw(s.port, "/docs/favicon-32x32.png", buf, sizeof buf,
+	                  &body), ==, 200);
+	CHECK_CONTAINS(buf, "Content-Type: image/png");
+	/* only the listed files: never a path into the directory */
+	CHECK_INT(get_raw(s.port, "/docs/package.json", buf, sizeof buf, &body),
+	          ==, 404);
+	CHECK_INT(get_raw(s.port, "/docs/..%2Fpackage.json", buf, sizeof buf,
+	                  &body), ==, 404);
+	/* the document does not list the docs routes */
+	CHECK_INT(get_raw(s.port, "/openapi.json", buf, sizeof buf, &body), ==,
+	          200);
+	CHECK(strstr(body, "/docs") == NULL);
+	th_server_stop(&s);
+
+	/* files missing: the plain page, and why in the log */
+	th_log_clear();
+	app = make_app_in(1, "/nonexistent");
+	th_server_start(&s, app);
+	CHECK_CONTAINS(th_log(), "swagger_ui_dir /nonexistent");
+	CHECK_INT(get_raw(s.port, "/docs", buf, sizeof buf, &body), ==, 200);
+	CHECK_CONTAINS(body, "fetch('openapi.json')");
+	CHECK_INT(get_raw(s.port, "/docs/swagger-ui.css", buf, sizeof buf,
+	                  &body), ==, 404);
+	th_server_stop(&s);
+}
+
 /* Writes doc to a new temporary file; returns 0 and its name in path. */
 static int dump(json_t *doc, char *path)
 {
@@ -247,31 +633,46 @@ static int validate(const char *good, const char *bad, char *out,
                     size_t cap)
 {
 	char cmd[1024];
-	size_t n = 0;
-	FILE *f;
-	int rc;
 
-	out[0] = '\0';
 	snprintf(cmd, sizeof cmd, "node '%s' '%s' '%s' 2>&1", VALIDATOR, good,
 	         bad);
-	f = popen(cmd, "r");
-	if (!f)
-		return -1;
-	while (n + 1 < cap && fgets(out + n, (int)(cap - n), f))
-		n = strlen(out);
-	while (fgetc(f) != EOF)
-		;
-	rc = pclose(f);
-	return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+	return th_run_capture(cmd, out, cap);
+}
+
+/* Writes the full app's and the demo's documents (the validator checks
+ * them too) to new temporary files full and demo. */
+static void dump_more(char *full, char *demo)
+{
+	char dir[] = "/tmp/evapi-openapi-up-XXXXXX";
+	evapi_app *app = make_full_app(), *d = evapi_app_new(NULL);
+	json_t *doc = evapi_app_openapi(app);
+
+	CHECK_INT(dump(doc, full), ==, 0);
+	json_decref(doc);
+	CHECK(mkdtemp(dir) != NULL);
+	CHECK_INT(evapi_app_openapi_info(d, "evapi demo", NULL, NULL), ==, 0);
+	CHECK_INT(demo_declared_routes(d, dir), ==, 0);
+	doc = evapi_app_openapi(d);
+	CHECK(json_object_get(json_object_get(json_object_get(json_object_get(
+		      at(doc, "paths"), "/items"), "post"), "responses"),
+	                      "201") != NULL);
+	CHECK_INT(dump(doc, demo), ==, 0);
+	json_decref(doc);
+	rmdir(dir);
+	evapi_app_free(d);
+	evapi_app_free(app);
 }
 
 static void test_validated_by_openapi_validator(void)
 {
 	char good[] = "/tmp/evapi-openapi-XXXXXX";
 	char bad[] = "/tmp/evapi-openapi-XXXXXX";
-	char out[8192], want[128];
+	char full[] = "/tmp/evapi-openapi-XXXXXX";
+	char demo[] = "/tmp/evapi-openapi-XXXXXX";
+	char out[8192], want[128], files[128];
 	evapi_app *app;
 	json_t *doc, *broken;
+	int i;
 
 	if (access(VALIDATOR_MODULE, R_OK) != 0 ||
 	    system("node -v >/dev/null 2>&1") != 0) {
@@ -291,11 +692,18 @@ static void test_validated_by_openapi_validator(void)
 		"in", json_string("body"));
 	CHECK_INT(dump(doc, good), ==, 0);
 	CHECK_INT(dump(broken, bad), ==, 0);
-	CHECK_INT(validate(good, bad, out, sizeof out), ==, 1);
-	snprintf(want, sizeof want, "%s: valid\n", good);
-	CHECK_CONTAINS(out, want);
+	dump_more(full, demo);
+	snprintf(files, sizeof files, "%s' '%s' '%s", good, full, demo);
+	CHECK_INT(validate(files, bad, out, sizeof out), ==, 1);
+	for (i = 0; i < 3; i++) {
+		snprintf(want, sizeof want, "%s: valid\n",
+		         i == 0 ? good : i == 1 ? full : demo);
+		CHECK_CONTAINS(out, want);
+	}
 	snprintf(want, sizeof want, "%s: INVALID ", bad);
 	CHECK_CONTAINS(out, want);
+	unlink(full);
+	unlink(demo);
 	unlink(good);
 	unlink(bad);
 	json_decref(broken);
@@ -306,6 +714,9 @@ static void test_validated_by_openapi_validator(void)
 static const th_test tests[] = {
 	{"document_content", test_document_content},
 	{"served_document_and_docs", test_served_document_and_docs},
+	{"documented_responses_and_more", test_documented_responses_and_more},
+	{"bad_documentation_refused", test_bad_documentation_refused},
+	{"swagger_ui_served", test_swagger_ui_served},
 	{"validated_by_openapi_validator", test_validated_by_openapi_validator},
 	{NULL, NULL}};
 

@@ -61,7 +61,7 @@ static void run_until(struct event_base *b, int *count, int want)
 static void test_runs_and_completes_on_loop(void)
 {
 	struct event_base *b = new_base();
-	evapi__pool *p = evapi__pool_new(b, NULL, 4, 16, 0);
+	evapi__pool *p = evapi__pool_new(b, NULL, 4, 16, 0, NULL, NULL);
 	tjob jobs[10];
 	int count = 0, i;
 
@@ -85,7 +85,7 @@ static void test_runs_and_completes_on_loop(void)
 static void test_queue_bound_and_cancel(void)
 {
 	struct event_base *b = new_base();
-	evapi__pool *p = evapi__pool_new(b, NULL, 1, 2, 0);
+	evapi__pool *p = evapi__pool_new(b, NULL, 1, 2, 0, NULL, NULL);
 	tjob jobs[5];
 	int count = 0, i, threads, busy, queued;
 
@@ -116,7 +116,7 @@ static void test_queue_bound_and_cancel(void)
 static void test_free_cancels_waiting(void)
 {
 	struct event_base *b = new_base();
-	evapi__pool *p = evapi__pool_new(b, NULL, 1, 8, 0);
+	evapi__pool *p = evapi__pool_new(b, NULL, 1, 8, 0, NULL, NULL);
 	tjob jobs[3];
 	int count = 0, i;
 
@@ -146,7 +146,7 @@ static void test_workers_yield_to_loop(void)
 	tjob jobs[2];
 
 	for (batch = 0; batch <= 1; batch++) {
-		evapi__pool *p = evapi__pool_new(b, NULL, 2, 4, batch);
+		evapi__pool *p = evapi__pool_new(b, NULL, 2, 4, batch, NULL, NULL);
 		count = 0;
 		job_init(&jobs[batch], &count, 0);
 		CHECK_INT(evapi__pool_submit(p, &jobs[batch].job), ==, 0);

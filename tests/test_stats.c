@@ -5,8 +5,10 @@
  * flight, and the Prometheus page.
  */
 #include "harness.h"
+#include "../src/internal.h"
 
 #include <stdlib.h>
+#include <unistd.h>
 
 static void ok(evapi_req *req, void *arg)
 {
@@ -291,6 +293,107 @@ static void test_metrics_text(void)
 	th_server_stop(&s);
 }
 
+/* Every counter of the one list (EVAPI__COUNTERS) reaches evapi_stats,
+ * /_/stats and /_/metrics: each is given a distinct value and looked for
+ * in all three. */
+static void test_every_counter_everywhere(void)
+{
+	evapi_config cfg;
+	evapi_app *app;
+	evapi_stats st;
+	json_t *j;
+	char *text, line[160];
+	size_t len;
+	long long v = 1000;
+
+	th_config(&cfg);
+	cfg.stats_routes = 1;
+	app = evapi_app_new(&cfg);
+	CHECK(app != NULL);
+	if (!app)
+		return;
+#define SET(type, name, group, key, prom, kind, help) \
+	app->stats.name = (type)++v;
+	EVAPI__COUNTERS(SET)
+#undef SET
+	evapi_app_stats(app, &st);
+	j = evapi__stats_json(app);
+	text = evapi__stats_metrics(app, &len);
+	CHECK(j != NULL);
+	CHECK(text != NULL);
+	v = 1000;
+#define LOOK(type, name, group, key, prom, kind, help)                  \
+	v++;                                                                \
+	CHECK_INT((long long)st.name, ==, v);                               \
+	CHECK_INT(jint(*group ? json_object_get(j, group) : j, key), ==, v); \
+	snprintf(line, sizeof line, "\n%s %lld\n", prom, v);               \
+	CHECK_CONTAINS(text, line);                                         \
+	snprintf(line, sizeof line, "# TYPE %s %s\n", prom, kind);         \
+	CHECK_CONTAINS(text, line);
+	if (j && text) {
+		EVAPI__COUNTERS(LOOK)
+	}
+#undef LOOK
+	json_decref(j);
+	free(text);
+	/* the counters are made up: nothing is really in flight */
+	app->stats.in_flight = 0;
+	evapi_app_free(app);
+}
+
+/* What the request guard answers itself is counted like any request. */
+static void test_guard_rejections_counted(void)
+{
+	evapi_config cfg;
+	th_server s;
+	th_resp r;
+	evapi_stats st;
+	char raw[6000], buf[2048];
+	json_t *j;
+	int fd;
+
+	th_config(&cfg);
+	cfg.stats_routes = 1;
+	cfg.header_timeout_ms = 300;
+	th_server_start(&s, evapi_app_new(&cfg));
+	/* a malformed header line: 400 */
+	fd = th_connect_send(s.port, "GET / HTTP/1.1\r\nHost: t\r\n"
+	                             "no colon here\r\n\r\n");
+	CHECK(th_read_all(fd, buf, sizeof buf, 3) > 0);
+	CHECK_CONTAINS(buf, "HTTP/1.1 400 ");
+	close(fd);
+	/* a request-target over the limit: 414 */
+	memset(raw, 'a', sizeof raw);
+	memcpy(raw, "GET /", 5);
+	snprintf(raw + 5000, sizeof raw - 5000, " HTTP/1.1\r\nHost: t\r\n\r\n");
+	fd = th_connect_send(s.port, raw);
+	CHECK(th_read_all(fd, buf, sizeof buf, 3) > 0);
+	CHECK_CONTAINS(buf, "HTTP/1.1 414 ");
+	close(fd);
+	/* headers that never end: 408 at the header deadline */
+	fd = th_connect_send(s.port, "GET / HTTP/1.1\r\nHost: t\r\n");
+	CHECK(th_read_all(fd, buf, sizeof buf, 3) > 0);
+	CHECK_CONTAINS(buf, "HTTP/1.1 408 ");
+	close(fd);
+
+	evapi_app_stats(s.app, &st);
+	CHECK_INT(st.guard_rejected, ==, 3);
+	CHECK_INT(st.status_4xx, ==, 3);
+	CHECK_INT(st.requests, ==, 3);
+	CHECK_INT(th_http(s.port, "GET", "/_/stats", NULL, &r), ==, 200);
+	j = json_loads(r.body, 0, NULL);
+	CHECK_INT(jint(j, "guard_rejected"), ==, 3);
+	CHECK_INT(jint(j, "status.4xx"), ==, 3);
+	CHECK_INT(jint(j, "requests"), ==, 3);
+	CHECK_INT(jint(route_entry(j, "unmatched"), "4xx"), ==, 3);
+	json_decref(j);
+	CHECK_INT(th_http(s.port, "GET", "/_/metrics", NULL, &r), ==, 200);
+	CHECK_CONTAINS(r.body, "\nevapi_guard_rejected_total 3\n");
+	CHECK_CONTAINS(r.body, "evapi_requests_total{route=\"unmatched\","
+	                       "code=\"4xx\"} 3\n");
+	th_server_stop(&s);
+}
+
 int main(int argc, char **argv)
 {
 	static const th_test tests[] = {
@@ -299,6 +402,8 @@ int main(int argc, char **argv)
 		{"stats.pool_waits", test_pool_waits},
 		{"stats.outbound_in_flight", test_outbound_in_flight},
 		{"stats.metrics_text", test_metrics_text},
+		{"stats.every_counter_everywhere", test_every_counter_everywhere},
+		{"stats.guard_rejections_counted", test_guard_rejections_counted},
 		{NULL, NULL}};
 	return th_main(argc, argv, tests);
 }

@@ -69,16 +69,19 @@ if [ -n "$BUILD_DIR" ]; then
 	fi
 fi
 doc=$(curl -s --max-time 10 "$BASE/openapi.json") || true
-head=${doc:0:62}
-if [ "$head" = '{"openapi":"3.1.0","info":{"title":"evapi","version":"0.1.0"},' ]; then
+head=${doc:0:48}
+if [ "$head" = '{"openapi":"3.1.0","info":{"title":"evapi demo",' ]; then
 	echo "ok   /openapi.json is OpenAPI 3.1"
 else
 	echo "BAD  /openapi.json starts with: $head"
 	FAILED=1
 fi
 page=$(curl -s --max-time 10 "$BASE/docs") || true
-if [[ $page == *"fetch('openapi.json')"* ]]; then
-	echo "ok   /docs reads openapi.json (relative to /docs)"
+init=$(curl -s --max-time 10 "$BASE/docs/evapi-docs.js") || true
+if [[ $page == *'src="docs/swagger-ui-bundle.js"'* && $init == *'url: "openapi.json"'* ]]; then
+	echo "ok   /docs is Swagger UI, reading openapi.json (relative to /docs)"
+elif [[ $page == *"fetch('openapi.json')"* ]]; then
+	echo "ok   /docs reads openapi.json (relative to /docs; no Swagger UI files)"
 else
 	echo "BAD  /docs"
 	FAILED=1

@@ -89,6 +89,11 @@ typedef struct evapi_config {
 	int max_header_fields;     /* [100] header fields: 431 */
 	size_t max_body_bytes;     /* [1048576] request body: 413 */
 	int max_json_depth;        /* [64] evapi_req_json nesting: 422 */
+	size_t max_chunk_line_bytes; /* [4096] one chunk-size line of a
+	                              chunked body, extensions included:
+	                              400 and close, as soon as it is longer;
+	                              extensions also count against
+	                              max_body_bytes */
 	int header_timeout_ms;     /* [10000] request line + headers must
 	                              arrive within this: 408 and close (a
 	                              connection that sends nothing: close) */
@@ -124,6 +129,11 @@ typedef struct evapi_config {
 	/* ---- docs and introspection routes ------------------------------- */
 	int openapi;               /* [0] serve GET /openapi.json and GET /docs
 	                              (see evapi/schema.h) */
+	const char *swagger_ui_dir; /* [NULL: configure --with-swagger-ui]
+	                              swagger-ui-dist's files, read once by
+	                              evapi_app_new: /docs is Swagger UI,
+	                              its files served under /docs/; "" or
+	                              files missing: a plain page instead */
 	int stats_routes;          /* [0] serve GET /_/stats and /_/metrics */
 	int health_routes;         /* [0] serve GET /_/health (liveness) and
 	                              GET /_/ready (readiness: 503 while not
@@ -152,9 +162,10 @@ EVAPI_EXPORT void evapi_config_init(evapi_config *cfg);
  * trailing junk), within the member's type and the range evapi_app_new
  * accepts; switches take 0/1, true/false, yes/no or on/off;
  * EVAPI_LOG_LEVEL takes error, warn, info or debug; an empty
- * EVAPI_DB_URL means no database. EVAPI_HOST and EVAPI_DB_URL are
- * borrowed from the environment: valid while the variable is not
- * changed (evapi_app_new copies them).
+ * EVAPI_DB_URL means no database. The strings (EVAPI_HOST,
+ * EVAPI_DB_URL, EVAPI_SWAGGER_UI_DIR) are borrowed from the environment:
+ * valid while the variable is not changed (evapi_app_new copies or reads
+ * them).
  *
  * Returns 0, or EVAPI_EINVAL and then `cfg` is unchanged and `err` (may
  * be NULL) names the first invalid variable with its value and what it
@@ -283,6 +294,9 @@ typedef struct evapi_stats {
 	unsigned long long outbound_in_flight; /* calls started, not finished */
 	unsigned long long outbound_sockets;   /* sockets open now */
 	unsigned long long outbound_connects;  /* sockets opened in all */
+	/* requests the request guard answered itself (400, 408, 413, 414,
+	 * 431, 501, 503, 505); also counted in requests and status_4xx/5xx */
+	unsigned long long guard_rejected;
 	/* connections closed for not reading a reply within
 	 * reply_write_timeout_ms */
 	unsigned long long reply_write_timeouts;

@@ -19,11 +19,13 @@ extern "C" {
 EVAPI_EXPORT int evapi_debug_is_loop_thread(void);
 
 /** The name of the user callback the calling thread's loop is running
- *  now: a route's label ("GET /slow") while its handler or one of its
- *  continuations runs, "middleware N" or "dependency N of <route>"
- *  while a before hook runs; NULL when evapi's own code runs (or the
- *  thread is no loop). Borrowed: valid while that callback runs.
- *  Thread-safe: yes. */
+ *  now, as the stall watchdog names it: a route's label ("GET /slow")
+ *  for its handler and continuations, "middleware N" for a middleware's
+ *  hooks, "dependency N of GET /x (router /x)" for a router's
+ *  dependency, a background task's or a stream's name, or the kind of
+ *  callback ("query callback") when it has no name. NULL when evapi's
+ *  own code runs, or the thread is no loop. Borrowed: valid while that
+ *  callback runs. Thread-safe: yes. */
 EVAPI_EXPORT const char *evapi_debug_current_callback(void);
 
 #ifdef __cplusplus

@@ -84,6 +84,10 @@ typedef struct evapi_field {
 	const struct evapi_field *fields; /* OBJECT: its members */
 	const struct evapi_field *items;  /* ARRAY: the element (name unused) */
 	const char *description;          /* OpenAPI; may be NULL */
+	/* OpenAPI example: for a parameter, text as it would appear in the
+	 * request ("42"); for a body or response field, JSON text. Checked
+	 * at registration, never validated against requests. */
+	const char *example;
 } evapi_field;
 
 /**
@@ -108,6 +112,29 @@ typedef struct evapi_upload {
 } evapi_upload;
 
 /**
+ * One documented response of a declared route (OpenAPI only: the handler
+ * still chooses what it sends). Arrays end with an entry whose status is
+ * 0. Every member but `status` may be zero:
+ *   - content_type: ["application/json"], except that 204 and 304 have
+ *     no body; "" declares a response without a body; streams are
+ *     "text/event-stream" (schema: a string) or any other media type;
+ *   - schema: the body's root, of any type (an OBJECT with `fields`, an
+ *     ARRAY with `items`, ...); NULL is "any JSON", or for a JSON error
+ *     status (>= 400) the framework's {"detail": ...} shape;
+ *   - schema_name: puts the schema under components/schemas by that name
+ *     ([A-Za-z0-9._-]; one name per schema);
+ *   - example: JSON text for a JSON type, plain text otherwise.
+ */
+typedef struct evapi_response {
+	int status;               /* 100..599; 0 ends the array */
+	const char *description;  /* [the reason phrase] */
+	const char *content_type;
+	const evapi_field *schema;
+	const char *schema_name;
+	const char *example;
+} evapi_response;
+
+/**
  * A declared route. `params`, `body` and `upload` (and every string and
  * nested array they point to) are borrowed until evapi_app_free: static
  * const data is the intended use.
@@ -125,6 +152,24 @@ typedef struct evapi_route_decl {
 	                              evapi_req_json gives JSON null */
 	const evapi_upload *upload; /* multipart route; not with `body` */
 	const char *summary;       /* OpenAPI summary; may be NULL */
+	/* ---- OpenAPI only (the document; never checked on requests) ---- */
+	const char *description;   /* CommonMark; may be NULL */
+	const char *const *tags;   /* NULL-ended; groups operations in /docs */
+	const evapi_response *responses; /* {0}-ended; NULL: 200 JSON. The
+	                              framework's own answers (422 when any
+	                              parameter or body is declared, 415,
+	                              413, 400, 503 on the pool) are added
+	                              unless declared here */
+	const char *operation_id;  /* unique in the app; [FastAPI's:
+	                              summary + path + method, e.g.
+	                              "read_item_items__item_id__get", or
+	                              without a summary "items__item_id__get",
+	                              a "_2" suffix keeping defaults unique] */
+	int deprecated;            /* 1: marked deprecated */
+	const char *body_example;  /* JSON text of a whole body example */
+	/* Security schemes (evapi_app_security_scheme, declared before the
+	 * route) of which any one is required: NULL-ended names. */
+	const char *const *security;
 } evapi_route_decl;
 
 /**
@@ -195,6 +240,39 @@ EVAPI_EXPORT int evapi_upload_safe_name(const char *name, char *out,
                                         size_t len);
 
 /* ---- OpenAPI ---------------------------------------------------------- */
+
+/** The kinds of evapi_app_security_scheme. */
+typedef enum evapi_security_kind {
+	EVAPI_SECURITY_API_KEY_HEADER = 1, /* `param`: the header name */
+	EVAPI_SECURITY_API_KEY_QUERY,      /* `param`: the query name */
+	EVAPI_SECURITY_API_KEY_COOKIE,     /* `param`: the cookie name */
+	EVAPI_SECURITY_HTTP_BEARER,        /* `param`: bearerFormat or NULL */
+	EVAPI_SECURITY_HTTP_BASIC          /* `param` unused */
+} evapi_security_kind;
+
+/**
+ * Sets the document's info: title [the framework's name], version [its
+ * version] and description (CommonMark) [none]; NULL keeps a member as
+ * it is. Strings are copied. Returns 0, EVAPI_EINVAL (no app, or an
+ * empty title or version), EVAPI_ENOMEM or EVAPI_ESTATE (running).
+ */
+EVAPI_EXPORT int evapi_app_openapi_info(evapi_app *app, const char *title,
+                                        const char *version,
+                                        const char *description);
+
+/**
+ * Declares a security scheme under components/securitySchemes, for the
+ * `security` of declared routes. This only documents it (the Authorize
+ * button of /docs sends the credential); checking the credential is the
+ * handler's or a middleware's job. `name` ([A-Za-z0-9._-], unique),
+ * `param` and `description` (may be NULL) are copied. Returns 0,
+ * EVAPI_EINVAL (bad name or kind, an API key without `param`),
+ * EVAPI_EEXIST (name taken), EVAPI_ENOMEM or EVAPI_ESTATE (running).
+ */
+EVAPI_EXPORT int evapi_app_security_scheme(evapi_app *app, const char *name,
+                                           evapi_security_kind kind,
+                                           const char *param,
+                                           const char *description);
 
 /** The app's OpenAPI 3.1 document as JSON. Returns new (json_decref) or
  *  NULL. Loop thread (or before evapi_app_run). */

@@ -12,7 +12,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	evapi__frame_limits lim = {1024, 256, 4096, 20};
+	evapi__frame_limits lim = {1024, 256, 4096, 20, 64};
 	evapi__frame *f;
 	size_t slice, off = 1;
 	int requests = 0;
