@@ -53,6 +53,7 @@ struct evapi__frame {
 	llhttp_t p;
 	evapi__frame_limits lim;
 	int st;
+	int is_head;           /* this message's method is HEAD */
 	int phase;
 	size_t phase_raw;      /* raw bytes of the current phase so far */
 	char prev;             /* last byte of the field section scanned */
@@ -120,6 +121,7 @@ static int on_message_begin(llhttp_t *p)
 {
 	evapi__frame *f = FRAME(p);
 	f->st = ST_HEAD;
+	f->is_head = 0;
 	return HPE_PAUSED;
 }
 
@@ -151,6 +153,9 @@ static int on_version(llhttp_t *p, const char *at, size_t len)
 static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
 	evapi__frame *f = FRAME(p);
+	/* The request line was read whole and valid: a refusal from here on
+	 * answers this method (a HEAD gets no body). */
+	f->is_head = p->method == HTTP_HEAD;
 	return span(f, &f->name, at, len, f->lim.max_head, 431,
 	            "Request header fields too large");
 }
@@ -422,6 +427,7 @@ static int check_target(evapi__frame *f, int method)
 static int on_headers_complete(llhttp_t *p)
 {
 	evapi__frame *f = FRAME(p);
+	f->is_head = p->method == HTTP_HEAD;
 	const char *m = method_name(p->method);
 	sbuf line = {0};
 	int rc = 0;
@@ -860,6 +866,11 @@ const char *evapi__frame_target(const evapi__frame *f)
 const char *evapi__frame_content_type(const evapi__frame *f)
 {
 	return f->ctype.len ? f->ctype.p : NULL;
+}
+
+int evapi__frame_is_head(const evapi__frame *f)
+{
+	return f && f->is_head;
 }
 
 int evapi__frame_in_request(const evapi__frame *f)

@@ -93,6 +93,7 @@ struct gconn {
 	int reject_status;   /* an answer of ours is owed, then close */
 	const char *reject_detail;
 	unsigned reject_allow; /* methods for an Allow header, with 405 */
+	int reject_head;     /* the rejected request is a HEAD: no body */
 	int silent_close;    /* close without an answer */
 	int answer_written;
 	int write_shut;      /* shutdown(SHUT_WR) done: lingering */
@@ -279,7 +280,10 @@ static void write_answer(gconn *c)
 	              "Content-Length: %zu\r\n%s%s%sConnection: close\r\n\r\n",
 	              c->reject_status, reason(c->reject_status), bl,
 	              allow[0] ? "Allow: " : "", allow, allow[0] ? "\r\n" : "");
-	if (!body || own_add(c, head, (size_t)hl) || own_add(c, body, bl) ||
+	/* A HEAD is answered with the headers a GET would get, no body
+	 * (RFC 9110 §9.3.2): a body here would be read as the next reply. */
+	if (!body || own_add(c, head, (size_t)hl) ||
+	    (!c->reject_head && own_add(c, body, bl)) ||
 	    send_some(c, c->own) < 0)
 		c->write_failed = 1;
 	free(body);
@@ -299,6 +303,7 @@ static void conn_reject(gconn *c, int status, const char *detail)
 		return;
 	c->reject_status = status;
 	c->reject_detail = detail;
+	c->reject_head = evapi__frame_is_head(c->frame);
 	c->continue_owed = 0;
 	evapi__log(app, app->cfg.access_log ? EVAPI_LOG_INFO : EVAPI_LOG_DEBUG,
 	           "guard: %d %s (fd %d, after %d request(s)); closing", status,

@@ -58,6 +58,10 @@ EVAPI_HIDDEN int evapi__frame_expects_continue(const evapi__frame *f);
  * request-target as sent, and the Content-Type value or NULL; borrowed
  * until the next feed. */
 EVAPI_HIDDEN evapi_method evapi__frame_method(const evapi__frame *f);
+/* 1 once the current (or failed) message's request line, read whole and
+ * valid, named HEAD, even when the request was refused before its header
+ * section ended. */
+EVAPI_HIDDEN int evapi__frame_is_head(const evapi__frame *f);
 EVAPI_HIDDEN const char *evapi__frame_target(const evapi__frame *f);
 EVAPI_HIDDEN const char *evapi__frame_content_type(const evapi__frame *f);
 /* 1 while a request is partly received; 0 for NULL (a connection that

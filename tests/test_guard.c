@@ -313,6 +313,34 @@ static void test_bad_framing_rejected(void)
 	th_server_stop(&s);
 }
 
+/* The guard's own answer to a HEAD has its headers but no body: a body
+ * there would be read by the client as the start of the next reply. */
+static void test_head_rejected_without_body(void)
+{
+	th_server s;
+	char buf[2048];
+	const char *end;
+	int closed = 0;
+
+	start(&s);
+	CHECK_INT(th_exchange(s.port, "HEAD /hello HTTP/1.1\r\nHost: a\r\n"
+	                              "Host: b\r\n\r\n",
+	                      buf, sizeof buf, 3.0, &closed), ==, 400);
+	CHECK(closed);
+	CHECK(strstr(buf, "Connection: close\r\n") != NULL);
+	CHECK(strstr(buf, "Content-Length: ") != NULL);
+	end = strstr(buf, "\r\n\r\n");
+	CHECK(end != NULL);
+	if (end)
+		CHECK_INT((int)strlen(end + 4), ==, 0);
+	/* a GET still gets the JSON body */
+	CHECK_INT(th_exchange(s.port, "GET /hello HTTP/1.1\r\nHost: a\r\n"
+	                              "Host: b\r\n\r\n",
+	                      buf, sizeof buf, 3.0, &closed), ==, 400);
+	CHECK(strstr(buf, "{\"detail\":") != NULL);
+	th_server_stop(&s);
+}
+
 static void test_target_escapes(void)
 {
 	static const char *const targets[] = {"/hello%00", "/a%", "/a%1",
@@ -1250,6 +1278,8 @@ int main(int argc, char **argv)
 {
 	static const th_test tests[] = {
 		{"guard.bad_framing_rejected", test_bad_framing_rejected},
+		{"guard.head_rejected_without_body",
+		 test_head_rejected_without_body},
 		{"guard.target_escapes", test_target_escapes},
 		{"guard.header_limits_431", test_header_limits_431},
 		{"guard.target_limit_414", test_target_limit_414},

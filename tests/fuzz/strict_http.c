@@ -25,6 +25,7 @@ typedef struct scan {
 	int cut;                /* it did not fit */
 	int is_path;            /* the header being read is X-Path */
 	int folded;             /* a request header used obs-fold */
+	int line_ok;            /* the request line was read whole */
 	const char *base;       /* requests: the input */
 } scan;
 
@@ -59,7 +60,21 @@ static int rq_begin(llhttp_t *p)
 {
 	scan *s = p->data;
 	s->begun++;
+	s->line_ok = 0;
 	span_reset(s);
+	return 0;
+}
+
+/* A header field starts: the request line before it was valid, so a
+ * refusal from here on still answers its method (HEAD: no body). */
+static int rq_field(llhttp_t *p, const char *at, size_t len)
+{
+	scan *s = p->data;
+	(void)at;
+	(void)len;
+	s->line_ok = 1;
+	if (s->rq->complete < STRICT_MAX)
+		s->rq->head[s->rq->complete] = p->method == HTTP_HEAD;
 	return 0;
 }
 
@@ -124,6 +139,7 @@ void strict_http_requests(const char *data, size_t len, strict_requests *out)
 	st.on_url = span;
 	st.on_url_complete = rq_url_complete;
 	st.on_header_value = rq_value;
+	st.on_header_field = rq_field;
 	llhttp_init(&p, HTTP_REQUEST, &st);
 	p.data = &s;
 	const char *done = data; /* the end of the last complete request */
@@ -164,7 +180,7 @@ static int rs_headers(llhttp_t *p)
 		return 0; /* interim: llhttp expects the final one after it */
 	s->answered++;
 	nobody = p->status_code == 204 || p->status_code == 304 ||
-	         (i < s->req->complete && i < STRICT_MAX && s->req->head[i]);
+	         (i <= s->req->complete && i < STRICT_MAX && s->req->head[i]);
 	if (i < STRICT_MAX) {
 		r->status[i] = p->status_code;
 		r->close[i] = (p->flags & F_CONNECTION_CLOSE) != 0;

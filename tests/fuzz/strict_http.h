@@ -22,7 +22,9 @@ typedef struct strict_requests {
 	                   server may answer them once, with an error */
 	int last;       /* request `complete`-1 ends the connection (not
 	                   keep-alive): what follows is not a request */
-	int head[STRICT_MAX];    /* request i is HEAD */
+	int head[STRICT_MAX];    /* request i is HEAD (also the rejected or
+	                            unfinished one after the complete ones,
+	                            once its request line was read whole) */
 	int upgrade[STRICT_MAX]; /* request i asked for a protocol upgrade
 	                            (parsing resumed after it as HTTP) */
 	char target[STRICT_MAX][STRICT_TEXT]; /* "" when longer */
