@@ -11,11 +11,16 @@
  *                            answered from the loop             inline->pool
  *   GET  /_/stats, /_/metrics -> runtime statistics (JSON, Prometheus)
  *   GET  /openapi.json, GET /docs -> the API described (config.openapi)
+ *   GET  /static/...      -> files under examples/static (--static-dir),
+ *                            index.html for a directory    pool
  *
  * and the outbound calls of demo_outbound.c (/external-api, /multi-fetch,
  * /fan-out, /sync-external-api, /sync-multi-fetch, /upstream), and the
  * declared routes of demo_declared.c (/items/{item_id}, /items, /upload,
  * /files/{filename}).
+ * demo_db.c adds /db/users/{user_id} (inline), /db/sync-users/{user_id}
+ * (pool) and /db/blocking-users/{user_id} (a blocking query on the loop)
+ * on --database (default: a SQLite file in a fresh temporary directory).
  * demo_parity.c adds background tasks, streaming, SSE, middleware and a
  * lifespan-managed consumer thread.
  */
@@ -25,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "demo.h"
 
@@ -172,6 +178,7 @@ struct outbound_opts {
 	const char *upstream;
 	unsigned delay_ms;
 	const char *upload_dir;
+	const char *static_dir;
 };
 
 /* Runs in each worker once its app has bound the port. */
@@ -196,6 +203,16 @@ static int routes(evapi_app *app, void *arg)
 		                            "Routes showing each evapi feature.");
 	if (rc == 0)
 		rc = demo_declared_routes(app, o->upload_dir);
+	if (rc == 0) {
+		evapi_files_opts fo;
+		evapi_files_opts_init(&fo);
+		fo.index = 1;
+		if (evapi_app_mount_dir(app, "/static", o->static_dir, &fo) != 0)
+			fprintf(stderr, "demo: %s: not a directory; /static is "
+			        "not served\n", o->static_dir);
+	}
+	if (rc == 0)
+		rc = demo_db_routes(app);
 	if (rc == 0)
 		demo_parity_setup(app);
 	return rc ? EVAPI_EINVAL : 0;
@@ -207,7 +224,7 @@ static void usage(FILE *f)
 	        "usage: demo [--host H] [--port P] [--threads N] [--queue N]\n"
 	        "            [--delay-ms MS]\n"
 	        "            [--upstream URL] [--upstream-delay-ms MS] [--workers N]\n"
-	        "            [--quiet]\n"
+	        "            [--database URL] [--db-slow-ms N] [--quiet]\n"
 	        "  --host H       address to bind (default 127.0.0.1)\n"
 	        "  --port P       port (default 8000; 0 picks one)\n"
 	        "  --threads N    pool worker threads (default 40)\n"
@@ -224,6 +241,11 @@ static void usage(FILE *f)
 	        "(default 256)\n"
 	        "  --upload-dir D where /upload stores files "
 	        "(default /tmp/evapi-uploads)\n"
+	        "  --static-dir D what /static serves (default examples/static)\n"
+	        "  --database URL postgresql://... or sqlite:///path (default: a\n"
+	        "                 SQLite file in a new temporary directory)\n"
+	        "  --db-slow-ms N every /db/ lookup sleeps N ms in the database\n"
+	        "                 (default: --delay-ms)\n"
 	        "  --quiet        no access log\n"
 	        "Every evapi_config member can also be set from the environment\n"
 	        "(EVAPI_PORT, EVAPI_POOL_THREADS, ...: README.md); options win.\n");
@@ -243,15 +265,25 @@ int main(int argc, char **argv)
 		{"outbound-max-connections", required_argument, 0, 'O'},
 		{"quiet", no_argument, 0, 'q'},
 		{"upload-dir", required_argument, 0, 'D'},
+		{"static-dir", required_argument, 0, 'A'},
+		{"database", required_argument, 0, 'B'},
+		{"db-slow-ms", required_argument, 0, 'S'},
 		{"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0}};
 	evapi_config cfg;
 	evapi_error err;
 	struct outbound_opts outbound;
 	const char *upload_dir = "/tmp/evapi-uploads";
+#ifndef DEMO_STATIC_DIR
+#define DEMO_STATIC_DIR "examples/static"
+#endif
+	const char *static_dir = DEMO_STATIC_DIR; /* the source tree's */
 	long long v;
 	const char *upstream = NULL;
 	long long upstream_delay = -1; /* default: --delay-ms */
+	const char *database = NULL;
+	char tmpdir[] = "/tmp/evapi-demo-XXXXXX", dburl[96];
+	long long db_slow_ms = -1; /* default: --delay-ms */
 	int c, rc;
 
 	evapi_config_init(&cfg);
@@ -264,7 +296,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "demo: %s\n", err.text);
 		return 2;
 	}
-	while ((c = getopt_long(argc, argv, "H:p:t:Q:d:w:u:U:O:D:qh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "H:p:t:Q:d:w:u:U:O:D:A:B:S:qh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'H':
 			cfg.host = optarg;
@@ -313,6 +345,17 @@ int main(int argc, char **argv)
 		case 'D':
 			upload_dir = optarg;
 			break;
+		case 'A':
+			static_dir = optarg;
+			break;
+		case 'B':
+			database = optarg;
+			break;
+		case 'S':
+			if (evapi_parse_int(optarg, &v) || v < 0 || v > 600000)
+				goto bad;
+			db_slow_ms = v;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -334,8 +377,31 @@ int main(int argc, char **argv)
 	outbound.delay_ms = upstream_delay < 0 ? delay_ms
 	                                       : (unsigned)upstream_delay;
 	outbound.upload_dir = upload_dir;
+	outbound.static_dir = static_dir;
+	if (!database) {
+		/* no server needed: SQLite in a directory of our own */
+		if (!mkdtemp(tmpdir)) {
+			perror("demo: mkdtemp");
+			return 1;
+		}
+		snprintf(dburl, sizeof dburl, "sqlite://%s/demo.db", tmpdir);
+		database = dburl;
+	}
+	demo_db_config(&cfg, database,
+	               db_slow_ms < 0 ? delay_ms : (unsigned)db_slow_ms);
 	/* One app in this process, or --workers processes on one port. */
 	rc = evapi_app_serve(&cfg, routes, &outbound);
+	if (database == dburl) {
+		static const char *const files[] = { "demo.db", "demo.db-wal",
+		                                     "demo.db-shm" };
+		char path[128];
+		size_t i;
+		for (i = 0; i < 3; i++) {
+			snprintf(path, sizeof path, "%s/%s", tmpdir, files[i]);
+			unlink(path);
+		}
+		rmdir(tmpdir);
+	}
 	if (rc == EVAPI_EBIND || rc == EVAPI_ENOMEM || rc == EVAPI_EINVAL)
 		fprintf(stderr, "demo: cannot serve on %s:%d: %s\n", cfg.host,
 		        cfg.port, evapi_strerror(rc));

@@ -22,4 +22,12 @@ int demo_declared_routes(evapi_app *app, const char *upload_dir);
  * lifespan hooks (demo_parity.c). */
 void demo_parity_setup(evapi_app *app);
 
+/* Points cfg->db_url at `url` (sqlite:///path or postgresql://...) and
+ * makes the lookups take `slow_ms` in the database; then
+ * demo_db_routes registers /db/users/{user_id}, /db/sync-users/{user_id},
+ * /db/blocking-users/{user_id} and the start-up hook that creates and
+ * seeds the table (demo_db.c). */
+void demo_db_config(evapi_config *cfg, const char *url, unsigned slow_ms);
+int demo_db_routes(evapi_app *app);
+
 #endif

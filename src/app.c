@@ -243,6 +243,7 @@ void evapi_app_free(evapi_app *app)
 	evapi__groups_free(app);
 	evapi__error_handlers_free(app);
 	evapi__openapi_free(app);
+	evapi__files_free(app);
 	free(app->host);
 	free(app);
 }

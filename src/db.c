@@ -70,6 +70,8 @@ struct dbq {
 	char **params;           /* in the same block as sql */
 	dbconn *conn;            /* while running */
 	struct event *timer;     /* acquire timeout, then query timeout */
+	evapi_db_tx *tx;         /* the transaction it runs in, until it ends */
+	int ends_tx;             /* COMMIT or ROLLBACK of tx */
 	evapi_db_result res;
 };
 
@@ -90,6 +92,7 @@ typedef struct cancel_job {
 
 struct dbconn {
 	evapi__db *db;
+	evapi_db_tx *tx;         /* pinned to this transaction, or NULL */
 	int state;
 	PGconn *pg;
 	struct event *ev;        /* the socket */
@@ -110,6 +113,20 @@ struct dbconn {
 
 TAILQ_HEAD(dbq_list, dbq);
 
+/* A transaction pinned to one connection: from its BEGIN getting a
+ * connection until its COMMIT or ROLLBACK ends (or its request goes
+ * away), the connection serves its queries only, one at a time. */
+struct evapi_db_tx {
+	TAILQ_ENTRY(evapi_db_tx) link; /* db->txs */
+	evapi__db *db;
+	evapi_req *req;          /* holds a reference and a pending count */
+	evapi__pending pend;     /* on req's pending work until it ends */
+	dbconn *conn;            /* once BEGIN has one; NULL if it broke */
+	dbq *q;                  /* the statement in flight, or NULL */
+	int began;               /* BEGIN succeeded */
+};
+TAILQ_HEAD(tx_list, evapi_db_tx);
+
 struct evapi__db {
 	evapi_app *app;
 	char *url;
@@ -118,6 +135,7 @@ struct evapi__db {
 	dbconn *conns;           /* max slots */
 	dbconn *idle;
 	struct dbq_list queries, wait, ready;
+	struct tx_list txs;
 	int nwait;
 	struct event *deliver;
 	int closing;
@@ -125,6 +143,9 @@ struct evapi__db {
 	int backoff_ms;
 	int64_t retry_at_us;     /* no connection attempt before this */
 	char last_error[256];
+	evapi__lite *lite;       /* a sqlite:// URL (db_sqlite.c): no conns */
+	evapi__listen *listen;   /* LISTEN/NOTIFY (db_listen.c), or NULL */
+	char *lite_path;
 };
 
 /* ---- queries: delivery -------------------------------------------------- */
@@ -133,15 +154,57 @@ static void conn_after(dbconn *c);
 static void conn_close(dbconn *c);
 static void pump(evapi__db *db);
 
+/* The transaction is over: its connection goes back to the pool (through
+ * conn_after, which rolls back what is still open), the request's
+ * pending count and reference are dropped. The request stays alive: the
+ * caller's query still holds it, or the caller is req_gone. */
+static void tx_end(evapi_db_tx *tx);
+
+/* The request's pending-work walk: the transaction ends (its connection
+ * is rolled back before reuse); a statement in flight is cancelled by its
+ * own entry. */
+static void tx_req_gone(evapi__pending *p)
+{
+	tx_end(EVAPI__CONTAINER_OF(p, evapi_db_tx, pend));
+}
+
+static void tx_end(evapi_db_tx *tx)
+{
+	evapi__db *db = tx->db;
+	dbconn *c = tx->conn;
+
+	TAILQ_REMOVE(&db->txs, tx, link);
+	if (tx->q)
+		tx->q->tx = NULL;
+	if (c) {
+		c->tx = NULL;
+		/* parked between statements: release it now */
+		if (c->step == S_NONE && !c->cancel && !c->q)
+			conn_after(c);
+	}
+	evapi__req_pending_done(tx->req, &tx->pend);
+	evapi__req_unref(tx->req);
+	free(tx);
+}
+
 /* The query's result is final: it goes to the ready list; the
  * continuation runs from the deliver event. `pg` is stolen. */
 static void q_finish(dbq *q, int error, PGresult *pg, const char *msg)
 {
 	evapi__db *db = q->db;
+	evapi_db_tx *tx = q->tx;
 
 	if (q->state == Q_READY) {
 		PQclear(pg);
 		return;
+	}
+	if (tx) {
+		tx->q = NULL;
+		q->tx = NULL;
+		if (!tx->began && !error && !(pg && evapi__db_failed(pg)))
+			tx->began = 1;
+		else if (!tx->began || q->ends_tx)
+			tx_end(tx); /* BEGIN failed, or COMMIT/ROLLBACK done */
 	}
 	if (q->state == Q_WAITING) {
 		TAILQ_REMOVE(&db->wait, q, link);
@@ -272,6 +335,10 @@ static void conn_close(dbconn *c)
 	if (c->q)
 		q_finish(c->q, EVAPI_EUNAVAIL, NULL,
 		         "the database connection was closed");
+	if (c->tx) {
+		c->tx->conn = NULL; /* its next statement fails */
+		c->tx = NULL;
+	}
 	if (c->cancel)
 		c->cancel->conn = NULL; /* its completion finds no connection */
 	c->cancel = NULL;
@@ -545,6 +612,10 @@ static void conn_run(dbconn *c, dbq *q)
 	c->state = C_BUSY;
 	c->q = q;
 	q->conn = c;
+	if (q->tx && !q->tx->conn) {
+		q->tx->conn = c; /* BEGIN: pinned from now on */
+		c->tx = q->tx;
+	}
 	q->state = Q_RUNNING;
 	tv.tv_sec = db->query_ms / 1000;
 	tv.tv_usec = (db->query_ms % 1000) * 1000;
@@ -648,6 +719,12 @@ static void conn_after(dbconn *c)
 {
 	if (c->step != S_NONE || c->cancel)
 		return; /* the step's end or the cancel's completion calls us */
+	if (c->tx && PQtransactionStatus(c->pg) != PQTRANS_UNKNOWN) {
+		/* between a pinned transaction's statements: wait for the
+		 * next, watching for the server closing the connection */
+		conn_watch(c, EV_READ);
+		return;
+	}
 	switch (PQtransactionStatus(c->pg)) {
 	case PQTRANS_IDLE:
 		conn_idle(c);
@@ -898,50 +975,57 @@ static void submit(evapi__db *db, dbq *q)
 	pump(db);
 }
 
-/* A query with its SQL and parameters copied into one block: the
- * strings, then (aligned) the parameter pointers. */
-static dbq *q_new(evapi__db *db, const char *sql, int nparams,
-                  const char *const *params)
+/* The SQL and parameters copied into one block: the strings, then
+ * (aligned) the parameter pointers, returned in *pparams. */
+char *evapi__db_args_copy(const char *sql, int nparams,
+                          const char *const *params, char ***pparams)
 {
 	size_t len = strlen(sql) + 1, off, n;
-	dbq *q;
+	char *block, **p;
 	int i;
 
 	for (i = 0; i < nparams; i++)
 		if (params[i])
 			len += strlen(params[i]) + 1;
 	off = (len + sizeof(char *) - 1) & ~(sizeof(char *) - 1);
+	if (!(block = malloc(off + (size_t)(nparams + 1) * sizeof(char *))))
+		return NULL;
+	p = (char **)(void *)(block + off);
+	len = strlen(sql) + 1;
+	memcpy(block, sql, len);
+	for (i = 0; i < nparams; i++) {
+		p[i] = NULL;
+		if (!params[i])
+			continue;
+		n = strlen(params[i]) + 1;
+		p[i] = block + len;
+		memcpy(p[i], params[i], n);
+		len += n;
+	}
+	*pparams = p;
+	return block;
+}
+
+static dbq *q_new(evapi__db *db, const char *sql, int nparams,
+                  const char *const *params)
+{
+	dbq *q;
+
 	if (!(q = calloc(1, sizeof *q)))
 		return NULL;
-	q->sql = malloc(off + (size_t)(nparams + 1) * sizeof(char *));
+	q->sql = evapi__db_args_copy(sql, nparams, params, &q->params);
 	q->timer = evtimer_new(db->app->base, on_query_timeout, q);
 	if (!q->sql || !q->timer) {
 		q_free(q);
 		return NULL;
-	}
-	q->params = (char **)(void *)(q->sql + off);
-	len = strlen(sql) + 1;
-	memcpy(q->sql, sql, len);
-	for (i = 0; i < nparams; i++) {
-		q->params[i] = NULL;
-		if (!params[i])
-			continue;
-		n = strlen(params[i]) + 1;
-		q->params[i] = q->sql + len;
-		memcpy(q->params[i], params[i], n);
-		len += n;
 	}
 	q->nparams = nparams;
 	q->db = db;
 	return q;
 }
 
-static int args_valid(const char *sql, int nparams, const char *const *params)
-{
-	return sql && nparams >= 0 && nparams <= 65535 &&
-	       (nparams == 0 || params);
-}
-
+/* `q` answers `cb` on behalf of `req`, which it keeps alive and
+ * pending until delivered. */
 /* The request's pending-work walk: the client left, the deadline passed
  * or the app cut the request. */
 static void q_req_gone(evapi__pending *p)
@@ -950,6 +1034,22 @@ static void q_req_gone(evapi__pending *p)
 	         "the request went away");
 }
 
+static void q_for_req(dbq *q, evapi_req *req, evapi_db_cb cb, void *arg)
+{
+	q->req = req;
+	q->cb = cb;
+	q->arg = arg;
+	evapi__req_pending_add(req, &q->pend, q_req_gone, "query");
+}
+
+int evapi__db_args_valid(const char *sql, int nparams,
+                         const char *const *params)
+{
+	return sql && nparams >= 0 && nparams <= 65535 &&
+	       (nparams == 0 || params);
+}
+
+
 int evapi_req_db_query(evapi_req *req, const char *sql, int nparams,
                        const char *const *params, evapi_db_cb cb, void *arg)
 {
@@ -957,19 +1057,22 @@ int evapi_req_db_query(evapi_req *req, const char *sql, int nparams,
 	dbq *q;
 	int rc;
 
-	if (!req || !cb || !args_valid(sql, nparams, params))
+	if (!req || !cb || !evapi__db_args_valid(sql, nparams, params))
 		return EVAPI_EINVAL;
 	if ((rc = evapi__req_can_wait(req)) != 0)
 		return rc;
 	db = req->app->db;
 	if (!db || db->closing)
 		return EVAPI_ESTATE;
+	if (db->lite) {
+		evapi__db_conf conf;
+		evapi__db_conf_of(req->app, &conf);
+		return evapi__lite_req_query(req, &conf, sql, nparams, params,
+		                             cb, arg);
+	}
 	if (!(q = q_new(db, sql, nparams, params)))
 		return EVAPI_ENOMEM;
-	q->req = req;
-	q->cb = cb;
-	q->arg = arg;
-	evapi__req_pending_add(req, &q->pend, q_req_gone, "query");
+	q_for_req(q, req, cb, arg);
 	submit(db, q);
 	return 0;
 }
@@ -981,13 +1084,19 @@ int evapi_app_db_query(evapi_app *app, const char *sql, int nparams,
 	evapi__db *db;
 	dbq *q;
 
-	if (!app || !cb || !args_valid(sql, nparams, params))
+	if (!app || !cb || !evapi__db_args_valid(sql, nparams, params))
 		return EVAPI_EINVAL;
 	if (!evapi__on_loop(app))
 		return EVAPI_ETHREAD;
 	db = app->db;
 	if (!db || db->closing || app->stopping)
 		return EVAPI_ESTATE;
+	if (db->lite) {
+		evapi__db_conf conf;
+		evapi__db_conf_of(app, &conf);
+		return evapi__lite_app_query(app, &conf, sql, nparams, params,
+		                             cb, arg);
+	}
 	if (!(q = q_new(db, sql, nparams, params)))
 		return EVAPI_ENOMEM;
 	q->app_cb = cb;
@@ -996,25 +1105,134 @@ int evapi_app_db_query(evapi_app *app, const char *sql, int nparams,
 	return 0;
 }
 
+/* ---- transactions --------------------------------------------------------- */
+
+int evapi_req_db_begin(evapi_req *req, evapi_db_tx **out, evapi_db_cb cb,
+                       void *arg)
+{
+	evapi__db *db;
+	evapi_db_tx *tx;
+	dbq *q;
+	int rc;
+
+	if (out)
+		*out = NULL;
+	if (!req || !out || !cb)
+		return EVAPI_EINVAL;
+	if ((rc = evapi__req_can_wait(req)) != 0)
+		return rc;
+	db = req->app->db;
+	if (!db || db->closing || db->lite)
+		return EVAPI_ESTATE;
+	if (!(tx = calloc(1, sizeof *tx)))
+		return EVAPI_ENOMEM;
+	if (!(q = q_new(db, "BEGIN", 0, NULL))) {
+		free(tx);
+		return EVAPI_ENOMEM;
+	}
+	tx->db = db;
+	tx->req = req;
+	tx->q = q;
+	TAILQ_INSERT_TAIL(&db->txs, tx, link);
+	/* the transaction's own, until it ends */
+	evapi__req_pending_add(req, &tx->pend, tx_req_gone, "transaction");
+	q->tx = tx;
+	q_for_req(q, req, cb, arg);
+	*out = tx;
+	submit(db, q);
+	return 0;
+}
+
+/* A statement of transaction `tx` on its pinned connection. */
+static int tx_send(evapi_db_tx *tx, const char *sql, int nparams,
+                   const char *const *params, int ends, evapi_db_cb cb,
+                   void *arg)
+{
+	evapi_req *req;
+	dbq *q;
+	int rc;
+
+	if (!tx || !cb || !evapi__db_args_valid(sql, nparams, params))
+		return EVAPI_EINVAL;
+	req = tx->req;
+	if ((rc = evapi__req_can_wait(req)) != 0)
+		return rc;
+	if (tx->q)
+		return EVAPI_EBUSY; /* one statement at a time */
+	if (tx->began && !tx->conn && ends) {
+		tx_end(tx); /* its connection broke: nothing to end there */
+		return EVAPI_ESTATE;
+	}
+	if (!tx->conn || tx->db->closing)
+		return EVAPI_ESTATE; /* not begun, or its connection broke */
+	if (!(q = q_new(tx->db, sql, nparams, params)))
+		return EVAPI_ENOMEM;
+	q->tx = tx;
+	q->ends_tx = ends;
+	q_for_req(q, req, cb, arg);
+	tx->q = q;
+	TAILQ_INSERT_TAIL(&tx->db->queries, q, all);
+	q->res.start_us = evapi__now_us();
+	conn_run(tx->conn, q);
+	return 0;
+}
+
+int evapi_db_tx_query(evapi_db_tx *tx, const char *sql, int nparams,
+                      const char *const *params, evapi_db_cb cb, void *arg)
+{
+	return tx_send(tx, sql, nparams, params, 0, cb, arg);
+}
+
+int evapi_db_tx_commit(evapi_db_tx *tx, evapi_db_cb cb, void *arg)
+{
+	return tx_send(tx, "COMMIT", 0, NULL, 1, cb, arg);
+}
+
+int evapi_db_tx_rollback(evapi_db_tx *tx, evapi_db_cb cb, void *arg)
+{
+	return tx_send(tx, "ROLLBACK", 0, NULL, 1, cb, arg);
+}
+
 /* ---- the app's side ----------------------------------------------------- */
+
+evapi__listen **evapi__db_listen_slot(evapi_app *app)
+{
+	return app->db ? &app->db->listen : NULL;
+}
+
+int evapi__db_conf_of(const evapi_app *app, evapi__db_conf *conf)
+{
+	const evapi__db *db = app->db;
+
+	if (!db)
+		return EVAPI_ESTATE;
+	conf->url = db->url;
+	conf->lite_path = db->lite_path;
+	conf->acquire_ms = db->acquire_ms;
+	conf->query_ms = db->query_ms;
+	conf->cache_size = db->cache_size;
+	return 0;
+}
 
 int evapi__db_new(evapi_app *app)
 {
 	const evapi_config *cfg = &app->cfg;
-	PQconninfoOption *opts;
+	PQconninfoOption *opts = NULL;
 	char *err = NULL;
 	evapi__db *db;
-	int i;
+	int i, lite;
 
 	if (!cfg->db_url)
 		return 0;
-	if (!(opts = PQconninfoParse(cfg->db_url, &err))) {
+	lite = evapi__lite_url(cfg->db_url);
+	if (!lite && !(opts = PQconninfoParse(cfg->db_url, &err))) {
 		evapi__log(app, EVAPI_LOG_ERROR, "db_url: %s",
 		           err ? err : "out of memory");
 		PQfreemem(err);
 		return err ? EVAPI_EINVAL : EVAPI_ENOMEM;
 	}
-	PQconninfoFree(opts);
+	if (!lite)
+		PQconninfoFree(opts);
 	if (!(db = calloc(1, sizeof *db)))
 		return EVAPI_ENOMEM;
 	app->db = db;
@@ -1027,10 +1245,14 @@ int evapi__db_new(evapi_app *app)
 	TAILQ_INIT(&db->queries);
 	TAILQ_INIT(&db->wait);
 	TAILQ_INIT(&db->ready);
-	db->url = strdup(cfg->db_url);
+	TAILQ_INIT(&db->txs);
+	if (!(db->url = strdup(cfg->db_url)))
+		return EVAPI_ENOMEM;
+	if (lite)
+		return evapi__lite_new(app, db->url, &db->lite, &db->lite_path);
 	db->conns = calloc((size_t)db->max, sizeof *db->conns);
 	db->deliver = event_new(app->base, -1, 0, on_deliver, db);
-	if (!db->url || !db->conns || !db->deliver)
+	if (!db->conns || !db->deliver)
 		return EVAPI_ENOMEM;
 	for (i = 0; i < db->max; i++) {
 		dbconn *c = &db->conns[i];
@@ -1062,6 +1284,9 @@ void evapi__db_free(evapi_app *app)
 		next = TAILQ_NEXT(q, all);
 		q_cancel(q, EVAPI_ECANCELED, "the app stopped");
 	}
+	/* requests were cut before (their transactions ended then) */
+	while (!TAILQ_EMPTY(&db->txs))
+		tx_end(TAILQ_FIRST(&db->txs));
 	if (db->deliver)
 		on_deliver(-1, 0, db);
 	for (i = 0; db->conns && i < db->max; i++) {
@@ -1076,6 +1301,9 @@ void evapi__db_free(evapi_app *app)
 	if (db->deliver)
 		event_free(db->deliver);
 	free(db->conns);
+	evapi__listen_free(db->listen);
+	evapi__lite_free(db->lite);
+	free(db->lite_path);
 	free(db->url);
 	free(db);
 	app->db = NULL;

@@ -1,6 +1,7 @@
 /*
- * db_result.c: what a query returns: the result accessors, the mapping
- * of PostgreSQL types to JSON, the SQLSTATE classes behind each
+ * db_result.c: what a query returns: the result accessors (over a
+ * PGresult, or SQLite's rows copied out), the mapping of PostgreSQL
+ * types and SQLite storage classes to JSON, the SQLSTATE classes behind each
  * EVAPI_E* code and the FastAPI-style error reply.
  *
  * Threads: a result is read by whoever holds it (the continuation, on the
@@ -32,28 +33,43 @@ const char *evapi_db_result_errmsg(const evapi_db_result *res)
 
 int evapi_db_result_ntuples(const evapi_db_result *res)
 {
-	return res && res->pg ? PQntuples(res->pg) : 0;
+	if (!res)
+		return 0;
+	return res->pg ? PQntuples(res->pg) : res->rows ? res->rows->nrows : 0;
 }
 
 int evapi_db_result_nfields(const evapi_db_result *res)
 {
-	return res && res->pg ? PQnfields(res->pg) : 0;
+	if (!res)
+		return 0;
+	return res->pg ? PQnfields(res->pg) : res->rows ? res->rows->ncols : 0;
 }
 
 const char *evapi_db_result_fname(const evapi_db_result *res, int col)
 {
-	return res && res->pg ? PQfname(res->pg, col) : NULL;
+	if (col < 0 || col >= evapi_db_result_nfields(res))
+		return NULL;
+	return res->pg ? PQfname(res->pg, col) : res->rows->names[col];
 }
 
 static int in_range(const evapi_db_result *res, int row, int col)
 {
-	return res && res->pg && row >= 0 && row < PQntuples(res->pg) &&
-	       col >= 0 && col < PQnfields(res->pg);
+	return row >= 0 && row < evapi_db_result_ntuples(res) && col >= 0 &&
+	       col < evapi_db_result_nfields(res);
+}
+
+static const evapi__db_cell *cell(const evapi_db_result *res, int row, int col)
+{
+	return &res->rows->cells[(size_t)row * (size_t)res->rows->ncols +
+	                         (size_t)col];
 }
 
 int evapi_db_result_is_null(const evapi_db_result *res, int row, int col)
 {
-	return !in_range(res, row, col) || PQgetisnull(res->pg, row, col);
+	if (!in_range(res, row, col))
+		return 1;
+	return res->pg ? PQgetisnull(res->pg, row, col)
+	               : cell(res, row, col)->type == EVAPI__CELL_NULL;
 }
 
 const char *evapi_db_result_value(const evapi_db_result *res, int row,
@@ -61,12 +77,14 @@ const char *evapi_db_result_value(const evapi_db_result *res, int row,
 {
 	if (evapi_db_result_is_null(res, row, col))
 		return NULL;
-	return PQgetvalue(res->pg, row, col);
+	return res->pg ? PQgetvalue(res->pg, row, col) : cell(res, row, col)->v;
 }
 
 long long evapi_db_result_affected(const evapi_db_result *res)
 {
 	const char *n = res && res->pg ? PQcmdTuples(res->pg) : "";
+	if (res && res->rows)
+		return res->rows->changes;
 	return *n ? strtoll(n, NULL, 10) : 0;
 }
 
@@ -226,19 +244,38 @@ static json_t *value_json(PGresult *r, int row, int col)
 	return json_stringn(v, (size_t)PQgetlength(r, row, col));
 }
 
+/* SQLite's storage classes: INTEGER, REAL, TEXT, BLOB (base64), NULL */
+static json_t *cell_json(const evapi__db_cell *c)
+{
+	switch (c->type) {
+	case EVAPI__CELL_INT:
+		return json_integer(strtoll(c->v, NULL, 10));
+	case EVAPI__CELL_REAL: {
+		double d = strtod(c->v, NULL);
+		return isfinite(d) ? json_real(d) : json_string(c->v);
+	}
+	case EVAPI__CELL_TEXT:
+		return json_stringn(c->v, (size_t)c->len);
+	case EVAPI__CELL_BLOB:
+		return base64((const unsigned char *)c->v, (size_t)c->len);
+	}
+	return json_null();
+}
+
 json_t *evapi_db_result_row_json(const evapi_db_result *res, int row)
 {
 	json_t *o;
-	int c, n;
+	int c, n = evapi_db_result_nfields(res);
 
-	if (!res || !res->pg || row < 0 || row >= PQntuples(res->pg))
+	if (row < 0 || row >= evapi_db_result_ntuples(res))
 		return NULL;
 	if (!(o = json_object()))
 		return NULL;
-	n = PQnfields(res->pg);
 	for (c = 0; c < n; c++) {
-		json_t *v = value_json(res->pg, row, c);
-		if (!v || json_object_set_new(o, PQfname(res->pg, c), v) != 0) {
+		json_t *v = res->pg ? value_json(res->pg, row, c)
+		                    : cell_json(cell(res, row, c));
+		if (!v || json_object_set_new(o, evapi_db_result_fname(res, c),
+		                              v) != 0) {
 			json_decref(o);
 			return NULL;
 		}
@@ -263,7 +300,7 @@ json_t *evapi_db_result_json(const evapi_db_result *res)
 
 /* ---- errors ------------------------------------------------------------- */
 
-static void set_msg(evapi_db_result *res, const char *msg)
+void evapi__db_result_msg(evapi_db_result *res, const char *msg)
 {
 	size_t n;
 
@@ -310,19 +347,36 @@ void evapi__db_result_set(evapi_db_result *res, int error, PGresult *pg,
 	if (pg && evapi__db_failed(pg)) {
 		const char *st = PQresultErrorField(pg, PG_DIAG_SQLSTATE);
 		snprintf(res->sqlstate, sizeof res->sqlstate, "%s", st ? st : "");
-		set_msg(res, PQresultErrorMessage(pg));
+		evapi__db_result_msg(res, PQresultErrorMessage(pg));
 		PQclear(pg);
 		pg = NULL;
 	} else if (msg) {
-		set_msg(res, msg);
+		evapi__db_result_msg(res, msg);
 	}
 	res->pg = pg;
+}
+
+void evapi__db_rows_free(evapi__db_rows *rows)
+{
+	size_t i;
+
+	if (!rows)
+		return;
+	for (i = 0; rows->names && i < (size_t)rows->ncols; i++)
+		free(rows->names[i]);
+	for (i = 0; i < (size_t)rows->nrows * (size_t)rows->ncols; i++)
+		free(rows->cells[i].v);
+	free(rows->names);
+	free(rows->cells);
+	free(rows);
 }
 
 void evapi__db_result_clear(evapi_db_result *res)
 {
 	PQclear(res->pg);
 	res->pg = NULL;
+	evapi__db_rows_free(res->rows);
+	res->rows = NULL;
 	free(res->errmsg);
 	res->errmsg = NULL;
 }

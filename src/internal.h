@@ -172,7 +172,7 @@ typedef struct evapi__route {
 	void *arg;
 	int nsegs;
 	char **segs;         /* literal text, or the name for a {param} */
-	unsigned char *is_param;
+	unsigned char *is_param; /* 1: {name}; 2: {name:path}, the last */
 	struct evapi__decl *decl; /* declared route (schema.c), or NULL */
 	unsigned idx;        /* position in the router (stats.c) */
 	const struct evapi__group *group; /* apirouter.c: from a router, or
@@ -293,6 +293,7 @@ typedef struct evapi__resp {
 	evapi__header *headers;   /* malloc'd list, in order of addition */
 	evapi__header *headers_tail;
 	evapi_stream *stream;     /* the reply is this stream (not owned) */
+	struct evapi__fbody *file; /* a file body (files.c), owned */
 } evapi__resp;
 
 typedef struct evapi__client evapi__client; /* client.c */
@@ -482,6 +483,7 @@ struct evapi_app {
 	evapi__postq *postq;             /* wake.c: thread-safe posts */
 	struct evapi__hooks *hooks;      /* lifespan.c: startup/shutdown */
 	struct evapi__mws *mws;          /* middleware.c; NULL when none */
+	struct evapi__mount *mounts;     /* files.c: mounted directories */
 	evapi__access_buf *access; /* log.c */
 	evapi__stats *stats_mod;   /* stats.c; NULL unless cfg.stats_routes */
 	int reuse_port;            /* prefork worker: bind with SO_REUSEPORT */
@@ -636,6 +638,14 @@ EVAPI_HIDDEN const char *evapi__group_origin(const struct evapi__group *g);
 EVAPI_HIDDEN void evapi__groups_free(evapi_app *app);
 /* app.c: 1 when template `a` matches every path `b` matches */
 EVAPI_HIDDEN int evapi__tmpl_covers(const char *a, const char *b);
+/* files.c: a file reply's body (closed with it), sending it (loop; in
+ * place of send_resp), the mounts (evapi_app_free) */
+typedef struct evapi__fbody evapi__fbody;
+EVAPI_HIDDEN void evapi__files_body_free(evapi__fbody *fb);
+EVAPI_HIDDEN void evapi__files_send(evapi_req *req);
+EVAPI_HIDDEN void evapi__files_free(evapi_app *app);
+/* 1 for a mount's route (left out of OpenAPI, as FastAPI's mounts). */
+EVAPI_HIDDEN int evapi__files_is_mount(const evapi__route *rt);
 /* middleware.c: 1 when a before hook answered (short-circuit) */
 EVAPI_HIDDEN int evapi__mw_before(evapi_req *req);
 /* 1 when a before hook is registered: it may answer any request. */

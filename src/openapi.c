@@ -608,7 +608,7 @@ json_t *evapi_app_openapi(evapi_app *app)
 		json_t *item;
 		char lower[16];
 		size_t k;
-		if (served_here(rt))
+		if (served_here(rt) || evapi__files_is_mount(rt))
 			continue; /* not part of the API, as in FastAPI */
 		item = json_object_get(paths, rt->tmpl);
 		if (!item) {

@@ -264,6 +264,10 @@ void evapi__req_send(evapi_req *req)
 		return;
 	}
 	req->state = EVAPI__REQ_SENT;
+	if (req->resp.file) {
+		evapi__files_send(req); /* files.c streams the body */
+		return;
+	}
 	evapi__tasks_attach(req, req->ev);
 	send_resp(req, &req->resp);
 	req_finish(req, req->resp.status);

@@ -198,6 +198,7 @@ void evapi__resp_clear(evapi__resp *resp)
 		free(h);
 	}
 	free(resp->body);
+	evapi__files_body_free(resp->file);
 	memset(resp, 0, sizeof *resp);
 }
 

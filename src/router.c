@@ -6,7 +6,10 @@
  *
  * Matching splits the raw path on '/' first and decodes each segment
  * afterwards, so an encoded slash (%2F) stays inside its segment and can
- * never create a path level the template did not have. Routes are tried
+ * never create a path level the template did not have. A last segment
+ * `{name:path}` takes the rest of the path (possibly empty), rejoined
+ * with '/'; a rest whose decoded segment holds a '/' does not match, so
+ * an encoded slash never becomes a separator there either. Routes are tried
  * in registration order; the first whose template and method both match
  * wins. When templates match but no method does, the answer is 405 with
  * the union of the methods of every matching template.
@@ -133,11 +136,18 @@ static int compile(evapi__route *rt, const char *tmpl)
 			rt->is_param = isp;
 		}
 		if (len >= 2 && p[0] == '{' && p[len - 1] == '}') {
-			if (!valid_param_name(p + 1, len - 2) ||
+			size_t nl = len - 2;
+			int tail = nl > 5 && memcmp(p + 1 + nl - 5, ":path", 5) == 0;
+			if (tail) {
+				if (slash)
+					return -1; /* only as the last segment */
+				nl -= 5;
+			}
+			if (!valid_param_name(p + 1, nl) ||
 			    ++nparams > EVAPI__MAX_PARAMS)
 				return -1;
-			rt->segs[n] = strndup(p + 1, len - 2);
-			rt->is_param[n] = 1;
+			rt->segs[n] = strndup(p + 1, nl);
+			rt->is_param[n] = tail ? 2 : 1;
 		} else {
 			char *dec;
 			if (memchr(p, '{', len) || memchr(p, '}', len))
@@ -253,14 +263,40 @@ static int split_decode(const char *raw, char *scratch, split_path *sp)
 	return 0;
 }
 
+/* The rest of the path from segment `from` for a {name:path} segment:
+ * NULL when a decoded segment holds a '/'. With `join` the segments
+ * (contiguous in the scratch buffer) are joined in place: only for the
+ * route that won, as the scratch is shared by every attempt. */
+static const char *tail_of(const split_path *sp, int from, int join)
+{
+	int i;
+	for (i = from; i < sp->n; i++)
+		if (strchr(sp->seg[i], '/'))
+			return NULL;
+	if (join)
+		for (i = from; i + 1 < sp->n; i++)
+			((char *)sp->seg[i])[strlen(sp->seg[i])] = '/';
+	return from < sp->n ? sp->seg[from] : "";
+}
+
 static int route_matches(const evapi__route *rt, const split_path *sp,
                          evapi__match *m)
 {
 	int i, np = 0;
-	if (rt->nsegs != sp->n)
+	int tail = rt->nsegs && rt->is_param[rt->nsegs - 1] == 2;
+	if (tail ? sp->n < rt->nsegs - 1 : rt->nsegs != sp->n)
 		return 0;
 	for (i = 0; i < rt->nsegs; i++) {
-		if (rt->is_param[i]) {
+		if (rt->is_param[i] == 2) {
+			const char *rest = tail_of(sp, i, m != NULL);
+			if (!rest)
+				return 0;
+			if (m) {
+				m->params[np].name = rt->segs[i];
+				m->params[np].value = rest;
+			}
+			np++;
+		} else if (rt->is_param[i]) {
 			if (sp->seg[i][0] == '\0')
 				return 0;
 			if (m) {

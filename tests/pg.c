@@ -338,3 +338,27 @@ int th_pg_exec(const th_pg *pg, const char *sql)
 	PQclear(r);
 	return r ? 0 : -1;
 }
+
+/* ---- one cluster shared by a test binary -------------------------------- */
+
+static th_pg shared;
+static int shared_state; /* 0 untried, 1 up, -1 not installed, -2 failed */
+static char skip_why[256];
+
+const th_pg *th_pg_shared(void)
+{
+	if (shared_state == 0) {
+		int rc = th_pg_start(&shared, skip_why, sizeof skip_why);
+		shared_state = rc == 0 ? 1 : rc;
+	}
+	if (shared_state == -1)
+		TH_SKIP("%s", skip_why);
+	else if (shared_state != 1)
+		TH_FAIL_AT("the PostgreSQL test cluster did not start");
+	return shared_state == 1 ? &shared : NULL;
+}
+
+void th_pg_shared_free(void)
+{
+	th_pg_free(&shared);
+}

@@ -47,4 +47,11 @@ long th_pg_int(const th_pg *pg, const char *sql);
 /* Runs `sql` (several statements allowed); returns 0 or -1 (printed). */
 int th_pg_exec(const th_pg *pg, const char *sql);
 
+/* The binary's shared cluster, started by the first call: for tests that
+ * need a server that stays up. NULL when there is none, the running test
+ * then marked skipped (PostgreSQL not installed) or failed. */
+const th_pg *th_pg_shared(void);
+/* Stops and removes the shared cluster, if started; at the end of main. */
+void th_pg_shared_free(void);
+
 #endif

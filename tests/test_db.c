@@ -15,25 +15,6 @@
 #define LOAD(p) __atomic_load_n((p), __ATOMIC_SEQ_CST)
 #define ADD(p, v) __atomic_add_fetch((p), (v), __ATOMIC_SEQ_CST)
 
-/* One cluster for the tests that need a server that stays up; the tests
- * of a server that is down or restarted make their own. */
-static th_pg shared;
-static int shared_state; /* 0 untried, 1 up, -1 not installed, -2 failed */
-static char skip_why[256];
-
-static const th_pg *need_pg(void)
-{
-	if (shared_state == 0) {
-		int rc = th_pg_start(&shared, skip_why, sizeof skip_why);
-		shared_state = rc == 0 ? 1 : rc;
-	}
-	if (shared_state == -1)
-		TH_SKIP("%s", skip_why);
-	else if (shared_state != 1)
-		TH_FAIL_AT("the PostgreSQL test cluster did not start");
-	return shared_state == 1 ? &shared : NULL;
-}
-
 static int cancelled;    /* continuations told EVAPI_ECANCELED */
 static int continuations; /* every query continuation */
 
@@ -172,6 +153,92 @@ static void route_pool_q(evapi_req *req, void *arg)
 	evapi_reply_json(req, 200, json_pack("{s:i}", "rc", rc));
 }
 
+/* GET /tx?a=..&b=..[&sleep=S]: in one transaction pinned to a connection,
+ * insert a, (sleep), insert b; commit, or roll back when b fails. Replies
+ * with both statements' transaction ids. */
+typedef struct txr {
+	evapi_db_tx *tx;
+	int step;
+	json_t *ids;
+} txr;
+
+static void tx_step(evapi_req *req, int status, const evapi_db_result *res,
+                    void *arg)
+{
+	txr *t = arg;
+	const char *sql = NULL, *p[1] = { NULL };
+	int rc = 0;
+
+	if (status != 0) {
+		ADD(&cancelled, 1);
+		json_decref(t->ids);
+		free(t);
+		return;
+	}
+	if (t->step == 4) { /* COMMIT or ROLLBACK done */
+		evapi_reply_json(req, evapi_db_result_error(res) ? 500 : 200,
+		                 t->ids);
+		free(t);
+		return;
+	}
+	if (evapi_db_result_error(res)) {
+		if (t->step == 0) { /* BEGIN failed: the transaction is over */
+			evapi_reply_db_error(req, res);
+			json_decref(t->ids);
+			free(t);
+			return;
+		}
+		t->step = 4;
+		json_array_append_new(t->ids, json_string("rolled back"));
+		rc = evapi_db_tx_rollback(t->tx, tx_step, t);
+	} else {
+		if ((t->step == 1 || t->step == 3) &&
+		    evapi_db_result_ntuples(res) == 1)
+			json_array_append_new(
+				t->ids, json_string(evapi_db_result_value(res, 0, 0)));
+		switch (t->step++) {
+		case 0:
+			sql = "INSERT INTO tx_t VALUES ($1) RETURNING txid_current()";
+			p[0] = evapi_req_query(req, "a");
+			break;
+		case 1:
+			sql = "SELECT pg_sleep($1::float8) /* evapi-tx-sleep */";
+			p[0] = evapi_req_query(req, "sleep");
+			if (!p[0])
+				p[0] = "0";
+			break;
+		case 2:
+			sql = "INSERT INTO tx_t VALUES ($1) RETURNING txid_current()";
+			p[0] = evapi_req_query(req, "b");
+			break;
+		default:
+			t->step = 4;
+			rc = evapi_db_tx_commit(t->tx, tx_step, t);
+		}
+		if (sql)
+			rc = evapi_db_tx_query(t->tx, sql, 1, p, tx_step, t);
+	}
+	if (rc != 0) {
+		evapi_reply_error(req, 500, evapi_strerror(rc));
+		json_decref(t->ids);
+		free(t);
+	}
+}
+
+static void route_tx(evapi_req *req, void *arg)
+{
+	txr *t = calloc(1, sizeof *t);
+	int rc;
+	(void)arg;
+
+	t->ids = json_array();
+	if ((rc = evapi_req_db_begin(req, &t->tx, tx_step, t)) != 0) {
+		evapi_reply_error(req, 500, evapi_strerror(rc));
+		json_decref(t->ids);
+		free(t);
+	}
+}
+
 /* cfg NULL: the defaults of th_config with the url */
 static void start_app(th_server *s, const char *url, evapi_config *cfg)
 {
@@ -192,6 +259,7 @@ static void start_app(th_server *s, const char *url, evapi_config *cfg)
 	                NULL);
 	evapi_app_route(app, EVAPI_GET, "/one", EVAPI_INLINE, route_one, NULL);
 	evapi_app_route(app, EVAPI_GET, "/fan", EVAPI_INLINE, route_fan, NULL);
+	evapi_app_route(app, EVAPI_GET, "/tx", EVAPI_INLINE, route_tx, NULL);
 	th_server_start(s, app);
 }
 
@@ -266,7 +334,7 @@ static int wait_inactive(const th_pg *pg, const char *tag, double secs)
 
 static void test_types(void)
 {
-	const th_pg *pg = need_pg();
+	const th_pg *pg = th_pg_shared();
 	th_server s;
 	th_resp r;
 	json_t *row;
@@ -349,7 +417,7 @@ static void test_types(void)
 
 static void test_injection(void)
 {
-	const th_pg *pg = need_pg();
+	const th_pg *pg = th_pg_shared();
 	const char *evil = "x'); DROP TABLE inj; --";
 	char params[128];
 	th_server s;
@@ -375,7 +443,7 @@ static void test_injection(void)
 
 static void test_sql_error(void)
 {
-	const th_pg *pg = need_pg();
+	const th_pg *pg = th_pg_shared();
 	th_server s;
 	th_resp r;
 
@@ -400,7 +468,7 @@ static void test_sql_error(void)
 
 static void test_unique(void)
 {
-	const th_pg *pg = need_pg();
+	const th_pg *pg = th_pg_shared();
 	th_server s;
 	th_resp r;
 
@@ -420,7 +488,7 @@ static void test_unique(void)
 
 static void test_query_timeout(void)
 {
-	const th_pg *pg = need_pg();
+	const th_pg *pg = th_pg_shared();
 	evapi_config cfg;
 	th_server s;
 	th_resp r;
@@ -454,7 +522,7 @@ static void test_query_timeout(void)
 
 static void test_client_gone(void)
 {
-	const th_pg *pg = need_pg();
+	const th_pg *pg = th_pg_shared();
 	const char *pid = "SELECT pg_backend_pid() AS pid";
 	evapi_config cfg;
 	th_server s;
@@ -489,7 +557,7 @@ static void test_client_gone(void)
 
 static void test_shutdown_cut(void)
 {
-	const th_pg *pg = need_pg();
+	const th_pg *pg = th_pg_shared();
 	evapi_config cfg;
 	th_server s;
 	int fd;
@@ -513,7 +581,7 @@ static void test_shutdown_cut(void)
 
 static void test_busy(void)
 {
-	const th_pg *pg = need_pg();
+	const th_pg *pg = th_pg_shared();
 	const char *paths[3] = { "/sleep?s=0.6", "/sleep?s=0.6", "/sleep?s=0.6" };
 	evapi_config cfg;
 	th_server s;
@@ -555,7 +623,7 @@ static void test_busy(void)
 
 static void test_parallel(void)
 {
-	const th_pg *pg = need_pg();
+	const th_pg *pg = th_pg_shared();
 	const char *paths[8];
 	th_server s;
 	th_resp r[8];
@@ -588,7 +656,7 @@ static void test_parallel(void)
 
 static void test_rollback(void)
 {
-	const th_pg *pg = need_pg();
+	const th_pg *pg = th_pg_shared();
 	evapi_config cfg;
 	th_server s;
 	th_resp r;
@@ -615,7 +683,7 @@ static void test_rollback(void)
 
 static void test_statement_cache(void)
 {
-	const th_pg *pg = need_pg();
+	const th_pg *pg = th_pg_shared();
 	const char *count = "SELECT count(*)::int AS n FROM pg_prepared_statements";
 	static const int sizes[3] = { 0, 2, 100 }, kept[3] = { 0, 2, 3 };
 	evapi_config cfg;
@@ -665,7 +733,7 @@ static int startup(evapi_app *app, void *arg)
 
 static void test_app_query(void)
 {
-	const th_pg *pg = need_pg();
+	const th_pg *pg = th_pg_shared();
 	evapi_config cfg;
 	evapi_app *app;
 	th_server s;
@@ -813,6 +881,121 @@ static void test_restart(void)
 	free(b);
 }
 
+/* LISTEN/NOTIFY: notifications reach the loop; after a server restart
+ * the listener reconnects and listens again. */
+static pthread_mutex_t note_mu = PTHREAD_MUTEX_INITIALIZER;
+static int notes;
+static char last_note[64];
+
+static void on_note(evapi_app *app, const char *channel, const char *payload,
+                    void *arg)
+{
+	(void)app;
+	(void)arg;
+	pthread_mutex_lock(&note_mu);
+	notes++;
+	snprintf(last_note, sizeof last_note, "%s:%s", channel, payload);
+	pthread_mutex_unlock(&note_mu);
+}
+
+static int listen_hook(evapi_app *app, void *arg)
+{
+	(void)arg;
+	return evapi_app_db_listen(app, "evapi_news", on_note, NULL);
+}
+
+/* NOTIFY until the listener reports `want` (the server may not have
+ * seen the LISTEN yet); 1 when it did within `secs`. */
+static int notified(const th_pg *pg, const char *payload, double secs)
+{
+	double until = th_now() + secs;
+	char sql[128], want[96];
+	int ok = 0;
+
+	snprintf(sql, sizeof sql, "NOTIFY evapi_news, '%s'", payload);
+	snprintf(want, sizeof want, "evapi_news:%s", payload);
+	while (!ok && th_now() < until) {
+		th_pg_exec(pg, sql);
+		th_sleep_ms(100);
+		pthread_mutex_lock(&note_mu);
+		ok = strcmp(last_note, want) == 0;
+		pthread_mutex_unlock(&note_mu);
+	}
+	return ok;
+}
+
+static void test_listen(void)
+{
+	evapi_config cfg;
+	evapi_app *app;
+	th_pg pg;
+	th_server s;
+
+	if (own_pg(&pg, 1) != 0)
+		return;
+	th_config(&cfg);
+	cfg.db_url = pg.url;
+	app = evapi_app_new(&cfg);
+	CHECK(app != NULL);
+	CHECK_INT(evapi_app_db_listen(app, "bad name", on_note, NULL), ==,
+	          EVAPI_EINVAL);
+	evapi_app_on_startup(app, listen_hook, NULL);
+	th_server_start(&s, app);
+	CHECK(notified(&pg, "one", 5.0));
+	th_pg_down(&pg);
+	CHECK_INT(th_pg_up(&pg), ==, 0);
+	CHECK(notified(&pg, "two", 10.0));
+	CHECK_CONTAINS(th_log(), "database listener down");
+	th_server_stop(&s);
+	th_pg_free(&pg);
+}
+
+/* Statements of one transaction share its id and its connection; a
+ * failed one rolls back the rest; a client that leaves mid-transaction
+ * gets it cancelled and rolled back, and the connection comes back. */
+static void test_transaction(void)
+{
+	const th_pg *pg = th_pg_shared();
+	evapi_config cfg;
+	th_server s;
+	th_resp r;
+	json_t *ids;
+
+	if (!pg || th_pg_exec(pg, "DROP TABLE IF EXISTS tx_t; "
+	                          "CREATE TABLE tx_t (name text UNIQUE)") != 0)
+		return;
+	th_config(&cfg);
+	cfg.db_max_connections = 2;
+	start_app(&s, pg->url, &cfg);
+	CHECK_INT(th_http(s.port, "GET", "/tx?a=x&b=y", NULL, &r), ==, 200);
+	ids = body_json(&r);
+	CHECK_INT(json_array_size(ids), ==, 2);
+	CHECK_STR(json_string_value(json_array_get(ids, 0)),
+	          json_string_value(json_array_get(ids, 1)));
+	json_decref(ids);
+	CHECK_INT(th_pg_int(pg, "SELECT count(*) FROM tx_t"), ==, 2);
+	/* b violates UNIQUE: a is rolled back with it */
+	CHECK_INT(th_http(s.port, "GET", "/tx?a=z&b=x", NULL, &r), ==, 200);
+	CHECK_CONTAINS(r.body, "rolled back");
+	CHECK_INT(th_pg_int(pg, "SELECT count(*) FROM tx_t WHERE name = 'z'"),
+	          ==, 0);
+	/* the client leaves while the transaction sleeps */
+	cancelled = 0;
+	th_send_and_close(s.port,
+	                  "GET /tx?a=w&b=v&sleep=20 HTTP/1.1\r\nHost: x\r\n\r\n",
+	                  300);
+	CHECK(wait_inactive(pg, "evapi-tx-sleep", 3.0));
+	CHECK_INT(th_pg_int(pg, "SELECT count(*) FROM tx_t WHERE name = 'w'"),
+	          ==, 0);
+	CHECK_INT(LOAD(&cancelled), ==, 1);
+	/* both connections serve again, none left in a transaction */
+	CHECK_INT(th_http(s.port, "GET", "/tx?a=u&b=t", NULL, &r), ==, 200);
+	CHECK_INT(th_http(s.port, "GET", "/one", NULL, &r), ==, 200);
+	CHECK_INT(th_pg_int(pg, "SELECT count(*) FROM pg_stat_activity WHERE "
+	                        "state LIKE 'idle in transaction%'"), ==, 0);
+	th_server_stop(&s);
+}
+
 static const th_test tests[] = {
 	{ "db.types", test_types },
 	{ "db.injection", test_injection },
@@ -826,14 +1009,16 @@ static const th_test tests[] = {
 	{ "db.rollback", test_rollback },
 	{ "db.statement_cache", test_statement_cache },
 	{ "db.app_query", test_app_query },
+	{ "db.transaction", test_transaction },
 	{ "db.down_at_start", test_down_at_start },
 	{ "db.restart", test_restart },
+	{ "db.listen", test_listen },
 	{ NULL, NULL }
 };
 
 int main(int argc, char **argv)
 {
 	int rc = th_main(argc, argv, tests);
-	th_pg_free(&shared);
+	th_pg_shared_free();
 	return rc;
 }

@@ -147,6 +147,36 @@ static void test_explicit_head_wins(void)
 	evapi__router_free(r);
 }
 
+/* {name:path}: the rest of the path, rejoined; an encoded '/' never
+ * becomes a separator (it does not match). */
+static void test_path_tail(void)
+{
+	evapi__router *r = evapi__router_new();
+	evapi__match m;
+	char s[256];
+
+	CHECK_INT(evapi__router_add(r, EVAPI_GET, "/static/{rest:path}", EVAPI_POOL, h1, NULL), ==, 0);
+	CHECK_INT(evapi__router_add(r, EVAPI_GET, "/static/x", EVAPI_INLINE, h2, NULL), ==, 0);
+	CHECK_INT(evapi__router_add(r, EVAPI_GET, "/{a:path}/x", EVAPI_INLINE, h1, NULL), ==, EVAPI_EINVAL);
+	CHECK_INT(match(r, EVAPI_GET, "/static/css/a%20b.css", &m, s), ==, EVAPI__MATCH_OK);
+	CHECK_INT(m.nparams, ==, 1);
+	CHECK_STR(m.params[0].name, "rest");
+	CHECK_STR(m.params[0].value, "css/a b.css");
+	CHECK_INT(match(r, EVAPI_GET, "/static/", &m, s), ==, EVAPI__MATCH_OK);
+	CHECK_STR(m.params[0].value, "");
+	CHECK_INT(match(r, EVAPI_GET, "/static/d/", &m, s), ==, EVAPI__MATCH_OK);
+	CHECK_STR(m.params[0].value, "d/");
+	/* registration order: the tail route came first */
+	CHECK_INT(match(r, EVAPI_GET, "/static/x", &m, s), ==, EVAPI__MATCH_OK);
+	CHECK(m.route->cb == h1);
+	CHECK_INT(match(r, EVAPI_GET, "/static/..%2fsecret", &m, s), ==, EVAPI__MATCH_NOT_FOUND);
+	CHECK_INT(match(r, EVAPI_GET, "/static/a/%2Fetc", &m, s), ==, EVAPI__MATCH_NOT_FOUND);
+	CHECK_INT(match(r, EVAPI_GET, "/static/a%00", &m, s), ==, EVAPI__MATCH_BAD_PATH);
+	CHECK_INT(match(r, EVAPI_GET, "/stat", &m, s), ==, EVAPI__MATCH_NOT_FOUND);
+	CHECK_INT(match(r, EVAPI_POST, "/static/a", &m, s), ==, EVAPI__MATCH_METHOD);
+	evapi__router_free(r);
+}
+
 static void test_bad_templates(void)
 {
 	evapi__router *r = evapi__router_new();
@@ -193,6 +223,7 @@ int main(int argc, char **argv)
 		{"router.methods_405", test_methods_405},
 		{"router.explicit_head_wins", test_explicit_head_wins},
 		{"router.bad_templates", test_bad_templates},
+		{"router.path_tail", test_path_tail},
 		{"router.parse_int", test_parse_int},
 		{NULL, NULL}};
 	return th_main(argc, argv, tests);

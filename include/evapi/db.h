@@ -27,8 +27,20 @@
  *   cancelled query drained, a transaction left open rolled back.
  *
  * Each query is its own transaction unless it leaves one open (which is
- * rolled back before the connection is reused): this layer has no
- * multi-statement transactions yet.
+ * rolled back before the connection is reused); evapi_req_db_begin pins
+ * one connection to a multi-statement transaction.
+ *
+ * SQLite: a db_url of sqlite:///absolute/path (or sqlite://:memory:, one
+ * in-memory database shared by the app's threads) uses SQLite instead,
+ * behind the same calls and results. SQLite has no socket to wait on, so
+ * evapi_req_db_query and evapi_app_db_query then run the query on the
+ * worker pool and continue on the loop, as evapi_req_run_in_pool does
+ * (they may then also return EVAPI_EBUSY: the pool queue is full). Each
+ * thread has its own connection (WAL, synchronous=NORMAL, busy_timeout
+ * db_acquire_timeout_ms, a statement cache of db_statement_cache).
+ * Columns map to JSON by storage class: INTEGER -> integer, REAL ->
+ * real, TEXT -> string, BLOB -> base64 string, NULL -> null. Parameters
+ * ($1.. or ?) are bound, never put into the SQL.
  *
  * Name resolution of a host name in db_url happens inside libpq's
  * connection start, on the loop: give an address (127.0.0.1) or a unix
@@ -146,6 +158,120 @@ typedef void (*evapi_app_db_cb)(evapi_app *app, const evapi_db_result *res,
 EVAPI_EXPORT int evapi_app_db_query(evapi_app *app, const char *sql,
                                     int nparams, const char *const *params,
                                     evapi_app_db_cb cb, void *arg);
+
+/** A PostgreSQL transaction pinned to one connection of the pool across
+ *  continuations (asyncpg's `async with conn.transaction()`). Opaque. */
+typedef struct evapi_db_tx evapi_db_tx;
+
+/** Takes a connection for `req` and sends BEGIN on it; `*tx` is set at
+ *  once. `cb` runs once, on the loop, with BEGIN's result: when it holds
+ *  no error the connection now serves this transaction only, through
+ *  evapi_db_tx_query, until evapi_db_tx_commit or evapi_db_tx_rollback
+ *  has run; when it holds an error (or status is EVAPI_ECANCELED) the
+ *  transaction is already over and `*tx` must not be used again. If the
+ *  request goes away first (client left, deadline, app cut), its
+ *  statement is cancelled and the transaction rolled back. Commit or
+ *  roll back before replying: an open transaction keeps its connection
+ *  and its request until then. Returns as evapi_req_db_query, and
+ *  EVAPI_ESTATE for a SQLite database (there: the blocking
+ *  evapi_req_db_transaction_sync). Loop thread only. */
+EVAPI_EXPORT int evapi_req_db_begin(evapi_req *req, evapi_db_tx **tx,
+                                    evapi_db_cb cb, void *arg);
+/** One statement in the transaction, like evapi_req_db_query but on its
+ *  connection; one at a time. A failed statement leaves the transaction
+ *  failed (roll it back). Returns 0 (then `cb` runs once), EVAPI_EBUSY
+ *  (a statement is still in flight), EVAPI_ESTATE (BEGIN has not
+ *  succeeded, or the connection broke), EVAPI_EGONE, EVAPI_EINVAL,
+ *  EVAPI_ENOMEM, EVAPI_ETHREAD. Loop thread only. */
+EVAPI_EXPORT int evapi_db_tx_query(evapi_db_tx *tx, const char *sql,
+                                   int nparams, const char *const *params,
+                                   evapi_db_cb cb, void *arg);
+/** COMMIT (a failed transaction commits as ROLLBACK: look at
+ *  evapi_db_result_error of the statements) or ROLLBACK; the transaction
+ *  is over when `cb` runs, and `tx` is freed. Returns as
+ *  evapi_db_tx_query; EVAPI_ESTATE when the connection broke, and then
+ *  the transaction is over and `tx` freed at once. Loop thread only. */
+EVAPI_EXPORT int evapi_db_tx_commit(evapi_db_tx *tx, evapi_db_cb cb,
+                                    void *arg);
+EVAPI_EXPORT int evapi_db_tx_rollback(evapi_db_tx *tx, evapi_db_cb cb,
+                                      void *arg);
+
+/** A notification, on the loop: `channel` and `payload` ("" when none)
+ *  are borrowed until the callback returns. */
+typedef void (*evapi_db_notify_cb)(evapi_app *app, const char *channel,
+                                   const char *payload, void *arg);
+
+/** Subscribes `cb` to PostgreSQL NOTIFY on `channel` (letters, digits
+ *  and _, at most 63; matched as written, so use lower case as NOTIFY
+ *  without quotes does). The first call opens one dedicated connection
+ *  (not one of the query pool's) that LISTENs to every subscribed
+ *  channel; if it is lost it is reopened (100 ms doubling to 2 s between
+ *  attempts) and every LISTEN sent again, so subscriptions survive a
+ *  server restart; notifications sent meanwhile are lost. Each
+ *  notification calls every callback of its channel, on the loop, in
+ *  subscription order. Returns 0, EVAPI_EINVAL, EVAPI_ENOMEM,
+ *  EVAPI_ETHREAD, or EVAPI_ESTATE (no PostgreSQL db_url). Subscriptions
+ *  last until evapi_app_free. Loop thread only (a startup hook, a
+ *  handler). */
+EVAPI_EXPORT int evapi_app_db_listen(evapi_app *app, const char *channel,
+                                     evapi_db_notify_cb cb, void *arg);
+
+/* ---- on the pool (blocking) --------------------------------------------- */
+
+/** Runs `sql` like evapi_req_db_query, but blocking, on a connection of
+ *  the calling thread's own (psycopg's place): for pool-lane handlers,
+ *  evapi_req_run_in_pool work and application threads. Each thread opens
+ *  one connection to db_url on its first query and keeps it, so a
+ *  worker's queries reuse it; a pool worker's connection is closed when
+ *  the worker exits, as the app stops. The same limits hold: connecting
+ *  waits at most db_acquire_timeout_ms, and a query runs at most
+ *  db_query_timeout_ms (statement_timeout: EVAPI_ETIMEDOUT, 504). A
+ *  transaction left open is rolled back, a broken connection dropped and
+ *  reopened by the next call.
+ *
+ *  On return `*out` is a new result (evapi_db_result_free), read with the
+ *  same accessors, JSON mapping and evapi_reply_db_error as on the loop,
+ *  and the function returns its evapi_db_result_error: 0, EVAPI_EDB,
+ *  EVAPI_EUNAVAIL or EVAPI_ETIMEDOUT. It returns EVAPI_ETHREAD on a loop
+ *  thread (a blocking query there stalls every connection of the app),
+ *  EVAPI_EINVAL for bad arguments, EVAPI_ESTATE without db_url and
+ *  EVAPI_ENOMEM; then `*out` is NULL. Thread-safe: yes (any thread but a
+ *  loop thread). */
+EVAPI_EXPORT int evapi_req_db_query_sync(evapi_req *req, const char *sql,
+                                         int nparams,
+                                         const char *const *params,
+                                         evapi_db_result **out);
+/** evapi_req_db_query_sync for a thread with no request at hand (an
+ *  application thread, or evapi_req_run_in_pool work given the app).
+ *  Same arguments and returns. Thread-safe: yes (not a loop thread). */
+EVAPI_EXPORT int evapi_app_db_query_sync(evapi_app *app, const char *sql,
+                                         int nparams,
+                                         const char *const *params,
+                                         evapi_db_result **out);
+/** A transaction's body: its evapi_app_db_query_sync /
+ *  evapi_req_db_query_sync calls on this thread run inside it. Return 0
+ *  to commit, anything else to roll back. */
+typedef int (*evapi_db_tx_fn)(evapi_app *app, void *arg);
+
+/** Runs `fn` in one transaction on the calling thread's connection:
+ *  BEGIN IMMEDIATE on SQLite (the write lock is taken at once, so
+ *  concurrent writers wait up to db_acquire_timeout_ms for it, then
+ *  EVAPI_EBUSY) or BEGIN on PostgreSQL; then COMMIT when `fn` returned 0
+ *  and none of its queries failed, else ROLLBACK. Returns 0 (committed),
+ *  `fn`'s own nonzero value, EVAPI_EDB (a query in it failed; rolled
+ *  back), the error of a failed BEGIN or COMMIT, EVAPI_ETHREAD on a loop
+ *  thread, EVAPI_EINVAL, or EVAPI_ESTATE (no database, or already inside
+ *  a transaction on this thread). Thread-safe: yes (not a loop
+ *  thread). */
+EVAPI_EXPORT int evapi_app_db_transaction_sync(evapi_app *app,
+                                               evapi_db_tx_fn fn, void *arg);
+/** evapi_app_db_transaction_sync for the app of `req` (a pool
+ *  handler); `fn` is given that app. Same returns. */
+EVAPI_EXPORT int evapi_req_db_transaction_sync(evapi_req *req,
+                                               evapi_db_tx_fn fn, void *arg);
+
+/** Frees a result of the blocking calls. NULL is a no-op. */
+EVAPI_EXPORT void evapi_db_result_free(evapi_db_result *res);
 
 #ifdef __cplusplus
 }

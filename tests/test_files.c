@@ -1,0 +1,724 @@
+/*
+ * test_files.c: serving files on a real app over raw sockets (so paths
+ * reach the server exactly as written): traversal attempts, content
+ * types, ETag / Last-Modified and 304, HEAD, byte ranges (206, 416,
+ * If-Range, suffix, several), a 20 MiB download compared byte for byte,
+ * a client leaving mid-download (no descriptor left open), directory
+ * index, and evapi_reply_file from inline and pool handlers.
+ */
+#define _GNU_SOURCE
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- a tree to serve ------------------------------------------------------ */
+
+static char base[256], root[300], big[320];
+#define BIG_SIZE (20L << 20)
+
+static void put(const char *dir, const char *name, const char *text)
+{
+	char p[512];
+	FILE *f;
+	snprintf(p, sizeof p, "%s/%s", dir, name);
+	f = fopen(p, "w");
+	CHECK(f != NULL);
+	if (f) {
+		fputs(text, f);
+		fclose(f);
+	}
+}
+
+static unsigned char big_byte(long i)
+{
+	return (unsigned char)((i * 2654435761u) >> 13);
+}
+
+static void make_tree(void)
+{
+	char p[512];
+	FILE *f;
+	long i;
+
+	if (base[0])
+		return;
+	snprintf(base, sizeof base, "/tmp/evapi-files-XXXXXX");
+	CHECK(mkdtemp(base) != NULL);
+	snprintf(root, sizeof root, "%s/root", base);
+	mkdir(root, 0755);
+	put(base, "secret.txt", "TOP-SECRET");
+	put(root, "hello.txt", "hello, files\n");
+	put(root, "page.html", "<p>hi</p>");
+	put(root, "style.css", "p{}");
+	put(root, "pic.png", "\x89PNG");
+	put(root, "blob.zzq", "?");
+	put(root, "notes.srt", "1");
+	put(root, "digits.txt", "0123456789abcdefghij"); /* 20 bytes */
+	snprintf(p, sizeof p, "%s/sub", root);
+	mkdir(p, 0755);
+	put(p, "index.html", "<h1>index</h1>");
+	snprintf(p, sizeof p, "%s/noindex", root);
+	mkdir(p, 0755);
+	put(p, "x.txt", "x");
+	snprintf(p, sizeof p, "%s/link.txt", root);
+	CHECK(symlink("../secret.txt", p) == 0);
+	snprintf(p, sizeof p, "%s/inlink.txt", root);
+	CHECK(symlink("hello.txt", p) == 0);
+	snprintf(big, sizeof big, "%s/big.bin", root);
+	f = fopen(big, "w");
+	CHECK(f != NULL);
+	for (i = 0; f && i < BIG_SIZE; i++)
+		fputc(big_byte(i), f);
+	if (f)
+		fclose(f);
+}
+
+static void rm_tree(const char *dir)
+{
+	char cmd[600];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cannot remove %s\n", dir);
+}
+
+/* ---- a raw HTTP/1.1 client ------------------------------------------------- */
+
+typedef struct rresp {
+	int status;
+	char head[4096];
+	char *body;
+	long len;
+} rresp;
+
+static int rconnect(int port)
+{
+	struct sockaddr_in a;
+	struct timeval tv = {10, 0};
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	memset(&a, 0, sizeof a);
+	a.sin_family = AF_INET;
+	a.sin_port = htons((uint16_t)port);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static const char *hdr(const rresp *r, const char *name, char *out,
+                       size_t len)
+{
+	const char *p = r->head;
+	size_t nl = strlen(name);
+
+	while ((p = strstr(p, "\r\n")) != NULL) {
+		p += 2;
+		if (strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
+			const char *v = p + nl + 1, *e;
+			while (*v == ' ')
+				v++;
+			e = strstr(v, "\r\n");
+			if (!e || (size_t)(e - v) >= len)
+				return NULL;
+			memcpy(out, v, (size_t)(e - v));
+			out[e - v] = '\0';
+			return out;
+		}
+	}
+	return NULL;
+}
+
+/* Sends `req` on fd and reads one response (no body for HEAD/304 when
+ * no_body). Returns the status, 0 on failure. */
+static int rdo(int fd, const char *req, int no_body, rresp *r)
+{
+	size_t used = 0;
+	char cl[32], *end = NULL;
+	long want, have;
+	ssize_t n;
+
+	memset(r, 0, sizeof *r);
+	if (send(fd, req, strlen(req), MSG_NOSIGNAL) != (ssize_t)strlen(req))
+		return 0;
+	/* headers, a byte at a time: the body stays in the socket */
+	while (!end && used + 1 < sizeof r->head) {
+		n = recv(fd, r->head + used, 1, 0);
+		if (n <= 0)
+			return 0;
+		used++;
+		r->head[used] = '\0';
+		if (used >= 4 && memcmp(r->head + used - 4, "\r\n\r\n", 4) == 0)
+			end = r->head + used;
+	}
+	if (!end || sscanf(r->head, "HTTP/1.1 %d", &r->status) != 1)
+		return 0;
+	want = hdr(r, "Content-Length", cl, sizeof cl) ? atol(cl) : 0;
+	if (no_body || r->status == 304)
+		want = 0;
+	r->body = malloc((size_t)want + 1);
+	for (have = 0; r->body && have < want; have += n) {
+		n = recv(fd, r->body + have, (size_t)(want - have), 0);
+		if (n <= 0)
+			break;
+	}
+	if (r->body)
+		r->body[have] = '\0';
+	r->len = have;
+	return r->status;
+}
+
+/* One request on its own connection. */
+static int get(int port, const char *method, const char *path,
+               const char *extra, rresp *r)
+{
+	char req[8192];
+	int fd = rconnect(port), st;
+	if (fd < 0)
+		return 0;
+	snprintf(req, sizeof req, "%s %s HTTP/1.1\r\nHost: t\r\n%s\r\n",
+	         method, path, extra ? extra : "");
+	st = rdo(fd, req, strcmp(method, "HEAD") == 0, r);
+	close(fd);
+	return st;
+}
+
+static void rfree(rresp *r)
+{
+	free(r->body);
+	r->body = NULL;
+}
+
+/* ---- the app -------------------------------------------------------------- */
+
+static void file_inline(evapi_req *req, void *arg)
+{
+	(void)arg;
+	CHECK_INT(evapi_reply_file(req, evapi_req_query(req, "p"), NULL), ==, 0);
+}
+
+static void file_pool(evapi_req *req, void *arg)
+{
+	evapi_files_opts o;
+	(void)arg;
+	evapi_files_opts_init(&o);
+	o.content_type = "text/x-custom";
+	evapi_reply_add_header(req, "X-Lane", "pool");
+	CHECK_INT(evapi_reply_file(req, evapi_req_query(req, "p"), &o), ==, 0);
+}
+
+static int grace_ms; /* 0: th_config's */
+
+static void start(th_server *s, int index, int follow)
+{
+	evapi_config cfg;
+	evapi_files_opts o;
+	evapi_app *app;
+
+	make_tree();
+	th_config(&cfg);
+	if (grace_ms)
+		cfg.shutdown_grace_ms = grace_ms;
+	cfg.openapi = 1;
+	app = evapi_app_new(&cfg);
+	evapi_files_opts_init(&o);
+	o.index = index;
+	o.follow_symlinks = follow;
+	CHECK_INT(evapi_app_mount_dir(app, "/static", root, &o), ==, 0);
+	CHECK_INT(evapi_app_mount_dir(app, "/bad", "/nonexistent-dir", NULL),
+	          ==, EVAPI_ENOENT);
+	evapi_app_route(app, EVAPI_GET, "/inline", EVAPI_INLINE, file_inline,
+	                NULL);
+	evapi_app_route(app, EVAPI_GET, "/pool", EVAPI_POOL, file_pool, NULL);
+	th_server_start(s, app);
+}
+
+static void etag_of(const char *path, char *out, size_t len)
+{
+	struct stat st;
+	CHECK(stat(path, &st) == 0);
+	snprintf(out, len, "\"%" PRIx64 "-%" PRIx64 "\"",
+	         (uint64_t)st.st_mtime, (uint64_t)st.st_size);
+}
+
+/* ---- tests ------------------------------------------------------------------ */
+
+static void test_traversal(void)
+{
+	static const char *const paths[] = {
+		"/static/../secret.txt",
+		"/static/%2e%2e/secret.txt",
+		"/static/%2E%2E/secret.txt",
+		"/static/..%2fsecret.txt",
+		"/static/..%2Fsecret.txt",
+		"/static/%2e%2e%2fsecret.txt",
+		"/static/..%5csecret.txt",
+		"/static/sub/../../secret.txt",
+		"/static/./hello.txt",
+		"/static//etc/passwd",
+		"/static/%2fetc%2fpasswd",
+		"/static/link.txt", /* symlink out of the root */
+		NULL};
+	th_server s;
+	rresp r;
+	int i;
+
+	start(&s, 0, 0);
+	for (i = 0; paths[i]; i++) {
+		CHECK_INT(get(s.port, "GET", paths[i], NULL, &r), ==, 404);
+		CHECK_STR(r.body, "{\"detail\":\"Not Found\"}");
+		if (r.body && strstr(r.body, "SECRET"))
+			TH_FAIL_AT("%s leaked the secret", paths[i]);
+		rfree(&r);
+	}
+	/* a NUL never reaches the file system */
+	CHECK_INT(get(s.port, "GET", "/static/hello.txt%00.png", NULL, &r), ==,
+	          400);
+	rfree(&r);
+	/* control: the file itself is served */
+	CHECK_INT(get(s.port, "GET", "/static/hello.txt", NULL, &r), ==, 200);
+	CHECK_STR(r.body, "hello, files\n");
+	rfree(&r);
+	th_server_stop(&s);
+}
+
+static void test_symlink_option(void)
+{
+	th_server s;
+	rresp r;
+
+	start(&s, 0, 1);
+	CHECK_INT(get(s.port, "GET", "/static/link.txt", NULL, &r), ==, 200);
+	CHECK_STR(r.body, "TOP-SECRET");
+	rfree(&r);
+	/* ".." stays refused even when symlinks may lead out */
+	CHECK_INT(get(s.port, "GET", "/static/%2e%2e/secret.txt", NULL, &r), ==,
+	          404);
+	rfree(&r);
+	th_server_stop(&s);
+}
+
+static void test_content_types(void)
+{
+	static const struct {
+		const char *path, *type;
+	} cases[] = {
+		{"/static/hello.txt", "text/plain; charset=utf-8"},
+		{"/static/page.html", "text/html; charset=utf-8"},
+		{"/static/style.css", "text/css; charset=utf-8"},
+		{"/static/pic.png", "image/png"},
+		{"/static/blob.zzq", "application/octet-stream"},
+		{NULL, NULL}};
+	th_server s;
+	rresp r;
+	char v[128];
+	int i;
+
+	start(&s, 0, 0);
+	for (i = 0; cases[i].path; i++) {
+		CHECK_INT(get(s.port, "GET", cases[i].path, NULL, &r), ==, 200);
+		CHECK_STR(hdr(&r, "Content-Type", v, sizeof v), cases[i].type);
+		CHECK_STR(hdr(&r, "Accept-Ranges", v, sizeof v), "bytes");
+		rfree(&r);
+	}
+	/* an extension only Debian's /etc/mime.types knows */
+	CHECK_INT(get(s.port, "GET", "/static/notes.srt", NULL, &r), ==, 200);
+	CHECK_STR(hdr(&r, "Content-Type", v, sizeof v),
+	          access("/etc/mime.types", R_OK) == 0
+	                  ? "text/plain; charset=utf-8"
+	                  : "application/octet-stream");
+	rfree(&r);
+	CHECK_INT(get(s.port, "POST", "/static/hello.txt",
+	              "Content-Length: 0\r\n", &r), ==, 405);
+	CHECK_STR(r.body, "{\"detail\":\"Method Not Allowed\"}");
+	CHECK_STR(hdr(&r, "Allow", v, sizeof v), "GET, HEAD");
+	rfree(&r);
+	CHECK_INT(get(s.port, "GET", "/static/missing.txt", NULL, &r), ==, 404);
+	CHECK_STR(r.body, "{\"detail\":\"Not Found\"}");
+	rfree(&r);
+	/* a mount is not part of the API document (as in FastAPI) */
+	CHECK_INT(get(s.port, "GET", "/openapi.json", NULL, &r), ==, 200);
+	CHECK_CONTAINS(r.body, "\"/inline\"");
+	if (r.body && strstr(r.body, "/static"))
+		TH_FAIL_AT("the mount is in /openapi.json: %s", r.body);
+	rfree(&r);
+	th_server_stop(&s);
+}
+
+static void test_etag_304(void)
+{
+	th_server s;
+	rresp r;
+	char path[400], etag[64], v[128], lm[64], h[256];
+
+	start(&s, 0, 0);
+	snprintf(path, sizeof path, "%s/hello.txt", root);
+	etag_of(path, etag, sizeof etag);
+	CHECK_INT(get(s.port, "GET", "/static/hello.txt", NULL, &r), ==, 200);
+	CHECK_STR(hdr(&r, "ETag", v, sizeof v), etag);
+	CHECK(hdr(&r, "Last-Modified", lm, sizeof lm) != NULL);
+	CHECK_CONTAINS(lm, " GMT");
+	rfree(&r);
+
+	snprintf(h, sizeof h, "If-None-Match: %s\r\n", etag);
+	CHECK_INT(get(s.port, "GET", "/static/hello.txt", h, &r), ==, 304);
+	CHECK_INT(r.len, ==, 0);
+	CHECK_STR(hdr(&r, "ETag", v, sizeof v), etag);
+	rfree(&r);
+	snprintf(h, sizeof h, "If-None-Match: \"nope\", W/%s\r\n", etag);
+	CHECK_INT(get(s.port, "GET", "/static/hello.txt", h, &r), ==, 304);
+	rfree(&r);
+	CHECK_INT(get(s.port, "GET", "/static/hello.txt", "If-None-Match: *\r\n",
+	              &r), ==, 304);
+	rfree(&r);
+	CHECK_INT(get(s.port, "GET", "/static/hello.txt",
+	              "If-None-Match: \"other\"\r\n", &r), ==, 200);
+	CHECK_STR(r.body, "hello, files\n");
+	rfree(&r);
+	/* If-Modified-Since: same date -> 304, older -> 200 */
+	snprintf(h, sizeof h, "If-Modified-Since: %s\r\n", lm);
+	CHECK_INT(get(s.port, "GET", "/static/hello.txt", h, &r), ==, 304);
+	rfree(&r);
+	CHECK_INT(get(s.port, "HEAD", "/static/hello.txt", h, &r), ==, 304);
+	rfree(&r);
+	CHECK_INT(get(s.port, "GET", "/static/hello.txt",
+	              "If-Modified-Since: Thu, 01 Jan 1998 00:00:00 GMT\r\n",
+	              &r), ==, 200);
+	rfree(&r);
+	/* If-None-Match takes precedence over If-Modified-Since */
+	snprintf(h, sizeof h,
+	         "If-None-Match: \"other\"\r\nIf-Modified-Since: %s\r\n", lm);
+	CHECK_INT(get(s.port, "GET", "/static/hello.txt", h, &r), ==, 200);
+	rfree(&r);
+	th_server_stop(&s);
+}
+
+static void test_head(void)
+{
+	th_server s;
+	rresp r;
+	char v[64];
+	int fd;
+
+	start(&s, 0, 0);
+	fd = rconnect(s.port);
+	/* HEAD then GET on one connection: a body after HEAD would be
+	 * read as the GET's status line */
+	CHECK_INT(rdo(fd, "HEAD /static/big.bin HTTP/1.1\r\nHost: t\r\n\r\n", 1,
+	              &r), ==, 200);
+	CHECK_STR(hdr(&r, "Content-Length", v, sizeof v), "20971520");
+	rfree(&r);
+	CHECK_INT(rdo(fd, "GET /static/hello.txt HTTP/1.1\r\nHost: t\r\n\r\n", 0,
+	              &r), ==, 200);
+	CHECK_STR(r.body, "hello, files\n");
+	rfree(&r);
+	close(fd);
+	th_server_stop(&s);
+}
+
+static void test_ranges(void)
+{
+	th_server s;
+	rresp r;
+	char path[400], etag[64], v[128], lm[64], h[8300];
+	size_t i;
+
+	start(&s, 0, 0);
+	snprintf(path, sizeof path, "%s/digits.txt", root);
+	etag_of(path, etag, sizeof etag);
+	CHECK_INT(get(s.port, "GET", "/static/digits.txt", "Range: bytes=2-5\r\n",
+	              &r), ==, 206);
+	CHECK_STR(r.body, "2345");
+	CHECK_STR(hdr(&r, "Content-Range", v, sizeof v), "bytes 2-5/20");
+	CHECK_STR(hdr(&r, "Content-Length", v, sizeof v), "4");
+	CHECK(hdr(&r, "Last-Modified", lm, sizeof lm) != NULL);
+	rfree(&r);
+	CHECK_INT(get(s.port, "GET", "/static/digits.txt", "Range: bytes=-3\r\n",
+	              &r), ==, 206);
+	CHECK_STR(r.body, "hij");
+	CHECK_STR(hdr(&r, "Content-Range", v, sizeof v), "bytes 17-19/20");
+	rfree(&r);
+	CHECK_INT(get(s.port, "GET", "/static/digits.txt", "Range: bytes=15-\r\n",
+	              &r), ==, 206);
+	CHECK_STR(r.body, "fghij");
+	rfree(&r);
+	CHECK_INT(get(s.port, "GET", "/static/digits.txt",
+	              "Range: bytes=10-999\r\n", &r), ==, 206);
+	CHECK_STR(hdr(&r, "Content-Range", v, sizeof v), "bytes 10-19/20");
+	rfree(&r);
+	/* unsatisfiable */
+	CHECK_INT(get(s.port, "GET", "/static/digits.txt", "Range: bytes=20-\r\n",
+	              &r), ==, 416);
+	CHECK_STR(hdr(&r, "Content-Range", v, sizeof v), "bytes */20");
+	CHECK_STR(r.body, "{\"detail\":\"Range Not Satisfiable\"}");
+	rfree(&r);
+	/* invalid or several ranges: the whole file */
+	CHECK_INT(get(s.port, "GET", "/static/digits.txt",
+	              "Range: bytes=0-1,4-5\r\n", &r), ==, 200);
+	CHECK_INT(r.len, ==, 20);
+	rfree(&r);
+	CHECK_INT(get(s.port, "GET", "/static/digits.txt", "Range: bytes=5-2\r\n",
+	              &r), ==, 200);
+	rfree(&r);
+	CHECK_INT(get(s.port, "GET", "/static/digits.txt", "Range: items=0-1\r\n",
+	              &r), ==, 200);
+	rfree(&r);
+	/* HEAD ignores Range */
+	CHECK_INT(get(s.port, "HEAD", "/static/digits.txt", "Range: bytes=0-1\r\n",
+	              &r), ==, 200);
+	rfree(&r);
+	/* If-Range: our ETag or exact date -> range; else the whole file */
+	snprintf(h, sizeof h, "Range: bytes=0-1\r\nIf-Range: %s\r\n", etag);
+	CHECK_INT(get(s.port, "GET", "/static/digits.txt", h, &r), ==, 206);
+	CHECK_STR(r.body, "01");
+	rfree(&r);
+	snprintf(h, sizeof h, "Range: bytes=0-1\r\nIf-Range: %s\r\n", lm);
+	CHECK_INT(get(s.port, "GET", "/static/digits.txt", h, &r), ==, 206);
+	rfree(&r);
+	CHECK_INT(get(s.port, "GET", "/static/digits.txt",
+	              "Range: bytes=0-1\r\nIf-Range: \"stale\"\r\n", &r), ==, 200);
+	CHECK_INT(r.len, ==, 20);
+	rfree(&r);
+	snprintf(h, sizeof h, "Range: bytes=0-1\r\nIf-Range: W/%s\r\n", etag);
+	CHECK_INT(get(s.port, "GET", "/static/digits.txt", h, &r), ==, 200);
+	rfree(&r);
+	/* a long list of ranges is answered at once (linear parse) */
+	strcpy(h, "Range: bytes=0-0");
+	for (i = strlen(h); i + 8 < 7000; i += 4)
+		memcpy(h + i, ",1-1", 5);
+	strcat(h, "\r\n");
+	CHECK_INT(get(s.port, "GET", "/static/digits.txt", h, &r), ==, 200);
+	CHECK_INT(r.len, ==, 20);
+	rfree(&r);
+	th_server_stop(&s);
+}
+
+static void test_big_download(void)
+{
+	th_server s;
+	rresp r;
+	long i, bad = -1;
+	int fd;
+
+	start(&s, 0, 0);
+	fd = rconnect(s.port);
+	CHECK_INT(rdo(fd, "GET /static/big.bin HTTP/1.1\r\nHost: t\r\n\r\n", 0,
+	              &r), ==, 200);
+	CHECK_INT(r.len, ==, BIG_SIZE);
+	for (i = 0; r.body && i < r.len && bad < 0; i++)
+		if ((unsigned char)r.body[i] != big_byte(i))
+			bad = i;
+	CHECK_INT(bad, ==, -1);
+	rfree(&r);
+	/* a range from the middle, across a slice boundary, same connection */
+	CHECK_INT(rdo(fd, "GET /static/big.bin HTTP/1.1\r\nHost: t\r\n"
+	                  "Range: bytes=262000-1000000\r\n\r\n", 0, &r), ==, 206);
+	CHECK_INT(r.len, ==, 1000000 - 262000 + 1);
+	for (i = 0, bad = -1; r.body && i < r.len && bad < 0; i++)
+		if ((unsigned char)r.body[i] != big_byte(262000 + i))
+			bad = i;
+	CHECK_INT(bad, ==, -1);
+	rfree(&r);
+	close(fd);
+	th_server_stop(&s);
+}
+
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+	while (d && (e = readdir(d)))
+		if (e->d_name[0] != '.')
+			n++;
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/* Descriptors open on big.bin, found through /proc/self/fd. */
+static int big_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	char p[300], t[512];
+	int n = 0;
+	ssize_t l;
+	while (d && (e = readdir(d))) {
+		snprintf(p, sizeof p, "/proc/self/fd/%s", e->d_name);
+		l = readlink(p, t, sizeof t - 1);
+		if (l > 0) {
+			t[l] = '\0';
+			if (strcmp(t, big) == 0)
+				n++;
+		}
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+static void test_disconnect_closes_fd(void)
+{
+	th_server s;
+	evapi_stats st;
+	char buf[65536];
+	int fd, k, before, during = 0;
+	long got;
+	ssize_t n;
+
+	start(&s, 0, 0);
+	before = count_fds();
+	for (k = 0; k < 3; k++) {
+		fd = rconnect(s.port);
+		CHECK(fd >= 0);
+		n = send(fd, "GET /static/big.bin HTTP/1.1\r\nHost: t\r\n\r\n", 41,
+		         MSG_NOSIGNAL);
+		CHECK_INT(n, ==, 41);
+		for (got = 0; got < 300000; got += n) {
+			n = recv(fd, buf, sizeof buf, 0);
+			if (n <= 0)
+				break;
+		}
+		CHECK_INT(got, >=, 300000);
+		during += big_fds();
+		close(fd); /* mid-download */
+	}
+	CHECK_INT(during, >=, 3); /* the file was open while sending */
+	for (k = 0; k < 300 && (big_fds() > 0 || count_fds() > before); k++)
+		th_sleep_ms(10);
+	CHECK_INT(big_fds(), ==, 0);
+	CHECK_INT(count_fds(), <=, before);
+	evapi_app_stats(s.app, &st);
+	CHECK_INT(st.in_flight, ==, 0);
+	CHECK_INT(st.gone, >=, 3);
+	th_server_stop(&s);
+}
+
+/* A stop while a client reads slowly: the download may go on through
+ * the grace period, then it is cut (short body, connection closed), the
+ * request counted and the descriptor closed. */
+static void test_shutdown_cuts_download(void)
+{
+	th_server s;
+	char buf[65536];
+	int fd, rcv = 4096;
+	long got = 0;
+	ssize_t n;
+	double t0;
+
+	grace_ms = 300;
+	start(&s, 0, 0);
+	grace_ms = 0;
+	fd = rconnect(s.port);
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
+	CHECK_INT(send(fd, "GET /static/big.bin HTTP/1.1\r\nHost: t\r\n\r\n",
+	               41, MSG_NOSIGNAL), ==, 41);
+	n = recv(fd, buf, sizeof buf, 0);
+	CHECK_INT(n, >, 0);
+	th_sleep_ms(100);
+	CHECK_INT(big_fds(), ==, 1);
+	t0 = th_now();
+	th_server_stop(&s); /* checks in_flight == 0 */
+	CHECK_DBL(th_now() - t0, <, 5.0);
+	CHECK_INT(big_fds(), ==, 0);
+	while ((n = recv(fd, buf, sizeof buf, 0)) > 0)
+		got += n;
+	CHECK_INT(n, ==, 0); /* closed, not timed out */
+	CHECK_INT(got, <, BIG_SIZE);
+	CHECK_CONTAINS(th_log(), "file: shutdown cut");
+	close(fd);
+}
+
+static void test_index(void)
+{
+	th_server s;
+	rresp r;
+	char v[128];
+
+	start(&s, 0, 0);
+	CHECK_INT(get(s.port, "GET", "/static/sub/", NULL, &r), ==, 404);
+	rfree(&r);
+	CHECK_INT(get(s.port, "GET", "/static/noindex/", NULL, &r), ==, 404);
+	rfree(&r);
+	CHECK_INT(get(s.port, "GET", "/static/", NULL, &r), ==, 404);
+	rfree(&r);
+	th_server_stop(&s);
+
+	start(&s, 1, 0);
+	CHECK_INT(get(s.port, "GET", "/static/sub/", NULL, &r), ==, 200);
+	CHECK_STR(r.body, "<h1>index</h1>");
+	CHECK_STR(hdr(&r, "Content-Type", v, sizeof v),
+	          "text/html; charset=utf-8");
+	rfree(&r);
+	CHECK_INT(get(s.port, "GET", "/static/sub", NULL, &r), ==, 200);
+	rfree(&r);
+	/* no listing, ever */
+	CHECK_INT(get(s.port, "GET", "/static/noindex/", NULL, &r), ==, 404);
+	rfree(&r);
+	th_server_stop(&s);
+}
+
+static void test_reply_file(void)
+{
+	th_server s;
+	rresp r;
+	char q[512], v[128], h[256], etag[64], path[400];
+
+	start(&s, 0, 0);
+	snprintf(path, sizeof path, "%s/digits.txt", root);
+	etag_of(path, etag, sizeof etag);
+	snprintf(q, sizeof q, "/inline?p=%s", path);
+	CHECK_INT(get(s.port, "GET", q, "Range: bytes=0-3\r\n", &r), ==, 206);
+	CHECK_STR(r.body, "0123");
+	rfree(&r);
+	snprintf(h, sizeof h, "If-None-Match: %s\r\n", etag);
+	CHECK_INT(get(s.port, "GET", q, h, &r), ==, 304);
+	rfree(&r);
+	snprintf(q, sizeof q, "/pool?p=%s", path);
+	CHECK_INT(get(s.port, "GET", q, NULL, &r), ==, 200);
+	CHECK_STR(r.body, "0123456789abcdefghij");
+	CHECK_STR(hdr(&r, "Content-Type", v, sizeof v), "text/x-custom");
+	CHECK_STR(hdr(&r, "X-Lane", v, sizeof v), "pool");
+	rfree(&r);
+	CHECK_INT(get(s.port, "GET", "/inline?p=/nonexistent", NULL, &r), ==, 404);
+	CHECK_STR(r.body, "{\"detail\":\"Not Found\"}");
+	rfree(&r);
+	CHECK_INT(get(s.port, "GET", "/pool?p=/nonexistent", NULL, &r), ==, 404);
+	rfree(&r);
+	th_server_stop(&s);
+}
+
+int main(int argc, char **argv)
+{
+	static const th_test tests[] = {
+		{"files.traversal", test_traversal},
+		{"files.symlink_option", test_symlink_option},
+		{"files.content_types", test_content_types},
+		{"files.etag_304", test_etag_304},
+		{"files.head", test_head},
+		{"files.ranges", test_ranges},
+		{"files.big_download", test_big_download},
+		{"files.disconnect_closes_fd", test_disconnect_closes_fd},
+		{"files.shutdown_cuts_download", test_shutdown_cuts_download},
+		{"files.index", test_index},
+		{"files.reply_file", test_reply_file},
+		{NULL, NULL}};
+	int rc = th_main(argc, argv, tests);
+	if (base[0])
+		rm_tree(base);
+	return rc;
+}
