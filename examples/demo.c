@@ -249,7 +249,9 @@ static void usage(FILE *f)
 	        "                 SQLite file in a new temporary directory)\n"
 	        "  --db-slow-ms N every /db/ lookup sleeps N ms in the database\n"
 	        "                 (default: --delay-ms)\n"
-	        "  --quiet        no access log\n");
+	        "  --quiet        no access log\n"
+	        "Every evapi_config member can also be set from the environment\n"
+	        "(EVAPI_PORT, EVAPI_POOL_THREADS, ...: README.md); options win.\n");
 }
 
 int main(int argc, char **argv)
@@ -272,6 +274,7 @@ int main(int argc, char **argv)
 		{"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0}};
 	evapi_config cfg;
+	evapi_error err;
 	struct outbound_opts outbound;
 	const char *upload_dir = "/tmp/evapi-uploads";
 #ifndef DEMO_STATIC_DIR
@@ -291,6 +294,11 @@ int main(int argc, char **argv)
 	cfg.health_routes = 1;
 	cfg.openapi = 1;                      /* GET /openapi.json, /docs */
 	cfg.max_body_bytes = (8 << 20) + 65536; /* uploads: 8 MiB of files */
+	/* EVAPI_PORT, EVAPI_POOL_THREADS, ...; the options below win */
+	if (evapi_config_from_env(&cfg, &err) != 0) {
+		fprintf(stderr, "demo: %s\n", err.text);
+		return 2;
+	}
 	while ((c = getopt_long(argc, argv, "H:p:t:Q:d:w:u:U:O:D:A:B:S:qh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'H':

@@ -17,6 +17,8 @@
 #include <evapi/stream.h>
 #include <evapi/middleware.h>
 #include <evapi/lifespan.h>
+#include <evapi/apirouter.h>
+#include <evapi/debug.h>
 #include <evapi/files.h>
 
 #define EVAPI_VERSION "0.1.0"

@@ -7,7 +7,6 @@
  * may be called from any thread.
  */
 #include <event2/event.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,40 +77,26 @@ void evapi_config_init(evapi_config *cfg)
 	cfg->db_statement_cache = 100;
 }
 
-/* Fills `err` (may be NULL) and returns `code`. */
-static int fail(evapi_error *err, int code, const char *fmt, ...)
-	EVAPI_PRINTF(3, 4);
-static int fail(evapi_error *err, int code, const char *fmt, ...)
-{
-	va_list ap;
-	if (err) {
-		err->code = code;
-		va_start(ap, fmt);
-		vsnprintf(err->text, sizeof err->text, fmt, ap);
-		va_end(ap);
-	}
-	return code;
-}
-
 /* Checks one member against [lo, hi]; one line per member keeps each
  * bound next to its name, and the message names exactly what is wrong. */
 #define RANGE(member, lo, hi)                                                \
 	do {                                                                 \
 		long long v_ = (long long)c->member;                         \
 		if (v_ < (long long)(lo) || v_ > (long long)(hi))            \
-			return fail(err, EVAPI_EINVAL,                       \
-			            "config." #member " = %lld: must be %lld..%lld", \
-			            v_, (long long)(lo), (long long)(hi));   \
+			return evapi__error_set(                             \
+				err, EVAPI_EINVAL,                           \
+				"config." #member " = %lld: must be %lld..%lld", \
+				v_, (long long)(lo), (long long)(hi));       \
 	} while (0)
 
 /* 0, or EVAPI_EINVAL with the first invalid member named in err. */
-static int config_check(const evapi_config *c, evapi_error *err)
+int evapi__config_check(const evapi_config *c, evapi_error *err)
 {
 	const long long big = 0x7fffffffLL;
 
 	if (!c->host)
-		return fail(err, EVAPI_EINVAL, "config.host = NULL: an address "
-		                               "to bind is needed");
+		return evapi__error_set(err, EVAPI_EINVAL, "config.host = NULL: "
+		                        "an address to bind is needed");
 	/* listener */
 	RANGE(port, 0, 65535);
 	RANGE(workers, 1, 1024);
@@ -163,7 +148,7 @@ evapi_app *evapi_app_new_ex(const evapi_config *cfg, evapi_error *err)
 
 	if (!err)
 		err = &mine;
-	fail(err, EVAPI_ENOMEM, "out of memory");
+	evapi__error_set(err, EVAPI_ENOMEM, "out of memory");
 	app = calloc(1, sizeof *app);
 	if (!app) {
 		evapi__log(NULL, EVAPI_LOG_ERROR, "evapi_app_new: out of memory");
@@ -173,13 +158,16 @@ evapi_app *evapi_app_new_ex(const evapi_config *cfg, evapi_error *err)
 		app->cfg = *cfg;
 	else
 		evapi_config_init(&app->cfg);
-	if (config_check(&app->cfg, err) != 0) {
+	if (evapi__config_check(&app->cfg, err) != 0) {
 		/* log through the caller's sink, whatever its level says */
 		if ((int)app->cfg.log_level < (int)EVAPI_LOG_ERROR ||
 		    app->cfg.log_level > EVAPI_LOG_DEBUG)
 			app->cfg.log_level = EVAPI_LOG_ERROR;
 		goto err;
 	}
+	/* jansson seeds its hash function from /dev/urandom at the first
+	 * object: here, not in a handler on the loop (a blocking read). */
+	json_object_seed(0);
 	app->host = strdup(app->cfg.host);
 	app->cfg.host = app->host;
 	app->loop_thread = pthread_self();
@@ -194,7 +182,7 @@ evapi_app *evapi_app_new_ex(const evapi_config *cfg, evapi_error *err)
 	event_config_free(ec);
 	ec = NULL;
 	if (!app->base) {
-		fail(err, EVAPI_ESYS, "cannot create the event base");
+		evapi__error_set(err, EVAPI_ESYS, "cannot create the event base");
 		goto err;
 	}
 	app->router = evapi__router_new();
@@ -210,8 +198,9 @@ evapi_app *evapi_app_new_ex(const evapi_config *cfg, evapi_error *err)
 	                            app->cfg.pool_yield_to_loop, worker_init,
 	                            app);
 	if (!app->pool) {
-		fail(err, EVAPI_ESYS, "cannot start %d pool threads",
-		     app->cfg.pool_threads);
+		evapi__error_set(err, EVAPI_ESYS,
+		                 "cannot start %d pool threads",
+		                 app->cfg.pool_threads);
 		goto err;
 	}
 	if (!(app->client = evapi__client_new(app)))
@@ -253,21 +242,25 @@ void evapi_app_free(evapi_app *app)
 	evapi__mw_free(app);
 	evapi__router_free(app->router);
 	evapi__decls_free(app);
+	evapi__groups_free(app);
+	evapi__error_handlers_free(app);
 	evapi__openapi_free(app);
 	evapi__files_free(app);
 	free(app->host);
 	free(app);
 }
 
-/* 1 when templates `a` and `b` match the same paths: the same literal
- * segments, with {parameters} in the same places (names aside). */
-static int same_shape(const char *a, const char *b)
+/* 1 when template `a` matches every path `b` matches: the same number of
+ * segments, each a {parameter} in `a` or the same literal text in both.
+ * Routes are tried in order, so a route `b` registered after such an `a`
+ * for one of its methods would never run. */
+int evapi__tmpl_covers(const char *a, const char *b)
 {
 	for (;;) {
 		size_t la = strcspn(a, "/"), lb = strcspn(b, "/");
 		int pa = la >= 2 && a[0] == '{' && a[la - 1] == '}';
 		int pb = lb >= 2 && b[0] == '{' && b[lb - 1] == '}';
-		if (pa != pb || (!pa && (la != lb || memcmp(a, b, la) != 0)))
+		if (pa ? lb == 0 : pb || la != lb || memcmp(a, b, la) != 0)
 			return 0;
 		a += la;
 		b += lb;
@@ -278,6 +271,14 @@ static int same_shape(const char *a, const char *b)
 	}
 }
 
+/* Where a route came from, for the refusal message. */
+static const char *origin_of(const evapi__route *rt)
+{
+	return rt->group ? evapi__group_origin(rt->group)
+	                 : "the app, or built in: config openapi, "
+	                   "stats_routes, health_routes";
+}
+
 int evapi__route_check(evapi_app *app, unsigned methods, const char *path)
 {
 	size_t i, n = evapi__router_count(app->router);
@@ -286,14 +287,16 @@ int evapi__route_check(evapi_app *app, unsigned methods, const char *path)
 		return EVAPI_EINVAL;
 	for (i = 0; i < n; i++) {
 		const evapi__route *rt = evapi__router_at(app->router, i);
-		if ((rt->method & methods) && same_shape(rt->tmpl, path)) {
+		if ((rt->method & methods) && evapi__tmpl_covers(rt->tmpl, path)) {
 			evapi__log(app, EVAPI_LOG_ERROR,
 			           "route %s %s refused: %s is already "
-			           "registered (by the app, or built in: config "
-			           "openapi, stats_routes) and would always "
-			           "answer first",
+			           "registered (by %s) and matches every path "
+			           "it matches, so it would always answer first "
+			           "(the refused route is from %s)",
 			           evapi_method_name((evapi_method)rt->method),
-			           path, rt->label);
+			           path, rt->label, origin_of(rt),
+			           app->reg_origin ? app->reg_origin
+			                           : "the app");
 			return EVAPI_EEXIST;
 		}
 	}

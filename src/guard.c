@@ -274,25 +274,29 @@ static int own_add(gconn *c, const char *s, size_t n)
 
 static void write_answer(gconn *c)
 {
-	char head[352], body[192], allow[80] = "";
-	int bl, hl;
+	char head[352], allow[80] = "";
+	size_t bl = 0;
+	int hl;
 	evapi_app *app = c->g->app;
+	/* the app's error shape (no request object here), or {"detail":...} */
+	char *body = evapi__error_dump(app, NULL, c->reject_status,
+	                               c->reject_detail, &bl);
 
 	if (c->reject_allow)
 		evapi__allow_string(c->reject_allow, allow, sizeof allow);
-	bl = snprintf(body, sizeof body, "{\"detail\":\"%s\"}", c->reject_detail);
 	hl = snprintf(head, sizeof head,
 	              "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
-	              "Content-Length: %d\r\n%s%s%s%sConnection: close\r\n\r\n",
+	              "Content-Length: %zu\r\n%s%s%s%sConnection: close\r\n\r\n",
 	              c->reject_status, reason(c->reject_status), bl,
 	              allow[0] ? "Allow: " : "", allow, allow[0] ? "\r\n" : "",
 	              c->reject_extra ? c->reject_extra : "");
 	/* A HEAD is answered with the headers a GET would get, no body
 	 * (RFC 9110 §9.3.2): a body here would be read as the next reply. */
-	if (own_add(c, head, (size_t)hl) ||
-	    (!c->reject_head && own_add(c, body, (size_t)bl)) ||
+	if (!body || own_add(c, head, (size_t)hl) ||
+	    (!c->reject_head && own_add(c, body, bl)) ||
 	    send_some(c, c->own) < 0)
 		c->write_failed = 1;
+	free(body);
 	/* Every answer of the guard's own is counted here, whatever the
 	 * rule that rejected the request: as a request that matched no
 	 * route (with no duration), by status, and as a guard rejection. */

@@ -42,6 +42,29 @@ static inline int64_t evapi__now_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* ---- error.c, app.c, env.c: errors and the config ----------------- */
+/* Fills `err` (may be NULL) with `code` and the message; returns `code`. */
+EVAPI_HIDDEN int evapi__error_set(evapi_error *err, int code,
+                                  const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* 0, or EVAPI_EINVAL with the first invalid member named in err (the one
+ * range table, app.c). */
+EVAPI_HIDDEN int evapi__config_check(const evapi_config *c, evapi_error *err);
+/* The i-th environment variable and its member's name, or NULL past the
+ * end (env.c). */
+EVAPI_HIDDEN const char *evapi__config_env_name(size_t i, const char **member);
+
+/* error_reply.c: the body of an error reply: the app's handler for the
+ * status, or {"detail": detail}. Steals `detail`; `app` and `req` may be
+ * NULL. Returns new, or NULL when out of memory. Any thread. */
+EVAPI_HIDDEN json_t *evapi__error_body(evapi_app *app, evapi_req *req,
+                                       int status, json_t *detail);
+/* The same from a detail string, serialised: malloc'd (free) or NULL. */
+EVAPI_HIDDEN char *evapi__error_dump(evapi_app *app, evapi_req *req,
+                                     int status, const char *detail,
+                                     size_t *len);
+EVAPI_HIDDEN void evapi__error_handlers_free(evapi_app *app);
+
 /* ---- log.c ----------------------------------------------------------- */
 EVAPI_HIDDEN void evapi__log(const evapi_app *app, evapi_log_level lvl,
                              const char *fmt, ...)
@@ -152,6 +175,8 @@ typedef struct evapi__route {
 	unsigned char *is_param; /* 1: {name}; 2: {name:path}, the last */
 	struct evapi__decl *decl; /* declared route (schema.c), or NULL */
 	unsigned idx;        /* position in the router (stats.c) */
+	const struct evapi__group *group; /* apirouter.c: from a router, or
+	                                     NULL (app-owned) */
 } evapi__route;
 
 typedef struct evapi__router evapi__router;
@@ -441,6 +466,11 @@ struct evapi_app {
 	evapi__router *router;
 	evapi__pool *pool;
 	struct evapi__decl *decls;    /* declared routes (schema.c) */
+	struct evapi__group *groups;  /* apirouter.c: routes from routers */
+	struct evapi__errh *errh;     /* error_reply.c: error body shapes */
+	int nerrh;
+	const char *reg_origin;       /* apirouter.c: the router being
+	                                 registered, for refusals */
 	struct evapi__openapi *openapi; /* info, schemes, files (openapi.c) */
 	evapi__client *client;        /* outbound calls (client.c) */
 	struct evapi__db *db;         /* db.c; NULL without cfg.db_url */
@@ -607,6 +637,22 @@ EVAPI_HIDDEN int evapi__tasks_active(const evapi_app *app);
 EVAPI_HIDDEN void evapi__stream_start(evapi_stream *s);
 EVAPI_HIDDEN void evapi__stream_job_done(evapi_stream *s);
 
+/* middleware.c: calls one before hook (a middleware's, or a route's
+ * dependency) in a watchdog frame of `kind` and `name` (borrowed for the
+ * call; in logs): 1 when it answered (short-circuit, or 500 when it
+ * returned non-zero without replying), else 0 */
+EVAPI_HIDDEN int evapi__before_call(evapi_req *req, evapi_mw_before_cb cb,
+                                    void *arg, const char *kind,
+                                    const char *name);
+/* apirouter.c: runs the dependencies of req's route (it has a group):
+ * 1 when one answered; the route's OpenAPI tags (new, or NULL without); where a
+ * route came from ("router /api"); the app's groups freed */
+EVAPI_HIDDEN int evapi__group_depends(evapi_req *req);
+EVAPI_HIDDEN json_t *evapi__group_tags(const struct evapi__group *g);
+EVAPI_HIDDEN const char *evapi__group_origin(const struct evapi__group *g);
+EVAPI_HIDDEN void evapi__groups_free(evapi_app *app);
+/* app.c: 1 when template `a` matches every path `b` matches */
+EVAPI_HIDDEN int evapi__tmpl_covers(const char *a, const char *b);
 /* files.c: a file reply's body (closed with it), sending it (loop; in
  * place of send_resp), the mounts (evapi_app_free) */
 typedef struct evapi__fbody evapi__fbody;
@@ -615,8 +661,6 @@ EVAPI_HIDDEN void evapi__files_send(evapi_req *req);
 EVAPI_HIDDEN void evapi__files_free(evapi_app *app);
 /* 1 for a mount's route (left out of OpenAPI, as FastAPI's mounts). */
 EVAPI_HIDDEN int evapi__files_is_mount(const evapi__route *rt);
-/* Cuts a file transfer (shutdown): the connection is closed. */
-
 /* middleware.c: 1 when a before hook answered (short-circuit) */
 EVAPI_HIDDEN int evapi__mw_before(evapi_req *req);
 /* 1 when a before hook is registered: it may answer any request. */

@@ -75,35 +75,46 @@ void evapi__mw_free(evapi_app *app)
 	app->mws = NULL;
 }
 
+int evapi__before_call(evapi_req *req, evapi_mw_before_cb cb, void *arg,
+                       const char *kind, const char *name)
+{
+	evapi_app *app = req->app;
+	evapi__user u;
+	int rc;
+
+	evapi__user_begin(app, &u, kind, name, req->route);
+	req->in_before = 1; /* refuses async work: evapi__req_can_wait */
+	rc = cb(req, arg);
+	req->in_before = 0;
+	evapi__user_end(app, &u);
+	if (req->state != EVAPI__REQ_RUNNING)
+		return 1; /* it answered: short-circuit */
+	if (rc != 0) {
+		evapi__log(app, EVAPI_LOG_ERROR,
+		           "%s stopped the request without replying: 500 "
+		           "id=%llu", name, req->id);
+		evapi_reply_error(req, 500, "Internal Server Error");
+		return 1;
+	}
+	return 0;
+}
+
 int evapi__mw_before(evapi_req *req)
 {
 	evapi_app *app = req->app;
 	const struct evapi__mw *mw;
-	int i, n, rc;
+	int i, n;
 
 	if (!app->mws)
 		return 0;
 	mw = app->mws->v;
 	n = app->mws->n;
 	for (i = 0; i < n; i++) {
-		evapi__user u;
 		req->mw_depth = i + 1;
-		if (!mw[i].before)
-			continue;
-		evapi__user_begin(app, &u, "before hook", mw[i].name, NULL);
-		req->in_before = 1; /* refuses async work: evapi__req_can_wait */
-		rc = mw[i].before(req, mw[i].arg);
-		req->in_before = 0;
-		evapi__user_end(app, &u);
-		if (req->state != EVAPI__REQ_RUNNING)
-			return 1; /* it answered: short-circuit */
-		if (rc != 0) {
-			evapi__log(app, EVAPI_LOG_ERROR,
-			           "middleware %d stopped the request without "
-			           "replying: 500 id=%llu", i, req->id);
-			evapi_reply_error(req, 500, "Internal Server Error");
+		if (mw[i].before && evapi__before_call(req, mw[i].before,
+		                                       mw[i].arg, "before hook",
+		                                       mw[i].name))
 			return 1;
-		}
 	}
 	return 0;
 }

@@ -434,7 +434,7 @@ static json_t *operation(const evapi__route *rt, const char *lower,
 {
 	const struct evapi__decl *d = rt->decl;
 	const evapi_route_decl *r = d ? &d->d : NULL;
-	json_t *op = json_object(), *resp = json_object();
+	json_t *op = json_object(), *resp = json_object(), *tags;
 	char id[300];
 	const char *const *t;
 	const evapi_response *x;
@@ -458,12 +458,15 @@ static json_t *operation(const evapi__route *rt, const char *lower,
 	if (r && r->description)
 		json_object_set_new(op, "description",
 		                    json_string(r->description));
-	if (r && r->tags) {
-		json_t *a = json_array();
-		for (t = r->tags; *t; t++)
-			json_array_append_new(a, json_string(*t));
-		json_object_set_new(op, "tags", a);
+	/* a router's tags (apirouter.c), then the route's own */
+	tags = evapi__group_tags(rt->group);
+	for (t = r ? r->tags : NULL; t && *t; t++) {
+		if (!tags)
+			tags = json_array();
+		json_array_append_new(tags, json_string(*t));
 	}
+	if (tags)
+		json_object_set_new(op, "tags", tags);
 	if (r && r->deprecated)
 		json_object_set_new(op, "deprecated", json_true());
 	if (r && r->security) {

@@ -298,14 +298,11 @@ void evapi__req_send(evapi_req *req)
 static void send_direct(evapi_req *req, int status, const char *detail)
 {
 	evapi__resp r;
-	char body[160];
-	int n = snprintf(body, sizeof body, "{\"detail\":\"%s\"}", detail);
 
 	memset(&r, 0, sizeof r);
 	r.status = status;
 	r.content_type = "application/json";
-	r.body = strdup(body);
-	r.len = r.body ? (size_t)n : 0;
+	r.body = evapi__error_dump(req->app, req, status, detail, &r.len);
 	send_resp(req, &r);
 	evapi__resp_clear(&r);
 }
@@ -746,6 +743,8 @@ static void on_request(struct evhttp_request *ev, void *arg)
 	 * the handler runs or a worker is taken. */
 	if (req->route->decl && evapi__decl_check(req) != 0)
 		goto out;
+	if (req->route->group && evapi__group_depends(req))
+		goto out; /* a router's dependency answered */
 
 	if (req->route->lane == EVAPI_INLINE) {
 		evapi__user u;

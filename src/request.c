@@ -367,11 +367,10 @@ int evapi_reply_error_json(evapi_req *req, int status, json_t *detail)
 	json_t *body;
 	if (!detail)
 		return null_json(req, "evapi_reply_error_json");
-	body = json_object();
-	if (!body || json_object_set_new(body, "detail", detail) < 0) {
-		json_decref(body);
+	/* the app's shape for this status, or {"detail": ...} */
+	if (!(body = evapi__error_body(req ? req->app : NULL, req, status,
+	                               detail)))
 		return EVAPI_ENOMEM;
-	}
 	return evapi_reply_json(req, status, body);
 }
 

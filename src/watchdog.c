@@ -12,6 +12,12 @@
  * the stream callback. A frame is charged its own time only (its
  * children's is subtracted), so a stall names the callback that blocked,
  * and one stall is reported once.
+ *
+ * The innermost frame is also what evapi/debug.h tells a debugging tool
+ * (libevapi_blockcheck.so) about the loop: which callback runs now.
+ * Those two functions read only the calling thread's own state (its
+ * role, and on a loop the frames only that thread writes): they live
+ * here, linked whenever the watchdog is, even into a static program.
  */
 #include "internal.h"
 
@@ -28,4 +34,21 @@ void evapi__user_stall(evapi_app *app, const evapi__user *u, int64_t ms)
 	           "loop stalled %lld ms in %s (%s): every connection "
 	           "waited; blocking work belongs on the pool lane",
 	           (long long)ms, u->name ? u->name : "-", u->kind);
+}
+
+/* ---- evapi/debug.h -------------------------------------------------------- */
+
+int evapi_debug_is_loop_thread(void)
+{
+	return evapi__thread_role() == EVAPI__THREAD_LOOP;
+}
+
+const char *evapi_debug_current_callback(void)
+{
+	const evapi_app *app = evapi__thread_app();
+
+	if (evapi__thread_role() != EVAPI__THREAD_LOOP || !app ||
+	    !app->user_top)
+		return NULL;
+	return app->user_top->name ? app->user_top->name : app->user_top->kind;
 }

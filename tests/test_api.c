@@ -95,10 +95,20 @@ static void test_route_conflicts_refused(void)
 	                          NULL), ==, EVAPI_EEXIST);
 	CHECK_CONTAINS(th_log(), "route GET /u/{name} refused: GET /u/{id} is "
 	                         "already registered");
-	/* not the same shape: a literal where the other has a parameter,
-	 * one segment more */
+	/* shadowed: {id} already matches "me", so it would never run */
+	th_log_clear();
 	CHECK_INT(evapi_app_route(app, EVAPI_GET, "/u/me", EVAPI_INLINE, ok,
+	                          NULL), ==, EVAPI_EEXIST);
+	CHECK_CONTAINS(th_log(), "route GET /u/me refused: GET /u/{id} is "
+	                         "already registered (by the app");
+	/* the specific one first is fine; so is another method */
+	CHECK_INT(evapi_app_route(app, EVAPI_GET, "/v/me", EVAPI_INLINE, ok,
 	                          NULL), ==, 0);
+	CHECK_INT(evapi_app_route(app, EVAPI_GET, "/v/{id}", EVAPI_INLINE, ok,
+	                          NULL), ==, 0);
+	CHECK_INT(evapi_app_route(app, EVAPI_POST, "/u/me", EVAPI_INLINE, ok,
+	                          NULL), ==, 0);
+	/* not the same shape: one segment more */
 	CHECK_INT(evapi_app_route(app, EVAPI_GET, "/u/{id}/x", EVAPI_INLINE, ok,
 	                          NULL), ==, 0);
 	CHECK_INT(evapi_app_route(app, EVAPI_GET, "/x/", EVAPI_INLINE, ok, NULL),

@@ -149,6 +149,32 @@ typedef struct evapi_config {
 /** Fills `cfg` with the defaults above. */
 EVAPI_EXPORT void evapi_config_init(evapi_config *cfg);
 
+/**
+ * Overrides members of `cfg` from the environment: one variable per
+ * member, named EVAPI_ and the member in capitals (EVAPI_PORT,
+ * EVAPI_POOL_THREADS, EVAPI_REQUEST_TIMEOUT_MS; README.md, "Settings
+ * from the environment", lists them all). An unset variable leaves its
+ * member alone; log_cb and log_arg have none. Call it after
+ * evapi_config_init and before the program's own overrides (code,
+ * command line), so those win.
+ *
+ * Numbers are whole decimal numbers, nothing else (no spaces, units or
+ * trailing junk), within the member's type and the range evapi_app_new
+ * accepts; switches take 0/1, true/false, yes/no or on/off;
+ * EVAPI_LOG_LEVEL takes error, warn, info or debug; an empty
+ * EVAPI_DB_URL means no database. The strings (EVAPI_HOST,
+ * EVAPI_DB_URL, EVAPI_SWAGGER_UI_DIR) are borrowed from the environment:
+ * valid while the variable is not changed (evapi_app_new copies or reads
+ * them).
+ *
+ * Returns 0, or EVAPI_EINVAL and then `cfg` is unchanged and `err` (may
+ * be NULL) names the first invalid variable with its value and what it
+ * must be ("EVAPI_POOL_THREADS: config.pool_threads = 0: must be
+ * 1..4096"). Not safe against a concurrent setenv: call it before
+ * starting threads.
+ */
+EVAPI_EXPORT int evapi_config_from_env(evapi_config *cfg, evapi_error *err);
+
 /** Creates an app (the event base, the HTTP server and the worker pool;
  *  nothing is bound yet). `cfg` is copied; NULL means defaults. Returns
  *  new (free with evapi_app_free) or NULL; why it failed is logged (an
@@ -174,9 +200,13 @@ EVAPI_EXPORT void evapi_app_free(evapi_app *app);
  * non-empty path segment, percent-decoded; read it with evapi_req_param.
  * Routes are tried in registration order. A GET route also answers HEAD
  * (without the body) unless HEAD is registered for the path. `path` is
- * copied. A method and template that is already registered (the same
- * literal segments, parameters in the same places, whatever their
- * names) would never run: it is refused with EVAPI_EEXIST and logged.
+ * copied. A method and template that an earlier route already matches
+ * on every path would never run: the same template (the same literal
+ * segments, parameters in the same places, whatever their names), or
+ * one with a literal where the earlier one has a parameter
+ * ("/users/me" after "/users/{id}": register the specific one first).
+ * It is refused with EVAPI_EEXIST and logged, naming both routes and
+ * where each came from (the app, a router: evapi/apirouter.h).
  * That includes the built-in routes when they are on: GET /openapi.json
  * and GET /docs (config openapi), GET /_/stats and GET /_/metrics
  * (config stats_routes). Returns 0, EVAPI_EINVAL (bad template or

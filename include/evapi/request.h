@@ -127,6 +127,48 @@ EVAPI_EXPORT int evapi_reply_error_json(evapi_req *req, int status,
                                         json_t *detail);
 
 /**
+ * Builds the body of an error reply for `status` (FastAPI's exception
+ * handlers, for the body's shape). `detail` is what {"detail": ...}
+ * would hold (a string, or the list of a 422), borrowed for the call
+ * (json_incref it to keep it in the body). Returns the body to send
+ * (new: evapi steals it) or NULL for the default {"detail": detail}.
+ *
+ * `req` is the request (read it: path, route, id; do not reply or add
+ * headers from here), or NULL for the request guard's replies (400, 408,
+ * 413, 414, 431, 501, 505), which are about the connection and sent
+ * before any request exists. Runs on the thread that replies: the loop,
+ * or a pool worker for a pool handler's own error replies; so it must be
+ * thread-safe and must not block.
+ */
+typedef json_t *(*evapi_error_handler_cb)(evapi_req *req, int status,
+                                          json_t *detail, void *arg);
+
+/**
+ * Sets the handler that shapes every error reply with `status`
+ * (400..599), or with any error status that has no handler of its own
+ * when `status` is 0: evapi's own (404, 405, 413, 415, 422, 500 for a
+ * handler that did not reply, 502/504 for upstream errors, 503 for a
+ * full pool, 504 at the request deadline, the guard's), and the
+ * application's own evapi_reply_error* calls. A NULL `cb` removes the
+ * handler. `arg` is borrowed for the app's life. Returns 0,
+ * EVAPI_EINVAL, EVAPI_ENOMEM or EVAPI_ESTATE (app running).
+ */
+EVAPI_EXPORT int evapi_app_error_handler(evapi_app *app, int status,
+                                         evapi_error_handler_cb cb,
+                                         void *arg);
+
+/**
+ * Replies for a handler whose work failed with the evapi error code
+ * `code` (what says which step: "database", "render"): logs an ERROR line
+ * with the route, the step, the code's description and the request id,
+ * and answers without internal details: 503 (with Retry-After: 1) for
+ * EVAPI_EBUSY and EVAPI_EUNAVAIL, 504 for EVAPI_ETIMEDOUT, else 500, in
+ * the app's error shape. Returns as evapi_reply_error.
+ */
+EVAPI_EXPORT int evapi_reply_failed(evapi_req *req, int code,
+                                    const char *what);
+
+/**
  * Replies 422 with one FastAPI validation item:
  * {"detail":[{"type":type,"loc":[where,name],"msg":msg,"input":input}]}
  * `where` is "path", "query", "header" or "body"; `input` may be NULL
