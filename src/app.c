@@ -76,6 +76,7 @@ void evapi_config_init(evapi_config *cfg)
 	cfg->db_acquire_timeout_ms = 5000;
 	cfg->db_query_timeout_ms = 5000;
 	cfg->db_statement_cache = 100;
+	cfg->db_max_result_bytes = (size_t)16 << 20;
 }
 
 /* Fills `err` (may be NULL) and returns `code`. */
@@ -144,6 +145,7 @@ static int config_check(const evapi_config *c, evapi_error *err)
 	RANGE(db_acquire_timeout_ms, 1, big);
 	RANGE(db_query_timeout_ms, 1, big);
 	RANGE(db_statement_cache, 0, big);
+	RANGE(db_max_result_bytes, 1, (size_t)-1 >> 1);
 	/* logging */
 	RANGE(log_level, EVAPI_LOG_ERROR, EVAPI_LOG_DEBUG);
 	return 0;

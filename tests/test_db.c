@@ -996,6 +996,57 @@ static void test_transaction(void)
 	th_server_stop(&s);
 }
 
+/* A result over db_max_result_bytes fails with 500 (the reason in the
+ * log), is stopped on the server, and its connection serves the next
+ * query; results under the cap arrive whole. */
+static void test_result_cap(void)
+{
+	const th_pg *pg = th_pg_shared();
+	evapi_config cfg;
+	th_server s;
+	th_resp r;
+	json_t *j, *row;
+	long long pid;
+	int i;
+
+	if (!pg)
+		return;
+	th_config(&cfg);
+	cfg.db_max_connections = 1;
+	cfg.db_max_result_bytes = 1000;
+	start_app(&s, pg->url, &cfg);
+	CHECK_INT(q(s.port, "SELECT pg_backend_pid() AS p", NULL, &r), ==, 200);
+	row = first_row(&r);
+	pid = json_integer_value(json_object_get(row, "p"));
+	json_decref(row);
+	for (i = 0; i < 2; i++) {
+		CHECK_INT(q(s.port,
+		            "SELECT repeat('x', 100) AS v "
+		            "FROM generate_series(1, 200000)",
+		            NULL, &r), ==, 500);
+		CHECK_STR(r.body, "{\"detail\":\"Internal Server Error\"}");
+	}
+	CHECK_CONTAINS(th_log(), "db_max_result_bytes (1000 bytes)");
+	/* 9 rows of 100 bytes: under the cap, all of them, with the count */
+	CHECK_INT(q(s.port,
+	            "SELECT repeat('y', 100) AS v, n FROM generate_series(1, 9) n",
+	            NULL, &r), ==, 200);
+	j = body_json(&r);
+	CHECK_INT(json_array_size(json_object_get(j, "rows")), ==, 9);
+	CHECK_INT(json_integer_value(json_object_get(j, "affected")), ==, 9);
+	CHECK_INT(json_integer_value(json_object_get(
+	                  json_array_get(json_object_get(j, "rows"), 8), "n")),
+	          ==, 9);
+	json_decref(j);
+	/* the same connection: drained, not reopened */
+	CHECK_INT(q(s.port, "SELECT pg_backend_pid() AS p", NULL, &r), ==, 200);
+	row = first_row(&r);
+	CHECK_INT(json_integer_value(json_object_get(row, "p")), ==, pid);
+	json_decref(row);
+	CHECK_INT(wait_inactive(pg, "generate_series", 5.0), ==, 1);
+	th_server_stop(&s);
+}
+
 static const th_test tests[] = {
 	{ "db.types", test_types },
 	{ "db.injection", test_injection },
@@ -1013,6 +1064,7 @@ static const th_test tests[] = {
 	{ "db.down_at_start", test_down_at_start },
 	{ "db.restart", test_restart },
 	{ "db.listen", test_listen },
+	{ "db.result_cap", test_result_cap },
 	{ NULL, NULL }
 };
 

@@ -533,6 +533,38 @@ static void test_bad_url(void)
 	CHECK_CONTAINS(th_log(), "sqlite:///absolute/path");
 }
 
+/* Over db_max_result_bytes, on the loop's path and the blocking one: 500
+ * with the reason in the log; the statement is reset, and the next
+ * query on the same thread's connection runs. */
+static void test_result_cap(void)
+{
+	evapi_config cfg;
+	th_server s;
+	th_resp r;
+	const char *paths[] = { "/q", "/sq" };
+	int i;
+
+	th_config(&cfg);
+	cfg.pool_threads = 1;
+	cfg.db_max_result_bytes = 1000;
+	start_app(&s, "sqlite://:memory:", &cfg);
+	for (i = 0; i < 2; i++) {
+		CHECK_INT(post(s.port, paths[i],
+		               "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL "
+		               "SELECT n + 1 FROM c WHERE n < 200000) "
+		               "SELECT n, printf('%100d', n) AS v FROM c",
+		               NULL, &r), ==, 500);
+		CHECK_STR(r.body, "{\"detail\":\"Internal Server Error\"}");
+		CHECK_INT(post(s.port, paths[i],
+		               "SELECT 1 AS a UNION ALL SELECT 2", NULL, &r),
+		          ==, 200);
+		CHECK_STR(r.body, "{\"rows\":[{\"a\":1},{\"a\":2}],"
+		                  "\"affected\":2}");
+	}
+	CHECK_CONTAINS(th_log(), "db_max_result_bytes (1000 bytes)");
+	th_server_stop(&s);
+}
+
 static const th_test tests[] = {
 	{ "sqlite.types", test_types },
 	{ "sqlite.injection", test_injection },
@@ -542,6 +574,7 @@ static const th_test tests[] = {
 	{ "sqlite.busy", test_busy },
 	{ "sqlite.tx_rollback", test_tx_rollback },
 	{ "sqlite.bad_url", test_bad_url },
+	{ "sqlite.result_cap", test_result_cap },
 	{ NULL, NULL }
 };
 

@@ -125,6 +125,9 @@ typedef struct evapi_config {
 	                              cancelled on the server */
 	int db_statement_cache;    /* [100] prepared statements kept per
 	                              connection, by SQL text; 0: none */
+	size_t db_max_result_bytes; /* [16 MiB] cap on one result's values:
+	                              over it the query fails (EVAPI_ETOOBIG,
+	                              500) and its connection is reused */
 
 	/* ---- docs and introspection routes ------------------------------- */
 	int openapi;               /* [0] serve GET /openapi.json and GET /docs

@@ -63,7 +63,9 @@ extern "C" {
 typedef struct evapi_db_result evapi_db_result;
 
 /** 0 when the statement ran; else EVAPI_EDB (the server reported an
- *  error: see the SQLSTATE), EVAPI_EUNAVAIL (no connection to the
+ *  error: see the SQLSTATE), EVAPI_ETOOBIG (the values of its rows passed
+ *  db_max_result_bytes: stopped on the server; no SQLSTATE, so 500),
+ *  EVAPI_EUNAVAIL (no connection to the
  *  database, or it went away mid-query), EVAPI_EBUSY (pool and wait queue
  *  full, or no connection free within db_acquire_timeout_ms),
  *  EVAPI_ETIMEDOUT (over its timeout; cancelled on the server) or
