@@ -58,6 +58,37 @@ static void q_done(evapi_req *req, int status, const evapi_db_result *res,
 		reply_rows(req, res);
 }
 
+/* GET /gather: three queries, one continuation, results in order */
+static void gather_done(evapi_req *req, int status, int n,
+                        const evapi_db_result *const *res, void *arg)
+{
+	json_t *out = json_array();
+	int i;
+	(void)arg;
+
+	CHECK_INT(status, ==, 0);
+	for (i = 0; i < n; i++)
+		json_array_append_new(out, evapi_db_result_error(res[i])
+		                                   ? json_string("error")
+		                                   : evapi_db_result_json(res[i]));
+	evapi_reply_json(req, 200, out);
+}
+
+static void route_gather(evapi_req *req, void *arg)
+{
+	static const char *p[] = { "7" };
+	const evapi_db_query qs[] = {
+		{ "SELECT $1 + 1 AS a", 1, p },
+		{ "SELECT * FROM no_such_table", 0, NULL },
+		{ "SELECT 'z' AS c", 0, NULL },
+	};
+	int rc;
+	(void)arg;
+
+	if ((rc = evapi_req_db_gather(req, 3, qs, gather_done, NULL)) != 0)
+		evapi_reply_error(req, 500, evapi_strerror(rc));
+}
+
 /* The body {"sql": "...", "params": [...]}; 0 or a reply was sent. */
 static int body_query(evapi_req *req, const char **sql, const char **params,
                       int *n)
@@ -229,6 +260,8 @@ static void start_app(th_server *s, const char *url, evapi_config *cfg)
 	evapi_app_route(app, EVAPI_POST, "/inc", EVAPI_POOL, route_inc, NULL);
 	evapi_app_route(app, EVAPI_POST, "/hold", EVAPI_POOL, route_hold, NULL);
 	evapi_app_route(app, EVAPI_GET, "/fast", EVAPI_INLINE, route_fast, NULL);
+	evapi_app_route(app, EVAPI_GET, "/gather", EVAPI_INLINE, route_gather,
+	                NULL);
 	th_server_start(s, app);
 	while (!__atomic_load_n(&migrated, __ATOMIC_SEQ_CST) && th_now() < until)
 		th_sleep_ms(10);
@@ -565,6 +598,22 @@ static void test_result_cap(void)
 	th_server_stop(&s);
 }
 
+/* evapi_req_db_gather over SQLite: each query a pool job, the results in
+ * query order, a failed one with its own error. */
+static void test_gather(void)
+{
+	evapi_config cfg;
+	th_server s;
+	th_resp r;
+
+	th_config(&cfg);
+	cfg.pool_threads = 2;
+	start_app(&s, "sqlite://:memory:", &cfg);
+	CHECK_INT(th_http(s.port, "GET", "/gather", NULL, &r), ==, 200);
+	CHECK_STR(r.body, "[[{\"a\":8}],\"error\",[{\"c\":\"z\"}]]");
+	th_server_stop(&s);
+}
+
 static const th_test tests[] = {
 	{ "sqlite.types", test_types },
 	{ "sqlite.injection", test_injection },
@@ -575,6 +624,7 @@ static const th_test tests[] = {
 	{ "sqlite.tx_rollback", test_tx_rollback },
 	{ "sqlite.bad_url", test_bad_url },
 	{ "sqlite.result_cap", test_result_cap },
+	{ "sqlite.gather", test_gather },
 	{ NULL, NULL }
 };
 
