@@ -75,6 +75,7 @@ void evapi_config_init(evapi_config *cfg)
 	cfg->db_acquire_timeout_ms = 5000;
 	cfg->db_query_timeout_ms = 5000;
 	cfg->db_statement_cache = 100;
+	cfg->db_max_result_bytes = (size_t)16 << 20;
 }
 
 /* Checks one member against [lo, hi]; one line per member keeps each
@@ -129,6 +130,7 @@ int evapi__config_check(const evapi_config *c, evapi_error *err)
 	RANGE(db_acquire_timeout_ms, 1, big);
 	RANGE(db_query_timeout_ms, 1, big);
 	RANGE(db_statement_cache, 0, big);
+	RANGE(db_max_result_bytes, 1, (size_t)-1 >> 1);
 	/* logging */
 	RANGE(log_level, EVAPI_LOG_ERROR, EVAPI_LOG_DEBUG);
 	return 0;
@@ -321,6 +323,69 @@ int evapi_app_listen(evapi_app *app)
 	if (!app)
 		return EVAPI_EINVAL;
 	return evapi__reactor_listen(app);
+}
+
+int evapi_app_set_user_data(evapi_app *app, void *ptr)
+{
+	if (!app)
+		return EVAPI_EINVAL;
+	__atomic_store_n(&app->user_data, ptr, __ATOMIC_RELEASE);
+	return 0;
+}
+
+void *evapi_app_user_data(const evapi_app *app)
+{
+	return app ? __atomic_load_n(&app->user_data, __ATOMIC_ACQUIRE) : NULL;
+}
+
+evapi_app *evapi_req_app(const evapi_req *req)
+{
+	return req ? req->app : NULL;
+}
+
+/* The pool's hooks (on the workers): the app's. */
+static void worker_started(void *arg, int index)
+{
+	evapi_app *app = arg;
+	app->worker_start(app, index, app->worker_start_arg);
+}
+
+static void worker_stopping(void *arg, int index)
+{
+	evapi_app *app = arg;
+	app->worker_stop(app, index, app->worker_stop_arg);
+}
+
+static int worker_hook(evapi_app *app, int stop, evapi_worker_cb cb,
+                       void *arg)
+{
+	if (!app || !cb)
+		return EVAPI_EINVAL;
+	if (app->running || app->freeing)
+		return EVAPI_ESTATE;
+	if (stop ? app->worker_stop != NULL : app->worker_start != NULL)
+		return EVAPI_EEXIST;
+	/* the pool's lock orders these writes before the workers' reads */
+	if (stop) {
+		app->worker_stop = cb;
+		app->worker_stop_arg = arg;
+	} else {
+		app->worker_start = cb;
+		app->worker_start_arg = arg;
+	}
+	evapi__pool_hooks(app->pool, app->worker_start ? worker_started : NULL,
+	                  app->worker_stop ? worker_stopping : NULL, app);
+	return 0;
+}
+
+int evapi_app_on_worker_start(evapi_app *app, evapi_worker_cb cb, void *arg)
+{
+	return worker_hook(app, 0, cb, arg);
+}
+
+int evapi_app_on_worker_stop(evapi_app *app, evapi_worker_cb cb, void *arg)
+{
+	return worker_hook(app, 1, cb, arg);
 }
 
 int evapi_app_port(const evapi_app *app)

@@ -101,6 +101,8 @@ struct dbconn {
 	short what;              /* what ev waits for */
 	int step;
 	PGresult *res;           /* results of the step so far */
+	size_t bytes;            /* of the rows gathered into res */
+	int gathered;            /* res holds rows gathered one by one */
 	dbq *q;                  /* the query this step serves, or NULL */
 	cancel_job *cancel;      /* a server-side cancel in flight */
 	dbconn *idle_next;
@@ -132,6 +134,7 @@ struct evapi__db {
 	char *url;
 	int max, queue_max, cache_size;
 	unsigned acquire_ms, query_ms;
+	size_t max_result;       /* db_max_result_bytes */
 	dbconn *conns;           /* max slots */
 	dbconn *idle;
 	struct dbq_list queries, wait, ready;
@@ -391,6 +394,8 @@ static int conn_flush(dbconn *c)
 static int conn_send(dbconn *c, int step, int ok)
 {
 	c->step = step;
+	c->bytes = 0;
+	c->gathered = 0;
 	if (!ok || conn_flush(c) != 0) {
 		conn_broken(c, NULL);
 		return -1;
@@ -575,6 +580,10 @@ static int send_exec(dbconn *c, const char *name)
 	              : PQsendQueryParams(c->pg, q->sql, q->nparams, NULL,
 	                                  (const char *const *)q->params,
 	                                  NULL, NULL, 0);
+	/* rows arrive one by one, so a result over db_max_result_bytes is
+	 * stopped before libpq holds all of it */
+	if (ok)
+		PQsetSingleRowMode(c->pg);
 	return conn_send(c, S_EXEC, ok);
 }
 
@@ -745,6 +754,31 @@ static int is_copy(const PGresult *r)
 	       st == PGRES_COPY_BOTH;
 }
 
+static void q_cancel(dbq *q, int err, const char *msg);
+
+/* One row of a query in single-row mode: added to c->res. Rows over
+ * db_max_result_bytes end the query (EVAPI_ETOOBIG) and cancel it on the
+ * server; the rest of them are read and dropped, and the connection is
+ * reused as after any cancel. */
+static void gather_row(dbconn *c, PGresult *r)
+{
+	char msg[96];
+
+	if (!c->q || (c->res && !c->gathered)) {
+		PQclear(r); /* cancelled, or after an error: drained */
+		return;
+	}
+	c->gathered = 1;
+	if (evapi__db_row_add(&c->res, r, &c->bytes, c->db->max_result) == 0)
+		return;
+	c->gathered = 0;
+	if (c->bytes > c->db->max_result)
+		q_cancel(c->q, EVAPI_ETOOBIG,
+		         evapi__db_too_big(msg, sizeof msg, c->db->max_result));
+	else
+		q_cancel(c->q, EVAPI_ENOMEM, "out of memory");
+}
+
 /* Collects a step's results as far as they have arrived. */
 static void conn_read(dbconn *c)
 {
@@ -788,8 +822,14 @@ static void conn_read(dbconn *c)
 			pump(c->db);
 			return;
 		}
-		/* keep the first error, else the last result */
-		if (c->res && evapi__db_failed(c->res)) {
+		if (PQresultStatus(r) == PGRES_SINGLE_TUPLE) {
+			gather_row(c, r);
+			continue;
+		}
+		/* keep the first error, else the last result; the end of
+		 * rows gathered one by one only says that they are all in */
+		if (c->res && (evapi__db_failed(c->res) ||
+		               (c->gathered && !evapi__db_failed(r)))) {
 			PQclear(r);
 		} else {
 			PQclear(c->res);
@@ -1211,6 +1251,7 @@ int evapi__db_conf_of(const evapi_app *app, evapi__db_conf *conf)
 	conf->acquire_ms = db->acquire_ms;
 	conf->query_ms = db->query_ms;
 	conf->cache_size = db->cache_size;
+	conf->max_result = db->max_result;
 	return 0;
 }
 
@@ -1242,6 +1283,7 @@ int evapi__db_new(evapi_app *app)
 	db->cache_size = cfg->db_statement_cache;
 	db->acquire_ms = (unsigned)cfg->db_acquire_timeout_ms;
 	db->query_ms = (unsigned)cfg->db_query_timeout_ms;
+	db->max_result = cfg->db_max_result_bytes;
 	TAILQ_INIT(&db->queries);
 	TAILQ_INIT(&db->wait);
 	TAILQ_INIT(&db->ready);

@@ -60,7 +60,18 @@ typedef struct evapi__db_conf {
 	                            (a memdb URI for :memory:); NULL: libpq */
 	unsigned acquire_ms, query_ms;
 	int cache_size;          /* db_statement_cache */
+	size_t max_result;       /* db_max_result_bytes */
 } evapi__db_conf;
+
+/* Single-row mode (PQsetSingleRowMode): adds the row `row` (stolen) to
+ * the result gathered in *acc (made from the first row), counting the
+ * bytes of its values in *bytes. Returns 0, or -1 when they pass `max`
+ * or memory runs out (then *acc is freed and NULL). */
+EVAPI_HIDDEN int evapi__db_row_add(PGresult **acc, PGresult *row,
+                                   size_t *bytes, size_t max);
+/* The message of a result over db_max_result_bytes, in buf. */
+EVAPI_HIDDEN const char *evapi__db_too_big(char *buf, size_t len,
+                                           size_t max);
 
 /* Fills `conf` from the app's database; 0, or EVAPI_ESTATE without one. */
 EVAPI_HIDDEN int evapi__db_conf_of(const evapi_app *app, evapi__db_conf *conf);

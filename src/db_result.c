@@ -85,7 +85,10 @@ long long evapi_db_result_affected(const evapi_db_result *res)
 	const char *n = res && res->pg ? PQcmdTuples(res->pg) : "";
 	if (res && res->rows)
 		return res->rows->changes;
-	return *n ? strtoll(n, NULL, 10) : 0;
+	if (*n)
+		return strtoll(n, NULL, 10);
+	/* rows gathered in single-row mode carry no command tag */
+	return res && res->pg ? PQntuples(res->pg) : 0;
 }
 
 double evapi_db_result_ms(const evapi_db_result *res)
@@ -331,6 +334,52 @@ int evapi__db_classify(const PGresult *r, int conn_bad)
 	if (strcmp(state, "57014") == 0) /* query_canceled, statement_timeout */
 		return EVAPI_ETIMEDOUT;
 	return EVAPI_EDB;
+}
+
+int evapi__db_row_add(PGresult **acc, PGresult *row, size_t *bytes,
+                      size_t max)
+{
+	int ncols = PQnfields(row), nrows = PQntuples(row), i, j, n;
+	size_t add = 0;
+
+	for (i = 0; i < nrows; i++)
+		for (j = 0; j < ncols; j++)
+			add += (size_t)PQgetlength(row, i, j);
+	if (add > max - *bytes) {
+		*bytes = max + 1;
+		goto fail;
+	}
+	*bytes += add;
+	if (!*acc) {
+		/* the first row: columns and all, as a TUPLES_OK result */
+		*acc = PQcopyResult(row, PG_COPYRES_ATTRS | PG_COPYRES_TUPLES);
+		PQclear(row);
+		return *acc ? 0 : -1;
+	}
+	n = PQntuples(*acc);
+	for (i = 0; i < nrows; i++, n++)
+		for (j = 0; j < ncols; j++)
+			if (!PQsetvalue(*acc, n, j,
+			                PQgetisnull(row, i, j)
+			                        ? NULL
+			                        : PQgetvalue(row, i, j),
+			                PQgetisnull(row, i, j)
+			                        ? -1
+			                        : PQgetlength(row, i, j)))
+				goto fail;
+	PQclear(row);
+	return 0;
+fail:
+	PQclear(row);
+	PQclear(*acc);
+	*acc = NULL;
+	return -1;
+}
+
+const char *evapi__db_too_big(char *buf, size_t len, size_t max)
+{
+	snprintf(buf, len, "result over db_max_result_bytes (%zu bytes)", max);
+	return buf;
 }
 
 int evapi__db_failed(const PGresult *r)

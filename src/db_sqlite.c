@@ -360,8 +360,10 @@ err:
 	return NULL;
 }
 
-/* Copies the current row; -1 when out of memory. */
-static int rows_add(evapi__db_rows *r, sqlite3_stmt *st, size_t *cap)
+/* Copies the current row, adding the bytes of its values to *bytes; -1
+ * when out of memory. */
+static int rows_add(evapi__db_rows *r, sqlite3_stmt *st, size_t *cap,
+                    size_t *bytes)
 {
 	size_t need = (size_t)(r->nrows + 1) * (size_t)r->ncols, base;
 	int c;
@@ -393,6 +395,7 @@ static int rows_add(evapi__db_rows *r, sqlite3_stmt *st, size_t *cap)
 		p = type == SQLITE_BLOB ? sqlite3_column_blob(st, c)
 		                        : (const void *)sqlite3_column_text(st, c);
 		cl->len = sqlite3_column_bytes(st, c);
+		*bytes += (size_t)cl->len;
 		if (!(cl->v = malloc((size_t)cl->len + 1)))
 			return -1;
 		if (cl->len)
@@ -410,8 +413,9 @@ void evapi__lite_query(const evapi__db_conf *conf, const char *sql,
 	evapi__db_rows *rows = NULL;
 	sqlite3_stmt *st;
 	sqlite3_int64 total;
-	size_t cap = 0;
+	size_t cap = 0, bytes = 0;
 	int rc, cached;
+	char msg[96];
 
 	if (!t || !(st = stmt_get(t, conf, sql, &cached, res)))
 		return;
@@ -428,12 +432,19 @@ void evapi__lite_query(const evapi__db_conf *conf, const char *sql,
 	}
 	total = sqlite3_total_changes64(t->db);
 	t->deadline_us = evapi__now_us() + (int64_t)conf->query_ms * 1000;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-		if (rows_add(rows, st, &cap) != 0) {
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (rows_add(rows, st, &cap, &bytes) != 0) {
 			rc = SQLITE_NOMEM;
 			break;
 		}
-	if (rc == SQLITE_DONE) {
+		if (bytes > conf->max_result)
+			break; /* the statement is reset below */
+	}
+	if (rc == SQLITE_ROW) {
+		evapi__db_result_set(res, EVAPI_ETOOBIG, NULL,
+		                     evapi__db_too_big(msg, sizeof msg,
+		                                       conf->max_result));
+	} else if (rc == SQLITE_DONE) {
 		/* sqlite3_changes64 still counts the last write when this
 		 * statement wrote nothing (a PRAGMA, DDL) */
 		rows->changes = rows->nrows ? rows->nrows

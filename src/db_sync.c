@@ -124,6 +124,62 @@ static int tconn_open(tconn *t, const evapi__db_conf *db, evapi_db_result *res)
 	return 0;
 }
 
+/* PQexecParams in single-row mode: the rows are gathered one by one, and
+ * more than `max` bytes of them cancel the query (res->error is then
+ * EVAPI_ETOOBIG) and drain the connection. Returns the result (NULL when
+ * the connection failed, or over the cap). */
+static PGresult *exec_capped(tconn *t, size_t max, const char *sql,
+                             int nparams, const char *const *params,
+                             evapi_db_result *res)
+{
+	PGconn *pg = t->pg;
+	PGresult *acc = NULL, *r;
+	size_t bytes = 0;
+	int over = 0;
+	char msg[96];
+
+	if (!PQsendQueryParams(pg, sql, nparams, NULL, params, NULL, NULL, 0))
+		return NULL;
+	PQsetSingleRowMode(pg);
+	while ((r = PQgetResult(pg))) {
+		if (PQresultStatus(r) == PGRES_SINGLE_TUPLE && !over &&
+		    !(acc && evapi__db_failed(acc))) {
+			if (evapi__db_row_add(&acc, r, &bytes, max) == 0)
+				continue;
+			over = 1;
+			if (bytes > max) {
+				PGcancel *pc = PQgetCancel(pg);
+				char err[256];
+				int ok = pc && PQcancel(pc, err, sizeof err);
+				PQfreeCancel(pc);
+				if (!ok) {
+					/* it may run on: never reuse it */
+					tconn_close(t);
+					break;
+				}
+			}
+			continue;
+		}
+		/* keep the first error, else the rows gathered (or the last
+		 * result) */
+		if (over || (acc && (evapi__db_failed(acc) ||
+		                     !evapi__db_failed(r)))) {
+			PQclear(r);
+		} else {
+			PQclear(acc);
+			acc = r;
+		}
+	}
+	if (!over)
+		return acc;
+	PQclear(acc);
+	evapi__db_result_set(res, bytes > max ? EVAPI_ETOOBIG : EVAPI_ENOMEM,
+	                     NULL,
+	                     bytes > max ? evapi__db_too_big(msg, sizeof msg, max)
+	                                 : "out of memory");
+	return NULL;
+}
+
 static void pg_query(const evapi__db_conf *db, const char *sql, int nparams,
                      const char *const *params, evapi_db_result *res)
 {
@@ -137,11 +193,17 @@ static void pg_query(const evapi__db_conf *db, const char *sql, int nparams,
 	}
 	if (tconn_open(t, db, res) != 0)
 		return;
-	r = PQexecParams(t->pg, sql, nparams, NULL, params, NULL, NULL, 0);
-	if (!r || evapi__db_failed(r))
-		err = r ? evapi__db_classify(r, PQstatus(t->pg) == CONNECTION_BAD)
-		        : EVAPI_EUNAVAIL;
-	evapi__db_result_set(res, err, r, r ? NULL : PQerrorMessage(t->pg));
+	r = exec_capped(t, db->max_result, sql, nparams, params, res);
+	if (!res->error) { /* else over db_max_result_bytes: cancelled */
+		if (!r || evapi__db_failed(r))
+			err = r ? evapi__db_classify(r, PQstatus(t->pg) ==
+			                                        CONNECTION_BAD)
+			        : EVAPI_EUNAVAIL;
+		evapi__db_result_set(res, err, r,
+		                     r ? NULL : PQerrorMessage(t->pg));
+	}
+	if (!t->pg)
+		return;
 	if (PQstatus(t->pg) == CONNECTION_BAD) {
 		tconn_close(t); /* the next call reconnects */
 		return;

@@ -262,6 +262,13 @@ EVAPI_HIDDEN evapi__pool *evapi__pool_new(struct event_base *base,
                                           int batch,
                                           void (*thread_init)(void *),
                                           void *init_arg);
+/* Worker hooks: a new `on_start(arg, index)` runs on every worker, on
+ * that worker, before the next job it takes (at once if it is idle);
+ * `on_stop(arg, index)` on each worker as it exits (evapi__pool_free),
+ * after on_start if there is one. Any thread, before evapi__pool_free. */
+typedef void (*evapi__pool_hook)(void *arg, int index);
+EVAPI_HIDDEN void evapi__pool_hooks(evapi__pool *p, evapi__pool_hook on_start,
+                                    evapi__pool_hook on_stop, void *arg);
 /* Returns 0 or EVAPI_EBUSY when queue_max jobs already wait. */
 EVAPI_HIDDEN int evapi__pool_submit(evapi__pool *p, evapi__job *job);
 /* Unlinks a job still waiting (returns 1: done will never run) or
@@ -502,6 +509,11 @@ struct evapi_app {
 	evapi__access_buf *access; /* log.c */
 	evapi__stats *stats_mod;   /* stats.c; NULL unless cfg.stats_routes */
 	int reuse_port;            /* prefork worker: bind with SO_REUSEPORT */
+	void *user_data;           /* evapi_app_set_user_data; atomic */
+	/* evapi_app_on_worker_start/_stop (app.c), set before run */
+	void (*worker_start)(evapi_app *app, int index, void *arg);
+	void (*worker_stop)(evapi_app *app, int index, void *arg);
+	void *worker_start_arg, *worker_stop_arg;
 	evapi_req *req_cache;      /* freed requests kept for reuse */
 	int req_cached;
 	time_t date_sec;           /* Date header cache (reactor.c) */

@@ -38,10 +38,23 @@ struct evapi__pool {
 	int64_t max_wait_us; /* longest queue wait seen (stats) */
 	void (*thread_init)(void *arg); /* each worker, once, at start-up */
 	void *init_arg;
+	int next_index;     /* the index the next worker to start takes */
+	/* evapi__pool_hooks, each run by a worker on itself; under mu */
+	evapi__pool_hook on_start, on_stop;
+	void *hook_arg;
+	unsigned hook_gen;  /* bumped when hooks are set */
 	pthread_t *threads;
 	evapi__wake *wake;
 	struct event *more; /* loop only: runs the rest of `ready` */
 };
+
+/* 0..nthreads-1 on a worker of a pool, -1 on any other thread. */
+static __thread int worker_index = -1;
+
+int evapi_worker_index(void)
+{
+	return worker_index;
+}
 
 static void *worker_main(void *arg)
 {
@@ -49,6 +62,8 @@ static void *worker_main(void *arg)
 	evapi__job *job;
 	int64_t wait_us;
 	int notify;
+	unsigned seen_gen = 0;
+	int started = 0;      /* ran the start hook: the stop hook may run */
 
 	if (p->batch) {
 		/* The loop answers inline routes; a worker whose sleep or
@@ -59,12 +74,29 @@ static void *worker_main(void *arg)
 		struct sched_param sp = {0};
 		pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
 	}
+	pthread_mutex_lock(&p->mu);
+	worker_index = p->next_index++;
+	pthread_mutex_unlock(&p->mu);
 	if (p->thread_init)
 		p->thread_init(p->init_arg);
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
-		while (TAILQ_EMPTY(&p->queue) && !p->stop)
+		while (TAILQ_EMPTY(&p->queue) && !p->stop &&
+		       seen_gen == p->hook_gen)
 			pthread_cond_wait(&p->cv, &p->mu);
+		if (seen_gen != p->hook_gen) {
+			/* hooks were set: the start hook runs here, before
+			 * this worker takes any job */
+			evapi__pool_hook start = p->on_start;
+			void *harg = p->hook_arg;
+			seen_gen = p->hook_gen;
+			pthread_mutex_unlock(&p->mu);
+			if (start)
+				start(harg, worker_index);
+			pthread_mutex_lock(&p->mu);
+			started = 1;
+			continue;
+		}
 		if (p->stop)
 			break;
 		job = TAILQ_FIRST(&p->queue);
@@ -91,7 +123,15 @@ static void *worker_main(void *arg)
 			pthread_mutex_lock(&p->mu);
 		}
 	}
-	pthread_mutex_unlock(&p->mu);
+	{
+		/* the stop hook, once the start hook (if any) ran here */
+		evapi__pool_hook stop = started || !p->on_start ? p->on_stop
+		                                                : NULL;
+		void *harg = p->hook_arg;
+		pthread_mutex_unlock(&p->mu);
+		if (stop)
+			stop(harg, worker_index);
+	}
 	return NULL;
 }
 
@@ -181,6 +221,20 @@ evapi__pool *evapi__pool_new(struct event_base *base, const pthread_t *loop,
 err:
 	evapi__pool_free(p);
 	return NULL;
+}
+
+void evapi__pool_hooks(evapi__pool *p, evapi__pool_hook on_start,
+                       evapi__pool_hook on_stop, void *arg)
+{
+	pthread_mutex_lock(&p->mu);
+	if (on_start && on_start != p->on_start) {
+		p->hook_gen++; /* every worker runs it before its next job */
+		pthread_cond_broadcast(&p->cv);
+	}
+	p->on_start = on_start;
+	p->on_stop = on_stop;
+	p->hook_arg = arg;
+	pthread_mutex_unlock(&p->mu);
 }
 
 int evapi__pool_submit(evapi__pool *p, evapi__job *job)

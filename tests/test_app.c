@@ -754,6 +754,87 @@ static void test_connect_local(void)
 	th_server_stop(&s);
 }
 
+/* ---- app user data, worker hooks and index ------------------------------ */
+
+static int hook_started, hook_stopped; /* bit per worker index */
+static int hook_bad;                   /* a hook saw something wrong */
+static char hook_state[] = "state";
+
+static void on_worker(evapi_app *app, int index, void *arg)
+{
+	int *mask = arg;
+	if (evapi_app_user_data(app) != hook_state ||
+	    evapi_worker_index() != index || index < 0 || index > 2)
+		__atomic_add_fetch(&hook_bad, 1, __ATOMIC_SEQ_CST);
+	/* the stop hook runs after the start hook on the same worker */
+	if (mask == &hook_stopped &&
+	    !(__atomic_load_n(&hook_started, __ATOMIC_SEQ_CST) & (1 << index)))
+		__atomic_add_fetch(&hook_bad, 1, __ATOMIC_SEQ_CST);
+	__atomic_or_fetch(mask, 1 << index, __ATOMIC_SEQ_CST);
+}
+
+static void worker_idx(evapi_req *req, void *arg)
+{
+	int idx = evapi_worker_index();
+	(void)arg;
+	/* the start hook ran on this worker before its first job */
+	if (!(__atomic_load_n(&hook_started, __ATOMIC_SEQ_CST) & (1 << idx)) ||
+	    evapi_app_user_data(evapi_req_app(req)) != hook_state)
+		idx = -2;
+	evapi_reply_json(req, 200, json_pack("{s:i}", "index", idx));
+}
+
+static void test_worker_hooks(void)
+{
+	evapi_config cfg;
+	evapi_app *app;
+	th_server s;
+	th_resp r;
+	int i, seen = 0;
+
+	CHECK_INT(evapi_worker_index(), ==, -1);
+	CHECK(evapi_req_app(NULL) == NULL);
+	CHECK(evapi_app_user_data(NULL) == NULL);
+	th_config(&cfg);
+	cfg.pool_threads = 3;
+	app = evapi_app_new(&cfg);
+	CHECK(app != NULL);
+	if (!app)
+		return;
+	CHECK(evapi_app_user_data(app) == NULL);
+	CHECK_INT(evapi_app_set_user_data(app, hook_state), ==, 0);
+	CHECK_INT(evapi_app_on_worker_stop(app, on_worker, &hook_stopped), ==,
+	          0);
+	CHECK_INT(evapi_app_on_worker_start(app, on_worker, &hook_started), ==,
+	          0);
+	CHECK_INT(evapi_app_on_worker_start(app, on_worker, NULL), ==,
+	          EVAPI_EEXIST);
+	CHECK_INT(evapi_app_on_worker_start(app, NULL, NULL), ==, EVAPI_EINVAL);
+	evapi_app_route(app, EVAPI_GET, "/idx", EVAPI_POOL, worker_idx, NULL);
+	th_server_start(&s, app);
+	/* idle workers run the start hook at once */
+	for (i = 0; i < 200 && __atomic_load_n(&hook_started,
+	                                       __ATOMIC_SEQ_CST) != 7; i++)
+		th_sleep_ms(10);
+	CHECK_INT(__atomic_load_n(&hook_started, __ATOMIC_SEQ_CST), ==, 7);
+	for (i = 0; i < 30; i++) {
+		json_t *j;
+		int idx;
+		CHECK_INT(th_http(s.port, "GET", "/idx", NULL, &r), ==, 200);
+		j = json_loads(r.body, 0, NULL);
+		idx = (int)json_integer_value(json_object_get(j, "index"));
+		json_decref(j);
+		CHECK(idx >= 0 && idx <= 2);
+		if (idx >= 0)
+			seen |= 1 << idx;
+	}
+	CHECK(seen != 0);
+	CHECK_INT(__atomic_load_n(&hook_stopped, __ATOMIC_SEQ_CST), ==, 0);
+	th_server_stop(&s); /* frees the app: the workers exit */
+	CHECK_INT(__atomic_load_n(&hook_stopped, __ATOMIC_SEQ_CST), ==, 7);
+	CHECK_INT(__atomic_load_n(&hook_bad, __ATOMIC_SEQ_CST), ==, 0);
+}
+
 int main(int argc, char **argv)
 {
 	static const th_test tests[] = {
@@ -782,6 +863,7 @@ int main(int argc, char **argv)
 		{"app.shutdown_lets_big_reply_finish", test_shutdown_lets_big_reply_finish},
 		{"app.config_and_errors", test_config_and_errors},
 		{"app.connect_local", test_connect_local},
+		{"app.worker_hooks", test_worker_hooks},
 		{NULL, NULL}};
 	return th_main(argc, argv, tests);
 }

@@ -145,6 +145,73 @@ static void route_fan(evapi_req *req, void *arg)
 	}
 }
 
+/* GET /gather?n=N&s=S: N queries in one gather, query i sleeping S
+ * seconds (S*(N-i) with &desc=1, so the first ends last); replies with
+ * each query's i and error, in query order. */
+static int gathered;     /* gather continuations */
+static int gather_cancelled;
+
+static void gather_done(evapi_req *req, int status, int n,
+                        const evapi_db_result *const *res, void *arg)
+{
+	json_t *out;
+	int i;
+	(void)arg;
+
+	ADD(&gathered, 1);
+	if (status == EVAPI_ECANCELED) {
+		ADD(&gather_cancelled, 1);
+		for (i = 0; i < n; i++)
+			CHECK_INT(evapi_db_result_error(res[i]), ==,
+			          EVAPI_ECANCELED);
+		return;
+	}
+	out = json_array();
+	for (i = 0; i < n; i++)
+		json_array_append_new(
+		        out, evapi_db_result_error(res[i])
+		                     ? json_string(evapi_strerror(
+		                               evapi_db_result_error(res[i])))
+		                     : evapi_db_result_json(res[i]));
+	evapi_reply_json(req, 200, out);
+}
+
+static void route_gather(evapi_req *req, void *arg)
+{
+	static char vals[16][2][32];
+	static const char *params[16][2];
+	evapi_db_query qs[16];
+	const char *s = evapi_req_query(req, "s");
+	const char *bad = evapi_req_query(req, "bad");
+	long long n = 0, desc = 0;
+	int i, rc;
+	(void)arg;
+
+	evapi_req_query_int(req, "desc", &desc);
+	if (evapi_req_query_int(req, "n", &n) != 0 || n < 1 || n > 16) {
+		evapi_reply_error(req, 400, "bad n");
+		return;
+	}
+	for (i = 0; i < (int)n; i++) {
+		snprintf(vals[i][0], sizeof vals[i][0], "%d", i);
+		snprintf(vals[i][1], sizeof vals[i][1], "%g",
+		         (s ? atof(s) : 0) * (desc ? (double)(n - i) : 1.0));
+		params[i][0] = vals[i][0];
+		params[i][1] = vals[i][1];
+		qs[i].sql = bad && i == 1
+		                    ? "SELECT * FROM no_such_gather_table"
+		                    : "SELECT i FROM (SELECT $1::int AS i, "
+		                      "pg_sleep($2::float8) /* evapi-gather */) t";
+		qs[i].nparams = bad && i == 1 ? 0 : 2;
+		qs[i].params = params[i];
+	}
+	/* the arguments are copied: the arrays may change at once */
+	rc = evapi_req_db_gather(req, (int)n, qs, gather_done, NULL);
+	memset(vals, 0, sizeof vals);
+	if (rc != 0)
+		evapi_reply_error(req, 500, evapi_strerror(rc));
+}
+
 /* GET /pool_q on the pool lane: the loop-only call is refused there */
 static void route_pool_q(evapi_req *req, void *arg)
 {
@@ -259,6 +326,8 @@ static void start_app(th_server *s, const char *url, evapi_config *cfg)
 	                NULL);
 	evapi_app_route(app, EVAPI_GET, "/one", EVAPI_INLINE, route_one, NULL);
 	evapi_app_route(app, EVAPI_GET, "/fan", EVAPI_INLINE, route_fan, NULL);
+	evapi_app_route(app, EVAPI_GET, "/gather", EVAPI_INLINE, route_gather,
+	                NULL);
 	evapi_app_route(app, EVAPI_GET, "/tx", EVAPI_INLINE, route_tx, NULL);
 	th_server_start(s, app);
 }
@@ -996,6 +1065,112 @@ static void test_transaction(void)
 	th_server_stop(&s);
 }
 
+/* A result over db_max_result_bytes fails with 500 (the reason in the
+ * log), is stopped on the server, and its connection serves the next
+ * query; results under the cap arrive whole. */
+static void test_result_cap(void)
+{
+	const th_pg *pg = th_pg_shared();
+	evapi_config cfg;
+	th_server s;
+	th_resp r;
+	json_t *j, *row;
+	long long pid;
+	int i;
+
+	if (!pg)
+		return;
+	th_config(&cfg);
+	cfg.db_max_connections = 1;
+	cfg.db_max_result_bytes = 1000;
+	start_app(&s, pg->url, &cfg);
+	CHECK_INT(q(s.port, "SELECT pg_backend_pid() AS p", NULL, &r), ==, 200);
+	row = first_row(&r);
+	pid = json_integer_value(json_object_get(row, "p"));
+	json_decref(row);
+	for (i = 0; i < 2; i++) {
+		CHECK_INT(q(s.port,
+		            "SELECT repeat('x', 100) AS v "
+		            "FROM generate_series(1, 200000)",
+		            NULL, &r), ==, 500);
+		CHECK_STR(r.body, "{\"detail\":\"Internal Server Error\"}");
+	}
+	CHECK_CONTAINS(th_log(), "db_max_result_bytes (1000 bytes)");
+	/* 9 rows of 100 bytes: under the cap, all of them, with the count */
+	CHECK_INT(q(s.port,
+	            "SELECT repeat('y', 100) AS v, n FROM generate_series(1, 9) n",
+	            NULL, &r), ==, 200);
+	j = body_json(&r);
+	CHECK_INT(json_array_size(json_object_get(j, "rows")), ==, 9);
+	CHECK_INT(json_integer_value(json_object_get(j, "affected")), ==, 9);
+	CHECK_INT(json_integer_value(json_object_get(
+	                  json_array_get(json_object_get(j, "rows"), 8), "n")),
+	          ==, 9);
+	json_decref(j);
+	/* the same connection: drained, not reopened */
+	CHECK_INT(q(s.port, "SELECT pg_backend_pid() AS p", NULL, &r), ==, 200);
+	row = first_row(&r);
+	CHECK_INT(json_integer_value(json_object_get(row, "p")), ==, pid);
+	json_decref(row);
+	CHECK_INT(wait_inactive(pg, "generate_series", 5.0), ==, 1);
+	th_server_stop(&s);
+}
+
+/* Four queries of one request in one gather run at once, each on its
+ * own connection, and come back in query order; a failed one has its
+ * own error; the client leaving cancels all four. */
+static void test_gather(void)
+{
+	const th_pg *pg = th_pg_shared();
+	evapi_config cfg;
+	th_server s;
+	th_resp r;
+	double t0, took;
+
+	if (!pg)
+		return;
+	th_config(&cfg);
+	cfg.db_max_connections = 4;
+	cfg.db_query_timeout_ms = 30000;
+	start_app(&s, pg->url, &cfg);
+	/* opens the four connections */
+	CHECK_INT(th_http(s.port, "GET", "/gather?n=4&s=0.1", NULL, &r), ==,
+	          200);
+	t0 = th_now();
+	CHECK_INT(th_http(s.port, "GET", "/gather?n=4&s=0.3", NULL, &r), ==,
+	          200);
+	took = th_now() - t0;
+	CHECK_STR(r.body, "[[{\"i\":0}],[{\"i\":1}],[{\"i\":2}],"
+	                  "[{\"i\":3}]]");
+	CHECK_DBL(took, >=, 0.3);
+	CHECK_DBL(took, <, 0.9); /* one after another: 1.2 s */
+	printf("  gather of 4 x pg_sleep(0.3): %.2f s\n", took);
+	/* the first ends last: the order is still the queries' */
+	CHECK_INT(th_http(s.port, "GET", "/gather?n=3&s=0.1&desc=1", NULL,
+	                  &r), ==, 200);
+	CHECK_STR(r.body, "[[{\"i\":0}],[{\"i\":1}],[{\"i\":2}]]");
+	CHECK_INT(th_http(s.port, "GET", "/gather?n=3&bad=1", NULL, &r), ==,
+	          200);
+	CHECK_STR(r.body, "[[{\"i\":0}],\"database reported an error\","
+	                  "[{\"i\":2}]]");
+	/* the client leaves: all four cancelled on the server, one
+	 * continuation told so */
+	__atomic_store_n(&gathered, 0, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&gather_cancelled, 0, __ATOMIC_SEQ_CST);
+	th_send_and_close(s.port,
+	                  "GET /gather?n=4&s=20 HTTP/1.1\r\nHost: x\r\n\r\n",
+	                  500);
+	CHECK(wait_inactive(pg, "evapi-gather", 5.0));
+	th_sleep_ms(100);
+	CHECK_INT(LOAD(&gathered), ==, 1);
+	CHECK_INT(LOAD(&gather_cancelled), ==, 1);
+	/* the connections are reused at once */
+	t0 = th_now();
+	CHECK_INT(th_http(s.port, "GET", "/gather?n=4&s=0", NULL, &r), ==, 200);
+	CHECK_DBL(th_now() - t0, <, 2.0);
+	th_server_stop(&s);
+}
+
 static const th_test tests[] = {
 	{ "db.types", test_types },
 	{ "db.injection", test_injection },
@@ -1013,6 +1188,8 @@ static const th_test tests[] = {
 	{ "db.down_at_start", test_down_at_start },
 	{ "db.restart", test_restart },
 	{ "db.listen", test_listen },
+	{ "db.result_cap", test_result_cap },
+	{ "db.gather", test_gather },
 	{ NULL, NULL }
 };
 

@@ -94,6 +94,8 @@ static void route_tx(evapi_req *req, void *arg)
 	evapi_reply_json(req, 200, json_pack("{s:i}", "rc", rc));
 }
 
+static size_t max_result; /* db_max_result_bytes when not 0 */
+
 static void start_app(th_server *s, const char *url, int threads,
                       int query_ms)
 {
@@ -105,6 +107,8 @@ static void start_app(th_server *s, const char *url, int threads,
 	cfg.pool_threads = threads;
 	if (query_ms)
 		cfg.db_query_timeout_ms = query_ms;
+	if (max_result)
+		cfg.db_max_result_bytes = max_result;
 	app = evapi_app_new(&cfg);
 	CHECK(app != NULL);
 	if (!app)
@@ -353,6 +357,42 @@ static void test_app_thread(void)
 	th_server_stop(&s);
 }
 
+/* Over db_max_result_bytes: 500, stopped on the server, and the
+ * worker's connection serves the next query. */
+static void test_result_cap(void)
+{
+	const th_pg *pg = th_pg_shared();
+	th_server s;
+	th_resp r;
+	char *pid;
+	int i;
+
+	if (!pg)
+		return;
+	max_result = 1000;
+	start_app(&s, pg->url, 1, 0);
+	max_result = 0;
+	CHECK_INT(q(s.port, "SELECT pg_backend_pid() AS p", NULL, &r), ==, 200);
+	pid = strdup(r.body);
+	for (i = 0; i < 2; i++) {
+		CHECK_INT(q(s.port, "SELECT repeat('x', 100) AS v FROM "
+		                    "generate_series(1, 200000)",
+		            NULL, &r), ==, 500);
+		CHECK_STR(r.body, "{\"detail\":\"Internal Server Error\"}");
+	}
+	CHECK_CONTAINS(th_log(), "db_max_result_bytes (1000 bytes)");
+	CHECK_INT(q(s.port, "SELECT n FROM generate_series(1, 3) n", NULL, &r),
+	          ==, 200);
+	CHECK_STR(r.body, "[{\"n\":1},{\"n\":2},{\"n\":3}]");
+	CHECK_INT(q(s.port, "SELECT pg_backend_pid() AS p", NULL, &r), ==, 200);
+	CHECK_STR(r.body, pid ? pid : "");
+	free(pid);
+	CHECK_INT(th_pg_int(pg, "SELECT count(*) FROM pg_stat_activity "
+	                        "WHERE application_name = 'evapi' AND "
+	                        "state <> 'idle'"), ==, 0);
+	th_server_stop(&s);
+}
+
 static const th_test tests[] = {
 	{ "db_sync.query", test_query },
 	{ "db_sync.loop_refused", test_loop_refused },
@@ -362,6 +402,7 @@ static const th_test tests[] = {
 	{ "db_sync.transaction", test_transaction },
 	{ "db_sync.unavailable", test_unavailable },
 	{ "db_sync.app_thread", test_app_thread },
+	{ "db_sync.result_cap", test_result_cap },
 	{ NULL, NULL }
 };
 

@@ -58,6 +58,37 @@ static void q_done(evapi_req *req, int status, const evapi_db_result *res,
 		reply_rows(req, res);
 }
 
+/* GET /gather: three queries, one continuation, results in order */
+static void gather_done(evapi_req *req, int status, int n,
+                        const evapi_db_result *const *res, void *arg)
+{
+	json_t *out = json_array();
+	int i;
+	(void)arg;
+
+	CHECK_INT(status, ==, 0);
+	for (i = 0; i < n; i++)
+		json_array_append_new(out, evapi_db_result_error(res[i])
+		                                   ? json_string("error")
+		                                   : evapi_db_result_json(res[i]));
+	evapi_reply_json(req, 200, out);
+}
+
+static void route_gather(evapi_req *req, void *arg)
+{
+	static const char *p[] = { "7" };
+	const evapi_db_query qs[] = {
+		{ "SELECT $1 + 1 AS a", 1, p },
+		{ "SELECT * FROM no_such_table", 0, NULL },
+		{ "SELECT 'z' AS c", 0, NULL },
+	};
+	int rc;
+	(void)arg;
+
+	if ((rc = evapi_req_db_gather(req, 3, qs, gather_done, NULL)) != 0)
+		evapi_reply_error(req, 500, evapi_strerror(rc));
+}
+
 /* The body {"sql": "...", "params": [...]}; 0 or a reply was sent. */
 static int body_query(evapi_req *req, const char **sql, const char **params,
                       int *n)
@@ -229,6 +260,8 @@ static void start_app(th_server *s, const char *url, evapi_config *cfg)
 	evapi_app_route(app, EVAPI_POST, "/inc", EVAPI_POOL, route_inc, NULL);
 	evapi_app_route(app, EVAPI_POST, "/hold", EVAPI_POOL, route_hold, NULL);
 	evapi_app_route(app, EVAPI_GET, "/fast", EVAPI_INLINE, route_fast, NULL);
+	evapi_app_route(app, EVAPI_GET, "/gather", EVAPI_INLINE, route_gather,
+	                NULL);
 	th_server_start(s, app);
 	while (!__atomic_load_n(&migrated, __ATOMIC_SEQ_CST) && th_now() < until)
 		th_sleep_ms(10);
@@ -533,6 +566,54 @@ static void test_bad_url(void)
 	CHECK_CONTAINS(th_log(), "sqlite:///absolute/path");
 }
 
+/* Over db_max_result_bytes, on the loop's path and the blocking one: 500
+ * with the reason in the log; the statement is reset, and the next
+ * query on the same thread's connection runs. */
+static void test_result_cap(void)
+{
+	evapi_config cfg;
+	th_server s;
+	th_resp r;
+	const char *paths[] = { "/q", "/sq" };
+	int i;
+
+	th_config(&cfg);
+	cfg.pool_threads = 1;
+	cfg.db_max_result_bytes = 1000;
+	start_app(&s, "sqlite://:memory:", &cfg);
+	for (i = 0; i < 2; i++) {
+		CHECK_INT(post(s.port, paths[i],
+		               "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL "
+		               "SELECT n + 1 FROM c WHERE n < 200000) "
+		               "SELECT n, printf('%100d', n) AS v FROM c",
+		               NULL, &r), ==, 500);
+		CHECK_STR(r.body, "{\"detail\":\"Internal Server Error\"}");
+		CHECK_INT(post(s.port, paths[i],
+		               "SELECT 1 AS a UNION ALL SELECT 2", NULL, &r),
+		          ==, 200);
+		CHECK_STR(r.body, "{\"rows\":[{\"a\":1},{\"a\":2}],"
+		                  "\"affected\":2}");
+	}
+	CHECK_CONTAINS(th_log(), "db_max_result_bytes (1000 bytes)");
+	th_server_stop(&s);
+}
+
+/* evapi_req_db_gather over SQLite: each query a pool job, the results in
+ * query order, a failed one with its own error. */
+static void test_gather(void)
+{
+	evapi_config cfg;
+	th_server s;
+	th_resp r;
+
+	th_config(&cfg);
+	cfg.pool_threads = 2;
+	start_app(&s, "sqlite://:memory:", &cfg);
+	CHECK_INT(th_http(s.port, "GET", "/gather", NULL, &r), ==, 200);
+	CHECK_STR(r.body, "[[{\"a\":8}],\"error\",[{\"c\":\"z\"}]]");
+	th_server_stop(&s);
+}
+
 static const th_test tests[] = {
 	{ "sqlite.types", test_types },
 	{ "sqlite.injection", test_injection },
@@ -542,6 +623,8 @@ static const th_test tests[] = {
 	{ "sqlite.busy", test_busy },
 	{ "sqlite.tx_rollback", test_tx_rollback },
 	{ "sqlite.bad_url", test_bad_url },
+	{ "sqlite.result_cap", test_result_cap },
+	{ "sqlite.gather", test_gather },
 	{ NULL, NULL }
 };
 

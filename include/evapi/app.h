@@ -125,6 +125,9 @@ typedef struct evapi_config {
 	                              cancelled on the server */
 	int db_statement_cache;    /* [100] prepared statements kept per
 	                              connection, by SQL text; 0: none */
+	size_t db_max_result_bytes; /* [16 MiB] cap on one result's values:
+	                              over it the query fails (EVAPI_ETOOBIG,
+	                              500) and its connection is reused */
 
 	/* ---- docs and introspection routes ------------------------------- */
 	int openapi;               /* [0] serve GET /openapi.json and GET /docs
@@ -242,6 +245,35 @@ EVAPI_EXPORT void evapi_app_stop(evapi_app *app);
  *  (SIGTERM, evapi_app_stop) and 200 {"status":"ready"} otherwise.
  *  Returns 0 or EVAPI_EINVAL. Thread-safe: yes. */
 EVAPI_EXPORT int evapi_app_set_ready(evapi_app *app, int ready);
+
+/** The application's own pointer (app.state in FastAPI): kept, never
+ *  freed by the app. Set it before evapi_app_run; read it from any
+ *  thread (handlers, workers, hooks). Returns 0 or EVAPI_EINVAL. */
+EVAPI_EXPORT int evapi_app_set_user_data(evapi_app *app, void *ptr);
+/** What evapi_app_set_user_data set, or NULL. */
+EVAPI_EXPORT void *evapi_app_user_data(const evapi_app *app);
+/** The app a request belongs to (request.app), or NULL for NULL. Any
+ *  thread that may use the request. */
+EVAPI_EXPORT evapi_app *evapi_req_app(const evapi_req *req);
+
+/** A pool worker's hook: `index` is evapi_worker_index() of that
+ *  worker. */
+typedef void (*evapi_worker_cb)(evapi_app *app, int index, void *arg);
+/** Runs `cb` on every pool worker, on that worker, before the next job
+ *  it takes (per-thread state: a connection, a buffer, a PRNG). The
+ *  workers start with the app, so an idle worker runs it at once. One
+ *  hook per app; before evapi_app_run, on the thread that created the
+ *  app. Returns 0, EVAPI_EINVAL, EVAPI_EEXIST (one is registered) or
+ *  EVAPI_ESTATE (the app runs). */
+EVAPI_EXPORT int evapi_app_on_worker_start(evapi_app *app, evapi_worker_cb cb,
+                                           void *arg);
+/** Runs `cb` on every pool worker as it exits (evapi_app_free), after
+ *  its start hook. Same rules and returns. */
+EVAPI_EXPORT int evapi_app_on_worker_stop(evapi_app *app, evapi_worker_cb cb,
+                                          void *arg);
+/** 0..pool_threads-1 on a pool worker (in the order they started), -1 on
+ *  any other thread. */
+EVAPI_EXPORT int evapi_worker_index(void);
 
 /** Registers an app's routes (and whatever else it needs) on a new app
  *  that has already bound its port (evapi_app_port works); returns 0, or

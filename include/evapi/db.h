@@ -63,7 +63,9 @@ extern "C" {
 typedef struct evapi_db_result evapi_db_result;
 
 /** 0 when the statement ran; else EVAPI_EDB (the server reported an
- *  error: see the SQLSTATE), EVAPI_EUNAVAIL (no connection to the
+ *  error: see the SQLSTATE), EVAPI_ETOOBIG (the values of its rows passed
+ *  db_max_result_bytes: stopped on the server; no SQLSTATE, so 500),
+ *  EVAPI_EUNAVAIL (no connection to the
  *  database, or it went away mid-query), EVAPI_EBUSY (pool and wait queue
  *  full, or no connection free within db_acquire_timeout_ms),
  *  EVAPI_ETIMEDOUT (over its timeout; cancelled on the server) or
@@ -145,6 +147,36 @@ typedef void (*evapi_db_cb)(evapi_req *req, int status,
 EVAPI_EXPORT int evapi_req_db_query(evapi_req *req, const char *sql,
                                     int nparams, const char *const *params,
                                     evapi_db_cb cb, void *arg);
+
+/** One query of evapi_req_db_gather: as evapi_req_db_query's arguments. */
+typedef struct evapi_db_query {
+	const char *sql;
+	int nparams;
+	const char *const *params;
+} evapi_db_query;
+
+/** Continuation of evapi_req_db_gather, on the loop, exactly once:
+ *  `res[i]` is the result of query i (each may hold its own error). The
+ *  array and results are borrowed until the callback returns. `status` is
+ *  0, or EVAPI_ECANCELED when the request went away first (every query
+ *  was then cancelled; nothing can be replied). */
+typedef void (*evapi_db_gather_cb)(evapi_req *req, int status, int n,
+                                   const evapi_db_result *const *res,
+                                   void *arg);
+
+/** Sends `n` queries (1..1024) on behalf of `req` at once, each on its own
+ *  connection of the pool as far as db_max_connections allows (the rest
+ *  wait their turn), and continues once, when all are done (the
+ *  asyncio.gather of several queries). Every query is the request's
+ *  pending work as with evapi_req_db_query: the client leaving cancels
+ *  all. Returns 0 (then `cb` runs once; a query after the first that
+ *  could not be started has that error in its result), or what
+ *  evapi_req_db_query returns for the first (then `cb` never runs);
+ *  EVAPI_EINVAL when any query's arguments are invalid. Loop thread
+ *  only. */
+EVAPI_EXPORT int evapi_req_db_gather(evapi_req *req, int n,
+                                     const evapi_db_query *queries,
+                                     evapi_db_gather_cb cb, void *arg);
 
 /** Continuation of evapi_app_db_query, on the loop, exactly once. */
 typedef void (*evapi_app_db_cb)(evapi_app *app, const evapi_db_result *res,
