@@ -118,11 +118,16 @@ static void deliver(evapi__listen *l)
 	int i;
 
 	while (l->pg && (n = PQnotifies(l->pg))) {
-		for (i = 0; i < l->nsubs; i++)
-			if (strcmp(l->subs[i].channel, n->relname) == 0)
-				l->subs[i].cb(l->app, n->relname,
-				              n->extra ? n->extra : "",
-				              l->subs[i].arg);
+		for (i = 0; i < l->nsubs; i++) {
+			evapi__user u;
+			if (strcmp(l->subs[i].channel, n->relname) != 0)
+				continue;
+			evapi__user_begin(l->app, &u, "notification callback",
+			                  l->subs[i].channel, NULL);
+			l->subs[i].cb(l->app, n->relname,
+			              n->extra ? n->extra : "", l->subs[i].arg);
+			evapi__user_end(l->app, &u);
+		}
 		PQfreemem(n);
 	}
 }

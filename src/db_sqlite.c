@@ -559,14 +559,18 @@ int evapi__lite_req_query(evapi_req *req, const evapi__db_conf *conf,
 
 static void job_work(evapi__job *job)
 {
-	op_run((lite_op *)(void *)((char *)job - offsetof(lite_op, job)));
+	op_run(EVAPI__CONTAINER_OF(job, lite_op, job));
 }
 
 static void job_done(evapi__job *job, int status)
 {
-	lite_op *op = (lite_op *)(void *)((char *)job - offsetof(lite_op, job));
+	lite_op *op = EVAPI__CONTAINER_OF(job, lite_op, job);
+	evapi__user u;
+
 	op_outcome(op, status);
+	evapi__user_begin(op->app, &u, "query callback", NULL, NULL);
 	op->app_cb(op->app, &op->res, op->arg);
+	evapi__user_end(op->app, &u);
 	op_free(op);
 }
 

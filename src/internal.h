@@ -42,7 +42,7 @@ static inline int64_t evapi__now_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-/* ---- error.c, app.c, env.c: errors and the config ----------------- */
+/* ---- error_reply.c, app.c, env.c: errors and the config ----------- */
 /* Fills `err` (may be NULL) with `code` and the message; returns `code`. */
 EVAPI_HIDDEN int evapi__error_set(evapi_error *err, int code,
                                   const char *fmt, ...)
