@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "guard.h"
+#include "guard/guard.h"
 
 /* ---- per-thread settings (internal.h) ----------------------------------- */
 

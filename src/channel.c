@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "guard.h"
+#include "guard/guard.h"
 
 typedef struct channel channel;
 

@@ -55,7 +55,7 @@
 #include <event2/bufferevent.h>
 #include <event2/http.h>
 
-#include "guard.h"
+#include "guard/guard.h"
 
 #define SLICE (256 * 1024)
 #define WINDOW 2

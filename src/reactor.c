@@ -38,7 +38,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
-#include "guard.h"
+#include "guard/guard.h"
 
 enum { GONE_CLIENT = 1, GONE_DEADLINE, GONE_CUT };
 

@@ -42,7 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "guard.h"
+#include "guard/guard.h"
 
 typedef struct chunk {
 	struct chunk *next;

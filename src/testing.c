@@ -22,7 +22,7 @@
 
 #include <evapi/testing.h>
 
-#include "fetch.h"
+#include "client/fetch.h"
 
 struct evapi_test {
 	evapi_app *app;

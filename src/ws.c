@@ -37,7 +37,7 @@
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 
-#include "guard.h"
+#include "guard/guard.h"
 #include "ws_frame.h"
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"

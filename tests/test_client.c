@@ -1,6 +1,6 @@
 /*
- * test_client.c: the outbound client (src/client.c, src/client_sync.c,
- * src/fetch.c) against local upstreams started here: a well-behaved evapi
+ * test_client.c: the outbound client (src/client/client.c, src/client/client_sync.c,
+ * src/client/fetch.c) against local upstreams started here: a well-behaved evapi
  * app that answers after a delay, and raw sockets that refuse, reset,
  * send garbage, never answer or send too much. Every fault must end as
  * 502/504 with a JSON body, within the timeout, with no call left in

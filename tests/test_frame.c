@@ -1,5 +1,5 @@
 /*
- * test_frame.c: the request guard's framing (src/frame.c) and the llhttp
+ * test_frame.c: the request guard's framing (src/guard/frame.c) and the llhttp
  * build under it, fed bytes directly: line endings, obs-fold, Host, the
  * strictness switches of llhttp, and the bounds on chunk lines, trailers
  * and bodies. Each input is fed whole and one byte at a time, since a
@@ -9,7 +9,7 @@
 
 #include <stdlib.h>
 
-#include "../src/guard.h"
+#include "../src/guard/guard.h"
 
 typedef struct fres {
 	int requests;   /* whole requests framed */
@@ -82,7 +82,7 @@ static void expect(const char *what, const char *in, size_t len, int status,
 
 /* A bare CR is never a line ending. Those in chunk lines and after chunk
  * data only llhttp's strict parser refuses: these cases fail if
- * src/llhttp/llhttp.c ever compiles the loose one (LLHTTP_STRICT_MODE 0,
+ * src/guard/llhttp/llhttp.c ever compiles the loose one (LLHTTP_STRICT_MODE 0,
  * which takes any byte after a CR as its LF). */
 static void test_bare_cr(void)
 {

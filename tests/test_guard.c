@@ -1,5 +1,5 @@
 /*
- * test_guard.c: the request guard (src/guard.c, src/frame.c) on a real
+ * test_guard.c: the request guard (src/guard/guard.c, src/guard/frame.c) on a real
  * app at 127.0.0.1:0, driven with raw sockets: one test per row of the
  * bad-input and fault table (framing, slow clients, limits, bodies).
  * Deadlines are configured short so the timing tests stay fast; their

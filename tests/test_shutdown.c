@@ -1,6 +1,6 @@
 /*
  * test_shutdown.c: SIGTERM with inline, pool and outbound work in flight
- * (src/reactor.c shutdown with the outbound client of src/client.c), on a
+ * (src/reactor.c shutdown with the outbound client of src/client/client.c), on a
  * real app that handles signals, with a second app as the upstream.
  */
 #include "harness.h"

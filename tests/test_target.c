@@ -3,7 +3,7 @@
  * connection-level headers evhttp would otherwise decide alone: routing
  * on the origin-form path exactly as sent (src/reactor.c), absolute- and
  * authority-form refused, Upgrade ignored and "Connection: close" always
- * said before a close (src/frame.c, src/guard.c). Raw sockets against a
+ * said before a close (src/guard/frame.c, src/guard/guard.c). Raw sockets against a
  * real app at 127.0.0.1:0; every answer is checked byte-level: status,
  * JSON detail, how many responses, and whether the server closed.
  */

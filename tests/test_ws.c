@@ -1,5 +1,5 @@
 /*
- * test_ws.c: WebSocket routes (src/ws.c, the upgrade in src/guard.c,
+ * test_ws.c: WebSocket routes (src/ws.c, the upgrade in src/guard/guard.c,
  * broadcast in src/channel.c) on a real app at 127.0.0.1:0, driven by
  * raw sockets speaking RFC 6455 (frames built and parsed with
  * src/ws_frame.c), and by Python's websockets library as a strict

@@ -1,6 +1,6 @@
 /*
  * fuzz_frame.c: libFuzzer target for the request guard's framing
- * (src/frame.c). The first byte picks how the rest is sliced, so the
+ * (src/guard/frame.c). The first byte picks how the rest is sliced, so the
  * parser sees every request split at arbitrary points, as on a socket.
  */
 #include <stdint.h>

@@ -5,7 +5,7 @@
  *
  * Threads: one frame belongs to one connection on the loop thread.
  *
- * llhttp (its strict parser, src/llhttp/llhttp.c, with every lenient
+ * llhttp (its strict parser, src/guard/llhttp/llhttp.c, with every lenient
  * flag off) does the RFC 9112 grammar: request line, header syntax,
  * Content-Length and chunked framing, CRLF after every line. On top of
  * it this file enforces what llhttp leaves to the server: CRLF only

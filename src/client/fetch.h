@@ -8,7 +8,7 @@
 
 #include <curl/curl.h>
 
-#include "internal.h"
+#include "../internal.h"
 
 struct evapi_fetch_res {
 	int error;                  /* 0 or EVAPI_E* */

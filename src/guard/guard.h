@@ -8,7 +8,7 @@
 
 #include <stddef.h>
 
-#include "internal.h"
+#include "../internal.h"
 
 struct bufferevent;
 
