@@ -295,13 +295,30 @@ static void stop_prefork(pid_t pid)
 
 #define KILL_LOADERS 8
 
+/* A worker of prefork supervisor `sup` (its first child), or -1. */
+static pid_t first_child(pid_t sup)
+{
+	char path[64];
+	long pid = -1;
+	FILE *f;
+
+	snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)sup,
+	         (int)sup);
+	if ((f = fopen(path, "r"))) {
+		if (fscanf(f, "%ld", &pid) != 1)
+			pid = -1;
+		fclose(f);
+	}
+	return (pid_t)pid;
+}
+
 static void test_worker_killed_under_load(void)
 {
 	char dir[] = "/tmp/evapi-nginx-XXXXXX", path[600], log[8192];
 	struct load l = {0, 0, 0, 0};
 	pthread_t t[KILL_LOADERS];
 	int port = th_free_port(), p0 = th_free_port(), p1 = th_free_port();
-	int before[4], after[4], i, k, n, fresh = 0;
+	int before[4], after[4], i, k, n, fresh = 0, retried, kills;
 	pid_t s0, s1, ng;
 	FILE *f;
 
@@ -317,8 +334,24 @@ static void test_worker_killed_under_load(void)
 	for (i = 0; i < KILL_LOADERS; i++)
 		pthread_create(&t[i], NULL, keep_asking, &l);
 	th_sleep_ms(1000);
-	kill(before[0], SIGKILL); /* requests are in flight on it */
-	th_sleep_ms(2000);
+	/* Kill one worker of instance 0; while nginx has shown no retry (its
+	 * connections to instance 0 may all have been on the other worker,
+	 * as the kernel spreads them), kill the one serving now, up to five
+	 * times. Whatever the rounds, no client request may fail. */
+	snprintf(path, sizeof path, "%s/error.log", dir);
+	for (i = 0, retried = 0; i < 5 && !retried; i++) {
+		pid_t victim = i == 0 ? before[0] : first_child(s0);
+		if (victim > 0)
+			kill(victim, SIGKILL);
+		th_sleep_ms(1000);
+		log[0] = '\0';
+		if ((f = fopen(path, "r"))) {
+			log[fread(log, 1, sizeof log - 1, f)] = '\0';
+			fclose(f);
+		}
+		retried = strstr(log, "from upstream") != NULL;
+	}
+	kills = i;
 	__atomic_store_n(&l.stop, 1, __ATOMIC_SEQ_CST);
 	for (i = 0; i < KILL_LOADERS; i++)
 		pthread_join(t[i], NULL);
@@ -326,12 +359,6 @@ static void test_worker_killed_under_load(void)
 	CHECK_INT(l.failed, ==, 0);
 
 	/* nginx saw the dead worker's connections fail, and retried. */
-	snprintf(path, sizeof path, "%s/error.log", dir);
-	log[0] = '\0';
-	if ((f = fopen(path, "r"))) {
-		log[fread(log, 1, sizeof log - 1, f)] = '\0';
-		fclose(f);
-	}
 	CHECK_CONTAINS(log, "from upstream");
 	{
 		char *at = strstr(log, "from upstream"), *bol = at, *eol;
@@ -351,9 +378,9 @@ static void test_worker_killed_under_load(void)
 			break;
 		th_sleep_ms(100);
 	}
-	CHECK_INT(fresh, ==, 1);
-	fprintf(stderr, "  note: %d requests through nginx, %d failed, while a "
-	        "worker was killed\n", l.sent, l.failed);
+	CHECK(fresh >= 1);
+	fprintf(stderr, "  note: %d requests through nginx, %d failed, while "
+	        "%d worker(s) were killed one at a time\n", l.sent, l.failed, kills);
 	th_nginx_stop(ng);
 out:
 	stop_prefork(s0);
