@@ -167,7 +167,6 @@ void evapi__channels_leave_ws(evapi_ws *ws)
 static void stream_cb(evapi_stream *s, int status, void *arg)
 {
 	struct evapi__ws_sub *sub = arg;
-	(void)s;
 	if (status == EVAPI_ECANCELED)
 		sub_unlink(sub->app, sub);
 }

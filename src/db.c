@@ -263,8 +263,6 @@ static void on_deliver(evutil_socket_t fd, short what, void *arg)
 	evapi__db *db = arg;
 	struct dbq_list list;
 	dbq *q;
-	(void)fd;
-	(void)what;
 
 	/* Swap the list out: continuations may finish more queries. */
 	TAILQ_INIT(&list);
@@ -495,8 +493,6 @@ static void on_connect_timeout(evutil_socket_t fd, short what, void *arg)
 {
 	dbconn *c = arg;
 	char msg[96];
-	(void)fd;
-	(void)what;
 	snprintf(msg, sizeof msg, "no connection within %u ms",
 	         c->db->acquire_ms);
 	connect_failed(c, msg);
@@ -841,7 +837,6 @@ static void conn_read(dbconn *c)
 static void on_io(evutil_socket_t fd, short what, void *arg)
 {
 	dbconn *c = arg;
-	(void)fd;
 
 	if (c->state == C_CONNECTING) {
 		connect_poll(c);
@@ -940,8 +935,6 @@ static void on_query_timeout(evutil_socket_t fd, short what, void *arg)
 	dbq *q = arg;
 	evapi__db *db = q->db;
 	char msg[96];
-	(void)fd;
-	(void)what;
 
 	if (q->state == Q_WAITING) {
 		snprintf(msg, sizeof msg,

@@ -187,8 +187,6 @@ static void connect_poll(evapi__listen *l)
 static void on_io(evutil_socket_t fd, short what, void *arg)
 {
 	evapi__listen *l = arg;
-	(void)fd;
-	(void)what;
 
 	if (l->state == L_CONNECTING)
 		connect_poll(l);
@@ -225,8 +223,6 @@ static void start(evapi__listen *l)
 
 static void on_retry(evutil_socket_t fd, short what, void *arg)
 {
-	(void)fd;
-	(void)what;
 	start(arg);
 }
 

@@ -788,8 +788,6 @@ static void slice_done(struct evbuffer_file_segment const *seg, int flags,
 {
 	xfer *x = arg;
 	evapi_app *app = x->app;
-	(void)seg;
-	(void)flags;
 	app->bodies_writing--;
 	xfer_release(x);
 	evapi__reactor_maybe_exit(app);
@@ -817,7 +815,6 @@ static void conn_closed(struct evhttp_connection *evcon, void *arg)
 	struct evhttp_request *ev = x->ev;
 	evapi_req *req = x->req;
 
-	(void)evcon;
 	/* off the request's list: its walk must not cut it again */
 	evapi__req_pending_done(req, &x->pend);
 	/* As for streams: a request detached from its connection is ours
@@ -836,7 +833,6 @@ static void pump(xfer *x);
 
 static void written_cb(struct evhttp_connection *evcon, void *arg)
 {
-	(void)evcon;
 	pump(arg);
 }
 

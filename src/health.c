@@ -23,14 +23,12 @@ static void reply_status(evapi_req *req, int status, const char *what)
 
 static void health_route(evapi_req *req, void *arg)
 {
-	(void)arg;
 	reply_status(req, 200, "ok");
 }
 
 static void ready_route(evapi_req *req, void *arg)
 {
 	evapi_app *app = req->app;
-	(void)arg;
 	if (app->stopping)
 		reply_status(req, 503, "draining");
 	else if (EVAPI__LOAD(&app->not_ready))

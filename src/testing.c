@@ -54,7 +54,6 @@ static void set_flag(evapi_test *tc, int *flag)
 
 static int mark_started(evapi_app *app, void *arg)
 {
-	(void)app;
 	set_flag(arg, &((evapi_test *)arg)->started);
 	return 0;
 }

@@ -114,8 +114,6 @@ static void ws_unref(evapi_ws *s)
 
 static void noop_handler(evapi_req *req, void *arg)
 {
-	(void)req;
-	(void)arg;
 }
 
 int evapi_app_websocket(evapi_app *app, const char *path,
@@ -719,8 +717,6 @@ static void ping_cb(evutil_socket_t fd, short what, void *arg)
 	                                             : DEFAULT_PING_MS;
 	int64_t idle_ms = (evapi__now_us() - s->last_rx_us) / 1000;
 
-	(void)fd;
-	(void)what;
 	if (s->state != S_OPEN)
 		return;
 	if (s->awaiting_pong) {

@@ -520,7 +520,6 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
 
 static int on_chunk_extension(llhttp_t *p, const char *at, size_t len)
 {
-	(void)at;
 	return body_bytes(FRAME(p), 0, len);
 }
 
