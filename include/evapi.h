@@ -9,6 +9,7 @@
 #include <evapi/app.h>
 #include <evapi/request.h>
 #include <evapi/schema.h>
+#include <evapi/model.h>
 #include <evapi/client.h>
 #include <evapi/db.h>
 #include <evapi/tasks.h>

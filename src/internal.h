@@ -716,7 +716,23 @@ struct evapi__decl {
 	evapi__val *dflt_vals;    /* per parameter: its default, if any */
 	int ndflts;
 	evapi__dflt *dflts;       /* body field defaults */
+	/* model.c: what body_model / response_model derived (fields,
+	 * the response list), freed with the decl */
+	struct evapi__mblock *derived;
 };
+
+/* schema.c, for model.c: checks a body field list (and records its
+ * defaults); validates v as the decl's body (new, or NULL after adding
+ * items to errs); frees a decl. */
+EVAPI_HIDDEN int evapi__decl_fields(struct evapi__decl *d,
+                                    const evapi_field *fields, int depth);
+EVAPI_HIDDEN json_t *evapi__decl_body_value(const struct evapi__decl *d,
+                                            json_t *v, json_t *errs);
+EVAPI_HIDDEN void evapi__decl_free(struct evapi__decl *d);
+/* model.c: derives d->d.body and d->d.responses from the decl's models
+ * (0, EVAPI_EINVAL for a bad model, EVAPI_ENOMEM); frees what it did. */
+EVAPI_HIDDEN int evapi__model_decl(struct evapi__decl *d);
+EVAPI_HIDDEN void evapi__model_decl_free(struct evapi__decl *d);
 
 /* Validated input of a declared request, in the request's arena. */
 typedef struct evapi__parsed {

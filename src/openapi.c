@@ -268,6 +268,9 @@ static json_t *field_schema(const struct evapi__decl *d, const evapi_field *f,
 				json_array_append_new(req, json_string(m->name));
 		}
 		json_object_set_new(s, "properties", props);
+		if (f->forbid_extra)
+			json_object_set_new(s, "additionalProperties",
+			                    json_false());
 		if (json_array_size(req))
 			json_object_set_new(s, "required", req);
 		else
@@ -494,6 +497,7 @@ static json_t *operation(const evapi__route *rt, const char *lower,
 		memset(&root, 0, sizeof root);
 		root.type = EVAPI_OBJECT;
 		root.fields = r->body;
+		root.forbid_extra = r->body_forbid_extra;
 		s = maybe_ref(schemas, d->body_name,
 		              field_schema(d, &root, 0, 0, 0));
 		media = json_pack("{s:o}", "schema", s);

@@ -368,6 +368,27 @@ static json_t *fail_text(json_t *errs, int perr, json_t *loc, json_t *v)
 static json_t *check_value(const struct evapi__decl *d, const evapi_field *f,
                            json_t *v, json_t *loc, json_t *errs, int depth);
 
+/* Pydantic's extra="forbid": one item per undeclared member, after the
+ * declared members' items, in the order the client sent them. */
+static void check_extra(const evapi_field *f, json_t *v, json_t *loc,
+                        json_t *errs)
+{
+	const evapi_field *m;
+	const char *key;
+	json_t *child;
+
+	json_object_foreach(v, key, child) {
+		for (m = f->fields; m && m->name; m++)
+			if (strcmp(m->name, key) == 0)
+				break;
+		if (!m || !m->name)
+			add_err(errs, "extra_forbidden",
+			        loc_with(loc, text_json(key)),
+			        "Extra inputs are not permitted",
+			        json_incref(child), NULL);
+	}
+}
+
 static json_t *check_object(const struct evapi__decl *d, const evapi_field *f,
                             json_t *v, json_t *loc, json_t *errs, int depth)
 {
@@ -402,6 +423,8 @@ static json_t *check_object(const struct evapi__decl *d, const evapi_field *f,
 		if (cv)
 			json_object_set_new(out, m->name, cv);
 	}
+	if (f->forbid_extra)
+		check_extra(f, v, loc, errs);
 	if (json_array_size(errs) != before) {
 		json_decref(out);
 		return NULL;
@@ -582,8 +605,8 @@ static int valid_json(const char *text)
 }
 
 /* Checks a body field list (and its defaults) recursively. */
-static int check_fields(struct evapi__decl *d, const evapi_field *fields,
-                        int depth)
+int evapi__decl_fields(struct evapi__decl *d, const evapi_field *fields,
+                       int depth)
 {
 	const evapi_field *f, *g;
 	int rc;
@@ -596,9 +619,11 @@ static int check_fields(struct evapi__decl *d, const evapi_field *fields,
 		for (g = fields; g < f; g++)
 			if (strcmp(g->name, f->name) == 0)
 				return EVAPI_EINVAL;
+		if (f->type == EVAPI_OBJECT && !f->fields)
+			return EVAPI_EINVAL;
 		if (f->type == EVAPI_OBJECT &&
-		    (!f->fields || (rc = check_fields(d, f->fields, depth + 1))))
-			return f->fields ? rc : EVAPI_EINVAL;
+		    (rc = evapi__decl_fields(d, f->fields, depth + 1)) != 0)
+			return rc;
 		if (f->type == EVAPI_ARRAY) {
 			evapi_field one[2];
 			/* no default on the element itself: an array element
@@ -608,7 +633,7 @@ static int check_fields(struct evapi__decl *d, const evapi_field *fields,
 			memset(one, 0, sizeof one);
 			one[0] = *f->items;
 			one[0].name = "items";
-			if ((rc = check_fields(d, one, depth + 1)) != 0)
+			if ((rc = evapi__decl_fields(d, one, depth + 1)) != 0)
 				return rc;
 		}
 		if (f->example && !valid_json(f->example))
@@ -679,11 +704,12 @@ static int check_params(struct evapi__decl *d)
 	return 0;
 }
 
-static void decl_free(struct evapi__decl *d)
+void evapi__decl_free(struct evapi__decl *d)
 {
 	int i;
 	if (!d)
 		return;
+	evapi__model_decl_free(d);
 	for (i = 0; i < d->ndflts; i++)
 		json_decref(d->dflts[i].value);
 	free(d->dflts);
@@ -697,7 +723,7 @@ void evapi__decls_free(evapi_app *app)
 	while (app->decls) {
 		struct evapi__decl *d = app->decls;
 		app->decls = d->next;
-		decl_free(d);
+		evapi__decl_free(d);
 	}
 }
 
@@ -740,7 +766,7 @@ static int check_docs(evapi_app *app, struct evapi__decl *d)
 			memset(one, 0, sizeof one);
 			one[0] = *x->schema;
 			one[0].name = "response";
-			if ((rc = check_fields(d, one, 0)) != 0)
+			if ((rc = evapi__decl_fields(d, one, 0)) != 0)
 				return rc;
 		}
 	}
@@ -790,7 +816,7 @@ int evapi_app_route_decl(evapi_app *app, const evapi_route_decl *r)
 		return EVAPI_EINVAL;
 	if (app->running)
 		return EVAPI_ESTATE;
-	if (r->body && r->upload)
+	if ((r->body || r->body_model) && r->upload)
 		return EVAPI_EINVAL;
 	if (r->upload && !r->upload->dir)
 		return EVAPI_EINVAL;
@@ -800,14 +826,18 @@ int evapi_app_route_decl(evapi_app *app, const evapi_route_decl *r)
 	if (!d)
 		return EVAPI_ENOMEM;
 	d->d = *r;
-	d->body_name = r->body_name ? strdup(r->body_name) : derive_body_name(r);
+	if ((rc = evapi__model_decl(d)) != 0)
+		goto err;
+	d->body_name = r->body_name ? strdup(r->body_name)
+	               : r->body_model ? strdup(r->body_model->name)
+	                               : derive_body_name(r);
 	if (!d->body_name) {
 		rc = EVAPI_ENOMEM;
 		goto err;
 	}
 	if ((rc = check_params(d)) != 0)
 		goto err;
-	if (r->body && (rc = check_fields(d, r->body, 0)) != 0)
+	if (d->d.body && (rc = evapi__decl_fields(d, d->d.body, 0)) != 0)
 		goto err;
 	if ((rc = check_docs(app, d)) != 0)
 		goto err;
@@ -831,7 +861,7 @@ int evapi_app_route_decl(evapi_app *app, const evapi_route_decl *r)
 	app->decls = d;
 	return rc;
 err:
-	decl_free(d);
+	evapi__decl_free(d);
 	return rc;
 }
 
@@ -922,16 +952,28 @@ static void check_all_params(evapi_req *req, const struct evapi__decl *d,
 	}
 }
 
-static int check_body(evapi_req *req, const struct evapi__decl *d,
-                      json_t *errs)
+json_t *evapi__decl_body_value(const struct evapi__decl *d, json_t *v,
+                               json_t *errs)
 {
 	evapi_field root;
-	json_t *j, *loc, *ok;
+	json_t *loc, *ok;
 
 	memset(&root, 0, sizeof root);
 	root.name = "body";
 	root.type = EVAPI_OBJECT;
 	root.fields = d->d.body;
+	root.forbid_extra = d->d.body_forbid_extra;
+	loc = json_pack("[s]", "body");
+	ok = check_value(d, &root, v, loc, errs, 0);
+	json_decref(loc);
+	return ok;
+}
+
+static int check_body(evapi_req *req, const struct evapi__decl *d,
+                      json_t *errs)
+{
+	json_t *j, *ok;
+
 	if (only_space(req->body, req->body_len)) {
 		if (!d->d.body_optional)
 			add_err(errs, "missing", json_pack("[s]", "body"),
@@ -942,9 +984,7 @@ static int check_body(evapi_req *req, const struct evapi__decl *d,
 	}
 	if (evapi_req_json(req, &j) != 0)
 		return 1; /* 422 json_invalid sent */
-	loc = json_pack("[s]", "body");
-	ok = check_value(d, &root, j, loc, errs, 0);
-	json_decref(loc);
+	ok = evapi__decl_body_value(d, j, errs);
 	if (ok) {
 		json_decref(req->json);
 		req->json = ok;

@@ -38,6 +38,8 @@
 extern "C" {
 #endif
 
+struct evapi_model; /* evapi/model.h */
+
 /** Value types. Parameters take the first four. */
 typedef enum evapi_type {
 	EVAPI_STRING = 1,
@@ -88,6 +90,9 @@ typedef struct evapi_field {
 	 * request ("42"); for a body or response field, JSON text. Checked
 	 * at registration, never validated against requests. */
 	const char *example;
+	/* OBJECT: 1 refuses members not in `fields` with 422
+	 * extra_forbidden (Pydantic's extra="forbid"); 0 ignores them. */
+	int forbid_extra;
 } evapi_field;
 
 /**
@@ -170,6 +175,17 @@ typedef struct evapi_route_decl {
 	/* Security schemes (evapi_app_security_scheme, declared before the
 	 * route) of which any one is required: NULL-ended names. */
 	const char *const *security;
+	/* ---- typed bodies (evapi/model.h) ---- */
+	int body_forbid_extra;     /* 1: members not in `body` are refused
+	                              (422 extra_forbidden) */
+	/* The body as a C struct: `body` is derived from it (not with
+	 * `body` or `upload`), body_name defaults to its name, and the
+	 * handler reads it with evapi_req_model. */
+	const struct evapi_model *body_model;
+	/* The reply's model (FastAPI's response_model), for the document:
+	 * the first 2xx of `responses` without a schema gets it, or a 200
+	 * response is added. The handler replies with evapi_reply_model. */
+	const struct evapi_model *response_model;
 } evapi_route_decl;
 
 /**
