@@ -721,6 +721,15 @@ struct evapi__decl {
 	struct evapi__mblock *derived;
 };
 
+/* testing.c, for testing_ws.c: the client's default timeout; an empty
+ * response (status 0, no headers) to fill, and its result. */
+struct evapi_test;
+struct evapi_test_response;
+EVAPI_HIDDEN int evapi__test_timeout(const struct evapi_test *tc);
+EVAPI_HIDDEN struct evapi_test_response *evapi__test_response_new(void);
+EVAPI_HIDDEN evapi_fetch_res *evapi__test_response_res(
+	struct evapi_test_response *r);
+
 /* schema.c, for model.c: checks a body field list (and records its
  * defaults); validates v as the decl's body (new, or NULL after adding
  * items to errs); frees a decl. */

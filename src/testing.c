@@ -2,6 +2,8 @@
  * testing.c: the test client of evapi/testing.h: an app run on a thread
  * of its own, one-call requests, and readers for streamed replies.
  *
+ * WebSocket sessions are in testing_ws.c.
+ *
  * Threads: evapi_test_start runs evapi_app_run on a new thread (the loop
  * thread); everything else here runs on the test's threads and reaches
  * the app only through loopback sockets, evapi_app_stop and
@@ -152,6 +154,11 @@ int evapi_test_port(const evapi_test *tc)
 	return tc ? tc->port : 0;
 }
 
+int evapi__test_timeout(const evapi_test *tc)
+{
+	return tc->timeout_ms;
+}
+
 void evapi_test_set_timeout(evapi_test *tc, int timeout_ms)
 {
 	if (tc)
@@ -256,6 +263,23 @@ evapi_test_response *evapi_test_request(evapi_test *tc,
 		return NULL;
 	}
 	return r;
+}
+
+evapi_test_response *evapi__test_response_new(void)
+{
+	evapi_test_response *r = calloc(1, sizeof *r);
+	if (r && !(r->res = calloc(1, sizeof *r->res))) {
+		free(r);
+		return NULL;
+	}
+	if (r)
+		r->res->max = EVAPI__FETCH_MAX_BYTES;
+	return r;
+}
+
+evapi_fetch_res *evapi__test_response_res(evapi_test_response *r)
+{
+	return r->res;
 }
 
 evapi_test_response *evapi_test_get(evapi_test *tc, const char *path)

@@ -4,7 +4,9 @@
  * request headers), FastAPI's error bodies (404, 422), the pool lane,
  * server-sent events and chunked bodies read as they arrive, a stream
  * closed early and seen by the server, lifespan hooks, a route that never
- * answers (bounded by the timeout), and apps started and stopped in turn.
+ * answers (bounded by the timeout), apps started and stopped in turn, and
+ * WebSocket sessions (messages both ways, pings answered, the close
+ * handshake from either side, a dropped connection, refusals).
  */
 #include "harness.h"
 
@@ -110,11 +112,49 @@ static void never(evapi_req *req, void *arg)
 	evapi_req_sleep(req, 60000, never_cb, NULL);
 }
 
+/* /ws/{room}: echoes text as "<room>: <text>" (JSON objects and bytes
+ * as they came); "kick" closes from the server with 4003; every close is
+ * traced. */
+static void ws_message(evapi_ws *ws, int binary, const char *data,
+                       size_t len, void *arg)
+{
+	char t[128];
+	if (binary) {
+		evapi_ws_send_bytes(ws, data, len);
+	} else if (data[0] == '{') {
+		evapi_ws_send_text(ws, data);
+	} else if (strcmp(data, "kick") == 0) {
+		evapi_ws_close(ws, 4003, "kicked");
+	} else {
+		snprintf(t, sizeof t, "%s: %s", evapi_ws_param(ws, "room"), data);
+		evapi_ws_send_text(ws, t);
+	}
+}
+
+static void ws_closed(evapi_ws *ws, int code, const char *reason, void *arg)
+{
+	char t[160];
+	snprintf(t, sizeof t, "closed %d %s;", code, reason ? reason : "");
+	th_trace_add(t);
+}
+
+/* /ws-refuse: refused in on_open (the client gets 403). */
+static void ws_refuse(evapi_ws *ws, void *arg)
+{
+	evapi_ws_close(ws, 1008, NULL);
+}
+
 static evapi_app *make_app(void)
 {
 	static const evapi_route_decl create = {
 		.methods = EVAPI_POST, .path = "/items", .lane = EVAPI_INLINE,
 		.cb = create_item, .body = item_body};
+	static const char *const protos[] = {"chat", NULL};
+	/* pings every 50 ms, closing after 500 ms without a pong: a
+	 * session that outlives that answers pings */
+	static const evapi_ws_opts ws_opts = {.subprotocols = protos,
+	                                      .ping_interval_ms = 50,
+	                                      .ping_timeout_ms = 500};
 	evapi_config cfg;
 	evapi_app *app;
 
@@ -134,6 +174,10 @@ static evapi_app *make_app(void)
 	                NULL);
 	evapi_app_route(app, EVAPI_GET, "/ticker", EVAPI_INLINE, ticker, NULL);
 	evapi_app_route(app, EVAPI_GET, "/never", EVAPI_INLINE, never, NULL);
+	evapi_app_websocket(app, "/ws/{room}", &ws_opts, NULL, ws_message,
+	                    ws_closed, NULL);
+	evapi_app_websocket(app, "/ws-refuse", NULL, ws_refuse, NULL, NULL,
+	                    NULL);
 	return app;
 }
 
@@ -454,6 +498,88 @@ static void test_threads_share_a_client(void)
 	CHECK_INT(evapi_test_stop(tc), ==, 0);
 }
 
+static void test_websocket(void)
+{
+	evapi_test *tc = evapi_test_start(make_app());
+	evapi_test_ws *ws = evapi_test_ws_connect(tc, &(evapi_test_req){
+		.path = "/ws/lobby",
+		.headers = (const char *[]){"Sec-WebSocket-Protocol: chat", NULL}});
+	evapi_test_ws_msg m;
+	const char *reason;
+	json_t *j;
+
+	CHECK_INT(evapi_test_status(evapi_test_ws_response(ws)), ==, 101);
+	CHECK_STR(evapi_test_header(evapi_test_ws_response(ws),
+	                            "Sec-WebSocket-Protocol"), "chat");
+	CHECK_INT(evapi_test_ws_close_code(ws, NULL), ==, 0);
+	CHECK_INT(evapi_test_ws_send_text(ws, "hi"), ==, 0);
+	CHECK_INT(evapi_test_ws_recv(ws, &m, 0), ==, 0);
+	CHECK_INT(m.binary, ==, 0);
+	CHECK_STR(m.data, "lobby: hi");
+	CHECK_INT(evapi_test_ws_send_bytes(ws, "\0\1\2", 3), ==, 0);
+	CHECK_INT(evapi_test_ws_recv(ws, &m, 0), ==, 0);
+	CHECK_INT(m.binary, ==, 1);
+	CHECK_INT(m.len, ==, 3);
+	CHECK(memcmp(m.data, "\0\1\2", 3) == 0);
+	/* a message over 64 KiB (several reads, 64-bit length) */
+	{
+		char *big = malloc(200000);
+		memset(big, 'x', 200000);
+		big[77] = 'y';
+		CHECK_INT(evapi_test_ws_send_bytes(ws, big, 200000), ==, 0);
+		CHECK_INT(evapi_test_ws_recv(ws, &m, 0), ==, 0);
+		CHECK_INT(m.len, ==, 200000);
+		CHECK(m.len == 200000 && memcmp(m.data, big, 200000) == 0);
+		free(big);
+	}
+	CHECK_INT(evapi_test_ws_send_json(ws, json_pack("{s:i}", "n", 1)), ==, 0);
+	j = evapi_test_ws_recv_json(ws, 0);
+	CHECK_INT(json_integer_value(json_object_get(j, "n")), ==, 1);
+	json_decref(j);
+	/* quiet for longer than the ping timeout: the pings were answered */
+	CHECK_INT(evapi_test_ws_recv(ws, &m, 800), ==, EVAPI_ETIMEDOUT);
+	CHECK_INT(evapi_test_ws_close(ws, 4001, "bye"), ==, 0);
+	CHECK_INT(evapi_test_ws_close_code(ws, &reason), ==, 4001);
+	CHECK_INT(th_trace_wait("closed 4001 bye;", 5), ==, 1);
+	CHECK_INT(evapi_test_ws_send_text(ws, "late"), ==, EVAPI_EGONE);
+	CHECK_INT(evapi_test_ws_recv(ws, &m, 0), ==, EVAPI_EGONE);
+	CHECK_INT(evapi_test_ws_close(ws, 1000, NULL), ==, EVAPI_EGONE);
+	evapi_test_ws_free(ws);
+	th_trace_clear();
+
+	/* the server closes: the code and reason reach the client */
+	ws = evapi_test_ws_connect(tc, &(evapi_test_req){.path = "/ws/a"});
+	CHECK_INT(evapi_test_ws_send_text(ws, "kick"), ==, 0);
+	CHECK_INT(evapi_test_ws_recv(ws, &m, 0), ==, EVAPI_EGONE);
+	CHECK_INT(evapi_test_ws_close_code(ws, &reason), ==, 4003);
+	CHECK_STR(reason, "kicked");
+	CHECK_INT(th_trace_wait("closed 4003 kicked;", 5), ==, 1);
+	evapi_test_ws_free(ws);
+
+	/* dropped without a close frame: the server sees 1006 */
+	ws = evapi_test_ws_connect(tc, &(evapi_test_req){.path = "/ws/b"});
+	CHECK_INT(evapi_test_ws_send_text(ws, "x"), ==, 0);
+	CHECK_INT(evapi_test_ws_recv(ws, &m, 0), ==, 0);
+	evapi_test_ws_free(ws);
+	CHECK_INT(th_trace_wait("closed 1006 ;", 5), ==, 1);
+
+	/* refused, and no route: the HTTP answer, JSON body included */
+	ws = evapi_test_ws_connect(tc, &(evapi_test_req){.path = "/ws-refuse"});
+	CHECK_INT(evapi_test_status(evapi_test_ws_response(ws)), ==, 403);
+	CHECK_INT(evapi_test_ws_send_text(ws, "x"), ==, EVAPI_EGONE);
+	evapi_test_ws_free(ws);
+	ws = evapi_test_ws_connect(tc, &(evapi_test_req){.path = "/nope"});
+	CHECK_INT(evapi_test_status(evapi_test_ws_response(ws)), ==, 404);
+	CHECK_STR(json_string_value(json_object_get(
+		evapi_test_json(evapi_test_ws_response(ws)), "detail")),
+	          "Not Found");
+	CHECK_INT(evapi_test_ws_recv(ws, &m, 0), ==, EVAPI_EGONE);
+	evapi_test_ws_free(ws);
+	evapi_test_ws_free(NULL);
+	CHECK_INT(evapi_test_stop(tc), ==, 0);
+	/* after the app stopped: no connection */
+}
+
 int main(int argc, char **argv)
 {
 	static const th_test tests[] = {
@@ -471,6 +597,7 @@ int main(int argc, char **argv)
 		 test_timeout_when_never_answered},
 		{"testing.start_stop_twice", test_start_stop_twice},
 		{"testing.threads_share_a_client", test_threads_share_a_client},
+		{"testing.websocket", test_websocket},
 		{NULL, NULL}};
 	return th_main(argc, argv, tests);
 }

@@ -4,9 +4,11 @@
  * evapi_test_start runs an app in the calling process, on its own thread,
  * on 127.0.0.1 and a free port; requests are built in one call and
  * answered as a response object; streams (chunked replies, server-sent
- * events) are read piece by piece or event by event. Every call that
- * waits has a timeout (EVAPI_TEST_TIMEOUT_MS unless told otherwise), so
- * a route that never answers fails the test instead of hanging it.
+ * events) are read piece by piece or event by event; WebSocket routes
+ * are spoken to through a client session (evapi_test_ws_connect). Every
+ * call that waits has a timeout (EVAPI_TEST_TIMEOUT_MS unless told
+ * otherwise), so a route that never answers fails the test instead of
+ * hanging it.
  *
  *     evapi_test *tc = evapi_test_start(make_app());
  *     evapi_test_response *r = evapi_test_get(tc, "/items/1");
@@ -18,6 +20,8 @@
  * Requests go over real loopback sockets with libcurl's easy interface
  * on the calling thread (never the app's loop thread), so what the test
  * sees is what a client sees: the request guard, framing, keep-alive.
+ * A WebSocket session is a plain loopback socket of its own, its frames
+ * written and parsed by evapi's own framing code in client mode.
  *
  * This header is not part of the umbrella <evapi.h>: include it in test
  * programs only. Link with -levapi as usual.
@@ -198,6 +202,90 @@ EVAPI_EXPORT int evapi_test_sse_next(evapi_test_stream *s, evapi_test_sse *ev,
 /** Closes the stream: when the body has not ended, the connection is
  *  closed, and the server sees the client go. NULL is a no-op. */
 EVAPI_EXPORT void evapi_test_stream_close(evapi_test_stream *s);
+
+/* ---- WebSockets ----------------------------------------------------- */
+
+typedef struct evapi_test_ws evapi_test_ws;
+
+/**
+ * Opens a WebSocket session to a route of the app (Starlette's
+ * websocket_connect): sends the handshake for `req->path` (with
+ * `req->query` and `req->headers`, e.g. "Sec-WebSocket-Protocol: chat" or
+ * "Origin: ..."; method and body are not used, `json` is released) and
+ * waits for the answer, at most `req->timeout_ms` (0: the client's).
+ * Returns new (evapi_test_ws_free), NULL only on bad arguments or when
+ * out of memory. Whether the session opened is in
+ * evapi_test_ws_response: status 101, or the refusal (403, 404...) with
+ * its body, or status 0 and the transport error. A session is used by
+ * one thread at a time; it answers the server's pings by itself.
+ */
+EVAPI_EXPORT evapi_test_ws *evapi_test_ws_connect(evapi_test *tc,
+                                                  const evapi_test_req *req);
+
+/** The handshake's answer: status, headers (Sec-WebSocket-Protocol...),
+ *  body of a refusal. Borrowed, as `ws`. */
+EVAPI_EXPORT evapi_test_response *evapi_test_ws_response(evapi_test_ws *ws);
+
+/** Sends a text message (`text` copied; UTF-8 is the caller's promise:
+ *  the server closes with 1007 otherwise). Returns 0, EVAPI_EGONE (the
+ *  session is closing or closed, or never opened), EVAPI_ETIMEDOUT (the
+ *  server did not read in time) or EVAPI_ECONNRESET. */
+EVAPI_EXPORT int evapi_test_ws_send_text(evapi_test_ws *ws, const char *text);
+
+/** Sends a binary message of `len` bytes (copied). Returns as
+ *  evapi_test_ws_send_text. */
+EVAPI_EXPORT int evapi_test_ws_send_bytes(evapi_test_ws *ws, const void *data,
+                                          size_t len);
+
+/** Sends `v` as a compact JSON text message. Steals `v`. Returns as
+ *  evapi_test_ws_send_text, or EVAPI_EINVAL when `v` is NULL. */
+EVAPI_EXPORT int evapi_test_ws_send_json(evapi_test_ws *ws, json_t *v);
+
+/** A received message; `data` is borrowed until the next call on the
+ *  session, NUL-terminated for text (len excludes the NUL). */
+typedef struct evapi_test_ws_msg {
+	int binary;
+	const char *data;
+	size_t len;
+} evapi_test_ws_msg;
+
+/**
+ * Waits at most `timeout_ms` (0: the client's timeout) for the next
+ * message. Returns 0 with `*msg` filled; EVAPI_EGONE once the server has
+ * closed the session (its code: evapi_test_ws_close_code; the close is
+ * answered); EVAPI_ETIMEDOUT; EVAPI_EPROTO when the server broke the
+ * protocol (the session is then closed with 1002/1007/1009);
+ * EVAPI_ECONNRESET when the connection dropped (code 1006).
+ */
+EVAPI_EXPORT int evapi_test_ws_recv(evapi_test_ws *ws, evapi_test_ws_msg *msg,
+                                    int timeout_ms);
+
+/** evapi_test_ws_recv of a text message parsed as JSON. Returns new
+ *  (json_decref), or NULL on any failure or when the message is binary
+ *  or not JSON. */
+EVAPI_EXPORT json_t *evapi_test_ws_recv_json(evapi_test_ws *ws,
+                                             int timeout_ms);
+
+/**
+ * Closes the session from the client side with `code` (1000, 3000-4999...)
+ * and `reason` (may be NULL; cut to 123 bytes), then waits (the client's
+ * timeout) for the server's close, dropping messages that arrive before
+ * it. Returns 0, EVAPI_EINVAL (a code a client may not send), EVAPI_EGONE
+ * (already closed), EVAPI_ETIMEDOUT or EVAPI_ECONNRESET.
+ */
+EVAPI_EXPORT int evapi_test_ws_close(evapi_test_ws *ws, int code,
+                                     const char *reason);
+
+/** The server's close code: 0 while nothing closed the session, the code
+ *  of its close frame (1005 when it had none), or 1006 when the
+ *  connection dropped without one. `reason` (may be NULL) receives its
+ *  reason, "" when none: borrowed, as `ws`. */
+EVAPI_EXPORT int evapi_test_ws_close_code(const evapi_test_ws *ws,
+                                          const char **reason);
+
+/** Frees the session. When it is still open the connection is dropped
+ *  without a close frame (the server sees 1006). NULL is a no-op. */
+EVAPI_EXPORT void evapi_test_ws_free(evapi_test_ws *ws);
 
 #ifdef __cplusplus
 }
