@@ -22,14 +22,16 @@
  *        .bounds = EVAPI_GE | EVAPI_LE, .ge = 0, .le = 5},
  *       {EVAPI_MEMBER(note, done, EVAPI_C_BOOL), .dflt = "false"},
  *       {0}};
- *   static const evapi_model note_model = {"Note", sizeof(note),
- *                                          note_members};
+ *   static const evapi_model note_model = {
+ *       .name = "Note", .size = sizeof(note), .members = note_members};
  *
  *   static void create(evapi_req *req, void *arg)
  *   {
  *       note n;
- *       if (evapi_req_model(req, &note_model, &n) != 0)
- *           return (void)evapi_reply_error(req, 500, "Internal Server Error");
+ *       if (evapi_req_model(req, &note_model, &n) != 0) {
+ *           evapi_reply_error(req, 500, "Internal Server Error");
+ *           return;
+ *       }
  *       ...
  *       evapi_reply_model(req, 201, &note_model, &n);
  *       evapi_model_free(&note_model, &n);
