@@ -140,7 +140,8 @@ void test_websocket()
 	CHECK_INT(evapi_test_ws_send_text(ws.get(), "hey"), ==, 0);
 	evapi_test_ws_msg m{};
 	CHECK_INT(evapi_test_ws_recv(ws.get(), &m, 0), ==, 0);
-	CHECK_STR(std::string(m.data, m.len).c_str(), "HEY");
+	std::string got(m.data, m.len);
+	CHECK_STR(got.c_str(), "HEY");
 	CHECK_INT(evapi_test_ws_close(ws.get(), 1000, "done"), ==, 0);
 	CHECK_INT(evapi_test_ws_close_code(ws.get(), nullptr), ==, 1000);
 }
