@@ -84,6 +84,11 @@ static int member_type(const evapi_member *x, evapi_type *t)
 	case EVAPI_C_STRUCT:
 		*t = EVAPI_OBJECT;
 		return x->model && x->model->size == x->size;
+	case EVAPI_C_ARRAY:
+		/* elements of any type but another array */
+		*t = EVAPI_ARRAY;
+		return x->size == sizeof(void *) && x->items &&
+		       x->items->ctype != EVAPI_C_ARRAY && x->items->size;
 	}
 	return 0;
 }
@@ -92,6 +97,63 @@ static int model_ok(const evapi_model *m)
 {
 	return m && m->members && m->size && m->name &&
 	       evapi__valid_component_name(m->name);
+}
+
+static const evapi_field *derive(struct evapi__decl *d, const evapi_model *m,
+                                 int depth, int *rc);
+
+/* One member (or an array's element) as a field. Returns 0 or an error. */
+static int derive_one(struct evapi__decl *d, const evapi_member *x,
+                      evapi_field *f, int depth)
+{
+	evapi_field *item;
+	int rc;
+
+	if (!member_type(x, &f->type))
+		return EVAPI_EINVAL;
+	f->name = x->name;
+	f->required = x->required;
+	f->dflt = x->dflt;
+	f->bounds = x->bounds;
+	f->ge = x->ge;
+	f->le = x->le;
+	f->min_len = x->min_len;
+	f->max_len = x->max_len;
+	f->description = x->description;
+	f->example = x->example;
+	switch (x->ctype) {
+	case EVAPI_C_INT32:
+		/* the C type's range is a bound like any other */
+		if (!(f->bounds & EVAPI_GE) || f->ge < INT32_MIN)
+			f->ge = INT32_MIN;
+		if (!(f->bounds & EVAPI_LE) || f->le > INT32_MAX)
+			f->le = INT32_MAX;
+		f->bounds |= EVAPI_GE | EVAPI_LE;
+		break;
+	case EVAPI_C_CHARS:
+		/* any max_len characters of UTF-8 fit, with the NUL */
+		if (!(f->bounds & EVAPI_MAX_LEN))
+			f->max_len = (x->size - 1) / 4;
+		else if (f->max_len > (x->size - 1) / 4)
+			return EVAPI_EINVAL;
+		f->bounds |= EVAPI_MAX_LEN;
+		break;
+	case EVAPI_C_STRUCT:
+		if (!(f->fields = derive(d, x->model, depth + 1, &rc)))
+			return rc;
+		f->forbid_extra = x->model->forbid_extra;
+		break;
+	case EVAPI_C_ARRAY:
+		if (!(item = keep(d, sizeof *item)))
+			return EVAPI_ENOMEM;
+		if ((rc = derive_one(d, x->items, item, depth + 1)) != 0)
+			return rc;
+		f->items = item;
+		break;
+	default:
+		break;
+	}
+	return 0;
 }
 
 /* The evapi_field list of a model ({NULL}-ended, owned by d), or NULL
@@ -113,38 +175,13 @@ static const evapi_field *derive(struct evapi__decl *d, const evapi_model *m,
 		return NULL;
 	}
 	for (x = m->members, f = fields; x->name; x++, f++) {
-		if (!member_type(x, &f->type) || x->offset > m->size ||
-		    x->size > m->size - x->offset)
+		if (x->offset > m->size || x->size > m->size - x->offset ||
+		    (x->ctype == EVAPI_C_ARRAY &&
+		     (x->count_offset > m->size ||
+		      sizeof(size_t) > m->size - x->count_offset)))
 			return NULL;
-		f->name = x->name;
-		f->required = x->required;
-		f->dflt = x->dflt;
-		f->bounds = x->bounds;
-		f->ge = x->ge;
-		f->le = x->le;
-		f->min_len = x->min_len;
-		f->max_len = x->max_len;
-		f->description = x->description;
-		f->example = x->example;
-		if (x->ctype == EVAPI_C_INT32) {
-			/* the C type's range is a bound like any other */
-			if (!(f->bounds & EVAPI_GE) || f->ge < INT32_MIN)
-				f->ge = INT32_MIN;
-			if (!(f->bounds & EVAPI_LE) || f->le > INT32_MAX)
-				f->le = INT32_MAX;
-			f->bounds |= EVAPI_GE | EVAPI_LE;
-		} else if (x->ctype == EVAPI_C_CHARS) {
-			/* any max_len characters of UTF-8 fit, with the NUL */
-			if (!(f->bounds & EVAPI_MAX_LEN))
-				f->max_len = (x->size - 1) / 4;
-			else if (f->max_len > (x->size - 1) / 4)
-				return NULL;
-			f->bounds |= EVAPI_MAX_LEN;
-		} else if (x->ctype == EVAPI_C_STRUCT) {
-			if (!(f->fields = derive(d, x->model, depth + 1, rc)))
-				return NULL;
-			f->forbid_extra = x->model->forbid_extra;
-		}
+		if ((*rc = derive_one(d, x, f, depth)) != 0)
+			return NULL;
 	}
 	*rc = 0;
 	return fields;
@@ -212,6 +249,90 @@ int evapi__model_decl(struct evapi__decl *d)
 
 /* ---- filling a struct ------------------------------------------------- */
 
+static int fill(const evapi_model *m, json_t *obj, char *out, int depth);
+
+/* One value into p (zeroed memory) as `x` says. */
+static int fill_value(const evapi_member *x, json_t *v, char *p, char *obj,
+                      int depth)
+{
+	const char *s;
+	size_t len, i;
+	int rc;
+
+	switch (x->ctype) {
+	case EVAPI_C_INT64: {
+		int64_t n = json_integer_value(v);
+		if (!json_is_integer(v))
+			return EVAPI_EINVAL;
+		memcpy(p, &n, sizeof n);
+		return 0;
+	}
+	case EVAPI_C_INT32: {
+		json_int_t j = json_integer_value(v);
+		int32_t n = (int32_t)j;
+		if (!json_is_integer(v) || j < INT32_MIN || j > INT32_MAX)
+			return EVAPI_EINVAL;
+		memcpy(p, &n, sizeof n);
+		return 0;
+	}
+	case EVAPI_C_DOUBLE: {
+		double f = json_number_value(v);
+		if (!json_is_number(v))
+			return EVAPI_EINVAL;
+		memcpy(p, &f, sizeof f);
+		return 0;
+	}
+	case EVAPI_C_BOOL:
+		if (!json_is_boolean(v))
+			return EVAPI_EINVAL;
+		if (x->size == sizeof(bool)) {
+			bool b = json_is_true(v);
+			memcpy(p, &b, sizeof b);
+		} else {
+			int b = json_is_true(v);
+			memcpy(p, &b, sizeof b);
+		}
+		return 0;
+	case EVAPI_C_STRING:
+	case EVAPI_C_CHARS:
+		s = json_string_value(v);
+		len = json_string_length(v);
+		if (!s || strlen(s) != len) /* not a string, or NULs */
+			return EVAPI_EINVAL;
+		if (x->ctype == EVAPI_C_CHARS) {
+			if (len >= x->size)
+				return EVAPI_EINVAL;
+			memcpy(p, s, len + 1);
+		} else {
+			char *copy = strdup(s);
+			if (!copy)
+				return EVAPI_ENOMEM;
+			memcpy(p, &copy, sizeof copy);
+		}
+		return 0;
+	case EVAPI_C_STRUCT:
+		return fill(x->model, v, p, depth + 1);
+	case EVAPI_C_ARRAY: {
+		char *items = NULL;
+		if (!json_is_array(v))
+			return EVAPI_EINVAL;
+		len = json_array_size(v);
+		if (len && !(items = calloc(len, x->items->size)))
+			return EVAPI_ENOMEM;
+		/* stored first, so a failure part-way is freed as a whole */
+		memcpy(p, &items, sizeof items);
+		memcpy(obj + x->count_offset, &len, sizeof len);
+		for (i = 0; i < len; i++)
+			if ((rc = fill_value(x->items, json_array_get(v, i),
+			                     items + i * x->items->size, NULL,
+			                     depth + 1)) != 0)
+				return rc;
+		return 0;
+	}
+	}
+	return EVAPI_EINVAL;
+}
+
 static int fill(const evapi_model *m, json_t *obj, char *out, int depth)
 {
 	const evapi_member *x;
@@ -221,70 +342,10 @@ static int fill(const evapi_model *m, json_t *obj, char *out, int depth)
 		return EVAPI_EINVAL;
 	for (x = m->members; x->name; x++) {
 		json_t *v = json_object_get(obj, x->name);
-		char *p = out + x->offset;
-		const char *s;
-		size_t len;
-
 		if (!v || json_is_null(v))
 			continue; /* optional, no default: left zero */
-		switch (x->ctype) {
-		case EVAPI_C_INT64: {
-			int64_t i = json_integer_value(v);
-			if (!json_is_integer(v))
-				return EVAPI_EINVAL;
-			memcpy(p, &i, sizeof i);
-			break;
-		}
-		case EVAPI_C_INT32: {
-			json_int_t j = json_integer_value(v);
-			int32_t i = (int32_t)j;
-			if (!json_is_integer(v) || j < INT32_MIN || j > INT32_MAX)
-				return EVAPI_EINVAL;
-			memcpy(p, &i, sizeof i);
-			break;
-		}
-		case EVAPI_C_DOUBLE: {
-			double f = json_number_value(v);
-			if (!json_is_number(v))
-				return EVAPI_EINVAL;
-			memcpy(p, &f, sizeof f);
-			break;
-		}
-		case EVAPI_C_BOOL:
-			if (!json_is_boolean(v))
-				return EVAPI_EINVAL;
-			if (x->size == sizeof(bool)) {
-				bool b = json_is_true(v);
-				memcpy(p, &b, sizeof b);
-			} else {
-				int b = json_is_true(v);
-				memcpy(p, &b, sizeof b);
-			}
-			break;
-		case EVAPI_C_STRING:
-		case EVAPI_C_CHARS:
-			s = json_string_value(v);
-			len = json_string_length(v);
-			if (!s || strlen(s) != len) /* not a string, or NULs */
-				return EVAPI_EINVAL;
-			if (x->ctype == EVAPI_C_CHARS) {
-				if (len >= x->size)
-					return EVAPI_EINVAL;
-				memcpy(p, s, len + 1);
-			} else {
-				char *copy = strdup(s);
-				if (!copy)
-					return EVAPI_ENOMEM;
-				memcpy(p, &copy, sizeof copy);
-			}
-			break;
-		case EVAPI_C_STRUCT:
-			if ((rc = fill(x->model, v, p, depth + 1)) != 0)
-				return rc;
-			break;
-		default:
-			return EVAPI_EINVAL;
-		}
+		if ((rc = fill_value(x, v, out + x->offset, out, depth)) != 0)
+			return rc;
 	}
 	return 0;
 }
@@ -350,6 +411,68 @@ out:
 
 /* ---- serialising ------------------------------------------------------ */
 
+static json_t *to_json(const evapi_model *m, const char *obj, int depth);
+
+/* One value at p as `x` says (new), or NULL. */
+static json_t *value_json(const evapi_member *x, const char *p,
+                          const char *obj, int depth)
+{
+	switch (x->ctype) {
+	case EVAPI_C_INT64: {
+		int64_t i;
+		memcpy(&i, p, sizeof i);
+		return json_integer((json_int_t)i);
+	}
+	case EVAPI_C_INT32: {
+		int32_t i;
+		memcpy(&i, p, sizeof i);
+		return json_integer(i);
+	}
+	case EVAPI_C_DOUBLE: {
+		double f;
+		memcpy(&f, p, sizeof f);
+		return isfinite(f) ? json_real(f) : NULL;
+	}
+	case EVAPI_C_BOOL:
+		if (x->size == sizeof(bool)) {
+			bool b;
+			memcpy(&b, p, sizeof b);
+			return json_boolean(b);
+		} else {
+			int b;
+			memcpy(&b, p, sizeof b);
+			return json_boolean(b);
+		}
+	case EVAPI_C_STRING: {
+		const char *s;
+		memcpy(&s, p, sizeof s);
+		return s ? json_string(s) : json_null();
+	}
+	case EVAPI_C_CHARS:
+		return json_stringn(p, strnlen(p, x->size));
+	case EVAPI_C_STRUCT:
+		return to_json(x->model, p, depth + 1);
+	case EVAPI_C_ARRAY: {
+		const char *items;
+		size_t n, i;
+		json_t *a = json_array();
+		memcpy(&items, p, sizeof items);
+		memcpy(&n, obj + x->count_offset, sizeof n);
+		for (i = 0; a && items && i < n; i++) {
+			json_t *v = value_json(x->items,
+			                       items + i * x->items->size, NULL,
+			                       depth + 1);
+			if (!v || json_array_append_new(a, v) != 0) {
+				json_decref(a);
+				return NULL;
+			}
+		}
+		return a;
+	}
+	}
+	return NULL;
+}
+
 static json_t *to_json(const evapi_model *m, const char *obj, int depth)
 {
 	const evapi_member *x;
@@ -358,52 +481,7 @@ static json_t *to_json(const evapi_model *m, const char *obj, int depth)
 	if (depth > MAX_DEPTH || !(o = json_object()))
 		return NULL;
 	for (x = m->members; x->name; x++) {
-		const char *p = obj + x->offset;
-		json_t *v = NULL;
-
-		switch (x->ctype) {
-		case EVAPI_C_INT64: {
-			int64_t i;
-			memcpy(&i, p, sizeof i);
-			v = json_integer((json_int_t)i);
-			break;
-		}
-		case EVAPI_C_INT32: {
-			int32_t i;
-			memcpy(&i, p, sizeof i);
-			v = json_integer(i);
-			break;
-		}
-		case EVAPI_C_DOUBLE: {
-			double f;
-			memcpy(&f, p, sizeof f);
-			v = isfinite(f) ? json_real(f) : NULL;
-			break;
-		}
-		case EVAPI_C_BOOL:
-			if (x->size == sizeof(bool)) {
-				bool b;
-				memcpy(&b, p, sizeof b);
-				v = json_boolean(b);
-			} else {
-				int b;
-				memcpy(&b, p, sizeof b);
-				v = json_boolean(b);
-			}
-			break;
-		case EVAPI_C_STRING: {
-			const char *s;
-			memcpy(&s, p, sizeof s);
-			v = s ? json_string(s) : json_null();
-			break;
-		}
-		case EVAPI_C_CHARS:
-			v = json_stringn(p, strnlen(p, x->size));
-			break;
-		case EVAPI_C_STRUCT:
-			v = to_json(x->model, p, depth + 1);
-			break;
-		}
+		json_t *v = value_json(x, obj + x->offset, obj, depth);
 		if (!v || json_object_set_new(o, x->name, v) != 0) {
 			json_decref(o);
 			return NULL;
@@ -426,23 +504,49 @@ int evapi_reply_model(evapi_req *req, int status, const evapi_model *m,
 	return evapi_reply_json(req, status, evapi_model_to_json(m, obj));
 }
 
+static void free_members(const evapi_model *m, char *obj, int depth);
+
+static void free_value(const evapi_member *x, char *p, char *obj, int depth)
+{
+	char *s;
+	size_t n, i;
+
+	if (depth > MAX_DEPTH)
+		return;
+	switch (x->ctype) {
+	case EVAPI_C_STRING:
+		memcpy(&s, p, sizeof s);
+		free(s);
+		s = NULL;
+		memcpy(p, &s, sizeof s);
+		break;
+	case EVAPI_C_STRUCT:
+		if (x->model)
+			free_members(x->model, p, depth + 1);
+		break;
+	case EVAPI_C_ARRAY:
+		memcpy(&s, p, sizeof s);
+		memcpy(&n, obj + x->count_offset, sizeof n);
+		for (i = 0; s && i < n; i++)
+			free_value(x->items, s + i * x->items->size, NULL,
+			           depth + 1);
+		free(s);
+		s = NULL;
+		n = 0;
+		memcpy(p, &s, sizeof s);
+		memcpy(obj + x->count_offset, &n, sizeof n);
+		break;
+	default:
+		break;
+	}
+}
+
 static void free_members(const evapi_model *m, char *obj, int depth)
 {
 	const evapi_member *x;
 
-	if (depth > MAX_DEPTH)
-		return;
-	for (x = m->members; x->name; x++) {
-		char *p = obj + x->offset, *s;
-		if (x->ctype == EVAPI_C_STRING) {
-			memcpy(&s, p, sizeof s);
-			free(s);
-			s = NULL;
-			memcpy(p, &s, sizeof s);
-		} else if (x->ctype == EVAPI_C_STRUCT && x->model) {
-			free_members(x->model, p, depth + 1);
-		}
-	}
+	for (x = m->members; x->name; x++)
+		free_value(x, obj + x->offset, obj, depth);
 }
 
 void evapi_model_free(const evapi_model *m, void *obj)

@@ -35,6 +35,10 @@ typedef struct item {
 	char code[9]; /* at most (9 - 1) / 4 = 2 characters */
 	char *note;   /* optional, no default: NULL when absent */
 	owner owner;
+	char **tags;   /* an array of strings */
+	size_t ntags;
+	owner *friends; /* an array of structs */
+	size_t nfriends;
 	char *secret; /* described by item_in, never by item_out */
 } item;
 
@@ -45,6 +49,12 @@ static const evapi_member owner_members[] = {
 	{0}};
 static const evapi_model owner_model = {"Owner", sizeof(owner),
                                         owner_members, 0};
+
+static const evapi_member tag_elem = {
+	.ctype = EVAPI_C_STRING, .size = sizeof(char *),
+	.bounds = EVAPI_MIN_LEN, .min_len = 1};
+static const evapi_member friend_elem = {
+	.ctype = EVAPI_C_STRUCT, .size = sizeof(owner), .model = &owner_model};
 
 #define ITEM_COMMON                                                        \
 	{EVAPI_MEMBER(item, id, EVAPI_C_INT64), .required = 1,             \
@@ -59,7 +69,12 @@ static const evapi_model owner_model = {"Owner", sizeof(owner),
 	{EVAPI_MEMBER(item, code, EVAPI_C_CHARS), .dflt = "\"xy\""},       \
 	{EVAPI_MEMBER(item, note, EVAPI_C_STRING)},                        \
 	{EVAPI_MEMBER(item, owner, EVAPI_C_STRUCT), .model = &owner_model, \
-	 .dflt = "{\"name\": \"nobody\"}"}
+	 .dflt = "{\"name\": \"nobody\"}"},                                \
+	{EVAPI_MEMBER(item, tags, EVAPI_C_ARRAY), .dflt = "[]",            \
+	 .bounds = EVAPI_MAX_LEN, .max_len = 3, .items = &tag_elem,        \
+	 .count_offset = offsetof(item, ntags)},                           \
+	{EVAPI_MEMBER(item, friends, EVAPI_C_ARRAY), .items = &friend_elem, \
+	 .count_offset = offsetof(item, nfriends)}
 
 static const evapi_member item_in_members[] = {
 	ITEM_COMMON,
@@ -81,6 +96,10 @@ static const evapi_field owner_fields[] = {
 	{.name = "age", .type = EVAPI_INT, .dflt = "18",
 	 .bounds = EVAPI_GE | EVAPI_LE, .ge = INT32_MIN, .le = INT32_MAX},
 	{0}};
+static const evapi_field tag_field = {.type = EVAPI_STRING,
+                                      .bounds = EVAPI_MIN_LEN, .min_len = 1};
+static const evapi_field friend_field = {.type = EVAPI_OBJECT,
+                                         .fields = owner_fields};
 static const evapi_field item_fields[] = {
 	{.name = "id", .type = EVAPI_INT, .required = 1, .bounds = EVAPI_GE,
 	 .ge = 1},
@@ -97,6 +116,9 @@ static const evapi_field item_fields[] = {
 	{.name = "note", .type = EVAPI_STRING},
 	{.name = "owner", .type = EVAPI_OBJECT, .fields = owner_fields,
 	 .dflt = "{\"name\": \"nobody\"}"},
+	{.name = "tags", .type = EVAPI_ARRAY, .items = &tag_field, .dflt = "[]",
+	 .bounds = EVAPI_MAX_LEN, .max_len = 3},
+	{.name = "friends", .type = EVAPI_ARRAY, .items = &friend_field},
 	{.name = "secret", .type = EVAPI_STRING},
 	{0}};
 
@@ -108,12 +130,21 @@ static void create(evapi_req *req, void *arg)
 {
 	const evapi_model *m = arg;
 	item it;
-	json_t *o;
+	json_t *o, *tags, *friends;
+	size_t i;
 
 	if (evapi_req_model(req, m, &it) != 0) {
 		evapi_reply_error(req, 500, "no model");
 		return;
 	}
+	tags = json_array();
+	for (i = 0; i < it.ntags; i++)
+		json_array_append_new(tags, json_string(it.tags[i]));
+	friends = json_array();
+	for (i = 0; i < it.nfriends; i++)
+		json_array_append_new(friends, json_pack(
+			"{s:s, s:i}", "name", it.friends[i].name, "age",
+			(int)it.friends[i].age));
 	o = json_pack("{s:I, s:i, s:f, s:b, s:i, s:s, s:s, s:o, s:{s:s, s:i},"
 	              " s:o}",
 	              "id", (json_int_t)it.id, "qty", (int)it.qty, "price",
@@ -122,8 +153,11 @@ static void create(evapi_req *req, void *arg)
 	              it.note ? json_string(it.note) : json_null(), "owner",
 	              "name", it.owner.name, "age", (int)it.owner.age, "secret",
 	              it.secret ? json_string(it.secret) : json_null());
+	json_object_set_new(o, "tags", tags);
+	json_object_set_new(o, "friends", friends);
 	evapi_model_free(m, &it);
-	CHECK(it.title == NULL && it.owner.name == NULL);
+	CHECK(it.title == NULL && it.owner.name == NULL && it.tags == NULL &&
+	      it.ntags == 0 && it.friends == NULL);
 	evapi_reply_json(req, 200, o);
 }
 
@@ -251,14 +285,17 @@ static void test_fill_every_type(void)
 			" \"title\": \"caf\u00e9\", \"code\": \"\u00e9\u00e9\","
 			" \"note\": \"n\", \"owner\": {\"name\": \"ann\","
 			" \"age\": 2147483647}, \"secret\": \"s\","
-			" \"ignored\": [1, 2]}");
+			" \"tags\": [\"a\", \"b\"], \"friends\": [{\"name\": \"f\"},"
+			" {\"name\": \"g\", \"age\": \"3\"}], \"ignored\": [1, 2]}");
 		CHECK_INT(evapi_test_status(r), ==, 200);
 		CHECK_JSON_EQ(evapi_test_json(r),
 			"{\"id\": 7, \"qty\": -2147483648, \"price\": 3.0,"
 			" \"on_sale\": true, \"featured\": 0,"
 			" \"title\": \"caf\u00e9\", \"code\": \"\u00e9\u00e9\","
 			" \"note\": \"n\", \"owner\": {\"name\": \"ann\","
-			" \"age\": 2147483647}, \"secret\": \"s\"}");
+			" \"age\": 2147483647}, \"secret\": \"s\","
+			" \"tags\": [\"a\", \"b\"], \"friends\": [{\"name\": \"f\","
+			" \"age\": 18}, {\"name\": \"g\", \"age\": 3}]}");
 		evapi_test_response_free(r);
 	}
 	CHECK_INT(evapi_test_stop(tc), ==, 0);
@@ -275,7 +312,7 @@ static void test_defaults(void)
 		"{\"id\": 1, \"qty\": 1, \"price\": 0.5, \"on_sale\": false,"
 		" \"featured\": 1, \"title\": \"t\", \"code\": \"xy\","
 		" \"note\": null, \"owner\": {\"name\": \"nobody\", \"age\": 18},"
-		" \"secret\": null}");
+		" \"secret\": null, \"tags\": [], \"friends\": []}");
 	evapi_test_response_free(r);
 	/* an explicit null for an optional member: zero, as absent */
 	r = post(tc, "/items",
@@ -302,6 +339,10 @@ static void test_422_same_as_untyped(void)
 		" \"featured\": []}",
 		"{\"id\": 1, \"price\": 1, \"title\": \"t\", \"owner\": {\"name\": \"\"},"
 		" \"note\": 1}",
+		"{\"id\": 1, \"price\": 1, \"title\": \"t\", \"tags\": [\"a\", \"\", 3],"
+		" \"friends\": [{}, {\"name\": \"x\", \"age\": 1.5}, 7]}",
+		"{\"id\": 1, \"price\": 1, \"title\": \"t\", \"tags\": [\"a\", \"b\","
+		" \"c\", \"d\"], \"friends\": {}}",
 	};
 	evapi_test *tc = start();
 	evapi_test_response *a, *b;
@@ -373,15 +414,17 @@ static void test_reply_declared_only(void)
 	evapi_test *tc = start();
 	evapi_test_response *r = post(tc, "/out",
 		"{\"id\": 3, \"price\": 2.5, \"title\": \"t\","
-		" \"secret\": \"pw\"}");
+		" \"secret\": \"pw\", \"tags\": [\"x\"]}");
 	json_t *j = evapi_test_json(r);
 
 	CHECK_INT(evapi_test_status(r), ==, 201);
 	CHECK(json_object_get(j, "secret") == NULL);
+	CHECK(j != NULL);
 	CHECK_JSON_EQ(j,
 		"{\"id\": 3, \"qty\": 1, \"price\": 2.5, \"on_sale\": false,"
 		" \"featured\": true, \"title\": \"t\", \"code\": \"xy\","
-		" \"note\": null, \"owner\": {\"name\": \"nobody\", \"age\": 18}}");
+		" \"note\": null, \"owner\": {\"name\": \"nobody\", \"age\": 18},"
+		" \"tags\": [\"x\"], \"friends\": []}");
 	evapi_test_response_free(r);
 	r = post(tc, "/wrong", "{\"id\": 3, \"price\": 2.5, \"title\": \"t\"}");
 	CHECK_INT(json_integer_value(json_object_get(evapi_test_json(r), "rc")),
@@ -400,12 +443,15 @@ static void test_to_json(void)
 	it.title = (char *)"x";
 	it.secret = (char *)"never";
 	memcpy(it.code, "ab", 3);
+	it.ntags = 2;
+	it.tags = (char *[]){"p", NULL};
 	j = evapi_model_to_json(&item_out, &it);
 	CHECK_JSON_EQ(j,
 		"{\"id\": 9223372036854775807, \"qty\": 0, \"price\": 0.0,"
 		" \"on_sale\": false, \"featured\": false, \"title\": \"x\","
 		" \"code\": \"ab\", \"note\": null,"
-		" \"owner\": {\"name\": null, \"age\": 0}}");
+		" \"owner\": {\"name\": null, \"age\": 0},"
+		" \"tags\": [\"p\", null], \"friends\": []}");
 	json_decref(j);
 	it.price = NAN; /* not JSON */
 	CHECK(evapi_model_to_json(&item_out, &it) == NULL);
@@ -459,6 +505,12 @@ static void test_openapi(void)
 	                                NULL)), ==, 2);
 	CHECK_STR(json_string_value(at(s, "properties", "owner", "type", NULL)),
 	          "object");
+	CHECK_STR(json_string_value(at(s, "properties", "tags", "items", "type",
+	                               NULL)), "string");
+	CHECK_INT(json_integer_value(at(s, "properties", "tags", "maxItems",
+	                                NULL)), ==, 3);
+	CHECK_STR(json_string_value(at(s, "properties", "friends", "items",
+	                               "type", NULL)), "object");
 	CHECK(json_object_get(s, "additionalProperties") == NULL);
 	CHECK(json_is_false(at(schemas, "ItemStrict", "additionalProperties",
 	                       NULL)));
@@ -469,6 +521,8 @@ static void test_openapi(void)
 typedef struct wrong {
 	int64_t n;
 	char buf[8];
+	char **arr;
+	size_t narr;
 } wrong;
 
 static void test_registration_refused(void)
@@ -483,6 +537,24 @@ static void test_registration_refused(void)
 	static const evapi_member past_end[] = {
 		{.name = "n", .ctype = EVAPI_C_INT64, .offset = sizeof(wrong),
 		 .size = 8}, {0}};
+	static const evapi_member str_elem = {.ctype = EVAPI_C_STRING,
+	                                      .size = sizeof(char *)};
+	static const evapi_member arr_elem = {
+		.ctype = EVAPI_C_ARRAY, .size = sizeof(void *), .items = &str_elem};
+	static const evapi_member elem_default = {
+		.ctype = EVAPI_C_STRING, .size = sizeof(char *), .dflt = "\"x\""};
+	static const evapi_member no_items[] = {
+		{EVAPI_MEMBER(wrong, arr, EVAPI_C_ARRAY),
+		 .count_offset = offsetof(wrong, narr)}, {0}};
+	static const evapi_member array_of_arrays[] = {
+		{EVAPI_MEMBER(wrong, arr, EVAPI_C_ARRAY), .items = &arr_elem,
+		 .count_offset = offsetof(wrong, narr)}, {0}};
+	static const evapi_member count_past_end[] = {
+		{EVAPI_MEMBER(wrong, arr, EVAPI_C_ARRAY), .items = &str_elem,
+		 .count_offset = sizeof(wrong) - 4}, {0}};
+	static const evapi_member element_default[] = {
+		{EVAPI_MEMBER(wrong, arr, EVAPI_C_ARRAY), .items = &elem_default,
+		 .count_offset = offsetof(wrong, narr)}, {0}};
 	static const evapi_member ok[] = {
 		{EVAPI_MEMBER(wrong, n, EVAPI_C_INT64)},
 		{EVAPI_MEMBER(wrong, buf, EVAPI_C_CHARS),
@@ -492,6 +564,10 @@ static void test_registration_refused(void)
 		{"B", sizeof(wrong), buf_too_small, 0},
 		{"C", sizeof(wrong), bad_default, 0},
 		{"D", sizeof(wrong), past_end, 0},
+		{"E", sizeof(wrong), no_items, 0},
+		{"F", sizeof(wrong), array_of_arrays, 0},
+		{"G", sizeof(wrong), count_past_end, 0},
+		{"H", sizeof(wrong), element_default, 0},
 		{"bad name", sizeof(wrong), ok, 0},
 	};
 	static const evapi_model good = {"Good", sizeof(wrong), ok, 0};
@@ -546,6 +622,8 @@ static void test_parse_without_route(void)
 	CHECK_STR(it.owner.name, "bo");
 	CHECK_INT(it.owner.age, ==, 40);
 	CHECK_STR(it.code, "xy");
+	CHECK_INT(it.ntags, ==, 0);
+	CHECK(it.tags == NULL);
 	evapi_model_free(&item_in, &it);
 	evapi_model_free(&item_in, &it); /* again: the strings are NULL */
 	json_decref(v);

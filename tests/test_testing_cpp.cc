@@ -56,13 +56,13 @@ struct point {
 // Designated initialisers are C++20; C++17 fills members in order.
 const evapi_member point_members[] = {
 	{"x", EVAPI_C_INT64, offsetof(point, x), sizeof(int64_t), 1, nullptr,
-	 0, 0, 0, 0, 0, nullptr, nullptr, nullptr},
+	 0, 0, 0, 0, 0, nullptr, nullptr, nullptr, nullptr, 0},
 	{"y", EVAPI_C_DOUBLE, offsetof(point, y), sizeof(double), 0, "0.5",
-	 EVAPI_GE, 0, 0, 0, 0, nullptr, nullptr, nullptr},
+	 EVAPI_GE, 0, 0, 0, 0, nullptr, nullptr, nullptr, nullptr, 0},
 	{"label", EVAPI_C_STRING, offsetof(point, label), sizeof(char *), 0,
-	 nullptr, 0, 0, 0, 0, 0, nullptr, nullptr, nullptr},
+	 nullptr, 0, 0, 0, 0, 0, nullptr, nullptr, nullptr, nullptr, 0},
 	{nullptr, EVAPI_C_INT64, 0, 0, 0, nullptr, 0, 0, 0, 0, 0, nullptr,
-	 nullptr, nullptr}};
+	 nullptr, nullptr, nullptr, 0}};
 const evapi_model point_model = {"Point", sizeof(point), point_members, 0};
 
 extern "C" void move_point(evapi_req *req, void *)

@@ -71,8 +71,13 @@ typedef enum evapi_ctype {
 	                      (N - 1) / 4, and a declared one must satisfy
 	                      4 * max_len + 1 <= N (a UTF-8 character is at
 	                      most 4 bytes) */
-	EVAPI_C_STRUCT     /* a nested struct, embedded (not a pointer), of
+	EVAPI_C_STRUCT,    /* a nested struct, embedded (not a pointer), of
 	                      `model`: a JSON object */
+	EVAPI_C_ARRAY      /* T *, a new array (evapi_model_free frees it)
+	                      of `items` elements, with its length in the
+	                      size_t at `count_offset`: a JSON array. min_len /
+	                      max_len count items. Elements of any type but
+	                      another array; NULL and 0 when absent */
 } evapi_ctype;
 
 /**
@@ -96,6 +101,11 @@ typedef struct evapi_member {
 	const struct evapi_model *model; /* EVAPI_C_STRUCT: its model */
 	const char *description;
 	const char *example;
+	/* EVAPI_C_ARRAY: one element (name unused, offset 0, size: the
+	 * element's, e.g. sizeof(char *) for strings), and where the count
+	 * is: offsetof(struct, count member), a size_t. */
+	const struct evapi_member *items;
+	size_t count_offset;
 } evapi_member;
 
 /** name, ctype, offset and size of `member` of `type`, named as in C. */
@@ -118,7 +128,7 @@ typedef struct evapi_model {
 /**
  * Fills `*out` (model->size bytes, overwritten) from the validated body
  * of a route declared with body_model = `m`, defaults included. Strings
- * are new copies: release them with evapi_model_free. Returns 0,
+ * and arrays are new: release them with evapi_model_free. Returns 0,
  * EVAPI_EINVAL (the route's body_model is not `m`, or the body is absent:
  * body_optional) or EVAPI_ENOMEM; on error `*out` holds nothing to free.
  */
@@ -153,8 +163,9 @@ EVAPI_EXPORT json_t *evapi_model_to_json(const evapi_model *m,
 EVAPI_EXPORT int evapi_reply_model(evapi_req *req, int status,
                                    const evapi_model *m, const void *obj);
 
-/** Frees the EVAPI_C_STRING members of `obj` (nested structs included)
- *  and sets them to NULL; not `obj` itself. NULL is a no-op. */
+/** Frees the EVAPI_C_STRING and EVAPI_C_ARRAY members of `obj` (nested
+ *  structs and elements included) and sets them to NULL (counts to 0);
+ *  not `obj` itself. NULL is a no-op. */
 EVAPI_EXPORT void evapi_model_free(const evapi_model *m, void *obj);
 
 #ifdef __cplusplus
