@@ -52,42 +52,54 @@ static int b64_value(int c)
 	return c == '+' ? 62 : c == '/' ? 63 : -1;
 }
 
-/* Python's b64decode(s) (validate=False): bytes outside the alphabet are
- * skipped, the padding must be complete; then .decode("ascii"). Writes
- * the text into out (at least strlen(s) + 1 bytes). Returns 0, or -1
- * for what Python refuses (bad padding, a byte >= 0x80) and for a NUL,
+/* Python's b64decode(s) (validate=False, CPython's a2b_base64 in its
+ * non-strict mode): bytes outside the alphabet are skipped, '=' ends the
+ * data once it completes a group (what follows is ignored), and a group
+ * left incomplete is an error; then .decode("ascii"). Writes the text
+ * into out (at least strlen(s) + 1 bytes). Returns 0, or -1 for what
+ * Python refuses (incomplete padding, a byte >= 0x80) and for a NUL,
  * which a C string cannot carry. */
 static int b64_ascii(const char *s, char *out)
 {
-	unsigned acc = 0;
-	int bits = 0, n = 0, pad = 0;
+	unsigned left = 0;
+	int quad = 0, pads = 0;
 	size_t o = 0;
 
 	for (; *s; s++) {
-		int v;
+		int v, c = -1;
 		if (*s == '=') {
-			pad++;
+			if (quad >= 2 && quad + ++pads >= 4)
+				goto done;
 			continue;
 		}
 		if ((v = b64_value((unsigned char)*s)) < 0)
 			continue;
-		if (pad) /* data after padding */
-			return -1;
-		n++;
-		acc = (acc << 6) | (unsigned)v;
-		bits += 6;
-		if (bits >= 8) {
-			unsigned char c;
-			bits -= 8;
-			c = (unsigned char)(acc >> bits);
-			acc &= (1u << bits) - 1;
-			if (c == 0 || c >= 0x80)
-				return -1;
-			out[o++] = (char)c;
+		pads = 0;
+		switch (quad) {
+		case 0:
+			left = (unsigned)v;
+			break;
+		case 1:
+			c = (int)((left << 2) | ((unsigned)v >> 4));
+			left = (unsigned)v & 0xf;
+			break;
+		case 2:
+			c = (int)((left << 4) | ((unsigned)v >> 2));
+			left = (unsigned)v & 0x3;
+			break;
+		default:
+			c = (int)(((left << 6) | (unsigned)v) & 0xff);
+			break;
 		}
+		quad = (quad + 1) % 4;
+		if (c == 0 || c >= 0x80)
+			return -1;
+		if (c > 0)
+			out[o++] = (char)c;
 	}
-	if (n % 4 == 1 || (n % 4 && (n % 4) + pad < 4) || pad > 2)
+	if (quad != 0)
 		return -1;
+done:
 	out[o] = '\0';
 	return 0;
 }
