@@ -21,6 +21,7 @@ static const char *const headers[] = {
 	"evapi/request.h",   "evapi/schema.h", "evapi/client.h",
 	"evapi/tasks.h",     "evapi/stream.h", "evapi/middleware.h",
 	"evapi/lifespan.h",  "evapi/websocket.h", "evapi/channel.h",
+	"evapi/depends.h",   "evapi/security.h",
 	NULL};
 
 static int have(const char *tool)
