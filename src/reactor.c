@@ -506,10 +506,14 @@ void evapi__req_leave(evapi_req *req, evapi__user *u)
 	evapi_app *app = req->app;
 
 	evapi__user_end(app, u);
-	if (!req->gone && req->state == EVAPI__REQ_RUNNING) {
-		/* on_worker: a continuation resumed a dependency chain that
-		 * queued the next pool job */
-		if (req->pending == 0 && !req->on_worker) {
+	/* on_worker: a continuation resumed a dependency chain that queued
+	 * the next pool job (a pool resolver, the handler), which now owns
+	 * req->state and armed the watch and deadline. Read apart from
+	 * state (an atomic load), so the compiler cannot fold the two into
+	 * one load that reads state while the worker writes it. */
+	if (!req->gone && !EVAPI__LOAD(&req->on_worker) &&
+	    req->state == EVAPI__REQ_RUNNING) {
+		if (req->pending == 0) {
 			EVAPI__ADD(&app->stats.no_reply, 1);
 			evapi__log(app, EVAPI_LOG_ERROR,
 			           "%s: %s returned without replying and with "
