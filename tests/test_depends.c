@@ -507,6 +507,50 @@ static void test_cleanup_after_shutdown_cut(void)
 	CHECK_STR(th_trace(), "cancelled,cleanup,");
 }
 
+/* A resolver still waiting when the client leaves: its sleep is
+ * cancelled, resuming is refused, the handler never runs, the cleanup it
+ * registered runs once. */
+static int resume_rc = 1;
+
+static void dep_slept_long(evapi_req *req, int status, void *arg)
+{
+	th_trace_add(status == EVAPI_ECANCELED ? "dep cancelled," : "dep woke,");
+	__atomic_store_n(&resume_rc, evapi_dep_resume(req), __ATOMIC_SEQ_CST);
+}
+
+static int dep_long_wait(evapi_req *req, void *arg)
+{
+	int rc = evapi_req_on_cleanup(req, count_cleanup, NULL);
+	if (rc == 0)
+		rc = evapi_req_sleep(req, 10000, dep_slept_long, NULL);
+	return rc == 0 ? EVAPI_DEP_WAIT : -1;
+}
+
+static void test_waiting_dependency_client_left(void)
+{
+	static const evapi_dep d = {.cb = dep_long_wait};
+	evapi_config cfg;
+	evapi_app *app;
+	evapi_test *tc;
+
+	__atomic_store_n(&cleanups_run, 0, __ATOMIC_SEQ_CST);
+	th_trace_clear();
+	th_config(&cfg);
+	app = evapi_app_new(&cfg);
+	evapi_app_route(app, EVAPI_GET, "/guarded", EVAPI_INLINE, handler, "g");
+	CHECK_INT(evapi_route_dep(app, EVAPI_GET, "/guarded", &d), ==, 0);
+	tc = evapi_test_start(app);
+	th_send_and_close(evapi_test_port(tc),
+	                  "GET /guarded HTTP/1.1\r\nHost: x\r\n\r\n", 100);
+	CHECK(th_trace_wait("cleanup,", 5));
+	th_sleep_ms(100);
+	CHECK_STR(th_trace(), "dep cancelled,cleanup,");
+	CHECK_INT(GET(resume_rc), ==, EVAPI_EGONE);
+	CHECK_INT(GET(cleanups_run), ==, 1);
+	CHECK_INT(GET(cleanup_status), ==, 499);
+	CHECK_INT(evapi_test_stop(tc), ==, 0);
+}
+
 /* ---- asynchronous middleware: an API key checked by an upstream ------------------ */
 
 /* The upstream: 200 for key "k1", else 401. */
@@ -700,6 +744,8 @@ int main(int argc, char **argv)
 		 test_cleanup_after_client_left},
 		{"depends.cleanup_after_shutdown_cut",
 		 test_cleanup_after_shutdown_cut},
+		{"depends.waiting_dependency_client_left",
+		 test_waiting_dependency_client_left},
 		{"depends.async_middleware_api_key",
 		 test_async_middleware_api_key},
 		{"depends.misuse_answers_500", test_misuse_answers_500},

@@ -53,9 +53,10 @@ extern "C" {
  * the request is freed, after its cleanups ran.
  *
  * Thread-safe: only on the thread that runs the request's handler,
- * dependency or continuation (the loop; a worker while it runs a pool
- * handler or pool dependency), elsewhere EVAPI_ETHREAD / not found.
- * Returns 0, EVAPI_EINVAL, EVAPI_ENOMEM or EVAPI_ETHREAD.
+ * dependency, continuation or cleanup (the loop; a worker while it runs
+ * a pool handler or pool dependency): the setters return EVAPI_ETHREAD
+ * elsewhere, the readers do not check. The setters return 0,
+ * EVAPI_EINVAL, EVAPI_ENOMEM or EVAPI_ETHREAD.
  */
 
 /** Stores a pointer tagged with `type`, a name of your choosing
@@ -106,7 +107,9 @@ typedef struct evapi_dep {
 } evapi_dep;
 
 /** Adds a dependency to every route of the app (registered before or
- *  after; evapi's own routes and mounts aside). `dep` is copied. Before
+ *  after; evapi's own routes and mounts aside). `dep` is copied; its
+ *  strings are borrowed for the app's life (as for evapi_route_dep and
+ *  evapi_router_dep). Before
  *  evapi_app_run. Returns 0, EVAPI_EINVAL, EVAPI_ENOMEM or
  *  EVAPI_ESTATE (running). */
 EVAPI_EXPORT int evapi_app_dep(evapi_app *app, const evapi_dep *dep);
