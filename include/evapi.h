@@ -21,6 +21,8 @@
 #include <evapi/apirouter.h>
 #include <evapi/debug.h>
 #include <evapi/files.h>
+#include <evapi/depends.h>
+#include <evapi/security.h>
 
 #define EVAPI_VERSION "0.1.0"
 

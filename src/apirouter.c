@@ -4,7 +4,7 @@
  * router or registered on the app when included.
  *
  * Threads: the loop thread, before the run (registration); the
- * dependencies run on the loop from dispatch (evapi__group_depends).
+ * dependencies are run by depends.c's chain (evapi__group_deps).
  *
  * A router holds entries whose paths are relative to its own prefix and
  * already carry the prefixes, tags and dependencies of the routers that
@@ -22,17 +22,12 @@
 
 #include "internal.h"
 
-typedef struct dep {
-	evapi_mw_before_cb cb;
-	void *arg;
-} dep;
-
 /* A list of strings and a list of dependencies, the two things a route
  * inherits from every router around it. */
 typedef struct inherit {
 	char **tags;
 	int ntags;
-	dep *deps;
+	evapi_dep *deps;
 	int ndeps;
 } inherit;
 
@@ -183,18 +178,19 @@ int evapi_router_lane(evapi_router *r, evapi_lane lane)
 	return 0;
 }
 
+int evapi_router_dep(evapi_router *r, const evapi_dep *dep)
+{
+	if (!r)
+		return EVAPI_EINVAL;
+	return evapi__dep_append(&r->in.deps, &r->in.ndeps, dep);
+}
+
 int evapi_router_depends(evapi_router *r, evapi_mw_before_cb cb, void *arg)
 {
-	dep *d;
-	if (!r || !cb)
-		return EVAPI_EINVAL;
-	if (!(d = realloc(r->in.deps, (size_t)(r->in.ndeps + 1) * sizeof *d)))
-		return EVAPI_ENOMEM;
-	r->in.deps = d;
-	d[r->in.ndeps].cb = cb;
-	d[r->in.ndeps].arg = arg;
-	r->in.ndeps++;
-	return 0;
+	evapi_dep d = {0};
+	d.cb = cb;
+	d.arg = arg;
+	return evapi_router_dep(r, &d);
 }
 
 /* "router /api/users", for logs: the router's prefix and those below */
@@ -431,20 +427,10 @@ int evapi_app_include_router(evapi_app *app, const evapi_router *r)
 
 /* ---- dispatch ------------------------------------------------------------ */
 
-int evapi__group_depends(evapi_req *req)
+const evapi_dep *evapi__group_deps(const struct evapi__group *g, int *n)
 {
-	const struct evapi__group *g = req->route->group;
-	char what[320];
-	int i;
-
-	for (i = 0; i < g->in.ndeps; i++) {
-		snprintf(what, sizeof what, "dependency %d of %s (%s)", i,
-		         req->route->label, g->origin);
-		if (evapi__before_call(req, g->in.deps[i].cb, g->in.deps[i].arg,
-		                       "dependency", what))
-			return 1;
-	}
-	return 0;
+	*n = g->in.ndeps;
+	return g->in.deps;
 }
 
 const char *evapi__group_origin(const struct evapi__group *g)

@@ -147,6 +147,7 @@ evapi_app *evapi_app_new_ex(const evapi_config *cfg, evapi_error *err)
 	struct event_config *ec = NULL;
 	evapi_error mine;
 	evapi_app *app;
+	size_t i;
 
 	if (!err)
 		err = &mine;
@@ -211,6 +212,9 @@ evapi_app *evapi_app_new_ex(const evapi_config *cfg, evapi_error *err)
 		goto err;
 	if (app->cfg.openapi && evapi__openapi_routes(app) != 0)
 		goto err;
+	/* evapi's own routes: no dependency applies (depends.c) */
+	for (i = 0; i < evapi__router_count(app->router); i++)
+		evapi__router_at(app->router, i)->builtin = 1;
 	return app;
 err:
 	evapi__log(app, EVAPI_LOG_ERROR, "evapi_app_new: %s", err->text);
@@ -245,6 +249,8 @@ void evapi_app_free(evapi_app *app)
 	evapi__router_free(app->router);
 	evapi__decls_free(app);
 	evapi__groups_free(app);
+	evapi__deps_free(app);
+	evapi__security_free(app);
 	evapi__error_handlers_free(app);
 	evapi__openapi_free(app);
 	evapi__files_free(app);

@@ -177,6 +177,9 @@ typedef struct evapi__route {
 	unsigned idx;        /* position in the router (stats.c) */
 	const struct evapi__group *group; /* apirouter.c: from a router, or
 	                                     NULL (app-owned) */
+	evapi_dep *deps;     /* depends.c: the route's own (evapi_route_dep) */
+	int ndeps;
+	int builtin;         /* evapi's own route or a mount: no dependencies */
 } evapi__route;
 
 typedef struct evapi__router evapi__router;
@@ -388,6 +391,17 @@ struct evapi_req {
 	evapi__resp *after_resp;      /* loop: reply seen by after hooks */
 	int mw_depth;                 /* loop: before hooks that ran */
 	int in_before;                /* loop: a before hook is running */
+	/* depends.c: state slots and cleanups are owned like resp; the
+	 * chain's fields by the loop (dep_rc: written by the worker running
+	 * the pool resolver dep_job, read after its completion) */
+	struct evapi__slot *slots;
+	struct evapi__cleanup *cleanups; /* newest first */
+	int dep_next;                 /* next resolver of the chain */
+	int dep_waiting;              /* a resolver returned EVAPI_DEP_WAIT */
+	const evapi_dep *dep_job;     /* the job runs this pool resolver */
+	int dep_rc;
+	int final_status;             /* as logged (req_finish) */
+	int cleaning;                 /* cleanups running: no reply, no wait */
 	evapi__arena arena;
 	/* Enough for a short request (wrk's, curl's: path and two or
 	 * three headers); more spills into malloc'd blocks. Every
@@ -505,6 +519,8 @@ struct evapi_app {
 	evapi__postq *postq;             /* wake.c: thread-safe posts */
 	struct evapi__hooks *hooks;      /* lifespan.c: startup/shutdown */
 	struct evapi__mws *mws;          /* middleware.c; NULL when none */
+	struct evapi__deps *deps_mod;    /* depends.c: app-wide; NULL: none */
+	struct evapi__secs *secs;        /* security.c: security deps */
 	struct evapi__mount *mounts;     /* files.c: mounted directories */
 	evapi__access_buf *access; /* log.c */
 	evapi__stats *stats_mod;   /* stats.c; NULL unless cfg.stats_routes */
@@ -656,13 +672,35 @@ EVAPI_HIDDEN void evapi__stream_job_done(evapi_stream *s);
 EVAPI_HIDDEN int evapi__before_call(evapi_req *req, evapi_mw_before_cb cb,
                                     void *arg, const char *kind,
                                     const char *name);
-/* apirouter.c: runs the dependencies of req's route (it has a group):
- * 1 when one answered; the route's OpenAPI tags (new, or NULL without); where a
+/* apirouter.c: a group's dependencies (outermost router first) and
+ * their count; the route's OpenAPI tags (new, or NULL without); where a
  * route came from ("router /api"); the app's groups freed */
-EVAPI_HIDDEN int evapi__group_depends(evapi_req *req);
+EVAPI_HIDDEN const evapi_dep *evapi__group_deps(const struct evapi__group *g,
+                                                int *n);
 EVAPI_HIDDEN json_t *evapi__group_tags(const struct evapi__group *g);
 EVAPI_HIDDEN const char *evapi__group_origin(const struct evapi__group *g);
 EVAPI_HIDDEN void evapi__groups_free(evapi_app *app);
+/* depends.c: the dependency chain of a routed request (loop): runs the
+ * resolvers from req->dep_next on, then evapi__req_dispatch; a pool
+ * resolver's outcome (after its job's completion); OpenAPI `security`
+ * items of a route's dependencies appended to `a`; a dependency checked
+ * and appended to an array; a freed request's cleanups and state; the
+ * app's list freed. security.c: the security dependencies freed. */
+EVAPI_HIDDEN void evapi__deps_run(evapi_req *req);
+EVAPI_HIDDEN void evapi__deps_pool_done(evapi_req *req, const evapi_dep *d);
+EVAPI_HIDDEN void evapi__deps_security(const evapi_app *app,
+                                       const evapi__route *rt, json_t *a);
+EVAPI_HIDDEN int evapi__dep_valid(const evapi_dep *d);
+EVAPI_HIDDEN int evapi__dep_append(evapi_dep **v, int *n, const evapi_dep *d);
+EVAPI_HIDDEN void evapi__deps_req_free(evapi_req *req);
+EVAPI_HIDDEN void evapi__deps_free(evapi_app *app);
+EVAPI_HIDDEN void evapi__security_free(evapi_app *app);
+/* reactor.c: runs req's handler on its lane; queues req's pool job (the
+ * handler, or the pool resolver req->dep_job; 503 when the queue is
+ * full); arms the close watch and deadline of a request that waits */
+EVAPI_HIDDEN void evapi__req_dispatch(evapi_req *req);
+EVAPI_HIDDEN void evapi__req_submit(evapi_req *req);
+EVAPI_HIDDEN void evapi__req_defer(evapi_req *req);
 /* app.c: 1 when template `a` matches every path `b` matches */
 EVAPI_HIDDEN int evapi__tmpl_covers(const char *a, const char *b);
 /* files.c: a file reply's body (closed with it), sending it (loop; in

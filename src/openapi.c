@@ -432,8 +432,8 @@ static void default_id(const evapi__route *rt, const char *lower, char *id,
 	snprintf(id + o, cap - o, "%s%s", o ? "_" : "", lower);
 }
 
-static json_t *operation(const evapi__route *rt, const char *lower,
-                         json_t *schemas, json_t *ids)
+static json_t *operation(const evapi_app *app, const evapi__route *rt,
+                         const char *lower, json_t *schemas, json_t *ids)
 {
 	const struct evapi__decl *d = rt->decl;
 	const evapi_route_decl *r = d ? &d->d : NULL;
@@ -472,11 +472,16 @@ static json_t *operation(const evapi__route *rt, const char *lower,
 		json_object_set_new(op, "tags", tags);
 	if (r && r->deprecated)
 		json_object_set_new(op, "deprecated", json_true());
-	if (r && r->security) {
+	{
+		/* the declaration's, then those its dependencies check */
 		json_t *a = json_array();
-		for (t = r->security; *t; t++)
+		for (t = r ? r->security : NULL; t && *t; t++)
 			json_array_append_new(a, json_pack("{s:[]}", *t));
-		json_object_set_new(op, "security", a);
+		evapi__deps_security(app, rt, a);
+		if (json_array_size(a))
+			json_object_set_new(op, "security", a);
+		else
+			json_decref(a);
 	}
 	json_object_set_new(op, "x-evapi-lane",
 	                    json_string(evapi_lane_name(rt->lane)));
@@ -624,7 +629,7 @@ json_t *evapi_app_openapi(evapi_app *app)
 		lower[k] = '\0';
 		if (!json_object_get(item, lower)) /* first route wins */
 			json_object_set_new(item, lower,
-			                    operation(rt, lower, schemas, ids));
+			                    operation(app, rt, lower, schemas, ids));
 	}
 	json_decref(ids);
 	return doc;

@@ -94,6 +94,9 @@ static void req_free(evapi_req *req)
 
 	if (req->tasks)
 		evapi__tasks_drop(req, "the request ended without its reply");
+	/* over: its cleanups run, then its state goes */
+	if (req->cleanups || req->slots)
+		evapi__deps_req_free(req);
 	TAILQ_REMOVE(&app->live, req, live);
 	EVAPI__ADD(&app->stats.in_flight, -1ULL);
 	if (req->watch)
@@ -186,6 +189,7 @@ static void req_finish(evapi_req *req, int status)
 	if (req->finished)
 		return;
 	req->finished = 1;
+	req->final_status = status;
 	disarm(req);
 	evapi__stats_request(app, req->route, status, us);
 	if (app->cfg.access_log)
@@ -502,7 +506,13 @@ void evapi__req_leave(evapi_req *req, evapi__user *u)
 	evapi_app *app = req->app;
 
 	evapi__user_end(app, u);
-	if (!req->gone && req->state == EVAPI__REQ_RUNNING) {
+	/* on_worker: a continuation resumed a dependency chain that queued
+	 * the next pool job (a pool resolver, the handler), which now owns
+	 * req->state and armed the watch and deadline. Read apart from
+	 * state (an atomic load), so the compiler cannot fold the two into
+	 * one load that reads state while the worker writes it. */
+	if (!req->gone && !EVAPI__LOAD(&req->on_worker) &&
+	    req->state == EVAPI__REQ_RUNNING) {
 		if (req->pending == 0) {
 			EVAPI__ADD(&app->stats.no_reply, 1);
 			evapi__log(app, EVAPI_LOG_ERROR,
@@ -522,15 +532,22 @@ void evapi__req_leave(evapi_req *req, evapi__user *u)
 static void handler_work(evapi__job *job)
 {
 	evapi_req *req = EVAPI__CONTAINER_OF(job, evapi_req, job);
-	req->route->cb(req, req->route->arg);
+	const evapi_dep *d = req->dep_job;
+
+	if (d)
+		req->dep_rc = d->cb(req, d->arg); /* a pool resolver */
+	else
+		req->route->cb(req, req->route->arg);
 }
 
 static void handler_done(evapi__job *job, int status)
 {
 	evapi_req *req = EVAPI__CONTAINER_OF(job, evapi_req, job);
 	evapi_app *app = req->app;
+	const evapi_dep *dep = req->dep_job;
 
 	req->on_worker = 0;
+	req->dep_job = NULL;
 	/* A stream the handler started: make sure the loop has taken it
 	 * over (or cancelled it) before the job's reference goes. */
 	if (req->resp.stream)
@@ -543,6 +560,8 @@ static void handler_done(evapi__job *job, int status)
 		/* the stream answers */
 	} else if (req->state == EVAPI__REQ_REPLIED) {
 		evapi__req_send(req);
+	} else if (dep) {
+		evapi__deps_pool_done(req, dep); /* the next resolver */
 	} else {
 		EVAPI__ADD(&app->stats.no_reply, 1);
 		evapi__log(app, EVAPI_LOG_ERROR,
@@ -554,6 +573,43 @@ static void handler_done(evapi__job *job, int status)
 }
 
 /* ---- dispatch ----------------------------------------------------------- */
+
+void evapi__req_submit(evapi_req *req)
+{
+	evapi_app *app = req->app;
+
+	req->job.work = handler_work;
+	req->job.done = handler_done;
+	req->on_worker = 1;
+	if (evapi__pool_submit(app->pool, &req->job) != 0) {
+		req->on_worker = 0;
+		req->dep_job = NULL;
+		EVAPI__ADD(&app->stats.rejected, 1);
+		evapi_reply_add_header(req, "Retry-After", "1");
+		evapi_reply_error(req, 503,
+		                  "Server busy: the worker pool queue is full");
+	} else {
+		req->refs++; /* the job's */
+		arm_deferred(req);
+	}
+}
+
+void evapi__req_dispatch(evapi_req *req)
+{
+	if (req->route->lane == EVAPI_INLINE) {
+		evapi__user u;
+		evapi__req_enter(req, &u, "handler");
+		req->route->cb(req, req->route->arg);
+		evapi__req_leave(req, &u);
+	} else {
+		evapi__req_submit(req);
+	}
+}
+
+void evapi__req_defer(evapi_req *req)
+{
+	arm_deferred(req);
+}
 
 static evapi_method map_cmd(enum evhttp_cmd_type t)
 {
@@ -743,29 +799,7 @@ static void on_request(struct evhttp_request *ev, void *arg)
 	 * the handler runs or a worker is taken. */
 	if (req->route->decl && evapi__decl_check(req) != 0)
 		goto out;
-	if (req->route->group && evapi__group_depends(req))
-		goto out; /* a router's dependency answered */
-
-	if (req->route->lane == EVAPI_INLINE) {
-		evapi__user u;
-		evapi__req_enter(req, &u, "handler");
-		req->route->cb(req, req->route->arg);
-		evapi__req_leave(req, &u);
-	} else {
-		req->job.work = handler_work;
-		req->job.done = handler_done;
-		req->on_worker = 1;
-		if (evapi__pool_submit(app->pool, &req->job) != 0) {
-			req->on_worker = 0;
-			EVAPI__ADD(&app->stats.rejected, 1);
-			evapi_reply_add_header(req, "Retry-After", "1");
-			evapi_reply_error(req, 503,
-			                  "Server busy: the worker pool queue is full");
-		} else {
-			req->refs++; /* the job's */
-			arm_deferred(req);
-		}
-	}
+	evapi__deps_run(req); /* then the handler, on its lane */
 out:
 	evapi__req_unref(req);
 }

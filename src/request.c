@@ -174,7 +174,7 @@ int evapi__req_can_wait(const evapi_req *req)
 	 * work that finished later would have no request to continue. */
 	if (req->in_before)
 		return EVAPI_ESTATE;
-	if (req->gone)
+	if (req->gone || req->cleaning)
 		return EVAPI_EGONE;
 	return 0;
 }
@@ -185,6 +185,8 @@ int evapi__reply_check(evapi_req *req)
 	 * function must hand its result to the continuation instead. */
 	if (!req->on_worker && !evapi__on_loop(req->app))
 		return EVAPI_ETHREAD;
+	if (req->cleaning)
+		return EVAPI_EGONE;
 	if (req->state != EVAPI__REQ_RUNNING)
 		return req->state == EVAPI__REQ_GONE ? EVAPI_EGONE : EVAPI_EALREADY;
 	return 0;

@@ -83,6 +83,7 @@ static void route_free(evapi__route *rt)
 	free(rt->is_param);
 	free(rt->tmpl);
 	free(rt->label);
+	free(rt->deps);
 	free(rt);
 }
 

@@ -22,6 +22,7 @@ static const char *const headers[] = {
 	"evapi/tasks.h",     "evapi/stream.h", "evapi/middleware.h",
 	"evapi/lifespan.h",  "evapi/websocket.h", "evapi/channel.h",
 	"evapi/model.h",     "evapi/testing.h",
+	"evapi/depends.h",   "evapi/security.h",
 	NULL};
 
 static int have(const char *tool)

@@ -17,6 +17,7 @@
 #include <evapi/app.h>
 #include <evapi/middleware.h>
 #include <evapi/schema.h>
+#include <evapi/depends.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -47,15 +48,24 @@ EVAPI_EXPORT int evapi_router_tag(evapi_router *r, const char *tag);
 EVAPI_EXPORT int evapi_router_lane(evapi_router *r, evapi_lane lane);
 
 /**
- * Adds a dependency: `cb` runs on the loop for every request routed to
- * one of the router's routes, after routing and the checks of a
- * declared route (path parameters are known) and before the handler, in
- * either lane. The contract is a middleware's before hook's
- * (evapi/middleware.h): reply and return 1 to answer instead of the
- * handler (a 401, say); return 0 to go on; it must not block and cannot
- * wait. Returning non-zero without a reply answers 500. Dependencies run
- * outermost router first, then in the order they were added. `arg` is
- * borrowed for the app's life. Returns 0, EVAPI_EINVAL or EVAPI_ENOMEM.
+ * Adds a dependency (evapi/depends.h) to every route of the router, and
+ * of the routers it is included in later: they run after the app's
+ * dependencies, outermost router first, then in the order they were
+ * added, before the route's own. `dep` is copied (its strings are
+ * borrowed for the app's life). Returns 0, EVAPI_EINVAL or EVAPI_ENOMEM.
+ */
+EVAPI_EXPORT int evapi_router_dep(evapi_router *r, const evapi_dep *dep);
+
+/**
+ * evapi_router_dep of an inline dependency `cb(req, arg)`: it runs on the
+ * loop for every request routed to one of the router's routes, after
+ * routing and the checks of a declared route (path parameters are
+ * known) and before the handler, in either lane. Reply to answer
+ * instead of the handler (a 401, say); return 0 to go on, or
+ * EVAPI_DEP_WAIT after starting request-bound work whose continuation
+ * calls evapi_dep_resume. Returning anything else without a reply
+ * answers 500. `arg` is borrowed for the app's life. Returns 0,
+ * EVAPI_EINVAL or EVAPI_ENOMEM.
  */
 EVAPI_EXPORT int evapi_router_depends(evapi_router *r, evapi_mw_before_cb cb,
                                       void *arg);

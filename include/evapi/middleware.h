@@ -22,8 +22,9 @@ extern "C" {
  * must not block, and it cannot wait: evapi_req_sleep,
  * evapi_req_run_in_pool, evapi_req_fetch and evapi_req_gather return
  * EVAPI_ESTATE here (and their callback never runs). A check that needs
- * to wait (an outbound call, a database) belongs in the handler, or in a
- * route dependency once those exist. `req` is borrowed for the call.
+ * to wait (an outbound call, a database) belongs in a dependency
+ * (evapi/depends.h): evapi_app_dep runs one for every route, after
+ * routing. `req` is borrowed for the call.
  */
 typedef int (*evapi_mw_before_cb)(evapi_req *req, void *arg);
 

@@ -279,8 +279,9 @@ EVAPI_EXPORT int evapi_app_openapi_info(evapi_app *app, const char *title,
 /**
  * Declares a security scheme under components/securitySchemes, for the
  * `security` of declared routes. This only documents it (the Authorize
- * button of /docs sends the credential); checking the credential is the
- * handler's or a middleware's job. `name` ([A-Za-z0-9._-], unique),
+ * button of /docs sends the credential); evapi_app_security
+ * (evapi/security.h) declares one and returns the dependency that
+ * checks it. `name` ([A-Za-z0-9._-], unique),
  * `param` and `description` (may be NULL) are copied. Returns 0,
  * EVAPI_EINVAL (bad name or kind, an API key without `param`),
  * EVAPI_EEXIST (name taken), EVAPI_ENOMEM or EVAPI_ESTATE (running).
