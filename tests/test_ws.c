@@ -660,61 +660,6 @@ static void test_stall_named(void)
 
 /* ---- broadcast ------------------------------------------------------------------ */
 
-#define NSESS 1000
-
-static long rss_kib(void)
-{
-	long pages = 0, rss = 0;
-	FILE *f = fopen("/proc/self/statm", "r");
-	if (f) {
-		if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
-			rss = 0;
-		fclose(f);
-	}
-	return rss * (sysconf(_SC_PAGESIZE) / 1024);
-}
-
-static void test_broadcast_1000(void)
-{
-	th_server s;
-	wsc *c = calloc(NSESS, sizeof *c);
-	char resp[2048];
-	int i, got = 0, opened = 0;
-	double t0;
-
-	long rss0, rss1;
-
-	th_server_start(&s, make_app());
-	rss0 = rss_kib();
-	for (i = 0; i < NSESS; i++)
-		opened += wsc_open(&c[i], s.port, "/ws/chat/lobby", NULL, resp,
-		                   sizeof resp) == 101;
-	CHECK_INT(opened, ==, NSESS);
-	/* both ends live in this process: the client's side is one socket
-	 * and a small parser each, so this is mostly the server's */
-	th_sleep_ms(100);
-	rss1 = rss_kib();
-	printf("    %d sessions open: process RSS +%ld KiB (%.1f KiB each)\n",
-	       NSESS, rss1 - rss0, (double)(rss1 - rss0) / NSESS);
-	CHECK_DBL((double)(rss1 - rss0) / NSESS, <, 64.0);
-	t0 = th_now();
-	wsc_text(&c[0], "hi all");
-	for (i = 0; i < NSESS; i++) {
-		char m[32];
-		if (wsc_recv(&c[i], 5, m, sizeof m, NULL, NULL) ==
-		            EVAPI__WS_EV_MESSAGE &&
-		    strcmp(m, "hi all") == 0)
-			got++;
-	}
-	CHECK_INT(got, ==, NSESS);
-	printf("    %d sessions: broadcast received by all in %.0f ms\n", NSESS,
-	       (th_now() - t0) * 1000);
-	for (i = 0; i < NSESS; i++)
-		wsc_close(&c[i]);
-	th_server_stop(&s);
-	free(c);
-}
-
 /* Reads an event stream into buf until it holds `want` (3 s at most). */
 static void sse_until(int fd, const char *want, char *buf, size_t cap)
 {
@@ -873,7 +818,6 @@ int main(int argc, char **argv)
 		{"ws.idle_ping", test_idle_ping},
 		{"ws.pool_offload", test_pool_offload},
 		{"ws.stall_named", test_stall_named},
-		{"ws.broadcast_1000", test_broadcast_1000},
 		{"ws.broadcast_sse", test_broadcast_sse},
 		{"ws.demo_routes", test_demo_routes},
 		{"ws.python_websockets", test_python_websockets},
