@@ -648,7 +648,7 @@ static void test_7_1_client_close(void)
 		CHECK(th_trace_wait("close:/echo:1005:;", 3));
 	}
 	/* the longest reason, 123 bytes, passes */
-	memset(r, 'r', 123);
+	memset(r, 'r', sizeof r);
 	FAILS_WITH(1000, send_close(&c_, 1000, r, 123));
 	/* 124 bytes (a 126-byte control frame): 1002 */
 	FAILS_WITH(1002, send_close(&c_, 1000, r, 124));
