@@ -81,13 +81,22 @@ static void it_echoes(void)
 		TH_SKIP("port 8000 is taken: the example listens there");
 		return;
 	}
+	if (access("./examples/ws_echo", X_OK) != 0) {
+		TH_FAIL_AT("./examples/ws_echo is not built (make)");
+		return;
+	}
 	pid = fork();
 	if (pid == 0) {
 		execl("./examples/ws_echo", "ws_echo", (char *)NULL);
 		_exit(127);
 	}
-	for (i = 0; i < 100 && !listening(8000); i++)
+	for (i = 0; i < 200 && !listening(8000); i++) {
+		if (waitpid(pid, &status, WNOHANG) == pid) {
+			TH_FAIL_AT("the example exited at start: %d", status);
+			return;
+		}
 		th_sleep_ms(50);
+	}
 	CHECK_INT(wsc_open(&c, 8000, "/ws/echo", NULL, resp, sizeof resp), ==,
 	          101);
 	text_reply(&c, "h\xc3\xa9llo", "h\xc3\xa9llo");
