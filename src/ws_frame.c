@@ -381,7 +381,10 @@ int evapi__ws_close_code_ok(int code)
 {
 	if (code >= 3000 && code <= 4999)
 		return 1;
-	return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1011);
+	/* 1012-1014 (service restart, try again later, bad gateway) are in
+	 * IANA's registry since RFC 6455: peers send them, so refusing them
+	 * would fail a well-behaved client's close */
+	return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014);
 }
 
 /* ---- writer -------------------------------------------------------------- */

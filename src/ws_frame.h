@@ -78,8 +78,8 @@ EVAPI_HIDDEN int evapi__ws_parser_close(const evapi__ws_parser *p,
 EVAPI_HIDDEN int evapi__ws_parser_error(const evapi__ws_parser *p,
                                         const char **detail);
 
-/* 1 for a close code a peer may send (RFC 6455 7.4): 1000-1003,
- * 1007-1011, 3000-4999. */
+/* 1 for a close code a peer may send (RFC 6455 7.4 and IANA's
+ * registry): 1000-1003, 1007-1014, 3000-4999. */
 EVAPI_HIDDEN int evapi__ws_close_code_ok(int code);
 
 /* Incremental UTF-8 check (RFC 3629: no overlongs, surrogates or code

@@ -16,10 +16,7 @@
 #include <unistd.h>
 
 #include "../examples/demo.h"
-#include "../src/ws_frame.h"
-
-#define KEY "dGhlIHNhbXBsZSBub25jZQ=="
-#define KEY_ACCEPT "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+#include "wsc.h"
 
 /* ---- the app ------------------------------------------------------------ */
 
@@ -51,18 +48,7 @@ static void on_echo(evapi_ws *ws, int binary, const char *data, size_t len,
 		th_trace_add(t);
 		return;
 	}
-	if (binary)
-		evapi_ws_send_bytes(ws, data, len);
-	else
-		evapi_ws_send_text(ws, data);
-}
-
-static void on_closed(evapi_ws *ws, int code, const char *reason, void *arg)
-{
-	char t[200];
-	snprintf(t, sizeof t, "close:%s:%d:%s;", evapi_ws_path(ws), code,
-	         reason);
-	th_trace_add(t);
+	wsc_app_echo(ws, binary, data, len);
 }
 
 /* on_open choosing the client's first offer and adding a header */
@@ -160,218 +146,27 @@ static evapi_app *make_app(void)
 	o.origins = origins;
 	ping.ping_interval_ms = 200;
 	ping.ping_timeout_ms = 300;
-	evapi_app_websocket(app, "/ws/echo", NULL, NULL, on_echo, on_closed,
-	                    NULL);
-	evapi_app_websocket(app, "/ws/small", &small, NULL, on_echo, on_closed,
-	                    NULL);
-	evapi_app_websocket(app, "/ws/slow", &slow, NULL, on_echo, on_closed,
-	                    NULL);
+	evapi_app_websocket(app, "/ws/echo", NULL, NULL, on_echo,
+	                    wsc_app_closed, NULL);
+	evapi_app_websocket(app, "/ws/small", &small, NULL, on_echo,
+	                    wsc_app_closed, NULL);
+	evapi_app_websocket(app, "/ws/slow", &slow, NULL, on_echo,
+	                    wsc_app_closed, NULL);
 	evapi_app_websocket(app, "/ws/refuse", &refuse, NULL, on_echo,
-	                    on_closed, NULL);
-	evapi_app_websocket(app, "/ws/proto", &o, NULL, on_echo, on_closed,
-	                    NULL);
+	                    wsc_app_closed, NULL);
+	evapi_app_websocket(app, "/ws/proto", &o, NULL, on_echo,
+	                    wsc_app_closed, NULL);
 	evapi_app_websocket(app, "/ws/pick", NULL, pick_open, on_echo,
-	                    on_closed, NULL);
-	evapi_app_websocket(app, "/ws/ping", &ping, NULL, on_echo, on_closed,
-	                    NULL);
+	                    wsc_app_closed, NULL);
+	evapi_app_websocket(app, "/ws/ping", &ping, NULL, on_echo,
+	                    wsc_app_closed, NULL);
 	evapi_app_websocket(app, "/ws/pool", NULL, NULL, pool_message,
-	                    on_closed, NULL);
+	                    wsc_app_closed, NULL);
 	evapi_app_websocket(app, "/ws/chat/{room}", NULL, chat_open,
 	                    chat_message, NULL, NULL);
 	evapi_app_route(app, EVAPI_GET, "/sse/{room}", EVAPI_INLINE, sse_room,
 	                app);
 	return app;
-}
-
-/* ---- a raw client ----------------------------------------------------------- */
-
-typedef struct wsc {
-	int fd;
-	evapi__ws_parser *p;
-	uint8_t buf[65536];
-	size_t have, off;
-	int eof;
-} wsc;
-
-/* Reads what is there within `secs`: 1 got bytes, 0 timeout, -1 EOF. */
-static int fill(wsc *c, double secs)
-{
-	struct pollfd pf = {c->fd, POLLIN, 0};
-	ssize_t n;
-	if (c->off == c->have)
-		c->off = c->have = 0;
-	if (c->have == sizeof c->buf - 1) {
-		memmove(c->buf, c->buf + c->off, c->have - c->off);
-		c->have -= c->off;
-		c->off = 0;
-	}
-	if (poll(&pf, 1, (int)(secs * 1000)) <= 0)
-		return 0;
-	n = read(c->fd, c->buf + c->have, sizeof c->buf - 1 - c->have);
-	if (n <= 0) {
-		c->eof = 1;
-		return -1;
-	}
-	c->have += (size_t)n;
-	c->buf[c->have] = 0; /* for the tests that read text */
-	return 1;
-}
-
-/* Sends a handshake for `path` (with `extra` header lines) and reads
- * the response head into resp. Returns its status (0: none). */
-static int wsc_open_raw(wsc *c, int port, const char *request, char *resp,
-                        size_t cap)
-{
-	double end = th_now() + 5;
-	char *e = NULL;
-	/* not the buffer: its untouched pages stay out of the RSS the
-	 * 1 000-session test measures */
-	c->have = c->off = 0;
-	c->eof = 0;
-	c->buf[0] = 0;
-	c->fd = th_connect_send(port, request);
-	c->p = evapi__ws_parser_new(0, 4 << 20);
-	resp[0] = 0;
-	if (c->fd < 0)
-		return 0;
-	while (th_now() < end) {
-		c->buf[c->have] = 0;
-		if ((e = strstr((char *)c->buf, "\r\n\r\n")))
-			break;
-		if (fill(c, 0.2) < 0)
-			break;
-	}
-	{
-		size_t k = c->have < cap - 1 ? c->have : cap - 1;
-		memcpy(resp, c->buf, k);
-		resp[k] = 0;
-	}
-	if (!e)
-		return atoi(resp + 9);
-	c->off = (size_t)(e + 4 - (char *)c->buf);
-	resp[c->off < cap ? c->off : cap - 1] = 0;
-	return atoi(resp + 9);
-}
-
-static int wsc_open(wsc *c, int port, const char *path, const char *extra,
-                    char *resp, size_t cap)
-{
-	char req[1024];
-	snprintf(req, sizeof req,
-	         "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-	         "Connection: Upgrade\r\nSec-WebSocket-Key: " KEY "\r\n"
-	         "Sec-WebSocket-Version: 13\r\n%s\r\n",
-	         path, extra ? extra : "");
-	return wsc_open_raw(c, port, req, resp, cap);
-}
-
-static void wsc_close(wsc *c)
-{
-	if (c->fd >= 0)
-		close(c->fd);
-	c->fd = -1;
-	evapi__ws_parser_free(c->p);
-	c->p = NULL;
-}
-
-static const uint8_t MASK[4] = {0xa1, 0x5b, 0x03, 0xc7};
-
-/* One frame, masked unless b0 has bit 0x100 set ("send unmasked"). */
-static void wsc_send(wsc *c, int b0, const void *data, size_t len)
-{
-	uint8_t *f = malloc(len + EVAPI__WS_MAX_HEADER);
-	int masked = !(b0 & 0x100);
-	size_t hn = evapi__ws_header(f, 1, 0, len, masked ? MASK : NULL);
-	f[0] = (uint8_t)b0;
-	memcpy(f + hn, data, len);
-	if (masked)
-		evapi__ws_mask(f + hn, len, MASK, 0);
-	if (write(c->fd, f, hn + len) < 0)
-		perror("write");
-	free(f);
-}
-
-static void wsc_text(wsc *c, const char *s)
-{
-	wsc_send(c, 0x81, s, strlen(s));
-}
-
-/* The next frame event from the server, within `secs`: the event
- * (EVAPI__WS_EV_*), or -1 on timeout or EOF. Payload into out
- * (NUL-terminated, cut to cap); for CLOSE, *code. */
-static int wsc_recv(wsc *c, double secs, char *out, size_t cap, size_t *len,
-                    int *code)
-{
-	double end = th_now() + secs;
-	for (;;) {
-		size_t used = 0;
-		int ev = c->off < c->have
-		                 ? evapi__ws_parser_feed(c->p, c->buf + c->off,
-		                                         c->have - c->off, &used)
-		                 : EVAPI__WS_EV_MORE;
-		c->off += used;
-		if (ev == EVAPI__WS_EV_MESSAGE || ev == EVAPI__WS_EV_PING ||
-		    ev == EVAPI__WS_EV_PONG) {
-			const uint8_t *d;
-			size_t n;
-			evapi__ws_parser_payload(c->p, &d, &n);
-			if (len)
-				*len = n;
-			if (out) {
-				size_t k = n < cap - 1 ? n : cap - 1;
-				memcpy(out, d, k);
-				out[k] = 0;
-			}
-			return ev;
-		}
-		if (ev == EVAPI__WS_EV_CLOSE) {
-			const char *r;
-			int k = evapi__ws_parser_close(c->p, &r);
-			if (code)
-				*code = k;
-			if (out)
-				snprintf(out, cap, "%s", r);
-			return ev;
-		}
-		if (ev == EVAPI__WS_EV_ERROR)
-			return ev;
-		if (th_now() >= end || c->eof || fill(c, end - th_now()) <= 0)
-			if (c->off >= c->have)
-				return -1;
-	}
-}
-
-/* 1 when the server closes the TCP connection within secs. */
-static int wsc_eof(wsc *c, double secs)
-{
-	double end = th_now() + secs;
-	while (!c->eof && th_now() < end) {
-		c->off = c->have;
-		fill(c, 0.1);
-	}
-	return c->eof;
-}
-
-/* Expects the close frame `code`, then the TCP close. */
-/* Sends `text` and expects the message `want` back. */
-static void text_reply(wsc *c, const char *text, const char *want)
-{
-	char resp[2048];
-	wsc_text(c, text);
-	CHECK_INT(wsc_recv(c, 5, resp, sizeof resp, NULL, NULL), ==,
-	          EVAPI__WS_EV_MESSAGE);
-	CHECK_STR(resp, want);
-}
-
-static void expect_close(wsc *c, int code, int line)
-{
-	char r[128];
-	int got = 0, ev = wsc_recv(c, 5, r, sizeof r, NULL, &got);
-	if (ev != EVAPI__WS_EV_CLOSE || got != code)
-		TH_FAIL_AT("line %d: close %d expected, got event %d code %d", line,
-		           code, ev, got);
-	if (!wsc_eof(c, 5))
-		TH_FAIL_AT("line %d: connection not closed", line);
 }
 
 /* ---- handshake ---------------------------------------------------------------- */
@@ -410,7 +205,7 @@ static void bad_handshake(int port, const char *req, int status,
 		TH_FAIL_AT("line %d: no Connection: close in %s", line, resp);
 	/* the body, to the server's close */
 	while (!c.eof && c.have < sizeof c.buf - 1)
-		if (fill(&c, 2) == 0)
+		if (wsc_fill(&c, 2) == 0)
 			break;
 	if (!strstr((char *)c.buf, "{\"detail\":"))
 		TH_FAIL_AT("line %d: no JSON detail", line);
@@ -477,7 +272,7 @@ static void test_pipelined_after_upgrade(void)
 	wsc c;
 	char resp[2048], req[1024];
 	uint8_t f[16];
-	size_t n = evapi__ws_header(f, 1, EVAPI__WS_TEXT, 0, MASK);
+	size_t n = evapi__ws_header(f, 1, EVAPI__WS_TEXT, 0, WSC_MASK);
 
 	th_server_start(&s, make_app());
 	snprintf(req, sizeof req, REQ("/ws/echo", GOOD_UP "Sec-WebSocket-Key: " KEY
@@ -502,7 +297,7 @@ static void test_pipelined_after_upgrade(void)
 		char rest[2048];
 		double end = th_now() + 3;
 		while (!strstr((char *)c.buf + c.off, "\r\n\r\n") && th_now() < end)
-			fill(&c, 0.2);
+			wsc_fill(&c, 0.2);
 		snprintf(rest, sizeof rest, "%s", (char *)c.buf + c.off);
 		CHECK_CONTAINS(rest, "HTTP/1.1 101 ");
 		if (!strstr(rest, "HTTP/1.1 101 "))
@@ -767,8 +562,8 @@ static void test_write_deadline(void)
 	app = evapi_app_new(&cfg);
 	o.on_full = EVAPI_WS_FULL_REFUSE;
 	o.max_queued = 64 * 1024;
-	evapi_app_websocket(app, "/ws/refuse", &o, NULL, on_echo, on_closed,
-	                    NULL);
+	evapi_app_websocket(app, "/ws/refuse", &o, NULL, on_echo,
+	                    wsc_app_closed, NULL);
 	th_server_start(&s, app);
 	th_trace_clear();
 	CHECK_INT(wsc_open(&c, s.port, "/ws/refuse", NULL, resp, sizeof resp),
@@ -864,61 +659,6 @@ static void test_stall_named(void)
 }
 
 /* ---- broadcast ------------------------------------------------------------------ */
-
-#define NSESS 1000
-
-static long rss_kib(void)
-{
-	long pages = 0, rss = 0;
-	FILE *f = fopen("/proc/self/statm", "r");
-	if (f) {
-		if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
-			rss = 0;
-		fclose(f);
-	}
-	return rss * (sysconf(_SC_PAGESIZE) / 1024);
-}
-
-static void test_broadcast_1000(void)
-{
-	th_server s;
-	wsc *c = calloc(NSESS, sizeof *c);
-	char resp[2048];
-	int i, got = 0, opened = 0;
-	double t0;
-
-	long rss0, rss1;
-
-	th_server_start(&s, make_app());
-	rss0 = rss_kib();
-	for (i = 0; i < NSESS; i++)
-		opened += wsc_open(&c[i], s.port, "/ws/chat/lobby", NULL, resp,
-		                   sizeof resp) == 101;
-	CHECK_INT(opened, ==, NSESS);
-	/* both ends live in this process: the client's side is one socket
-	 * and a small parser each, so this is mostly the server's */
-	th_sleep_ms(100);
-	rss1 = rss_kib();
-	printf("    %d sessions open: process RSS +%ld KiB (%.1f KiB each)\n",
-	       NSESS, rss1 - rss0, (double)(rss1 - rss0) / NSESS);
-	CHECK_DBL((double)(rss1 - rss0) / NSESS, <, 64.0);
-	t0 = th_now();
-	wsc_text(&c[0], "hi all");
-	for (i = 0; i < NSESS; i++) {
-		char m[32];
-		if (wsc_recv(&c[i], 5, m, sizeof m, NULL, NULL) ==
-		            EVAPI__WS_EV_MESSAGE &&
-		    strcmp(m, "hi all") == 0)
-			got++;
-	}
-	CHECK_INT(got, ==, NSESS);
-	printf("    %d sessions: broadcast received by all in %.0f ms\n", NSESS,
-	       (th_now() - t0) * 1000);
-	for (i = 0; i < NSESS; i++)
-		wsc_close(&c[i]);
-	th_server_stop(&s);
-	free(c);
-}
 
 /* Reads an event stream into buf until it holds `want` (3 s at most). */
 static void sse_until(int fd, const char *want, char *buf, size_t cap)
@@ -1078,7 +818,6 @@ int main(int argc, char **argv)
 		{"ws.idle_ping", test_idle_ping},
 		{"ws.pool_offload", test_pool_offload},
 		{"ws.stall_named", test_stall_named},
-		{"ws.broadcast_1000", test_broadcast_1000},
 		{"ws.broadcast_sse", test_broadcast_sse},
 		{"ws.demo_routes", test_demo_routes},
 		{"ws.python_websockets", test_python_websockets},

@@ -56,7 +56,8 @@ typedef struct evapi_ws_opts {
 	size_t max_message;   /**< bytes over all fragments; 0: 1 MiB (1009) */
 	int ping_interval_ms; /**< idle ping every; 0: 20000; < 0: never */
 	int ping_timeout_ms;  /**< pong wait before closing 1011; 0: 20000 */
-	size_t max_queued;    /**< bytes queued to a slow reader; 0: 1 MiB */
+	size_t max_queued;    /**< bytes queued to a slow reader (messages
+	                       *   and pongs); 0: 1 MiB */
 	evapi_ws_full on_full;
 } evapi_ws_opts;
 
@@ -98,9 +99,10 @@ EVAPI_EXPORT int evapi_ws_send_bytes(evapi_ws *ws, const void *data,
 /** Sends `v` as a text message; steals `v`. */
 EVAPI_EXPORT int evapi_ws_send_json(evapi_ws *ws, json_t *v);
 /** Starts the close handshake with `code` (1000, 1001, 1008, 1011,
- *  3000-4999 ...) and a `reason` (UTF-8, cut to 123 bytes; may be NULL).
- *  From on_open, refuses the handshake with 403. Returns 0, EVAPI_EINVAL
- *  (a code one may not send) or EVAPI_EGONE (already closing). */
+ *  1012-1014, 3000-4999 ...) and a `reason` (UTF-8, cut to 123 bytes on
+ *  a character boundary; may be NULL). From on_open, refuses the
+ *  handshake with 403. Returns 0, EVAPI_EINVAL (a code one may not send,
+ *  a reason that is not UTF-8) or EVAPI_EGONE (already closing). */
 EVAPI_EXPORT int evapi_ws_close(evapi_ws *ws, int code, const char *reason);
 
 /** The route's {name} parameter, decoded; borrowed until on_close

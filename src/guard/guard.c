@@ -414,6 +414,11 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 		}
 		if (now >= c->linger_until_us || c->ws_closed)
 			conn_finish(c);
+		else if (!evtimer_pending(c->timer, NULL))
+			/* libevent's timers run on the coarse monotonic clock
+			 * and may fire a few ms before `now` reaches the end:
+			 * without this the linger would never end */
+			timer_in(c, c->linger_until_us - now);
 		return;
 	}
 	conn_arm(c);
