@@ -481,6 +481,7 @@ struct evapi_app {
 	struct evapi__openapi *openapi; /* info, schemes, files (openapi.c) */
 	evapi__client *client;        /* outbound calls (client.c) */
 	struct evapi__db *db;         /* db.c; NULL without cfg.db_url */
+	struct evapi__redis *redis;   /* redis.c; NULL without redis_url */
 	struct evapi__guard *guard; /* guard.c: the filter in front of evhttp */
 	struct evapi__ws_app *ws;   /* ws.c: WebSocket routes and sessions */
 	struct evapi__channels *channels; /* channel.c: broadcast */
@@ -810,6 +811,20 @@ evapi__client_defaults(const evapi__client *c);
  * have all completed). */
 EVAPI_HIDDEN int evapi__db_new(evapi_app *app);
 EVAPI_HIDDEN void evapi__db_free(evapi_app *app);
+
+/* ---- redis.c: Redis on the loop, the broadcast bridge ----------------- */
+/* new: 0, or EVAPI_EINVAL for a redis_url it cannot parse, EVAPI_ENOMEM;
+ * nothing when redis_url is NULL. free: after the pool is freed. */
+EVAPI_HIDDEN int evapi__redis_new(evapi_app *app);
+EVAPI_HIDDEN void evapi__redis_free(evapi_app *app);
+/* PUBLISHes a broadcast of channel.c to the other processes (no-op
+ * without Redis). Loop thread. */
+EVAPI_HIDDEN void evapi__redis_publish(evapi_app *app, const char *name,
+                                       const char *text);
+/* channel.c: delivers `text` to this process's subscribers of `name`;
+ * returns how many it reached. Loop thread. */
+EVAPI_HIDDEN int evapi__channels_deliver(evapi_app *app, const char *name,
+                                         const char *text);
 
 /* ---- stats.c: runtime statistics (loop thread) ----------------------- */
 EVAPI_HIDDEN int evapi__stats_init(evapi_app *app);
