@@ -75,7 +75,8 @@ static void lrange(evapi_req *req, void *arg)
 	cmd_route(req, argv, 4);
 }
 
-/* BLPOP on a key nobody pushes to: Redis holds the reply 3 s. */
+/* BLPOP on a key nobody pushes to: Redis holds the reply 3 s (2 s for
+ * the traced one). */
 static void blpop(evapi_req *req, void *arg)
 {
 	const char *argv[] = {"BLPOP", "evapi:test:never", "3"};
@@ -94,7 +95,7 @@ static void traced(evapi_req *req, int status, const evapi_redis_reply *r,
 
 static void blpop_traced(evapi_req *req, void *arg)
 {
-	const char *argv[] = {"BLPOP", "evapi:test:never", "1"};
+	const char *argv[] = {"BLPOP", "evapi:test:never", "2"};
 	if (evapi_req_redis_command(req, 3, argv, NULL, traced, NULL) != 0)
 		evapi_reply_error(req, 500, "no command");
 }
@@ -337,9 +338,10 @@ static void test_cancel_once(void)
 	th_trace_clear();
 	th_send_and_close(s.port, "GET /blpop-traced HTTP/1.1\r\n"
 	                          "Host: x\r\n\r\n", 200);
-	CHECK(th_trace_wait("blpop-cb:-7;", 3));
-	/* the late reply (BLPOP's nil after 1 s) is dropped */
-	th_sleep_ms(1500);
+	/* told at once, not when BLPOP gives up (2 s) */
+	CHECK(th_trace_wait("blpop-cb:-7;", 1.2));
+	/* the late reply (BLPOP's nil) is dropped */
+	th_sleep_ms(2000);
 	CHECK_INT(count_of(th_trace(), "blpop-cb:"), ==, 1);
 	CHECK_INT(th_http(s.port, "GET", "/set/c/d", NULL, &r), ==, 200);
 	th_server_stop(&s);
