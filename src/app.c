@@ -34,6 +34,31 @@ enum evapi__thread_role evapi__thread_role(void)
 	return thread_role;
 }
 
+void *evapi__thread_record(evapi__thread_slot *slot, size_t size)
+{
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	void *rec;
+
+	if (!__atomic_load_n(&slot->ready, __ATOMIC_ACQUIRE)) {
+		pthread_mutex_lock(&lock);
+		if (!slot->ready &&
+		    pthread_key_create(&slot->key, slot->destroy) == 0)
+			__atomic_store_n(&slot->ready, 1, __ATOMIC_RELEASE);
+		pthread_mutex_unlock(&lock);
+		if (!__atomic_load_n(&slot->ready, __ATOMIC_ACQUIRE))
+			return NULL;
+	}
+	if ((rec = pthread_getspecific(slot->key)))
+		return rec;
+	if (!(rec = calloc(1, size)))
+		return NULL;
+	if (pthread_setspecific(slot->key, rec) != 0) {
+		free(rec);
+		return NULL;
+	}
+	return rec;
+}
+
 static void worker_init(void *app)
 {
 	evapi__thread_set(app, EVAPI__THREAD_WORKER);

@@ -94,6 +94,22 @@ EVAPI_HIDDEN void evapi__thread_set(const evapi_app *app,
 EVAPI_HIDDEN const evapi_app *evapi__thread_app(void); /* or NULL */
 EVAPI_HIDDEN enum evapi__thread_role evapi__thread_role(void);
 
+/* A record of each thread's own (a blocking client's connection): made
+ * zeroed on a thread's first evapi__thread_record call and handed to
+ * `destroy` (which frees it) when the thread exits. Declare one per
+ * kind, file-static: static evapi__thread_slot s =
+ * EVAPI__THREAD_SLOT(destroy). Any thread. */
+typedef struct evapi__thread_slot {
+	void (*destroy)(void *record);
+	pthread_key_t key;
+	int ready; /* atomic: key made */
+} evapi__thread_slot;
+#define EVAPI__THREAD_SLOT(destroy) {(destroy), 0, 0}
+/* The calling thread's record of `size` bytes, or NULL when out of
+ * memory (or of thread keys). */
+EVAPI_HIDDEN void *evapi__thread_record(evapi__thread_slot *slot,
+                                        size_t size);
+
 /* 1 when the calling thread is `*t` (read atomically: evapi_app_run
  * stores the loop thread's id while other threads may read it). */
 static inline int evapi__is_thread(const pthread_t *t)

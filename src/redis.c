@@ -46,9 +46,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-#include <evapi/redis.h>
-
-#include "internal.h"
+#include "redis.h"
 
 /* Between failed connection attempts: doubling from MIN to MAX. */
 #define BACKOFF_MIN_MS 100
@@ -65,18 +63,6 @@ typedef struct topic topic;
 typedef struct tsub tsub;
 
 enum { Q_RUNNING = 0, Q_READY, Q_DELIVERED };
-
-struct evapi_redis_reply {
-	int error;
-	evapi_redis_type type;
-	long long integer;
-	char *str;               /* NUL-terminated, or NULL */
-	size_t len;
-	size_t n;
-	evapi_redis_reply *el;   /* n elements */
-	char *errmsg;            /* malloc'd, or NULL */
-	int64_t start_us, end_us;
-};
 
 struct rcom {
 	TAILQ_ENTRY(rcom) all;   /* r->cmds until delivered */
@@ -126,9 +112,7 @@ struct topic {
 
 struct evapi__redis {
 	evapi_app *app;
-	char *host, *user, *pass;
-	int port, db;
-	unsigned connect_ms, command_ms;
+	evapi__redis_conf conf;  /* fixed after evapi_app_new */
 	rconn cmd, sub;
 	struct rcom_list cmds, ready;
 	struct event *deliver;
@@ -141,12 +125,12 @@ struct evapi__redis {
 
 /* ---- replies ----------------------------------------------------------- */
 
-static void reply_clear(evapi_redis_reply *res)
+void evapi__redis_reply_clear(evapi_redis_reply *res)
 {
 	size_t i;
 
 	for (i = 0; i < res->n; i++)
-		reply_clear(&res->el[i]);
+		evapi__redis_reply_clear(&res->el[i]);
 	free(res->el);
 	free(res->str);
 	free(res->errmsg);
@@ -155,10 +139,7 @@ static void reply_clear(evapi_redis_reply *res)
 	res->n = 0;
 }
 
-/* Copies hiredis's reply (it frees its own when on_reply returns).
- * Returns 0 or -1 when out of memory (what was copied is kept for
- * reply_clear). */
-static int reply_copy(evapi_redis_reply *dst, const redisReply *src)
+int evapi__redis_reply_copy(evapi_redis_reply *dst, const redisReply *src)
 {
 	size_t i;
 
@@ -184,13 +165,13 @@ static int reply_copy(evapi_redis_reply *dst, const redisReply *src)
 			return -1;
 		dst->n = src->elements;
 		for (i = 0; i < src->elements; i++)
-			if (reply_copy(&dst->el[i], src->element[i]) != 0)
+			if (evapi__redis_reply_copy(&dst->el[i], src->element[i]) != 0)
 				return -1;
 	}
 	return 0;
 }
 
-static void set_msg(evapi_redis_reply *res, const char *msg)
+void evapi__redis_reply_msg(evapi_redis_reply *res, const char *msg)
 {
 	free(res->errmsg);
 	res->errmsg = msg ? strdup(msg) : NULL;
@@ -326,7 +307,7 @@ static void q_free(rcom *q)
 {
 	if (q->timer)
 		event_free(q->timer);
-	reply_clear(&q->res);
+	evapi__redis_reply_clear(&q->res);
 	free(q);
 }
 
@@ -340,7 +321,7 @@ static void finish(rcom *q, int error, const char *msg)
 	q->res.error = error;
 	q->res.end_us = evapi__now_us();
 	if (msg)
-		set_msg(&q->res, msg);
+		evapi__redis_reply_msg(&q->res, msg);
 	TAILQ_INSERT_TAIL(&q->r->ready, q, link);
 	event_active(q->r->deliver, EV_READ, 0);
 }
@@ -439,12 +420,12 @@ static void conn_closed(rconn *c, const char *why, int failed)
 		evapi__log(r->app, c->failures++ ? EVAPI_LOG_DEBUG
 		                                 : EVAPI_LOG_WARN,
 		           "redis: cannot connect (%s) to %s:%d: %s", c->what,
-		           r->host, r->port, c->last_error);
+		           r->conf.host, r->conf.port, c->last_error);
 	} else {
 		delay = 0;
 		evapi__log(r->app, EVAPI_LOG_WARN,
 		           "redis: connection (%s) to %s:%d lost: %s", c->what,
-		           r->host, r->port, c->last_error);
+		           r->conf.host, r->conf.port, c->last_error);
 	}
 	c->retry_at_us = evapi__now_us() + (int64_t)delay * 1000;
 	if (c->sub && r->ntopics) {
@@ -484,7 +465,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
 	if (c->failures)
 		evapi__log(c->r->app, EVAPI_LOG_INFO,
 		           "redis: connected (%s) to %s:%d", c->what,
-		           c->r->host, c->r->port);
+		           c->r->conf.host, c->r->conf.port);
 	c->failures = 0;
 }
 
@@ -506,7 +487,7 @@ static void on_conn_timer(evutil_socket_t fd, short what, void *arg)
 
 	if (c->ac) {
 		snprintf(msg, sizeof msg, "not connected within %u ms",
-		         c->r->connect_ms);
+		         c->r->conf.connect_ms);
 		conn_drop(c, msg, 1);
 	} else if (!c->r->closing) {
 		conn_open(c);
@@ -532,7 +513,7 @@ static void conn_open(rconn *c)
 	char db[16];
 	topic *t;
 
-	ac = redisAsyncConnect(r->host, r->port);
+	ac = redisAsyncConnect(r->conf.host, r->conf.port);
 	if (!ac || ac->err) {
 		char why[128];
 		snprintf(why, sizeof why, "%s", ac ? ac->errstr : "out of memory");
@@ -550,18 +531,19 @@ static void conn_open(rconn *c)
 	redisAsyncSetConnectCallback(ac, on_connect);
 	redisAsyncSetDisconnectCallback(ac, on_disconnect);
 	c->ac = ac;
-	ms_tv(r->connect_ms, &tv);
+	ms_tv(r->conf.connect_ms, &tv);
 	evtimer_add(c->timer, &tv);
 	/* sent once connected, before anything else */
-	if (r->pass) {
-		const char *argv[3] = {"AUTH", r->user ? r->user : r->pass,
-		                       r->pass};
+	if (r->conf.pass) {
+		const evapi__redis_conf *k = &r->conf;
+		const char *argv[3] = {"AUTH", k->user ? k->user : k->pass,
+		                       k->pass};
 		redisAsyncCommandArgv(ac, on_setup, (char *)"AUTH",
-		                      r->user ? 3 : 2, argv, NULL);
+		                      k->user ? 3 : 2, argv, NULL);
 	}
-	if (!c->sub && r->db) {
+	if (!c->sub && r->conf.db) {
 		const char *argv[] = {"SELECT", db};
-		snprintf(db, sizeof db, "%d", r->db);
+		snprintf(db, sizeof db, "%d", r->conf.db);
 		redisAsyncCommandArgv(ac, on_setup, (char *)"SELECT", 2, argv,
 		                      NULL);
 	}
@@ -583,8 +565,8 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
 			finish(q, EVAPI_EUNAVAIL,
 			       ac->errstr[0] ? ac->errstr
 			                     : "the connection to Redis closed");
-		} else if (reply_copy(&q->res, rr) != 0) {
-			reply_clear(&q->res);
+		} else if (evapi__redis_reply_copy(&q->res, rr) != 0) {
+			evapi__redis_reply_clear(&q->res);
 			q->res.type = EVAPI_REDIS_NONE;
 			finish(q, EVAPI_EUNAVAIL, "out of memory");
 		} else {
@@ -605,7 +587,7 @@ static void on_cmd_timer(evutil_socket_t fd, short what, void *arg)
 	char msg[64];
 
 	snprintf(msg, sizeof msg, "command over its %u ms timeout",
-	         r->command_ms);
+	         r->conf.command_ms);
 	finish(q, EVAPI_ETIMEDOUT, msg);
 	if (q->in_hiredis)
 		conn_drop(&r->cmd, msg, 0);
@@ -620,7 +602,7 @@ static void q_gone(evapi__pending *p)
 	       q->req ? "the request went away" : "the app stopped");
 }
 
-static int args_valid(int argc, const char *const *argv)
+int evapi__redis_args_valid(int argc, const char *const *argv)
 {
 	static const char *const refused[] = {"subscribe", "psubscribe",
 	                                      "unsubscribe", "punsubscribe",
@@ -688,7 +670,7 @@ static void submit(rstate *r, rcom *q, int argc, const char *const *argv,
 		return;
 	}
 	q->in_hiredis = 1;
-	ms_tv(r->command_ms, &tv);
+	ms_tv(r->conf.command_ms, &tv);
 	evtimer_add(q->timer, &tv);
 }
 
@@ -700,7 +682,7 @@ int evapi_req_redis_command(evapi_req *req, int argc, const char *const *argv,
 	rcom *q;
 	int rc;
 
-	if (!req || !cb || !args_valid(argc, argv))
+	if (!req || !cb || !evapi__redis_args_valid(argc, argv))
 		return EVAPI_EINVAL;
 	if ((rc = evapi__req_can_wait(req)) != 0)
 		return rc;
@@ -725,7 +707,7 @@ int evapi_app_redis_command(evapi_app *app, int argc, const char *const *argv,
 	rcom *q;
 	int rc;
 
-	if (!app || !args_valid(argc, argv))
+	if (!app || !evapi__redis_args_valid(argc, argv))
 		return EVAPI_EINVAL;
 	if (!(r = app_redis(app, &rc)))
 		return rc;
@@ -976,6 +958,11 @@ void evapi__redis_publish(evapi_app *app, const char *name, const char *text)
 	free(buf); /* hiredis formatted the command already */
 }
 
+const evapi__redis_conf *evapi__redis_conf_of(const evapi_app *app)
+{
+	return app->redis ? &app->redis->conf : NULL;
+}
+
 /* ---- the app's Redis --------------------------------------------------- */
 
 /* redis://[[user]:password@]host[:port][/db]. Returns 0 or EVAPI_EINVAL
@@ -998,21 +985,22 @@ static int parse_url(rstate *r, const char *url)
 	if (at) {
 		const char *c = memchr(p, ':', (size_t)(at - p));
 		if (c) {
-			if (c > p && !(r->user = strndup(p, (size_t)(c - p))))
+			if (c > p && !(r->conf.user = strndup(p, (size_t)(c - p))))
 				return EVAPI_ENOMEM;
-			if (!(r->pass = strndup(c + 1, (size_t)(at - c - 1))))
+			if (!(r->conf.pass = strndup(c + 1, (size_t)(at - c - 1))))
 				return EVAPI_ENOMEM;
-		} else if (at > p && !(r->pass = strndup(p, (size_t)(at - p)))) {
+		} else if (at > p &&
+		           !(r->conf.pass = strndup(p, (size_t)(at - p)))) {
 			return EVAPI_ENOMEM;
 		}
 		p = at + 1;
 	}
 	colon = memchr(p, ':', (size_t)(end - p));
-	if (!(r->host = strndup(p, (size_t)((colon ? colon : end) - p))))
+	if (!(r->conf.host = strndup(p, (size_t)((colon ? colon : end) - p))))
 		return EVAPI_ENOMEM;
-	if (!*r->host)
+	if (!*r->conf.host)
 		return EVAPI_EINVAL;
-	r->port = 6379;
+	r->conf.port = 6379;
 	if (colon) {
 		if ((size_t)(end - colon - 1) >= sizeof num)
 			return EVAPI_EINVAL;
@@ -1020,12 +1008,12 @@ static int parse_url(rstate *r, const char *url)
 		num[end - colon - 1] = '\0';
 		if (evapi_parse_int(num, &v) != 0 || v < 1 || v > 65535)
 			return EVAPI_EINVAL;
-		r->port = (int)v;
+		r->conf.port = (int)v;
 	}
 	if (slash && slash[1]) {
 		if (evapi_parse_int(slash + 1, &v) != 0 || v < 0 || v > 1000000)
 			return EVAPI_EINVAL;
-		r->db = (int)v;
+		r->conf.db = (int)v;
 	}
 	return 0;
 }
@@ -1062,8 +1050,8 @@ int evapi__redis_new(evapi_app *app)
 		return EVAPI_ENOMEM;
 	app->redis = r;
 	r->app = app;
-	r->connect_ms = (unsigned)app->cfg.redis_connect_timeout_ms;
-	r->command_ms = (unsigned)app->cfg.redis_command_timeout_ms;
+	r->conf.connect_ms = (unsigned)app->cfg.redis_connect_timeout_ms;
+	r->conf.command_ms = (unsigned)app->cfg.redis_command_timeout_ms;
 	TAILQ_INIT(&r->cmds);
 	TAILQ_INIT(&r->ready);
 	if ((rc = parse_url(r, app->cfg.redis_url)) != 0)
@@ -1110,9 +1098,9 @@ void evapi__redis_free(evapi_app *app)
 		}
 		free(t);
 	}
-	free(r->host);
-	free(r->user);
-	free(r->pass);
+	free(r->conf.host);
+	free(r->conf.user);
+	free(r->conf.pass);
 	free(r);
 	app->redis = NULL;
 }

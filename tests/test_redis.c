@@ -100,6 +100,30 @@ static void blpop_traced(evapi_req *req, void *arg)
 		evapi_reply_error(req, 500, "no command");
 }
 
+/* The blocking face: a pool route (and the same call refused on the
+ * loop). Path: /sync/{cmd}/{k}, cmd get or blpop. */
+static void sync_cmd(evapi_req *req, void *arg)
+{
+	const char *blpop[] = {"BLPOP", "evapi:test:never", "3"};
+	const char *get[] = {"GET", evapi_req_param(req, "k")};
+	int is_get = strcmp(evapi_req_param(req, "cmd"), "get") == 0;
+	evapi_redis_reply *r;
+	json_t *v;
+	int rc;
+
+	rc = evapi_req_redis_command_sync(req, is_get ? 2 : 3,
+	                                  is_get ? get : blpop, NULL, &r);
+	if (!r) {
+		evapi_reply_error(req, 500, evapi_strerror(rc));
+	} else if (rc != 0) {
+		evapi_reply_redis_error(req, r);
+	} else {
+		v = evapi_redis_reply_json(r);
+		evapi_reply_json(req, 200, json_pack("{s:o?}", "value", v));
+	}
+	evapi_redis_reply_free(r);
+}
+
 static void whoami(evapi_req *req, void *arg)
 {
 	evapi_reply_json(req, 200, json_pack("{s:i}", "pid", (int)getpid()));
@@ -152,6 +176,10 @@ static int routes(evapi_app *app, void *arg)
 	                      blpop_traced, NULL);
 	rc |= evapi_app_route(app, EVAPI_GET, "/pid", EVAPI_INLINE, whoami,
 	                      NULL);
+	rc |= evapi_app_route(app, EVAPI_GET, "/sync/{cmd}/{k}", EVAPI_POOL,
+	                      sync_cmd, NULL);
+	rc |= evapi_app_route(app, EVAPI_GET, "/sync-on-loop/{cmd}/{k}",
+	                      EVAPI_INLINE, sync_cmd, NULL);
 	rc |= evapi_app_route(app, EVAPI_GET, "/ready", EVAPI_INLINE, ready,
 	                      NULL);
 	rc |= evapi_app_route(app, EVAPI_GET, "/sse/{room}", EVAPI_INLINE, sse,
@@ -312,6 +340,45 @@ static void test_down_503_then_recovery(void)
 	CHECK(wait_subscribed(app, 5));
 	th_server_stop(&s);
 	th_redis_free(&rs);
+}
+
+static void test_sync_face(void)
+{
+	const th_redis *rs = redis_shared();
+	th_redis down;
+	char why[256];
+	th_server s;
+	th_resp r;
+	evapi_app *app;
+	double t0;
+
+	if (!rs || !(app = new_app(rs->url, 300)))
+		return;
+	th_server_start(&s, app);
+	CHECK_INT(th_http(s.port, "GET", "/set/sync/yes", NULL, &r), ==, 200);
+	CHECK_INT(th_http(s.port, "GET", "/sync/get/sync", NULL, &r), ==, 200);
+	CHECK_STR(r.body, "{\"value\":\"yes\"}");
+	/* refused on the loop */
+	CHECK_INT(th_http(s.port, "GET", "/sync-on-loop/get/sync", NULL, &r),
+	          ==, 500);
+	CHECK_CONTAINS(r.body, evapi_strerror(EVAPI_ETHREAD));
+	t0 = th_now();
+	CHECK_INT(th_http(s.port, "GET", "/sync/blpop/x", NULL, &r), ==, 504);
+	CHECK_DBL(th_now() - t0, <, 2.5);
+	CHECK_STR(r.body, "{\"detail\":\"Redis timed out\"}");
+	/* the worker's connection was reopened: no late BLPOP reply */
+	CHECK_INT(th_http(s.port, "GET", "/sync/get/sync", NULL, &r), ==, 200);
+	CHECK_STR(r.body, "{\"value\":\"yes\"}");
+	th_server_stop(&s);
+	/* a server that is not there: 503 */
+	if (th_redis_init(&down, why, sizeof why) != 0 ||
+	    !(app = new_app(down.url, 0)))
+		return;
+	th_server_start(&s, app);
+	CHECK_INT(th_http(s.port, "GET", "/sync/get/sync", NULL, &r), ==, 503);
+	CHECK_STR(r.body, "{\"detail\":\"Redis unavailable\"}");
+	th_server_stop(&s);
+	th_redis_free(&down);
 }
 
 static int count_of(const char *hay, const char *needle)
@@ -769,6 +836,7 @@ int main(int argc, char **argv)
 		{"redis.timeout_504", test_timeout_504},
 		{"redis.down_503_then_recovery", test_down_503_then_recovery},
 		{"redis.cancel_once", test_cancel_once},
+		{"redis.sync_face", test_sync_face},
 		{"redis.two_instances", test_two_instances},
 		{"redis.prefork_workers", test_prefork_workers},
 		{"redis.restart_ws_session", test_restart_ws_session},

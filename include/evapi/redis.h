@@ -173,6 +173,39 @@ EVAPI_EXPORT int evapi_app_redis_psubscribe(evapi_app *app,
                                             evapi_redis_message_cb cb,
                                             void *arg);
 
+/* ---- on the pool (blocking) --------------------------------------------- */
+
+/** Runs one command like evapi_req_redis_command, but blocking, on a
+ *  connection of the calling thread's own (redis-py's place): for
+ *  pool-lane handlers, evapi_req_run_in_pool work and application
+ *  threads. Each thread opens one connection on its first command and
+ *  keeps it (a pool worker's is closed when the worker exits, as the
+ *  app stops). The same limits hold: connecting waits at most
+ *  redis_connect_timeout_ms, a command at most redis_command_timeout_ms
+ *  (EVAPI_ETIMEDOUT; the connection is then closed, and reopened by the
+ *  next call, as after any transport error).
+ *
+ *  On return `*out` is a new reply (evapi_redis_reply_free), read with
+ *  the same accessors and evapi_reply_redis_error as on the loop, and
+ *  the function returns its evapi_redis_reply_error: 0,
+ *  EVAPI_EUPSTREAM, EVAPI_EUNAVAIL or EVAPI_ETIMEDOUT. It returns
+ *  EVAPI_ETHREAD on a loop thread (a blocking command there stalls
+ *  every connection of the app), EVAPI_EINVAL for bad arguments,
+ *  EVAPI_ESTATE without redis_url and EVAPI_ENOMEM; then `*out` is
+ *  NULL. Thread-safe: yes (any thread but a loop thread). */
+EVAPI_EXPORT int evapi_req_redis_command_sync(evapi_req *req, int argc,
+                                              const char *const *argv,
+                                              const size_t *argvlen,
+                                              evapi_redis_reply **out);
+/** The same for a thread with no request at hand. Thread-safe: yes (not
+ *  a loop thread). */
+EVAPI_EXPORT int evapi_app_redis_command_sync(evapi_app *app, int argc,
+                                              const char *const *argv,
+                                              const size_t *argvlen,
+                                              evapi_redis_reply **out);
+/** Frees a reply of the blocking calls. NULL is a no-op. */
+EVAPI_EXPORT void evapi_redis_reply_free(evapi_redis_reply *r);
+
 /** 1 while the subscription connection is up and every subscription has
  *  been confirmed by the server, else 0 (also without redis_url).
  *  Thread-safe: yes. */
