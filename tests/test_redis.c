@@ -701,7 +701,7 @@ out:
 typedef struct probe {
 	pthread_t thread;
 	int port;
-	volatile int stop;
+	int stop; /* atomic */
 	double max_s;
 	int n;
 } probe;
@@ -713,7 +713,7 @@ static void *probe_main(void *arg)
 	th_resp r;
 	double t;
 
-	while (!p->stop) {
+	while (!__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE)) {
 		t = th_now();
 		th_http(p->port, "GET", "/", NULL, &r);
 		t = th_now() - t;
@@ -776,7 +776,7 @@ static int experiment(const th_redis *rs, evapi_lane lane, unsigned block_ms,
 		    strstr(r.body, "\"finished\":10"))
 			break;
 	}
-	p.stop = 1;
+	__atomic_store_n(&p.stop, 1, __ATOMIC_RELEASE);
 	pthread_join(p.thread, NULL);
 	CHECK_CONTAINS(r.body, "\"finished\":10");
 	log = json_loads(r.body, 0, NULL);
