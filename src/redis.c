@@ -935,6 +935,12 @@ void evapi__redis_publish(evapi_app *app, const char *name, const char *text)
 
 	if (!r || r->closing || app->freeing)
 		return;
+	if (!evapi__on_loop(app)) {
+		evapi__log(app, EVAPI_LOG_ERROR, "redis: broadcast on %s not sent "
+		           "to other processes: evapi_app_publish off the loop",
+		           name);
+		return;
+	}
 	/* the channel, then the tagged text, in one block */
 	if (!(buf = malloc(sizeof BRIDGE_PREFIX + nlen + TAG_LEN + tlen)) ||
 	    !(q = q_new(r))) {
