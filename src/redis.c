@@ -924,6 +924,19 @@ static void bridge_message(evapi_app *app, const char *channel,
 	evapi__channels_deliver(app, name, payload);
 }
 
+/* A bridge PUBLISH's outcome: only a failure is news. `arg` is the
+ * channel's name (ours to free). */
+static void published(evapi_app *app, const evapi_redis_reply *res,
+                      void *arg)
+{
+	if (res->error && res->error != EVAPI_ECANCELED)
+		evapi__log(app, EVAPI_LOG_WARN, "redis: broadcast on %s not "
+		           "sent to other processes: %s: %s", (char *)arg,
+		           evapi_strerror(res->error),
+		           evapi_redis_reply_errmsg(res));
+	free(arg);
+}
+
 void evapi__redis_publish(evapi_app *app, const char *name, const char *text)
 {
 	rstate *r = app->redis;
@@ -942,8 +955,11 @@ void evapi__redis_publish(evapi_app *app, const char *name, const char *text)
 		return;
 	}
 	/* the channel, then the tagged text, in one block */
+	q = NULL;
 	if (!(buf = malloc(sizeof BRIDGE_PREFIX + nlen + TAG_LEN + tlen)) ||
-	    !(q = q_new(r))) {
+	    !(q = q_new(r)) || !(q->arg = strdup(name))) {
+		if (q)
+			q_free(q);
 		free(buf);
 		evapi__log(app, EVAPI_LOG_WARN, "redis: broadcast on %s not "
 		           "sent to other processes: out of memory", name);
@@ -959,6 +975,7 @@ void evapi__redis_publish(evapi_app *app, const char *name, const char *text)
 	memcpy(buf + lens[1] + 1, r->tag, TAG_LEN);
 	memcpy(buf + lens[1] + 1 + TAG_LEN, text, tlen);
 	lens[2] = TAG_LEN + tlen;
+	q->app_cb = published;
 	evapi__pending_link(&app->pending, &q->pend, q_gone, "redis command");
 	submit(r, q, 3, argv, lens);
 	free(buf); /* hiredis formatted the command already */

@@ -303,9 +303,15 @@ static void test_timeout_504(void)
 	th_server_stop(&s);
 }
 
+static int sse_open(int port, const char *room, int *pid);
+static void sse_read(int fd, char *buf, size_t cap, double secs);
+static int count_of(const char *hay, const char *needle);
+
 static void test_down_503_then_recovery(void)
 {
 	th_redis rs;
+	char buf[2048];
+	int fd, pid;
 	char why[256];
 	th_server s;
 	th_resp r;
@@ -329,6 +335,18 @@ static void test_down_503_then_recovery(void)
 	CHECK_STR(r.body, "{\"detail\":\"Redis unavailable\"}");
 	CHECK_CONTAINS(r.headers, "Retry-After: 1");
 	CHECK(!evapi_app_redis_subscribed(app));
+	/* a broadcast still reaches this process's subscribers */
+	if ((fd = sse_open(s.port, "lobby", &pid)) >= 0) {
+		CHECK_INT(th_http(s.port, "GET", "/pub/lobby?text=local", NULL,
+		                  &r), ==, 200);
+		CHECK_STR(r.body, "{\"reached\":1}");
+		sse_read(fd, buf, sizeof buf, 0.5);
+		CHECK_INT(count_of(buf, "data: local\n"), ==, 1);
+		close(fd);
+	} else {
+		TH_FAIL_AT("no event stream");
+	}
+	CHECK_CONTAINS(th_log(), "not sent to other processes");
 	CHECK_INT(th_redis_up(&rs), ==, 0);
 	for (i = 0; i < 100 && (st = th_http(s.port, "GET", "/set/x/back", NULL,
 	                                      &r)) != 200; i++)
