@@ -714,6 +714,57 @@ out:
 	th_redis_free(&rs);
 }
 
+/* ---- a consumer on the pool whose queue is full -------------------------- */
+
+static int slow_seen; /* atomic */
+
+static void slow_consumer(evapi_app *app, const char *channel,
+                          const char *payload, size_t len, void *arg)
+{
+	usleep(300 * 1000);
+	__atomic_add_fetch(&slow_seen, 1, __ATOMIC_RELAXED);
+}
+
+static void test_pool_queue_full(void)
+{
+	const th_redis *rs = redis_shared();
+	evapi_config cfg;
+	th_server s;
+	evapi_app *app;
+	double end;
+	int i;
+
+	if (!rs)
+		return;
+	th_config(&cfg);
+	cfg.redis_url = rs->url;
+	cfg.pool_threads = 1;
+	cfg.pool_queue_max = 1;
+	if (!(app = evapi_app_new(&cfg)))
+		return;
+	__atomic_store_n(&slow_seen, 0, __ATOMIC_RELAXED);
+	CHECK_INT(evapi_app_redis_subscribe(app, "evapi:test:slow", EVAPI_POOL,
+	                                    slow_consumer, NULL), ==, 0);
+	CHECK_INT(evapi_app_redis_subscribe(app, "evapi:test:slow", 7,
+	                                    slow_consumer, NULL), ==,
+	          EVAPI_EINVAL);
+	th_log_clear();
+	th_server_start(&s, app);
+	CHECK(wait_subscribed(app, 5));
+	for (i = 0; i < 5; i++)
+		th_redis_publish(rs, "evapi:test:slow", "m");
+	/* one runs, at most one waits, the rest find the queue full */
+	for (end = th_now() + 5; th_now() < end &&
+	     __atomic_load_n(&slow_seen, __ATOMIC_RELAXED) < 1;)
+		th_sleep_ms(50);
+	th_sleep_ms(700);
+	CHECK_INT(__atomic_load_n(&slow_seen, __ATOMIC_RELAXED), >=, 1);
+	CHECK_INT(__atomic_load_n(&slow_seen, __ATOMIC_RELAXED), <=, 2);
+	CHECK_CONTAINS(th_log(), "message on evapi:test:slow dropped: the "
+	                         "pool queue is full");
+	th_server_stop(&s);
+}
+
 /* ---- the pub/sub experiment --------------------------------------------- */
 
 typedef struct probe {
@@ -858,6 +909,7 @@ int main(int argc, char **argv)
 		{"redis.two_instances", test_two_instances},
 		{"redis.prefork_workers", test_prefork_workers},
 		{"redis.restart_ws_session", test_restart_ws_session},
+		{"redis.pool_queue_full", test_pool_queue_full},
 		{"redis.pubsub_experiment", test_pubsub_experiment},
 		{NULL, NULL}};
 	int rc = th_main(argc, argv, tests);
