@@ -180,6 +180,8 @@ struct outbound_opts {
 	unsigned delay_ms;
 	const char *upload_dir;
 	const char *static_dir;
+	const char *pubsub;      /* "loop", "pool" or NULL */
+	unsigned pubsub_block_ms;
 };
 
 /* Runs in each worker once its app has bound the port. */
@@ -218,6 +220,10 @@ static int routes(evapi_app *app, void *arg)
 		demo_parity_setup(app);
 	if (rc == 0)
 		rc = demo_ws_routes(app);
+	if (rc == 0 && o->pubsub)
+		rc = demo_pubsub_routes(app, strcmp(o->pubsub, "pool") == 0
+		                                     ? EVAPI_POOL : EVAPI_INLINE,
+		                        o->pubsub_block_ms);
 	return rc ? EVAPI_EINVAL : 0;
 }
 
@@ -228,6 +234,7 @@ static void usage(FILE *f)
 	        "            [--delay-ms MS]\n"
 	        "            [--upstream URL] [--upstream-delay-ms MS] [--workers N]\n"
 	        "            [--database URL] [--db-slow-ms N] [--quiet]\n"
+	        "            [--redis URL [--pubsub loop|pool] [--pubsub-block-ms MS]]\n"
 	        "  --host H       address to bind (default 127.0.0.1)\n"
 	        "  --port P       port (default 8000; 0 picks one)\n"
 	        "  --threads N    pool worker threads (default 40)\n"
@@ -249,6 +256,13 @@ static void usage(FILE *f)
 	        "                 SQLite file in a new temporary directory)\n"
 	        "  --db-slow-ms N every /db/ lookup sleeps N ms in the database\n"
 	        "                 (default: --delay-ms)\n"
+	        "  --redis URL    redis://127.0.0.1:6379: broadcasts (/ws/chat/{room})\n"
+	        "                 reach every worker and instance on that Redis\n"
+	        "  --pubsub MODE  the pub/sub consumer experiment on the Redis\n"
+	        "                 channel \"experiment\": loop (on the event loop)\n"
+	        "                 or pool (on the worker pool); GET /pubsub/log\n"
+	        "  --pubsub-block-ms MS  what a \"blocking ...\" message sleeps\n"
+	        "                 (default 2000)\n"
 	        "  --quiet        no access log\n"
 	        "Every evapi_config member can also be set from the environment\n"
 	        "(EVAPI_PORT, EVAPI_POOL_THREADS, ...: README.md); options win.\n");
@@ -271,6 +285,9 @@ int main(int argc, char **argv)
 		{"static-dir", required_argument, 0, 'A'},
 		{"database", required_argument, 0, 'B'},
 		{"db-slow-ms", required_argument, 0, 'S'},
+		{"redis", required_argument, 0, 'R'},
+		{"pubsub", required_argument, 0, 'P'},
+		{"pubsub-block-ms", required_argument, 0, 'K'},
 		{"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0}};
 	evapi_config cfg;
@@ -289,6 +306,8 @@ int main(int argc, char **argv)
 	long long db_slow_ms = -1; /* default: --delay-ms */
 	int c, rc;
 
+	outbound.pubsub = NULL;
+	outbound.pubsub_block_ms = 2000;
 	evapi_config_init(&cfg);
 	cfg.stats_routes = 1;
 	cfg.health_routes = 1;
@@ -299,7 +318,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "demo: %s\n", err.text);
 		return 2;
 	}
-	while ((c = getopt_long(argc, argv, "H:p:t:Q:d:w:u:U:O:D:A:B:S:qh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "H:p:t:Q:d:w:u:U:O:D:A:B:S:R:P:K:qh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'H':
 			cfg.host = optarg;
@@ -359,6 +378,19 @@ int main(int argc, char **argv)
 				goto bad;
 			db_slow_ms = v;
 			break;
+		case 'R':
+			cfg.redis_url = optarg;
+			break;
+		case 'P':
+			if (strcmp(optarg, "loop") != 0 && strcmp(optarg, "pool") != 0)
+				goto bad;
+			outbound.pubsub = optarg;
+			break;
+		case 'K':
+			if (evapi_parse_int(optarg, &v) || v < 0 || v > 600000)
+				goto bad;
+			outbound.pubsub_block_ms = (unsigned)v;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -366,7 +398,7 @@ int main(int argc, char **argv)
 			goto bad;
 		}
 	}
-	if (optind != argc)
+	if (optind != argc || (outbound.pubsub && !cfg.redis_url))
 		goto bad;
 	/* /slow stalls the loop for a whole delay, and requests queue behind
 	 * it. evhttp's connection timeouts keep running during a stall and

@@ -33,4 +33,13 @@ int demo_ws_routes(evapi_app *app);
 void demo_db_config(evapi_config *cfg, const char *url, unsigned slow_ms);
 int demo_db_routes(evapi_app *app);
 
+/* The articles' pub/sub consumer (demo_pubsub.c): subscribes to the
+ * Redis channel DEMO_PUBSUB_CHANNEL in `lane` (EVAPI_INLINE: on the
+ * loop, the blocking handler stalls every request; EVAPI_POOL: on the
+ * pool, side by side); a message starting with "blocking" sleeps
+ * `block_ms`. GET /pubsub/log lists each message's start and finish.
+ * Needs cfg.redis_url. Returns 0 or -1. */
+#define DEMO_PUBSUB_CHANNEL "experiment"
+int demo_pubsub_routes(evapi_app *app, evapi_lane lane, unsigned block_ms);
+
 #endif

@@ -12,6 +12,7 @@
 #include <evapi/model.h>
 #include <evapi/client.h>
 #include <evapi/db.h>
+#include <evapi/redis.h>
 #include <evapi/tasks.h>
 #include <evapi/websocket.h>
 #include <evapi/channel.h>

@@ -34,6 +34,31 @@ enum evapi__thread_role evapi__thread_role(void)
 	return thread_role;
 }
 
+void *evapi__thread_record(evapi__thread_slot *slot, size_t size)
+{
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	void *rec;
+
+	if (!__atomic_load_n(&slot->ready, __ATOMIC_ACQUIRE)) {
+		pthread_mutex_lock(&lock);
+		if (!slot->ready &&
+		    pthread_key_create(&slot->key, slot->destroy) == 0)
+			__atomic_store_n(&slot->ready, 1, __ATOMIC_RELEASE);
+		pthread_mutex_unlock(&lock);
+		if (!__atomic_load_n(&slot->ready, __ATOMIC_ACQUIRE))
+			return NULL;
+	}
+	if ((rec = pthread_getspecific(slot->key)))
+		return rec;
+	if (!(rec = calloc(1, size)))
+		return NULL;
+	if (pthread_setspecific(slot->key, rec) != 0) {
+		free(rec);
+		return NULL;
+	}
+	return rec;
+}
+
 static void worker_init(void *app)
 {
 	evapi__thread_set(app, EVAPI__THREAD_WORKER);
@@ -76,6 +101,8 @@ void evapi_config_init(evapi_config *cfg)
 	cfg->db_query_timeout_ms = 5000;
 	cfg->db_statement_cache = 100;
 	cfg->db_max_result_bytes = (size_t)16 << 20;
+	cfg->redis_connect_timeout_ms = 2000;
+	cfg->redis_command_timeout_ms = 2000;
 }
 
 /* Checks one member against [lo, hi]; one line per member keeps each
@@ -131,6 +158,9 @@ int evapi__config_check(const evapi_config *c, evapi_error *err)
 	RANGE(db_query_timeout_ms, 1, big);
 	RANGE(db_statement_cache, 0, big);
 	RANGE(db_max_result_bytes, 1, (size_t)-1 >> 1);
+	/* Redis */
+	RANGE(redis_connect_timeout_ms, 1, big);
+	RANGE(redis_command_timeout_ms, 1, big);
 	/* logging */
 	RANGE(log_level, EVAPI_LOG_ERROR, EVAPI_LOG_DEBUG);
 	return 0;
@@ -148,6 +178,7 @@ evapi_app *evapi_app_new_ex(const evapi_config *cfg, evapi_error *err)
 	evapi_error mine;
 	evapi_app *app;
 	size_t i;
+	int rc;
 
 	if (!err)
 		err = &mine;
@@ -210,6 +241,13 @@ evapi_app *evapi_app_new_ex(const evapi_config *cfg, evapi_error *err)
 		goto err;
 	if (evapi__db_new(app) != 0)
 		goto err;
+	if ((rc = evapi__redis_new(app)) != 0) {
+		evapi__error_set(err, rc, rc == EVAPI_EINVAL
+		                 ? "config.redis_url: not a redis://[[user]:"
+		                   "password@]host[:port][/db] URL"
+		                 : "out of memory");
+		goto err;
+	}
 	if (app->cfg.openapi && evapi__openapi_routes(app) != 0)
 		goto err;
 	/* evapi's own routes: no dependency applies (depends.c) */
@@ -241,6 +279,7 @@ void evapi_app_free(evapi_app *app)
 		evapi__lifespan_free(app); /* cancelled posts may end tasks */
 		evapi__tasks_free(app);
 		evapi__db_free(app);
+		evapi__redis_free(app);
 		evapi__client_free(app->client);
 		evapi__stats_free(app);
 		event_base_free(app->base);

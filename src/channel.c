@@ -11,9 +11,10 @@
  * producer handle and its callback: the stream is closed when it is
  * cancelled (client gone), at shutdown, or when the app is freed.
  *
- * Every publish goes through evapi_app_publish and, from it, to
- * deliver_local: a bridge to other processes (Redis) would publish
- * there and call deliver_local for what it receives.
+ * Every publish goes through evapi_app_publish: to this process's
+ * subscribers (evapi__channels_deliver) and, with redis_url set, to
+ * Redis (redis.c), whose bridge calls evapi__channels_deliver for what
+ * other processes published.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -209,7 +210,7 @@ void evapi__channels_shutdown(evapi_app *app)
 }
 
 /* Every subscriber of `name` in this process. */
-static int deliver_local(evapi_app *app, const char *name, const char *text)
+int evapi__channels_deliver(evapi_app *app, const char *name, const char *text)
 {
 	channel *ch = find(app, name, 0);
 	struct evapi__ws_sub *sub, *next;
@@ -240,7 +241,10 @@ int evapi_app_publish(evapi_app *app, const char *name, const char *text)
 {
 	if (!app || !name || !text)
 		return EVAPI_EINVAL;
-	return deliver_local(app, name, text);
+	/* here at once; other processes through Redis (redis.c skips
+	 * our own message when it comes back) */
+	evapi__redis_publish(app, name, text);
+	return evapi__channels_deliver(app, name, text);
 }
 
 void evapi__channels_free(evapi_app *app)

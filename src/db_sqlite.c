@@ -49,9 +49,6 @@ typedef struct tlite {
 	int64_t deadline_us;     /* of the running statement */
 } tlite;
 
-static pthread_key_t lite_key;
-static pthread_once_t key_once = PTHREAD_ONCE_INIT;
-static int key_ok;
 
 int evapi__lite_url(const char *url)
 {
@@ -162,10 +159,7 @@ static void tlite_destroy(void *p)
 	free(p);
 }
 
-static void key_init(void)
-{
-	key_ok = pthread_key_create(&lite_key, tlite_destroy) == 0;
-}
+static evapi__thread_slot lite_slot = EVAPI__THREAD_SLOT(tlite_destroy);
 
 static int on_progress(void *arg)
 {
@@ -179,19 +173,9 @@ static tlite *thread_lite(const evapi__db_conf *conf, evapi_db_result *res)
 	char why[512];
 	tlite *t;
 
-	pthread_once(&key_once, key_init);
-	if (!key_ok) {
-		evapi__db_result_set(res, EVAPI_EUNAVAIL, NULL, "no thread key");
+	if (!(t = evapi__thread_record(&lite_slot, sizeof *t))) {
+		evapi__db_result_set(res, EVAPI_EUNAVAIL, NULL, "out of memory");
 		return NULL;
-	}
-	if (!(t = pthread_getspecific(lite_key))) {
-		if (!(t = calloc(1, sizeof *t)) ||
-		    pthread_setspecific(lite_key, t) != 0) {
-			free(t);
-			evapi__db_result_set(res, EVAPI_EUNAVAIL, NULL,
-			                     "out of memory");
-			return NULL;
-		}
 	}
 	if (t->db && strcmp(t->path, conf->lite_path) == 0) {
 		sqlite3_busy_timeout(t->db, (int)conf->acquire_ms);

@@ -34,9 +34,6 @@ typedef struct tconn {
 
 static __thread int in_tx;     /* evapi_app_db_transaction_sync runs */
 static __thread int tx_failed; /* a query in it failed */
-static pthread_key_t conn_key;
-static pthread_once_t key_once = PTHREAD_ONCE_INIT;
-static int key_ok;
 
 static void tconn_close(tconn *t)
 {
@@ -52,27 +49,11 @@ static void tconn_destroy(void *p)
 	free(p);
 }
 
-static void key_init(void)
-{
-	key_ok = pthread_key_create(&conn_key, tconn_destroy) == 0;
-}
+static evapi__thread_slot conn_slot = EVAPI__THREAD_SLOT(tconn_destroy);
 
 static tconn *thread_conn(void)
 {
-	tconn *t;
-
-	pthread_once(&key_once, key_init);
-	if (!key_ok)
-		return NULL;
-	if ((t = pthread_getspecific(conn_key)))
-		return t;
-	if (!(t = calloc(1, sizeof *t)))
-		return NULL;
-	if (pthread_setspecific(conn_key, t) != 0) {
-		free(t);
-		return NULL;
-	}
-	return t;
+	return evapi__thread_record(&conn_slot, sizeof(tconn));
 }
 
 /* Opens t->pg for `db` unless it is open for it already. Returns 0, or

@@ -21,8 +21,8 @@
 
 #include "internal.h"
 
-/* K_STR refuses "", except EVAPI_DB_URL where it means NULL (no
- * database); K_STR_ANY takes "" as it is */
+/* K_STR refuses "", except EVAPI_DB_URL and EVAPI_REDIS_URL where it
+ * means NULL (none); K_STR_ANY takes "" as it is */
 enum kind { K_INT, K_SIZE, K_BOOL, K_STR, K_STR_ANY, K_LEVEL };
 
 static const struct var {
@@ -71,6 +71,10 @@ static const struct var {
 	V(DB_QUERY_TIMEOUT_MS, db_query_timeout_ms, K_INT),
 	V(DB_STATEMENT_CACHE, db_statement_cache, K_INT),
 	V(DB_MAX_RESULT_BYTES, db_max_result_bytes, K_SIZE),
+	/* Redis */
+	V(REDIS_URL, redis_url, K_STR),
+	V(REDIS_CONNECT_TIMEOUT_MS, redis_connect_timeout_ms, K_INT),
+	V(REDIS_COMMAND_TIMEOUT_MS, redis_command_timeout_ms, K_INT),
 	/* docs and introspection */
 	V(OPENAPI, openapi, K_BOOL),
 	V(SWAGGER_UI_DIR, swagger_ui_dir, K_STR_ANY),
@@ -107,8 +111,9 @@ static int store(evapi_config *c, const struct var *v, const char *text,
 
 	switch (v->kind) {
 	case K_STR:
-		/* an empty EVAPI_DB_URL means "no database" */
-		if (!*text && strcmp(v->member, "db_url") == 0)
+		/* an empty EVAPI_DB_URL or EVAPI_REDIS_URL means "none" */
+		if (!*text && (strcmp(v->member, "db_url") == 0 ||
+		               strcmp(v->member, "redis_url") == 0))
 			text = NULL;
 		else if (!*text)
 			break;

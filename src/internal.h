@@ -94,6 +94,22 @@ EVAPI_HIDDEN void evapi__thread_set(const evapi_app *app,
 EVAPI_HIDDEN const evapi_app *evapi__thread_app(void); /* or NULL */
 EVAPI_HIDDEN enum evapi__thread_role evapi__thread_role(void);
 
+/* A record of each thread's own (a blocking client's connection): made
+ * zeroed on a thread's first evapi__thread_record call and handed to
+ * `destroy` (which frees it) when the thread exits. Declare one per
+ * kind, file-static: static evapi__thread_slot s =
+ * EVAPI__THREAD_SLOT(destroy). Any thread. */
+typedef struct evapi__thread_slot {
+	void (*destroy)(void *record);
+	pthread_key_t key;
+	int ready; /* atomic: key made */
+} evapi__thread_slot;
+#define EVAPI__THREAD_SLOT(destroy) {(destroy), 0, 0}
+/* The calling thread's record of `size` bytes, or NULL when out of
+ * memory (or of thread keys). */
+EVAPI_HIDDEN void *evapi__thread_record(evapi__thread_slot *slot,
+                                        size_t size);
+
 /* 1 when the calling thread is `*t` (read atomically: evapi_app_run
  * stores the loop thread's id while other threads may read it). */
 static inline int evapi__is_thread(const pthread_t *t)
@@ -495,6 +511,7 @@ struct evapi_app {
 	struct evapi__openapi *openapi; /* info, schemes, files (openapi.c) */
 	evapi__client *client;        /* outbound calls (client.c) */
 	struct evapi__db *db;         /* db.c; NULL without cfg.db_url */
+	struct evapi__redis *redis;   /* redis.c; NULL without redis_url */
 	struct evapi__guard *guard; /* guard.c: the filter in front of evhttp */
 	struct evapi__ws_app *ws;   /* ws.c: WebSocket routes and sessions */
 	struct evapi__channels *channels; /* channel.c: broadcast */
@@ -873,6 +890,20 @@ evapi__client_defaults(const evapi__client *c);
  * have all completed). */
 EVAPI_HIDDEN int evapi__db_new(evapi_app *app);
 EVAPI_HIDDEN void evapi__db_free(evapi_app *app);
+
+/* ---- redis.c: Redis on the loop, the broadcast bridge ----------------- */
+/* new: 0, or EVAPI_EINVAL for a redis_url it cannot parse, EVAPI_ENOMEM;
+ * nothing when redis_url is NULL. free: after the pool is freed. */
+EVAPI_HIDDEN int evapi__redis_new(evapi_app *app);
+EVAPI_HIDDEN void evapi__redis_free(evapi_app *app);
+/* PUBLISHes a broadcast of channel.c to the other processes (no-op
+ * without Redis). Loop thread. */
+EVAPI_HIDDEN void evapi__redis_publish(evapi_app *app, const char *name,
+                                       const char *text);
+/* channel.c: delivers `text` to this process's subscribers of `name`;
+ * returns how many it reached. Loop thread. */
+EVAPI_HIDDEN int evapi__channels_deliver(evapi_app *app, const char *name,
+                                         const char *text);
 
 /* ---- stats.c: runtime statistics (loop thread) ----------------------- */
 EVAPI_HIDDEN int evapi__stats_init(evapi_app *app);

@@ -129,6 +129,14 @@ typedef struct evapi_config {
 	                              over it the query fails (EVAPI_ETOOBIG,
 	                              500) and its connection is reused */
 
+	/* ---- Redis (evapi/redis.h; docs/ARCHITECTURE.md, "Redis") -------- */
+	const char *redis_url;     /* [NULL: no Redis] "redis://127.0.0.1:6379/0";
+	                              with it, evapi_app_publish also reaches
+	                              every other process and instance */
+	int redis_connect_timeout_ms; /* [2000] longest wait for a connection */
+	int redis_command_timeout_ms; /* [2000] per command: EVAPI_ETIMEDOUT
+	                              (504); the connection is then reopened */
+
 	/* ---- docs and introspection routes ------------------------------- */
 	int openapi;               /* [0] serve GET /openapi.json and GET /docs
 	                              (see evapi/schema.h) */

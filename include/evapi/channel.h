@@ -2,8 +2,9 @@
  * evapi/channel.h: named channels (rooms) for broadcasts to WebSocket
  * sessions and server-sent-event streams.
  *
- * A publish reaches every subscriber in this process (in-process only;
- * a bridge across processes would hook in behind evapi_app_publish).
+ * A publish reaches every subscriber in this process and, with
+ * config.redis_url set, every subscriber in every other process and
+ * instance sharing that Redis (evapi/redis.h).
  * Everything here is loop-thread-only.
  */
 #ifndef EVAPI_CHANNEL_H
@@ -38,8 +39,13 @@ EVAPI_EXPORT int evapi_stream_subscribe(evapi_app *app, evapi_stream *s,
 /** Sends `text` (UTF-8, copied) to every subscriber of `channel`: a text
  *  message to sessions (a slow one is handled as its route says: closed
  *  with 1008, or skipped), an event to streams (skipped when its buffer
- *  is full). Returns how many subscribers it reached (0 for an unknown
- *  channel), or EVAPI_EINVAL. */
+ *  is full). With redis_url set it is also PUBLISHed on the Redis
+ *  channel "evapi:channel:<channel>", and every other app on that Redis
+ *  delivers it to its own subscribers (a PUBLISH there by any other
+ *  client reaches every app's subscribers too); a Redis that is down
+ *  loses it for the other processes only (logged). Returns how many
+ *  subscribers it reached in this process (0 for an unknown channel),
+ *  or EVAPI_EINVAL. */
 EVAPI_EXPORT int evapi_app_publish(evapi_app *app, const char *channel,
                                    const char *text);
 
