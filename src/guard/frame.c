@@ -23,9 +23,11 @@
  * bodies, trailers or obs-folds reach it) and never decides alone to
  * close.
  *
- * The parser pauses at message begin, header end and message end so the
- * caller sees each event at its exact byte offset, which is what keeps
- * pipelined requests in order and in their own deadlines. It also pauses
+ * The parser pauses at header end (when a body follows) and message end
+ * so the caller sees each event at its exact byte offset, which is what
+ * keeps pipelined requests in order and in their own deadlines; the start
+ * of a message is only noted (`began`), so a request that arrives whole
+ * is one llhttp_execute call. It also pauses
  * at each end of a chunk line and of chunk data, so every llhttp_execute
  * call covers bytes of one phase only (a field section, a chunk line, or
  * body data): that is how the raw bytes of a phase are counted against
@@ -65,6 +67,8 @@ struct evapi__frame {
 	sbuf version;
 	sbuf upgrade, connection; /* the client's values, for the guard */
 	sbuf ctype;            /* the Content-Type value, for the guard */
+	size_t line_len;       /* the request line at the start of head */
+	int began;             /* the last feed started a message */
 	int nfields;
 	int hosts, te, cl, expect_continue, keep_body;
 	int status;
@@ -118,12 +122,15 @@ static int fail_now(evapi__frame *f, int status, const char *detail)
 
 #define FRAME(p) ((evapi__frame *)(p)->data)
 
+/* No pause here: a request that arrives whole is framed by one
+ * llhttp_execute call; the caller learns of the start from `began`. */
 static int on_message_begin(llhttp_t *p)
 {
 	evapi__frame *f = FRAME(p);
 	f->st = ST_HEAD;
 	f->is_head = 0;
-	return HPE_PAUSED;
+	f->began = 1;
+	return 0;
 }
 
 /* Appends a span to `b`, failing with `status` past `limit` bytes. */
@@ -154,9 +161,25 @@ static int on_version(llhttp_t *p, const char *at, size_t len)
 /* The request line's target was read (llhttp tells this at the same
  * byte however the input is sliced, unlike a header name's span): a
  * refusal from here on answers this method (a HEAD gets no body). */
+static const char *method_name(int m);
+
+/* The target is whole: the re-framed request line goes first in head
+ * (nothing is there yet: the fields come after the line), as HTTP/1.1;
+ * on_headers_complete turns the minor version to 0 where it is. An
+ * unknown method writes no line: on_headers_complete refuses it. */
 static int on_url_complete(llhttp_t *p)
 {
-	FRAME(p)->is_head = p->method == HTTP_HEAD;
+	evapi__frame *f = FRAME(p);
+	const char *m = method_name(p->method);
+
+	f->is_head = p->method == HTTP_HEAD;
+	if (!m)
+		return 0;
+	if (sb_str(&f->head, m) || sb_add(&f->head, " ", 1) ||
+	    sb_add(&f->head, f->url.p ? f->url.p : "", f->url.len) ||
+	    sb_add(&f->head, " HTTP/1.1\r\n", 11))
+		return fail(f, 500, "Out of memory");
+	f->line_len = f->head.len;
 	return 0;
 }
 
@@ -278,6 +301,60 @@ static int valid_host(const char *v, size_t n)
 	return 1;
 }
 
+/* The header names the guard reads or drops. */
+enum { H_OTHER = 0, H_HOST, H_CTYPE, H_CLEN, H_TE, H_EXPECT, H_UPGRADE,
+       H_CONNECTION };
+
+/* By length first: most fields are none of these, and most then cost
+ * no string comparison at all. */
+static int header_kind(const char *n, size_t len)
+{
+	switch (len) {
+	case 4: return strcasecmp(n, "host") == 0 ? H_HOST : H_OTHER;
+	case 6: return strcasecmp(n, "expect") == 0 ? H_EXPECT : H_OTHER;
+	case 7: return strcasecmp(n, "upgrade") == 0 ? H_UPGRADE : H_OTHER;
+	case 10:
+		return strcasecmp(n, "connection") == 0 ? H_CONNECTION : H_OTHER;
+	case 12:
+		return strcasecmp(n, "content-type") == 0 ? H_CTYPE : H_OTHER;
+	case 14:
+		return strcasecmp(n, "content-length") == 0 ? H_CLEN : H_OTHER;
+	case 17:
+		return strcasecmp(n, "transfer-encoding") == 0 ? H_TE : H_OTHER;
+	default: return H_OTHER;
+	}
+}
+
+/* Appends "name: value" CRLF to head with one capacity check. */
+static int head_field(evapi__frame *f, const char *n, size_t nl,
+                      const char *v, size_t vl)
+{
+	sbuf *h = &f->head;
+	size_t need = nl + vl + 4;
+	char *o;
+
+	if (h->len + need + 1 > h->cap) {
+		size_t cap = h->cap ? h->cap : 128;
+		char *np;
+		while (cap < h->len + need + 1)
+			cap *= 2;
+		if (!(np = realloc(h->p, cap)))
+			return -1;
+		h->p = np;
+		h->cap = cap;
+	}
+	o = h->p + h->len;
+	memcpy(o, n, nl);
+	o[nl] = ':';
+	o[nl + 1] = ' ';
+	memcpy(o + nl + 2, v, vl);
+	o[nl + 2 + vl] = '\r';
+	o[nl + 3 + vl] = '\n';
+	h->len += need;
+	h->p[h->len] = '\0';
+	return 0;
+}
+
 /* One complete header line: validate, classify, keep or drop. */
 static int on_header_value_complete(llhttp_t *p)
 {
@@ -285,7 +362,7 @@ static int on_header_value_complete(llhttp_t *p)
 	const char *n = f->name.p ? f->name.p : "";
 	char *v = f->value.p ? f->value.p : "";
 	size_t vl = f->value.len, i;
-	int keep = 1, rc = 0;
+	int keep = 1, rc = 0, kind;
 	char low[64];
 
 	if (f->st != ST_HEAD)
@@ -312,19 +389,20 @@ static int on_header_value_complete(llhttp_t *p)
 			goto out;
 		}
 	}
-	if (strcasecmp(n, "host") == 0) {
+	kind = header_kind(n, f->name.len);
+	if (kind == H_HOST) {
 		f->hosts++;
 		if (!valid_host(v, vl)) {
 			rc = fail(f, 400, "Invalid Host header");
 			goto out;
 		}
-	} else if (strcasecmp(n, "content-type") == 0) {
+	} else if (kind == H_CTYPE) {
 		if (f->ctype.len == 0 && sb_add(&f->ctype, v, vl))
 			rc = fail(f, 500, "Out of memory");
-	} else if (strcasecmp(n, "content-length") == 0) {
+	} else if (kind == H_CLEN) {
 		f->cl = 1; /* llhttp checked the value and duplicates */
 		keep = 0;
-	} else if (strcasecmp(n, "transfer-encoding") == 0) {
+	} else if (kind == H_TE) {
 		lower_trim(v, vl, low, sizeof low);
 		if (f->te || strcmp(low, "chunked") != 0) {
 			/* A coding we do not implement, or a list of them. */
@@ -338,7 +416,7 @@ static int on_header_value_complete(llhttp_t *p)
 		}
 		f->te = 1;
 		keep = 0;
-	} else if (strcasecmp(n, "expect") == 0) {
+	} else if (kind == H_EXPECT) {
 		lower_trim(v, vl, low, sizeof low);
 		if (strcmp(low, "100-continue") != 0) {
 			rc = fail(f, 417, "Unsupported expectation");
@@ -346,22 +424,18 @@ static int on_header_value_complete(llhttp_t *p)
 		}
 		f->expect_continue = 1;
 		keep = 0; /* the guard answers it; evhttp must not */
-	} else if (strcasecmp(n, "upgrade") == 0 ||
-	           strcasecmp(n, "connection") == 0) {
+	} else if (kind == H_UPGRADE || kind == H_CONNECTION) {
 		/* Never passed on: served as plain HTTP/1.1 unless the
 		 * guard takes the request for a WebSocket route (it reads
 		 * them with evapi__frame_upgrade). llhttp read Connection's
 		 * tokens; evhttp gets one it reads the same way (see
 		 * evapi__frame_request). */
-		sbuf *b = strcasecmp(n, "upgrade") == 0 ? &f->upgrade
-		                                         : &f->connection;
+		sbuf *b = kind == H_UPGRADE ? &f->upgrade : &f->connection;
 		keep = 0;
 		if ((b->len && sb_add(b, ",", 1)) || sb_add(b, v, vl))
 			rc = fail(f, 500, "Out of memory");
 	}
-	if (keep && (sb_add(&f->head, n, f->name.len) ||
-	             sb_add(&f->head, ": ", 2) || sb_add(&f->head, v, vl) ||
-	             sb_add(&f->head, "\r\n", 2)))
+	if (keep && head_field(f, n, f->name.len, v, vl))
 		rc = fail(f, 500, "Out of memory");
 out:
 	f->name.len = f->value.len = 0;
@@ -442,8 +516,6 @@ static int on_headers_complete(llhttp_t *p)
 	evapi__frame *f = FRAME(p);
 	f->is_head = p->method == HTTP_HEAD;
 	const char *m = method_name(p->method);
-	sbuf line = {0};
-	int rc = 0;
 
 	if (p->http_major != 1)
 		return fail(f, 505, "HTTP version not supported");
@@ -470,18 +542,11 @@ static int on_headers_complete(llhttp_t *p)
 	 * it. Cleared here, llhttp neither skips the body nor stops at the
 	 * message end as it would for a protocol switch. */
 	p->upgrade = 0;
-	/* Request line in front of the headers kept so far. */
-	if (sb_str(&line, m) || sb_add(&line, " ", 1) ||
-	    sb_add(&line, f->url.p, f->url.len) ||
-	    sb_str(&line, p->http_minor == 0 ? " HTTP/1.0\r\n"
-	                                     : " HTTP/1.1\r\n") ||
-	    sb_add(&line, f->head.p ? f->head.p : "", f->head.len)) {
-		rc = fail(f, 500, "Out of memory");
-		free(line.p);
-		return rc;
-	}
-	free(f->head.p);
-	f->head = line;
+	/* The request line on_url_complete wrote says HTTP/1.1. */
+	if (f->line_len < 3 || !f->head.p)
+		return fail(f, 500, "Out of memory");
+	if (p->http_minor == 0)
+		f->head.p[f->line_len - 3] = '0';
 	f->st = ST_BODY;
 	/* Pause only when a body follows: with none, llhttp completes the
 	 * message without reading another byte, and an execute call with no
@@ -649,6 +714,7 @@ static void next_request(evapi__frame *f)
 	sb_reset(&f->upgrade);
 	sb_reset(&f->connection);
 	sb_reset(&f->ctype);
+	f->line_len = 0;
 	f->nfields = f->hosts = f->te = f->cl = 0;
 	f->expect_continue = f->keep_body = 0;
 }
@@ -783,6 +849,7 @@ int evapi__frame_feed(evapi__frame *f, const char *data, size_t len,
 		*used = len; /* after the last request: discarded */
 		return EVAPI__FRAME_MORE;
 	}
+	f->began = 0;
 	if (f->st == ST_DONE)
 		next_request(f);
 	st0 = f->st;
@@ -823,14 +890,12 @@ int evapi__frame_feed(evapi__frame *f, const char *data, size_t len,
 	}
 	*used = off;
 	if (e == HPE_PAUSED) {
-		if (f->st == ST_HEAD && st0 == ST_IDLE)
-			return EVAPI__FRAME_BEGIN;
-		if (f->st == ST_BODY && st0 == ST_HEAD)
+		if (f->st == ST_BODY && st0 != ST_BODY)
 			return EVAPI__FRAME_HEAD;
 		if (f->st == ST_DONE)
 			return EVAPI__FRAME_REQUEST;
 	}
-	return EVAPI__FRAME_MORE;
+	return f->began ? EVAPI__FRAME_BEGIN : EVAPI__FRAME_MORE;
 }
 
 void evapi__frame_request(evapi__frame *f, int close, const char **head,
@@ -890,6 +955,11 @@ const char *evapi__frame_target(const evapi__frame *f)
 const char *evapi__frame_content_type(const evapi__frame *f)
 {
 	return f->ctype.len ? f->ctype.p : NULL;
+}
+
+int evapi__frame_began(const evapi__frame *f)
+{
+	return f->began;
 }
 
 int evapi__frame_is_head(const evapi__frame *f)
