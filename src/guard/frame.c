@@ -197,10 +197,21 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
 	            "Request header fields too large");
 }
 
+/* Switches, not strchr: these run for every byte of every header name
+ * and Host value, and a switch compiles to a bit test. */
 static int is_tchar(unsigned char c)
 {
-	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
-	       (c >= 'A' && c <= 'Z') || (c && strchr("!#$%&'*+-.^_`|~", c));
+	if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+	    (c >= 'A' && c <= 'Z'))
+		return 1;
+	switch (c) {
+	case '!': case '#': case '$': case '%': case '&': case '\'':
+	case '*': case '+': case '-': case '.': case '^': case '_':
+	case '`': case '|': case '~':
+		return 1;
+	default:
+		return 0;
+	}
 }
 
 /* Trims OWS, lower-cases into `out` (at most `cap`-1 bytes). */
@@ -233,8 +244,16 @@ static int is_hex(unsigned char c)
 /* RFC 3986 unreserved / sub-delims. */
 static int is_host_char(unsigned char c)
 {
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	       is_digit(c) || (c && strchr("-._~!$&'()*+,;=", c));
+	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c))
+		return 1;
+	switch (c) {
+	case '-': case '.': case '_': case '~': case '!': case '$':
+	case '&': case '\'': case '(': case ')': case '*': case '+':
+	case ',': case ';': case '=':
+		return 1;
+	default:
+		return 0;
+	}
 }
 
 /* IPvFuture without its brackets: "v" 1*HEXDIG "." 1*(unreserved /
@@ -333,16 +352,8 @@ static int head_field(evapi__frame *f, const char *n, size_t nl,
 	size_t need = nl + vl + 4;
 	char *o;
 
-	if (h->len + need + 1 > h->cap) {
-		size_t cap = h->cap ? h->cap : 128;
-		char *np;
-		while (cap < h->len + need + 1)
-			cap *= 2;
-		if (!(np = realloc(h->p, cap)))
-			return -1;
-		h->p = np;
-		h->cap = cap;
-	}
+	if (evapi__sbuf_reserve(h, need))
+		return -1;
 	o = h->p + h->len;
 	memcpy(o, n, nl);
 	o[nl] = ':';
