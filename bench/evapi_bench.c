@@ -128,6 +128,10 @@ int main(int argc, char **argv)
 	cfg.access_log = v[2] != 0;
 	cfg.workers = (int)v[3];
 	cfg.request_timeout_ms = 60000;
+	/* as the peers: no connection closed after N requests (nginx
+	 * keepalive_requests, Kore's keep-alive), which would cut wrk's
+	 * pipelines mid-flight */
+	cfg.keepalive_max_requests = 1000000000;
 	cfg.stats_routes = 1;
 	return evapi_app_serve(&cfg, routes, NULL) == 0 ? 0 : 1;
 }
