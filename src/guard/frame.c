@@ -809,19 +809,35 @@ static size_t phase_bound(const evapi__frame *f, int ph)
  * CR is llhttp's strict parser's to refuse, and refused here as well. */
 static int scan_fields(evapi__frame *f, const char *s, size_t n)
 {
-	char prev = f->prev;
-	size_t i;
+	const char *p = s, *end = s + n;
+	char prev = f->prev; /* the byte before p */
 
-	for (i = 0; i < n; i++) {
-		char c = s[i];
-		if (c == '\n' && prev != '\r')
-			return fail_now(f, 400, "Bare LF in the header section");
-		if (prev == '\r' && c != '\n')
-			return fail_now(f, 400, "Bare CR in the header section");
-		if ((c == ' ' || c == '\t') && prev == '\n')
+	/* From line ending to line ending with memchr, not byte by byte:
+	 * between two CRs there must be no LF, a CR must be followed by
+	 * LF, and a line after CRLF must not start with SP or HTAB. The
+	 * first fault in byte order is the one reported. */
+	while (p < end) {
+		const char *cr, *lf;
+		if (prev == '\r') {
+			if (*p != '\n')
+				return fail_now(f, 400, "Bare CR in the header section");
+			prev = '\n';
+			p++;
+			continue;
+		}
+		if (prev == '\n' && (*p == ' ' || *p == '\t'))
 			return fail_now(f, 400, "Obsolete line folding in the "
 			                        "header section");
-		prev = c;
+		cr = memchr(p, '\r', (size_t)(end - p));
+		lf = memchr(p, '\n', (size_t)((cr ? cr : end) - p));
+		if (lf)
+			return fail_now(f, 400, "Bare LF in the header section");
+		if (!cr) {
+			prev = end[-1];
+			break;
+		}
+		prev = '\r';
+		p = cr + 1;
 	}
 	f->prev = prev;
 	return 0;
