@@ -268,8 +268,7 @@ static void send_resp(evapi_req *req, evapi__resp *resp)
 	 * has answered every request it was given (streams: stream.c). */
 	if (evcon) {
 		struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
-		evapi__guard_replied(req->app, bev);
-		evapi__guard_reply_deadline(req->app, bev);
+		evapi__guard_replied_whole(req->app, bev);
 	}
 	evapi__req_headers_out(req, resp, ev);
 	if (req->head_only) {

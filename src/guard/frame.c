@@ -172,13 +172,21 @@ static int on_url_complete(llhttp_t *p)
 	evapi__frame *f = FRAME(p);
 	const char *m = method_name(p->method);
 
+	size_t ml;
+	char *o;
+
 	f->is_head = p->method == HTTP_HEAD;
 	if (!m)
 		return 0;
-	if (sb_str(&f->head, m) || sb_add(&f->head, " ", 1) ||
-	    sb_add(&f->head, f->url.p ? f->url.p : "", f->url.len) ||
-	    sb_add(&f->head, " HTTP/1.1\r\n", 11))
+	ml = strlen(m);
+	if (evapi__sbuf_reserve(&f->head, ml + f->url.len + 12))
 		return fail(f, 500, "Out of memory");
+	o = f->head.p + f->head.len;
+	memcpy(o, m, ml);
+	o[ml] = ' ';
+	memcpy(o + ml + 1, f->url.p ? f->url.p : "", f->url.len);
+	memcpy(o + ml + 1 + f->url.len, " HTTP/1.1\r\n", 12); /* with NUL */
+	f->head.len += ml + f->url.len + 12;
 	f->line_len = f->head.len;
 	return 0;
 }
@@ -449,18 +457,12 @@ static int on_header_value_complete(llhttp_t *p)
 	if (keep && head_field(f, n, f->name.len, v, vl))
 		rc = fail(f, 500, "Out of memory");
 out:
+	/* the next field starts empty: no on_header_field_complete needed
+	 * (every use of name and value is bounded by these lengths) */
 	f->name.len = f->value.len = 0;
 	return rc;
 }
 
-static int on_header_field_complete(llhttp_t *p)
-{
-	evapi__frame *f = FRAME(p);
-	f->value.len = 0;
-	if (f->value.p)
-		f->value.p[0] = '\0';
-	return 0;
-}
 
 /* The methods evapi serves; others are 501. */
 static const struct {
@@ -642,7 +644,6 @@ static void settings_init(void)
 	settings.on_version = on_version;
 	settings.on_url_complete = on_url_complete;
 	settings.on_header_field = on_header_field;
-	settings.on_header_field_complete = on_header_field_complete;
 	settings.on_header_value = on_header_value;
 	settings.on_header_value_complete = on_header_value_complete;
 	settings.on_headers_complete = on_headers_complete;

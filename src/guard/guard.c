@@ -956,12 +956,8 @@ void evapi__guard_waiting(evapi_app *app, struct bufferevent *bev)
 	}
 }
 
-void evapi__guard_replied(evapi_app *app, struct bufferevent *bev)
+static void replied(gconn *c, int64_t now)
 {
-	gconn *c = conn_of(app, bev);
-
-	if (!c)
-		return;
 	if (c->queued > 0)
 		c->queued--;
 	if (c->reading_paused && c->queued < PIPELINE_MAX / 2) {
@@ -969,20 +965,33 @@ void evapi__guard_replied(evapi_app *app, struct bufferevent *bev)
 		bufferevent_enable(c->ubev, EV_READ);
 	}
 	if (c->queued == 0) {
-		c->idle_since_us = evapi__now_us();
+		c->idle_since_us = now;
 		if (evapi__frame_in_request(c->frame))
-			c->req_start_us = c->idle_since_us; /* it waited on us */
+			c->req_start_us = now; /* it waited on us */
 		conn_kick(c);
 	}
 }
 
-void evapi__guard_reply_deadline(evapi_app *app, struct bufferevent *bev)
+void evapi__guard_replied(evapi_app *app, struct bufferevent *bev)
+{
+	gconn *c = conn_of(app, bev);
+
+	if (c)
+		replied(c, evapi__now_us());
+}
+
+void evapi__guard_replied_whole(evapi_app *app, struct bufferevent *bev)
 {
 	gconn *c = conn_of(app, bev);
 	int ms = app->cfg.reply_write_timeout_ms;
+	int64_t now;
 
-	if (c && ms > 0)
-		c->reply_by_us = evapi__now_us() + (int64_t)ms * 1000;
+	if (!c)
+		return;
+	now = evapi__now_us();
+	replied(c, now);
+	if (ms > 0)
+		c->reply_by_us = now + (int64_t)ms * 1000;
 }
 
 /* ---- accept-loop safety ----------------------------------------------------- */

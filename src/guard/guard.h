@@ -95,11 +95,11 @@ EVAPI_HIDDEN void evapi__guard_waiting(evapi_app *app,
 /* evhttp got the reply of one request read from `bev`'s connection. */
 EVAPI_HIDDEN void evapi__guard_replied(evapi_app *app,
                                        struct bufferevent *bev);
-/* A whole (not streamed) reply is being sent on `bev`'s connection: it
- * must have left within reply_write_timeout_ms, or the connection is
+/* As evapi__guard_replied, for a whole (not streamed) reply: it must
+ * also have left within reply_write_timeout_ms, or the connection is
  * closed. */
-EVAPI_HIDDEN void evapi__guard_reply_deadline(evapi_app *app,
-                                              struct bufferevent *bev);
+EVAPI_HIDDEN void evapi__guard_replied_whole(evapi_app *app,
+                                             struct bufferevent *bev);
 
 /* A guarded connection, as ws.c sees it. */
 typedef struct gconn evapi__gconn;
