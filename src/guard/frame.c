@@ -871,13 +871,13 @@ int evapi__frame_feed(evapi__frame *f, const char *data, size_t len,
 	int st0, ph0;
 
 	*used = 0;
+	f->began = 0;
 	if (f->st == ST_ERROR)
 		return EVAPI__FRAME_ERROR;
 	if (f->st == ST_CLOSED) {
 		*used = len; /* after the last request: discarded */
 		return EVAPI__FRAME_MORE;
 	}
-	f->began = 0;
 	if (f->st == ST_DONE)
 		next_request(f);
 	st0 = f->st;
