@@ -158,20 +158,19 @@ static int on_version(llhttp_t *p, const char *at, size_t len)
 	return span(f, &f->version, at, len, 16, 400, "Invalid HTTP version");
 }
 
-/* The request line's target was read (llhttp tells this at the same
- * byte however the input is sliced, unlike a header name's span): a
- * refusal from here on answers this method (a HEAD gets no body). */
 static const char *method_name(int m);
 
-/* The target is whole: the re-framed request line goes first in head
- * (nothing is there yet: the fields come after the line), as HTTP/1.1;
- * on_headers_complete turns the minor version to 0 where it is. An
- * unknown method writes no line: on_headers_complete refuses it. */
+/* The request line's target was read (llhttp tells this at the same
+ * byte however the input is sliced, unlike a header name's span): a
+ * refusal from here on answers this method (a HEAD gets no body). The
+ * re-framed request line goes first in head (nothing is there yet: the
+ * fields come after the line), as HTTP/1.1; on_headers_complete turns
+ * the minor version to 0 where it is. An unknown method writes no line:
+ * on_headers_complete refuses it. */
 static int on_url_complete(llhttp_t *p)
 {
 	evapi__frame *f = FRAME(p);
 	const char *m = method_name(p->method);
-
 	size_t ml;
 	char *o;
 
