@@ -10,6 +10,10 @@
  *   GET /cpu         ~0.3-0.5 ms of arithmetic, then its     inline
  *                    result (the prefork scenario: the server,
  *                    not the client, is the bottleneck)
+ *   GET /json        TechEmpower "json": {"message":"Hello, World!"}
+ *                    serialised per request, with Server (and Date)
+ *   GET /plaintext   TechEmpower "plaintext": Hello, World! as
+ *                    text/plain, with Server (and Date)
  *
  * Runs on the thread that starts it; stops on SIGINT/SIGTERM.
  */
@@ -68,6 +72,22 @@ static void cpu_bound(evapi_req *req, void *arg)
 	evapi_reply_json(req, 200, json_pack("{s:I}", "x", (json_int_t)(x & 0xffffff)));
 }
 
+/* TechEmpower's rules: a new object serialised for every request, and
+ * the Server and Date headers on both test types (evapi sends Date). */
+static void tfb_json(evapi_req *req, void *arg)
+{
+	evapi_reply_add_header(req, "Server", "evapi");
+	evapi_reply_json(req, 200,
+	                 json_pack("{s:s}", "message", "Hello, World!"));
+}
+
+static void tfb_plaintext(evapi_req *req, void *arg)
+{
+	static const char body[] = "Hello, World!";
+	evapi_reply_add_header(req, "Server", "evapi");
+	evapi_reply_bytes(req, 200, "text/plain", body, sizeof body - 1);
+}
+
 static int routes(evapi_app *app, void *arg)
 {
 	int rc = 0;
@@ -81,6 +101,10 @@ static int routes(evapi_app *app, void *arg)
 	                      inline_sleep, NULL);
 	rc |= evapi_app_route(app, EVAPI_GET, "/cpu", EVAPI_INLINE, cpu_bound,
 	                      NULL);
+	rc |= evapi_app_route(app, EVAPI_GET, "/json", EVAPI_INLINE, tfb_json,
+	                      NULL);
+	rc |= evapi_app_route(app, EVAPI_GET, "/plaintext", EVAPI_INLINE,
+	                      tfb_plaintext, NULL);
 	return rc ? EVAPI_EINVAL : 0;
 }
 
@@ -104,6 +128,10 @@ int main(int argc, char **argv)
 	cfg.access_log = v[2] != 0;
 	cfg.workers = (int)v[3];
 	cfg.request_timeout_ms = 60000;
+	/* as the peers: no connection closed after N requests (nginx
+	 * keepalive_requests, Kore's keep-alive), which would cut wrk's
+	 * pipelines mid-flight */
+	cfg.keepalive_max_requests = 1000000000;
 	cfg.stats_routes = 1;
 	return evapi_app_serve(&cfg, routes, NULL) == 0 ? 0 : 1;
 }

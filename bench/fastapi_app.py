@@ -4,6 +4,7 @@ import asyncio
 import time
 
 from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse
 
 app = FastAPI()
 
@@ -28,3 +29,14 @@ def pool_sleep():
 async def inline_sleep():
     await asyncio.sleep(1)
     return {"Hello": "World"}
+
+
+# TechEmpower's json and plaintext (uvicorn sends Server and Date)
+@app.get("/json")
+async def tfb_json():
+    return {"message": "Hello, World!"}
+
+
+@app.get("/plaintext", response_class=PlainTextResponse)
+async def tfb_plaintext():
+    return "Hello, World!"

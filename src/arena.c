@@ -77,7 +77,7 @@ void evapi__arena_release(evapi__arena *a)
 	a->cur = a->end = NULL;
 }
 
-int evapi__sbuf_add(evapi__sbuf *b, const void *data, size_t n)
+int evapi__sbuf_reserve(evapi__sbuf *b, size_t n)
 {
 	if (b->len + n + 1 > b->cap) {
 		size_t cap = b->cap ? b->cap : 128;
@@ -89,6 +89,13 @@ int evapi__sbuf_add(evapi__sbuf *b, const void *data, size_t n)
 		b->p = p;
 		b->cap = cap;
 	}
+	return 0;
+}
+
+int evapi__sbuf_add(evapi__sbuf *b, const void *data, size_t n)
+{
+	if (evapi__sbuf_reserve(b, n))
+		return -1;
 	memcpy(b->p + b->len, data, n);
 	b->len += n;
 	b->p[b->len] = '\0';

@@ -170,6 +170,8 @@ typedef struct evapi__sbuf {
 } evapi__sbuf;
 /* Appends `n` bytes; returns 0, or -1 when out of memory (nothing added). */
 EVAPI_HIDDEN int evapi__sbuf_add(evapi__sbuf *b, const void *data, size_t n);
+/* Room for `n` more bytes and the NUL at b->p + b->len; 0 or -1. */
+EVAPI_HIDDEN int evapi__sbuf_reserve(evapi__sbuf *b, size_t n);
 
 /* ---- router.c -------------------------------------------------------- */
 #define EVAPI__MAX_PARAMS 16

@@ -218,17 +218,26 @@ static void free_body(const void *data, size_t len, void *arg)
 }
 
 /* The Date header, formatted once a second instead of by evhttp for
- * every reply (it adds one only when none is set). */
+ * every reply (it adds one only when none is set). RFC 9110's
+ * IMF-fixdate has English names: not strftime's %a and %b, which follow
+ * whatever LC_TIME the application set. */
 static const char *http_date(evapi_app *app)
 {
+	static const char wday[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu",
+	                                "Fri", "Sat"};
+	static const char mon[12][4] = {"Jan", "Feb", "Mar", "Apr", "May",
+	                                "Jun", "Jul", "Aug", "Sep", "Oct",
+	                                "Nov", "Dec"};
 	struct timeval tv;
 	struct tm tm;
 
 	if (event_base_gettimeofday_cached(app->base, &tv) != 0)
 		gettimeofday(&tv, NULL);
 	if (tv.tv_sec != app->date_sec && gmtime_r(&tv.tv_sec, &tm)) {
-		strftime(app->date, sizeof app->date,
-		         "%a, %d %b %Y %H:%M:%S GMT", &tm);
+		snprintf(app->date, sizeof app->date,
+		         "%s, %02d %s %04d %02d:%02d:%02d GMT", wday[tm.tm_wday],
+		         tm.tm_mday, mon[tm.tm_mon], tm.tm_year + 1900,
+		         tm.tm_hour, tm.tm_min, tm.tm_sec);
 		app->date_sec = tv.tv_sec;
 	}
 	return app->date;
@@ -263,8 +272,7 @@ static void send_resp(evapi_req *req, evapi__resp *resp)
 	 * has answered every request it was given (streams: stream.c). */
 	if (evcon) {
 		struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
-		evapi__guard_replied(req->app, bev);
-		evapi__guard_reply_deadline(req->app, bev);
+		evapi__guard_replied_whole(req->app, bev);
 	}
 	evapi__req_headers_out(req, resp, ev);
 	if (req->head_only) {

@@ -339,20 +339,21 @@ int evapi_reply_json(evapi_req *req, int status, json_t *body)
 int evapi_reply_bytes(evapi_req *req, int status, const char *content_type,
                       const void *data, size_t len)
 {
-	char *copy = malloc(len ? len : 1);
-	if (!copy)
+	/* One block: the body, then the content type, which lives as long
+	 * as the body does (it is sent with the headers, before the body
+	 * leaves the reply); no header node per reply. */
+	size_t cl = content_type ? strlen(content_type) + 1 : 0;
+	char *copy;
+
+	if (content_type && has_ctl(content_type))
+		return EVAPI_EINVAL;
+	if (!(copy = malloc(len + cl + 1)))
 		return EVAPI_ENOMEM;
 	if (len)
 		memcpy(copy, data, len);
-	if (content_type) {
-		int rc = evapi_reply_add_header(req, "Content-Type",
-		                                content_type);
-		if (rc) {
-			free(copy);
-			return rc;
-		}
-	}
-	return reply_take(req, status, NULL, copy, len);
+	if (cl)
+		memcpy(copy + len, content_type, cl);
+	return reply_take(req, status, cl ? copy + len : NULL, copy, len);
 }
 
 int evapi_reply_text(evapi_req *req, int status, const char *text)

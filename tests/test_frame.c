@@ -281,6 +281,77 @@ static void test_chunk_bounds(void)
 	free(in);
 }
 
+/* A request that arrives whole is framed by one feed (the guard's hot
+ * path: one llhttp call, one drain); its start is still reported, and
+ * a request cut after its first bytes still says BEGIN first. A plain
+ * GET re-frames to exactly the client's bytes (what lets the guard
+ * move them to evhttp by reference); one with a Connection header or
+ * extra whitespace does not. */
+static void test_whole_request_one_feed(void)
+{
+	static const char get[] = "GET /a?b=1 HTTP/1.1\r\nHost: x:1\r\n"
+	                          "Accept: */*\r\n\r\n";
+	static const char two[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+	                          "GET /2 HTTP/1.1\r\nHost: x\r\n\r\n";
+	static const char ka[] = "GET / HTTP/1.1\r\nHost: x\r\n"
+	                         "Connection: keep-alive\r\n\r\n";
+	static const char ws[] = "GET / HTTP/1.1\r\nHost:  x \r\n\r\n";
+	static const char post[] = "POST /p HTTP/1.1\r\nHost: x\r\n"
+	                           "Content-Length: 2\r\n\r\nhi";
+	evapi__frame *f = evapi__frame_new(&default_lim);
+	const char *h, *b;
+	size_t used, hl, bl;
+	int ev;
+
+	ev = evapi__frame_feed(f, get, sizeof get - 1, &used);
+	CHECK_INT(ev, ==, EVAPI__FRAME_REQUEST);
+	CHECK_INT(used, ==, sizeof get - 1);
+	CHECK_INT(evapi__frame_began(f), ==, 1);
+	evapi__frame_request(f, 0, &h, &hl, &b, &bl);
+	CHECK_INT(hl, ==, sizeof get - 1);
+	CHECK(hl == sizeof get - 1 && memcmp(h, get, hl) == 0);
+
+	/* pipelined: each request its own feed, cut at its last byte */
+	evapi__frame_reset(f);
+	ev = evapi__frame_feed(f, two, sizeof two - 1, &used);
+	CHECK_INT(ev, ==, EVAPI__FRAME_REQUEST);
+	CHECK_INT(used, ==, (sizeof two - 1) / 2);
+	ev = evapi__frame_feed(f, two + used, sizeof two - 1 - used, &used);
+	CHECK_INT(ev, ==, EVAPI__FRAME_REQUEST);
+	CHECK_INT(evapi__frame_began(f), ==, 1);
+	CHECK_STR(evapi__frame_target(f), "/2");
+
+	/* cut short: BEGIN, then the rest without a new start */
+	evapi__frame_reset(f);
+	ev = evapi__frame_feed(f, get, 5, &used);
+	CHECK_INT(ev, ==, EVAPI__FRAME_BEGIN);
+	CHECK_INT(used, ==, 5);
+	ev = evapi__frame_feed(f, get + 5, sizeof get - 1 - 5, &used);
+	CHECK_INT(ev, ==, EVAPI__FRAME_REQUEST);
+	CHECK_INT(evapi__frame_began(f), ==, 0);
+
+	/* re-framed differently from what was sent */
+	evapi__frame_reset(f);
+	ev = evapi__frame_feed(f, ka, sizeof ka - 1, &used);
+	CHECK_INT(ev, ==, EVAPI__FRAME_REQUEST);
+	evapi__frame_request(f, 0, &h, &hl, &b, &bl);
+	CHECK(hl != sizeof ka - 1 || memcmp(h, ka, hl) != 0);
+	evapi__frame_reset(f);
+	ev = evapi__frame_feed(f, ws, sizeof ws - 1, &used);
+	CHECK_INT(ev, ==, EVAPI__FRAME_REQUEST);
+	evapi__frame_request(f, 0, &h, &hl, &b, &bl);
+	CHECK(hl != sizeof ws - 1 || memcmp(h, ws, hl) != 0);
+	evapi__frame_reset(f);
+	ev = evapi__frame_feed(f, post, sizeof post - 1, &used);
+	CHECK_INT(ev, ==, EVAPI__FRAME_HEAD); /* a body follows: pause */
+	CHECK_INT(evapi__frame_began(f), ==, 1);
+	ev = evapi__frame_feed(f, post + used, sizeof post - 1 - used, &used);
+	CHECK_INT(ev, ==, EVAPI__FRAME_REQUEST);
+	evapi__frame_request(f, 0, &h, &hl, &b, &bl);
+	CHECK_INT(bl, ==, 2);
+	evapi__frame_free(f);
+}
+
 int main(int argc, char **argv)
 {
 	static const th_test tests[] = {
@@ -290,6 +361,7 @@ int main(int argc, char **argv)
 		{"frame.host", test_host},
 		{"frame.llhttp_strictness", test_llhttp_strictness},
 		{"frame.chunk_bounds", test_chunk_bounds},
+		{"frame.whole_request_one_feed", test_whole_request_one_feed},
 		{NULL, NULL}};
 	return th_main(argc, argv, tests);
 }

@@ -23,9 +23,11 @@
  * bodies, trailers or obs-folds reach it) and never decides alone to
  * close.
  *
- * The parser pauses at message begin, header end and message end so the
- * caller sees each event at its exact byte offset, which is what keeps
- * pipelined requests in order and in their own deadlines. It also pauses
+ * The parser pauses at header end (when a body follows) and message end
+ * so the caller sees each event at its exact byte offset, which is what
+ * keeps pipelined requests in order and in their own deadlines; the start
+ * of a message is only noted (`began`), so a request that arrives whole
+ * is one llhttp_execute call. It also pauses
  * at each end of a chunk line and of chunk data, so every llhttp_execute
  * call covers bytes of one phase only (a field section, a chunk line, or
  * body data): that is how the raw bytes of a phase are counted against
@@ -65,6 +67,8 @@ struct evapi__frame {
 	sbuf version;
 	sbuf upgrade, connection; /* the client's values, for the guard */
 	sbuf ctype;            /* the Content-Type value, for the guard */
+	size_t line_len;       /* the request line at the start of head */
+	int began;             /* the last feed started a message */
 	int nfields;
 	int hosts, te, cl, expect_continue, keep_body;
 	int status;
@@ -118,12 +122,15 @@ static int fail_now(evapi__frame *f, int status, const char *detail)
 
 #define FRAME(p) ((evapi__frame *)(p)->data)
 
+/* No pause here: a request that arrives whole is framed by one
+ * llhttp_execute call; the caller learns of the start from `began`. */
 static int on_message_begin(llhttp_t *p)
 {
 	evapi__frame *f = FRAME(p);
 	f->st = ST_HEAD;
 	f->is_head = 0;
-	return HPE_PAUSED;
+	f->began = 1;
+	return 0;
 }
 
 /* Appends a span to `b`, failing with `status` past `limit` bytes. */
@@ -151,12 +158,35 @@ static int on_version(llhttp_t *p, const char *at, size_t len)
 	return span(f, &f->version, at, len, 16, 400, "Invalid HTTP version");
 }
 
+static const char *method_name(int m);
+
 /* The request line's target was read (llhttp tells this at the same
  * byte however the input is sliced, unlike a header name's span): a
- * refusal from here on answers this method (a HEAD gets no body). */
+ * refusal from here on answers this method (a HEAD gets no body). The
+ * re-framed request line goes first in head (nothing is there yet: the
+ * fields come after the line), as HTTP/1.1; on_headers_complete turns
+ * the minor version to 0 where it is. An unknown method writes no line:
+ * on_headers_complete refuses it. */
 static int on_url_complete(llhttp_t *p)
 {
-	FRAME(p)->is_head = p->method == HTTP_HEAD;
+	evapi__frame *f = FRAME(p);
+	const char *m = method_name(p->method);
+	size_t ml;
+	char *o;
+
+	f->is_head = p->method == HTTP_HEAD;
+	if (!m)
+		return 0;
+	ml = strlen(m);
+	if (evapi__sbuf_reserve(&f->head, ml + f->url.len + 12))
+		return fail(f, 500, "Out of memory");
+	o = f->head.p + f->head.len;
+	memcpy(o, m, ml);
+	o[ml] = ' ';
+	memcpy(o + ml + 1, f->url.p ? f->url.p : "", f->url.len);
+	memcpy(o + ml + 1 + f->url.len, " HTTP/1.1\r\n", 12); /* with NUL */
+	f->head.len += ml + f->url.len + 12;
+	f->line_len = f->head.len;
 	return 0;
 }
 
@@ -174,10 +204,21 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
 	            "Request header fields too large");
 }
 
+/* Switches, not strchr: these run for every byte of every header name
+ * and Host value, and a switch compiles to a bit test. */
 static int is_tchar(unsigned char c)
 {
-	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
-	       (c >= 'A' && c <= 'Z') || (c && strchr("!#$%&'*+-.^_`|~", c));
+	if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+	    (c >= 'A' && c <= 'Z'))
+		return 1;
+	switch (c) {
+	case '!': case '#': case '$': case '%': case '&': case '\'':
+	case '*': case '+': case '-': case '.': case '^': case '_':
+	case '`': case '|': case '~':
+		return 1;
+	default:
+		return 0;
+	}
 }
 
 /* Trims OWS, lower-cases into `out` (at most `cap`-1 bytes). */
@@ -210,8 +251,16 @@ static int is_hex(unsigned char c)
 /* RFC 3986 unreserved / sub-delims. */
 static int is_host_char(unsigned char c)
 {
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	       is_digit(c) || (c && strchr("-._~!$&'()*+,;=", c));
+	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c))
+		return 1;
+	switch (c) {
+	case '-': case '.': case '_': case '~': case '!': case '$':
+	case '&': case '\'': case '(': case ')': case '*': case '+':
+	case ',': case ';': case '=':
+		return 1;
+	default:
+		return 0;
+	}
 }
 
 /* IPvFuture without its brackets: "v" 1*HEXDIG "." 1*(unreserved /
@@ -278,6 +327,52 @@ static int valid_host(const char *v, size_t n)
 	return 1;
 }
 
+/* The header names the guard reads or drops. */
+enum { H_OTHER = 0, H_HOST, H_CTYPE, H_CLEN, H_TE, H_EXPECT, H_UPGRADE,
+       H_CONNECTION };
+
+/* By length first: most fields are none of these, and most then cost
+ * no string comparison at all. */
+static int header_kind(const char *n, size_t len)
+{
+	switch (len) {
+	case 4: return strcasecmp(n, "host") == 0 ? H_HOST : H_OTHER;
+	case 6: return strcasecmp(n, "expect") == 0 ? H_EXPECT : H_OTHER;
+	case 7: return strcasecmp(n, "upgrade") == 0 ? H_UPGRADE : H_OTHER;
+	case 10:
+		return strcasecmp(n, "connection") == 0 ? H_CONNECTION : H_OTHER;
+	case 12:
+		return strcasecmp(n, "content-type") == 0 ? H_CTYPE : H_OTHER;
+	case 14:
+		return strcasecmp(n, "content-length") == 0 ? H_CLEN : H_OTHER;
+	case 17:
+		return strcasecmp(n, "transfer-encoding") == 0 ? H_TE : H_OTHER;
+	default: return H_OTHER;
+	}
+}
+
+/* Appends "name: value" CRLF to head with one capacity check. */
+static int head_field(evapi__frame *f, const char *n, size_t nl,
+                      const char *v, size_t vl)
+{
+	sbuf *h = &f->head;
+	size_t need = nl + vl + 4;
+	char *o;
+
+	if (evapi__sbuf_reserve(h, need))
+		return -1;
+	o = h->p + h->len;
+	memcpy(o, n, nl);
+	o[nl] = ':';
+	o[nl + 1] = ' ';
+	memcpy(o + nl + 2, v, vl);
+	o[nl + 2 + vl] = '\r';
+	o[nl + 3 + vl] = '\n';
+	h->len += need;
+	h->p[h->len] = '\0';
+	return 0;
+}
+
 /* One complete header line: validate, classify, keep or drop. */
 static int on_header_value_complete(llhttp_t *p)
 {
@@ -285,7 +380,7 @@ static int on_header_value_complete(llhttp_t *p)
 	const char *n = f->name.p ? f->name.p : "";
 	char *v = f->value.p ? f->value.p : "";
 	size_t vl = f->value.len, i;
-	int keep = 1, rc = 0;
+	int keep = 1, rc = 0, kind;
 	char low[64];
 
 	if (f->st != ST_HEAD)
@@ -312,19 +407,20 @@ static int on_header_value_complete(llhttp_t *p)
 			goto out;
 		}
 	}
-	if (strcasecmp(n, "host") == 0) {
+	kind = header_kind(n, f->name.len);
+	if (kind == H_HOST) {
 		f->hosts++;
 		if (!valid_host(v, vl)) {
 			rc = fail(f, 400, "Invalid Host header");
 			goto out;
 		}
-	} else if (strcasecmp(n, "content-type") == 0) {
+	} else if (kind == H_CTYPE) {
 		if (f->ctype.len == 0 && sb_add(&f->ctype, v, vl))
 			rc = fail(f, 500, "Out of memory");
-	} else if (strcasecmp(n, "content-length") == 0) {
+	} else if (kind == H_CLEN) {
 		f->cl = 1; /* llhttp checked the value and duplicates */
 		keep = 0;
-	} else if (strcasecmp(n, "transfer-encoding") == 0) {
+	} else if (kind == H_TE) {
 		lower_trim(v, vl, low, sizeof low);
 		if (f->te || strcmp(low, "chunked") != 0) {
 			/* A coding we do not implement, or a list of them. */
@@ -338,7 +434,7 @@ static int on_header_value_complete(llhttp_t *p)
 		}
 		f->te = 1;
 		keep = 0;
-	} else if (strcasecmp(n, "expect") == 0) {
+	} else if (kind == H_EXPECT) {
 		lower_trim(v, vl, low, sizeof low);
 		if (strcmp(low, "100-continue") != 0) {
 			rc = fail(f, 417, "Unsupported expectation");
@@ -346,36 +442,26 @@ static int on_header_value_complete(llhttp_t *p)
 		}
 		f->expect_continue = 1;
 		keep = 0; /* the guard answers it; evhttp must not */
-	} else if (strcasecmp(n, "upgrade") == 0 ||
-	           strcasecmp(n, "connection") == 0) {
+	} else if (kind == H_UPGRADE || kind == H_CONNECTION) {
 		/* Never passed on: served as plain HTTP/1.1 unless the
 		 * guard takes the request for a WebSocket route (it reads
 		 * them with evapi__frame_upgrade). llhttp read Connection's
 		 * tokens; evhttp gets one it reads the same way (see
 		 * evapi__frame_request). */
-		sbuf *b = strcasecmp(n, "upgrade") == 0 ? &f->upgrade
-		                                         : &f->connection;
+		sbuf *b = kind == H_UPGRADE ? &f->upgrade : &f->connection;
 		keep = 0;
 		if ((b->len && sb_add(b, ",", 1)) || sb_add(b, v, vl))
 			rc = fail(f, 500, "Out of memory");
 	}
-	if (keep && (sb_add(&f->head, n, f->name.len) ||
-	             sb_add(&f->head, ": ", 2) || sb_add(&f->head, v, vl) ||
-	             sb_add(&f->head, "\r\n", 2)))
+	if (keep && head_field(f, n, f->name.len, v, vl))
 		rc = fail(f, 500, "Out of memory");
 out:
+	/* the next field starts empty: no on_header_field_complete needed
+	 * (every use of name and value is bounded by these lengths) */
 	f->name.len = f->value.len = 0;
 	return rc;
 }
 
-static int on_header_field_complete(llhttp_t *p)
-{
-	evapi__frame *f = FRAME(p);
-	f->value.len = 0;
-	if (f->value.p)
-		f->value.p[0] = '\0';
-	return 0;
-}
 
 /* The methods evapi serves; others are 501. */
 static const struct {
@@ -442,8 +528,6 @@ static int on_headers_complete(llhttp_t *p)
 	evapi__frame *f = FRAME(p);
 	f->is_head = p->method == HTTP_HEAD;
 	const char *m = method_name(p->method);
-	sbuf line = {0};
-	int rc = 0;
 
 	if (p->http_major != 1)
 		return fail(f, 505, "HTTP version not supported");
@@ -470,18 +554,11 @@ static int on_headers_complete(llhttp_t *p)
 	 * it. Cleared here, llhttp neither skips the body nor stops at the
 	 * message end as it would for a protocol switch. */
 	p->upgrade = 0;
-	/* Request line in front of the headers kept so far. */
-	if (sb_str(&line, m) || sb_add(&line, " ", 1) ||
-	    sb_add(&line, f->url.p, f->url.len) ||
-	    sb_str(&line, p->http_minor == 0 ? " HTTP/1.0\r\n"
-	                                     : " HTTP/1.1\r\n") ||
-	    sb_add(&line, f->head.p ? f->head.p : "", f->head.len)) {
-		rc = fail(f, 500, "Out of memory");
-		free(line.p);
-		return rc;
-	}
-	free(f->head.p);
-	f->head = line;
+	/* The request line on_url_complete wrote says HTTP/1.1. */
+	if (f->line_len < 3 || !f->head.p)
+		return fail(f, 500, "Out of memory");
+	if (p->http_minor == 0)
+		f->head.p[f->line_len - 3] = '0';
 	f->st = ST_BODY;
 	/* Pause only when a body follows: with none, llhttp completes the
 	 * message without reading another byte, and an execute call with no
@@ -566,7 +643,6 @@ static void settings_init(void)
 	settings.on_version = on_version;
 	settings.on_url_complete = on_url_complete;
 	settings.on_header_field = on_header_field;
-	settings.on_header_field_complete = on_header_field_complete;
 	settings.on_header_value = on_header_value;
 	settings.on_header_value_complete = on_header_value_complete;
 	settings.on_headers_complete = on_headers_complete;
@@ -649,6 +725,7 @@ static void next_request(evapi__frame *f)
 	sb_reset(&f->upgrade);
 	sb_reset(&f->connection);
 	sb_reset(&f->ctype);
+	f->line_len = 0;
 	f->nfields = f->hosts = f->te = f->cl = 0;
 	f->expect_continue = f->keep_body = 0;
 }
@@ -732,19 +809,35 @@ static size_t phase_bound(const evapi__frame *f, int ph)
  * CR is llhttp's strict parser's to refuse, and refused here as well. */
 static int scan_fields(evapi__frame *f, const char *s, size_t n)
 {
-	char prev = f->prev;
-	size_t i;
+	const char *p = s, *end = s + n;
+	char prev = f->prev; /* the byte before p */
 
-	for (i = 0; i < n; i++) {
-		char c = s[i];
-		if (c == '\n' && prev != '\r')
-			return fail_now(f, 400, "Bare LF in the header section");
-		if (prev == '\r' && c != '\n')
-			return fail_now(f, 400, "Bare CR in the header section");
-		if ((c == ' ' || c == '\t') && prev == '\n')
+	/* From line ending to line ending with memchr, not byte by byte:
+	 * between two CRs there must be no LF, a CR must be followed by
+	 * LF, and a line after CRLF must not start with SP or HTAB. The
+	 * first fault in byte order is the one reported. */
+	while (p < end) {
+		const char *cr, *lf;
+		if (prev == '\r') {
+			if (*p != '\n')
+				return fail_now(f, 400, "Bare CR in the header section");
+			prev = '\n';
+			p++;
+			continue;
+		}
+		if (prev == '\n' && (*p == ' ' || *p == '\t'))
 			return fail_now(f, 400, "Obsolete line folding in the "
 			                        "header section");
-		prev = c;
+		cr = memchr(p, '\r', (size_t)(end - p));
+		lf = memchr(p, '\n', (size_t)((cr ? cr : end) - p));
+		if (lf)
+			return fail_now(f, 400, "Bare LF in the header section");
+		if (!cr) {
+			prev = end[-1];
+			break;
+		}
+		prev = '\r';
+		p = cr + 1;
 	}
 	f->prev = prev;
 	return 0;
@@ -777,6 +870,7 @@ int evapi__frame_feed(evapi__frame *f, const char *data, size_t len,
 	int st0, ph0;
 
 	*used = 0;
+	f->began = 0;
 	if (f->st == ST_ERROR)
 		return EVAPI__FRAME_ERROR;
 	if (f->st == ST_CLOSED) {
@@ -823,14 +917,12 @@ int evapi__frame_feed(evapi__frame *f, const char *data, size_t len,
 	}
 	*used = off;
 	if (e == HPE_PAUSED) {
-		if (f->st == ST_HEAD && st0 == ST_IDLE)
-			return EVAPI__FRAME_BEGIN;
-		if (f->st == ST_BODY && st0 == ST_HEAD)
+		if (f->st == ST_BODY && st0 != ST_BODY)
 			return EVAPI__FRAME_HEAD;
 		if (f->st == ST_DONE)
 			return EVAPI__FRAME_REQUEST;
 	}
-	return EVAPI__FRAME_MORE;
+	return f->began ? EVAPI__FRAME_BEGIN : EVAPI__FRAME_MORE;
 }
 
 void evapi__frame_request(evapi__frame *f, int close, const char **head,
@@ -890,6 +982,11 @@ const char *evapi__frame_target(const evapi__frame *f)
 const char *evapi__frame_content_type(const evapi__frame *f)
 {
 	return f->ctype.len ? f->ctype.p : NULL;
+}
+
+int evapi__frame_began(const evapi__frame *f)
+{
+	return f->began;
 }
 
 int evapi__frame_is_head(const evapi__frame *f)

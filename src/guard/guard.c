@@ -490,7 +490,14 @@ static void expect_continue(gconn *c)
 	conn_kick(c);
 }
 
-static void on_request(gconn *c, struct evbuffer *dst)
+/* A whole request: the `used` bytes at the front of src (`raw` when they
+ * are all this request's, else NULL) leave src, and what evhttp is to
+ * parse goes to dst: the client's bytes themselves, moved by reference,
+ * when the re-framed request is byte for byte what the client sent (a
+ * plain GET with nothing to drop: evhttp parses nothing the guard did
+ * not accept either way), else the re-framed copy. */
+static void on_request(gconn *c, struct evbuffer *src, struct evbuffer *dst,
+                       const char *raw, size_t used)
 {
 	const evapi_config *cfg = &c->g->app->cfg;
 	const char *head, *body;
@@ -501,9 +508,13 @@ static void on_request(gconn *c, struct evbuffer *dst)
 	close = c->served >= cfg->keepalive_max_requests ||
 	        !evapi__frame_keeps_alive(c->frame);
 	evapi__frame_request(c->frame, close, &head, &hl, &body, &bl);
-	evbuffer_add(dst, head, hl);
-	if (bl)
-		evbuffer_add(dst, body, bl);
+	if (!(raw && bl == 0 && hl == used && memcmp(head, raw, hl) == 0 &&
+	      evbuffer_remove_buffer(src, dst, used) == (int)used)) {
+		evbuffer_drain(src, used);
+		evbuffer_add(dst, head, hl);
+		if (bl)
+			evbuffer_add(dst, body, bl);
+	}
 	/* After the last request (ours, or the client's "Connection:
 	 * close" or HTTP/1.0, after which RFC 9112 serves nothing more) the
 	 * connection needs no parser: thousands of connections waiting on
@@ -655,7 +666,7 @@ filter_in(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
 	while (evbuffer_get_length(src) > 0) {
 		struct evbuffer_iovec v;
 		size_t used;
-		int ev;
+		int ev, began;
 
 		if (c->ws_state == WS_OPEN ||
 		    (c->ws_state == WS_ENDING && c->ws && !c->ws_closed)) {
@@ -682,11 +693,16 @@ filter_in(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
 			v.iov_len = evbuffer_get_length(src);
 		}
 		ev = evapi__frame_feed(c->frame, v.iov_base, v.iov_len, &used);
-		evbuffer_drain(src, used);
-		switch (ev) {
-		case EVAPI__FRAME_BEGIN:
+		began = evapi__frame_began(c->frame);
+		if (began) {
 			c->req_start_us = evapi__now_us();
 			c->got_head = 0;
+		}
+		/* a whole request leaves src in on_request */
+		if (ev != EVAPI__FRAME_REQUEST)
+			evbuffer_drain(src, used);
+		switch (ev) {
+		case EVAPI__FRAME_BEGIN:
 			conn_arm(c);
 			break;
 		case EVAPI__FRAME_HEAD:
@@ -696,9 +712,14 @@ filter_in(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
 			conn_arm(c);
 			break;
 		case EVAPI__FRAME_REQUEST:
-			if (ws_upgrade(c))
+			if (ws_upgrade(c)) {
+				evbuffer_drain(src, used);
 				break;
-			on_request(c, dst);
+			}
+			/* the raw bytes are this request's alone when it
+			 * began in this feed (src starts where the last
+			 * request ended) */
+			on_request(c, src, dst, began ? v.iov_base : NULL, used);
 			produced = 1;
 			break;
 		case EVAPI__FRAME_ERROR: {
@@ -940,12 +961,8 @@ void evapi__guard_waiting(evapi_app *app, struct bufferevent *bev)
 	}
 }
 
-void evapi__guard_replied(evapi_app *app, struct bufferevent *bev)
+static void replied(gconn *c, int64_t now)
 {
-	gconn *c = conn_of(app, bev);
-
-	if (!c)
-		return;
 	if (c->queued > 0)
 		c->queued--;
 	if (c->reading_paused && c->queued < PIPELINE_MAX / 2) {
@@ -953,20 +970,33 @@ void evapi__guard_replied(evapi_app *app, struct bufferevent *bev)
 		bufferevent_enable(c->ubev, EV_READ);
 	}
 	if (c->queued == 0) {
-		c->idle_since_us = evapi__now_us();
+		c->idle_since_us = now;
 		if (evapi__frame_in_request(c->frame))
-			c->req_start_us = c->idle_since_us; /* it waited on us */
+			c->req_start_us = now; /* it waited on us */
 		conn_kick(c);
 	}
 }
 
-void evapi__guard_reply_deadline(evapi_app *app, struct bufferevent *bev)
+void evapi__guard_replied(evapi_app *app, struct bufferevent *bev)
+{
+	gconn *c = conn_of(app, bev);
+
+	if (c)
+		replied(c, evapi__now_us());
+}
+
+void evapi__guard_replied_whole(evapi_app *app, struct bufferevent *bev)
 {
 	gconn *c = conn_of(app, bev);
 	int ms = app->cfg.reply_write_timeout_ms;
+	int64_t now;
 
-	if (c && ms > 0)
-		c->reply_by_us = evapi__now_us() + (int64_t)ms * 1000;
+	if (!c)
+		return;
+	now = evapi__now_us();
+	replied(c, now);
+	if (ms > 0)
+		c->reply_by_us = now + (int64_t)ms * 1000;
 }
 
 /* ---- accept-loop safety ----------------------------------------------------- */

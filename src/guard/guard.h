@@ -26,7 +26,7 @@ typedef struct evapi__frame evapi__frame;
 
 enum evapi__frame_event {
 	EVAPI__FRAME_MORE = 0, /* everything consumed; feed more */
-	EVAPI__FRAME_BEGIN,    /* the first byte of a request was consumed */
+	EVAPI__FRAME_BEGIN,    /* a request started and is not whole yet */
 	EVAPI__FRAME_HEAD,     /* header section complete and valid */
 	EVAPI__FRAME_REQUEST,  /* a whole request: see evapi__frame_request */
 	EVAPI__FRAME_ERROR     /* see evapi__frame_error; feed no more */
@@ -46,6 +46,10 @@ EVAPI_HIDDEN int evapi__frame_feed(evapi__frame *f, const char *data,
 EVAPI_HIDDEN void evapi__frame_request(evapi__frame *f, int close,
                                        const char **head, size_t *head_len,
                                        const char **body, size_t *body_len);
+/* 1 when the last feed consumed the first byte of a request, whatever
+ * event it returned (a request that arrives whole is BEGIN and REQUEST
+ * in one feed, returned as REQUEST). */
+EVAPI_HIDDEN int evapi__frame_began(const evapi__frame *f);
 /* Makes `f` as new (same limits), keeping its scratch buffers. */
 EVAPI_HIDDEN void evapi__frame_reset(evapi__frame *f);
 /* After EVAPI__FRAME_REQUEST: 0 when the client ends the connection
@@ -91,11 +95,11 @@ EVAPI_HIDDEN void evapi__guard_waiting(evapi_app *app,
 /* evhttp got the reply of one request read from `bev`'s connection. */
 EVAPI_HIDDEN void evapi__guard_replied(evapi_app *app,
                                        struct bufferevent *bev);
-/* A whole (not streamed) reply is being sent on `bev`'s connection: it
- * must have left within reply_write_timeout_ms, or the connection is
+/* As evapi__guard_replied, for a whole (not streamed) reply: it must
+ * also have left within reply_write_timeout_ms, or the connection is
  * closed. */
-EVAPI_HIDDEN void evapi__guard_reply_deadline(evapi_app *app,
-                                              struct bufferevent *bev);
+EVAPI_HIDDEN void evapi__guard_replied_whole(evapi_app *app,
+                                             struct bufferevent *bev);
 
 /* A guarded connection, as ws.c sees it. */
 typedef struct gconn evapi__gconn;
