@@ -133,6 +133,17 @@ EVAPI_HIDDEN char *evapi__db_args_copy(const char *sql, int nparams,
  * calls then leave the transaction open. */
 EVAPI_HIDDEN int evapi__db_in_tx(void);
 
+/* 1 when the app's gathered queries go pipelined (db_pipeline, and a
+ * PostgreSQL database). */
+EVAPI_HIDDEN int evapi__db_pipelined(const evapi_app *app);
+/* evapi_req_db_gather with db_pipeline: the `n` (valid) queries go on one
+ * connection in pipeline mode; each is the request's pending work and
+ * calls `cb` with args[i] once, as evapi_req_db_query's would. Returns 0,
+ * or what evapi_req_db_query returns (then no `cb` runs). */
+EVAPI_HIDDEN int evapi__db_req_pipeline(evapi_req *req, int n,
+                                        const evapi_db_query *qs,
+                                        evapi_db_cb cb, void *const *args);
+
 /* 1 when a query's SQL and parameters are acceptable. */
 EVAPI_HIDDEN int evapi__db_args_valid(const char *sql, int nparams,
                                       const char *const *params);

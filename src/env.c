@@ -71,6 +71,7 @@ static const struct var {
 	V(DB_QUERY_TIMEOUT_MS, db_query_timeout_ms, K_INT),
 	V(DB_STATEMENT_CACHE, db_statement_cache, K_INT),
 	V(DB_MAX_RESULT_BYTES, db_max_result_bytes, K_SIZE),
+	V(DB_PIPELINE, db_pipeline, K_BOOL),
 	/* docs and introspection */
 	V(OPENAPI, openapi, K_BOOL),
 	V(SWAGGER_UI_DIR, swagger_ui_dir, K_STR_ANY),

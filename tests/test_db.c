@@ -47,6 +47,31 @@ static void reply_result(evapi_req *req, int status, const evapi_db_result *res,
 	                           evapi_db_result_is_null(res, 0, 0)));
 }
 
+static void gather_done(evapi_req *req, int status, int n,
+                        const evapi_db_result *const *res, void *arg);
+
+/* POST /q {"sql": ["...", ...]}: the statements (no parameters) in one
+ * gather; replies as /gather. */
+static void gather_sqls(evapi_req *req, json_t *a)
+{
+	evapi_db_query qs[32];
+	size_t i, n = json_array_size(a);
+	int rc;
+
+	if (n < 1 || n > 32) {
+		evapi_reply_error(req, 400, "bad test request");
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		qs[i].sql = json_string_value(json_array_get(a, i));
+		qs[i].nparams = 0;
+		qs[i].params = NULL;
+	}
+	rc = evapi_req_db_gather(req, (int)n, qs, gather_done, NULL);
+	if (rc != 0)
+		evapi_reply_error(req, 500, evapi_strerror(rc));
+}
+
 /* POST /q {"sql": "...", "params": ["x", null, ...]} */
 static void route_q(evapi_req *req, void *arg)
 {
@@ -58,6 +83,10 @@ static void route_q(evapi_req *req, void *arg)
 
 	if (evapi_req_json(req, &body) != 0)
 		return;
+	if (json_is_array(json_object_get(body, "sql"))) {
+		gather_sqls(req, json_object_get(body, "sql"));
+		return;
+	}
 	p = json_object_get(body, "params");
 	n = json_array_size(p);
 	if (n > 8 || !json_is_string(json_object_get(body, "sql"))) {
@@ -1171,6 +1200,184 @@ static void test_gather(void)
 	th_server_stop(&s);
 }
 
+/* POSTs the statements `sqls` (a JSON array text) to /q, gathered. */
+static long gq(int port, const char *sqls, th_resp *out)
+{
+	char body[2048];
+	snprintf(body, sizeof body, "{\"sql\": %s}", sqls);
+	return th_http(port, "POST", "/q", body, out);
+}
+
+static const char pids3[] = "[\"SELECT pg_backend_pid() AS p\","
+                            "\"SELECT pg_backend_pid() AS p\","
+                            "\"SELECT pg_backend_pid() AS p\"]";
+
+/* Starts an app pipelining on one connection, with a query timeout of
+ * `timeout_ms` and a result cap of `cap`; `first` (len 128) gets what
+ * three pipelined pg_backend_pid() answer on it. Returns 0 without
+ * PostgreSQL. */
+static int start_pipe(th_server *s, int timeout_ms, size_t cap, char *first)
+{
+	const th_pg *pg = th_pg_shared();
+	evapi_config cfg;
+	th_resp r;
+
+	if (!pg)
+		return 0;
+	th_config(&cfg);
+	cfg.db_max_connections = 1;
+	cfg.db_query_timeout_ms = timeout_ms;
+	cfg.db_max_result_bytes = cap;
+	cfg.db_statement_cache = 1;
+	cfg.db_pipeline = 1;
+	start_app(s, pg->url, &cfg);
+	CHECK_INT(gq(s->port, pids3, &r), ==, 200);
+	snprintf(first, 128, "%.120s", r.body);
+	return 1;
+}
+
+/* The one connection serves the next pipeline at once, still the same;
+ * then the app stops. */
+static void end_pipe(th_server *s, const char *first)
+{
+	th_resp r;
+	double t0 = th_now();
+	CHECK_INT(gq(s->port, pids3, &r), ==, 200);
+	CHECK_DBL(th_now() - t0, <, 2.0);
+	CHECK_STR(r.body, first);
+	th_server_stop(s);
+}
+
+/* With db_pipeline a request's gathered queries share one connection and
+ * one round trip, in order; one failing (at PREPARE or EXECUTE) spoils no
+ * other, not even the writes before it; the connection is reused. */
+static void test_pipeline(void)
+{
+	const th_pg *pg = th_pg_shared();
+	evapi_config cfg;
+	th_server s;
+	th_resp r;
+	json_t *j;
+	char first[128];
+	double t0, took;
+
+	if (!pg)
+		return;
+	th_pg_exec(pg, "DROP TABLE IF EXISTS pipe_t; "
+	               "CREATE TABLE pipe_t (v int PRIMARY KEY)");
+	th_config(&cfg);
+	cfg.db_max_connections = 4;
+	cfg.db_query_timeout_ms = 30000;
+	cfg.db_pipeline = 1;
+	start_app(&s, pg->url, &cfg);
+	/* one connection for all three: the same backend answers each */
+	CHECK_INT(gq(s.port, pids3, &r), ==, 200);
+	j = body_json(&r);
+	CHECK_INT((long)json_array_size(j), ==, 3);
+	CHECK(json_equal(json_array_get(j, 0), json_array_get(j, 1)));
+	CHECK(json_equal(json_array_get(j, 0), json_array_get(j, 2)));
+	json_decref(j);
+	snprintf(first, sizeof first, "%.120s", r.body);
+	/* in order, and one after another on the server: 4 x 0.2 s */
+	t0 = th_now();
+	CHECK_INT(th_http(s.port, "GET", "/gather?n=4&s=0.2&desc=1", NULL, &r),
+	          ==, 200);
+	took = th_now() - t0;
+	CHECK_STR(r.body, "[[{\"i\":0}],[{\"i\":1}],[{\"i\":2}],"
+	                  "[{\"i\":3}]]");
+	CHECK_DBL(took, >=, 0.2 * (4 + 3 + 2 + 1));
+	/* a failing query (its PREPARE fails) between two good ones */
+	CHECK_INT(th_http(s.port, "GET", "/gather?n=3&bad=1", NULL, &r), ==,
+	          200);
+	CHECK_STR(r.body, "[[{\"i\":0}],\"database reported an error\","
+	                  "[{\"i\":2}]]");
+	/* one failing at EXECUTE: the writes around it each commit */
+	CHECK_INT(gq(s.port, "[\"INSERT INTO pipe_t VALUES (1)\","
+	                     "\"INSERT INTO pipe_t VALUES (1)\","
+	                     "\"INSERT INTO pipe_t VALUES (2)\","
+	                     "\"SELECT count(*) AS n FROM pipe_t\"]", &r),
+	          ==, 200);
+	CHECK_STR(r.body, "[[],\"database reported an error\",[],"
+	                  "[{\"n\":2}]]");
+	CHECK_INT(th_pg_int(pg, "SELECT count(*) FROM pipe_t"), ==, 2);
+	/* the same text twice is prepared once and reused in the pipeline */
+	CHECK_INT(gq(s.port, "[\"SELECT 7 AS a\",\"SELECT 8 AS b\","
+	                     "\"SELECT 7 AS a\"]", &r), ==, 200);
+	CHECK_STR(r.body, "[[{\"a\":7}],[{\"b\":8}],[{\"a\":7}]]");
+	/* the connection was reused all along */
+	end_pipe(&s, first);
+}
+
+/* A timeout mid-pipeline: every query still running ends with it,
+ * nothing is left on the server (each query the server starts after
+ * the first cancel is cancelled in turn), the connection comes back
+ * clean. With a cache of one statement, the others run unnamed. */
+static void test_pipeline_timeout(void)
+{
+	const th_pg *pg = th_pg_shared();
+	th_server s;
+	th_resp r;
+	char first[128];
+	double t0;
+
+	if (!start_pipe(&s, 300, (size_t)1 << 20, first))
+		return;
+	CHECK_INT(gq(s.port, "[\"SELECT 7 AS a\",\"SELECT 8 AS b\","
+	                     "\"SELECT 7 AS a\"]", &r), ==, 200);
+	CHECK_STR(r.body, "[[{\"a\":7}],[{\"b\":8}],[{\"a\":7}]]");
+	t0 = th_now();
+	CHECK_INT(th_http(s.port, "GET", "/gather?n=3&s=20", NULL, &r), ==,
+	          200);
+	CHECK_DBL(th_now() - t0, <, 3.0);
+	CHECK_STR(r.body, "[\"upstream timed out\",\"upstream timed out\","
+	                  "\"upstream timed out\"]");
+	CHECK(wait_inactive(pg, "evapi-gather", 3.0));
+	CHECK_INT(th_http(s.port, "GET", "/one", NULL, &r), ==, 200);
+	end_pipe(&s, first);
+}
+
+/* The client leaves mid-pipeline: cancelled on the server, one
+ * continuation told so, the connection reused. */
+static void test_pipeline_client_gone(void)
+{
+	const th_pg *pg = th_pg_shared();
+	th_server s;
+	char first[128];
+
+	if (!start_pipe(&s, 30000, (size_t)1 << 20, first))
+		return;
+	__atomic_store_n(&gathered, 0, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&gather_cancelled, 0, __ATOMIC_SEQ_CST);
+	th_send_and_close(s.port,
+	                  "GET /gather?n=4&s=20 HTTP/1.1\r\nHost: x\r\n\r\n",
+	                  500);
+	CHECK(wait_inactive(pg, "evapi-gather", 5.0));
+	th_sleep_ms(100);
+	CHECK_INT(LOAD(&gathered), ==, 1);
+	CHECK_INT(LOAD(&gather_cancelled), ==, 1);
+	end_pipe(&s, first);
+}
+
+/* A result over the cap in a pipeline: that query fails, the one before
+ * keeps its rows, the connection is reused. */
+static void test_pipeline_cap(void)
+{
+	const th_pg *pg = th_pg_shared();
+	th_server s;
+	th_resp r;
+	char first[128];
+
+	if (!start_pipe(&s, 30000, 4096, first))
+		return;
+	CHECK_INT(gq(s.port, "[\"SELECT 1 AS a\","
+	                     "\"SELECT repeat('x', 100) FROM "
+	                     "generate_series(1, 1000000)\"]", &r), ==, 200);
+	CHECK_STR(r.body,
+	          "[[{\"a\":1}],\"upstream reply over the size limit\"]");
+	CHECK_INT(wait_inactive(pg, "generate_series", 5.0), ==, 1);
+	end_pipe(&s, first);
+}
+
 static const th_test tests[] = {
 	{ "db.types", test_types },
 	{ "db.injection", test_injection },
@@ -1190,6 +1397,10 @@ static const th_test tests[] = {
 	{ "db.listen", test_listen },
 	{ "db.result_cap", test_result_cap },
 	{ "db.gather", test_gather },
+	{ "db.pipeline", test_pipeline },
+	{ "db.pipeline_timeout", test_pipeline_timeout },
+	{ "db.pipeline_client_gone", test_pipeline_client_gone },
+	{ "db.pipeline_cap", test_pipeline_cap },
 	{ NULL, NULL }
 };
 

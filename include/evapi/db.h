@@ -167,7 +167,13 @@ typedef void (*evapi_db_gather_cb)(evapi_req *req, int status, int n,
 /** Sends `n` queries (1..1024) on behalf of `req` at once, each on its own
  *  connection of the pool as far as db_max_connections allows (the rest
  *  wait their turn), and continues once, when all are done (the
- *  asyncio.gather of several queries). Every query is the request's
+ *  asyncio.gather of several queries). With db_pipeline set (and
+ *  PostgreSQL), they go together on one connection instead, in one round
+ *  trip (libpq's pipeline mode): the server runs them one after another,
+ *  each in its own transaction, so one failing spoils no other; a
+ *  timeout, the result cap or the request going away ends every query of
+ *  the batch still running (cancelled on the server) — the cap as
+ *  EVAPI_ECANCELED for the others. Every query is the request's
  *  pending work as with evapi_req_db_query: the client leaving cancels
  *  all. Returns 0 (then `cb` runs once; a query after the first that
  *  could not be started has that error in its result), or what
