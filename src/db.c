@@ -136,6 +136,7 @@ struct dbconn {
 	int pcut;                /* the pipeline was cut: cancel each of
 	                            its queries the server still starts */
 	struct event *recancel;  /* the next of those cancels */
+	evapi__db_dns *dns;      /* its host name being looked up */
 };
 
 TAILQ_HEAD(dbq_list, dbq);
@@ -174,6 +175,7 @@ struct evapi__db {
 	evapi__lite *lite;       /* a sqlite:// URL (db_sqlite.c): no conns */
 	evapi__listen *listen;   /* LISTEN/NOTIFY (db_listen.c), or NULL */
 	char *lite_path;
+	char *dns_host, *dns_port; /* db_url's hosts, when they need DNS */
 };
 
 /* ---- queries: delivery -------------------------------------------------- */
@@ -397,6 +399,10 @@ static void conn_close(dbconn *c)
 		c->pipe = NULL;
 	}
 	evtimer_del(c->recancel);
+	if (c->dns) {
+		evapi__db_dns_abandon(c->dns);
+		c->dns = NULL;
+	}
 	if (c->tx) {
 		c->tx->conn = NULL; /* its next statement fails */
 		c->tx = NULL;
@@ -571,27 +577,58 @@ static void on_notice(void *arg, const char *msg)
 	evapi__log(db->app, EVAPI_LOG_DEBUG, "database: %.*s", (int)n, msg);
 }
 
-static void conn_open(dbconn *c)
+/* Starts libpq on the URL, with `xkeys`/`xvals` (the resolved hosts, or
+ * NULL) overriding its fields. */
+static void conn_start(dbconn *c, const char *const *xkeys,
+                       const char *const *xvals)
 {
 	evapi__db *db = c->db;
-	const char *keys[] = { "dbname", "fallback_application_name", NULL };
-	const char *vals[] = { db->url, "evapi", NULL };
-	struct timeval tv;
 
-	c->pg = PQconnectStartParams(keys, vals, 1);
-	c->state = C_CONNECTING;
-	c->fd = -1;
-	c->what = 0;
+	c->pg = evapi__db_connect_start(db->url, "evapi", xkeys, xvals);
 	if (!c->pg || PQstatus(c->pg) == CONNECTION_BAD) {
 		connect_failed(c, c->pg ? PQerrorMessage(c->pg) : "out of memory");
 		return;
 	}
 	PQsetNoticeProcessor(c->pg, on_notice, db);
+	/* libpq's documented start: as if PQconnectPoll said WRITING */
+	conn_watch(c, EV_WRITE);
+}
+
+static void on_dns(void *arg, const char *const *keys,
+                   const char *const *vals, const char *err)
+{
+	dbconn *c = arg;
+
+	c->dns = NULL;
+	if (err)
+		connect_failed(c, err);
+	else
+		conn_start(c, keys, vals);
+}
+
+/* A host name is looked up on the pool first (db_dns.c): libpq would do
+ * it with a blocking getaddrinfo inside PQconnectStartParams. The
+ * connect timeout covers the lookup too. */
+static void conn_open(dbconn *c)
+{
+	evapi__db *db = c->db;
+	struct timeval tv;
+
+	c->state = C_CONNECTING;
+	c->fd = -1;
+	c->what = 0;
 	tv.tv_sec = db->acquire_ms / 1000;
 	tv.tv_usec = (db->acquire_ms % 1000) * 1000;
 	evtimer_add(c->timer, &tv);
-	/* libpq's documented start: as if PQconnectPoll said WRITING */
-	conn_watch(c, EV_WRITE);
+	if (!db->dns_host) {
+		conn_start(c, NULL, NULL);
+		return;
+	}
+	c->dns = evapi__db_dns_start(db->app, db->dns_host, db->dns_port,
+	                             on_dns, c);
+	if (!c->dns)
+		connect_failed(c, "cannot look the host name up now (out of "
+		                  "memory, or the worker pool queue is full)");
 }
 
 /* ---- connections: running queries --------------------------------------- */
@@ -1637,6 +1674,8 @@ int evapi__db_new(evapi_app *app)
 		return EVAPI_ENOMEM;
 	if (lite)
 		return evapi__lite_new(app, db->url, &db->lite, &db->lite_path);
+	if (evapi__db_url_dns(db->url, &db->dns_host, &db->dns_port) < 0)
+		return EVAPI_ENOMEM;
 	db->conns = calloc((size_t)db->max, sizeof *db->conns);
 	db->deliver = event_new(app->base, -1, 0, on_deliver, db);
 	if (!db->conns || !db->deliver)
@@ -1694,6 +1733,8 @@ void evapi__db_free(evapi_app *app)
 	evapi__listen_free(db->listen);
 	evapi__lite_free(db->lite);
 	free(db->lite_path);
+	free(db->dns_host);
+	free(db->dns_port);
 	free(db->url);
 	free(db);
 	app->db = NULL;

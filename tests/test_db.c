@@ -9,6 +9,8 @@
 #include "harness.h"
 #include "pg.h"
 
+#include <dlfcn.h>
+#include <netdb.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -17,6 +19,38 @@
 
 static int cancelled;    /* continuations told EVAPI_ECANCELED */
 static int continuations; /* every query continuation */
+
+/* ---- a slow DNS name ------------------------------------------------------ */
+
+/* libpq (and anything else in this process) resolves names through this
+ * getaddrinfo, which the executable's own definition replaces: SLOW_NAME
+ * takes SLOW_DNS_MS to resolve (to 127.0.0.1), and the calls for it are
+ * counted, those on `dns_watch` (the app's loop thread) apart. */
+#define SLOW_NAME "evapi-slow-dns.test"
+#define SLOW_DNS_MS 1500
+static int dns_calls, dns_on_watch;
+static pthread_t dns_watch;
+static int dns_watching;
+
+int getaddrinfo(const char *node, const char *service,
+                const struct addrinfo *hints, struct addrinfo **res)
+{
+	typedef int (*gai_fn)(const char *, const char *,
+	                      const struct addrinfo *, struct addrinfo **);
+	static gai_fn real;
+
+	if (!real)
+		*(void **)&real = dlsym(RTLD_NEXT, "getaddrinfo");
+	if (node && strcmp(node, SLOW_NAME) == 0) {
+		ADD(&dns_calls, 1);
+		if (LOAD(&dns_watching) &&
+		    pthread_equal(pthread_self(), dns_watch))
+			ADD(&dns_on_watch, 1);
+		usleep(SLOW_DNS_MS * 1000);
+		node = "127.0.0.1";
+	}
+	return real(node, service, hints, res);
+}
 
 /* ---- the app under test ------------------------------------------------- */
 
@@ -70,6 +104,12 @@ static void gather_sqls(evapi_req *req, json_t *a)
 	rc = evapi_req_db_gather(req, (int)n, qs, gather_done, NULL);
 	if (rc != 0)
 		evapi_reply_error(req, 500, evapi_strerror(rc));
+}
+
+static void route_ping(evapi_req *req, void *arg)
+{
+	(void)arg;
+	evapi_reply_json(req, 200, json_pack("{s:b}", "pong", 1));
 }
 
 /* POST /q {"sql": "...", "params": ["x", null, ...]} */
@@ -354,6 +394,8 @@ static void start_app(th_server *s, const char *url, evapi_config *cfg)
 	evapi_app_route(app, EVAPI_GET, "/sleep", EVAPI_INLINE, route_sleep,
 	                NULL);
 	evapi_app_route(app, EVAPI_GET, "/one", EVAPI_INLINE, route_one, NULL);
+	evapi_app_route(app, EVAPI_GET, "/ping", EVAPI_INLINE, route_ping,
+	                NULL);
 	evapi_app_route(app, EVAPI_GET, "/fan", EVAPI_INLINE, route_fan, NULL);
 	evapi_app_route(app, EVAPI_GET, "/gather", EVAPI_INLINE, route_gather,
 	                NULL);
@@ -1378,6 +1420,86 @@ static void test_pipeline_cap(void)
 	end_pipe(&s, first);
 }
 
+/* listen_hook, on the loop thread, which it has watched first */
+static int watch_listen_hook(evapi_app *app, void *arg)
+{
+	dns_watch = pthread_self();
+	return listen_hook(app, arg);
+}
+
+typedef struct one_req {
+	int port;
+	th_resp r;
+	long st;
+} one_req;
+
+static void *one_main(void *arg)
+{
+	one_req *o = arg;
+	o->st = th_http(o->port, "GET", "/one", NULL, &o->r);
+	return NULL;
+}
+
+/* A db_url naming its host: the name is looked up on a worker, never on
+ * the loop, which keeps answering meanwhile; the connection then uses
+ * the address found (and so does the LISTEN connection). */
+static void test_dns_off_loop(void)
+{
+	const th_pg *pg = th_pg_shared();
+	char url[256];
+	evapi_config cfg;
+	pthread_t t;
+	one_req o;
+	th_server s;
+	th_resp r;
+	double t0;
+
+	if (!pg)
+		return;
+	snprintf(url, sizeof url, "postgresql://postgres@" SLOW_NAME
+	                          ":%d/postgres", pg->port);
+	th_config(&cfg);
+	cfg.db_acquire_timeout_ms = 10000;
+	start_app(&s, url, &cfg);
+	dns_watch = s.thread;
+	__atomic_store_n(&dns_calls, 0, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&dns_on_watch, 0, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&dns_watching, 1, __ATOMIC_SEQ_CST);
+	memset(&o, 0, sizeof o);
+	o.port = s.port;
+	pthread_create(&t, NULL, one_main, &o);
+	th_sleep_ms(300); /* the lookup has begun */
+	t0 = th_now();
+	CHECK_INT(th_http(s.port, "GET", "/ping", NULL, &r), ==, 200);
+	CHECK_DBL(th_now() - t0, <, 0.5);
+	pthread_join(t, NULL);
+	CHECK_INT(o.st, ==, 200);
+	CHECK_INT(LOAD(&dns_calls), >=, 1);
+	CHECK_INT(LOAD(&dns_on_watch), ==, 0);
+	th_server_stop(&s);
+	/* every address of a name is tried in turn (localhost may be ::1
+	 * first; the server listens on 127.0.0.1 only), and a host list
+	 * with a unix socket that is not there keeps its order */
+	snprintf(url, sizeof url, "host=/nonexistent,localhost port=%d "
+	                          "user=postgres dbname=postgres", pg->port);
+	start_app(&s, url, NULL);
+	CHECK_INT(th_http(s.port, "GET", "/one", NULL, &r), ==, 200);
+	th_server_stop(&s);
+	/* the listener's connection too */
+	th_config(&cfg);
+	cfg.db_url = url;
+	s.app = evapi_app_new(&cfg);
+	CHECK(s.app != NULL);
+	if (!s.app)
+		return;
+	evapi_app_on_startup(s.app, watch_listen_hook, NULL);
+	th_server_start(&s, s.app);
+	CHECK(notified(pg, "dns", 10.0));
+	CHECK_INT(LOAD(&dns_on_watch), ==, 0);
+	__atomic_store_n(&dns_watching, 0, __ATOMIC_SEQ_CST);
+	th_server_stop(&s);
+}
+
 static const th_test tests[] = {
 	{ "db.types", test_types },
 	{ "db.injection", test_injection },
@@ -1401,6 +1523,7 @@ static const th_test tests[] = {
 	{ "db.pipeline_timeout", test_pipeline_timeout },
 	{ "db.pipeline_client_gone", test_pipeline_client_gone },
 	{ "db.pipeline_cap", test_pipeline_cap },
+	{ "db.dns_off_loop", test_dns_off_loop },
 	{ NULL, NULL }
 };
 

@@ -42,9 +42,11 @@
  * real, TEXT -> string, BLOB -> base64 string, NULL -> null. Parameters
  * ($1.. or ?) are bound, never put into the SQL.
  *
- * Name resolution of a host name in db_url happens inside libpq's
- * connection start, on the loop: give an address (127.0.0.1) or a unix
- * socket directory (host=/path) rather than a name that needs DNS.
+ * A host name in db_url is looked up on the worker pool before each
+ * connection attempt (libpq would block the loop on it), and the
+ * connection then goes to the addresses found, each in turn (the name
+ * still serves TLS verification and .pgpass); an address, a unix socket
+ * directory (host=/path) or a hostaddr needs no lookup.
  */
 #ifndef EVAPI_DB_H
 #define EVAPI_DB_H
