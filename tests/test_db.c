@@ -1255,10 +1255,11 @@ static const char pids3[] = "[\"SELECT pg_backend_pid() AS p\","
                             "\"SELECT pg_backend_pid() AS p\"]";
 
 /* Starts an app pipelining on one connection, with a query timeout of
- * `timeout_ms` and a result cap of `cap`; `first` (len 128) gets what
- * three pipelined pg_backend_pid() answer on it. Returns 0 without
- * PostgreSQL. */
-static int start_pipe(th_server *s, int timeout_ms, size_t cap, char *first)
+ * `timeout_ms`, a result cap of `cap` and a statement cache of `cache`;
+ * `first` (len 128) gets what three pipelined pg_backend_pid() answer on
+ * it. Returns 0 without PostgreSQL. */
+static int start_pipe(th_server *s, int timeout_ms, size_t cap, int cache,
+                      char *first)
 {
 	const th_pg *pg = th_pg_shared();
 	evapi_config cfg;
@@ -1270,7 +1271,7 @@ static int start_pipe(th_server *s, int timeout_ms, size_t cap, char *first)
 	cfg.db_max_connections = 1;
 	cfg.db_query_timeout_ms = timeout_ms;
 	cfg.db_max_result_bytes = cap;
-	cfg.db_statement_cache = 1;
+	cfg.db_statement_cache = cache;
 	cfg.db_pipeline = 1;
 	start_app(s, pg->url, &cfg);
 	CHECK_INT(gq(s->port, pids3, &r), ==, 200);
@@ -1362,7 +1363,7 @@ static void test_pipeline_timeout(void)
 	char first[128];
 	double t0;
 
-	if (!start_pipe(&s, 300, (size_t)1 << 20, first))
+	if (!start_pipe(&s, 300, (size_t)1 << 20, 1, first))
 		return;
 	CHECK_INT(gq(s.port, "[\"SELECT 7 AS a\",\"SELECT 8 AS b\","
 	                     "\"SELECT 7 AS a\"]", &r), ==, 200);
@@ -1386,7 +1387,7 @@ static void test_pipeline_client_gone(void)
 	th_server s;
 	char first[128];
 
-	if (!start_pipe(&s, 30000, (size_t)1 << 20, first))
+	if (!start_pipe(&s, 30000, (size_t)1 << 20, 100, first))
 		return;
 	__atomic_store_n(&gathered, 0, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&gather_cancelled, 0, __ATOMIC_SEQ_CST);
@@ -1400,8 +1401,9 @@ static void test_pipeline_client_gone(void)
 	end_pipe(&s, first);
 }
 
-/* A result over the cap in a pipeline: that query fails, the one before
- * keeps its rows, the connection is reused. */
+/* A result over the cap in a pipeline (the statement prepared in the
+ * same pipeline, its rows still read one by one): that query fails, the
+ * one before keeps its rows, the connection is reused. */
 static void test_pipeline_cap(void)
 {
 	const th_pg *pg = th_pg_shared();
@@ -1409,7 +1411,7 @@ static void test_pipeline_cap(void)
 	th_resp r;
 	char first[128];
 
-	if (!start_pipe(&s, 30000, 4096, first))
+	if (!start_pipe(&s, 30000, 4096, 100, first))
 		return;
 	CHECK_INT(gq(s.port, "[\"SELECT 1 AS a\","
 	                     "\"SELECT repeat('x', 100) FROM "
