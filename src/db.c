@@ -79,8 +79,7 @@ struct dbq {
 	evapi_db_tx *tx;         /* the transaction it runs in, until it ends */
 	int ends_tx;             /* COMMIT or ROLLBACK of tx */
 	dbpipe *pipe;            /* the pipeline it is part of, or NULL */
-	unsigned prep_id;        /* in a pipeline: the statement it
-	                            prepares, else 0 */
+	int pipe_i;              /* its place in pipe->m */
 	evapi_db_result res;
 };
 
@@ -90,7 +89,9 @@ struct dbq {
  * Held by each of its queries and by the connection running it. */
 struct dbpipe {
 	int n, refs;
-	dbq *m[];                /* in the order sent */
+	unsigned *prep;          /* n: the statement each query prepares in
+	                            the pipeline, else 0 */
+	dbq *m[];                /* in the order sent; NULL once freed */
 };
 
 typedef struct stmt {
@@ -261,7 +262,8 @@ static void q_finish(dbq *q, int error, PGresult *pg, const char *msg)
 	if (waited && q->pipe) {
 		int i;
 		for (i = 0; i < q->pipe->n; i++)
-			q_finish(q->pipe->m[i], error, NULL, msg);
+			if (q->pipe->m[i])
+				q_finish(q->pipe->m[i], error, NULL, msg);
 	}
 }
 
@@ -276,14 +278,16 @@ static void pipe_fail(dbpipe *p, int err, const char *msg)
 {
 	int i;
 	for (i = 0; i < p->n; i++)
-		if (p->m[i]->state == Q_RUNNING)
+		if (p->m[i] && p->m[i]->state == Q_RUNNING)
 			q_finish(p->m[i], err, NULL, msg);
 }
 
 static void q_free(dbq *q)
 {
-	if (q->pipe)
+	if (q->pipe) {
+		q->pipe->m[q->pipe_i] = NULL; /* the pipeline may run on */
 		pipe_unref(q->pipe);
+	}
 	if (q->timer)
 		event_free(q->timer);
 	evapi__db_result_clear(&q->res);
@@ -931,19 +935,20 @@ static void cache_drop_id(dbconn *c, unsigned id)
  * with the same text uses it); with the cache full it runs unnamed, as
  * evicting one the pipeline may still use would break that query.
  * Returns what the PQsend* calls return. */
-static int pipe_send(dbconn *c, dbq *q)
+static int pipe_send(dbconn *c, dbpipe *p, int i)
 {
+	dbq *q = p->m[i];
 	char name[32];
 	stmt *s = NULL;
 	int ok;
 
-	q->prep_id = 0;
+	p->prep[i] = 0;
 	if (c->db->cache_size) {
 		if ((s = cache_find(c, q->sql))) {
 			s->used = ++c->tick;
 		} else if (c->ncache < c->db->cache_size &&
 		           (s = cache_put(c, q->sql))) {
-			q->prep_id = s->id;
+			p->prep[i] = s->id;
 			stmt_name(name, sizeof name, s->id);
 			if (!PQsendPrepare(c->pg, name, q->sql, q->nparams, NULL))
 				return 0;
@@ -969,7 +974,7 @@ static void pipe_expect(dbconn *c)
 {
 	c->bytes = 0;
 	c->gathered = 0;
-	c->pitem = c->pipe->m[c->pi]->prep_id ? P_PREP : P_EXEC;
+	c->pitem = c->pipe->prep[c->pi] ? P_PREP : P_EXEC;
 	if (c->pitem == P_EXEC)
 		PQsetSingleRowMode(c->pg);
 }
@@ -998,7 +1003,7 @@ static void pipe_run(dbconn *c, dbpipe *p)
 	c->pcut = 0;
 	ok = PQenterPipelineMode(c->pg);
 	for (i = 0; ok && i < p->n; i++)
-		ok = pipe_send(c, p->m[i]);
+		ok = pipe_send(c, p, i);
 	if (!ok || conn_flush(c) != 0) {
 		conn_broken(c, NULL);
 		return;
@@ -1044,13 +1049,13 @@ static void pipe_read(dbconn *c)
 
 	while (c->pipe && !PQisBusy(c->pg)) {
 		q = c->pipe->m[c->pi];
-		if (q->state != Q_RUNNING)
+		if (q && q->state != Q_RUNNING)
 			q = NULL;
 		if (!(r = PQgetResult(c->pg))) {
 			if (c->pitem == P_PREP) {
 				/* the statement is not on the server: forget it */
 				if (c->res && evapi__db_failed(c->res))
-					cache_drop_id(c, c->pipe->m[c->pi]->prep_id);
+					cache_drop_id(c, c->pipe->prep[c->pi]);
 				c->pitem = P_EXEC;
 				PQsetSingleRowMode(c->pg);
 			} else if (c->pitem == P_EXEC) {
@@ -1499,8 +1504,10 @@ int evapi__db_req_pipeline(evapi_req *req, int n, const evapi_db_query *qs,
 	db = req->app->db;
 	if (!db || db->closing || db->lite)
 		return EVAPI_ESTATE;
-	if (!(p = calloc(1, sizeof *p + (size_t)n * sizeof *p->m)))
+	if (!(p = calloc(1, sizeof *p + (size_t)n * (sizeof *p->m +
+	                                             sizeof *p->prep))))
 		return EVAPI_ENOMEM;
+	p->prep = (unsigned *)(void *)(p->m + n);
 	for (i = 0; i < n; i++)
 		if (!(p->m[i] = q_new(db, qs[i].sql, qs[i].nparams,
 		                      qs[i].params))) {
@@ -1514,6 +1521,7 @@ int evapi__db_req_pipeline(evapi_req *req, int n, const evapi_db_query *qs,
 	for (i = 0; i < n; i++) {
 		dbq *q = p->m[i];
 		q->pipe = p;
+		q->pipe_i = i;
 		q_for_req(q, req, cb, args[i]);
 		if (i == 0)
 			continue;
