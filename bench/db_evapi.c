@@ -77,15 +77,48 @@ static void db(evapi_req *req, void *arg)
 
 /* The N selects of /queries and /updates go as one evapi_req_db_gather
  * (with db_pipeline: on one connection, in one round trip); /updates
- * then gathers its N updates the same way. */
+ * then writes the N new numbers with one UPDATE over two arrays (the
+ * rules allow batching the updates), ids in ascending order so that
+ * concurrent requests lock rows in one order. */
 typedef struct many_req {
 	int n;
 	char ids[500][12];
-	char nums[500][12];
-	const char *params[500][2];
+	const char *params[500][1];
 	evapi_db_query qs[500];
 	json_t *rows;
 } many_req;
+
+static const char update_world[] =
+	"UPDATE world SET randomnumber = v.r FROM "
+	"(SELECT unnest($1::int[]) AS id, unnest($2::int[]) AS r) v "
+	"WHERE world.id = v.id";
+
+static int by_id(const void *a, const void *b)
+{
+	json_int_t x = json_integer_value(json_object_get(*(json_t *const *)a,
+	                                                  "id"));
+	json_int_t y = json_integer_value(json_object_get(*(json_t *const *)b,
+	                                                  "id"));
+	return (x > y) - (x < y);
+}
+
+/* "{1,2,3}" of the rows' `key`, in `order`. */
+static char *int_array(json_t *const *order, int n, const char *key)
+{
+	char *out = malloc((size_t)n * 12 + 3), *o = out;
+	int i;
+
+	if (!out)
+		return NULL;
+	*o++ = '{';
+	for (i = 0; i < n; i++)
+		o += sprintf(o, "%s%lld", i ? "," : "",
+		             (long long)json_integer_value(
+		                     json_object_get(order[i], key)));
+	*o++ = '}';
+	*o = '\0';
+	return out;
+}
 
 static void many_free(many_req *m)
 {
@@ -93,17 +126,14 @@ static void many_free(many_req *m)
 	free(m);
 }
 
-static void updates_done(evapi_req *req, int status, int n,
-                         const evapi_db_result *const *res, void *arg)
+static void updates_done(evapi_req *req, int status,
+                         const evapi_db_result *res, void *arg)
 {
 	many_req *m = arg;
-	int i;
 
 	if (status == 0) {
-		for (i = 0; i < n && !evapi_db_result_error(res[i]); i++)
-			;
-		if (i < n)
-			evapi_reply_db_error(req, res[i]);
+		if (evapi_db_result_error(res))
+			evapi_reply_db_error(req, res);
 		else
 			evapi_reply_json(req, 200, json_incref(m->rows));
 	}
@@ -135,23 +165,37 @@ static void selects_done(evapi_req *req, int status, int n,
 		many_free(m);
 		return;
 	}
-	for (i = 0; i < n; i++) {
-		int r = random_id();
-		json_t *row = world_json(res[i]);
-		snprintf(m->ids[i], sizeof m->ids[i], "%s",
-		         evapi_db_result_value(res[i], 0, 0));
-		snprintf(m->nums[i], sizeof m->nums[i], "%d", r);
-		json_object_set_new(row, "randomNumber", json_integer(r));
-		json_array_append_new(m->rows, row);
-		m->params[i][0] = m->ids[i];
-		m->params[i][1] = m->nums[i];
-		m->qs[i].sql = "UPDATE world SET randomnumber = $2 WHERE id = $1";
-		m->qs[i].nparams = 2;
-		m->qs[i].params = m->params[i];
-	}
-	if (evapi_req_db_gather(req, n, m->qs, updates_done, m) != 0) {
-		evapi_reply_error(req, 500, "cannot query");
-		many_free(m);
+	{
+		json_t *order[500];
+		const char *p[2];
+		char *ids, *nums;
+		int rc = EVAPI_ENOMEM;
+
+		for (i = 0; i < n; i++) {
+			json_t *row = world_json(res[i]);
+			json_object_set_new(row, "randomNumber",
+			                    json_integer(random_id()));
+			json_array_append_new(m->rows, row);
+			order[i] = row;
+		}
+		qsort(order, (size_t)n, sizeof *order, by_id);
+		/* a row drawn twice gets one number (the UPDATE applies one) */
+		for (i = 1; i < n; i++)
+			if (by_id(&order[i - 1], &order[i]) == 0)
+				json_object_set(order[i], "randomNumber",
+				                json_object_get(order[i - 1],
+				                                "randomNumber"));
+		p[0] = ids = int_array(order, n, "id");
+		p[1] = nums = int_array(order, n, "randomNumber");
+		if (ids && nums)
+			rc = evapi_req_db_query(req, update_world, 2, p,
+			                        updates_done, m);
+		free(ids);
+		free(nums);
+		if (rc != 0) {
+			evapi_reply_error(req, 500, "cannot query");
+			many_free(m);
+		}
 	}
 }
 
