@@ -25,8 +25,11 @@ static int continuations; /* every query continuation */
 /* libpq (and anything else in this process) resolves names through this
  * getaddrinfo, which the executable's own definition replaces: SLOW_NAME
  * takes SLOW_DNS_MS to resolve (to 127.0.0.1), and the calls for it are
- * counted, those on `dns_watch` (the app's loop thread) apart. */
+ * counted, those on `dns_watch` (the app's loop thread) apart; TWO_NAME
+ * has two addresses, ::1 (where nothing listens) first, then 127.0.0.1
+ * (glibc frees such a chain entry by entry). */
 #define SLOW_NAME "evapi-slow-dns.test"
+#define TWO_NAME "evapi-two-addrs.test"
 #define SLOW_DNS_MS 1500
 static int dns_calls, dns_on_watch;
 static pthread_t dns_watch;
@@ -41,6 +44,21 @@ int getaddrinfo(const char *node, const char *service,
 
 	if (!real)
 		*(void **)&real = dlsym(RTLD_NEXT, "getaddrinfo");
+	if (node && strcmp(node, TWO_NAME) == 0) {
+		struct addrinfo *v6 = NULL, *v4 = NULL, *last;
+		int rc = real("::1", service, hints, &v6);
+		if (rc != 0)
+			return real("127.0.0.1", service, hints, res);
+		if ((rc = real("127.0.0.1", service, hints, &v4)) != 0) {
+			freeaddrinfo(v6);
+			return rc;
+		}
+		for (last = v6; last->ai_next; last = last->ai_next)
+			;
+		last->ai_next = v4;
+		*res = v6;
+		return 0;
+	}
 	if (node && strcmp(node, SLOW_NAME) == 0) {
 		ADD(&dns_calls, 1);
 		if (LOAD(&dns_watching) &&
@@ -1484,6 +1502,14 @@ static void test_dns_off_loop(void)
 	 * with a unix socket that is not there keeps its order */
 	snprintf(url, sizeof url, "host=/nonexistent,localhost port=%d "
 	                          "user=postgres dbname=postgres", pg->port);
+	start_app(&s, url, NULL);
+	CHECK_INT(th_http(s.port, "GET", "/one", NULL, &r), ==, 200);
+	th_server_stop(&s);
+	/* a port per host stays with its host, however many addresses the
+	 * host has */
+	snprintf(url, sizeof url, "host=" TWO_NAME ",/nonexistent "
+	                          "port=%d,5999 user=postgres dbname=postgres",
+	         pg->port);
 	start_app(&s, url, NULL);
 	CHECK_INT(th_http(s.port, "GET", "/one", NULL, &r), ==, 200);
 	th_server_stop(&s);
