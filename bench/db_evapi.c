@@ -10,7 +10,12 @@
  *                        sorted by message, as an HTML table
  *   GET /updates?queries=N  N random rows, each given a new randomNumber
  *
- * usage: db_evapi PORT DB_URL [CONNECTIONS]
+ *   GET /                a small JSON object, no database (its latency
+ *                        while /db is loaded is one of bench/db's numbers)
+ *
+ * usage: db_evapi PORT DB_URL [CONNECTIONS [PIPELINE]]
+ *   PIPELINE 1 (the default): the queries of one request share one
+ *   connection and one round trip (db_pipeline); 0: each its own.
  */
 #include <evapi.h>
 #include <stdio.h>
@@ -70,107 +75,151 @@ static void db(evapi_req *req, void *arg)
 
 /* ---- /queries and /updates: N at once ------------------------------------ */
 
-typedef struct batch {
-	int n, left, failed, gone, update;
-	json_t *rows;            /* array, in request order */
-} batch;
+/* The N selects of /queries and /updates go as one evapi_req_db_gather
+ * (with db_pipeline: on one connection, in one round trip); /updates
+ * then writes the N new numbers with one UPDATE over two arrays (the
+ * rules allow batching the updates), ids in ascending order so that
+ * concurrent requests lock rows in one order. */
+typedef struct many_req {
+	int n;
+	char ids[500][12];
+	const char *params[500][1];
+	evapi_db_query qs[500];
+	json_t *rows;
+} many_req;
 
-typedef struct slot {
-	batch *b;
+static const char update_world[] =
+	"UPDATE world SET randomnumber = v.r FROM "
+	"(SELECT unnest($1::int[]) AS id, unnest($2::int[]) AS r) v "
+	"WHERE world.id = v.id";
+
+static int by_id(const void *a, const void *b)
+{
+	json_int_t x = json_integer_value(json_object_get(*(json_t *const *)a,
+	                                                  "id"));
+	json_int_t y = json_integer_value(json_object_get(*(json_t *const *)b,
+	                                                  "id"));
+	return (x > y) - (x < y);
+}
+
+/* "{1,2,3}" of the rows' `key`, in `order`. */
+static char *int_array(json_t *const *order, int n, const char *key)
+{
+	char *out = malloc((size_t)n * 12 + 3), *o = out;
 	int i;
-} slot;
 
-static void batch_step(evapi_req *req, batch *b)
-{
-	if (--b->left > 0)
-		return;
-	if (b->gone)
-		; /* the request went away: nothing to answer */
-	else if (b->failed)
-		evapi_reply_error(req, 500, "a query failed");
-	else
-		evapi_reply_json(req, 200, json_incref(b->rows));
-	json_decref(b->rows);
-	free(b);
+	if (!out)
+		return NULL;
+	*o++ = '{';
+	for (i = 0; i < n; i++)
+		o += sprintf(o, "%s%lld", i ? "," : "",
+		             (long long)json_integer_value(
+		                     json_object_get(order[i], key)));
+	*o++ = '}';
+	*o = '\0';
+	return out;
 }
 
-static void update_done(evapi_req *req, int status, const evapi_db_result *res,
-                        void *arg)
+static void many_free(many_req *m)
 {
-	slot *s = arg;
-	batch *b = s->b;
-	if (status != 0)
-		b->gone = 1;
-	else if (evapi_db_result_error(res))
-		b->failed = 1;
-	free(s);
-	batch_step(req, b);
+	json_decref(m->rows);
+	free(m);
 }
 
-static void select_done(evapi_req *req, int status, const evapi_db_result *res,
-                        void *arg)
+static void updates_done(evapi_req *req, int status,
+                         const evapi_db_result *res, void *arg)
 {
-	slot *s = arg;
-	batch *b = s->b;
-	json_t *row;
+	many_req *m = arg;
+
+	if (status == 0) {
+		if (evapi_db_result_error(res))
+			evapi_reply_db_error(req, res);
+		else
+			evapi_reply_json(req, 200, json_incref(m->rows));
+	}
+	many_free(m);
+}
+
+static void selects_done(evapi_req *req, int status, int n,
+                         const evapi_db_result *const *res, void *arg)
+{
+	many_req *m = arg;
+	int i, update = m->rows != NULL;
 
 	if (status != 0) {
-		b->gone = 1;
-	} else if (evapi_db_result_error(res) ||
-	           evapi_db_result_ntuples(res) != 1) {
-		b->failed = 1;
-	} else {
-		row = world_json(res);
-		if (b->update) {
-			char id[16], num[16];
-			const char *p[2] = { id, num };
-			int r = random_id();
-			json_object_set_new(row, "randomNumber", json_integer(r));
-			snprintf(id, sizeof id, "%lld",
-			         (long long)json_integer_value(
-			                 json_object_get(row, "id")));
-			snprintf(num, sizeof num, "%d", r);
-			json_array_set_new(b->rows, (size_t)s->i, row);
-			b->left++; /* the update's own step */
-			if (evapi_req_db_query(req,
-			                       "UPDATE world SET randomnumber = $2 "
-			                       "WHERE id = $1", 2, p, update_done,
-			                       s) == 0) {
-				batch_step(req, b);
-				return;
-			}
-			b->left--;
-			b->failed = 1;
-		} else {
-			json_array_set_new(b->rows, (size_t)s->i, row);
+		many_free(m);
+		return;
+	}
+	for (i = 0; i < n; i++)
+		if (evapi_db_result_error(res[i]) ||
+		    evapi_db_result_ntuples(res[i]) != 1) {
+			evapi_reply_db_error(req, res[i]);
+			many_free(m);
+			return;
+		}
+	if (!update) {
+		json_t *rows = json_array();
+		for (i = 0; i < n; i++)
+			json_array_append_new(rows, world_json(res[i]));
+		evapi_reply_json(req, 200, rows);
+		many_free(m);
+		return;
+	}
+	{
+		json_t *order[500];
+		const char *p[2];
+		char *ids, *nums;
+		int rc = EVAPI_ENOMEM;
+
+		for (i = 0; i < n; i++) {
+			json_t *row = world_json(res[i]);
+			json_object_set_new(row, "randomNumber",
+			                    json_integer(random_id()));
+			json_array_append_new(m->rows, row);
+			order[i] = row;
+		}
+		qsort(order, (size_t)n, sizeof *order, by_id);
+		/* a row drawn twice gets one number (the UPDATE applies one) */
+		for (i = 1; i < n; i++)
+			if (by_id(&order[i - 1], &order[i]) == 0)
+				json_object_set(order[i], "randomNumber",
+				                json_object_get(order[i - 1],
+				                                "randomNumber"));
+		p[0] = ids = int_array(order, n, "id");
+		p[1] = nums = int_array(order, n, "randomNumber");
+		if (ids && nums)
+			rc = evapi_req_db_query(req, update_world, 2, p,
+			                        updates_done, m);
+		free(ids);
+		free(nums);
+		if (rc != 0) {
+			evapi_reply_error(req, 500, "cannot query");
+			many_free(m);
 		}
 	}
-	free(s);
-	batch_step(req, b);
 }
 
 static void many(evapi_req *req, int update)
 {
-	batch *b = calloc(1, sizeof *b);
+	many_req *m = malloc(sizeof *m);
 	int i;
 
-	b->n = b->left = count_param(req);
-	b->update = update;
-	b->rows = json_array();
-	for (i = 0; i < b->n; i++)
-		json_array_append_new(b->rows, json_null());
-	for (i = 0; i < b->n; i++) {
-		slot *s = malloc(sizeof *s);
-		char id[16];
-		const char *p[1] = { id };
-		s->b = b;
-		s->i = i;
-		snprintf(id, sizeof id, "%d", random_id());
-		if (evapi_req_db_query(req, select_world, 1, p, select_done, s)) {
-			free(s);
-			b->failed = 1;
-			batch_step(req, b);
-		}
+	if (!m) {
+		evapi_reply_error(req, 500, "out of memory");
+		return;
+	}
+	m->n = count_param(req);
+	m->rows = update ? json_array() : NULL;
+	for (i = 0; i < m->n; i++) {
+		snprintf(m->ids[i], sizeof m->ids[i], "%d", random_id());
+		m->params[i][0] = m->ids[i];
+		m->qs[i].sql = select_world;
+		m->qs[i].nparams = 1;
+		m->qs[i].params = m->params[i];
+	}
+	if (evapi_req_db_gather(req, m->n, m->qs, selects_done, m) != 0) {
+		evapi_reply_error(req, 500, "cannot query");
+		many_free(m);
 	}
 }
 
@@ -269,6 +318,11 @@ static void fortunes(evapi_req *req, void *arg)
 		evapi_reply_error(req, 500, "cannot query");
 }
 
+static void hello(evapi_req *req, void *arg)
+{
+	evapi_reply_json(req, 200, json_pack("{s:s}", "message", "hello"));
+}
+
 int main(int argc, char **argv)
 {
 	evapi_config cfg;
@@ -276,13 +330,15 @@ int main(int argc, char **argv)
 	int rc;
 
 	if (argc < 3) {
-		fprintf(stderr, "usage: db_evapi PORT DB_URL [CONNECTIONS]\n");
+		fprintf(stderr, "usage: db_evapi PORT DB_URL [CONNECTIONS "
+		                "[PIPELINE]]\n");
 		return 2;
 	}
 	evapi_config_init(&cfg);
 	cfg.port = atoi(argv[1]);
 	cfg.db_url = argv[2];
 	cfg.db_max_connections = argc > 3 ? atoi(argv[3]) : 8;
+	cfg.db_pipeline = argc > 4 ? atoi(argv[4]) != 0 : 1;
 	/* 64 clients x 500 queries may wait at once: queue them all, as an
 	 * asyncpg pool does, rather than answer 503 */
 	cfg.db_queue_max = 64 * 500;
@@ -292,6 +348,7 @@ int main(int argc, char **argv)
 	app = evapi_app_new(&cfg);
 	if (!app)
 		return 1;
+	evapi_app_route(app, EVAPI_GET, "/", EVAPI_INLINE, hello, NULL);
 	evapi_app_route(app, EVAPI_GET, "/db", EVAPI_INLINE, db, NULL);
 	evapi_app_route(app, EVAPI_GET, "/queries", EVAPI_INLINE, queries, NULL);
 	evapi_app_route(app, EVAPI_GET, "/fortunes", EVAPI_INLINE, fortunes,

@@ -41,18 +41,24 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 2000
 
-enum { Q_WAITING = 1, Q_RUNNING, Q_READY };
+/* Q_PIPED: a query of a pipeline waiting behind its first (the one on
+ * db->wait) */
+enum { Q_WAITING = 1, Q_PIPED, Q_RUNNING, Q_READY };
 enum {
 	C_EMPTY = 0,    /* slot unused */
 	C_CONNECTING,   /* PQconnectPoll in progress */
 	C_IDLE,         /* on db->idle, ready for a query */
 	C_BUSY          /* a step in flight, or a cancel completing */
 };
-enum { S_NONE = 0, S_SETUP, S_DEALLOC, S_PREPARE, S_EXEC, S_ROLLBACK };
+enum { S_NONE = 0, S_SETUP, S_DEALLOC, S_PREPARE, S_EXEC, S_ROLLBACK,
+       S_PIPE };
+/* What a pipeline's reader expects next of its current query. */
+enum { P_PREP = 1, P_EXEC, P_SYNC };
 
 typedef struct dbq dbq;
 typedef struct dbconn dbconn;
 typedef struct evapi__db evapi__db;
+typedef struct dbpipe dbpipe;
 
 
 struct dbq {
@@ -72,7 +78,20 @@ struct dbq {
 	struct event *timer;     /* acquire timeout, then query timeout */
 	evapi_db_tx *tx;         /* the transaction it runs in, until it ends */
 	int ends_tx;             /* COMMIT or ROLLBACK of tx */
+	dbpipe *pipe;            /* the pipeline it is part of, or NULL */
+	int pipe_i;              /* its place in pipe->m */
 	evapi_db_result res;
+};
+
+/* Several queries of one request sent on one connection in libpq's
+ * pipeline mode, each followed by its own Sync: one round trip, and each
+ * query its own implicit transaction, so one failing aborts no other.
+ * Held by each of its queries and by the connection running it. */
+struct dbpipe {
+	int n, refs;
+	unsigned *prep;          /* n: the statement each query prepares in
+	                            the pipeline, else 0 */
+	dbq *m[];                /* in the order sent; NULL once freed */
 };
 
 typedef struct stmt {
@@ -86,6 +105,7 @@ typedef struct cancel_job {
 	evapi__job job;
 	PGcancel *pc;
 	dbconn *conn;            /* NULL once the connection was closed */
+	int pi;                  /* conn->pi when it started */
 	int ok;
 	char err[256];
 } cancel_job;
@@ -111,6 +131,13 @@ struct dbconn {
 	unsigned next_id;
 	unsigned long long tick;
 	stmt pending;            /* statement being prepared */
+	dbpipe *pipe;            /* the pipeline it runs (step S_PIPE) */
+	int pi;                  /* the pipeline's query being read */
+	int pitem;               /* and what of it comes next (P_*) */
+	int pcut;                /* the pipeline was cut: cancel each of
+	                            its queries the server still starts */
+	struct event *recancel;  /* the next of those cancels */
+	evapi__db_dns *dns;      /* its host name being looked up */
 };
 
 TAILQ_HEAD(dbq_list, dbq);
@@ -132,7 +159,7 @@ TAILQ_HEAD(tx_list, evapi_db_tx);
 struct evapi__db {
 	evapi_app *app;
 	char *url;
-	int max, queue_max, cache_size;
+	int max, queue_max, cache_size, pipeline;
 	unsigned acquire_ms, query_ms;
 	size_t max_result;       /* db_max_result_bytes */
 	dbconn *conns;           /* max slots */
@@ -149,6 +176,7 @@ struct evapi__db {
 	evapi__lite *lite;       /* a sqlite:// URL (db_sqlite.c): no conns */
 	evapi__listen *listen;   /* LISTEN/NOTIFY (db_listen.c), or NULL */
 	char *lite_path;
+	char *dns_host, *dns_port; /* db_url's hosts, when they need DNS */
 };
 
 /* ---- queries: delivery -------------------------------------------------- */
@@ -156,6 +184,7 @@ struct evapi__db {
 static void conn_after(dbconn *c);
 static void conn_close(dbconn *c);
 static void pump(evapi__db *db);
+static void pipe_fail(dbpipe *p, int err, const char *msg);
 
 /* The transaction is over: its connection goes back to the pool (through
  * conn_after, which rolls back what is still open), the request's
@@ -196,6 +225,8 @@ static void q_finish(dbq *q, int error, PGresult *pg, const char *msg)
 {
 	evapi__db *db = q->db;
 	evapi_db_tx *tx = q->tx;
+	/* not yet running: new, waiting, or behind its pipeline's first */
+	int waited = q->state != Q_RUNNING && q->state != Q_READY;
 
 	if (q->state == Q_READY) {
 		PQclear(pg);
@@ -214,7 +245,8 @@ static void q_finish(dbq *q, int error, PGresult *pg, const char *msg)
 		db->nwait--;
 	}
 	if (q->conn) {
-		q->conn->q = NULL;
+		if (q->conn->q == q)
+			q->conn->q = NULL;
 		q->conn = NULL;
 	}
 	q->state = Q_READY;
@@ -224,10 +256,38 @@ static void q_finish(dbq *q, int error, PGresult *pg, const char *msg)
 	evapi__db_result_set(&q->res, error, pg, msg);
 	TAILQ_INSERT_TAIL(&db->ready, q, link);
 	event_active(db->deliver, EV_READ, 0);
+	/* A pipeline waits for a connection as one: what ends one of its
+	 * queries before it runs (no connection, the acquire timeout, the
+	 * request gone, the app stopping) ends all. */
+	if (waited && q->pipe) {
+		int i;
+		for (i = 0; i < q->pipe->n; i++)
+			if (q->pipe->m[i])
+				q_finish(q->pipe->m[i], error, NULL, msg);
+	}
+}
+
+static void pipe_unref(dbpipe *p)
+{
+	if (--p->refs == 0)
+		free(p);
+}
+
+/* Ends every query of `p` still running with `err`. */
+static void pipe_fail(dbpipe *p, int err, const char *msg)
+{
+	int i;
+	for (i = 0; i < p->n; i++)
+		if (p->m[i] && p->m[i]->state == Q_RUNNING)
+			q_finish(p->m[i], err, NULL, msg);
 }
 
 static void q_free(dbq *q)
 {
+	if (q->pipe) {
+		q->pipe->m[q->pipe_i] = NULL; /* the pipeline may run on */
+		pipe_unref(q->pipe);
+	}
 	if (q->timer)
 		event_free(q->timer);
 	evapi__db_result_clear(&q->res);
@@ -336,6 +396,17 @@ static void conn_close(dbconn *c)
 	if (c->q)
 		q_finish(c->q, EVAPI_EUNAVAIL, NULL,
 		         "the database connection was closed");
+	if (c->pipe) {
+		pipe_fail(c->pipe, EVAPI_EUNAVAIL,
+		          "the database connection was closed");
+		pipe_unref(c->pipe);
+		c->pipe = NULL;
+	}
+	evtimer_del(c->recancel);
+	if (c->dns) {
+		evapi__db_dns_abandon(c->dns);
+		c->dns = NULL;
+	}
 	if (c->tx) {
 		c->tx->conn = NULL; /* its next statement fails */
 		c->tx = NULL;
@@ -373,6 +444,8 @@ static void conn_broken(dbconn *c, PGresult *r)
 		q_finish(c->q, err, r, msg);
 		r = NULL;
 	}
+	if (c->pipe)
+		pipe_fail(c->pipe, EVAPI_EUNAVAIL, msg);
 	PQclear(r);
 	conn_close(c);
 	pump(db);
@@ -508,27 +581,58 @@ static void on_notice(void *arg, const char *msg)
 	evapi__log(db->app, EVAPI_LOG_DEBUG, "database: %.*s", (int)n, msg);
 }
 
-static void conn_open(dbconn *c)
+/* Starts libpq on the URL, with `xkeys`/`xvals` (the resolved hosts, or
+ * NULL) overriding its fields. */
+static void conn_start(dbconn *c, const char *const *xkeys,
+                       const char *const *xvals)
 {
 	evapi__db *db = c->db;
-	const char *keys[] = { "dbname", "fallback_application_name", NULL };
-	const char *vals[] = { db->url, "evapi", NULL };
-	struct timeval tv;
 
-	c->pg = PQconnectStartParams(keys, vals, 1);
-	c->state = C_CONNECTING;
-	c->fd = -1;
-	c->what = 0;
+	c->pg = evapi__db_connect_start(db->url, "evapi", xkeys, xvals);
 	if (!c->pg || PQstatus(c->pg) == CONNECTION_BAD) {
 		connect_failed(c, c->pg ? PQerrorMessage(c->pg) : "out of memory");
 		return;
 	}
 	PQsetNoticeProcessor(c->pg, on_notice, db);
+	/* libpq's documented start: as if PQconnectPoll said WRITING */
+	conn_watch(c, EV_WRITE);
+}
+
+static void on_dns(void *arg, const char *const *keys,
+                   const char *const *vals, const char *err)
+{
+	dbconn *c = arg;
+
+	c->dns = NULL;
+	if (err)
+		connect_failed(c, err);
+	else
+		conn_start(c, keys, vals);
+}
+
+/* A host name is looked up on the pool first (db_dns.c): libpq would do
+ * it with a blocking getaddrinfo inside PQconnectStartParams. The
+ * connect timeout covers the lookup too. */
+static void conn_open(dbconn *c)
+{
+	evapi__db *db = c->db;
+	struct timeval tv;
+
+	c->state = C_CONNECTING;
+	c->fd = -1;
+	c->what = 0;
 	tv.tv_sec = db->acquire_ms / 1000;
 	tv.tv_usec = (db->acquire_ms % 1000) * 1000;
 	evtimer_add(c->timer, &tv);
-	/* libpq's documented start: as if PQconnectPoll said WRITING */
-	conn_watch(c, EV_WRITE);
+	if (!db->dns_host) {
+		conn_start(c, NULL, NULL);
+		return;
+	}
+	c->dns = evapi__db_dns_start(db->app, db->dns_host, db->dns_port,
+	                             on_dns, c);
+	if (!c->dns)
+		connect_failed(c, "cannot look the host name up now (out of "
+		                  "memory, or the worker pool queue is full)");
 }
 
 /* ---- connections: running queries --------------------------------------- */
@@ -606,6 +710,9 @@ static void send_prepare(dbconn *c)
 
 static void on_query_timeout(evutil_socket_t fd, short what, void *arg);
 
+static void pipe_run(dbconn *c, dbpipe *p);
+static void cancel_start(dbconn *c);
+
 static void conn_run(dbconn *c, dbq *q)
 {
 	evapi__db *db = c->db;
@@ -613,6 +720,10 @@ static void conn_run(dbconn *c, dbq *q)
 	char name[48];
 	stmt *s;
 
+	if (q->pipe) {
+		pipe_run(c, q->pipe);
+		return;
+	}
 	idle_remove(c);
 	c->state = C_BUSY;
 	c->q = q;
@@ -647,6 +758,26 @@ static void conn_run(dbconn *c, dbq *q)
 		return;
 	}
 	send_prepare(c);
+}
+
+/* Query `q`'s results are all in: `r` (stolen) is its outcome. */
+static void exec_done(dbconn *c, dbq *q, PGresult *r)
+{
+	if (r && evapi__db_failed(r) && c->db->cache_size) {
+		const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+		/* a cached plan the schema outdated: prepare it anew next
+		 * time */
+		stmt *s = cache_find(c, q->sql);
+		if (s && st && (strcmp(st, "0A000") == 0 ||
+		                strcmp(st, "26000") == 0))
+			cache_drop(c, s);
+	}
+	if (!r)
+		q_finish(q, EVAPI_EDB, NULL, "no result");
+	else if (evapi__db_failed(r))
+		q_finish(q, evapi__db_classify(r, 0), r, NULL);
+	else
+		q_finish(q, 0, r, NULL);
 }
 
 /* A step's results are all in (PQgetResult gave NULL): the next step. */
@@ -696,25 +827,8 @@ static void step_done(dbconn *c)
 		stmt_name(name, sizeof name, c->pending.id);
 		send_exec(c, name);
 		return;
-	case S_EXEC:
-		if (r && evapi__db_failed(r) && c->db->cache_size) {
-			const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-			/* a cached plan the schema outdated: prepare it anew
-			 * next time */
-			stmt *s = cache_find(c, q->sql);
-			if (s && st && (strcmp(st, "0A000") == 0 ||
-			                strcmp(st, "26000") == 0))
-				cache_drop(c, s);
-		}
-		break;
 	}
-	if (!r)
-		q_finish(q, EVAPI_EDB, NULL, "no result");
-	else if (evapi__db_failed(r))
-		q_finish(q, evapi__db_classify(r, 0),
-		         r, NULL);
-	else
-		q_finish(q, 0, r, NULL);
+	exec_done(c, q, r);
 	conn_after(c);
 }
 
@@ -756,11 +870,11 @@ static void q_cancel(dbq *q, int err, const char *msg);
  * db_max_result_bytes end the query (EVAPI_ETOOBIG) and cancel it on the
  * server; the rest of them are read and dropped, and the connection is
  * reused as after any cancel. */
-static void gather_row(dbconn *c, PGresult *r)
+static void gather_row(dbconn *c, dbq *q, PGresult *r)
 {
 	char msg[96];
 
-	if (!c->q || (c->res && !c->gathered)) {
+	if (!q || (c->res && !c->gathered)) {
 		PQclear(r); /* cancelled, or after an error: drained */
 		return;
 	}
@@ -769,10 +883,218 @@ static void gather_row(dbconn *c, PGresult *r)
 		return;
 	c->gathered = 0;
 	if (c->bytes > c->db->max_result)
-		q_cancel(c->q, EVAPI_ETOOBIG,
+		q_cancel(q, EVAPI_ETOOBIG,
 		         evapi__db_too_big(msg, sizeof msg, c->db->max_result));
 	else
-		q_cancel(c->q, EVAPI_ENOMEM, "out of memory");
+		q_cancel(q, EVAPI_ENOMEM, "out of memory");
+}
+
+/* A result of the step (not a row of single-row mode): the first error
+ * is kept, else the last result; the end of rows gathered one by one
+ * only says that they are all in. `r` is stolen. */
+static void keep_result(dbconn *c, PGresult *r)
+{
+	if (c->res && (evapi__db_failed(c->res) ||
+	               (c->gathered && !evapi__db_failed(r)))) {
+		PQclear(r);
+	} else {
+		PQclear(c->res);
+		c->res = r;
+	}
+}
+
+/* ---- pipelines ------------------------------------------------------------ */
+
+/* A new cache entry for `sql` (the caller checked there is room), or NULL
+ * when out of memory. */
+static stmt *cache_put(dbconn *c, const char *sql)
+{
+	stmt *s = &c->cache[c->ncache];
+
+	if (!(s->sql = strdup(sql)))
+		return NULL;
+	s->hash = hash_sql(sql);
+	s->id = ++c->next_id;
+	s->used = ++c->tick;
+	c->ncache++;
+	return s;
+}
+
+static void cache_drop_id(dbconn *c, unsigned id)
+{
+	int i;
+	for (i = 0; i < c->ncache; i++)
+		if (c->cache[i].id == id) {
+			cache_drop(c, &c->cache[i]);
+			return;
+		}
+}
+
+/* Queues query `q` and its Sync. A statement not cached is prepared in
+ * the same pipeline and cached at once (so a later query of the pipeline
+ * with the same text uses it); with the cache full it runs unnamed, as
+ * evicting one the pipeline may still use would break that query.
+ * Returns what the PQsend* calls return. */
+static int pipe_send(dbconn *c, dbpipe *p, int i)
+{
+	dbq *q = p->m[i];
+	char name[32];
+	stmt *s = NULL;
+	int ok;
+
+	p->prep[i] = 0;
+	if (c->db->cache_size) {
+		if ((s = cache_find(c, q->sql))) {
+			s->used = ++c->tick;
+		} else if (c->ncache < c->db->cache_size &&
+		           (s = cache_put(c, q->sql))) {
+			p->prep[i] = s->id;
+			stmt_name(name, sizeof name, s->id);
+			if (!PQsendPrepare(c->pg, name, q->sql, q->nparams, NULL))
+				return 0;
+		}
+	}
+	if (s) {
+		stmt_name(name, sizeof name, s->id);
+		ok = PQsendQueryPrepared(c->pg, name, q->nparams,
+		                         (const char *const *)q->params, NULL,
+		                         NULL, 0);
+	} else {
+		ok = PQsendQueryParams(c->pg, q->sql, q->nparams, NULL,
+		                       (const char *const *)q->params, NULL,
+		                       NULL, 0);
+	}
+	return ok && PQpipelineSync(c->pg);
+}
+
+/* The reader moves on to query c->pi: its PREPARE's result first, if it
+ * sent one. Rows come one by one (single-row mode applies to the command
+ * whose results libpq reads next, so it is asked for each EXECUTE). */
+static void pipe_expect(dbconn *c)
+{
+	c->bytes = 0;
+	c->gathered = 0;
+	c->pitem = c->pipe->prep[c->pi] ? P_PREP : P_EXEC;
+	if (c->pitem == P_EXEC)
+		PQsetSingleRowMode(c->pg);
+}
+
+/* Sends every query of `p` on `c` at once, then reads their results as
+ * they come back (pipe_read). */
+static void pipe_run(dbconn *c, dbpipe *p)
+{
+	evapi__db *db = c->db;
+	struct timeval tv;
+	int i, ok;
+
+	idle_remove(c);
+	c->state = C_BUSY;
+	c->pipe = p;
+	p->refs++;
+	tv.tv_sec = db->query_ms / 1000;
+	tv.tv_usec = (db->query_ms % 1000) * 1000;
+	for (i = 0; i < p->n; i++) {
+		p->m[i]->state = Q_RUNNING;
+		p->m[i]->conn = c;
+		evtimer_add(p->m[i]->timer, &tv);
+	}
+	c->step = S_PIPE;
+	c->pi = 0;
+	c->pcut = 0;
+	ok = PQenterPipelineMode(c->pg);
+	for (i = 0; ok && i < p->n; i++)
+		ok = pipe_send(c, p, i);
+	if (!ok || conn_flush(c) != 0) {
+		conn_broken(c, NULL);
+		return;
+	}
+	pipe_expect(c);
+}
+
+/* Every Sync is back: the connection leaves pipeline mode and takes the
+ * ordinary path (idle, or a rollback first, or waiting for a cancel). */
+static void pipe_end(dbconn *c)
+{
+	PGresult *r = NULL;
+
+	pipe_unref(c->pipe);
+	c->pipe = NULL;
+	c->step = S_NONE;
+	evtimer_del(c->recancel);
+	if (!PQexitPipelineMode(c->pg)) {
+		/* a NULL libpq still owes us after the last Sync */
+		if (PQisBusy(c->pg) || (r = PQgetResult(c->pg))) {
+			PQclear(r);
+			conn_broken(c, NULL);
+			return;
+		}
+		if (!PQexitPipelineMode(c->pg)) {
+			conn_broken(c, NULL);
+			return;
+		}
+	}
+	conn_after(c);
+}
+
+/* Reads a pipeline's results as far as they have arrived. For each query
+ * in turn: its PREPARE's result and NULL (if it sent one), its
+ * EXECUTE's results and NULL, then the PGRES_PIPELINE_SYNC of its own
+ * Sync. A query ended early (cancelled, timed out) has its results read
+ * and dropped. A failed PREPARE makes the EXECUTE after it
+ * PGRES_PIPELINE_ABORTED; the PREPARE's error is the query's. */
+static void pipe_read(dbconn *c)
+{
+	PGresult *r;
+	dbq *q;
+
+	while (c->pipe && !PQisBusy(c->pg)) {
+		q = c->pipe->m[c->pi];
+		if (q && q->state != Q_RUNNING)
+			q = NULL;
+		if (!(r = PQgetResult(c->pg))) {
+			if (c->pitem == P_PREP) {
+				/* the statement is not on the server: forget it */
+				if (c->res && evapi__db_failed(c->res))
+					cache_drop_id(c, c->pipe->prep[c->pi]);
+				c->pitem = P_EXEC;
+				PQsetSingleRowMode(c->pg);
+			} else if (c->pitem == P_EXEC) {
+				c->pitem = P_SYNC;
+			} else {
+				conn_broken(c, NULL); /* out of step with libpq */
+				return;
+			}
+			continue;
+		}
+		switch (PQresultStatus(r)) {
+		case PGRES_PIPELINE_SYNC:
+			PQclear(r);
+			r = c->res;
+			c->res = NULL;
+			if (q)
+				exec_done(c, q, r);
+			else
+				PQclear(r);
+			if (++c->pi == c->pipe->n) {
+				pipe_end(c);
+				return;
+			}
+			pipe_expect(c);
+			/* a cut pipeline: the server starts the next query now;
+			 * a cancel still in flight sends another when done */
+			if (c->pcut && !c->cancel)
+				cancel_start(c);
+			break;
+		case PGRES_SINGLE_TUPLE:
+			gather_row(c, q, r);
+			break;
+		default:
+			if (c->pitem == P_PREP && !evapi__db_failed(r))
+				PQclear(r); /* prepared: the EXECUTE's result is next */
+			else
+				keep_result(c, r);
+		}
+	}
 }
 
 /* Collects a step's results as far as they have arrived. */
@@ -796,6 +1118,10 @@ static void conn_read(dbconn *c)
 	}
 	while ((n = PQnotifies(c->pg)))
 		PQfreemem(n);
+	if (c->pipe) {
+		pipe_read(c);
+		return;
+	}
 	if (c->step == S_NONE) {
 		if (PQstatus(c->pg) == CONNECTION_BAD)
 			conn_broken(c, NULL);
@@ -818,19 +1144,10 @@ static void conn_read(dbconn *c)
 			pump(c->db);
 			return;
 		}
-		if (PQresultStatus(r) == PGRES_SINGLE_TUPLE) {
-			gather_row(c, r);
-			continue;
-		}
-		/* keep the first error, else the last result; the end of
-		 * rows gathered one by one only says that they are all in */
-		if (c->res && (evapi__db_failed(c->res) ||
-		               (c->gathered && !evapi__db_failed(r)))) {
-			PQclear(r);
-		} else {
-			PQclear(c->res);
-			c->res = r;
-		}
+		if (PQresultStatus(r) == PGRES_SINGLE_TUPLE)
+			gather_row(c, c->q, r);
+		else
+			keep_result(c, r);
 	}
 }
 
@@ -862,7 +1179,7 @@ static void cancel_done(evapi__job *job, int status)
 {
 	cancel_job *cj = (cancel_job *)job;
 	dbconn *c = cj->conn;
-	int ok;
+	int ok, pi = cj->pi;
 
 	/* The pool is being torn down and never ran it: the app is being
 	 * freed, so blocking here stalls nobody. */
@@ -882,7 +1199,26 @@ static void cancel_done(evapi__job *job, int status)
 		pump(c->db);
 		return;
 	}
+	if (c->pipe) {
+		/* A cut pipeline is still being read: the server may start
+		 * its next query after this cancel, and a cancel that arrives
+		 * between two queries is ignored. Cancel again, at once if it
+		 * moved on meanwhile, else shortly, until its last Sync. */
+		struct timeval tv = { 0, 50 * 1000 };
+		if (c->pi != pi)
+			cancel_start(c);
+		else
+			evtimer_add(c->recancel, &tv);
+		return;
+	}
 	conn_after(c);
+}
+
+static void on_recancel(evutil_socket_t fd, short what, void *arg)
+{
+	dbconn *c = arg;
+	if (c->pipe && c->pcut && !c->cancel)
+		cancel_start(c);
 }
 
 /* Cancels on the server what connection `c` runs. */
@@ -895,6 +1231,7 @@ static void cancel_start(dbconn *c)
 		cj->job.work = cancel_work;
 		cj->job.done = cancel_done;
 		cj->conn = c;
+		cj->pi = c->pi;
 		if (db->closing) {
 			cancel_work(&cj->job);
 			PQfreeCancel(cj->pc);
@@ -926,6 +1263,18 @@ static void q_cancel(dbq *q, int err, const char *msg)
 	if (q->state == Q_READY)
 		return;
 	q_finish(q, err, NULL, msg); /* detaches q from c */
+	if (c && c->pipe && q->pipe == c->pipe) {
+		/* The server runs the pipeline's queries in turn, and the
+		 * cancel may reach any of those after this one: the rest end
+		 * too (the timeout and the request are theirs as well), with
+		 * its error unless that was this query's own. */
+		int own = err == EVAPI_ETOOBIG || err == EVAPI_ENOMEM;
+		pipe_fail(c->pipe, own ? EVAPI_ECANCELED : err,
+		          own ? "another query of its pipeline failed" : msg);
+		c->pcut = 1;
+		if (c->cancel)
+			return;
+	}
 	if (c && c->step != S_NONE)
 		cancel_start(c);
 }
@@ -1138,6 +1487,53 @@ int evapi_app_db_query(evapi_app *app, const char *sql, int nparams,
 	return 0;
 }
 
+int evapi__db_pipelined(const evapi_app *app)
+{
+	return app->db && !app->db->lite && app->db->pipeline;
+}
+
+int evapi__db_req_pipeline(evapi_req *req, int n, const evapi_db_query *qs,
+                           evapi_db_cb cb, void *const *args)
+{
+	evapi__db *db;
+	dbpipe *p;
+	int i, rc;
+
+	if ((rc = evapi__req_can_wait(req)) != 0)
+		return rc;
+	db = req->app->db;
+	if (!db || db->closing || db->lite)
+		return EVAPI_ESTATE;
+	if (!(p = calloc(1, sizeof *p + (size_t)n * (sizeof *p->m +
+	                                             sizeof *p->prep))))
+		return EVAPI_ENOMEM;
+	p->prep = (unsigned *)(void *)(p->m + n);
+	for (i = 0; i < n; i++)
+		if (!(p->m[i] = q_new(db, qs[i].sql, qs[i].nparams,
+		                      qs[i].params))) {
+			while (i-- > 0)
+				q_free(p->m[i]);
+			free(p);
+			return EVAPI_ENOMEM;
+		}
+	p->n = n;
+	p->refs = n;
+	for (i = 0; i < n; i++) {
+		dbq *q = p->m[i];
+		q->pipe = p;
+		q->pipe_i = i;
+		q_for_req(q, req, cb, args[i]);
+		if (i == 0)
+			continue;
+		/* behind the first, which waits for a connection for all */
+		q->state = Q_PIPED;
+		q->res.start_us = evapi__now_us();
+		TAILQ_INSERT_TAIL(&db->queries, q, all);
+	}
+	submit(db, p->m[0]);
+	return 0;
+}
+
 /* ---- transactions --------------------------------------------------------- */
 
 int evapi_req_db_begin(evapi_req *req, evapi_db_tx **out, evapi_db_cb cb,
@@ -1274,6 +1670,7 @@ int evapi__db_new(evapi_app *app)
 	db->max = cfg->db_max_connections;
 	db->queue_max = cfg->db_queue_max;
 	db->cache_size = cfg->db_statement_cache;
+	db->pipeline = cfg->db_pipeline;
 	db->acquire_ms = (unsigned)cfg->db_acquire_timeout_ms;
 	db->query_ms = (unsigned)cfg->db_query_timeout_ms;
 	db->max_result = cfg->db_max_result_bytes;
@@ -1285,6 +1682,8 @@ int evapi__db_new(evapi_app *app)
 		return EVAPI_ENOMEM;
 	if (lite)
 		return evapi__lite_new(app, db->url, &db->lite, &db->lite_path);
+	if (evapi__db_url_dns(db->url, &db->dns_host, &db->dns_port) < 0)
+		return EVAPI_ENOMEM;
 	db->conns = calloc((size_t)db->max, sizeof *db->conns);
 	db->deliver = event_new(app->base, -1, 0, on_deliver, db);
 	if (!db->conns || !db->deliver)
@@ -1295,9 +1694,10 @@ int evapi__db_new(evapi_app *app)
 		c->fd = -1;
 		c->ev = event_new(app->base, -1, 0, on_io, c);
 		c->timer = evtimer_new(app->base, on_connect_timeout, c);
+		c->recancel = evtimer_new(app->base, on_recancel, c);
 		c->cache = calloc((size_t)(db->cache_size ? db->cache_size : 1),
 		                  sizeof *c->cache);
-		if (!c->ev || !c->timer || !c->cache)
+		if (!c->ev || !c->timer || !c->recancel || !c->cache)
 			return EVAPI_ENOMEM;
 	}
 	return 0;
@@ -1331,6 +1731,8 @@ void evapi__db_free(evapi_app *app)
 			event_free(c->ev);
 		if (c->timer)
 			event_free(c->timer);
+		if (c->recancel)
+			event_free(c->recancel);
 		free(c->cache);
 	}
 	if (db->deliver)
@@ -1339,6 +1741,8 @@ void evapi__db_free(evapi_app *app)
 	evapi__listen_free(db->listen);
 	evapi__lite_free(db->lite);
 	free(db->lite_path);
+	free(db->dns_host);
+	free(db->dns_port);
 	free(db->url);
 	free(db);
 	app->db = NULL;

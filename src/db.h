@@ -133,6 +133,47 @@ EVAPI_HIDDEN char *evapi__db_args_copy(const char *sql, int nparams,
  * calls then leave the transaction open. */
 EVAPI_HIDDEN int evapi__db_in_tx(void);
 
+/* ---- host names resolved off the loop (db_dns.c) ------------------------ */
+
+/* 1 when `url` names a host that needs DNS (by name, no hostaddr, not a
+ * unix socket): *host and *port (malloc'd; *port NULL when none) are its
+ * host and port lists. 0: libpq will not look anything up; -1: out of
+ * memory. */
+EVAPI_HIDDEN int evapi__db_url_dns(const char *url, char **host,
+                                   char **port);
+typedef struct evapi__db_dns evapi__db_dns;
+/* On the loop: `keys`/`vals` (NULL-terminated, borrowed for the call)
+ * are the connection parameters that replace the URL's host (and port)
+ * lists, or NULL with `err` saying why nothing was found. */
+typedef void (*evapi__db_dns_cb)(void *arg, const char *const *keys,
+                                 const char *const *vals, const char *err);
+/* Resolves the host list on a pool worker; `cb` runs once on the loop
+ * unless abandoned. NULL: out of memory or the pool queue full (no `cb`). */
+EVAPI_HIDDEN evapi__db_dns *evapi__db_dns_start(evapi_app *app,
+                                                const char *host,
+                                                const char *port,
+                                                evapi__db_dns_cb cb,
+                                                void *arg);
+/* `cb` will not run (the lookup itself finishes and is dropped). */
+EVAPI_HIDDEN void evapi__db_dns_abandon(evapi__db_dns *d);
+/* PQconnectStartParams on `url`, with `xkeys`/`xvals` (at most 5, as
+ * evapi__db_dns_cb gives them; or NULL) overriding its fields. */
+EVAPI_HIDDEN PGconn *evapi__db_connect_start(const char *url,
+                                             const char *appname,
+                                             const char *const *xkeys,
+                                             const char *const *xvals);
+
+/* 1 when the app's gathered queries go pipelined (db_pipeline, and a
+ * PostgreSQL database). */
+EVAPI_HIDDEN int evapi__db_pipelined(const evapi_app *app);
+/* evapi_req_db_gather with db_pipeline: the `n` (valid) queries go on one
+ * connection in pipeline mode; each is the request's pending work and
+ * calls `cb` with args[i] once, as evapi_req_db_query's would. Returns 0,
+ * or what evapi_req_db_query returns (then no `cb` runs). */
+EVAPI_HIDDEN int evapi__db_req_pipeline(evapi_req *req, int n,
+                                        const evapi_db_query *qs,
+                                        evapi_db_cb cb, void *const *args);
+
 /* 1 when a query's SQL and parameters are acceptable. */
 EVAPI_HIDDEN int evapi__db_args_valid(const char *sql, int nparams,
                                       const char *const *params);

@@ -3,8 +3,10 @@
  * (asyncio.gather over asyncpg queries). Each query is an ordinary
  * evapi_req_db_query, so each takes its own connection of the pool (they
  * run at once, up to db_max_connections), sits on the request's pending
- * work and is cancelled with it. As each finishes, its result is moved
- * into the batch; the continuation runs from the last one's, on the loop.
+ * work and is cancelled with it. With db_pipeline they go together on one
+ * connection instead, in one round trip (db.c's pipelines), each still
+ * its own pending work. As each finishes, its result is moved into the
+ * batch; the continuation runs from the last one's, on the loop.
  *
  * Threads: the loop thread only (as evapi_req_db_query).
  */
@@ -64,6 +66,7 @@ int evapi_req_db_gather(evapi_req *req, int n, const evapi_db_query *qs,
 {
 	gather *g;
 	gslot *slots;
+	void **args;
 	size_t size;
 	int i, rc;
 
@@ -73,12 +76,13 @@ int evapi_req_db_gather(evapi_req *req, int n, const evapi_db_query *qs,
 		if (!evapi__db_args_valid(qs[i].sql, qs[i].nparams, qs[i].params))
 			return EVAPI_EINVAL;
 	size = sizeof *g + (size_t)n * (sizeof *g->res + sizeof *g->view +
-	                                sizeof *slots);
+	                                sizeof *slots + sizeof(void *));
 	if (!(g = calloc(1, size)))
 		return EVAPI_ENOMEM;
 	g->res = (evapi_db_result *)(g + 1);
 	g->view = (const evapi_db_result **)(g->res + n);
-	slots = (gslot *)(g->view + n);
+	args = (void **)(g->view + n);
+	slots = (gslot *)(args + n);
 	g->cb = cb;
 	g->arg = arg;
 	g->n = n;
@@ -87,6 +91,18 @@ int evapi_req_db_gather(evapi_req *req, int n, const evapi_db_query *qs,
 		g->view[i] = &g->res[i];
 		slots[i].g = g;
 		slots[i].i = i;
+		args[i] = &slots[i];
+	}
+	if (n > 1 && evapi__db_pipelined(req->app)) {
+		/* all or none: every continuation is still to come */
+		if ((rc = evapi__db_req_pipeline(req, n, qs, on_one, args))) {
+			free(g);
+			return rc;
+		}
+		g->left--;
+		return 0;
+	}
+	for (i = 0; i < n; i++) {
 		rc = evapi_req_db_query(req, qs[i].sql, qs[i].nparams,
 		                        qs[i].params, on_one, &slots[i]);
 		if (rc == 0)

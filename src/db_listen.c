@@ -46,6 +46,8 @@ struct evapi__listen {
 	int resend;              /* the channel list changed meanwhile */
 	sub *subs;
 	int nsubs;
+	char *dns_host, *dns_port; /* the URL's hosts, when they need DNS */
+	evapi__db_dns *dns;      /* being looked up (db_dns.c) */
 };
 
 static void on_io(evutil_socket_t fd, short what, void *arg);
@@ -206,12 +208,12 @@ static void on_notice(void *arg, const char *msg)
 	           msg);
 }
 
-static void start(evapi__listen *l)
+/* Starts libpq on the URL, `xkeys`/`xvals` (resolved hosts, or NULL)
+ * overriding its fields. */
+static void start_pq(evapi__listen *l, const char *const *xkeys,
+                     const char *const *xvals)
 {
-	const char *keys[] = { "dbname", "fallback_application_name", NULL };
-	const char *vals[] = { l->url, "evapi-listen", NULL };
-
-	l->pg = PQconnectStartParams(keys, vals, 1);
+	l->pg = evapi__db_connect_start(l->url, "evapi-listen", xkeys, xvals);
 	if (!l->pg || PQstatus(l->pg) == CONNECTION_BAD) {
 		drop(l, l->pg ? PQerrorMessage(l->pg) : "out of memory");
 		return;
@@ -219,6 +221,35 @@ static void start(evapi__listen *l)
 	PQsetNoticeProcessor(l->pg, on_notice, l);
 	l->state = L_CONNECTING;
 	watch(l, EV_WRITE); /* libpq's documented start */
+}
+
+static void on_dns(void *arg, const char *const *keys,
+                   const char *const *vals, const char *err)
+{
+	evapi__listen *l = arg;
+
+	l->dns = NULL;
+	if (err) {
+		evapi__log(l->app, EVAPI_LOG_WARN,
+		           "database listener down: %s", err);
+		drop(l, err);
+	} else {
+		start_pq(l, keys, vals);
+	}
+}
+
+/* A host name is looked up on the pool first, as db.c's conn_open does. */
+static void start(evapi__listen *l)
+{
+	if (!l->dns_host) {
+		start_pq(l, NULL, NULL);
+		return;
+	}
+	l->state = L_CONNECTING;
+	l->dns = evapi__db_dns_start(l->app, l->dns_host, l->dns_port, on_dns,
+	                             l);
+	if (!l->dns)
+		drop(l, "cannot look the host name up now");
 }
 
 static void on_retry(evutil_socket_t fd, short what, void *arg)
@@ -261,7 +292,8 @@ int evapi_app_db_listen(evapi_app *app, const char *channel,
 		l->url = strdup(conf.url);
 		l->ev = event_new(app->base, -1, 0, on_io, l);
 		l->retry = evtimer_new(app->base, on_retry, l);
-		if (!l->url || !l->ev || !l->retry) {
+		if (!l->url || !l->ev || !l->retry ||
+		    evapi__db_url_dns(l->url, &l->dns_host, &l->dns_port) < 0) {
 			evapi__listen_free(l);
 			return EVAPI_ENOMEM;
 		}
@@ -293,6 +325,10 @@ void evapi__listen_free(evapi__listen *l)
 		event_free(l->ev);
 	if (l->retry)
 		event_free(l->retry);
+	if (l->dns)
+		evapi__db_dns_abandon(l->dns);
+	free(l->dns_host);
+	free(l->dns_port);
 	PQfinish(l->pg);
 	for (i = 0; i < l->nsubs; i++)
 		free(l->subs[i].channel);

@@ -71,6 +71,7 @@ static const struct var {
 	V(DB_QUERY_TIMEOUT_MS, db_query_timeout_ms, K_INT),
 	V(DB_STATEMENT_CACHE, db_statement_cache, K_INT),
 	V(DB_MAX_RESULT_BYTES, db_max_result_bytes, K_SIZE),
+	V(DB_PIPELINE, db_pipeline, K_BOOL),
 	/* Redis */
 	V(REDIS_URL, redis_url, K_STR),
 	V(REDIS_CONNECT_TIMEOUT_MS, redis_connect_timeout_ms, K_INT),

@@ -9,6 +9,8 @@
 #include "harness.h"
 #include "pg.h"
 
+#include <dlfcn.h>
+#include <netdb.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -17,6 +19,56 @@
 
 static int cancelled;    /* continuations told EVAPI_ECANCELED */
 static int continuations; /* every query continuation */
+
+/* ---- a slow DNS name ------------------------------------------------------ */
+
+/* libpq (and anything else in this process) resolves names through this
+ * getaddrinfo, which the executable's own definition replaces: SLOW_NAME
+ * takes SLOW_DNS_MS to resolve (to 127.0.0.1), and the calls for it are
+ * counted, those on `dns_watch` (the app's loop thread) apart; TWO_NAME
+ * has two addresses, ::1 (where nothing listens) first, then 127.0.0.1
+ * (glibc frees such a chain entry by entry). */
+#define SLOW_NAME "evapi-slow-dns.test"
+#define TWO_NAME "evapi-two-addrs.test"
+#define SLOW_DNS_MS 1500
+static int dns_calls, dns_on_watch;
+static pthread_t dns_watch;
+static int dns_watching;
+
+int getaddrinfo(const char *node, const char *service,
+                const struct addrinfo *hints, struct addrinfo **res)
+{
+	typedef int (*gai_fn)(const char *, const char *,
+	                      const struct addrinfo *, struct addrinfo **);
+	static gai_fn real;
+
+	if (!real)
+		*(void **)&real = dlsym(RTLD_NEXT, "getaddrinfo");
+	if (node && strcmp(node, TWO_NAME) == 0) {
+		struct addrinfo *v6 = NULL, *v4 = NULL, *last;
+		int rc = real("::1", service, hints, &v6);
+		if (rc != 0)
+			return real("127.0.0.1", service, hints, res);
+		if ((rc = real("127.0.0.1", service, hints, &v4)) != 0) {
+			freeaddrinfo(v6);
+			return rc;
+		}
+		for (last = v6; last->ai_next; last = last->ai_next)
+			;
+		last->ai_next = v4;
+		*res = v6;
+		return 0;
+	}
+	if (node && strcmp(node, SLOW_NAME) == 0) {
+		ADD(&dns_calls, 1);
+		if (LOAD(&dns_watching) &&
+		    pthread_equal(pthread_self(), dns_watch))
+			ADD(&dns_on_watch, 1);
+		usleep(SLOW_DNS_MS * 1000);
+		node = "127.0.0.1";
+	}
+	return real(node, service, hints, res);
+}
 
 /* ---- the app under test ------------------------------------------------- */
 
@@ -47,6 +99,37 @@ static void reply_result(evapi_req *req, int status, const evapi_db_result *res,
 	                           evapi_db_result_is_null(res, 0, 0)));
 }
 
+static void gather_done(evapi_req *req, int status, int n,
+                        const evapi_db_result *const *res, void *arg);
+
+/* POST /q {"sql": ["...", ...]}: the statements (no parameters) in one
+ * gather; replies as /gather. */
+static void gather_sqls(evapi_req *req, json_t *a)
+{
+	evapi_db_query qs[32];
+	size_t i, n = json_array_size(a);
+	int rc;
+
+	if (n < 1 || n > 32) {
+		evapi_reply_error(req, 400, "bad test request");
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		qs[i].sql = json_string_value(json_array_get(a, i));
+		qs[i].nparams = 0;
+		qs[i].params = NULL;
+	}
+	rc = evapi_req_db_gather(req, (int)n, qs, gather_done, NULL);
+	if (rc != 0)
+		evapi_reply_error(req, 500, evapi_strerror(rc));
+}
+
+static void route_ping(evapi_req *req, void *arg)
+{
+	(void)arg;
+	evapi_reply_json(req, 200, json_pack("{s:b}", "pong", 1));
+}
+
 /* POST /q {"sql": "...", "params": ["x", null, ...]} */
 static void route_q(evapi_req *req, void *arg)
 {
@@ -58,6 +141,10 @@ static void route_q(evapi_req *req, void *arg)
 
 	if (evapi_req_json(req, &body) != 0)
 		return;
+	if (json_is_array(json_object_get(body, "sql"))) {
+		gather_sqls(req, json_object_get(body, "sql"));
+		return;
+	}
 	p = json_object_get(body, "params");
 	n = json_array_size(p);
 	if (n > 8 || !json_is_string(json_object_get(body, "sql"))) {
@@ -325,6 +412,8 @@ static void start_app(th_server *s, const char *url, evapi_config *cfg)
 	evapi_app_route(app, EVAPI_GET, "/sleep", EVAPI_INLINE, route_sleep,
 	                NULL);
 	evapi_app_route(app, EVAPI_GET, "/one", EVAPI_INLINE, route_one, NULL);
+	evapi_app_route(app, EVAPI_GET, "/ping", EVAPI_INLINE, route_ping,
+	                NULL);
 	evapi_app_route(app, EVAPI_GET, "/fan", EVAPI_INLINE, route_fan, NULL);
 	evapi_app_route(app, EVAPI_GET, "/gather", EVAPI_INLINE, route_gather,
 	                NULL);
@@ -1171,6 +1260,274 @@ static void test_gather(void)
 	th_server_stop(&s);
 }
 
+/* POSTs the statements `sqls` (a JSON array text) to /q, gathered. */
+static long gq(int port, const char *sqls, th_resp *out)
+{
+	char body[2048];
+	snprintf(body, sizeof body, "{\"sql\": %s}", sqls);
+	return th_http(port, "POST", "/q", body, out);
+}
+
+static const char pids3[] = "[\"SELECT pg_backend_pid() AS p\","
+                            "\"SELECT pg_backend_pid() AS p\","
+                            "\"SELECT pg_backend_pid() AS p\"]";
+
+/* Starts an app pipelining on one connection, with a query timeout of
+ * `timeout_ms`, a result cap of `cap` and a statement cache of `cache`;
+ * `first` (len 128) gets what three pipelined pg_backend_pid() answer on
+ * it. Returns 0 without PostgreSQL. */
+static int start_pipe(th_server *s, int timeout_ms, size_t cap, int cache,
+                      char *first)
+{
+	const th_pg *pg = th_pg_shared();
+	evapi_config cfg;
+	th_resp r;
+
+	if (!pg)
+		return 0;
+	th_config(&cfg);
+	cfg.db_max_connections = 1;
+	cfg.db_query_timeout_ms = timeout_ms;
+	cfg.db_max_result_bytes = cap;
+	cfg.db_statement_cache = cache;
+	cfg.db_pipeline = 1;
+	start_app(s, pg->url, &cfg);
+	CHECK_INT(gq(s->port, pids3, &r), ==, 200);
+	snprintf(first, 128, "%.120s", r.body);
+	return 1;
+}
+
+/* The one connection serves the next pipeline at once, still the same;
+ * then the app stops. */
+static void end_pipe(th_server *s, const char *first)
+{
+	th_resp r;
+	double t0 = th_now();
+	CHECK_INT(gq(s->port, pids3, &r), ==, 200);
+	CHECK_DBL(th_now() - t0, <, 2.0);
+	CHECK_STR(r.body, first);
+	th_server_stop(s);
+}
+
+/* With db_pipeline a request's gathered queries share one connection and
+ * one round trip, in order; one failing (at PREPARE or EXECUTE) spoils no
+ * other, not even the writes before it; the connection is reused. */
+static void test_pipeline(void)
+{
+	const th_pg *pg = th_pg_shared();
+	evapi_config cfg;
+	th_server s;
+	th_resp r;
+	json_t *j;
+	char first[128];
+	double t0, took;
+
+	if (!pg)
+		return;
+	th_pg_exec(pg, "DROP TABLE IF EXISTS pipe_t; "
+	               "CREATE TABLE pipe_t (v int PRIMARY KEY)");
+	th_config(&cfg);
+	cfg.db_max_connections = 4;
+	cfg.db_query_timeout_ms = 30000;
+	cfg.db_pipeline = 1;
+	start_app(&s, pg->url, &cfg);
+	/* one connection for all three: the same backend answers each */
+	CHECK_INT(gq(s.port, pids3, &r), ==, 200);
+	j = body_json(&r);
+	CHECK_INT((long)json_array_size(j), ==, 3);
+	CHECK(json_equal(json_array_get(j, 0), json_array_get(j, 1)));
+	CHECK(json_equal(json_array_get(j, 0), json_array_get(j, 2)));
+	json_decref(j);
+	snprintf(first, sizeof first, "%.120s", r.body);
+	/* in order, and one after another on the server: 4 x 0.2 s */
+	t0 = th_now();
+	CHECK_INT(th_http(s.port, "GET", "/gather?n=4&s=0.2&desc=1", NULL, &r),
+	          ==, 200);
+	took = th_now() - t0;
+	CHECK_STR(r.body, "[[{\"i\":0}],[{\"i\":1}],[{\"i\":2}],"
+	                  "[{\"i\":3}]]");
+	CHECK_DBL(took, >=, 0.2 * (4 + 3 + 2 + 1));
+	/* a failing query (its PREPARE fails) between two good ones */
+	CHECK_INT(th_http(s.port, "GET", "/gather?n=3&bad=1", NULL, &r), ==,
+	          200);
+	CHECK_STR(r.body, "[[{\"i\":0}],\"database reported an error\","
+	                  "[{\"i\":2}]]");
+	/* one failing at EXECUTE: the writes around it each commit */
+	CHECK_INT(gq(s.port, "[\"INSERT INTO pipe_t VALUES (1)\","
+	                     "\"INSERT INTO pipe_t VALUES (1)\","
+	                     "\"INSERT INTO pipe_t VALUES (2)\","
+	                     "\"SELECT count(*) AS n FROM pipe_t\"]", &r),
+	          ==, 200);
+	CHECK_STR(r.body, "[[],\"database reported an error\",[],"
+	                  "[{\"n\":2}]]");
+	CHECK_INT(th_pg_int(pg, "SELECT count(*) FROM pipe_t"), ==, 2);
+	/* the same text twice is prepared once and reused in the pipeline */
+	CHECK_INT(gq(s.port, "[\"SELECT 7 AS a\",\"SELECT 8 AS b\","
+	                     "\"SELECT 7 AS a\"]", &r), ==, 200);
+	CHECK_STR(r.body, "[[{\"a\":7}],[{\"b\":8}],[{\"a\":7}]]");
+	/* the connection was reused all along */
+	end_pipe(&s, first);
+}
+
+/* A timeout mid-pipeline: every query still running ends with it,
+ * nothing is left on the server (each query the server starts after
+ * the first cancel is cancelled in turn), the connection comes back
+ * clean. With a cache of one statement, the others run unnamed. */
+static void test_pipeline_timeout(void)
+{
+	const th_pg *pg = th_pg_shared();
+	th_server s;
+	th_resp r;
+	char first[128];
+	double t0;
+
+	if (!start_pipe(&s, 300, (size_t)1 << 20, 1, first))
+		return;
+	CHECK_INT(gq(s.port, "[\"SELECT 7 AS a\",\"SELECT 8 AS b\","
+	                     "\"SELECT 7 AS a\"]", &r), ==, 200);
+	CHECK_STR(r.body, "[[{\"a\":7}],[{\"b\":8}],[{\"a\":7}]]");
+	t0 = th_now();
+	CHECK_INT(th_http(s.port, "GET", "/gather?n=3&s=20", NULL, &r), ==,
+	          200);
+	CHECK_DBL(th_now() - t0, <, 3.0);
+	CHECK_STR(r.body, "[\"upstream timed out\",\"upstream timed out\","
+	                  "\"upstream timed out\"]");
+	CHECK(wait_inactive(pg, "evapi-gather", 3.0));
+	CHECK_INT(th_http(s.port, "GET", "/one", NULL, &r), ==, 200);
+	end_pipe(&s, first);
+}
+
+/* The client leaves mid-pipeline: cancelled on the server, one
+ * continuation told so, the connection reused. */
+static void test_pipeline_client_gone(void)
+{
+	const th_pg *pg = th_pg_shared();
+	th_server s;
+	char first[128];
+
+	if (!start_pipe(&s, 30000, (size_t)1 << 20, 100, first))
+		return;
+	__atomic_store_n(&gathered, 0, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&gather_cancelled, 0, __ATOMIC_SEQ_CST);
+	th_send_and_close(s.port,
+	                  "GET /gather?n=4&s=20 HTTP/1.1\r\nHost: x\r\n\r\n",
+	                  500);
+	CHECK(wait_inactive(pg, "evapi-gather", 5.0));
+	th_sleep_ms(100);
+	CHECK_INT(LOAD(&gathered), ==, 1);
+	CHECK_INT(LOAD(&gather_cancelled), ==, 1);
+	end_pipe(&s, first);
+}
+
+/* A result over the cap in a pipeline (the statement prepared in the
+ * same pipeline, its rows still read one by one): that query fails, the
+ * one before keeps its rows, the connection is reused. */
+static void test_pipeline_cap(void)
+{
+	const th_pg *pg = th_pg_shared();
+	th_server s;
+	th_resp r;
+	char first[128];
+
+	if (!start_pipe(&s, 30000, 4096, 100, first))
+		return;
+	CHECK_INT(gq(s.port, "[\"SELECT 1 AS a\","
+	                     "\"SELECT repeat('x', 100) FROM "
+	                     "generate_series(1, 1000000)\"]", &r), ==, 200);
+	CHECK_STR(r.body,
+	          "[[{\"a\":1}],\"upstream reply over the size limit\"]");
+	CHECK_INT(wait_inactive(pg, "generate_series", 5.0), ==, 1);
+	end_pipe(&s, first);
+}
+
+/* listen_hook, on the loop thread, which it has watched first */
+static int watch_listen_hook(evapi_app *app, void *arg)
+{
+	dns_watch = pthread_self();
+	return listen_hook(app, arg);
+}
+
+typedef struct one_req {
+	int port;
+	th_resp r;
+	long st;
+} one_req;
+
+static void *one_main(void *arg)
+{
+	one_req *o = arg;
+	o->st = th_http(o->port, "GET", "/one", NULL, &o->r);
+	return NULL;
+}
+
+/* A db_url naming its host: the name is looked up on a worker, never on
+ * the loop, which keeps answering meanwhile; the connection then uses
+ * the address found (and so does the LISTEN connection). */
+static void test_dns_off_loop(void)
+{
+	const th_pg *pg = th_pg_shared();
+	char url[256];
+	evapi_config cfg;
+	pthread_t t;
+	one_req o;
+	th_server s;
+	th_resp r;
+	double t0;
+
+	if (!pg)
+		return;
+	snprintf(url, sizeof url, "postgresql://postgres@" SLOW_NAME
+	                          ":%d/postgres", pg->port);
+	th_config(&cfg);
+	cfg.db_acquire_timeout_ms = 10000;
+	start_app(&s, url, &cfg);
+	dns_watch = s.thread;
+	__atomic_store_n(&dns_calls, 0, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&dns_on_watch, 0, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&dns_watching, 1, __ATOMIC_SEQ_CST);
+	memset(&o, 0, sizeof o);
+	o.port = s.port;
+	pthread_create(&t, NULL, one_main, &o);
+	th_sleep_ms(300); /* the lookup has begun */
+	t0 = th_now();
+	CHECK_INT(th_http(s.port, "GET", "/ping", NULL, &r), ==, 200);
+	CHECK_DBL(th_now() - t0, <, 0.5);
+	pthread_join(t, NULL);
+	CHECK_INT(o.st, ==, 200);
+	CHECK_INT(LOAD(&dns_calls), >=, 1);
+	CHECK_INT(LOAD(&dns_on_watch), ==, 0);
+	th_server_stop(&s);
+	/* every address of a name is tried in turn (localhost may be ::1
+	 * first; the server listens on 127.0.0.1 only), and a host list
+	 * with a unix socket that is not there keeps its order */
+	snprintf(url, sizeof url, "host=/nonexistent,localhost port=%d "
+	                          "user=postgres dbname=postgres", pg->port);
+	start_app(&s, url, NULL);
+	CHECK_INT(th_http(s.port, "GET", "/one", NULL, &r), ==, 200);
+	th_server_stop(&s);
+	/* a port per host stays with its host, however many addresses the
+	 * host has */
+	snprintf(url, sizeof url, "host=" TWO_NAME ",/nonexistent "
+	                          "port=%d,5999 user=postgres dbname=postgres",
+	         pg->port);
+	start_app(&s, url, NULL);
+	CHECK_INT(th_http(s.port, "GET", "/one", NULL, &r), ==, 200);
+	th_server_stop(&s);
+	/* the listener's connection too */
+	th_config(&cfg);
+	cfg.db_url = url;
+	s.app = evapi_app_new(&cfg);
+	CHECK(s.app != NULL);
+	if (!s.app)
+		return;
+	evapi_app_on_startup(s.app, watch_listen_hook, NULL);
+	th_server_start(&s, s.app);
+	CHECK(notified(pg, "dns", 10.0));
+	CHECK_INT(LOAD(&dns_on_watch), ==, 0);
+	__atomic_store_n(&dns_watching, 0, __ATOMIC_SEQ_CST);
+	th_server_stop(&s);
+}
+
 static const th_test tests[] = {
 	{ "db.types", test_types },
 	{ "db.injection", test_injection },
@@ -1190,6 +1547,11 @@ static const th_test tests[] = {
 	{ "db.listen", test_listen },
 	{ "db.result_cap", test_result_cap },
 	{ "db.gather", test_gather },
+	{ "db.pipeline", test_pipeline },
+	{ "db.pipeline_timeout", test_pipeline_timeout },
+	{ "db.pipeline_client_gone", test_pipeline_client_gone },
+	{ "db.pipeline_cap", test_pipeline_cap },
+	{ "db.dns_off_loop", test_dns_off_loop },
 	{ NULL, NULL }
 };
 

@@ -128,6 +128,12 @@ typedef struct evapi_config {
 	size_t db_max_result_bytes; /* [16 MiB] cap on one result's values:
 	                              over it the query fails (EVAPI_ETOOBIG,
 	                              500) and its connection is reused */
+	int db_pipeline;           /* [0] 1: the queries of one
+	                              evapi_req_db_gather share one connection
+	                              and one round trip (libpq pipeline
+	                              mode), run one after another, each in
+	                              its own transaction; 0: each on its own
+	                              connection, at once */
 
 	/* ---- Redis (evapi/redis.h; docs/ARCHITECTURE.md, "Redis") -------- */
 	const char *redis_url;     /* [NULL: no Redis] "redis://127.0.0.1:6379/0";

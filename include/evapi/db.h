@@ -42,9 +42,11 @@
  * real, TEXT -> string, BLOB -> base64 string, NULL -> null. Parameters
  * ($1.. or ?) are bound, never put into the SQL.
  *
- * Name resolution of a host name in db_url happens inside libpq's
- * connection start, on the loop: give an address (127.0.0.1) or a unix
- * socket directory (host=/path) rather than a name that needs DNS.
+ * A host name in db_url is looked up on the worker pool before each
+ * connection attempt (libpq would block the loop on it), and the
+ * connection then goes to the addresses found, each in turn (the name
+ * still serves TLS verification and .pgpass); an address, a unix socket
+ * directory (host=/path) or a hostaddr needs no lookup.
  */
 #ifndef EVAPI_DB_H
 #define EVAPI_DB_H
@@ -167,7 +169,13 @@ typedef void (*evapi_db_gather_cb)(evapi_req *req, int status, int n,
 /** Sends `n` queries (1..1024) on behalf of `req` at once, each on its own
  *  connection of the pool as far as db_max_connections allows (the rest
  *  wait their turn), and continues once, when all are done (the
- *  asyncio.gather of several queries). Every query is the request's
+ *  asyncio.gather of several queries). With db_pipeline set (and
+ *  PostgreSQL), they go together on one connection instead, in one round
+ *  trip (libpq's pipeline mode): the server runs them one after another,
+ *  each in its own transaction, so one failing spoils no other; a
+ *  timeout, the result cap or the request going away ends every query of
+ *  the batch still running (cancelled on the server) — the cap as
+ *  EVAPI_ECANCELED for the others. Every query is the request's
  *  pending work as with evapi_req_db_query: the client leaving cancels
  *  all. Returns 0 (then `cb` runs once; a query after the first that
  *  could not be started has that error in its result), or what
