@@ -148,15 +148,15 @@ static int check_key(evapi_req *req, const evapi_credentials *c, void *arg)
 static const evapi_field id_param[] = {
 	{.name = "id", .in = EVAPI_IN_PATH, .type = EVAPI_INT, .bounds = EVAPI_GE, .ge = 1},
 	{0}};
-static const evapi_route_decl routes[] = { /* under /notes */
-	{EVAPI_POST, "", EVAPI_POOL, create, .body_model = &note_in,
+static const evapi_route_decl routes[] = {
+	{EVAPI_POST, "/notes", EVAPI_POOL, create, .body_model = &note_in,
 	 .response_model = &note_out,
 	 .responses = (const evapi_response[]){{.status = 201}, {0}}},
-	{EVAPI_GET, "", EVAPI_POOL, list, .response_model = &page_out},
-	{EVAPI_GET, "/{id}", EVAPI_POOL, get_one, .params = id_param,
+	{EVAPI_GET, "/notes", EVAPI_POOL, list, .response_model = &page_out},
+	{EVAPI_GET, "/notes/{id}", EVAPI_POOL, get_one, .params = id_param,
 	 .response_model = &note_out},
-	{EVAPI_GET, "/{id}/enriched", EVAPI_POOL, enriched, .params = id_param},
-	{EVAPI_POST, "/preview", EVAPI_INLINE, preview, .body_model = &note_in}};
+	{EVAPI_GET, "/notes/{id}/enriched", EVAPI_POOL, enriched, .params = id_param},
+	{EVAPI_POST, "/notes/preview", EVAPI_INLINE, preview, .body_model = &note_in}};
 
 static const evapi_security_config key_header = {.kind = EVAPI_SECURITY_API_KEY_HEADER,
 	.name = "APIKeyHeader", .param = "X-API-Key", .verify = check_key};
@@ -165,10 +165,9 @@ evapi_app *notes_app(const evapi_config *cfg)
 {
 	const char *key = getenv("NOTES_API_KEY"), *up = getenv("NOTES_ANALYSER");
 	evapi_app *app = evapi_app_new(cfg);
-	evapi_router *r = evapi_router_new(app, "/notes");
 	const evapi_dep *api_key = evapi_app_security(app, &key_header);
 	evapi_db_result *res = NULL;
-	int rc = !r || !api_key || evapi_app_db_query_sync(app, "CREATE TABLE IF NOT EXISTS "
+	int rc = !api_key || evapi_app_db_query_sync(app, "CREATE TABLE IF NOT EXISTS "
 		"notes (id INTEGER PRIMARY KEY, title TEXT NOT NULL, text TEXT NOT NULL)",
 		0, NULL, &res);
 
@@ -176,13 +175,10 @@ evapi_app *notes_app(const evapi_config *cfg)
 	snprintf(settings.analyse_url, sizeof settings.analyse_url, "%s/analyse",
 	         up ? up : "http://127.0.0.1:8001");
 	for (size_t i = 0; i < sizeof routes / sizeof *routes; i++)
-		rc |= evapi_router_route_decl(r, &routes[i]);
-	rc |= evapi_router_tag(r, "notes");
-	rc |= evapi_app_include_router(app, r); /* copies r's routes */
+		rc |= evapi_app_route_decl(app, &routes[i]);
 	rc |= evapi_route_dep(app, EVAPI_POST, "/notes", api_key);
 	rc |= evapi_app_route(app, EVAPI_GET, "/feed", EVAPI_INLINE, feed, NULL);
 	evapi_db_result_free(res);
-	evapi_router_free(r);
 	if (rc == 0)
 		return app;
 	evapi_app_free(app);
