@@ -4,7 +4,6 @@
  * EVAPI_* (evapi_config_from_env), NOTES_API_KEY, NOTES_ANALYSER (the base
  * URL of a service that analyses a note: POST /analyse).
  */
-#include <evapi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -161,16 +160,16 @@ static const evapi_route_decl routes[] = {
 static const evapi_security_config key_header = {.kind = EVAPI_SECURITY_API_KEY_HEADER,
 	.name = "APIKeyHeader", .param = "X-API-Key", .verify = check_key};
 
-evapi_app *notes_app(const evapi_config *cfg)
+int notes_setup(evapi_app *app, void *arg)
 {
 	const char *key = getenv("NOTES_API_KEY"), *up = getenv("NOTES_ANALYSER");
-	evapi_app *app = evapi_app_new(cfg);
 	const evapi_dep *api_key = evapi_app_security(app, &key_header);
 	evapi_db_result *res = NULL;
 	int rc = !api_key || evapi_app_db_query_sync(app, "CREATE TABLE IF NOT EXISTS "
 		"notes (id INTEGER PRIMARY KEY, title TEXT NOT NULL, text TEXT NOT NULL)",
 		0, NULL, &res);
 
+	evapi_db_result_free(res);
 	snprintf(settings.api_key, sizeof settings.api_key, "%s", key ? key : "dev-key");
 	snprintf(settings.analyse_url, sizeof settings.analyse_url, "%s/analyse",
 	         up ? up : "http://127.0.0.1:8001");
@@ -178,11 +177,7 @@ evapi_app *notes_app(const evapi_config *cfg)
 		rc |= evapi_app_route_decl(app, &routes[i]);
 	rc |= evapi_route_dep(app, EVAPI_POST, "/notes", api_key);
 	rc |= evapi_app_route(app, EVAPI_GET, "/feed", EVAPI_INLINE, feed, NULL);
-	evapi_db_result_free(res);
-	if (rc == 0)
-		return app;
-	evapi_app_free(app);
-	return NULL;
+	return rc ? EVAPI_EINVAL : 0;
 }
 
 #ifndef NOTES_NO_MAIN
@@ -190,17 +185,13 @@ int main(void)
 {
 	evapi_config cfg;
 	evapi_error err;
-	evapi_app *app;
-	int rc = 1;
 
 	evapi_config_init(&cfg);
 	cfg.db_url = "sqlite://:memory:"; /* EVAPI_DB_URL overrides it */
-	if (evapi_config_from_env(&cfg, &err) != 0)
+	if (evapi_config_from_env(&cfg, &err) != 0) {
 		fprintf(stderr, "notes: %s\n", err.text);
-	else if ((app = notes_app(&cfg))) {
-		rc = evapi_app_run(app) == 0 ? 0 : 1;
-		evapi_app_free(app);
+		return 2;
 	}
-	return rc;
+	return evapi_app_serve(&cfg, notes_setup, NULL) == 0 ? 0 : 1;
 }
 #endif

@@ -50,6 +50,7 @@ static evapi_test *start(evapi_test *analyser)
 {
 	char url[64];
 	evapi_config cfg;
+	evapi_app *app;
 	evapi_config_init(&cfg);
 	cfg.log_level = EVAPI_LOG_ERROR; /* no access log */
 	cfg.db_url = "sqlite://:memory:";
@@ -58,7 +59,12 @@ static evapi_test *start(evapi_test *analyser)
 	         analyser ? evapi_test_port(analyser) : 1);
 	setenv("NOTES_ANALYSER", url, 1);
 	setenv("NOTES_API_KEY", "k3y", 1);
-	return evapi_test_start(notes_app(&cfg));
+	app = evapi_app_new(&cfg);
+	if (notes_setup(app, NULL) != 0) {
+		evapi_app_free(app);
+		return NULL;
+	}
+	return evapi_test_start(app);
 }
 
 static evapi_test_response *post(evapi_test *tc, const char *path,
