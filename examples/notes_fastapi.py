@@ -1,7 +1,7 @@
 """examples/notes.c in FastAPI, to compare their sizes (Debian 12's
 python3-fastapi, python3-httpx and uvicorn):
 
-    NOTES_ANALYSER=http://127.0.0.1:8001 uvicorn --app-dir examples notes_fastapi:app
+    cd examples && NOTES_ANALYSER=http://127.0.0.1:8001 python3 -m uvicorn notes_fastapi:app
 """
 import asyncio
 import json
