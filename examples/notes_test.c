@@ -30,8 +30,8 @@ static void analyse(evapi_req *req, void *arg)
 {
 	json_t *note = NULL;
 	evapi_req_json(req, &note);
-	evapi_reply_json(req, 200, json_pack("{s:i}", "chars",
-	        (int)strlen(json_string_value(json_object_get(note, "text")))));
+	evapi_reply_json(req, 200, json_pack("{s:I}", "chars", (json_int_t)
+	        json_string_length(json_object_get(note, "text"))));
 }
 
 static evapi_test *start_analyser(void)
