@@ -29,6 +29,22 @@
 
 static char self[1024];
 
+/* The checker's logs live in a directory of this run's own (mkdtemp),
+ * made on first use and removed at the end, so runs side by side never
+ * read each other's reports. */
+static char logdir[48];
+
+static const char *log_path(char *buf, size_t cap, const char *name)
+{
+	if (!logdir[0]) {
+		snprintf(logdir, sizeof logdir, "/tmp/evapi-blockcheck-XXXXXX");
+		if (!mkdtemp(logdir))
+			TH_FAIL_AT("mkdtemp %s failed", logdir);
+	}
+	snprintf(buf, cap, "%s/%s", logdir, name);
+	return buf;
+}
+
 /* ---- the child: routes that block (or not) ------------------------------ */
 
 static int server_port;
@@ -305,12 +321,13 @@ static void blockcheck_each_kind_reported_with_its_route(void)
 		"usleep() on the loop thread in middleware 0:",
 		NULL};
 	char *argv[] = {self, "--blockcheck-child", NULL};
-	const char *log = "/tmp/evapi-blockcheck-kinds.log";
+	char log[sizeof logdir + 16];
 	char *text;
 	int st, stray, i;
 
 	if (skip_if_sanitized())
 		return;
+	log_path(log, sizeof log, "kinds.log");
 	st = run_checked(argv, "warn", log);
 	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	text = slurp(log);
@@ -330,12 +347,13 @@ static void blockcheck_each_kind_reported_with_its_route(void)
 static void blockcheck_abort_mode_stops_at_the_first(void)
 {
 	char *argv[] = {self, "--blockcheck-child", "/usleep", NULL};
-	const char *log = "/tmp/evapi-blockcheck-abort.log";
+	char log[sizeof logdir + 16];
 	char *text;
 	int st;
 
 	if (skip_if_sanitized())
 		return;
+	log_path(log, sizeof log, "abort.log");
 	st = run_checked(argv, "abort", log);
 	CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
 	text = slurp(log);
@@ -354,7 +372,7 @@ static void blockcheck_abort_mode_stops_at_the_first(void)
 static void blockcheck_demo_slow_caught_first_request(void)
 {
 	static const char *const slow[] = {"GET /slow:", NULL};
-	const char *log = "/tmp/evapi-blockcheck-demo.log";
+	char log[sizeof logdir + 16];
 	char port[16], demo[1024];
 	char *argv[] = {demo, "--delay-ms", "20", "--quiet", NULL};
 	const char *env[] = {"EVAPI_BLOCKCHECK_LOG", log, "EVAPI_PORT", port,
@@ -366,6 +384,7 @@ static void blockcheck_demo_slow_caught_first_request(void)
 
 	if (skip_if_sanitized())
 		return;
+	log_path(log, sizeof log, "demo.log");
 	snprintf(port, sizeof port, "%d", p);
 	snprintf(demo, sizeof demo, "%s/examples/demo", TOP_BUILDDIR);
 	unlink(log);
@@ -396,11 +415,12 @@ static void blockcheck_integration_tests_clean(void)
 		"in GET /block:", "in GET /block-then-sleep:", NULL};
 	static const char *const suites[] = {"test_app", "test_client",
 	                                     "test_stream"};
-	const char *log = "/tmp/evapi-blockcheck-suite.log";
+	char log[sizeof logdir + 16];
 	size_t i;
 
 	if (skip_if_sanitized())
 		return;
+	log_path(log, sizeof log, "suite.log");
 	for (i = 0; i < sizeof suites / sizeof suites[0]; i++) {
 		char bin[1024], *text;
 		char *argv[] = {bin, NULL};
@@ -442,9 +462,13 @@ int main(int argc, char **argv)
 		 blockcheck_integration_tests_clean},
 		{NULL, NULL}};
 	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+	int rc;
 
 	self[n > 0 ? n : 0] = '\0';
 	if (argc >= 2 && strcmp(argv[1], "--blockcheck-child") == 0)
 		return child_main(argc >= 3 ? argv[2] : NULL);
-	return th_main(argc, argv, tests);
+	rc = th_main(argc, argv, tests);
+	if (logdir[0])
+		rmdir(logdir); /* each test unlinked its log */
+	return rc;
 }

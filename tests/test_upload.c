@@ -194,12 +194,40 @@ static void test_safe_name(void)
 
 /* ---- upload routes ------------------------------------------------------- */
 
-static char updir[64];
+/* The upload directory is two levels down a private temporary directory
+ * (base/a/b), so a name that climbed out of it ("../x", "../../x") would
+ * land in base/a or base, where no other process writes. */
+static char basedir[40], updir[64];
 
 static void make_dir(void)
 {
-	snprintf(updir, sizeof updir, "/tmp/evapi-upload-test-XXXXXX");
-	CHECK(mkdtemp(updir) != NULL);
+	snprintf(basedir, sizeof basedir, "/tmp/evapi-upload-test-XXXXXX");
+	CHECK(mkdtemp(basedir) != NULL);
+	snprintf(updir, sizeof updir, "%s/a", basedir);
+	CHECK(mkdir(updir, 0700) == 0);
+	snprintf(updir, sizeof updir, "%s/a/b", basedir);
+	CHECK(mkdir(updir, 0700) == 0);
+}
+
+/* 1 when `name` exists in base or base/a, outside the upload directory. */
+static int escaped(const char *name)
+{
+	char path[sizeof basedir + 260];
+	snprintf(path, sizeof path, "%s/%s", basedir, name);
+	if (access(path, F_OK) == 0)
+		return 1;
+	snprintf(path, sizeof path, "%s/a/%s", basedir, name);
+	return access(path, F_OK) == 0;
+}
+
+/* Removes the upload directory (empty by now) and its parents. */
+static void base_remove(void)
+{
+	char path[sizeof basedir + 8];
+	rmdir(updir);
+	snprintf(path, sizeof path, "%s/a", basedir);
+	rmdir(path);
+	rmdir(basedir);
 }
 
 /* Names in the upload directory, sorted, comma-separated; removes them
@@ -235,7 +263,7 @@ static void dir_list(char *out, size_t cap, int clean)
 		}
 	}
 	if (clean)
-		rmdir(updir);
+		base_remove();
 }
 
 /* 1 when `name` is what a clash makes of `safe`: 12 hex digits, '-',
@@ -289,7 +317,7 @@ static void dir_remove(void)
 			unlink(path);
 		}
 	closedir(d);
-	rmdir(updir);
+	base_remove();
 }
 
 static long file_size(const char *path)
@@ -491,13 +519,13 @@ static void test_traversal_names(void)
 	          200);
 	CHECK_CONTAINS(r.body, "\"stored\":\"evil\"");
 	CHECK_CONTAINS(r.body, "\"filename\":\"../../evil\"");
+	CHECK(!escaped("x") && !escaped("evil") && !escaped("abs"));
 	dir_list(list, sizeof list, 1);
 	{
 		static const char *const plain[] = {"abs", "evil", "x"};
 		static const char *const clashed[] = {"x"};
 		check_listing(list, plain, 3, clashed, 1);
 	}
-	CHECK(access("/tmp/x", F_OK) != 0 && access("/tmp/evil", F_OK) != 0);
 	th_server_stop(&s);
 }
 
@@ -577,6 +605,7 @@ static void test_store_failure(void)
 	CHECK_INT(th_http_body(s.port, "POST", "/upload-inline", MP_CT, body,
 	                       sizeof body - 1, &r), ==, 500);
 	th_server_stop(&s);
+	base_remove();
 }
 
 static int cmp_str(const void *a, const void *b)
