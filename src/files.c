@@ -5,7 +5,9 @@
  * Threads: a file is opened, stat'ed and its reply decided (status,
  * validators, range) by `prepare` on a pool worker: a mount's route
  * runs on the pool lane, and an inline evapi_reply_file hands it to
- * evapi_req_run_in_pool. The worker's product is an ordinary reply plus
+ * evapi_req_run_in_pool. The loop never opens or stats a file (both may
+ * block on a slow or remote disk). A mount keeps a small cache of open
+ * descriptors (see "the descriptor cache"). The worker's product is an ordinary reply plus
  * an open descriptor (`req->resp.file`); the loop alone sends it
  * (evapi__files_send), like any reply.
  *
@@ -65,11 +67,152 @@ struct evapi__fbody {
 	off_t off, len;
 };
 
+/* ---- the descriptor cache ------------------------------------------------- */
+
+/* Each mount keeps the descriptors of the files it served last: at most
+ * FCACHE_MAX, least recently used first out, each trusted for FCACHE_US
+ * after it was opened through the safe path walk. A hit costs a lookup,
+ * an fstat and a dup instead of the walk (openat2) and the open; every
+ * request still gets a descriptor of its own, so the transfer's life is
+ * unchanged, and the mount never holds more than FCACHE_MAX.
+ *
+ * Staleness: on every hit the cached descriptor is fstat'ed and dropped
+ * when its device, inode, size or mtime changed or it has no link left,
+ * so a file written in place or deleted is seen at once. A path whose
+ * file was replaced by another (rename over it, the usual way to deploy)
+ * or a symlink pointed elsewhere is seen when the entry expires: at most
+ * FCACHE_US (1 s) late, as nginx's open_file_cache_valid (60 s there).
+ *
+ * Threads: workers (prepare), under the cache's mutex; every syscall
+ * made under it (fstat, dup, close) is on a descriptor already open.
+ * Freed with the mount. */
+#define FCACHE_MAX 64
+#define FCACHE_US 1000000
+
+typedef struct fentry {
+	struct fentry *prev, *next; /* most recently used first */
+	char *rel;
+	int fd;
+	int is_index;
+	struct stat st;
+	int64_t opened_us;
+} fentry;
+
+typedef struct fcache {
+	pthread_mutex_t mu;
+	fentry *head, *tail;
+	int n;
+} fcache;
+
+static void fc_unlink(fcache *c, fentry *e)
+{
+	if (e->prev)
+		e->prev->next = e->next;
+	else
+		c->head = e->next;
+	if (e->next)
+		e->next->prev = e->prev;
+	else
+		c->tail = e->prev;
+	c->n--;
+}
+
+static void fc_front(fcache *c, fentry *e)
+{
+	e->prev = NULL;
+	e->next = c->head;
+	if (c->head)
+		c->head->prev = e;
+	c->head = e;
+	if (!c->tail)
+		c->tail = e;
+	c->n++;
+}
+
+static void fc_drop(fcache *c, fentry *e)
+{
+	fc_unlink(c, e);
+	close(e->fd);
+	free(e->rel);
+	free(e);
+}
+
+static int same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino &&
+	       a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
+	       a->st_mtim.tv_nsec == b->st_mtim.tv_nsec && b->st_nlink > 0;
+}
+
+/* A new descriptor of the file cached for `rel`, its stat in *st; -1
+ * when there is none (or it went stale: dropped). */
+static int fc_take(fcache *c, const char *rel, struct stat *st, int *is_index)
+{
+	int64_t now = evapi__now_us();
+	fentry *e;
+	int fd = -1;
+
+	pthread_mutex_lock(&c->mu);
+	for (e = c->head; e && strcmp(e->rel, rel) != 0; e = e->next)
+		;
+	if (e && (now - e->opened_us > FCACHE_US || fstat(e->fd, st) != 0 ||
+	          !same_file(&e->st, st))) {
+		fc_drop(c, e);
+		e = NULL;
+	}
+	if (e && (fd = fcntl(e->fd, F_DUPFD_CLOEXEC, 0)) >= 0) {
+		*is_index = e->is_index;
+		fc_unlink(c, e);
+		fc_front(c, e);
+	}
+	pthread_mutex_unlock(&c->mu);
+	return fd;
+}
+
+/* Keeps a copy of `fd` (just opened for `rel`, a regular file). */
+static void fc_put(fcache *c, const char *rel, int fd, const struct stat *st,
+                   int is_index)
+{
+	fentry *e = calloc(1, sizeof *e), *old;
+
+	if (!e || !(e->rel = strdup(rel)) ||
+	    (e->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+		if (e)
+			free(e->rel);
+		free(e);
+		return; /* not cached: nothing else changes */
+	}
+	e->st = *st;
+	e->is_index = is_index;
+	e->opened_us = evapi__now_us();
+	pthread_mutex_lock(&c->mu);
+	for (old = c->head; old && strcmp(old->rel, rel) != 0; old = old->next)
+		;
+	if (old) /* another worker cached it meanwhile */
+		fc_drop(c, old);
+	if (c->n == FCACHE_MAX)
+		fc_drop(c, c->tail);
+	fc_front(c, e);
+	pthread_mutex_unlock(&c->mu);
+}
+
+static void fc_free(fcache *c)
+{
+	if (!c)
+		return;
+	while (c->head)
+		fc_drop(c, c->head);
+	pthread_mutex_destroy(&c->mu);
+	free(c);
+}
+
 typedef struct evapi__mount {
 	struct evapi__mount *next; /* app->mounts */
 	evapi_app *app;
 	int dirfd;
 	evapi_files_opts opts;
+	fcache *cache;
 } evapi__mount;
 
 /* ---- content types ------------------------------------------------------- */
@@ -406,6 +549,7 @@ static int open_beneath(int dirfd, const char *rel, int follow)
 /* ---- deciding the reply (on a worker) ------------------------------------- */
 
 typedef struct fctx {
+	fcache *cache;      /* a mount's, or NULL */
 	int dirfd;          /* mount directory, or AT_FDCWD */
 	const char *rel;    /* relative to dirfd */
 	int mount;          /* stay beneath dirfd unless follow */
@@ -458,8 +602,13 @@ static void prepare(fctx *x)
 	char etag[48], date[40], buf[96];
 	const char *name = x->rel;
 	uint64_t first = 0, last = 0;
-	int fd, kind = RANGE_NONE;
+	int fd = -1, kind = RANGE_NONE, is_index = 0;
 
+	if (x->cache && (fd = fc_take(x->cache, x->rel, &st, &is_index)) >= 0) {
+		if (is_index)
+			name = "index.html";
+		goto opened;
+	}
 	fd = x->mount ? open_beneath(x->dirfd, x->rel, x->opts.follow_symlinks)
 	              : openat(x->dirfd, x->rel, OPEN_FLAGS);
 	if (fd >= 0 && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode) &&
@@ -470,6 +619,7 @@ static void prepare(fctx *x)
 		close(fd);
 		fd = ifd;
 		name = "index.html";
+		is_index = 1;
 		if (fd >= 0 && fstat(fd, &st) != 0) {
 			close(fd);
 			fd = -1;
@@ -481,6 +631,9 @@ static void prepare(fctx *x)
 		set_error(r, 404, "Not Found");
 		return;
 	}
+	if (x->cache)
+		fc_put(x->cache, x->rel, fd, &st, is_index);
+opened:
 	snprintf(etag, sizeof etag, "\"%" PRIx64 "-%" PRIx64 "\"",
 	         (uint64_t)st.st_mtime, (uint64_t)st.st_size);
 	imf_date(st.st_mtime, date, sizeof date);
@@ -609,6 +762,7 @@ static void mount_cb(evapi_req *req, void *arg)
 		return;
 	}
 	ctx_init(&x, req, &m->opts);
+	x.cache = m->cache;
 	x.dirfd = m->dirfd;
 	x.rel = rel;
 	x.mount = 1;
@@ -651,8 +805,16 @@ int evapi_app_mount_dir(evapi_app *app, const char *prefix, const char *dir,
 	else
 		evapi_files_opts_init(&m->opts);
 	m->opts.content_type = NULL; /* per file, never per mount */
+	m->cache = calloc(1, sizeof *m->cache);
+	if (!m->cache) {
+		free(m);
+		free(tmpl);
+		return EVAPI_ENOMEM;
+	}
+	pthread_mutex_init(&m->cache->mu, NULL);
 	m->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (m->dirfd < 0) {
+		fc_free(m->cache);
 		free(m);
 		free(tmpl);
 		return EVAPI_ENOENT;
@@ -661,6 +823,7 @@ int evapi_app_mount_dir(evapi_app *app, const char *prefix, const char *dir,
 	free(tmpl);
 	if (rc != 0) {
 		close(m->dirfd);
+		fc_free(m->cache);
 		free(m);
 		return rc;
 	}
@@ -675,6 +838,7 @@ void evapi__files_free(evapi_app *app)
 	for (m = app->mounts; m; m = n) {
 		n = m->next;
 		close(m->dirfd);
+		fc_free(m->cache);
 		free(m);
 	}
 	app->mounts = NULL;
