@@ -595,19 +595,18 @@ static int if_range_holds(const char *v, const struct stat *st,
 	return parse_date(v) == st->st_mtime;
 }
 
+static void decide(fctx *x, int fd, const struct stat *st, const char *name);
+
+/* Opens (or takes from the cache) and decides: on a worker. */
 static void prepare(fctx *x)
 {
-	evapi__resp *r = &x->out;
 	struct stat st;
-	char etag[48], date[40], buf[96];
 	const char *name = x->rel;
-	uint64_t first = 0, last = 0;
-	int fd = -1, kind = RANGE_NONE, is_index = 0;
+	int fd = -1, is_index = 0;
 
 	if (x->cache && (fd = fc_take(x->cache, x->rel, &st, &is_index)) >= 0) {
-		if (is_index)
-			name = "index.html";
-		goto opened;
+		decide(x, fd, &st, is_index ? "index.html" : name);
+		return;
 	}
 	fd = x->mount ? open_beneath(x->dirfd, x->rel, x->opts.follow_symlinks)
 	              : openat(x->dirfd, x->rel, OPEN_FLAGS);
@@ -628,12 +627,25 @@ static void prepare(fctx *x)
 	if (fd < 0 || !S_ISREG(st.st_mode)) {
 		if (fd >= 0)
 			close(fd);
-		set_error(r, 404, "Not Found");
+		set_error(&x->out, 404, "Not Found");
 		return;
 	}
 	if (x->cache)
 		fc_put(x->cache, x->rel, fd, &st, is_index);
-opened:
+	decide(x, fd, &st, name);
+}
+
+/* The reply for open regular file `fd` (taken: closed, or kept in the
+ * reply): validators, conditionals, range. No blocking call: a cache
+ * hit runs it on the loop. */
+static void decide(fctx *x, int fd, const struct stat *sp, const char *name)
+{
+	evapi__resp *r = &x->out;
+	const struct stat st = *sp;
+	char etag[48], date[40], buf[96];
+	uint64_t first = 0, last = 0;
+	int kind = RANGE_NONE;
+
 	snprintf(etag, sizeof etag, "\"%" PRIx64 "-%" PRIx64 "\"",
 	         (uint64_t)st.st_mtime, (uint64_t)st.st_size);
 	imf_date(st.st_mtime, date, sizeof date);
@@ -751,10 +763,17 @@ void evapi_files_opts_init(evapi_files_opts *opts)
 	opts->max_age = -1;
 }
 
+static int run_pending(evapi_req *req, const fctx *x);
+
+/* Inline: a file whose descriptor the mount has cached is answered on
+ * the loop (fstat and dup of an open local file wait for no disk);
+ * any other is opened on the pool, like an inline evapi_reply_file. */
 static void mount_cb(evapi_req *req, void *arg)
 {
 	evapi__mount *m = arg;
 	const char *rel = evapi_req_param(req, "path");
+	struct stat st;
+	int fd, is_index, rc;
 	fctx x;
 
 	if (!rel || !safe_rel(rel)) {
@@ -766,8 +785,19 @@ static void mount_cb(evapi_req *req, void *arg)
 	x.dirfd = m->dirfd;
 	x.rel = rel;
 	x.mount = 1;
-	prepare(&x);
-	deliver(req, &x.out);
+	if ((fd = fc_take(m->cache, rel, &st, &is_index)) >= 0) {
+		decide(&x, fd, &st, is_index ? "index.html" : rel);
+		deliver(req, &x.out);
+		return;
+	}
+	if ((rc = run_pending(req, &x)) != 0) {
+		if (rc == EVAPI_EBUSY)
+			evapi_reply_add_header(req, "Retry-After", "1");
+		evapi_reply_error(req, rc == EVAPI_EBUSY ? 503 : 500,
+		                  rc == EVAPI_EBUSY ? "Server busy: the worker "
+		                                      "pool queue is full"
+		                                    : "Internal Server Error");
+	}
 }
 
 int evapi__files_is_mount(const evapi__route *rt)
@@ -819,7 +849,7 @@ int evapi_app_mount_dir(evapi_app *app, const char *prefix, const char *dir,
 		free(tmpl);
 		return EVAPI_ENOENT;
 	}
-	rc = evapi_app_route(app, EVAPI_GET, tmpl, EVAPI_POOL, mount_cb, m);
+	rc = evapi_app_route(app, EVAPI_GET, tmpl, EVAPI_INLINE, mount_cb, m);
 	free(tmpl);
 	if (rc != 0) {
 		close(m->dirfd);
@@ -888,25 +918,35 @@ static char *dup_or_null(const char *s, int *fail)
 int evapi_reply_file(evapi_req *req, const char *path,
                      const evapi_files_opts *opts)
 {
-	pending_file *p;
-	int rc, fail = 0;
+	fctx x;
+	int rc;
 
 	if (!req || !path || !*path)
 		return EVAPI_EINVAL;
 	if ((rc = evapi__reply_check(req)) != 0)
 		return rc;
 	if (req->on_worker) {
-		fctx x;
 		ctx_init(&x, req, opts);
 		x.rel = path;
 		prepare(&x);
 		return deliver(req, &x.out);
 	}
-	p = calloc(1, sizeof *p);
+	ctx_init(&x, req, opts);
+	x.rel = path;
+	return run_pending(req, &x);
+}
+
+/* Runs prepare(x) on the pool, then delivers from the loop; x's
+ * strings are copied (a work function reads nothing of the request). */
+static int run_pending(evapi_req *req, const fctx *x)
+{
+	pending_file *p = calloc(1, sizeof *p);
+	int rc, fail = 0;
+
 	if (!p)
 		return EVAPI_ENOMEM;
-	ctx_init(&p->x, req, opts);
-	p->x.rel = p->path = dup_or_null(path, &fail);
+	p->x = *x;
+	p->x.rel = p->path = dup_or_null(x->rel, &fail);
 	p->x.opts.content_type = p->ctype =
 		dup_or_null(p->x.opts.content_type, &fail);
 	p->x.inm = p->hdr[0] = dup_or_null(p->x.inm, &fail);

@@ -220,6 +220,13 @@ static void file_pool(evapi_req *req, void *arg)
 	CHECK_INT(evapi_reply_file(req, evapi_req_query(req, "p"), &o), ==, 0);
 }
 
+static void block_pool(evapi_req *req, void *arg)
+{
+	(void)arg;
+	usleep(1000 * 1000); /* holds a worker for a second */
+	evapi_reply_json(req, 200, json_pack("{s:b}", "slept", 1));
+}
+
 static int grace_ms; /* 0: th_config's */
 
 static void start(th_server *s, int index, int follow)
@@ -243,6 +250,7 @@ static void start(th_server *s, int index, int follow)
 	evapi_app_route(app, EVAPI_GET, "/inline", EVAPI_INLINE, file_inline,
 	                NULL);
 	evapi_app_route(app, EVAPI_GET, "/pool", EVAPI_POOL, file_pool, NULL);
+	evapi_app_route(app, EVAPI_GET, "/block", EVAPI_POOL, block_pool, NULL);
 	th_server_start(s, app);
 }
 
@@ -690,6 +698,26 @@ static void test_fd_cache(void)
 	}
 	CHECK(fresh);
 	CHECK_DBL(th_now() - t0, <, 1.5);
+	/* a hit is answered on the loop: every worker busy for a second,
+	 * a cached file still comes at once, an uncached one after them */
+	{
+		th_async a[8];
+		double t1;
+		CHECK_INT(th_http(s.port, "GET", "/static/cache/f99.txt", NULL,
+		                  &r), ==, 200);
+		for (i = 0; i < 8; i++)
+			th_http_start(&a[i], s.port, "/block");
+		th_sleep_ms(200);
+		t1 = th_now();
+		CHECK_INT(th_http(s.port, "GET", "/static/cache/f99.txt", NULL,
+		                  &r), ==, 200);
+		CHECK_DBL(th_now() - t1, <, 0.4);
+		CHECK_INT(th_http(s.port, "GET", "/static/cache/f1.txt", NULL,
+		                  &r), ==, 200); /* f1 left the cache */
+		CHECK_DBL(th_now() - t1, >=, 0.6);
+		for (i = 0; i < 8; i++)
+			CHECK_INT(th_http_join(&a[i]), ==, 200);
+	}
 	th_server_stop(&s);
 	CHECK_INT(fds_on(dir), ==, 0); /* closed with the mount */
 }
