@@ -98,6 +98,7 @@ static evapi_upload big = {.max_file_bytes = 64 << 20,
                            .max_total_bytes = 64 << 20};
 static evapi_upload small = {.max_file_bytes = 1 << 20,
                              .max_total_bytes = 2 << 20};
+static evapi_upload raw_up = {.max_file_bytes = 1 << 20, .raw = 1};
 
 static evapi_app *make_app(size_t max_body)
 {
@@ -110,9 +111,13 @@ static evapi_app *make_app(size_t max_body)
 	                        .lane = EVAPI_INLINE, .cb = check_files,
 	                        .upload = &small};
 
+	evapi_route_decl put = {.methods = EVAPI_PUT, .path = "/raw/{filename}",
+	                        .lane = EVAPI_POOL, .cb = check_files,
+	                        .upload = &raw_up};
+
 	snprintf(updir, sizeof updir, "/tmp/evapi-ustream-XXXXXX");
 	CHECK(mkdtemp(updir) != NULL);
-	big.dir = small.dir = updir;
+	big.dir = small.dir = raw_up.dir = updir;
 	th_config(&cfg);
 	/* the old way held the whole body (and copies of it): a limit this
 	 * large let it, so memory, not the limit, is what is measured */
@@ -120,6 +125,7 @@ static evapi_app *make_app(size_t max_body)
 	app = evapi_app_new(&cfg);
 	CHECK_INT(evapi_app_route_decl(app, &up), ==, 0);
 	CHECK_INT(evapi_app_route_decl(app, &lim), ==, 0);
+	CHECK_INT(evapi_app_route_decl(app, &put), ==, 0);
 	return app;
 }
 
@@ -382,6 +388,30 @@ static void test_limit_as_it_arrives(void)
 	th_remove_dir(updir);
 }
 
+/* A raw body (curl -T sends no Content-Type) is one file named by the
+ * route's {filename}, sanitised; with a type, typed by it. */
+static void test_raw_named_by_path(void)
+{
+	char names[256];
+	th_server s;
+	th_resp r;
+
+	th_server_start(&s, make_app(1 << 20));
+	CHECK_INT(th_http_body(s.port, "PUT", "/raw/report.txt", NULL, "hello\n",
+	                       6, &r), ==, 200);
+	CHECK_CONTAINS(r.body, "\"filename\":\"report.txt\"");
+	CHECK_CONTAINS(r.body, "\"stored\":\"report.txt\"");
+	CHECK_CONTAINS(r.body, "\"size\":6");
+	CHECK_INT(th_http_body(s.port, "PUT", "/raw/..%2F..%2Fevil",
+	                       "text/plain", "x", 1, &r), ==, 200);
+	CHECK_CONTAINS(r.body, "\"stored\":\"evil\"");
+	dir_names(names, sizeof names);
+	CHECK(strcmp(names, "report.txt,evil") == 0 ||
+	      strcmp(names, "evil,report.txt") == 0);
+	th_server_stop(&s);
+	th_remove_dir(updir);
+}
+
 /* A client that leaves mid-body: the temporary file, open while its
  * bytes were being written, is closed (and so removed), nothing is
  * stored, and the server keeps serving. */
@@ -421,6 +451,7 @@ int main(int argc, char **argv)
 		{"ustream.big_upload_bounded", test_big_upload_bounded},
 		{"ustream.limit_as_it_arrives", test_limit_as_it_arrives},
 		{"ustream.disconnect_removes_temp", test_disconnect_removes_temp},
+		{"ustream.raw_named_by_path", test_raw_named_by_path},
 		{NULL, NULL},
 	};
 	return th_main(argc, argv, tests);
