@@ -5,7 +5,9 @@
  * Threads: a file is opened, stat'ed and its reply decided (status,
  * validators, range) by `prepare` on a pool worker: a mount's route
  * runs on the pool lane, and an inline evapi_reply_file hands it to
- * evapi_req_run_in_pool. The worker's product is an ordinary reply plus
+ * evapi_req_run_in_pool. The loop never opens or stats a file (both may
+ * block on a slow or remote disk). A mount keeps a small cache of open
+ * descriptors (see "the descriptor cache"). The worker's product is an ordinary reply plus
  * an open descriptor (`req->resp.file`); the loop alone sends it
  * (evapi__files_send), like any reply.
  *
@@ -65,11 +67,152 @@ struct evapi__fbody {
 	off_t off, len;
 };
 
+/* ---- the descriptor cache ------------------------------------------------- */
+
+/* Each mount keeps the descriptors of the files it served last: at most
+ * FCACHE_MAX, least recently used first out, each trusted for FCACHE_US
+ * after it was opened through the safe path walk. A hit costs a lookup,
+ * an fstat and a dup instead of the walk (openat2) and the open; every
+ * request still gets a descriptor of its own, so the transfer's life is
+ * unchanged, and the mount never holds more than FCACHE_MAX.
+ *
+ * Staleness: on every hit the cached descriptor is fstat'ed and dropped
+ * when its device, inode, size or mtime changed or it has no link left,
+ * so a file written in place or deleted is seen at once. A path whose
+ * file was replaced by another (rename over it, the usual way to deploy)
+ * or a symlink pointed elsewhere is seen when the entry expires: at most
+ * FCACHE_US (1 s) late, as nginx's open_file_cache_valid (60 s there).
+ *
+ * Threads: workers (prepare), under the cache's mutex; every syscall
+ * made under it (fstat, dup, close) is on a descriptor already open.
+ * Freed with the mount. */
+#define FCACHE_MAX 64
+#define FCACHE_US 1000000
+
+typedef struct fentry {
+	struct fentry *prev, *next; /* most recently used first */
+	char *rel;
+	int fd;
+	int is_index;
+	struct stat st;
+	int64_t opened_us;
+} fentry;
+
+typedef struct fcache {
+	pthread_mutex_t mu;
+	fentry *head, *tail;
+	int n;
+} fcache;
+
+static void fc_unlink(fcache *c, fentry *e)
+{
+	if (e->prev)
+		e->prev->next = e->next;
+	else
+		c->head = e->next;
+	if (e->next)
+		e->next->prev = e->prev;
+	else
+		c->tail = e->prev;
+	c->n--;
+}
+
+static void fc_front(fcache *c, fentry *e)
+{
+	e->prev = NULL;
+	e->next = c->head;
+	if (c->head)
+		c->head->prev = e;
+	c->head = e;
+	if (!c->tail)
+		c->tail = e;
+	c->n++;
+}
+
+static void fc_drop(fcache *c, fentry *e)
+{
+	fc_unlink(c, e);
+	close(e->fd);
+	free(e->rel);
+	free(e);
+}
+
+static int same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino &&
+	       a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
+	       a->st_mtim.tv_nsec == b->st_mtim.tv_nsec && b->st_nlink > 0;
+}
+
+/* A new descriptor of the file cached for `rel`, its stat in *st; -1
+ * when there is none (or it went stale: dropped). */
+static int fc_take(fcache *c, const char *rel, struct stat *st, int *is_index)
+{
+	int64_t now = evapi__now_us();
+	fentry *e;
+	int fd = -1;
+
+	pthread_mutex_lock(&c->mu);
+	for (e = c->head; e && strcmp(e->rel, rel) != 0; e = e->next)
+		;
+	if (e && (now - e->opened_us > FCACHE_US || fstat(e->fd, st) != 0 ||
+	          !same_file(&e->st, st))) {
+		fc_drop(c, e);
+		e = NULL;
+	}
+	if (e && (fd = fcntl(e->fd, F_DUPFD_CLOEXEC, 0)) >= 0) {
+		*is_index = e->is_index;
+		fc_unlink(c, e);
+		fc_front(c, e);
+	}
+	pthread_mutex_unlock(&c->mu);
+	return fd;
+}
+
+/* Keeps a copy of `fd` (just opened for `rel`, a regular file). */
+static void fc_put(fcache *c, const char *rel, int fd, const struct stat *st,
+                   int is_index)
+{
+	fentry *e = calloc(1, sizeof *e), *old;
+
+	if (!e || !(e->rel = strdup(rel)) ||
+	    (e->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+		if (e)
+			free(e->rel);
+		free(e);
+		return; /* not cached: nothing else changes */
+	}
+	e->st = *st;
+	e->is_index = is_index;
+	e->opened_us = evapi__now_us();
+	pthread_mutex_lock(&c->mu);
+	for (old = c->head; old && strcmp(old->rel, rel) != 0; old = old->next)
+		;
+	if (old) /* another worker cached it meanwhile */
+		fc_drop(c, old);
+	if (c->n == FCACHE_MAX)
+		fc_drop(c, c->tail);
+	fc_front(c, e);
+	pthread_mutex_unlock(&c->mu);
+}
+
+static void fc_free(fcache *c)
+{
+	if (!c)
+		return;
+	while (c->head)
+		fc_drop(c, c->head);
+	pthread_mutex_destroy(&c->mu);
+	free(c);
+}
+
 typedef struct evapi__mount {
 	struct evapi__mount *next; /* app->mounts */
 	evapi_app *app;
 	int dirfd;
 	evapi_files_opts opts;
+	fcache *cache;
 } evapi__mount;
 
 /* ---- content types ------------------------------------------------------- */
@@ -406,6 +549,7 @@ static int open_beneath(int dirfd, const char *rel, int follow)
 /* ---- deciding the reply (on a worker) ------------------------------------- */
 
 typedef struct fctx {
+	fcache *cache;      /* a mount's, or NULL */
 	int dirfd;          /* mount directory, or AT_FDCWD */
 	const char *rel;    /* relative to dirfd */
 	int mount;          /* stay beneath dirfd unless follow */
@@ -451,15 +595,19 @@ static int if_range_holds(const char *v, const struct stat *st,
 	return parse_date(v) == st->st_mtime;
 }
 
+static void decide(fctx *x, int fd, const struct stat *st, const char *name);
+
+/* Opens (or takes from the cache) and decides: on a worker. */
 static void prepare(fctx *x)
 {
-	evapi__resp *r = &x->out;
 	struct stat st;
-	char etag[48], date[40], buf[96];
 	const char *name = x->rel;
-	uint64_t first = 0, last = 0;
-	int fd, kind = RANGE_NONE;
+	int fd = -1, is_index = 0;
 
+	if (x->cache && (fd = fc_take(x->cache, x->rel, &st, &is_index)) >= 0) {
+		decide(x, fd, &st, is_index ? "index.html" : name);
+		return;
+	}
 	fd = x->mount ? open_beneath(x->dirfd, x->rel, x->opts.follow_symlinks)
 	              : openat(x->dirfd, x->rel, OPEN_FLAGS);
 	if (fd >= 0 && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode) &&
@@ -470,6 +618,7 @@ static void prepare(fctx *x)
 		close(fd);
 		fd = ifd;
 		name = "index.html";
+		is_index = 1;
 		if (fd >= 0 && fstat(fd, &st) != 0) {
 			close(fd);
 			fd = -1;
@@ -478,9 +627,25 @@ static void prepare(fctx *x)
 	if (fd < 0 || !S_ISREG(st.st_mode)) {
 		if (fd >= 0)
 			close(fd);
-		set_error(r, 404, "Not Found");
+		set_error(&x->out, 404, "Not Found");
 		return;
 	}
+	if (x->cache)
+		fc_put(x->cache, x->rel, fd, &st, is_index);
+	decide(x, fd, &st, name);
+}
+
+/* The reply for open regular file `fd` (taken: closed, or kept in the
+ * reply): validators, conditionals, range. No blocking call: a cache
+ * hit runs it on the loop. */
+static void decide(fctx *x, int fd, const struct stat *sp, const char *name)
+{
+	evapi__resp *r = &x->out;
+	const struct stat st = *sp;
+	char etag[48], date[40], buf[96];
+	uint64_t first = 0, last = 0;
+	int kind = RANGE_NONE;
+
 	snprintf(etag, sizeof etag, "\"%" PRIx64 "-%" PRIx64 "\"",
 	         (uint64_t)st.st_mtime, (uint64_t)st.st_size);
 	imf_date(st.st_mtime, date, sizeof date);
@@ -598,10 +763,17 @@ void evapi_files_opts_init(evapi_files_opts *opts)
 	opts->max_age = -1;
 }
 
+static int run_pending(evapi_req *req, const fctx *x);
+
+/* Inline: a file whose descriptor the mount has cached is answered on
+ * the loop (fstat and dup of an open local file wait for no disk);
+ * any other is opened on the pool, like an inline evapi_reply_file. */
 static void mount_cb(evapi_req *req, void *arg)
 {
 	evapi__mount *m = arg;
 	const char *rel = evapi_req_param(req, "path");
+	struct stat st;
+	int fd, is_index, rc;
 	fctx x;
 
 	if (!rel || !safe_rel(rel)) {
@@ -609,11 +781,23 @@ static void mount_cb(evapi_req *req, void *arg)
 		return;
 	}
 	ctx_init(&x, req, &m->opts);
+	x.cache = m->cache;
 	x.dirfd = m->dirfd;
 	x.rel = rel;
 	x.mount = 1;
-	prepare(&x);
-	deliver(req, &x.out);
+	if ((fd = fc_take(m->cache, rel, &st, &is_index)) >= 0) {
+		decide(&x, fd, &st, is_index ? "index.html" : rel);
+		deliver(req, &x.out);
+		return;
+	}
+	if ((rc = run_pending(req, &x)) != 0) {
+		if (rc == EVAPI_EBUSY)
+			evapi_reply_add_header(req, "Retry-After", "1");
+		evapi_reply_error(req, rc == EVAPI_EBUSY ? 503 : 500,
+		                  rc == EVAPI_EBUSY ? "Server busy: the worker "
+		                                      "pool queue is full"
+		                                    : "Internal Server Error");
+	}
 }
 
 int evapi__files_is_mount(const evapi__route *rt)
@@ -651,16 +835,25 @@ int evapi_app_mount_dir(evapi_app *app, const char *prefix, const char *dir,
 	else
 		evapi_files_opts_init(&m->opts);
 	m->opts.content_type = NULL; /* per file, never per mount */
+	m->cache = calloc(1, sizeof *m->cache);
+	if (!m->cache) {
+		free(m);
+		free(tmpl);
+		return EVAPI_ENOMEM;
+	}
+	pthread_mutex_init(&m->cache->mu, NULL);
 	m->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (m->dirfd < 0) {
+		fc_free(m->cache);
 		free(m);
 		free(tmpl);
 		return EVAPI_ENOENT;
 	}
-	rc = evapi_app_route(app, EVAPI_GET, tmpl, EVAPI_POOL, mount_cb, m);
+	rc = evapi_app_route(app, EVAPI_GET, tmpl, EVAPI_INLINE, mount_cb, m);
 	free(tmpl);
 	if (rc != 0) {
 		close(m->dirfd);
+		fc_free(m->cache);
 		free(m);
 		return rc;
 	}
@@ -675,6 +868,7 @@ void evapi__files_free(evapi_app *app)
 	for (m = app->mounts; m; m = n) {
 		n = m->next;
 		close(m->dirfd);
+		fc_free(m->cache);
 		free(m);
 	}
 	app->mounts = NULL;
@@ -724,25 +918,35 @@ static char *dup_or_null(const char *s, int *fail)
 int evapi_reply_file(evapi_req *req, const char *path,
                      const evapi_files_opts *opts)
 {
-	pending_file *p;
-	int rc, fail = 0;
+	fctx x;
+	int rc;
 
 	if (!req || !path || !*path)
 		return EVAPI_EINVAL;
 	if ((rc = evapi__reply_check(req)) != 0)
 		return rc;
 	if (req->on_worker) {
-		fctx x;
 		ctx_init(&x, req, opts);
 		x.rel = path;
 		prepare(&x);
 		return deliver(req, &x.out);
 	}
-	p = calloc(1, sizeof *p);
+	ctx_init(&x, req, opts);
+	x.rel = path;
+	return run_pending(req, &x);
+}
+
+/* Runs prepare(x) on the pool, then delivers from the loop; x's
+ * strings are copied (a work function reads nothing of the request). */
+static int run_pending(evapi_req *req, const fctx *x)
+{
+	pending_file *p = calloc(1, sizeof *p);
+	int rc, fail = 0;
+
 	if (!p)
 		return EVAPI_ENOMEM;
-	ctx_init(&p->x, req, opts);
-	p->x.rel = p->path = dup_or_null(path, &fail);
+	p->x = *x;
+	p->x.rel = p->path = dup_or_null(x->rel, &fail);
 	p->x.opts.content_type = p->ctype =
 		dup_or_null(p->x.opts.content_type, &fail);
 	p->x.inm = p->hdr[0] = dup_or_null(p->x.inm, &fail);

@@ -396,6 +396,8 @@ struct evapi_req {
 	evapi__resp resp;
 	json_t *json;                 /* parsed body cache */
 	struct evapi__parsed *parsed; /* declared routes: validated input */
+	struct evapi__ustream *ustream; /* an upload body the guard streamed
+	                                   to temporary files (a reference) */
 	/* immutable snapshot, readable from any thread */
 	evapi_method method;
 	const char *path;
@@ -810,6 +812,7 @@ typedef struct evapi__parsed {
 	const char **safe;        /* sanitised name of each file */
 	evapi__kv *form;
 	const char *upload_dir;
+	struct evapi__ustream *ustream; /* the request's, when streamed */
 } evapi__parsed;
 
 /* multipart.c: a strict multipart/form-data parser over a whole body.
@@ -835,6 +838,58 @@ EVAPI_HIDDEN int evapi__multipart_parse(const char *body, size_t len,
                                         evapi__arena *arena,
                                         evapi__part *parts, int max_parts,
                                         const char **why);
+
+/* The part header section [p, end) (CRLF-separated lines, no final
+ * empty line) into `part`: 0, or -1 with a static *why. */
+EVAPI_HIDDEN int evapi__multipart_headers(const char *p, const char *end,
+                                          evapi__arena *arena,
+                                          evapi__part *part,
+                                          const char **why);
+
+/* upload_stream.c: an upload body streamed to temporary files as it
+ * arrives (see the file's comment). Loop thread unless said. */
+typedef struct evapi__ustream evapi__ustream;
+/* A stream for a body with this multipart boundary, or a raw body
+ * (boundary NULL); NULL when out of memory. One reference. */
+EVAPI_HIDDEN evapi__ustream *evapi__ustream_new(evapi_app *app,
+                                                const evapi_upload *up,
+                                                const char *boundary);
+EVAPI_HIDDEN void evapi__ustream_unref(evapi__ustream *us); /* NULL ok */
+/* The most body bytes the route takes. */
+EVAPI_HIDDEN size_t evapi__ustream_body_limit(const evapi__ustream *us);
+/* The next decoded body bytes; the end of the body. 0, or -1 with the
+ * status and detail to refuse the request with (the detail lives as
+ * long as the stream). */
+EVAPI_HIDDEN int evapi__ustream_feed(evapi__ustream *us, const char *data,
+                                     size_t len, int *status,
+                                     const char **detail);
+EVAPI_HIDDEN int evapi__ustream_finish(evapi__ustream *us, int *status,
+                                       const char **detail);
+/* 1 while so much waits to be written that the reader should pause. */
+EVAPI_HIDDEN int evapi__ustream_backlogged(const evapi__ustream *us);
+EVAPI_HIDDEN int evapi__ustream_failed(const evapi__ustream *us, int *status,
+                                       const char **detail);
+/* `kick(arg)` runs on the loop after a write job, when the backlog fell
+ * below its low mark or the stream failed; NULL stops it. */
+EVAPI_HIDDEN void evapi__ustream_on_kick(evapi__ustream *us,
+                                         void (*kick)(void *), void *arg);
+/* After the body, any thread: its files (in body order) and text
+ * fields; strings live as long as the stream. */
+EVAPI_HIDDEN int evapi__ustream_nfiles(const evapi__ustream *us);
+EVAPI_HIDDEN void evapi__ustream_file(const evapi__ustream *us, int i,
+                                      const char **field,
+                                      const char **filename,
+                                      const char **ctype, size_t *size);
+EVAPI_HIDDEN int evapi__ustream_nform(const evapi__ustream *us);
+EVAPI_HIDDEN const evapi__kv *evapi__ustream_form(const evapi__ustream *us);
+/* A worker, after the body: writes what is still queued and waits for
+ * a write in flight (0 or an errno); then links file i under `safe` in
+ * directory dfd (as evapi__upload_open names it; the name in `stored`):
+ * 0, or -1 with errno. */
+EVAPI_HIDDEN int evapi__ustream_commit(evapi__ustream *us);
+EVAPI_HIDDEN int evapi__ustream_place(evapi__ustream *us, int i, int dfd,
+                                      const char *safe, char *stored,
+                                      size_t cap);
 
 /* upload.c: the registered callback of an upload route (arg: its
  * struct evapi__decl): stores the files on the pool, then runs the
@@ -863,6 +918,14 @@ EVAPI_HIDDEN void evapi__decls_free(evapi_app *app);
  * fd, or -1 with errno. Any thread. */
 EVAPI_HIDDEN int evapi__upload_open(int dfd, const char *safe, char *stored,
                                     size_t cap, int *attempts);
+/* The naming of evapi__upload_open with another way to take a name:
+ * `try(dfd, name, arg)` returns >= 0, or -1 with errno (EEXIST: taken,
+ * try the next name). */
+EVAPI_HIDDEN int evapi__upload_place(int dfd, const char *safe, char *stored,
+                                     size_t cap, int *attempts,
+                                     int (*try)(int dfd, const char *name,
+                                                void *arg),
+                                     void *arg);
 /* health.c: registers GET /_/health and GET /_/ready (config.health_routes). */
 EVAPI_HIDDEN int evapi__health_routes(evapi_app *app);
 /* schema.c: application/json or application/<x>+json, parameters aside;

@@ -5,6 +5,8 @@
  * Pure function of its input, no I/O: the loop runs it while checking an
  * upload route's request (a memmem scan per part, so it is cheap), before
  * any worker is involved. evhttp has already bounded the body's size.
+ * Bodies the guard streams (upload_stream.c) are parsed there as they
+ * arrive, with the part header parser below.
  *
  * Strict means: every part starts at a delimiter line, has a
  * Content-Disposition of form-data with a name, header lines are
@@ -175,9 +177,10 @@ static int disposition(const char *v, const char *end, evapi__arena *arena,
 }
 
 /* Parses the header section [p, end) of one part (CRLF-separated lines,
- * no final empty line). */
-static int part_headers(const char *p, const char *end, evapi__arena *arena,
-                        evapi__part *part, const char **why)
+ * no final empty line); also used by upload_stream.c. */
+int evapi__multipart_headers(const char *p, const char *end,
+                             evapi__arena *arena, evapi__part *part,
+                             const char **why)
 {
 	int have_cd = 0;
 
@@ -287,7 +290,7 @@ int evapi__multipart_parse(const char *body, size_t len, const char *boundary,
 				return -1;
 			}
 		}
-		if (part_headers(p, hend, arena, part, why) < 0)
+		if (evapi__multipart_headers(p, hend, arena, part, why) < 0)
 			return -1;
 		p = hend + (hend == p ? 2 : 4);
 		next = memmem(p, (size_t)(end - p), delim, dlen);

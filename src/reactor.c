@@ -106,6 +106,7 @@ static void req_free(evapi_req *req)
 	evapi__resp_clear(&req->resp);
 	if (req->json)
 		json_decref(req->json);
+	evapi__ustream_unref(req->ustream); /* its temporary files go */
 	evapi__arena_release(&req->arena);
 	/* Once the server is gone (evapi_app_free: the pool delivers the
 	 * last completions after the cache was emptied) nothing may be
@@ -723,14 +724,19 @@ static void on_request(struct evhttp_request *ev, void *arg)
 	char *raw, *query, *scratch, *path;
 	size_t rawlen;
 	int rc;
+	struct bufferevent *bev = evhttp_connection_get_bufferevent(
+		evhttp_request_get_connection(ev));
+	/* an upload body the guard streamed to disk: its files */
+	evapi__ustream *us = evapi__guard_take_upload(app, bev);
 
 	req = req_alloc(app);
 	if (!req) {
-		evapi__guard_replied(app, evhttp_connection_get_bufferevent(
-			evhttp_request_get_connection(ev)));
+		evapi__ustream_unref(us);
+		evapi__guard_replied(app, bev);
 		evhttp_send_error(ev, 503, NULL);
 		return;
 	}
+	req->ustream = us;
 	req->app = app;
 	req->id = ++app->next_id;
 	req->refs = 2; /* base + this function */
@@ -854,6 +860,33 @@ int evapi__reactor_known_status(evapi_app *app, evapi_method method,
 	}
 	free(raw);
 	return status;
+}
+
+const evapi_upload *evapi__reactor_upload(evapi_app *app, evapi_method method,
+                                          const char *target,
+                                          const char *ctype, char *boundary,
+                                          size_t cap)
+{
+	size_t len = strcspn(target, "?#");
+	const evapi_upload *up = NULL;
+	char *raw;
+	evapi__match m;
+
+	if (!app->decls || target[0] != '/' || !(raw = malloc(2 * (len + 1))))
+		return NULL;
+	memcpy(raw, target, len);
+	raw[len] = '\0';
+	if (evapi__router_match(app->router, method, raw, raw + len + 1, &m) ==
+	            EVAPI__MATCH_OK &&
+	    m.route->decl && (up = m.route->decl->d.upload) != NULL) {
+		int rc = evapi__multipart_boundary(ctype, boundary, cap);
+		if (rc == -1 && up->raw)
+			boundary[0] = '\0';
+		else if (rc != 0)
+			up = NULL; /* refused (415, 400) as any body is */
+	}
+	free(raw);
+	return up;
 }
 
 /* ---- shutdown ----------------------------------------------------------- */

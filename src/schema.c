@@ -1031,6 +1031,36 @@ static int add_file(evapi_req *req, evapi__parsed *p, int i, const char *field,
 	return 0;
 }
 
+/* A body the guard streamed (upload_stream.c): its limits were checked
+ * as it arrived, its files are in temporary files. A raw body's file is
+ * named by the route's {filename} and typed by the request's
+ * Content-Type `ct` (may be NULL). */
+static int streamed_upload(evapi_req *req, evapi__parsed *p, int raw,
+                           const char *ct)
+{
+	const evapi__ustream *us = req->ustream;
+	int i, n = evapi__ustream_nfiles(us);
+
+	p->ustream = req->ustream;
+	for (i = 0; i < n; i++) {
+		const char *field, *filename, *ctype;
+		size_t size;
+		evapi__ustream_file(us, i, &field, &filename, &ctype, &size);
+		if (raw) {
+			filename = evapi_req_param(req, "filename");
+			ctype = ct;
+		}
+		if (add_file(req, p, i, field, filename, ctype, NULL, size) != 0) {
+			evapi_reply_error(req, 500, "Out of memory");
+			return 1;
+		}
+	}
+	p->nfiles = n;
+	p->form = (evapi__kv *)evapi__ustream_form(us);
+	p->nform = evapi__ustream_nform(us);
+	return 0;
+}
+
 static int check_upload(evapi_req *req, const struct evapi__decl *d,
                         evapi__parsed *p)
 {
@@ -1063,6 +1093,8 @@ static int check_upload(evapi_req *req, const struct evapi__decl *d,
 	                             (size_t)max_files * sizeof(char *));
 	if (!p->files || !p->file_data || !p->safe)
 		goto oom;
+	if (req->ustream) /* streamed: parsed and checked as it arrived */
+		return streamed_upload(req, p, rc == -1, ct);
 	if (rc == -1) { /* raw body: one file */
 		if (req->body_len > max_file)
 			return reply_413(req, "File too large: '%s' is over %zu "

@@ -92,11 +92,13 @@ static void clash_prefix(char *out)
 		sprintf(out + 2 * i, "%02x", r[i]);
 }
 
-int evapi__upload_open(int dfd, const char *safe, char *stored, size_t cap,
-                       int *attempts)
+int evapi__upload_place(int dfd, const char *safe, char *stored, size_t cap,
+                        int *attempts,
+                        int (*try)(int dfd, const char *name, void *arg),
+                        void *arg)
 {
 	char prefix[CLASH_HEX + 1];
-	int fd, k;
+	int rc, k;
 
 	snprintf(stored, cap, "%s", safe);
 	for (k = 0; k <= CLASH_TRIES; k++) {
@@ -106,14 +108,26 @@ int evapi__upload_open(int dfd, const char *safe, char *stored, size_t cap,
 		}
 		if (attempts)
 			(*attempts)++;
-		fd = openat(dfd, stored,
-		            O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-		            0644);
-		if (fd >= 0 || errno != EEXIST)
-			return fd;
+		rc = try(dfd, stored, arg);
+		if (rc >= 0 || errno != EEXIST)
+			return rc;
 	}
 	errno = EEXIST;
 	return -1;
+}
+
+static int try_create(int dfd, const char *name, void *arg)
+{
+	(void)arg;
+	return openat(dfd, name,
+	              O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+}
+
+int evapi__upload_open(int dfd, const char *safe, char *stored, size_t cap,
+                       int *attempts)
+{
+	return evapi__upload_place(dfd, safe, stored, cap, attempts, try_create,
+	                           NULL);
 }
 
 /* Writes every file of p into its directory (worker thread). Names are
@@ -130,17 +144,32 @@ static int store_files(evapi__parsed *p)
 	dfd = open(p->upload_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0)
 		return errno;
+	/* A streamed body: its files wait in temporary files, most of
+	 * them written already; the rest is written now, then each is
+	 * linked under its name. */
+	if (p->ustream && (err = evapi__ustream_commit(p->ustream)) != 0) {
+		close(dfd);
+		return err;
+	}
 	for (i = 0; i < p->nfiles && !err; i++) {
 		evapi_file *f = &p->files[i];
 		char *stored = (char *)f->stored;
-		int fd = evapi__upload_open(dfd, p->safe[i], stored,
-		                            STORED_MAX + 1, NULL);
-		if (fd < 0) {
+		int fd = -1;
+		if (p->ustream) {
+			if (evapi__ustream_place(p->ustream, i, dfd, p->safe[i],
+			                         stored, STORED_MAX + 1) != 0) {
+				err = errno ? errno : EEXIST;
+				break;
+			}
+		} else if ((fd = evapi__upload_open(dfd, p->safe[i], stored,
+		                                    STORED_MAX + 1, NULL)) < 0) {
 			err = errno ? errno : EEXIST;
 			break;
 		}
 		snprintf((char *)f->path, strlen(p->upload_dir) + STORED_MAX + 2,
 		         "%s/%s", p->upload_dir, stored);
+		if (fd < 0)
+			continue;
 		if (write_all(fd, p->file_data[i], f->size) != 0)
 			err = errno ? errno : EIO;
 		if (close(fd) != 0 && !err)

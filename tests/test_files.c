@@ -220,6 +220,13 @@ static void file_pool(evapi_req *req, void *arg)
 	CHECK_INT(evapi_reply_file(req, evapi_req_query(req, "p"), &o), ==, 0);
 }
 
+static void block_pool(evapi_req *req, void *arg)
+{
+	(void)arg;
+	usleep(1000 * 1000); /* holds a worker for a second */
+	evapi_reply_json(req, 200, json_pack("{s:b}", "slept", 1));
+}
+
 static int grace_ms; /* 0: th_config's */
 
 static void start(th_server *s, int index, int follow)
@@ -243,6 +250,7 @@ static void start(th_server *s, int index, int follow)
 	evapi_app_route(app, EVAPI_GET, "/inline", EVAPI_INLINE, file_inline,
 	                NULL);
 	evapi_app_route(app, EVAPI_GET, "/pool", EVAPI_POOL, file_pool, NULL);
+	evapi_app_route(app, EVAPI_GET, "/block", EVAPI_POOL, block_pool, NULL);
 	th_server_start(s, app);
 }
 
@@ -549,12 +557,14 @@ static int count_fds(void)
 	return n;
 }
 
-/* Descriptors open on big.bin, found through /proc/self/fd. */
-static int big_fds(void)
+/* Descriptors of this process open on `path`, or on anything under it
+ * when it ends with '/'. */
+static int fds_on(const char *path)
 {
 	DIR *d = opendir("/proc/self/fd");
 	struct dirent *e;
 	char p[300], t[512];
+	size_t pl = strlen(path);
 	int n = 0;
 	ssize_t l;
 	while (d && (e = readdir(d))) {
@@ -562,13 +572,19 @@ static int big_fds(void)
 		l = readlink(p, t, sizeof t - 1);
 		if (l > 0) {
 			t[l] = '\0';
-			if (strcmp(t, big) == 0)
+			if (path[pl - 1] == '/' ? strncmp(t, path, pl) == 0
+			                        : strcmp(t, path) == 0)
 				n++;
 		}
 	}
 	if (d)
 		closedir(d);
 	return n;
+}
+
+static int big_fds(void)
+{
+	return fds_on(big);
 }
 
 static void test_disconnect_closes_fd(void)
@@ -597,15 +613,113 @@ static void test_disconnect_closes_fd(void)
 		during += big_fds();
 		close(fd); /* mid-download */
 	}
-	CHECK_INT(during, >=, 3); /* the file was open while sending */
-	for (k = 0; k < 300 && (big_fds() > 0 || count_fds() > before); k++)
+	CHECK_INT(during, >=, 6); /* the transfer's and the cache's */
+	/* what is left is the mount's cached descriptor, one */
+	for (k = 0; k < 300 && (big_fds() > 1 || count_fds() > before + 1); k++)
 		th_sleep_ms(10);
-	CHECK_INT(big_fds(), ==, 0);
-	CHECK_INT(count_fds(), <=, before);
+	CHECK_INT(big_fds(), ==, 1);
+	CHECK_INT(count_fds(), <=, before + 1);
 	evapi_app_stats(s.app, &st);
 	CHECK_INT(st.in_flight, ==, 0);
 	CHECK_INT(st.gone, >=, 3);
 	th_server_stop(&s);
+}
+
+/* Waits (up to 3 s) until fds_on(path) is n; returns what it is. */
+static int fds_settle(const char *path, int n)
+{
+	int k;
+	for (k = 0; k < 300 && fds_on(path) != n; k++)
+		th_sleep_ms(10);
+	return fds_on(path);
+}
+
+/* The mount keeps the descriptors of the files it served last, 64 at
+ * most (the least recently used go), and never serves a stale one: a
+ * file written in place or deleted is seen at once, one replaced by a
+ * rename within the entry's second. */
+static void test_fd_cache(void)
+{
+	char dir[400], p[512], p2[512], url[64], want[64];
+	th_server s;
+	th_resp r;
+	double t0;
+	int i, fresh = 0;
+	FILE *f;
+
+	start(&s, 0, 0);
+	snprintf(dir, sizeof dir, "%s/cache/", root);
+	mkdir(dir, 0755);
+	for (i = 0; i < 100; i++) {
+		snprintf(p, sizeof p, "f%d.txt", i);
+		snprintf(want, sizeof want, "file %d", i);
+		put(dir, p, want);
+	}
+	CHECK_INT(th_http(s.port, "GET", "/static/cache/f0.txt", NULL, &r), ==,
+	          200);
+	CHECK_STR(r.body, "file 0");
+	CHECK_INT(fds_settle(dir, 1), ==, 1); /* kept after the reply */
+	for (i = 0; i < 100; i++) {
+		snprintf(url, sizeof url, "/static/cache/f%d.txt", i);
+		snprintf(want, sizeof want, "file %d", i);
+		CHECK_INT(th_http(s.port, "GET", url, NULL, &r), ==, 200);
+		CHECK_STR(r.body, want);
+	}
+	CHECK_INT(fds_settle(dir, 64), ==, 64); /* bounded */
+	snprintf(p, sizeof p, "%sf99.txt", dir);
+	CHECK_INT(fds_on(p), ==, 1); /* the last used stay */
+	snprintf(p, sizeof p, "%sf0.txt", dir);
+	CHECK_INT(fds_on(p), ==, 0); /* the least recently used went */
+	/* written in place: the next request sees it */
+	snprintf(p, sizeof p, "%sf99.txt", dir);
+	f = fopen(p, "a");
+	CHECK(f != NULL);
+	if (f) {
+		fputs(" and more", f);
+		fclose(f);
+	}
+	CHECK_INT(th_http(s.port, "GET", "/static/cache/f99.txt", NULL, &r),
+	          ==, 200);
+	CHECK_STR(r.body, "file 99 and more");
+	/* deleted: 404 at once */
+	snprintf(p, sizeof p, "%sf98.txt", dir);
+	unlink(p);
+	CHECK_INT(th_http(s.port, "GET", "/static/cache/f98.txt", NULL, &r),
+	          ==, 404);
+	/* replaced by a rename: at most a second late */
+	put(dir, "new.tmp", "replaced");
+	snprintf(p, sizeof p, "%snew.tmp", dir);
+	snprintf(p2, sizeof p2, "%sf97.txt", dir);
+	CHECK(rename(p, p2) == 0);
+	for (t0 = th_now(); th_now() - t0 < 3 && !fresh; th_sleep_ms(50)) {
+		CHECK_INT(th_http(s.port, "GET", "/static/cache/f97.txt", NULL,
+		                  &r), ==, 200);
+		fresh = strcmp(r.body, "replaced") == 0;
+	}
+	CHECK(fresh);
+	CHECK_DBL(th_now() - t0, <, 1.5);
+	/* a hit is answered on the loop: every worker busy for a second,
+	 * a cached file still comes at once, an uncached one after them */
+	{
+		th_async a[8];
+		double t1;
+		CHECK_INT(th_http(s.port, "GET", "/static/cache/f99.txt", NULL,
+		                  &r), ==, 200);
+		for (i = 0; i < 8; i++)
+			th_http_start(&a[i], s.port, "/block");
+		th_sleep_ms(200);
+		t1 = th_now();
+		CHECK_INT(th_http(s.port, "GET", "/static/cache/f99.txt", NULL,
+		                  &r), ==, 200);
+		CHECK_DBL(th_now() - t1, <, 0.4);
+		CHECK_INT(th_http(s.port, "GET", "/static/cache/f1.txt", NULL,
+		                  &r), ==, 200); /* f1 left the cache */
+		CHECK_DBL(th_now() - t1, >=, 0.6);
+		for (i = 0; i < 8; i++)
+			CHECK_INT(th_http_join(&a[i]), ==, 200);
+	}
+	th_server_stop(&s);
+	CHECK_INT(fds_on(dir), ==, 0); /* closed with the mount */
 }
 
 /* A stop while a client reads slowly: the download may go on through
@@ -630,7 +744,7 @@ static void test_shutdown_cuts_download(void)
 	n = recv(fd, buf, sizeof buf, 0);
 	CHECK_INT(n, >, 0);
 	th_sleep_ms(100);
-	CHECK_INT(big_fds(), ==, 1);
+	CHECK_INT(big_fds(), ==, 2); /* the transfer's and the cache's */
 	t0 = th_now();
 	th_server_stop(&s); /* checks in_flight == 0 */
 	CHECK_DBL(th_now() - t0, <, 5.0);
@@ -713,6 +827,7 @@ int main(int argc, char **argv)
 		{"files.ranges", test_ranges},
 		{"files.big_download", test_big_download},
 		{"files.disconnect_closes_fd", test_disconnect_closes_fd},
+		{"files.fd_cache", test_fd_cache},
 		{"files.shutdown_cuts_download", test_shutdown_cuts_download},
 		{"files.index", test_index},
 		{"files.reply_file", test_reply_file},

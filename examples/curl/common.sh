@@ -4,6 +4,9 @@
 # Parses  [--base URL] [--delay-ms MS] [--start BUILD_DIR]  into BASE,
 # DELAY_MS and BUILD_DIR; with --start, runs BUILD_DIR/examples/demo on a
 # free 127.0.0.1 port and stops it (by its PID) when the script exits.
+# A script that sets PLOT_OK=1 before parse_args also takes --plot DIR
+# (PLOT_DIR); the demo's log then gets a second copy, DEMO_LOG.ts, with
+# each line stamped (us since the epoch) as it arrives.
 
 BASE=http://127.0.0.1:8000
 DELAY_MS=4000
@@ -11,6 +14,7 @@ BUILD_DIR=
 DEMO_PID=
 DEMO_LOG=
 DEMO_ARGS=() # extra demo arguments for --start
+PLOT_DIR=
 TMPD=$(mktemp -d "${TMPDIR:-/tmp}/evapi-curl.XXXXXX")
 
 cleanup() {
@@ -38,6 +42,10 @@ parse_args() {
 		--delay-ms=*) DELAY_MS=${1#*=}; shift ;;
 		--start) [ $# -ge 2 ] || die "--start needs BUILD_DIR"; BUILD_DIR=$2; shift 2 ;;
 		--start=*) BUILD_DIR=${1#*=}; shift ;;
+		--plot) [ "${PLOT_OK:-0}" = 1 ] || { usage >&2; exit 2; }
+			[ $# -ge 2 ] || die "--plot needs a directory"; PLOT_DIR=$2; shift 2 ;;
+		--plot=*) [ "${PLOT_OK:-0}" = 1 ] || { usage >&2; exit 2; }
+			PLOT_DIR=${1#*=}; shift ;;
 		-h | --help) usage; exit 0 ;;
 		*) usage >&2; exit 2 ;;
 		esac
@@ -83,6 +91,17 @@ s.close()' && return 0
 	return 1
 }
 
+# Copies stdin to $1 and, each line stamped with when it arrived (us
+# since the epoch), to $2: the demo's log has no times of its own, and a
+# plot places the watchdog's reports by them.
+stamp_lines() {
+	local line
+	while IFS= read -r line; do
+		printf '%s\n' "$line" >>"$1"
+		printf '%s %s\n' "${EPOCHREALTIME/[.,]/}" "$line" >>"$2"
+	done
+}
+
 # Start BUILD_DIR/examples/demo, set BASE to it; retries if the port got taken.
 start_demo() {
 	local bin="$BUILD_DIR/examples/demo" port
@@ -90,9 +109,18 @@ start_demo() {
 	DEMO_LOG="$TMPD/demo.log"
 	for _ in 1 2 3 4 5; do
 		port=$(pick_port) || die "cannot find a free port"
-		"$bin" --host 127.0.0.1 --port "$port" --delay-ms "$DELAY_MS" --quiet \
-			--upstream-delay-ms "$DELAY_MS" \
-			"${DEMO_ARGS[@]}" >"$DEMO_LOG" 2>&1 &
+		: >"$DEMO_LOG"
+		: >"$DEMO_LOG.ts"
+		if [ -n "$PLOT_DIR" ]; then
+			# $! is the demo's PID; the stamper ends at its EOF
+			"$bin" --host 127.0.0.1 --port "$port" --delay-ms "$DELAY_MS" --quiet \
+				--upstream-delay-ms "$DELAY_MS" "${DEMO_ARGS[@]}" \
+				> >(stamp_lines "$DEMO_LOG" "$DEMO_LOG.ts") 2>&1 &
+		else
+			"$bin" --host 127.0.0.1 --port "$port" --delay-ms "$DELAY_MS" --quiet \
+				--upstream-delay-ms "$DELAY_MS" \
+				"${DEMO_ARGS[@]}" >"$DEMO_LOG" 2>&1 &
+		fi
 		DEMO_PID=$!
 		for _ in $(seq 1 100); do
 			if ! kill -0 "$DEMO_PID" 2>/dev/null; then

@@ -3,12 +3,15 @@
 # with curl --parallel and the *.cfg files next to this script.
 #
 #   examples/curl/experiments.sh [--base http://127.0.0.1:8000] [--delay-ms 4000]
-#                                [--start BUILD_DIR]
+#                                [--start BUILD_DIR] [--plot DIR]
 #
 #   --base URL        server to test (default http://127.0.0.1:8000)
 #   --delay-ms MS     the server's --delay-ms (default 4000); the verdicts use it
 #   --start BUILD_DIR start BUILD_DIR/examples/demo on a free 127.0.0.1 port
 #                     with --delay-ms MS, and stop it (by PID) at the end
+#   --plot DIR        also write DIR/experiment-N-NAME.png per experiment
+#                     (gnuplot): a bar per request, start to finish, coloured
+#                     by route; with --start, the watchdog's stall reports too
 #
 # 1. 4 x /async-sleep              -> all finish together after ~1 delay
 # 2. 2 x /slow, then 4 x /async-sleep -> /slow blocks the loop twice in a
@@ -40,13 +43,18 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 usage() {
 	echo "usage:"
-	sed -n '5,12s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+	sed -n '5,15s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
+PLOT_OK=1
 
 # shellcheck source-path=SCRIPTDIR source=common.sh
 . "$HERE/common.sh"
 parse_args "$@"
 command -v curl >/dev/null || die "curl is not installed"
+if [ -n "$PLOT_DIR" ]; then
+	command -v gnuplot >/dev/null || die "--plot needs gnuplot (apt-get install gnuplot-nox)"
+	mkdir -p "$PLOT_DIR" || die "cannot create $PLOT_DIR"
+fi
 setup_server
 
 DELAY_US=$((DELAY_MS * 1000))
@@ -120,12 +128,89 @@ run_experiment() {
 	sed 's/^/  /' "$out.err"
 	echo "  total wall time: $(fmt_s "$TOTAL_US") s ($(delays "$TOTAL_US") delays)"
 	server_counters
+	if [ -n "$PLOT_DIR" ]; then
+		plot_experiment "$num" "${2%.cfg}" "$title" "$t0" "$t1" "$out"
+	fi
 	if [ "$OK" -ne "$count" ]; then
 		echo "  FAIL: only $OK of $count requests answered 200 (curl exit $CURL_RC)"
 		FAILED=1
 		return 1
 	fi
 	return 0
+}
+
+# plot_experiment NUMBER NAME TITLE T0 T1 OUT: DIR/experiment-NUMBER-NAME.png.
+# One bar per request (y: its req=N), from when curl started it (completion
+# stamp minus curl's time_total) to when it completed, coloured by route
+# (path with numeric segments as {id}); each stall the demo's watchdog
+# reported during the experiment is a red band over the time it held the
+# loop (its report time minus its duration, to the report).
+plot_experiment() {
+	local num=$1 name=$2 title=$3 t0=$4 t1=$5 out=$6
+	local dat="$TMPD/plot.$num.dat" stalls="$TMPD/plot.$num.stalls"
+	local gp="$TMPD/plot.$num.gp" png="$PLOT_DIR/experiment-$num-$name.png"
+	local routes nroutes
+	# "route<TAB>y start end" lines, seconds since t0, grouped by route
+	awk -v t0="$t0" '$2 != "curl-exit" {
+		end = ($1 - t0) / 1e6; start = end - $2; if (start < 0) start = 0
+		url = $4; sub(/^[a-z]+:\/\/[^\/]*/, "", url)
+		y = url; if (!sub(/.*[?&]req=/, "", y)) y = NR; sub(/[^0-9].*/, "", y)
+		path = url; sub(/\?.*/, "", path); gsub(/\/[0-9]+/, "/{id}", path)
+		printf "%s\t%s %.4f %.4f\n", path, y, start, end
+	}' "$out" | sort -n -k2,2 | awk -F '\t' '
+		!($1 in n) { order[++k] = $1 } { rows[$1, ++n[$1]] = $0 }
+		END { for (i = 1; i <= k; i++) for (j = 1; j <= n[order[i]]; j++)
+			print rows[order[i], j] }' >"$dat.raw" # routes by first request
+	routes=$(cut -f1 "$dat.raw" | uniq | tr '\n' ' ')
+	nroutes=$(cut -f1 "$dat.raw" | uniq | wc -l)
+	# gnuplot index blocks: two blank lines between routes
+	awk -F '\t' 'NR > 1 && $1 != prev { printf "\n\n" } { print $2; prev = $1 }' \
+		"$dat.raw" >"$dat"
+	: >"$stalls"
+	if [ -s "${DEMO_LOG:-/nonexistent}.ts" ]; then
+		awk -v t0="$t0" -v t1="$t1" '$1 >= t0 && $1 <= t1 + 500000 &&
+			match($0, /loop stalled [0-9]+ ms in [^(]*/) {
+			s = substr($0, RSTART, RLENGTH); split(s, w, " ")
+			name = s; sub(/^loop stalled [0-9]+ ms in /, "", name); sub(/ +$/, "", name)
+			at = ($1 - t0) / 1e6
+			printf "%.4f %.4f %d %s\n", at - w[3] / 1000, at, w[3], name
+		}' "${DEMO_LOG}.ts" >"$stalls"
+	fi
+	{
+		echo "set terminal pngcairo size 900,$((160 + 32 * $(wc -l <"$dat.raw"))) font 'sans,10'"
+		echo "set output '$png'"
+		printf 'set title "%s" noenhanced\n' "Experiment $num: ${title//\"/\'}"
+		echo "set xlabel 'seconds since the experiment started (delay $(fmt_s "$DELAY_US") s)'"
+		echo "set ylabel 'request (req=N)'"
+		echo "set xrange [0:$(awk -v t="$TOTAL_US" 'BEGIN { printf "%.3f", t / 1e6 * 1.08 + 0.05 }')]"
+		# rows 1..N, and room above row 1 for the stall labels
+		echo "set yrange [$(wc -l <"$dat.raw").7:-0.8]"
+		echo "set ytics 1,1"
+		echo "set grid xtics"
+		echo "set key outside right top noenhanced"
+		echo "set style fill solid 0.85 border -1"
+		local i=0 a b ms who stall_key=
+		while read -r a b ms who; do
+			i=$((i + 1))
+			echo "set object $i rect from $a, graph 0 to $b, graph 1 behind fc rgb '#d62728' fs transparent solid 0.18 border rgb '#d62728'"
+			# staggered, so back-to-back stalls keep readable labels
+			echo "set label $i 'stall $ms ms in $(printf '%s' "$who" | tr -d "'")' at $a, first $([ $(((i - 1) % 2)) = 0 ] && echo -0.5 || echo 0) left offset 0.5,0 tc rgb '#d62728' front noenhanced"
+		done <"$stalls"
+		echo "routes = '$routes'"
+		echo "colors = '#1f77b4 #ff7f0e #2ca02c #9467bd #8c564b #e377c2 #17becf'"
+		if [ "$i" -gt 0 ]; then
+			echo "set style line 99 lc rgb '#d62728' lw 8"
+			stall_key=", NaN with lines ls 99 title 'loop stall (watchdog)'"
+		fi
+		echo "plot for [r=1:$nroutes] '$dat' index (r-1) using ((\$2+\$3)/2):1:((\$3-\$2)/2):(0.32) with boxxyerror lc rgb word(colors, r) title word(routes, r)$stall_key"
+	} >"$gp"
+	if gnuplot "$gp" 2>"$gp.err"; then
+		echo "  plot: $png ($(wc -l <"$stalls") stall(s) marked)"
+	else
+		echo "  FAIL: gnuplot could not draw $png:"
+		sed 's/^/    /' "$gp.err"
+		FAILED=1
+	fi
 }
 
 # The server's own counters (GET /_/stats, when it serves it) since it

@@ -53,7 +53,10 @@ EVAPI_EXPORT void evapi_files_opts_init(evapi_files_opts *opts);
  * '/' answers 404, as does anything that is not a regular file (or a
  * directory with index.html when opts->index), and a symlink leading out
  * of `dir` unless opts->follow_symlinks. Other methods get 405. The
- * route runs on the pool lane. `prefix` and `dir` are copied; `opts`
+ * route is inline: a file whose descriptor the mount keeps (the last 64
+ * served, each trusted for a second; one written in place or deleted is
+ * seen at once) is answered on the loop, any other is opened on the
+ * pool (503 when its queue is full). `prefix` and `dir` are copied; `opts`
  * may be NULL (defaults). Returns 0, EVAPI_EINVAL (bad prefix),
  * EVAPI_ENOENT (`dir` is not a readable directory), EVAPI_ENOMEM or
  * EVAPI_ESTATE (app running).

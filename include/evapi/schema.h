@@ -96,13 +96,19 @@ typedef struct evapi_field {
 } evapi_field;
 
 /**
- * Upload limits of a multipart/form-data route. Files are written to
- * `dir` on a pool worker (never on the loop) before the handler runs,
- * under a sanitised name that cannot leave `dir`; the handler reads them
- * with evapi_req_file(). Files stay on disk after the request (also when
- * the client left while they were written): the handler moves or deletes
- * them. The whole body is also bounded by the app's max_body_bytes, which
- * evhttp enforces first. Zero means the default in brackets.
+ * Upload limits of a multipart/form-data route. The body is streamed:
+ * each file is written as it arrives, on pool workers (never on the
+ * loop), into a nameless temporary file in `dir`, and reading pauses
+ * while the writes are behind, so memory stays bounded whatever the
+ * size; a limit is answered (413, 400) as soon as the bytes break it.
+ * Once the body is whole, before the handler runs, each file gets a
+ * sanitised name in `dir` that cannot leave it; the handler reads them
+ * with evapi_req_file(). A refused body, or a client gone before the
+ * body ended, leaves nothing in `dir`. Stored files stay on disk after
+ * the request (also when the client left while the handler ran): the
+ * handler moves or deletes them. Text fields, part headers and
+ * delimiters together are bounded by the app's max_body_bytes. Zero
+ * means the default in brackets.
  */
 typedef struct evapi_upload {
 	const char *dir;        /* existing directory (required) */

@@ -71,6 +71,12 @@ struct evapi__frame {
 	int began;             /* the last feed started a message */
 	int nfields;
 	int hosts, te, cl, expect_continue, keep_body;
+	size_t max_body;       /* this request's bound: lim.max_body, or the
+	                        * sink's */
+	evapi__frame_sink sink; /* takes the body instead of `body` */
+	void *sink_arg;
+	evapi__frame_head_cb on_head;
+	void *head_arg;
 	int status;
 	const char *detail;
 	char clbuf[48];
@@ -546,9 +552,13 @@ static int on_headers_complete(llhttp_t *p)
 		return fail(f, 400, "Transfer-Encoding on HTTP/1.0");
 	if (f->te && f->cl) /* llhttp refuses it too: lenient_chunked_length */
 		return fail(f, 400, "Content-Length with Transfer-Encoding");
-	if (f->cl && p->content_length > f->lim.max_body)
-		return fail(f, 413, "Request body too large");
 	f->keep_body = body_method(p->method);
+	/* The owner may take this body as it arrives (an upload streamed
+	 * to disk), with a bound of its own. */
+	if (f->keep_body && f->on_head)
+		f->on_head(f->head_arg, f);
+	if (f->cl && p->content_length > f->max_body)
+		return fail(f, 413, "Request body too large");
 	/* "Upgrade" with "Connection: upgrade" is ignored (RFC 9110 7.8 lets
 	 * a server): the request is plain HTTP/1.1, and so is what follows
 	 * it. Cleared here, llhttp neither skips the body nor stops at the
@@ -580,7 +590,7 @@ static int body_bytes(evapi__frame *f, size_t body, size_t ext)
 {
 	f->body_raw += body;
 	f->ext_raw += ext;
-	if (f->body_raw + f->ext_raw > f->lim.max_body)
+	if (f->body_raw + f->ext_raw > f->max_body)
 		return fail(f, 413, "Request body too large");
 	return 0;
 }
@@ -592,6 +602,14 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
 		return -1;
 	if (!f->keep_body)
 		return 0;
+	if (f->sink) {
+		int status = 0;
+		const char *detail = NULL;
+		if (f->sink(f->sink_arg, at, len, &status, &detail) != 0)
+			return fail(f, status ? status : 500,
+			            detail ? detail : "Internal Server Error");
+		return 0;
+	}
 	return sb_add(&f->body, at, len) ? fail(f, 500, "Out of memory") : 0;
 }
 
@@ -678,6 +696,7 @@ evapi__frame *evapi__frame_new(const evapi__frame_limits *lim)
 		return NULL;
 	settings_init();
 	f->lim = *lim;
+	f->max_body = lim->max_body;
 	parser_init(f);
 	return f;
 }
@@ -728,6 +747,23 @@ static void next_request(evapi__frame *f)
 	f->line_len = 0;
 	f->nfields = f->hosts = f->te = f->cl = 0;
 	f->expect_continue = f->keep_body = 0;
+	f->max_body = f->lim.max_body;
+	f->sink = NULL;
+	f->sink_arg = NULL;
+}
+
+void evapi__frame_on_head(evapi__frame *f, evapi__frame_head_cb cb, void *arg)
+{
+	f->on_head = cb;
+	f->head_arg = arg;
+}
+
+void evapi__frame_set_sink(evapi__frame *f, evapi__frame_sink sink, void *arg,
+                           size_t max_body)
+{
+	f->sink = sink;
+	f->sink_arg = arg;
+	f->max_body = max_body;
 }
 
 /* Maps an llhttp error to a status, unless a callback chose one. */

@@ -111,6 +111,19 @@ struct gconn {
 	int64_t timer_at_us; /* when `timer` fires, if pending */
 	int64_t reply_by_us; /* the reply being written must be out by then
 	                      * (0: none, or a stream) */
+	/* Upload bodies streamed to disk (upload_stream.c): the one
+	 * arriving, and those handed to evhttp that the reactor has not
+	 * taken yet, each with the number of its request (`served`). */
+	evapi__ustream *upload;
+	struct uphand *handed;
+	int taken;           /* requests the reactor has taken */
+	int upload_paused;   /* reading stopped: writes are behind */
+};
+
+struct uphand {
+	struct uphand *next;
+	int seq;
+	evapi__ustream *us;
 };
 
 /* A WebSocket connection: the upgrade request waits for the responses
@@ -119,6 +132,7 @@ struct gconn {
 enum { WS_NONE = 0, WS_PENDING, WS_OPEN, WS_ENDING };
 
 static void conn_kick(gconn *c);
+static gconn *conn_of(evapi_app *app, struct bufferevent *bev);
 static void writable_cb(evutil_socket_t fd, short what, void *arg);
 static void flush_evhttp(gconn *c);
 static long send_some(gconn *c, struct evbuffer *b);
@@ -187,13 +201,20 @@ static void conn_register(gconn *c)
  * last request; the next one it (or another connection) needs comes from
  * the spares, so a keep-alive client of a pool route does not pay for a
  * new parser and its buffers on every request. */
-static evapi__frame *frame_get(evapi__guard *g)
+static void upload_head(void *arg, evapi__frame *f);
+
+static evapi__frame *frame_get(gconn *c)
 {
+	evapi__guard *g = c->g;
 	evapi__frame *f;
-	if (g->nspare == 0)
-		return evapi__frame_new(&g->lim);
-	f = g->spare[--g->nspare];
-	evapi__frame_reset(f);
+	if (g->nspare == 0) {
+		f = evapi__frame_new(&g->lim);
+	} else {
+		f = g->spare[--g->nspare];
+		evapi__frame_reset(f);
+	}
+	if (f)
+		evapi__frame_on_head(f, upload_head, c);
 	return f;
 }
 
@@ -490,6 +511,145 @@ static void expect_continue(gconn *c)
 	conn_kick(c);
 }
 
+/* ---- upload bodies streamed to disk ---------------------------------------- */
+
+/* Reading stops while an upload's writes are behind, and for too many
+ * pipelined requests; it goes on when neither holds. */
+static void reading_update(gconn *c)
+{
+	if (c->upload_paused || c->reading_paused)
+		bufferevent_disable(c->ubev, EV_READ);
+	else
+		bufferevent_enable(c->ubev, EV_READ);
+}
+
+static int upload_sink(void *arg, const char *data, size_t len, int *status,
+                       const char **detail)
+{
+	gconn *c = arg;
+
+	if (evapi__ustream_feed(c->upload, data, len, status, detail) != 0)
+		return -1;
+	if (!c->upload_paused && evapi__ustream_backlogged(c->upload)) {
+		c->upload_paused = 1;
+		reading_update(c);
+	}
+	return 0;
+}
+
+/* A write job ended: read again, or answer the stream's failure. */
+static void upload_kick(void *arg)
+{
+	gconn *c = arg;
+	const char *detail;
+	int status;
+
+	if (!alive(c))
+		return;
+	if (evapi__ustream_failed(c->upload, &status, &detail)) {
+		conn_reject(c, status, detail);
+		return;
+	}
+	if (c->upload_paused && !evapi__ustream_backlogged(c->upload)) {
+		c->upload_paused = 0;
+		reading_update(c);
+	}
+}
+
+/* The header section of a request with a body is in: a body for an
+ * upload route is streamed to disk rather than buffered. */
+static void upload_head(void *arg, evapi__frame *f)
+{
+	gconn *c = arg;
+	char boundary[80];
+	const evapi_upload *up = evapi__reactor_upload(
+		c->g->app, evapi__frame_method(f), evapi__frame_target(f),
+		evapi__frame_content_type(f), boundary, sizeof boundary);
+
+	evapi__ustream_unref(c->upload);
+	c->upload = NULL;
+	if (!up || !(c->upload = evapi__ustream_new(c->g->app, up,
+	                                            boundary[0] ? boundary
+	                                                        : NULL)))
+		return; /* buffered as any body (bounded by max_body_bytes) */
+	evapi__ustream_on_kick(c->upload, upload_kick, c);
+	evapi__frame_set_sink(f, upload_sink, c,
+	                      evapi__ustream_body_limit(c->upload));
+}
+
+/* The whole body arrived: the stream waits for the reactor to take it
+ * with its request. 0, or -1 when the body is refused. */
+static int upload_hand(gconn *c)
+{
+	evapi__ustream *us = c->upload;
+	struct uphand *h = NULL, **pp;
+	const char *detail = NULL;
+	int status = 0;
+
+	if (!us)
+		return 0;
+	c->upload = NULL;
+	evapi__ustream_on_kick(us, NULL, NULL);
+	if (c->upload_paused) {
+		c->upload_paused = 0;
+		reading_update(c);
+	}
+	if (evapi__ustream_finish(us, &status, &detail) != 0 ||
+	    !(h = malloc(sizeof *h))) {
+		/* the answer's detail lives in the stream: keep it */
+		c->upload = us;
+		if (!status) {
+			status = 500;
+			detail = "Out of memory";
+		}
+		conn_reject(c, status, detail);
+		return -1;
+	}
+	h->next = NULL;
+	h->seq = c->served + 1; /* on_request counts it next */
+	h->us = us;
+	for (pp = &c->handed; *pp; pp = &(*pp)->next)
+		;
+	*pp = h;
+	return 0;
+}
+
+evapi__ustream *evapi__guard_take_upload(evapi_app *app,
+                                         struct bufferevent *bev)
+{
+	gconn *c = conn_of(app, bev);
+	struct uphand *h;
+	evapi__ustream *us = NULL;
+
+	if (!c)
+		return NULL;
+	c->taken++;
+	while ((h = c->handed) && h->seq <= c->taken) {
+		c->handed = h->next;
+		if (h->seq == c->taken)
+			us = h->us;
+		else
+			evapi__ustream_unref(h->us);
+		free(h);
+	}
+	return us;
+}
+
+static void upload_free_all(gconn *c)
+{
+	struct uphand *h;
+
+	if (c->upload)
+		evapi__ustream_on_kick(c->upload, NULL, NULL);
+	evapi__ustream_unref(c->upload);
+	c->upload = NULL;
+	while ((h = c->handed)) {
+		c->handed = h->next;
+		evapi__ustream_unref(h->us);
+		free(h);
+	}
+}
+
 /* A whole request: the `used` bytes at the front of src (`raw` when they
  * are all this request's, else NULL) leave src, and what evhttp is to
  * parse goes to dst: the client's bytes themselves, moved by reference,
@@ -684,7 +844,7 @@ filter_in(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
 			evbuffer_drain(src, evbuffer_get_length(src));
 			break;
 		}
-		if (!c->frame && !(c->frame = frame_get(c->g))) {
+		if (!c->frame && !(c->frame = frame_get(c))) {
 			conn_reject(c, 500, "Out of memory");
 			continue;
 		}
@@ -712,7 +872,7 @@ filter_in(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
 			conn_arm(c);
 			break;
 		case EVAPI__FRAME_REQUEST:
-			if (ws_upgrade(c)) {
+			if (ws_upgrade(c) || upload_hand(c)) {
 				evbuffer_drain(src, used);
 				break;
 			}
@@ -886,6 +1046,7 @@ static void conn_free(void *arg)
 		event_free(c->writable);
 	if (c->ws)
 		evapi__ws_conn_gone(c->ws);
+	upload_free_all(c); /* their temporary files go */
 	frame_put(g, c->frame);
 	free(c);
 	g->nconns--;
@@ -909,8 +1070,8 @@ static struct bufferevent *bevcb(struct event_base *base, void *arg)
 	c->g = g;
 	c->fd = -1;
 	c->idle_since_us = evapi__now_us();
-	c->frame = frame_get(g);
 	c->timer = evtimer_new(base, timer_cb, c);
+	c->frame = frame_get(c);
 	c->ubev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
 	if (!c->frame || !c->timer || !c->ubev)
 		goto err;
@@ -967,7 +1128,7 @@ static void replied(gconn *c, int64_t now)
 		c->queued--;
 	if (c->reading_paused && c->queued < PIPELINE_MAX / 2) {
 		c->reading_paused = 0;
-		bufferevent_enable(c->ubev, EV_READ);
+		reading_update(c);
 	}
 	if (c->queued == 0) {
 		c->idle_since_us = now;

@@ -32,7 +32,24 @@ enum evapi__frame_event {
 	EVAPI__FRAME_ERROR     /* see evapi__frame_error; feed no more */
 };
 
+/* Takes the decoded bytes of a body: 0, or -1 with a status and a
+ * detail that lives until the request is answered. */
+typedef int (*evapi__frame_sink)(void *arg, const char *data, size_t len,
+                                 int *status, const char **detail);
+/* Called at the end of a header section of a request that may carry a
+ * body, before its Content-Length is checked: it may set a sink. */
+typedef void (*evapi__frame_head_cb)(void *arg, evapi__frame *f);
+
 EVAPI_HIDDEN evapi__frame *evapi__frame_new(const evapi__frame_limits *lim);
+/* The owner's head callback (kept by evapi__frame_reset). */
+EVAPI_HIDDEN void evapi__frame_on_head(evapi__frame *f,
+                                       evapi__frame_head_cb cb, void *arg);
+/* From the head callback: this request's body goes to `sink`, not into
+ * the re-framed request (evhttp sees Content-Length: 0), bounded by
+ * max_body instead of the limit. Cleared by the next request. */
+EVAPI_HIDDEN void evapi__frame_set_sink(evapi__frame *f,
+                                        evapi__frame_sink sink, void *arg,
+                                        size_t max_body);
 EVAPI_HIDDEN void evapi__frame_free(evapi__frame *f);
 /* Consumes bytes from data[0, len) up to the next event; *used receives
  * how many. Call again with the rest. */
@@ -82,6 +99,12 @@ EVAPI_HIDDEN int evapi__frame_error(const evapi__frame *f,
                                     const char **detail);
 
 /* ---- guard.c: the bufferevent filter in front of evhttp --------------- */
+
+/* The upload stream of the request evhttp passes on now from `bev`'s
+ * connection, or NULL; the caller takes the reference. The reactor
+ * calls it once per request, in order. */
+EVAPI_HIDDEN evapi__ustream *evapi__guard_take_upload(evapi_app *app,
+                                                      struct bufferevent *bev);
 
 EVAPI_HIDDEN int evapi__guard_init(evapi_app *app);
 EVAPI_HIDDEN void evapi__guard_free(evapi_app *app);
@@ -167,6 +190,16 @@ EVAPI_HIDDEN void evapi__channels_shutdown(evapi_app *app);
  * with the route's methods in *allow, path 400, media type 415), with a
  * static detail; 0 when only running the request tells. The guard asks
  * it for Expect: 100-continue. */
+/* The upload limits of the route a request with this head goes to,
+ * when the guard should stream its body (a declared upload route, and a
+ * multipart/form-data body, or any body on a `raw` one): *boundary
+ * holds the boundary ("" for a raw body). NULL otherwise. */
+EVAPI_HIDDEN const evapi_upload *evapi__reactor_upload(evapi_app *app,
+                                                       evapi_method method,
+                                                       const char *target,
+                                                       const char *ctype,
+                                                       char *boundary,
+                                                       size_t cap);
 EVAPI_HIDDEN int evapi__reactor_known_status(evapi_app *app,
                                              evapi_method method,
                                              const char *target,
