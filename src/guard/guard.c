@@ -584,11 +584,46 @@ static void ws_read(gconn *c, struct evbuffer *src)
 	evbuffer_drain(src, evbuffer_get_length(src));
 }
 
+/* A frame's two parts: straight to the socket while nothing is queued
+ * ahead of them (no copy, no buffer); what the socket does not take is
+ * queued in `own`, and send_some arms the writable event for it. */
 int evapi__guard_ws_send(gconn *c, const void *a, size_t al, const void *b,
                          size_t bl)
 {
 	if (c->write_failed || c->ws_state == WS_ENDING || !alive(c))
 		return -1;
+	conn_register(c);
+	if (own_len(c) == 0 && c->fd >= 0) {
+		struct iovec v[2] = {{(void *)a, al}, {(void *)b, bl}};
+		struct msghdr m;
+		ssize_t n;
+
+		memset(&m, 0, sizeof m);
+		m.msg_iov = v;
+		m.msg_iovlen = 2;
+		n = sendmsg(c->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
+		    errno != EINTR) {
+			c->write_failed = 1;
+			conn_kick(c);
+			return -1;
+		}
+		if (n < 0)
+			n = 0;
+		if ((size_t)n >= al) {
+			n -= (ssize_t)al;
+			al = 0;
+			if (n > 0) {
+				b = (const char *)b + n;
+				bl -= (size_t)n;
+			}
+		} else {
+			a = (const char *)a + n;
+			al -= (size_t)n;
+		}
+		if (al + bl == 0)
+			return 0;
+	}
 	if ((al && own_add(c, (const char *)a, al)) ||
 	    (bl && own_add(c, (const char *)b, bl)))
 		return -1;
