@@ -686,17 +686,28 @@ static void sse_until(int fd, const char *want, char *buf, size_t cap)
 	}
 }
 
+/* Starts the app with an event stream on `room`; returns its socket. */
+static int start_with_stream(th_server *s, const char *room)
+{
+	char req[128];
+	int fd;
+
+	th_server_start(s, make_app());
+	snprintf(req, sizeof req, "GET /sse/%s HTTP/1.1\r\nHost: h\r\n\r\n",
+	         room);
+	fd = th_connect_send(s->port, req);
+	th_sleep_ms(200);
+	return fd;
+}
+
 /* A publish reaches an SSE stream subscribed to the same channel. */
 static void test_broadcast_sse(void)
 {
 	th_server s;
 	wsc c;
 	char resp[2048], buf[4096];
-	int fd;
+	int fd = start_with_stream(&s, "kitchen");
 
-	th_server_start(&s, make_app());
-	fd = th_connect_send(s.port, "GET /sse/kitchen HTTP/1.1\r\nHost: h\r\n\r\n");
-	th_sleep_ms(200);
 	wsc_open(&c, s.port, "/ws/chat/kitchen", NULL, resp, sizeof resp);
 	wsc_text(&c, "soup's on");
 	CHECK_INT(wsc_recv(&c, 3, resp, sizeof resp, NULL, NULL), ==,
@@ -725,11 +736,8 @@ static void test_broadcast_framed(void)
 	wsc a, b;
 	th_resp r;
 	char resp[2048], buf[4096];
-	int fd;
+	int fd = start_with_stream(&s, "den");
 
-	th_server_start(&s, make_app());
-	fd = th_connect_send(s.port, "GET /sse/den HTTP/1.1\r\nHost: h\r\n\r\n");
-	th_sleep_ms(200);
 	CHECK_INT(wsc_open(&a, s.port, "/ws/chat/den", NULL, resp, sizeof resp),
 	          ==, 101);
 	CHECK_INT(wsc_open(&b, s.port, "/ws/chat/den", NULL, resp, sizeof resp),
