@@ -484,8 +484,10 @@ static void conn_drop(rconn *c, const char *why, int failed)
 {
 	redisAsyncContext *ac = c->ac;
 
-	if (!ac && !c->dns)
+	if (!ac && !c->dns) {
+		wait_flush(c, why); /* none wait without a lookup; in case */
 		return;
+	}
 	if (ac)
 		ac->data = NULL; /* its callbacks now find no connection */
 	evtimer_del(c->timer);
@@ -613,8 +615,10 @@ static void on_resolved(void *arg, const struct addrinfo *res,
 	unsigned n = 0;
 
 	c->dns = NULL;
-	if (c->r->closing)
+	if (c->r->closing) {
+		wait_flush(c, "the app stopped");
 		return;
+	}
 	for (ai = res; ai; ai = ai->ai_next)
 		n++;
 	ai = res;
