@@ -4,13 +4,19 @@
  * written and read by hand (masked text out, unmasked frames in), so
  * the client costs little next to the server it measures.
  *
- *   ws_load echo   PORT PATH CONNS SECS SIZE
+ *   ws_load echo   PORT PATH CONNS SECS SIZE [COUNT]
  *       CONNS sessions, each sending a SIZE-byte text message and
- *       waiting for its echo, over and over for SECS seconds.
+ *       waiting for its echo, over and over for SECS seconds (or until
+ *       COUNT round trips in all: a fixed amount of work, to count a
+ *       server's instructions or system calls per message).
  *       RESULT echo <round trips/s> <p50 us> <p99 us> <errors>
  *   ws_load fanout PORT PATH N ROUNDS
  *       N sessions in one room (PATH); each round one of them says
- *       something and every session (the sender too) receives it.
+ *       something and every session (the sender too) receives it. A
+ *       receipt's time is the kernel's (SO_TIMESTAMPNS: when the bytes
+ *       reached the client's socket), not when this one thread got
+ *       round to reading that socket: reading 1 000 sockets in turn
+ *       would otherwise add the client's own time to the last ones.
  *       RESULT fanout <p50 ms> <p99 ms> (publish -> each receipt)
  *              <p50 ms> <p99 ms> (publish -> the Nth receipt) <missing>
  *   ws_load idle   PORT PATH N PID
@@ -43,6 +49,41 @@ typedef struct sess {
 	size_t have;
 	double sent_at;
 } sess;
+
+static double wall(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Reads what `fd` has; *at is the kernel's receive time of the last
+ * segment (CLOCK_REALTIME), or the time now when there is none. */
+static ssize_t read_stamped(int fd, void *buf, size_t cap, double *at)
+{
+	char ctl[CMSG_SPACE(sizeof(struct timespec))];
+	struct iovec v = {buf, cap};
+	struct msghdr m = {0};
+	struct cmsghdr *cm;
+	ssize_t n;
+
+	m.msg_iov = &v;
+	m.msg_iovlen = 1;
+	m.msg_control = ctl;
+	m.msg_controllen = sizeof ctl;
+	n = recvmsg(fd, &m, 0);
+	*at = 0;
+	for (cm = CMSG_FIRSTHDR(&m); n > 0 && cm; cm = CMSG_NXTHDR(&m, cm))
+		if (cm->cmsg_level == SOL_SOCKET &&
+		    cm->cmsg_type == SCM_TIMESTAMPNS) {
+			struct timespec ts;
+			memcpy(&ts, CMSG_DATA(cm), sizeof ts);
+			*at = ts.tv_sec + ts.tv_nsec / 1e9;
+		}
+	if (*at == 0)
+		*at = wall();
+	return n;
+}
 
 static double now(void)
 {
@@ -183,7 +224,7 @@ static void nonblock(int fd)
 /* ---- echo ------------------------------------------------------------------ */
 
 static int run_echo(int port, const char *path, int conns, double secs,
-                    size_t size)
+                    size_t size, long count)
 {
 	sess *s = calloc((size_t)conns, sizeof *s);
 	size_t cap = 1 << 22, nlat = 0, fl;
@@ -211,7 +252,7 @@ static int run_echo(int port, const char *path, int conns, double secs,
 		if (write(s[i].fd, f, fl) != (ssize_t)fl)
 			errors++;
 	}
-	while (now() < end) {
+	while (now() < end && (count <= 0 || rts < count)) {
 		struct epoll_event ev[256];
 		int k, n = epoll_wait(ep, ev, 256, 100);
 		for (k = 0; k < n; k++) {
@@ -234,6 +275,8 @@ static int run_echo(int port, const char *path, int conns, double secs,
 				if (nlat < cap)
 					lat[nlat++] = (t - c->sent_at) * 1e6;
 				c->sent_at = t;
+				if (count > 0 && rts + conns > count)
+					continue; /* the last ones in flight */
 				if (write(c->fd, f, fl) != (ssize_t)fl)
 					errors++;
 			}
@@ -262,7 +305,10 @@ static int run_fanout(int port, const char *path, int n, int rounds)
 	}
 	for (i = 0; i < n; i++) {
 		struct epoll_event e = {EPOLLIN, {.u32 = (uint32_t)i}};
+		int one = 1;
 		nonblock(s[i].fd);
+		setsockopt(s[i].fd, SOL_SOCKET, SO_TIMESTAMPNS, &one,
+		           sizeof one);
 		epoll_ctl(ep, EPOLL_CTL_ADD, s[i].fd, &e);
 	}
 	usleep(300000); /* every session has joined */
@@ -276,19 +322,20 @@ static int run_fanout(int port, const char *path, int n, int rounds)
 		snprintf(msg, sizeof msg, "round %d", r);
 		fl = frame(f, msg, strlen(msg));
 		memset(seen, 0, (size_t)n);
-		t0 = now();
+		t0 = wall();
 		if (write(s[r % n].fd, f, fl) != (ssize_t)fl)
 			missing += n;
-		until = t0 + 10;
+		until = now() + 10;
 		while (recv < n && now() < until) {
 			struct epoll_event ev[256];
 			int k, m = epoll_wait(ep, ev, 256, 100);
 			for (k = 0; k < m; k++) {
 				int id = (int)ev[k].data.u32;
 				sess *c = &s[id];
-				ssize_t rd = read(c->fd, c->in + c->have,
-				                  sizeof c->in - c->have);
-				double t = now();
+				double t;
+				ssize_t rd = read_stamped(c->fd, c->in + c->have,
+				                          sizeof c->in - c->have,
+				                          &t);
 				if (rd <= 0)
 					continue;
 				c->have += (size_t)rd;
@@ -359,14 +406,15 @@ int main(int argc, char **argv)
 	}
 	if (argc >= 7 && strcmp(argv[1], "echo") == 0)
 		return run_echo(atoi(argv[2]), argv[3], atoi(argv[4]),
-		                atof(argv[5]), (size_t)atol(argv[6]));
+		                atof(argv[5]), (size_t)atol(argv[6]),
+		                argc >= 8 ? atol(argv[7]) : 0);
 	if (argc >= 6 && strcmp(argv[1], "fanout") == 0)
 		return run_fanout(atoi(argv[2]), argv[3], atoi(argv[4]),
 		                  atoi(argv[5]));
 	if (argc >= 6 && strcmp(argv[1], "idle") == 0)
 		return run_idle(atoi(argv[2]), argv[3], atoi(argv[4]),
 		                atoi(argv[5]));
-	fprintf(stderr, "usage: ws_load echo PORT PATH CONNS SECS SIZE\n"
+	fprintf(stderr, "usage: ws_load echo PORT PATH CONNS SECS SIZE [COUNT]\n"
 	                "       ws_load fanout PORT PATH N ROUNDS\n"
 	                "       ws_load idle PORT PATH N PID\n");
 	return 2;

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "guard/guard.h"
+#include "ws_frame.h"
 
 typedef struct channel channel;
 
@@ -214,16 +215,23 @@ int evapi__channels_deliver(evapi_app *app, const char *name, const char *text)
 {
 	channel *ch = find(app, name, 0);
 	struct evapi__ws_sub *sub, *next;
+	uint8_t h[EVAPI__WS_MAX_HEADER];
+	size_t len, hn = 0;
 	int reached = 0, rc;
 
 	if (!ch)
 		return 0;
+	/* one frame for every session: checked and framed here, once, and
+	 * written from the text itself (evapi__ws_send_framed) */
+	len = strlen(text);
+	hn = evapi__ws_text_header(h, text, len);
 	/* unlinking the last subscriber frees the channel; `next` is then
 	 * NULL and the walk ends */
 	for (sub = TAILQ_FIRST(&ch->subs); sub; sub = next) {
 		next = TAILQ_NEXT(sub, in_ch);
 		if (sub->ws) {
-			if (evapi_ws_send_text(sub->ws, text) == 0)
+			if (hn && evapi__ws_send_framed(sub->ws, h, hn, text,
+			                                len) == 0)
 				reached++;
 			continue;
 		}

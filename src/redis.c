@@ -39,13 +39,16 @@
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
 #include <hiredis/adapters/libevent.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include "dns.h"
 #include "redis.h"
 
 /* Between failed connection attempts: doubling from MIN to MAX. */
@@ -77,6 +80,12 @@ struct rcom {
 	void *arg;
 	struct event *timer;
 	evapi_redis_reply res;
+	/* while the connection's host name is looked up: the command,
+	 * formatted, on rconn.waiting (hiredis takes it once connected) */
+	TAILQ_ENTRY(rcom) wait;
+	int waiting;
+	char *fmt;
+	int fmtlen;
 };
 
 TAILQ_HEAD(rcom_list, rcom);
@@ -92,6 +101,10 @@ struct rconn {
 	int64_t retry_at_us;     /* commands: no attempt before */
 	int failures;            /* in a row, for the log */
 	char last_error[128];
+	evapi__dns *dns;         /* the host name's lookup, while it runs */
+	unsigned addr_turn;      /* which address found to try: the next
+	                          * one after a failed attempt */
+	struct rcom_list waiting; /* commands sent during the lookup */
 };
 
 struct tsub {
@@ -308,6 +321,8 @@ static void q_free(rcom *q)
 	if (q->timer)
 		event_free(q->timer);
 	evapi__redis_reply_clear(&q->res);
+	if (q->fmt)
+		redisFreeCommand(q->fmt);
 	free(q);
 }
 
@@ -377,6 +392,29 @@ static void on_deliver(evutil_socket_t fd, short what, void *arg)
 
 static void conn_open(rconn *c);
 static void sub_send(rconn *c, topic *t);
+static void on_reply(redisAsyncContext *ac, void *reply, void *priv);
+
+/* Commands sent while the host name was looked up go to hiredis now
+ * (c->ac set), or fail with `why` (c->ac NULL). One finished meanwhile
+ * (its timeout, its request gone) is only let go. */
+static void wait_flush(rconn *c, const char *why)
+{
+	rcom *q;
+
+	while ((q = TAILQ_FIRST(&c->waiting))) {
+		TAILQ_REMOVE(&c->waiting, q, wait);
+		q->waiting = 0;
+		if (q->state == Q_RUNNING && c->ac &&
+		    redisAsyncFormattedCommand(c->ac, on_reply, q, q->fmt,
+		                               (size_t)q->fmtlen) == REDIS_OK)
+			continue; /* hiredis holds it now */
+		finish(q, EVAPI_EUNAVAIL, why ? why : "the connection to Redis "
+		                                      "is closing");
+		q->in_hiredis = 0;
+		if (q->state == Q_DELIVERED)
+			q_free(q);
+	}
+}
 
 static void set_subscribed(rstate *r)
 {
@@ -406,6 +444,11 @@ static void conn_closed(rconn *c, const char *why, int failed)
 
 	c->ac = NULL;
 	c->up = 0;
+	if (c->dns) {
+		evapi__dns_abandon(c->dns);
+		c->dns = NULL;
+	}
+	wait_flush(c, why);
 	if (c->sub)
 		sub_reset(r);
 	if (r->closing)
@@ -413,6 +456,7 @@ static void conn_closed(rconn *c, const char *why, int failed)
 	snprintf(c->last_error, sizeof c->last_error, "%s",
 	         why && *why ? why : "connection closed");
 	if (failed) {
+		c->addr_turn++; /* another address of the name next time */
 		delay = c->backoff_ms;
 		c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS
 		                        ? BACKOFF_MAX_MS : c->backoff_ms * 2;
@@ -440,12 +484,16 @@ static void conn_drop(rconn *c, const char *why, int failed)
 {
 	redisAsyncContext *ac = c->ac;
 
-	if (!ac)
+	if (!ac && !c->dns) {
+		wait_flush(c, why); /* none wait without a lookup; in case */
 		return;
-	ac->data = NULL; /* its callbacks now find no connection */
+	}
+	if (ac)
+		ac->data = NULL; /* its callbacks now find no connection */
 	evtimer_del(c->timer);
 	conn_closed(c, why, failed);
-	redisAsyncFree(ac);
+	if (ac)
+		redisAsyncFree(ac);
 }
 
 static void on_connect(const redisAsyncContext *ac, int status)
@@ -485,7 +533,7 @@ static void on_conn_timer(evutil_socket_t fd, short what, void *arg)
 	rconn *c = arg;
 	char msg[64];
 
-	if (c->ac) {
+	if (c->ac || c->dns) {
 		snprintf(msg, sizeof msg, "not connected within %u ms",
 		         c->r->conf.connect_ms);
 		conn_drop(c, msg, 1);
@@ -505,7 +553,9 @@ static void on_setup(redisAsyncContext *ac, void *reply, void *priv)
 		           (const char *)priv, c->what, rr->str);
 }
 
-static void conn_open(rconn *c)
+/* Connects to `addr` (numeric, or the URL's host when it is one); the
+ * connect timer runs from the attempt's start (the lookup's, if any). */
+static void conn_connect(rconn *c, const char *addr)
 {
 	rstate *r = c->r;
 	redisAsyncContext *ac;
@@ -513,7 +563,7 @@ static void conn_open(rconn *c)
 	char db[16];
 	topic *t;
 
-	ac = redisAsyncConnect(r->conf.host, r->conf.port);
+	ac = redisAsyncConnect(addr, r->conf.port);
 	if (!ac || ac->err) {
 		char why[128];
 		snprintf(why, sizeof why, "%s", ac ? ac->errstr : "out of memory");
@@ -531,8 +581,10 @@ static void conn_open(rconn *c)
 	redisAsyncSetConnectCallback(ac, on_connect);
 	redisAsyncSetDisconnectCallback(ac, on_disconnect);
 	c->ac = ac;
-	ms_tv(r->conf.connect_ms, &tv);
-	evtimer_add(c->timer, &tv);
+	if (!evtimer_pending(c->timer, NULL)) {
+		ms_tv(r->conf.connect_ms, &tv);
+		evtimer_add(c->timer, &tv);
+	}
 	/* sent once connected, before anything else */
 	if (r->conf.pass) {
 		const evapi__redis_conf *k = &r->conf;
@@ -549,6 +601,61 @@ static void conn_open(rconn *c)
 	}
 	for (t = c->sub ? r->topics : NULL; t; t = t->next)
 		sub_send(c, t);
+	wait_flush(c, NULL); /* after AUTH and SELECT */
+}
+
+/* The host name's addresses, found on a worker: connect to one of them,
+ * a different one after each failed attempt. */
+static void on_resolved(void *arg, const struct addrinfo *res,
+                        const char *err)
+{
+	rconn *c = arg;
+	const struct addrinfo *ai;
+	char addr[64];
+	unsigned n = 0;
+
+	c->dns = NULL;
+	if (c->r->closing) {
+		wait_flush(c, "the app stopped");
+		return;
+	}
+	for (ai = res; ai; ai = ai->ai_next)
+		n++;
+	ai = res;
+	for (n = n ? c->addr_turn % n : 0; n > 0; n--)
+		ai = ai->ai_next;
+	if (!ai || evapi__dns_numeric(ai, addr, sizeof addr) != 0) {
+		evtimer_del(c->timer);
+		conn_closed(c, err ? err : "cannot use the address found", 1);
+		return;
+	}
+	conn_connect(c, addr);
+}
+
+/* One connection attempt. A host name is looked up on the pool first
+ * (hiredis would resolve it with a blocking getaddrinfo on the loop);
+ * commands sent meanwhile wait on c->waiting. */
+static void conn_open(rconn *c)
+{
+	rstate *r = c->r;
+	struct timeval tv;
+	char port[16];
+
+	if (c->ac || c->dns)
+		return;
+	if (evapi__dns_is_numeric(r->conf.host)) {
+		conn_connect(c, r->conf.host);
+		return;
+	}
+	snprintf(port, sizeof port, "%d", r->conf.port);
+	c->dns = evapi__dns_start(r->app, r->conf.host, port, SOCK_STREAM,
+	                          on_resolved, c);
+	if (!c->dns) {
+		conn_closed(c, "cannot start the host name lookup", 1);
+		return;
+	}
+	ms_tv(r->conf.connect_ms, &tv);
+	evtimer_add(c->timer, &tv);
 }
 
 /* ---- commands ---------------------------------------------------------- */
@@ -589,7 +696,7 @@ static void on_cmd_timer(evutil_socket_t fd, short what, void *arg)
 	snprintf(msg, sizeof msg, "command over its %u ms timeout",
 	         r->conf.command_ms);
 	finish(q, EVAPI_ETIMEDOUT, msg);
-	if (q->in_hiredis)
+	if (q->in_hiredis && !q->waiting)
 		conn_drop(&r->cmd, msg, 0);
 }
 
@@ -660,6 +767,19 @@ static void submit(rstate *r, rcom *q, int argc, const char *const *argv,
 	q->res.start_us = evapi__now_us();
 	if (!c->ac && q->res.start_us >= c->retry_at_us)
 		conn_open(c);
+	if (c->dns) {
+		/* hiredis takes it once connected (wait_flush) */
+		q->fmtlen = redisFormatCommandArgv(&q->fmt, argc,
+		                                   (const char **)argv, lens);
+		if (q->fmtlen < 0) {
+			q->fmt = NULL;
+			finish(q, EVAPI_EUNAVAIL, "out of memory");
+			return;
+		}
+		q->waiting = 1;
+		TAILQ_INSERT_TAIL(&c->waiting, q, wait);
+		goto timed;
+	}
 	if (!c->ac) {
 		finish(q, EVAPI_EUNAVAIL, c->last_error);
 		return;
@@ -669,6 +789,7 @@ static void submit(rstate *r, rcom *q, int argc, const char *const *argv,
 		finish(q, EVAPI_EUNAVAIL, "the connection to Redis is closing");
 		return;
 	}
+timed:
 	q->in_hiredis = 1;
 	ms_tv(r->conf.command_ms, &tv);
 	evtimer_add(q->timer, &tv);
@@ -1058,6 +1179,7 @@ static void conn_init(rstate *r, rconn *c, int sub)
 	c->sub = sub;
 	c->what = sub ? "subscriptions" : "commands";
 	c->backoff_ms = BACKOFF_MIN_MS;
+	TAILQ_INIT(&c->waiting);
 	c->timer = evtimer_new(r->app->base, on_conn_timer, c);
 	snprintf(c->last_error, sizeof c->last_error, "not connected yet");
 }

@@ -493,8 +493,9 @@ static int queue_room(evapi_ws *s, size_t len)
 	return 0;
 }
 
-static int send_message(evapi_ws *s, int opcode, const void *data,
-                        size_t len)
+/* 0 when a message of `len` bytes may go out now (accepting first from
+ * inside on_open), else the code to return. */
+static int send_ready(evapi_ws *s, size_t len)
 {
 	if (!s)
 		return EVAPI_EINVAL;
@@ -507,15 +508,43 @@ static int send_message(evapi_ws *s, int opcode, const void *data,
 		return EVAPI_EGONE;
 	if (!queue_room(s, len))
 		return s->state == S_OPEN ? EVAPI_EBUSY : EVAPI_EGONE;
-	return send_frame(s, opcode, data, len);
+	return 0;
+}
+
+static int send_message(evapi_ws *s, int opcode, const void *data,
+                        size_t len)
+{
+	int rc = send_ready(s, len);
+	return rc ? rc : send_frame(s, opcode, data, len);
+}
+
+static int utf8_len_ok(const char *text, size_t len)
+{
+	evapi__ws_utf8 u = {0, 0, 0};
+	return evapi__ws_utf8_feed(&u, (const uint8_t *)text, len) == 0 &&
+	       evapi__ws_utf8_done(&u);
 }
 
 static int utf8_ok(const char *text)
 {
-	evapi__ws_utf8 u = {0, 0, 0};
-	return evapi__ws_utf8_feed(&u, (const uint8_t *)text, strlen(text)) ==
-	               0 &&
-	       evapi__ws_utf8_done(&u);
+	return utf8_len_ok(text, strlen(text));
+}
+
+size_t evapi__ws_text_header(uint8_t *h, const char *text, size_t len)
+{
+	if (!utf8_len_ok(text, len))
+		return 0;
+	return evapi__ws_header(h, 1, EVAPI__WS_TEXT, len, NULL);
+}
+
+int evapi__ws_send_framed(evapi_ws *s, const uint8_t *h, size_t hn,
+                          const char *text, size_t len)
+{
+	int rc = send_ready(s, len);
+	if (rc)
+		return rc;
+	return evapi__guard_ws_send(s->conn, h, hn, text, len) ? EVAPI_EGONE
+	                                                      : 0;
 }
 
 int evapi_ws_send_text(evapi_ws *s, const char *text)

@@ -58,7 +58,20 @@ int evapi__ws_utf8_feed(evapi__ws_utf8 *u, const uint8_t *s, size_t n)
 {
 	size_t i;
 	for (i = 0; i < n; i++) {
-		uint8_t c = s[i];
+		uint8_t c;
+		if (!u->need) {
+			/* ASCII, eight bytes at a time */
+			uint64_t w;
+			while (i + 8 <= n) {
+				memcpy(&w, s + i, 8);
+				if (w & 0x8080808080808080ULL)
+					break;
+				i += 8;
+			}
+			if (i == n)
+				break;
+		}
+		c = s[i];
 		if (u->need) {
 			if (c < u->lo || c > u->hi)
 				return -1;
@@ -419,8 +432,20 @@ size_t evapi__ws_header(uint8_t *out, int fin, int opcode, uint64_t len,
 
 void evapi__ws_mask(uint8_t *buf, size_t n, const uint8_t *key, size_t off)
 {
+	uint8_t k8[8];
+	uint64_t k, w;
 	size_t i;
-	for (i = 0; i < n; i++)
+
+	/* eight bytes at a time: the key, turned to `off`, twice */
+	for (i = 0; i < 8; i++)
+		k8[i] = key[(off + i) & 3];
+	memcpy(&k, k8, 8);
+	for (i = 0; i + 8 <= n; i += 8) {
+		memcpy(&w, buf + i, 8);
+		w ^= k;
+		memcpy(buf + i, &w, 8);
+	}
+	for (; i < n; i++)
 		buf[i] ^= key[(off + i) & 3];
 }
 

@@ -8,12 +8,17 @@
  * receives the next broadcast, broadcasts shared by two instances and
  * by two prefork workers (server-sent events read from raw sockets),
  * and the pub/sub experiment of examples/demo_pubsub.c: a blocking
- * consumer on the loop stalls GET /, on the pool it does not.
+ * consumer on the loop stalls GET /, on the pool it does not. A
+ * redis_url naming its host is looked up on the pool, never on the loop
+ * (the test's own getaddrinfo makes the lookup slow).
  */
 #include "harness.h"
 #include "redis.h"
 #include "../examples/demo.h"
 
+#include <dlfcn.h>
+#include <netdb.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +34,43 @@ static int under_valgrind(void)
 {
 	const char *p = getenv("LD_PRELOAD");
 	return p && strstr(p, "vgpreload");
+}
+
+/* ---- slow and failing DNS names ------------------------------------------ */
+
+/* Everything in this process (hiredis too) resolves names through this
+ * getaddrinfo, which the executable's own definition replaces: SLOW_NAME
+ * takes SLOW_DNS_MS (then is 127.0.0.1), BAD_NAME does not exist. Calls
+ * for SLOW_NAME are counted, those on `dns_watch` (the loop) apart. */
+#define SLOW_NAME "evapi-slow-dns.test"
+#define BAD_NAME "evapi-no-such-host.test"
+#define SLOW_DNS_MS 1500
+static int dns_calls, dns_on_watch, dns_watching;
+static pthread_t dns_watch;
+
+int getaddrinfo(const char *node, const char *service,
+                const struct addrinfo *hints, struct addrinfo **res)
+{
+	typedef int (*gai_fn)(const char *, const char *,
+	                      const struct addrinfo *, struct addrinfo **);
+	static gai_fn real_fn; /* set by whichever thread comes first */
+	gai_fn real = __atomic_load_n(&real_fn, __ATOMIC_ACQUIRE);
+
+	if (!real) {
+		*(void **)&real = dlsym(RTLD_NEXT, "getaddrinfo");
+		__atomic_store_n(&real_fn, real, __ATOMIC_RELEASE);
+	}
+	if (node && strcmp(node, BAD_NAME) == 0)
+		return EAI_NONAME;
+	if (node && strcmp(node, SLOW_NAME) == 0) {
+		__atomic_add_fetch(&dns_calls, 1, __ATOMIC_SEQ_CST);
+		if (__atomic_load_n(&dns_watching, __ATOMIC_SEQ_CST) &&
+		    pthread_equal(pthread_self(), dns_watch))
+			__atomic_add_fetch(&dns_on_watch, 1, __ATOMIC_SEQ_CST);
+		usleep(SLOW_DNS_MS * 1000);
+		node = "127.0.0.1";
+	}
+	return real(node, service, hints, res);
 }
 
 /* ---- routes ------------------------------------------------------------- */
@@ -898,6 +940,95 @@ static void test_pubsub_experiment(void)
 	       pool_span * 1000);
 }
 
+typedef struct bg_get {
+	int port;
+	const char *path;
+	th_resp r;
+	long st;
+} bg_get;
+
+static void *bg_get_main(void *arg)
+{
+	bg_get *b = arg;
+	b->st = th_http(b->port, "GET", b->path, NULL, &b->r);
+	return NULL;
+}
+
+/* A redis_url naming its host: the name is looked up on a pool worker
+ * while the loop keeps answering; commands sent meanwhile wait for the
+ * connection and then succeed, and the subscription connection uses the
+ * address found too. A name that does not resolve fails commands with
+ * 503 and says why in the log. */
+static void test_dns_off_loop(void)
+{
+	const th_redis *rs = redis_shared();
+	char url[128];
+	evapi_config cfg;
+	evapi_app *app;
+	pthread_t t;
+	th_server s;
+	th_resp r;
+	bg_get b;
+	double t0;
+
+	if (!rs)
+		return;
+	snprintf(url, sizeof url, "redis://" SLOW_NAME ":%d", rs->port);
+	th_config(&cfg);
+	cfg.redis_url = url;
+	cfg.redis_connect_timeout_ms = 10000;
+	cfg.redis_command_timeout_ms = 10000;
+	app = evapi_app_new(&cfg);
+	CHECK(app != NULL);
+	if (!app || routes(app, NULL) != 0)
+		return;
+	th_server_start(&s, app);
+	dns_watch = s.thread;
+	__atomic_store_n(&dns_calls, 0, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&dns_on_watch, 0, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&dns_watching, 1, __ATOMIC_SEQ_CST);
+	memset(&b, 0, sizeof b);
+	b.port = s.port;
+	b.path = "/set/dns/found";
+	pthread_create(&t, NULL, bg_get_main, &b);
+	th_sleep_ms(300); /* its lookup has begun */
+	t0 = th_now();
+	CHECK(th_http(s.port, "GET", "/ready", NULL, &r) > 0);
+	CHECK_DBL(th_now() - t0, <, 0.5);
+	/* sent during the lookup: waits for it, then runs after the SET */
+	CHECK_INT(th_http(s.port, "GET", "/get/dns", NULL, &r), ==, 200);
+	CHECK_STR(r.body, "{\"value\":\"found\"}");
+	pthread_join(t, NULL);
+	CHECK_INT(b.st, ==, 200);
+	CHECK_CONTAINS(b.r.body, "\"OK\"");
+	CHECK_INT(th_http(s.port, "GET", "/get/dns", NULL, &r), ==, 200);
+	CHECK_STR(r.body, "{\"value\":\"found\"}");
+	CHECK(wait_subscribed(app, 5));
+	__atomic_store_n(&dns_watching, 0, __ATOMIC_SEQ_CST);
+	CHECK_INT(__atomic_load_n(&dns_calls, __ATOMIC_SEQ_CST), >=, 1);
+	CHECK_INT(__atomic_load_n(&dns_on_watch, __ATOMIC_SEQ_CST), ==, 0);
+	th_server_stop(&s);
+
+	/* a command's own timeout runs while it waits for the lookup, and
+	 * the app stops with the lookup still running */
+	if (!(app = new_app(url, 300)))
+		return;
+	th_server_start(&s, app);
+	t0 = th_now();
+	CHECK_INT(th_http(s.port, "GET", "/get/dns", NULL, &r), ==, 504);
+	CHECK_DBL(th_now() - t0, <, 1.2);
+	th_server_stop(&s);
+
+	snprintf(url, sizeof url, "redis://" BAD_NAME ":%d", rs->port);
+	if (!(app = new_app(url, 0)))
+		return;
+	th_server_start(&s, app);
+	CHECK_INT(th_http(s.port, "GET", "/get/dns", NULL, &r), ==, 503);
+	CHECK_STR(r.body, "{\"detail\":\"Redis unavailable\"}");
+	CHECK_CONTAINS(th_log(), "cannot resolve " BAD_NAME);
+	th_server_stop(&s);
+}
+
 int main(int argc, char **argv)
 {
 	static const th_test tests[] = {
@@ -911,6 +1042,7 @@ int main(int argc, char **argv)
 		{"redis.restart_ws_session", test_restart_ws_session},
 		{"redis.pool_queue_full", test_pool_queue_full},
 		{"redis.pubsub_experiment", test_pubsub_experiment},
+		{"redis.dns_off_loop", test_dns_off_loop},
 		{NULL, NULL}};
 	int rc = th_main(argc, argv, tests);
 	th_redis_free(&shared);

@@ -84,6 +84,17 @@ static void chat_message(evapi_ws *ws, int binary, const char *data,
 	evapi_app_publish(evapi_ws_app(ws), room, data);
 }
 
+/* GET /pub/{room}?bad=1: publishes "hello" (or, with bad, text that is
+ * not UTF-8) and answers how many subscribers it reached */
+static void pub_room(evapi_req *req, void *arg)
+{
+	char room[80];
+	const char *bad = evapi_req_query(req, "bad");
+	snprintf(room, sizeof room, "room:%s", evapi_req_param(req, "room"));
+	evapi_reply_json(req, 200, json_pack("{s:i}", "reached",
+	                 evapi_app_publish(arg, room, bad ? "caf\xc3" : "hello")));
+}
+
 static void sse_room(evapi_req *req, void *arg)
 {
 	evapi_stream *s = evapi_reply_sse(req, 0);
@@ -165,6 +176,8 @@ static evapi_app *make_app(void)
 	evapi_app_websocket(app, "/ws/chat/{room}", NULL, chat_open,
 	                    chat_message, NULL, NULL);
 	evapi_app_route(app, EVAPI_GET, "/sse/{room}", EVAPI_INLINE, sse_room,
+	                app);
+	evapi_app_route(app, EVAPI_GET, "/pub/{room}", EVAPI_INLINE, pub_room,
 	                app);
 	return app;
 }
@@ -673,17 +686,28 @@ static void sse_until(int fd, const char *want, char *buf, size_t cap)
 	}
 }
 
+/* Starts the app with an event stream on `room`; returns its socket. */
+static int start_with_stream(th_server *s, const char *room)
+{
+	char req[128];
+	int fd;
+
+	th_server_start(s, make_app());
+	snprintf(req, sizeof req, "GET /sse/%s HTTP/1.1\r\nHost: h\r\n\r\n",
+	         room);
+	fd = th_connect_send(s->port, req);
+	th_sleep_ms(200);
+	return fd;
+}
+
 /* A publish reaches an SSE stream subscribed to the same channel. */
 static void test_broadcast_sse(void)
 {
 	th_server s;
 	wsc c;
 	char resp[2048], buf[4096];
-	int fd;
+	int fd = start_with_stream(&s, "kitchen");
 
-	th_server_start(&s, make_app());
-	fd = th_connect_send(s.port, "GET /sse/kitchen HTTP/1.1\r\nHost: h\r\n\r\n");
-	th_sleep_ms(200);
 	wsc_open(&c, s.port, "/ws/chat/kitchen", NULL, resp, sizeof resp);
 	wsc_text(&c, "soup's on");
 	CHECK_INT(wsc_recv(&c, 3, resp, sizeof resp, NULL, NULL), ==,
@@ -699,6 +723,41 @@ static void test_broadcast_sse(void)
 	CHECK_INT(wsc_recv(&c, 3, resp, sizeof resp, NULL, NULL), ==,
 	          EVAPI__WS_EV_MESSAGE);
 	wsc_close(&c);
+	th_server_stop(&s);
+}
+
+/* A broadcast is framed once for every session of the room: each gets
+ * the whole message, text that is not UTF-8 reaches no session (it
+ * would be a protocol error for the peer) but still reaches the room's
+ * event streams. */
+static void test_broadcast_framed(void)
+{
+	th_server s;
+	wsc a, b;
+	th_resp r;
+	char resp[2048], buf[4096];
+	int fd = start_with_stream(&s, "den");
+
+	CHECK_INT(wsc_open(&a, s.port, "/ws/chat/den", NULL, resp, sizeof resp),
+	          ==, 101);
+	CHECK_INT(wsc_open(&b, s.port, "/ws/chat/den", NULL, resp, sizeof resp),
+	          ==, 101);
+	CHECK_INT(th_http(s.port, "GET", "/pub/den?bad=1", NULL, &r), ==, 200);
+	CHECK_STR(r.body, "{\"reached\":1}");
+	sse_until(fd, "data: caf\xc3\n\n", buf, sizeof buf);
+	CHECK_CONTAINS(buf, "data: caf\xc3\n\n");
+	CHECK_INT(th_http(s.port, "GET", "/pub/den", NULL, &r), ==, 200);
+	CHECK_STR(r.body, "{\"reached\":3}");
+	/* the first frame each session sees is the valid one, whole */
+	CHECK_INT(wsc_recv(&a, 3, resp, sizeof resp, NULL, NULL), ==,
+	          EVAPI__WS_EV_MESSAGE);
+	CHECK_STR(resp, "hello");
+	CHECK_INT(wsc_recv(&b, 3, resp, sizeof resp, NULL, NULL), ==,
+	          EVAPI__WS_EV_MESSAGE);
+	CHECK_STR(resp, "hello");
+	close(fd);
+	wsc_close(&a);
+	wsc_close(&b);
 	th_server_stop(&s);
 }
 
@@ -819,6 +878,7 @@ int main(int argc, char **argv)
 		{"ws.pool_offload", test_pool_offload},
 		{"ws.stall_named", test_stall_named},
 		{"ws.broadcast_sse", test_broadcast_sse},
+		{"ws.broadcast_framed", test_broadcast_framed},
 		{"ws.demo_routes", test_demo_routes},
 		{"ws.python_websockets", test_python_websockets},
 		{NULL, NULL}};

@@ -96,6 +96,7 @@ struct gconn {
 	evapi_ws *ws;        /* a WebSocket route's session (ws.c) */
 	int ws_state;        /* WS_* below */
 	int ws_closed;       /* both close frames seen: no linger needed */
+	struct event *ws_rev; /* an open session's reads (ws_take_reads) */
 	unsigned reject_allow; /* methods for an Allow header, with 405 */
 	int reject_head;     /* the rejected request is a HEAD: no body */
 	int silent_close;    /* close without an answer */
@@ -133,6 +134,7 @@ enum { WS_NONE = 0, WS_PENDING, WS_OPEN, WS_ENDING };
 
 static void conn_kick(gconn *c);
 static gconn *conn_of(evapi_app *app, struct bufferevent *bev);
+static void ws_take_reads(gconn *c);
 static void writable_cb(evutil_socket_t fd, short what, void *arg);
 static void flush_evhttp(gconn *c);
 static long send_some(gconn *c, struct evbuffer *b);
@@ -388,6 +390,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 	if (idle && c->ws_state == WS_PENDING && !c->reject_status) {
 		/* every earlier response is out: the session's turn */
 		c->ws_state = WS_OPEN;
+		ws_take_reads(c);
 		evapi__ws_start(c->ws);
 		if (!alive(c))
 			return;
@@ -755,11 +758,99 @@ static void ws_read(gconn *c, struct evbuffer *src)
 	evbuffer_drain(src, evbuffer_get_length(src));
 }
 
+/* A frame's two parts: straight to the socket while nothing is queued
+ * ahead of them (no copy, no buffer); what the socket does not take is
+ * queued in `own`, and send_some arms the writable event for it. */
+/* An open session's bytes, read straight from the socket (see
+ * ws_take_reads). One recv per wakeup: the event is level-triggered, so
+ * what is left wakes it again, and no recv is spent to see EAGAIN. */
+static void ws_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	gconn *c = arg;
+	char buf[16384];
+	ssize_t n;
+
+	if (!alive(c)) {
+		event_del(c->ws_rev);
+		return;
+	}
+	n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+	if (n > 0) {
+		/* while ENDING the session still reads, for the peer's close
+		 * frame; then the linger drops what comes */
+		if (c->ws && !c->ws_closed &&
+		    (c->ws_state == WS_OPEN || c->ws_state == WS_ENDING))
+			evapi__ws_input(c->ws, buf, (size_t)n);
+		return;
+	}
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return;
+	/* the peer is gone: evhttp frees the connection, as it would on
+	 * the bufferevent's own EOF or error */
+	event_del(c->ws_rev);
+	c->finished = 1;
+	bufferevent_trigger_event(c->fbev,
+	                          (n == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR) |
+	                                  BEV_EVENT_READING,
+	                          0);
+}
+
+/* The session starts: from now on its bytes are read by an event of the
+ * guard's own, not by the bufferevent, whose read path costs an
+ * ioctl(FIONREAD), a buffer and the filter's pass per message. Nothing
+ * waits in the bufferevent (bytes before the 101 refuse the session),
+ * and nothing enables its reading again (evhttp enables only the
+ * filter's, which does not reach the socket's). Without the event (no
+ * memory) the filter goes on reading (ws_read). */
+static void ws_take_reads(gconn *c)
+{
+	if (c->fd < 0 || c->ws_rev)
+		return;
+	c->ws_rev = event_new(bufferevent_get_base(c->fbev), c->fd,
+	                      EV_READ | EV_PERSIST, ws_read_cb, c);
+	if (!c->ws_rev)
+		return;
+	bufferevent_disable(c->ubev, EV_READ);
+	event_add(c->ws_rev, NULL);
+}
+
 int evapi__guard_ws_send(gconn *c, const void *a, size_t al, const void *b,
                          size_t bl)
 {
 	if (c->write_failed || c->ws_state == WS_ENDING || !alive(c))
 		return -1;
+	conn_register(c);
+	if (own_len(c) == 0 && c->fd >= 0) {
+		struct iovec v[2] = {{(void *)a, al}, {(void *)b, bl}};
+		struct msghdr m;
+		ssize_t n;
+
+		memset(&m, 0, sizeof m);
+		m.msg_iov = v;
+		m.msg_iovlen = 2;
+		n = sendmsg(c->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
+		    errno != EINTR) {
+			c->write_failed = 1;
+			conn_kick(c);
+			return -1;
+		}
+		if (n < 0)
+			n = 0;
+		if ((size_t)n >= al) {
+			n -= (ssize_t)al;
+			al = 0;
+			if (n > 0) {
+				b = (const char *)b + n;
+				bl -= (size_t)n;
+			}
+		} else {
+			a = (const char *)a + n;
+			al -= (size_t)n;
+		}
+		if (al + bl == 0)
+			return 0;
+	}
 	if ((al && own_add(c, (const char *)a, al)) ||
 	    (bl && own_add(c, (const char *)b, bl)))
 		return -1;
@@ -1044,6 +1135,8 @@ static void conn_free(void *arg)
 		TAILQ_REMOVE(&g->kicked, c, kick_link);
 	if (c->writable)
 		event_free(c->writable);
+	if (c->ws_rev)
+		event_free(c->ws_rev);
 	if (c->ws)
 		evapi__ws_conn_gone(c->ws);
 	upload_free_all(c); /* their temporary files go */

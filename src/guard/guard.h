@@ -177,6 +177,16 @@ EVAPI_HIDDEN void evapi__ws_conn_gone(evapi_ws *ws);
 EVAPI_HIDDEN void evapi__ws_free(evapi_app *app);
 EVAPI_HIDDEN struct evapi__ws_sub **evapi__ws_subs(evapi_ws *ws);
 EVAPI_HIDDEN int evapi__ws_is_open(const evapi_ws *ws);
+/* A broadcast's text frame, made once for every session it reaches:
+ * writes its header (at most 14 bytes) and returns its length, or 0
+ * when `text` is not UTF-8. */
+EVAPI_HIDDEN size_t evapi__ws_text_header(uint8_t *h, const char *text,
+                                          size_t len);
+/* evapi_ws_send_text with that header: the same checks and bound, no
+ * encoding, no copy while the session's queue is empty. */
+EVAPI_HIDDEN int evapi__ws_send_framed(evapi_ws *ws, const uint8_t *h,
+                                       size_t hn, const char *text,
+                                       size_t len);
 
 /* ---- channel.c: in-process broadcast (loop thread) ---------------------- */
 EVAPI_HIDDEN void evapi__channels_leave_ws(evapi_ws *ws);
