@@ -749,12 +749,16 @@ static void on_request(struct evhttp_request *ev, void *arg)
 	}
 	rawlen = strlen(raw);
 	scratch = evapi__arena_alloc(&req->arena, rawlen + 1);
-	path = evapi__arena_alloc(&req->arena, rawlen + 1);
+	/* Without a '%' the decoded path is the raw one (a C string holds
+	 * no NUL to refuse): no second copy, nothing to decode. */
+	path = memchr(raw, '%', rawlen)
+	               ? evapi__arena_alloc(&req->arena, rawlen + 1)
+	               : raw;
 	if (!scratch || !path) {
 		evapi_reply_error(req, 500, "Out of memory");
 		goto out;
 	}
-	if (evapi__pct_decode(raw, rawlen, path, 0) < 0) {
+	if (path != raw && evapi__pct_decode(raw, rawlen, path, 0) < 0) {
 		evapi_reply_error(req, 400, "Invalid percent-encoding in path");
 		goto out;
 	}
