@@ -260,12 +260,14 @@ void evapi__req_headers_out(evapi_req *req, evapi__resp *resp,
 		evhttp_add_header(out, "Connection", "close");
 }
 
-/* Hands a reply to evhttp; `resp` may be req->resp or a loop-local one. */
-static void send_resp(evapi_req *req, evapi__resp *resp)
+/* Hands a reply to evhttp; `resp` may be req->resp or a loop-local one.
+ * Returns the guard's connection, for evapi__guard_sent_whole. */
+static evapi__gconn *send_resp(evapi_req *req, evapi__resp *resp)
 {
 	struct evhttp_request *ev = req->ev;
 	struct evkeyvalq *out = evhttp_request_get_output_headers(ev);
 	struct evhttp_connection *evcon = evhttp_request_get_connection(ev);
+	evapi__gconn *gc = NULL;
 
 	req->ev = NULL; /* libevent frees it once written */
 	disarm(req);
@@ -273,7 +275,7 @@ static void send_resp(evapi_req *req, evapi__resp *resp)
 	 * has answered every request it was given (streams: stream.c). */
 	if (evcon) {
 		struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
-		evapi__guard_replied_whole(req->app, bev);
+		gc = evapi__guard_replied_whole(req->app, bev);
 	}
 	evapi__req_headers_out(req, resp, ev);
 	if (req->head_only) {
@@ -289,10 +291,14 @@ static void send_resp(evapi_req *req, evapi__resp *resp)
 		}
 	}
 	evhttp_send_reply(ev, resp->status, evapi__reason(resp->status), NULL);
+	return gc;
 }
 
 void evapi__req_send(evapi_req *req)
 {
+	evapi__gconn *gc;
+	int now;
+
 	if (req->gone || !req->ev) {
 		req->state = EVAPI__REQ_GONE;
 		return;
@@ -302,9 +308,16 @@ void evapi__req_send(evapi_req *req)
 		evapi__files_send(req); /* files.c streams the body */
 		return;
 	}
+	now = req->tasks == NULL;
 	evapi__tasks_attach(req, req->ev);
-	send_resp(req, &req->resp);
+	gc = send_resp(req, &req->resp);
 	req_finish(req, req->resp.status);
+	/* Counted and logged first: a client that has its reply finds it
+	 * in the stats and the access log. Sent now only when no
+	 * background task waits for the reply to complete (that callback
+	 * runs when evhttp completes the reply), and ev is not touched
+	 * after send_resp (evhttp frees it when the reply is out). */
+	evapi__guard_sent_whole(gc, now);
 }
 
 /* A framework reply that must not touch req->resp (a worker may own it). */
@@ -316,7 +329,7 @@ static void send_direct(evapi_req *req, int status, const char *detail)
 	r.status = status;
 	r.content_type = "application/json";
 	r.body = evapi__error_dump(req->app, req, status, detail, &r.len);
-	send_resp(req, &r);
+	evapi__guard_sent_whole(send_resp(req, &r), 0);
 	evapi__resp_clear(&r);
 }
 
@@ -755,12 +768,16 @@ static void on_request(struct evhttp_request *ev, void *arg)
 	}
 	rawlen = strlen(raw);
 	scratch = evapi__arena_alloc(&req->arena, rawlen + 1);
-	path = evapi__arena_alloc(&req->arena, rawlen + 1);
+	/* Without a '%' the decoded path is the raw one (a C string holds
+	 * no NUL to refuse): no second copy, nothing to decode. */
+	path = memchr(raw, '%', rawlen)
+	               ? evapi__arena_alloc(&req->arena, rawlen + 1)
+	               : raw;
 	if (!scratch || !path) {
 		evapi_reply_error(req, 500, "Out of memory");
 		goto out;
 	}
-	if (evapi__pct_decode(raw, rawlen, path, 0) < 0) {
+	if (path != raw && evapi__pct_decode(raw, rawlen, path, 0) < 0) {
 		evapi_reply_error(req, 400, "Invalid percent-encoding in path");
 		goto out;
 	}

@@ -212,46 +212,30 @@ static int has_ctl(const char *s)
 	return 0;
 }
 
-int evapi_reply_add_header(evapi_req *req, const char *name,
-                           const char *value)
+/* 0, or EVAPI_EINVAL for a header evapi must not send; *nl receives
+ * the name's length. */
+static int header_check(const char *name, const char *value, size_t *nl)
 {
-	int rc;
-
-	if (!req)
-		return EVAPI_EINVAL;
-	/* In a middleware's after hook: the reply being sent. */
-	if (req->after_resp && evapi__on_loop(req->app))
-		return evapi__resp_add_header(req->after_resp, name, value);
-	if ((rc = evapi__resp_add_header(NULL, name, value)) != 0)
-		return rc;
-	if ((rc = evapi__reply_check(req)) != 0)
-		return rc;
-	return evapi__resp_add_header(&req->resp, name, value);
-}
-
-int evapi_response_add_header(evapi_req *req, const char *name,
-                              const char *value)
-{
-	return evapi_reply_add_header(req, name, value);
-}
-
-int evapi__resp_add_header(evapi__resp *resp, const char *name,
-                           const char *value)
-{
-	evapi__header *h;
-	size_t nl, vl;
-
 	if (!name || !value || !*name || has_ctl(name) || has_ctl(value) ||
 	    strchr(name, ':') || strchr(name, ' '))
 		return EVAPI_EINVAL;
+	*nl = strlen(name);
 	/* Message framing is evapi's: a wrong length would make the client
-	 * read the rest of the body as the next response. */
-	if (strcasecmp(name, "Content-Length") == 0 ||
-	    strcasecmp(name, "Transfer-Encoding") == 0)
+	 * read the rest of the body as the next response. By length
+	 * first: most names are neither. */
+	if ((*nl == 14 && strcasecmp(name, "Content-Length") == 0) ||
+	    (*nl == 17 && strcasecmp(name, "Transfer-Encoding") == 0))
 		return EVAPI_EINVAL;
-	if (!resp)
-		return 0; /* just checking */
-	nl = strlen(name);
+	return 0;
+}
+
+/* A checked header, appended. */
+static int header_add(evapi__resp *resp, const char *name, size_t nl,
+                      const char *value)
+{
+	evapi__header *h;
+	size_t vl;
+
 	vl = strlen(value);
 	/* One allocation holds the node and both strings. */
 	h = malloc(sizeof *h + nl + vl + 2);
@@ -268,6 +252,41 @@ int evapi__resp_add_header(evapi__resp *resp, const char *name,
 		resp->headers = h;
 	resp->headers_tail = h;
 	return 0;
+}
+
+int evapi_reply_add_header(evapi_req *req, const char *name,
+                           const char *value)
+{
+	size_t nl;
+	int rc;
+
+	if (!req)
+		return EVAPI_EINVAL;
+	/* In a middleware's after hook: the reply being sent. */
+	if (req->after_resp && evapi__on_loop(req->app))
+		return evapi__resp_add_header(req->after_resp, name, value);
+	if ((rc = header_check(name, value, &nl)) != 0)
+		return rc;
+	if ((rc = evapi__reply_check(req)) != 0)
+		return rc;
+	return header_add(&req->resp, name, nl, value);
+}
+
+int evapi_response_add_header(evapi_req *req, const char *name,
+                              const char *value)
+{
+	return evapi_reply_add_header(req, name, value);
+}
+
+int evapi__resp_add_header(evapi__resp *resp, const char *name,
+                           const char *value)
+{
+	size_t nl;
+	int rc = header_check(name, value, &nl);
+
+	if (rc != 0 || !resp)
+		return rc; /* without resp: just checking */
+	return header_add(resp, name, nl, value);
 }
 
 /* Takes ownership of `body` (malloc'd) in every case. */

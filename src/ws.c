@@ -187,13 +187,19 @@ void evapi__ws_free(evapi_app *app)
 
 int evapi__ws_is_route(evapi_app *app, const char *target)
 {
-	size_t n = strcspn(target, "?");
-	char buf[512], *path = n < sizeof buf ? buf : malloc(n + 1);
-	char *scratch = n < sizeof buf / 2 ? buf + n + 1 : malloc(n + 1);
+	size_t n;
+	char buf[512], *path, *scratch;
 	evapi__match m;
 	int rc = EVAPI__MATCH_NOT_FOUND;
 
-	if (app->ws && path && scratch) {
+	/* asked for every request the guard frames: an app without
+	 * WebSocket routes answers at once */
+	if (!app->ws)
+		return 0;
+	n = strcspn(target, "?");
+	path = n < sizeof buf ? buf : malloc(n + 1);
+	scratch = n < sizeof buf / 2 ? buf + n + 1 : malloc(n + 1);
+	if (path && scratch) {
 		memcpy(path, target, n);
 		path[n] = 0;
 		rc = evapi__router_match(app->ws->router, EVAPI_GET, path,

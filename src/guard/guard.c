@@ -107,6 +107,8 @@ struct gconn {
 	int write_failed;    /* the socket refused evhttp's output */
 	int finished;        /* conn_finish ran: only conn_free may follow */
 	int flushing;        /* inside our own bufferevent_flush */
+	int handing_over;    /* between evapi__guard_replied_whole and
+	                      * evapi__guard_sent_whole: fout_cb is off */
 	struct event *writable; /* evhttp output waiting for the socket */
 	int64_t req_start_us, idle_since_us, linger_until_us;
 	int64_t timer_at_us; /* when `timer` fires, if pending */
@@ -1038,10 +1040,12 @@ static long send_some(gconn *c, struct evbuffer *b)
 	return n > 0 ? (long)n : 0;
 }
 
-/* evhttp's output is sent only from here, a loop turn after evhttp
- * queued it: sent at once (from the buffer callback), a last chunk would
- * be written before evhttp had set up its "response done" callback, and
- * evhttp would never learn the response was complete. */
+/* evhttp's output is sent only from here, never from the buffer
+ * callback: sent from there, a last chunk would be written before evhttp
+ * had set up its "response done" callback, and evhttp would never learn
+ * the response was complete. So it goes from the connection's kick, a
+ * loop turn later, or for a whole reply from evapi__guard_sent_whole,
+ * once evhttp_send_reply has returned. */
 static void flush_evhttp(gconn *c)
 {
 	c->flushing = 1;
@@ -1215,7 +1219,7 @@ void evapi__guard_waiting(evapi_app *app, struct bufferevent *bev)
 	}
 }
 
-static void replied(gconn *c, int64_t now)
+static void replied(gconn *c, int64_t now, int kick)
 {
 	if (c->queued > 0)
 		c->queued--;
@@ -1227,7 +1231,8 @@ static void replied(gconn *c, int64_t now)
 		c->idle_since_us = now;
 		if (evapi__frame_in_request(c->frame))
 			c->req_start_us = now; /* it waited on us */
-		conn_kick(c);
+		if (kick)
+			conn_kick(c);
 	}
 }
 
@@ -1236,21 +1241,69 @@ void evapi__guard_replied(evapi_app *app, struct bufferevent *bev)
 	gconn *c = conn_of(app, bev);
 
 	if (c)
-		replied(c, evapi__now_us());
+		replied(c, evapi__now_us(), 1);
 }
 
-void evapi__guard_replied_whole(evapi_app *app, struct bufferevent *bev)
+gconn *evapi__guard_replied_whole(evapi_app *app, struct bufferevent *bev)
 {
 	gconn *c = conn_of(app, bev);
 	int ms = app->cfg.reply_write_timeout_ms;
 	int64_t now;
 
 	if (!c)
-		return;
+		return NULL;
 	now = evapi__now_us();
-	replied(c, now);
+	/* evapi__guard_sent_whole sends it or kicks */
+	replied(c, now, 0);
 	if (ms > 0)
 		c->reply_by_us = now + (int64_t)ms * 1000;
+	/* evhttp is about to add the reply in six or more pieces, and
+	 * fout_cb would kick the connection at each: it stays off until
+	 * evapi__guard_sent_whole, which sends or kicks itself. */
+	if (c->fout_cb && !c->handing_over) {
+		c->handing_over = 1;
+		evbuffer_cb_clear_flags(bufferevent_get_output(c->fbev),
+		                        c->fout_cb, EVBUFFER_CB_ENABLED);
+	}
+	return c;
+}
+
+/* Nothing owed on the connection but evhttp's output: what timer_cb
+ * would do for it is flush and re-arm. */
+static int plain(gconn *c)
+{
+	return !c->write_failed && !c->reject_status && !c->silent_close &&
+	       !c->ws && !c->continue_owed && !c->kicked && own_len(c) == 0 &&
+	       alive(c);
+}
+
+/* Sending from here is safe where the buffer callback was not: evhttp
+ * set its "response done" callback before evhttp_send_reply returned.
+ * When the kernel takes the whole reply, evhttp completes it inside
+ * this call (it frees its request, and the connection after a
+ * "Connection: close"); the caller touches neither afterwards. */
+void evapi__guard_sent_whole(gconn *c, int now)
+{
+	if (!c)
+		return;
+	if (c->handing_over) {
+		c->handing_over = 0;
+		if (alive(c))
+			evbuffer_cb_set_flags(bufferevent_get_output(c->fbev),
+			                      c->fout_cb, EVBUFFER_CB_ENABLED);
+	}
+	if (now && plain(c) &&
+	    (bufferevent_get_enabled(c->fbev) & EV_WRITE)) {
+		flush_evhttp(c);
+		if (!alive(c))
+			return; /* evhttp closed it after the reply */
+		if (plain(c) && evbuffer_get_length(
+		                        bufferevent_get_output(c->fbev)) == 0) {
+			conn_arm(c);
+			return;
+		}
+	}
+	conn_kick(c);
 }
 
 /* ---- accept-loop safety ----------------------------------------------------- */

@@ -120,12 +120,19 @@ EVAPI_HIDDEN void evapi__guard_replied(evapi_app *app,
                                        struct bufferevent *bev);
 /* As evapi__guard_replied, for a whole (not streamed) reply: it must
  * also have left within reply_write_timeout_ms, or the connection is
- * closed. */
-EVAPI_HIDDEN void evapi__guard_replied_whole(evapi_app *app,
-                                             struct bufferevent *bev);
-
-/* A guarded connection, as ws.c sees it. */
+ * closed. Call it just before evhttp_send_reply, and
+ * evapi__guard_sent_whole with what it returns just after. */
 typedef struct gconn evapi__gconn;
+EVAPI_HIDDEN evapi__gconn *evapi__guard_replied_whole(evapi_app *app,
+                                                      struct bufferevent *bev);
+/* evhttp_send_reply returned: with `now` (nothing runs when evhttp
+ * completes the reply: no on-complete callback) the reply goes to the
+ * socket at once when the connection owes nothing else; otherwise, or
+ * when the socket does not take it all, the connection's kick sends it
+ * on the next loop turn. `c` may be NULL. */
+EVAPI_HIDDEN void evapi__guard_sent_whole(evapi__gconn *c, int now);
+
+/* A guarded connection, as ws.c sees it (evapi__gconn, above). */
 /* Queues bytes for the socket (a then b; either may be empty), after
  * anything queued before. 0, or -1 when the connection is failing or
  * ending. */
