@@ -73,6 +73,20 @@ static void db(evapi_req *req, void *arg)
 		evapi_reply_error(req, 500, "cannot query");
 }
 
+/* /db/wait: /db's row after 20 ms on the server (pg_sleep), so that with
+ * 8 connections a thousand requests spend their time waiting for the
+ * database, not for the loop: what GET / must not feel. */
+static void db_wait(evapi_req *req, void *arg)
+{
+	static const char sql[] = "SELECT w.id, w.randomnumber FROM world w, "
+	                          "pg_sleep(0.02) WHERE w.id = $1";
+	char id[16];
+	const char *p[1] = { id };
+	snprintf(id, sizeof id, "%d", random_id());
+	if (evapi_req_db_query(req, sql, 1, p, db_done, NULL) != 0)
+		evapi_reply_error(req, 500, "cannot query");
+}
+
 /* ---- /queries and /updates: N at once ------------------------------------ */
 
 /* The N selects of /queries and /updates go as one evapi_req_db_gather
@@ -350,6 +364,7 @@ int main(int argc, char **argv)
 		return 1;
 	evapi_app_route(app, EVAPI_GET, "/", EVAPI_INLINE, hello, NULL);
 	evapi_app_route(app, EVAPI_GET, "/db", EVAPI_INLINE, db, NULL);
+	evapi_app_route(app, EVAPI_GET, "/db/wait", EVAPI_INLINE, db_wait, NULL);
 	evapi_app_route(app, EVAPI_GET, "/queries", EVAPI_INLINE, queries, NULL);
 	evapi_app_route(app, EVAPI_GET, "/fortunes", EVAPI_INLINE, fortunes,
 	                NULL);
