@@ -19,6 +19,7 @@
 #include "harness.h"
 
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "wsc.h"
@@ -807,7 +808,8 @@ static void test_9_2_large_fragmented(void)
 }
 
 /* Floods `n` pings of 125 bytes without reading anything back. */
-static void ping_flood(wsc *c, int n)
+/* Sends n pings; 0, or the number sent when a write failed. */
+static int ping_flood_upto(wsc *c, int n)
 {
 	uint8_t p[125], f[125 + EVAPI__WS_MAX_HEADER];
 	size_t hn = evapi__ws_header(f, 1, EVAPI__WS_PING, 125, WSC_MASK);
@@ -817,10 +819,16 @@ static void ping_flood(wsc *c, int n)
 	memcpy(f + hn, p, 125);
 	evapi__ws_mask(f + hn, 125, WSC_MASK, 0);
 	for (i = 0; i < n; i++)
-		if (write(c->fd, f, hn + 125) != (ssize_t)(hn + 125)) {
-			TH_FAIL_AT("write %d", i);
-			return;
-		}
+		if (send(c->fd, f, hn + 125, MSG_NOSIGNAL) != (ssize_t)(hn + 125))
+			return i ? i : -1;
+	return 0;
+}
+
+static void ping_flood(wsc *c, int n)
+{
+	int sent = ping_flood_upto(c, n);
+	if (sent != 0)
+		TH_FAIL_AT("write %d", sent);
 }
 
 /* A peer that pings without reading: its pongs count toward the
@@ -850,14 +858,23 @@ static void test_9_3_ping_flood_bounded(void)
 	wsc_close(&c);
 	th_trace_clear();
 	conn(&c, "/bounded");
-	ping_flood(&c, 64000);
+	/* 160 000 pings (21 MB of pongs): more than the server's send
+	 * buffer and an autotuned receive buffer here can hold together
+	 * (tcp_wmem's 4 MB and tcp_rmem's 6 MB at most), so the bound is
+	 * reached whatever the kernel's tuning; the flood stops early once
+	 * the server has closed. The server's trace of the 1008 is written
+	 * when the session ends. */
+	ping_flood_upto(&c, 160000);
 	end = th_now() + 10;
 	while ((ev = wsc_recv(&c, 5, NULL, 0, NULL, &code)) ==
 	               EVAPI__WS_EV_PONG &&
 	       th_now() < end)
 		;
-	CHECK_INT(ev, ==, EVAPI__WS_EV_CLOSE);
-	CHECK_INT(code, ==, 1008);
+	/* the 1008 close frame, or, when our unread pings made the
+	 * server's close a reset, the end of the connection */
+	CHECK(ev == EVAPI__WS_EV_CLOSE || ev < 0);
+	if (ev == EVAPI__WS_EV_CLOSE)
+		CHECK_INT(code, ==, 1008);
 	wsc_close(&c);
 	CHECK(th_trace_wait("close:/bounded:1008:", 5));
 	still_serving();
