@@ -139,15 +139,6 @@ static int on_message_begin(llhttp_t *p)
 	return 0;
 }
 
-/* The method is known as soon as its token ends: a refusal of anything
- * later on the request line (a bare LF after the target, a bad version)
- * answers a HEAD without a body, as the client will read it. */
-static int on_method_complete(llhttp_t *p)
-{
-	FRAME(p)->is_head = p->method == HTTP_HEAD;
-	return 0;
-}
-
 /* Appends a span to `b`, failing with `status` past `limit` bytes. */
 static int span(evapi__frame *f, sbuf *b, const char *at, size_t len,
                 size_t limit, int status, const char *detail)
@@ -666,7 +657,6 @@ static void settings_init(void)
 		return;
 	llhttp_settings_init(&settings);
 	settings.on_message_begin = on_message_begin;
-	settings.on_method_complete = on_method_complete;
 	settings.on_url = on_url;
 	settings.on_version = on_version;
 	settings.on_url_complete = on_url_complete;
