@@ -29,6 +29,7 @@ typedef struct op {
 	evapi_sleep_cb sleep_cb;
 	evapi_work_cb work;
 	evapi_done_cb done;
+	void (*interrupt)(void *arg); /* a running job told to stop early */
 	struct event *timer;    /* the sleep; a pool op's cancelled completion */
 	evapi__job job;
 } op_t;
@@ -81,6 +82,8 @@ static void op_cancel(evapi__pending *p)
 		event_active(op->timer, EV_TIMEOUT, 0);
 	} else if (evapi__pool_cancel(op->req->app->pool, &op->job)) {
 		event_active(op->timer, EV_TIMEOUT, 0);
+	} else if (op->interrupt) {
+		op->interrupt(op->arg); /* running: ask it to end sooner */
 	}
 }
 
@@ -148,6 +151,13 @@ static void pool_done(evapi__job *job, int status)
 int evapi_req_run_in_pool(evapi_req *req, evapi_work_cb work,
                           evapi_done_cb done, void *arg)
 {
+	return evapi__req_run_in_pool_ex(req, work, done, NULL, arg);
+}
+
+int evapi__req_run_in_pool_ex(evapi_req *req, evapi_work_cb work,
+                              evapi_done_cb done,
+                              void (*interrupt)(void *arg), void *arg)
+{
 	op_t *op;
 	int rc;
 
@@ -159,6 +169,7 @@ int evapi_req_run_in_pool(evapi_req *req, evapi_work_cb work,
 		return EVAPI_ENOMEM;
 	op->work = work;
 	op->done = done;
+	op->interrupt = interrupt;
 	op->job.work = pool_work;
 	op->job.done = pool_done;
 	if ((rc = evapi__pool_submit(req->app->pool, &op->job)) != 0) {

@@ -161,9 +161,15 @@ static void tlite_destroy(void *p)
 
 static evapi__thread_slot lite_slot = EVAPI__THREAD_SLOT(tlite_destroy);
 
+/* The stop flag of the request-scoped query this thread runs, if any:
+ * set by the loop when the request is cancelled while the query runs. */
+static __thread const int *run_stop;
+
 static int on_progress(void *arg)
 {
 	const tlite *t = arg;
+	if (run_stop && __atomic_load_n(run_stop, __ATOMIC_ACQUIRE))
+		return 1; /* its request was cancelled */
 	return evapi__now_us() > t->deadline_us; /* nonzero: interrupt */
 }
 
@@ -460,6 +466,7 @@ typedef struct lite_op {
 	char **params;
 	int nparams;
 	int ran;
+	int stop;                /* atomic: the loop cancelled its request */
 	evapi_db_cb cb;
 	evapi_app_db_cb app_cb;
 	void *arg;
@@ -513,7 +520,19 @@ static void op_outcome(lite_op *op, int status)
 
 static void req_work(void *arg)
 {
-	op_run(arg);
+	lite_op *op = arg;
+
+	run_stop = &op->stop;
+	op_run(op);
+	run_stop = NULL;
+}
+
+/* On the loop: the request left while its query runs; the progress
+ * handler sees the flag within a few thousand VM steps and interrupts. */
+static void req_interrupt(void *arg)
+{
+	lite_op *op = arg;
+	__atomic_store_n(&op->stop, 1, __ATOMIC_RELEASE);
 }
 
 static void req_done(evapi_req *req, int status, void *arg)
@@ -536,7 +555,8 @@ int evapi__lite_req_query(evapi_req *req, const evapi__db_conf *conf,
 		return EVAPI_ENOMEM;
 	op->cb = cb;
 	op->arg = arg;
-	if ((rc = evapi_req_run_in_pool(req, req_work, req_done, op)) != 0)
+	if ((rc = evapi__req_run_in_pool_ex(req, req_work, req_done,
+	                                    req_interrupt, op)) != 0)
 		op_free(op);
 	return rc;
 }

@@ -671,6 +671,15 @@ EVAPI_HIDDEN void evapi__req_pending_add(evapi_req *req, evapi__pending *p,
 /* Unlinks p and uncounts it; the caller drops the reference
  * (evapi__req_unref) once it is done with the request. */
 EVAPI_HIDDEN void evapi__req_pending_done(evapi_req *req, evapi__pending *p);
+/* evapi_req_run_in_pool, plus `interrupt`: when the request is cancelled
+ * (client gone, deadline, shutdown cut) while `work` already runs on a
+ * worker, the loop calls interrupt(arg) so the work can end early (it
+ * must only set something the work polls, e.g. an atomic flag). The
+ * continuation is still told EVAPI_ECANCELED once the work returns. */
+EVAPI_HIDDEN int evapi__req_run_in_pool_ex(evapi_req *req, evapi_work_cb work,
+                                           evapi_done_cb done,
+                                           void (*interrupt)(void *arg),
+                                           void *arg);
 
 /* tasks.c: background tasks, run after the reply is fully written */
 struct evapi__bgrun;

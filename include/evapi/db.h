@@ -35,7 +35,10 @@
  * behind the same calls and results. SQLite has no socket to wait on, so
  * evapi_req_db_query and evapi_app_db_query then run the query on the
  * worker pool and continue on the loop, as evapi_req_run_in_pool does
- * (they may then also return EVAPI_EBUSY: the pool queue is full). Each
+ * (they may then also return EVAPI_EBUSY: the pool queue is full). A
+ * request's query still belongs to it: when the request is cancelled
+ * while the query runs, the worker's statement is interrupted (SQLite's
+ * progress handler) and the continuation is told EVAPI_ECANCELED. Each
  * thread has its own connection (WAL, synchronous=NORMAL, busy_timeout
  * db_acquire_timeout_ms, a statement cache of db_statement_cache).
  * Columns map to JSON by storage class: INTEGER -> integer, REAL ->
