@@ -72,10 +72,10 @@ typedef struct evapi__guard {
 	struct gconn_list kicked;
 	evapi__frame *spare[SPARE_FRAMES_CAP]; /* parsers to reuse */
 	int nspare;
-	/* What an open session sends while its read is being handled
-	 * (ws_read_cb): gathered here and written with one sendmsg when
-	 * the read is done, so a read that carried several messages costs
-	 * one write for all their answers, not one each. */
+	/* What an open session sends while a read that carried several
+	 * frames is handled (ws_feed, evapi__guard_ws_cork): gathered here
+	 * and written with one sendmsg when the read is done, so the read
+	 * costs one write for all their answers, not one each. */
 	gconn *cork_conn;        /* the session being read, or NULL */
 	size_t cork_len;
 	char cork[4096];
@@ -752,6 +752,23 @@ static int ws_upgrade(gconn *c)
 	return 1;
 }
 
+static void cork_flush(evapi__guard *g);
+
+/* One read's bytes to the session; what it sent meanwhile, if ws.c
+ * corked it (several frames in the read), goes out once they are
+ * handled. */
+static void ws_feed(gconn *c, const void *data, size_t len)
+{
+	evapi__guard *g = c->g;
+
+	evapi__ws_input(c->ws, data, len);
+	/* c may be gone: conn_free cleared the cork then */
+	if (g->cork_conn) {
+		cork_flush(g);
+		g->cork_conn = NULL;
+	}
+}
+
 /* Everything read goes to the session; none of it to evhttp. While
  * ENDING the session still reads, for the peer's close frame. */
 static void ws_read(gconn *c, struct evbuffer *src)
@@ -761,19 +778,15 @@ static void ws_read(gconn *c, struct evbuffer *src)
 		struct evbuffer_iovec v;
 		if (evbuffer_peek(src, -1, NULL, &v, 1) < 1)
 			break;
-		evapi__ws_input(c->ws, v.iov_base, v.iov_len);
+		ws_feed(c, v.iov_base, v.iov_len);
 		evbuffer_drain(src, v.iov_len);
 	}
 	evbuffer_drain(src, evbuffer_get_length(src));
 }
 
-static void cork_flush(evapi__guard *g);
-
 /* An open session's bytes, read straight from the socket (see
  * ws_take_reads). One recv per wakeup: the event is level-triggered, so
- * what is left wakes it again, and no recv is spent to see EAGAIN. What
- * the session sends while its bytes are handled is gathered (the cork)
- * and written once they are. */
+ * what is left wakes it again, and no recv is spent to see EAGAIN. */
 static void ws_read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	gconn *c = arg;
@@ -789,14 +802,8 @@ static void ws_read_cb(evutil_socket_t fd, short what, void *arg)
 		/* while ENDING the session still reads, for the peer's close
 		 * frame; then the linger drops what comes */
 		if (c->ws && !c->ws_closed &&
-		    (c->ws_state == WS_OPEN || c->ws_state == WS_ENDING)) {
-			evapi__guard *g = c->g;
-			g->cork_conn = c;
-			evapi__ws_input(c->ws, buf, (size_t)n);
-			/* c may be gone: conn_free cleared the cork */
-			cork_flush(g);
-			g->cork_conn = NULL;
-		}
+		    (c->ws_state == WS_OPEN || c->ws_state == WS_ENDING))
+			ws_feed(c, buf, (size_t)n);
 		return;
 	}
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
@@ -918,6 +925,11 @@ static void cork_flush(evapi__guard *g)
 	if (!c || !n || c->write_failed || !alive(c))
 		return;
 	ws_write(c, g->cork, n, NULL, 0);
+}
+
+void evapi__guard_ws_cork(gconn *c)
+{
+	c->g->cork_conn = c;
 }
 
 size_t evapi__guard_ws_queued(const gconn *c)
