@@ -924,7 +924,12 @@ static void cork_flush(evapi__guard *g)
 	g->cork_len = 0;
 	if (!c || !n || c->write_failed || !alive(c))
 		return;
-	ws_write(c, g->cork, n, NULL, 0);
+	/* the sends were answered 0 already: a failure (no memory for the
+	 * queue) ends the connection, as a failed write does */
+	if (ws_write(c, g->cork, n, NULL, 0) < 0 && !c->write_failed) {
+		c->write_failed = 1;
+		conn_kick(c);
+	}
 }
 
 void evapi__guard_ws_cork(gconn *c)
