@@ -4,12 +4,22 @@
  * written and read by hand (masked text out, unmasked frames in), so
  * the client costs little next to the server it measures.
  *
- *   ws_load echo   PORT PATH CONNS SECS SIZE [COUNT]
+ *   ws_load [-w WINDOW] [-p PID] echo PORT PATH CONNS SECS SIZE [COUNT]
  *       CONNS sessions, each sending a SIZE-byte text message and
  *       waiting for its echo, over and over for SECS seconds (or until
  *       COUNT round trips in all: a fixed amount of work, to count a
  *       server's instructions or system calls per message).
+ *       With -w, each session keeps WINDOW messages in flight (default
+ *       1): it sends WINDOW at once, and as many new ones as echoes came
+ *       back, in one write; a round trip is still one message, its
+ *       latency from that message's own send. The client then spends
+ *       one read and one write per batch of echoes instead of per echo,
+ *       so a server that costs less than the client per message can
+ *       show it (at WINDOW 1 the client's core is the limit).
+ *       With -p, the server's CPU time (utime + stime of PID, all its
+ *       threads, from /proc) over the run, per round trip.
  *       RESULT echo <round trips/s> <p50 us> <p99 us> <errors>
+ *                   <server CPU us/msg> <of it user us/msg> (-1: no -p)
  *   ws_load fanout PORT PATH N ROUNDS
  *       N sessions in one room (PATH); each round one of them says
  *       something and every session (the sender too) receives it. A
@@ -43,11 +53,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#define WINDOW_MAX 64
+
 typedef struct sess {
 	int fd;
 	uint8_t in[4096];
 	size_t have;
 	double sent_at;
+	/* echo: send times of the messages in flight, oldest first (a
+	 * ring); a server answers a session's messages in order */
+	double sent[WINDOW_MAX];
+	unsigned head, n;
 } sess;
 
 static double wall(void)
@@ -223,19 +239,68 @@ static void nonblock(int fd)
 
 /* ---- echo ------------------------------------------------------------------ */
 
+/* utime + stime of `pid` (all its threads) in clock ticks; 0 if gone. */
+static int cpu_ticks(int pid, long long *user, long long *sys)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long ut, st;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof path, "/proc/%d/stat", pid);
+	if (!(f = fopen(path, "r")))
+		return -1;
+	n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	/* the command name may hold spaces: fields count from its ')' */
+	if (!(p = strrchr(buf, ')')) ||
+	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+	           &ut, &st) != 2)
+		return -1;
+	*user = (long long)ut;
+	*sys = (long long)st;
+	return 0;
+}
+
+/* Sends `k` messages on `c` in one write (f: `k` frames back to back). */
+static int send_batch(sess *c, const uint8_t *f, size_t fl, unsigned k,
+                      double t)
+{
+	unsigned i;
+	for (i = 0; i < k; i++)
+		c->sent[(c->head + c->n + i) % WINDOW_MAX] = t;
+	c->n += k;
+	return write(c->fd, f, fl * k) == (ssize_t)(fl * k) ? 0 : -1;
+}
+
 static int run_echo(int port, const char *path, int conns, double secs,
-                    size_t size, long count)
+                    size_t size, long count, unsigned window, int pid)
 {
 	sess *s = calloc((size_t)conns, sizeof *s);
 	size_t cap = 1 << 22, nlat = 0, fl;
-	double *lat = malloc(cap * sizeof *lat), t0, end;
+	double *lat = malloc(cap * sizeof *lat), t0, end, el;
 	char *msg = malloc(size + 1);
-	uint8_t f[70000];
-	long rts = 0, errors = 0;
-	int ep = epoll_create1(0), i;
+	uint8_t one[70000], *f;
+	long rts = 0, sent = 0, errors = 0;
+	long long u0 = 0, s0 = 0, u1 = 0, s1 = 0;
+	int ep = epoll_create1(0), i, cpu = 0;
+	unsigned k;
 
 	memset(msg, 'x', size);
-	fl = frame(f, msg, size);
+	fl = frame(one, msg, size);
+	/* WINDOW echoes (unmasked: 4 bytes less each) fit a session's
+	 * input buffer, whatever arrives together */
+	if (window < 1 || window > WINDOW_MAX ||
+	    window * fl > sizeof s->in) {
+		fprintf(stderr, "ws_load: window %u of %zu-byte frames: "
+		        "1 to %d, and under %zu bytes\n", window, fl,
+		        WINDOW_MAX, sizeof s->in);
+		return 2;
+	}
+	f = malloc(fl * window);
+	for (k = 0; k < window; k++)
+		memcpy(f + k * fl, one, fl);
 	if (open_all(port, path, s, conns) != conns) {
 		fprintf(stderr, "ws_load: could not open %d sessions\n", conns);
 		return 1;
@@ -245,21 +310,27 @@ static int run_echo(int port, const char *path, int conns, double secs,
 		nonblock(s[i].fd);
 		epoll_ctl(ep, EPOLL_CTL_ADD, s[i].fd, &e);
 	}
+	if (pid > 0)
+		cpu = cpu_ticks(pid, &u0, &s0) == 0;
 	t0 = now();
 	end = t0 + secs;
 	for (i = 0; i < conns; i++) {
-		s[i].sent_at = now();
-		if (write(s[i].fd, f, fl) != (ssize_t)fl)
+		k = window;
+		if (count > 0 && sent + k > count)
+			k = count > sent ? (unsigned)(count - sent) : 0;
+		sent += k;
+		if (k && send_batch(&s[i], f, fl, k, now()) < 0)
 			errors++;
 	}
 	while (now() < end && (count <= 0 || rts < count)) {
 		struct epoll_event ev[256];
-		int k, n = epoll_wait(ep, ev, 256, 100);
-		for (k = 0; k < n; k++) {
-			sess *c = &s[ev[k].data.u32];
+		int j, n = epoll_wait(ep, ev, 256, 100);
+		for (j = 0; j < n; j++) {
+			sess *c = &s[ev[j].data.u32];
 			ssize_t r = read(c->fd, c->in + c->have,
 			                 sizeof c->in - c->have);
 			int got;
+			double t;
 			if (r <= 0) {
 				if (r < 0 && errno == EAGAIN)
 					continue;
@@ -269,22 +340,39 @@ static int run_echo(int port, const char *path, int conns, double secs,
 			}
 			c->have += (size_t)r;
 			got = take_frames(c, NULL, 0);
-			while (got-- > 0) {
-				double t = now();
-				rts++;
+			if (got <= 0)
+				continue;
+			t = now();
+			for (k = 0; k < (unsigned)got && c->n > 0; k++) {
 				if (nlat < cap)
-					lat[nlat++] = (t - c->sent_at) * 1e6;
-				c->sent_at = t;
-				if (count > 0 && rts + conns > count)
-					continue; /* the last ones in flight */
-				if (write(c->fd, f, fl) != (ssize_t)fl)
-					errors++;
+					lat[nlat++] =
+					        (t - c->sent[c->head]) * 1e6;
+				c->head = (c->head + 1) % WINDOW_MAX;
+				c->n--;
 			}
+			rts += got;
+			/* as many new ones as came back, in one write; the
+			 * last ones of a COUNT run are not replaced */
+			if (count > 0 && sent + k > count)
+				k = count > sent ? (unsigned)(count - sent) : 0;
+			sent += k;
+			if (k && send_batch(c, f, fl, k, t) < 0)
+				errors++;
 		}
 	}
+	el = now() - t0;
+	if (cpu)
+		cpu = cpu_ticks(pid, &u1, &s1) == 0;
 	qsort(lat, nlat, sizeof *lat, cmp);
-	printf("RESULT echo %.0f %.0f %.0f %ld\n", rts / (now() - t0),
-	       pct(lat, nlat, 0.5), pct(lat, nlat, 0.99), errors);
+	{
+		double us = rts > 0 && cpu ? 1e6 / (double)sysconf(_SC_CLK_TCK) /
+		                                     (double)rts
+		                           : 0;
+		printf("RESULT echo %.0f %.0f %.0f %ld %.2f %.2f\n", rts / el,
+		       pct(lat, nlat, 0.5), pct(lat, nlat, 0.99), errors,
+		       us ? (double)(u1 - u0 + s1 - s0) * us : -1.0,
+		       us ? (double)(u1 - u0) * us : -1.0);
+	}
 	return 0;
 }
 
@@ -400,6 +488,19 @@ static int run_idle(int port, const char *path, int n, int pid)
 int main(int argc, char **argv)
 {
 	struct rlimit rl;
+	unsigned window = 1;
+	int pid = 0, o;
+
+	while ((o = getopt(argc, argv, "+w:p:")) != -1) {
+		if (o == 'w')
+			window = (unsigned)atoi(optarg);
+		else if (o == 'p')
+			pid = atoi(optarg);
+		else
+			goto usage;
+	}
+	argc -= optind - 1;
+	argv += optind - 1;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
@@ -407,14 +508,16 @@ int main(int argc, char **argv)
 	if (argc >= 7 && strcmp(argv[1], "echo") == 0)
 		return run_echo(atoi(argv[2]), argv[3], atoi(argv[4]),
 		                atof(argv[5]), (size_t)atol(argv[6]),
-		                argc >= 8 ? atol(argv[7]) : 0);
+		                argc >= 8 ? atol(argv[7]) : 0, window, pid);
 	if (argc >= 6 && strcmp(argv[1], "fanout") == 0)
 		return run_fanout(atoi(argv[2]), argv[3], atoi(argv[4]),
 		                  atoi(argv[5]));
 	if (argc >= 6 && strcmp(argv[1], "idle") == 0)
 		return run_idle(atoi(argv[2]), argv[3], atoi(argv[4]),
 		                atoi(argv[5]));
-	fprintf(stderr, "usage: ws_load echo PORT PATH CONNS SECS SIZE [COUNT]\n"
+usage:
+	fprintf(stderr, "usage: ws_load [-w WINDOW] [-p PID] echo PORT PATH "
+	                "CONNS SECS SIZE [COUNT]\n"
 	                "       ws_load fanout PORT PATH N ROUNDS\n"
 	                "       ws_load idle PORT PATH N PID\n");
 	return 2;

@@ -15,7 +15,7 @@
  * Every query not yet delivered is on db->queries, so that the app
  * stopping can find it; a request's query is also on the request's
  * pending work (q->pend), whose cancel (q_req_gone) ends it. Its
- * continuation runs from the `deliver` event, never from inside a libpq
+ * continuation runs from the ready list's event (ready.c), never from inside a libpq
  * event or a cancellation walk, so user code may start new queries.
  *
  * A connection runs one command at a time (a "step"): SET (setup),
@@ -63,7 +63,8 @@ typedef struct dbpipe dbpipe;
 
 struct dbq {
 	TAILQ_ENTRY(dbq) all;    /* db->queries until delivered */
-	TAILQ_ENTRY(dbq) link;   /* db->wait or db->ready */
+	TAILQ_ENTRY(dbq) link;   /* db->wait */
+	evapi__ready_item ready; /* db->ready, its result final */
 	evapi__db *db;
 	evapi_req *req;          /* NULL for an app-level query */
 	evapi__pending pend;     /* on req's pending work */
@@ -164,10 +165,10 @@ struct evapi__db {
 	size_t max_result;       /* db_max_result_bytes */
 	dbconn *conns;           /* max slots */
 	dbconn *idle;
-	struct dbq_list queries, wait, ready;
+	struct dbq_list queries, wait;
 	struct tx_list txs;
 	int nwait;
-	struct event *deliver;
+	evapi__ready ready;      /* final results, for their continuations */
 	int closing;
 	int down;                /* the last connection attempt failed */
 	int backoff_ms;
@@ -220,7 +221,7 @@ static void tx_end(evapi_db_tx *tx)
 }
 
 /* The query's result is final: it goes to the ready list; the
- * continuation runs from the deliver event. `pg` is stolen. */
+ * continuation runs from its event. `pg` is stolen. */
 static void q_finish(dbq *q, int error, PGresult *pg, const char *msg)
 {
 	evapi__db *db = q->db;
@@ -254,8 +255,7 @@ static void q_finish(dbq *q, int error, PGresult *pg, const char *msg)
 		evtimer_del(q->timer);
 	q->res.end_us = evapi__now_us();
 	evapi__db_result_set(&q->res, error, pg, msg);
-	TAILQ_INSERT_TAIL(&db->ready, q, link);
-	event_active(db->deliver, EV_READ, 0);
+	evapi__ready_add(&db->ready, &q->ready);
 	/* A pipeline waits for a connection as one: what ends one of its
 	 * queries before it runs (no connection, the acquire timeout, the
 	 * request gone, the app stopping) ends all. */
@@ -295,9 +295,11 @@ static void q_free(dbq *q)
 	free(q);
 }
 
-static void deliver_one(dbq *q)
+/* The ready list's delivery (ready.c): the continuation runs. */
+static void deliver_one(evapi__ready_item *it, void *arg)
 {
-	evapi__db *db = q->db;
+	dbq *q = EVAPI__CONTAINER_OF(it, dbq, ready);
+	evapi__db *db = arg;
 	evapi_req *req = q->req;
 
 	TAILQ_REMOVE(&db->queries, q, all);
@@ -316,21 +318,6 @@ static void deliver_one(dbq *q)
 	q_free(q);
 	if (req)
 		evapi__req_unref(req);
-}
-
-static void on_deliver(evutil_socket_t fd, short what, void *arg)
-{
-	evapi__db *db = arg;
-	struct dbq_list list;
-	dbq *q;
-
-	/* Swap the list out: continuations may finish more queries. */
-	TAILQ_INIT(&list);
-	TAILQ_CONCAT(&list, &db->ready, link);
-	while ((q = TAILQ_FIRST(&list))) {
-		TAILQ_REMOVE(&list, q, link);
-		deliver_one(q);
-	}
 }
 
 /* ---- connections: wiring ------------------------------------------------ */
@@ -1676,7 +1663,6 @@ int evapi__db_new(evapi_app *app)
 	db->max_result = cfg->db_max_result_bytes;
 	TAILQ_INIT(&db->queries);
 	TAILQ_INIT(&db->wait);
-	TAILQ_INIT(&db->ready);
 	TAILQ_INIT(&db->txs);
 	if (!(db->url = strdup(cfg->db_url)))
 		return EVAPI_ENOMEM;
@@ -1685,8 +1671,8 @@ int evapi__db_new(evapi_app *app)
 	if (evapi__db_url_dns(db->url, &db->dns_host, &db->dns_port) < 0)
 		return EVAPI_ENOMEM;
 	db->conns = calloc((size_t)db->max, sizeof *db->conns);
-	db->deliver = event_new(app->base, -1, 0, on_deliver, db);
-	if (!db->conns || !db->deliver)
+	if (!db->conns ||
+	    evapi__ready_init(&db->ready, app->base, deliver_one, db) != 0)
 		return EVAPI_ENOMEM;
 	for (i = 0; i < db->max; i++) {
 		dbconn *c = &db->conns[i];
@@ -1722,8 +1708,7 @@ void evapi__db_free(evapi_app *app)
 	/* requests were cut before (their transactions ended then) */
 	while (!TAILQ_EMPTY(&db->txs))
 		tx_end(TAILQ_FIRST(&db->txs));
-	if (db->deliver)
-		on_deliver(-1, 0, db);
+	evapi__ready_run(&db->ready);
 	for (i = 0; db->conns && i < db->max; i++) {
 		dbconn *c = &db->conns[i];
 		conn_close(c);
@@ -1735,8 +1720,7 @@ void evapi__db_free(evapi_app *app)
 			event_free(c->recancel);
 		free(c->cache);
 	}
-	if (db->deliver)
-		event_free(db->deliver);
+	evapi__ready_free(&db->ready);
 	free(db->conns);
 	evapi__listen_free(db->listen);
 	evapi__lite_free(db->lite);

@@ -259,6 +259,33 @@ EVAPI_HIDDEN int evapi__postq_add(evapi__postq *q, evapi_post_cb cb,
 EVAPI_HIDDEN void evapi__postq_run(evapi__postq *q, int status);
 EVAPI_HIDDEN void evapi__postq_free(evapi__postq *q); /* loop; NULL ok */
 
+/* ---- ready.c: final outcomes delivered later, from one loop event ---- */
+/* Embedded in the owner's record; on the list from _add until delivered. */
+typedef struct evapi__ready_item {
+	TAILQ_ENTRY(evapi__ready_item) link;
+} evapi__ready_item;
+TAILQ_HEAD(evapi__ready_list, evapi__ready_item);
+/* Delivers one item (taken off the list); it may add more. */
+typedef void (*evapi__ready_cb)(evapi__ready_item *it, void *arg);
+/* Embedded in its owner; every call on the loop thread. */
+typedef struct evapi__ready {
+	struct evapi__ready_list list;
+	struct event *ev;
+	evapi__ready_cb cb;
+	void *arg;
+} evapi__ready;
+/* 0, or EVAPI_ENOMEM (then _run and _free are still safe). */
+EVAPI_HIDDEN int evapi__ready_init(evapi__ready *r, struct event_base *base,
+                                   evapi__ready_cb cb, void *arg);
+/* `it` goes to the end of the list; `cb` runs for it from the event. */
+EVAPI_HIDDEN void evapi__ready_add(evapi__ready *r, evapi__ready_item *it);
+/* Delivers what is on the list now (the event's work; an owner being
+ * freed calls it once the loop stopped). A zeroed, never initialised
+ * `r` has nothing to deliver. */
+EVAPI_HIDDEN void evapi__ready_run(evapi__ready *r);
+/* Frees the event; what is still on the list is not delivered. */
+EVAPI_HIDDEN void evapi__ready_free(evapi__ready *r);
+
 /* ---- pool.c ---------------------------------------------------------- */
 typedef struct evapi__pool evapi__pool;
 typedef struct evapi__job evapi__job;

@@ -15,7 +15,7 @@
  * NULL when the connection goes), and us, until its continuation ran.
  * Its outcome is fixed once (finish): by the reply, its timeout, its
  * request's cancel or the app stopping; the continuation runs later
- * from the `deliver` event, never from inside hiredis or a cancellation
+ * from the ready list's event (ready.c), never from inside hiredis or a cancellation
  * walk. It is freed when both holders let go. Its timer stays armed
  * while hiredis holds it, whatever its outcome: Redis answers in order,
  * so a command that never answers (a cancelled BLPOP) would hold every
@@ -69,7 +69,7 @@ enum { Q_RUNNING = 0, Q_READY, Q_DELIVERED };
 
 struct rcom {
 	TAILQ_ENTRY(rcom) all;   /* r->cmds until delivered */
-	TAILQ_ENTRY(rcom) link;  /* r->ready */
+	evapi__ready_item ready; /* r->ready, its outcome final */
 	rstate *r;
 	evapi_req *req;          /* NULL for an app-level command */
 	evapi__pending pend;     /* on the request's or the app's work */
@@ -127,8 +127,8 @@ struct evapi__redis {
 	evapi_app *app;
 	evapi__redis_conf conf;  /* fixed after evapi_app_new */
 	rconn cmd, sub;
-	struct rcom_list cmds, ready;
-	struct event *deliver;
+	struct rcom_list cmds;
+	evapi__ready ready;      /* final outcomes, for their continuations */
 	topic *topics;
 	int ntopics, nconfirmed;
 	int subscribed;          /* atomic: evapi_app_redis_subscribed */
@@ -327,7 +327,7 @@ static void q_free(rcom *q)
 }
 
 /* The outcome is final: to the ready list; the continuation runs from
- * the deliver event. `msg` (copied) says what went wrong. */
+ * its event. `msg` (copied) says what went wrong. */
 static void finish(rcom *q, int error, const char *msg)
 {
 	if (q->state != Q_RUNNING)
@@ -337,13 +337,14 @@ static void finish(rcom *q, int error, const char *msg)
 	q->res.end_us = evapi__now_us();
 	if (msg)
 		evapi__redis_reply_msg(&q->res, msg);
-	TAILQ_INSERT_TAIL(&q->r->ready, q, link);
-	event_active(q->r->deliver, EV_READ, 0);
+	evapi__ready_add(&q->r->ready, &q->ready);
 }
 
-static void deliver_one(rcom *q)
+/* The ready list's delivery (ready.c): the continuation runs. */
+static void deliver_one(evapi__ready_item *it, void *arg)
 {
-	rstate *r = q->r;
+	rcom *q = EVAPI__CONTAINER_OF(it, rcom, ready);
+	rstate *r = arg;
 	evapi_req *req = q->req;
 	evapi__user u;
 
@@ -371,21 +372,6 @@ static void deliver_one(rcom *q)
 		q_free(q);
 	if (req)
 		evapi__req_unref(req);
-}
-
-static void on_deliver(evutil_socket_t fd, short what, void *arg)
-{
-	rstate *r = arg;
-	struct rcom_list list;
-	rcom *q;
-
-	/* Swap the list out: continuations may finish more commands. */
-	TAILQ_INIT(&list);
-	TAILQ_CONCAT(&list, &r->ready, link);
-	while ((q = TAILQ_FIRST(&list))) {
-		TAILQ_REMOVE(&list, q, link);
-		deliver_one(q);
-	}
 }
 
 /* ---- connections ------------------------------------------------------- */
@@ -1198,14 +1184,13 @@ int evapi__redis_new(evapi_app *app)
 	r->conf.connect_ms = (unsigned)app->cfg.redis_connect_timeout_ms;
 	r->conf.command_ms = (unsigned)app->cfg.redis_command_timeout_ms;
 	TAILQ_INIT(&r->cmds);
-	TAILQ_INIT(&r->ready);
 	if ((rc = parse_url(r, app->cfg.redis_url)) != 0)
 		return rc;
 	make_tag(r);
 	conn_init(r, &r->cmd, 0);
 	conn_init(r, &r->sub, 1);
-	r->deliver = event_new(app->base, -1, 0, on_deliver, r);
-	if (!r->cmd.timer || !r->sub.timer || !r->deliver)
+	if (!r->cmd.timer || !r->sub.timer ||
+	    evapi__ready_init(&r->ready, app->base, deliver_one, r) != 0)
 		return EVAPI_ENOMEM;
 	return evapi_app_redis_psubscribe(app, BRIDGE_PREFIX "*", EVAPI_INLINE,
 	                                  bridge_message, r);
@@ -1225,12 +1210,10 @@ void evapi__redis_free(evapi_app *app)
 	r->closing = 1;
 	TAILQ_FOREACH(q, &r->cmds, all)
 		finish(q, EVAPI_ECANCELED, "the app stopped");
-	if (r->deliver)
-		on_deliver(-1, 0, r);
+	evapi__ready_run(&r->ready);
 	conn_drop(&r->cmd, "the app stopped", 0);
 	conn_drop(&r->sub, "the app stopped", 0);
-	if (r->deliver)
-		event_free(r->deliver);
+	evapi__ready_free(&r->ready);
 	if (r->cmd.timer)
 		event_free(r->cmd.timer);
 	if (r->sub.timer)

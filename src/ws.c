@@ -774,6 +774,10 @@ void evapi__ws_input(evapi_ws *s, const void *data, size_t len)
 		len -= used;
 		if (ev == EVAPI__WS_EV_MORE)
 			break;
+		/* more frames in this read: their answers go out together
+		 * (one frame alone is answered at once, without the copy) */
+		if (len > 0 && s->conn)
+			evapi__guard_ws_cork(s->conn);
 		on_frame(s, ev);
 		if (ev == EVAPI__WS_EV_CLOSE || ev == EVAPI__WS_EV_ERROR)
 			break; /* the parser reads nothing after these */

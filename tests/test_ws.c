@@ -8,6 +8,7 @@
 #include "harness.h"
 
 #include <arpa/inet.h>
+#include <linux/tcp.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -421,6 +422,77 @@ static void test_echo(void)
 	th_server_stop(&s);
 	free(msg);
 	free(big);
+}
+
+/* Messages that came in one read are answered with one write (the
+ * guard's cork): sixteen echoes reach the client as one TCP segment
+ * (tcp_info's data segments in), not one each. */
+static void test_batched_answers(void)
+{
+	th_server s;
+	wsc c;
+	char resp[2048], want[8];
+	uint8_t out[16 * 12];
+	struct tcp_info a, b;
+	socklen_t al = sizeof a, bl = sizeof b;
+	size_t n = 0;
+	int i, k, order = 1;
+
+	th_server_start(&s, make_app());
+	CHECK_INT(wsc_open(&c, s.port, "/ws/echo", NULL, resp, sizeof resp), ==,
+	          101);
+	for (i = 0; i < 16; i++) { /* "msg-00"..."msg-15", masked */
+		snprintf(want, sizeof want, "msg-%02d", i);
+		out[n++] = 0x81;
+		out[n++] = 0x80 | 6;
+		memcpy(out + n, WSC_MASK, 4);
+		n += 4;
+		for (k = 0; k < 6; k++)
+			out[n++] = (uint8_t)want[k] ^ WSC_MASK[k & 3];
+	}
+	memset(&a, 0, sizeof a);
+	memset(&b, 0, sizeof b);
+	CHECK(getsockopt(c.fd, IPPROTO_TCP, TCP_INFO, &a, &al) == 0);
+	CHECK_INT(write(c.fd, out, n), ==, (long)n);
+	for (i = 0; i < 16; i++) {
+		snprintf(want, sizeof want, "msg-%02d", i);
+		CHECK_INT(wsc_recv(&c, 3, resp, sizeof resp, NULL, NULL), ==,
+		          EVAPI__WS_EV_MESSAGE);
+		order &= strcmp(resp, want) == 0;
+	}
+	CHECK(order); /* in the order sent */
+	CHECK(getsockopt(c.fd, IPPROTO_TCP, TCP_INFO, &b, &bl) == 0);
+	/* one write, one segment; sixteen writes were two or more (the
+	 * kernel's autocorking merges some of them on loopback) */
+	CHECK_INT(b.tcpi_data_segs_in - a.tcpi_data_segs_in, ==, 1);
+	/* the session goes on as before */
+	wsc_text(&c, "after");
+	CHECK_INT(wsc_recv(&c, 3, resp, sizeof resp, NULL, NULL), ==,
+	          EVAPI__WS_EV_MESSAGE);
+	CHECK_STR(resp, "after");
+	wsc_close(&c);
+	/* a close in the middle of a read: what came before it is
+	 * answered first, then the close frame, then nothing */
+	CHECK_INT(wsc_open(&c, s.port, "/ws/echo", NULL, resp, sizeof resp), ==,
+	          101);
+	n = 0;
+	for (i = 0; i < 3; i++) {
+		const char *m = i == 0 ? "one" : i == 1 ? "close-me" : "two";
+		size_t ml = strlen(m);
+		out[n++] = 0x81;
+		out[n++] = (uint8_t)(0x80 | ml);
+		memcpy(out + n, WSC_MASK, 4);
+		n += 4;
+		for (k = 0; k < (int)ml; k++)
+			out[n++] = (uint8_t)m[k] ^ WSC_MASK[k & 3];
+	}
+	CHECK_INT(write(c.fd, out, n), ==, (long)n);
+	CHECK_INT(wsc_recv(&c, 3, resp, sizeof resp, NULL, NULL), ==,
+	          EVAPI__WS_EV_MESSAGE);
+	CHECK_STR(resp, "one");
+	expect_close(&c, 4000, __LINE__);
+	wsc_close(&c);
+	th_server_stop(&s);
 }
 
 static void test_protocol_errors(void)
@@ -869,6 +941,7 @@ int main(int argc, char **argv)
 		{"ws.pipelined_after_upgrade", test_pipelined_after_upgrade},
 		{"ws.subprotocol", test_subprotocol},
 		{"ws.echo", test_echo},
+		{"ws.batched_answers", test_batched_answers},
 		{"ws.protocol_errors", test_protocol_errors},
 		{"ws.server_close", test_server_close},
 		{"ws.shutdown_going_away", test_shutdown_going_away},

@@ -72,6 +72,13 @@ typedef struct evapi__guard {
 	struct gconn_list kicked;
 	evapi__frame *spare[SPARE_FRAMES_CAP]; /* parsers to reuse */
 	int nspare;
+	/* What an open session sends while a read that carried several
+	 * frames is handled (ws_feed, evapi__guard_ws_cork): gathered here
+	 * and written with one sendmsg when the read is done, so the read
+	 * costs one write for all their answers, not one each. */
+	gconn *cork_conn;        /* the session being read, or NULL */
+	size_t cork_len;
+	char cork[4096];
 } evapi__guard;
 
 struct gconn {
@@ -745,6 +752,23 @@ static int ws_upgrade(gconn *c)
 	return 1;
 }
 
+static void cork_flush(evapi__guard *g);
+
+/* One read's bytes to the session; what it sent meanwhile, if ws.c
+ * corked it (several frames in the read), goes out once they are
+ * handled. */
+static void ws_feed(gconn *c, const void *data, size_t len)
+{
+	evapi__guard *g = c->g;
+
+	evapi__ws_input(c->ws, data, len);
+	/* c may be gone: conn_free cleared the cork then */
+	if (g->cork_conn) {
+		cork_flush(g);
+		g->cork_conn = NULL;
+	}
+}
+
 /* Everything read goes to the session; none of it to evhttp. While
  * ENDING the session still reads, for the peer's close frame. */
 static void ws_read(gconn *c, struct evbuffer *src)
@@ -754,15 +778,12 @@ static void ws_read(gconn *c, struct evbuffer *src)
 		struct evbuffer_iovec v;
 		if (evbuffer_peek(src, -1, NULL, &v, 1) < 1)
 			break;
-		evapi__ws_input(c->ws, v.iov_base, v.iov_len);
+		ws_feed(c, v.iov_base, v.iov_len);
 		evbuffer_drain(src, v.iov_len);
 	}
 	evbuffer_drain(src, evbuffer_get_length(src));
 }
 
-/* A frame's two parts: straight to the socket while nothing is queued
- * ahead of them (no copy, no buffer); what the socket does not take is
- * queued in `own`, and send_some arms the writable event for it. */
 /* An open session's bytes, read straight from the socket (see
  * ws_take_reads). One recv per wakeup: the event is level-triggered, so
  * what is left wakes it again, and no recv is spent to see EAGAIN. */
@@ -782,7 +803,7 @@ static void ws_read_cb(evutil_socket_t fd, short what, void *arg)
 		 * frame; then the linger drops what comes */
 		if (c->ws && !c->ws_closed &&
 		    (c->ws_state == WS_OPEN || c->ws_state == WS_ENDING))
-			evapi__ws_input(c->ws, buf, (size_t)n);
+			ws_feed(c, buf, (size_t)n);
 		return;
 	}
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
@@ -816,11 +837,12 @@ static void ws_take_reads(gconn *c)
 	event_add(c->ws_rev, NULL);
 }
 
-int evapi__guard_ws_send(gconn *c, const void *a, size_t al, const void *b,
-                         size_t bl)
+/* A frame's two parts: straight to the socket while nothing is queued
+ * ahead of them (no copy, no buffer); what the socket does not take is
+ * queued in `own`, and send_some arms the writable event for it. */
+static int ws_write(gconn *c, const void *a, size_t al, const void *b,
+                    size_t bl)
 {
-	if (c->write_failed || c->ws_state == WS_ENDING || !alive(c))
-		return -1;
 	conn_register(c);
 	if (own_len(c) == 0 && c->fd >= 0) {
 		struct iovec v[2] = {{(void *)a, al}, {(void *)b, bl}};
@@ -864,9 +886,60 @@ int evapi__guard_ws_send(gconn *c, const void *a, size_t al, const void *b,
 	return 0;
 }
 
+int evapi__guard_ws_send(gconn *c, const void *a, size_t al, const void *b,
+                         size_t bl)
+{
+	evapi__guard *g = c->g;
+
+	if (c->write_failed || c->ws_state == WS_ENDING || !alive(c))
+		return -1;
+	/* While the cork holds bytes, `own` is empty: the cork takes bytes
+	 * only then, and only ws_write (after the cork is flushed, or with
+	 * `own` already holding bytes, so the cork empty) fills `own`. */
+	if (g->cork_conn == c) {
+		if (g->cork_len + al + bl > sizeof g->cork)
+			cork_flush(g); /* what it held goes first */
+		if (own_len(c) == 0 && g->cork_len + al + bl <= sizeof g->cork) {
+			memcpy(g->cork + g->cork_len, a, al);
+			g->cork_len += al;
+			if (bl)
+				memcpy(g->cork + g->cork_len, b, bl);
+			g->cork_len += bl;
+			return 0;
+		}
+		if (c->write_failed)
+			return -1;
+	}
+	return ws_write(c, a, al, b, bl);
+}
+
+/* Writes what the session being read sent meanwhile (before anything
+ * it sends next, and before its kick runs: ws_end's shutdown waits for
+ * `own`, which these bytes join if the socket refuses them). */
+static void cork_flush(evapi__guard *g)
+{
+	gconn *c = g->cork_conn;
+	size_t n = g->cork_len;
+
+	g->cork_len = 0;
+	if (!c || !n || c->write_failed || !alive(c))
+		return;
+	/* the sends were answered 0 already: a failure (no memory for the
+	 * queue) ends the connection, as a failed write does */
+	if (ws_write(c, g->cork, n, NULL, 0) < 0 && !c->write_failed) {
+		c->write_failed = 1;
+		conn_kick(c);
+	}
+}
+
+void evapi__guard_ws_cork(gconn *c)
+{
+	c->g->cork_conn = c;
+}
+
 size_t evapi__guard_ws_queued(const gconn *c)
 {
-	return own_len(c);
+	return own_len(c) + (c->g->cork_conn == c ? c->g->cork_len : 0);
 }
 
 void evapi__guard_ws_end(gconn *c)
@@ -898,6 +971,8 @@ void evapi__guard_ws_detach(gconn *c)
 
 void evapi__guard_ws_cut(gconn *c)
 {
+	if (c->g->cork_conn == c)
+		c->g->cork_len = 0;
 	if (c->own)
 		evbuffer_drain(c->own, own_len(c));
 	if (alive(c))
@@ -1131,6 +1206,10 @@ static void conn_free(void *arg)
 	if (c->fout_cb)
 		evbuffer_remove_cb_entry(bufferevent_get_output(c->fbev),
 		                         c->fout_cb);
+	if (g->cork_conn == c) {
+		g->cork_conn = NULL;
+		g->cork_len = 0;
+	}
 	if (c->own)
 		evbuffer_free(c->own);
 	if (c->timer)

@@ -140,6 +140,10 @@ EVAPI_HIDDEN int evapi__guard_ws_send(evapi__gconn *c, const void *a,
                                       size_t al, const void *b, size_t bl);
 /* Bytes queued and not yet taken by the kernel. */
 EVAPI_HIDDEN size_t evapi__guard_ws_queued(const evapi__gconn *c);
+/* ws.c, inside evapi__ws_input, before a frame that more bytes of the
+ * same read follow: from here until the read is handled, the session's
+ * sends are gathered and then written at once (the guard's cork). */
+EVAPI_HIDDEN void evapi__guard_ws_cork(evapi__gconn *c);
 /* Ends the connection once the queued bytes are out: shutdown, linger,
  * close. Later input is dropped. */
 EVAPI_HIDDEN void evapi__guard_ws_end(evapi__gconn *c);
