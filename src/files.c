@@ -1057,11 +1057,10 @@ static void body_done(void *arg, int sent)
 }
 
 /* A small body goes out as one whole reply, read with pread(2): for a
- * few KiB that is cheaper than mapping a slice and sending a chunked
- * start, chunk and end (bench/files, bench/NOTES.md "Files"), and the
- * reading costs the loop no more than the mapped slice's page faults
- * inside sendmsg would. 0 when sent; -1 (nothing sent, fb untouched)
- * when the read fell short or memory ran out: the slices take over. */
+ * few KiB one sendmsg of headers and body is cheaper than a reply
+ * started, a sendfile and a reply ended a loop turn later (bench/files,
+ * bench/NOTES.md "Files"). 0 when sent; -1 (nothing sent, fb untouched)
+ * when the read fell short or memory ran out: sendfile takes over. */
 static int send_small(evapi_req *req, struct evhttp_request *ev,
                       struct evhttp_connection *evcon, evapi__fbody *fb,
                       int status)
