@@ -23,16 +23,15 @@
  * symlinks at all). Opened O_NONBLOCK: a FIFO placed in the tree cannot
  * hang a worker, and anything but a regular file is 404.
  *
- * Body: the loop sends the headers with a Content-Length, then the file
- * in slices of SLICE bytes, WINDOW at a time, each an evbuffer file
- * segment; the next ones are added when evhttp reports the previous
- * ones written. So a client holds at most WINDOW slices, however large
- * the file, and a slow one holds back only itself. Behind the request
- * guard's filter libevent maps each slice (mmap) and the guard's
- * sendmsg copies from the mapping in the kernel: no read(2) into a user
- * buffer (docs/ARCHITECTURE.md, "Files"). The descriptor is closed when
- * the transfer ended and the last slice was released, also when the
- * client leaves mid-way.
+ * Body: the loop sends the headers with a Content-Length through evhttp,
+ * and the request guard sends the file behind them with sendfile(2)
+ * (evapi__guard_send_file): from the page cache to the socket in the
+ * kernel, as fast as the client reads, with no buffer of ours, so a
+ * slow client holds back only its own socket (docs/ARCHITECTURE.md,
+ * "Files"). Bodies up to SMALL_FILE are read with pread and sent whole
+ * (send_small). The descriptor is closed when both the loop's side of
+ * the transfer and the guard's have ended, also when the client leaves
+ * mid-way.
  */
 #define _GNU_SOURCE
 #include <ctype.h>
@@ -59,10 +58,8 @@
 
 #include "guard/guard.h"
 
-#define SLICE (256 * 1024)
 /* bodies up to this size go out as one whole reply (send_small) */
 #define SMALL_FILE (32 * 1024)
-#define WINDOW 2
 
 struct evapi__fbody {
 	int fd;
@@ -973,11 +970,10 @@ typedef struct evapi__xfer {
 	evapi__pending pend; /* on req's pending work while it holds it */
 	struct evhttp_request *ev;
 	struct evhttp_connection *evcon;
-	struct evbuffer *out;
 	int fd;
 	int status;
-	off_t next, end;
-	int refs; /* the loop's side and each slice not yet released */
+	off_t len;
+	int refs; /* the loop's side, and the guard's while it sends */
 } xfer;
 
 static void xfer_release(xfer *x)
@@ -988,18 +984,7 @@ static void xfer_release(xfer *x)
 	free(x);
 }
 
-/* A slice was written, or dropped with its connection. */
-static void slice_done(struct evbuffer_file_segment const *seg, int flags,
-                       void *arg)
-{
-	xfer *x = arg;
-	evapi_app *app = x->app;
-	app->bodies_writing--;
-	xfer_release(x);
-	evapi__reactor_maybe_exit(app);
-}
-
-/* The loop's side is over: the request finishes and the buffer goes. */
+/* The loop's side is over: the request finishes. */
 static void loop_side_done(xfer *x, int status)
 {
 	evapi_req *req = x->req;
@@ -1008,8 +993,6 @@ static void loop_side_done(xfer *x, int status)
 	x->req = NULL;
 	x->ev = NULL;
 	x->evcon = NULL;
-	evbuffer_free(x->out);
-	x->out = NULL;
 	evapi__req_finish(req, status);
 	evapi__req_unref(req);
 	xfer_release(x);
@@ -1029,32 +1012,10 @@ static void conn_closed(struct evhttp_connection *evcon, void *arg)
 		evhttp_request_free(ev);
 	EVAPI__ADD(&x->app->stats.gone, 1);
 	evapi__log(x->app, EVAPI_LOG_DEBUG,
-	           "file: client left after %lld of %lld bytes: id=%llu",
-	           (long long)x->next, (long long)x->end, req->id);
+	           "file: client left during a %lld-byte body: id=%llu",
+	           (long long)x->len, req->id);
 	evapi__req_client_gone(req);
 	loop_side_done(x, 499);
-}
-
-static void pump(xfer *x);
-
-static void written_cb(struct evhttp_connection *evcon, void *arg)
-{
-	pump(arg);
-}
-
-/* Cuts a transfer that cannot go on (no memory, mmap failed): the
- * client sees a short body and a closed connection. */
-static void xfer_fail(xfer *x)
-{
-	struct evhttp_connection *evcon = x->evcon;
-
-	evapi__log(x->app, EVAPI_LOG_ERROR,
-	           "file: cannot send the body: cutting id=%llu", x->req->id);
-	evapi__req_pending_done(x->req, &x->pend);
-	evhttp_connection_set_closecb(evcon, NULL, NULL);
-	evhttp_connection_free(evcon); /* frees x->ev with it */
-	evapi__req_client_gone(x->req);
-	loop_side_done(x, 500);
 }
 
 /* The request's pending-work walk (deadline, shutdown cut). */
@@ -1063,58 +1024,43 @@ static void xfer_cut(evapi__pending *p)
 	xfer *x = EVAPI__CONTAINER_OF(p, xfer, pend);
 
 	evapi__log(x->app, EVAPI_LOG_WARN,
-	           "file: shutdown cut after %lld of %lld bytes: id=%llu",
-	           (long long)x->next, (long long)x->end, x->req->id);
+	           "file: shutdown cut during a %lld-byte body: id=%llu",
+	           (long long)x->len, x->req->id);
 	evhttp_connection_set_closecb(x->evcon, NULL, NULL);
-	/* frees x->ev with it: the client sees a short body */
+	/* frees x->ev with it: the client sees a short body; the guard
+	 * lets go of the descriptor when the connection is freed */
 	evhttp_connection_free(x->evcon);
 	loop_side_done(x, 503);
 }
 
-static void pump(xfer *x)
+/* The guard is done with the body (evapi__guard_send_file): all of it
+ * went to the socket, and the reply ends; or the connection went first,
+ * and conn_closed or xfer_cut ended the loop's side already. */
+static void body_done(void *arg, int sent)
 {
-	int added = 0;
+	xfer *x = arg;
+	evapi_app *app = x->app;
 
-	while (x->next < x->end && added < WINDOW) {
-		off_t n = x->end - x->next < SLICE ? x->end - x->next : SLICE;
-		struct evbuffer_file_segment *seg = evbuffer_file_segment_new(
-			x->fd, x->next, n, EVBUF_FS_DISABLE_LOCKING);
-		int rc;
-		if (!seg) {
-			xfer_fail(x);
-			return;
-		}
-		/* the cleanup runs once the segment's last reference goes */
-		evbuffer_file_segment_add_cleanup_cb(seg, slice_done, x);
-		x->refs++;
-		x->app->bodies_writing++;
-		rc = evbuffer_add_file_segment(x->out, seg, 0, n);
-		evbuffer_file_segment_free(seg);
-		if (rc != 0) {
-			xfer_fail(x);
-			return;
-		}
-		x->next += n;
-		added++;
+	if (sent && x->req) {
+		evapi__guard_replied(app,
+		                     evhttp_connection_get_bufferevent(x->evcon));
+		evhttp_connection_set_closecb(x->evcon, NULL, NULL);
+		evapi__tasks_attach(x->req, x->ev);
+		/* nothing left in evhttp's output: the reply is done here
+		 * (the connection freed after a "Connection: close") */
+		evhttp_send_reply_end(x->ev);
+		loop_side_done(x, x->status);
 	}
-	if (added) {
-		evhttp_send_reply_chunk_with_cb(x->ev, x->out, written_cb, x);
-		return;
-	}
-	/* Everything was written: end the reply. */
-	evapi__guard_replied(x->app, evhttp_connection_get_bufferevent(x->evcon));
-	evhttp_connection_set_closecb(x->evcon, NULL, NULL);
-	evapi__tasks_attach(x->req, x->ev);
-	evhttp_send_reply_end(x->ev);
-	loop_side_done(x, x->status);
+	app->bodies_writing--;
+	xfer_release(x);
+	evapi__reactor_maybe_exit(app);
 }
 
 /* A small body goes out as one whole reply, read with pread(2): for a
- * few KiB that is cheaper than mapping a slice and sending a chunked
- * start, chunk and end (bench/files, bench/NOTES.md "Files"), and the
- * reading costs the loop no more than the mapped slice's page faults
- * inside sendmsg would. 0 when sent; -1 (nothing sent, fb untouched)
- * when the read fell short or memory ran out: the slices take over. */
+ * few KiB one sendmsg of headers and body is cheaper than a reply
+ * started, a sendfile and a reply ended a loop turn later (bench/files,
+ * bench/NOTES.md "Files"). 0 when sent; -1 (nothing sent, fb untouched)
+ * when the read fell short or memory ran out: sendfile takes over. */
 static int send_small(evapi_req *req, struct evhttp_request *ev,
                       struct evhttp_connection *evcon, evapi__fbody *fb,
                       int status)
@@ -1164,9 +1110,23 @@ void evapi__files_send(evapi_req *req)
 		return;
 	x = req->head_only || fb->len == 0 || !evcon ? NULL
 	                                              : calloc(1, sizeof *x);
-	if (!x || !(x->out = evbuffer_new())) {
-		/* No body to send (HEAD, empty file), or no memory for one:
-		 * answer now (a 500 if the body was wanted). */
+	if (x) {
+		x->app = app;
+		x->req = req;
+		x->ev = ev;
+		x->evcon = evcon;
+		x->fd = fb->fd;
+		x->len = fb->len;
+		x->status = status;
+		x->refs = 2; /* the loop's side and the guard's */
+	}
+	if (!x || evapi__guard_send_file(app,
+	                                 evhttp_connection_get_bufferevent(evcon),
+	                                 fb->fd, fb->off, fb->len, body_done,
+	                                 x) != 0) {
+		/* No body to send (HEAD, empty file), or no memory or no
+		 * guarded connection for one: answer now (a 500 if the body
+		 * was wanted). */
 		int want = !req->head_only && fb->len > 0;
 		free(x);
 		evapi__files_body_free(fb);
@@ -1183,20 +1143,12 @@ void evapi__files_send(evapi_req *req)
 		evapi__req_finish(req, status);
 		return;
 	}
-	x->app = app;
-	x->req = req;
+	app->bodies_writing++;
 	/* the transfer's reference, until it ends */
 	evapi__req_pending_add(req, &x->pend, xfer_cut, "file");
 	x->pend.is_reply = 1;
-	x->ev = ev;
-	x->evcon = evcon;
-	x->fd = fb->fd;
-	x->next = fb->off;
-	x->end = fb->off + fb->len;
-	x->status = status;
-	x->refs = 1;
 	free(fb);
 	evhttp_connection_set_closecb(evcon, conn_closed, x);
+	/* the headers; the guard sends the body behind them */
 	evhttp_send_reply_start(ev, status, evapi__reason(status));
-	pump(x);
 }

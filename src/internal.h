@@ -521,7 +521,10 @@ TAILQ_HEAD(evapi__req_list, evapi_req);
 	  "WebSocket sessions accepted and not yet over.")                     \
 	X(unsigned long long, websocket_total, "websocket", "total",           \
 	  "evapi_websocket_sessions_total", "counter",                         \
-	  "WebSocket sessions accepted.")
+	  "WebSocket sessions accepted.")                                      \
+	X(unsigned long long, file_sendfile_bytes, "files", "sendfile_bytes",  \
+	  "evapi_file_sendfile_bytes_total", "counter",                        \
+	  "File reply bytes the kernel sent with sendfile(2).")
 
 struct evapi_app {
 	pthread_t loop_thread;

@@ -3,7 +3,8 @@
  * reach the server exactly as written): traversal attempts, content
  * types, ETag / Last-Modified and 304, HEAD, byte ranges (206, 416,
  * If-Range, suffix, several), a 20 MiB download compared byte for byte,
- * a client leaving mid-download (no descriptor left open), directory
+ * a client leaving mid-download (no descriptor left open), bodies sent
+ * with sendfile (pipelined), a file shrinking mid-body, directory
  * index, and evapi_reply_file from inline and pool handlers.
  */
 #define _GNU_SOURCE
@@ -15,6 +16,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -544,6 +546,147 @@ static void test_big_download(void)
 	th_server_stop(&s);
 }
 
+/* Bytes of `r`'s body that differ from big.bin's from `from` on: the
+ * first one's index, or -1. */
+static long big_mismatch(const rresp *r, long from)
+{
+	long i;
+	if (!r->body)
+		return 0;
+	for (i = 0; i < r->len; i++)
+		if ((unsigned char)r->body[i] != big_byte(from + i))
+			return i;
+	return -1;
+}
+
+/* Large bodies go from the file to the socket with sendfile(2), counted
+ * in file_sendfile_bytes: a range and a whole file, pipelined on one
+ * connection with a HEAD and a small file (read and sent whole, not by
+ * sendfile) behind them, each answered in order and byte for byte. */
+static void test_body_by_sendfile(void)
+{
+	th_server s;
+	evapi_stats st;
+	unsigned long long before;
+	rresp r;
+	int fd;
+
+	start(&s, 0, 0);
+	evapi_app_stats(s.app, &st);
+	before = st.file_sendfile_bytes;
+	fd = rconnect(s.port);
+	CHECK_INT(rdo(fd, "GET /static/big.bin HTTP/1.1\r\nHost: t\r\n"
+	                  "Range: bytes=100-299999\r\n\r\n"
+	                  "GET /static/big.bin HTTP/1.1\r\nHost: t\r\n\r\n"
+	                  "HEAD /static/big.bin HTTP/1.1\r\nHost: t\r\n\r\n"
+	                  "GET /static/digits.txt HTTP/1.1\r\nHost: t\r\n\r\n",
+	              0, &r), ==, 206);
+	CHECK_INT(r.len, ==, 299900);
+	CHECK_INT(big_mismatch(&r, 100), ==, -1);
+	rfree(&r);
+	CHECK_INT(rdo(fd, "", 0, &r), ==, 200);
+	CHECK_INT(r.len, ==, BIG_SIZE);
+	CHECK_INT(big_mismatch(&r, 0), ==, -1);
+	rfree(&r);
+	CHECK_INT(rdo(fd, "", 1, &r), ==, 200);
+	rfree(&r);
+	CHECK_INT(rdo(fd, "", 0, &r), ==, 200);
+	CHECK_STR(r.body, "0123456789abcdefghij");
+	rfree(&r);
+	close(fd);
+	evapi_app_stats(s.app, &st);
+	CHECK_INT(st.file_sendfile_bytes - before, ==, 299900 + BIG_SIZE);
+	th_server_stop(&s);
+}
+
+/* Clients that leave mid-body in every way (close with unread bytes:
+ * a reset; shutdown first; a reset by SO_LINGER) make the next
+ * sendfile fail with EPIPE or ECONNRESET: the server must not die of
+ * SIGPIPE, which this test does not ignore. */
+static void test_client_resets_mid_body(void)
+{
+	struct linger lg = {1, 0};
+	void (*old)(int) = signal(SIGPIPE, SIG_DFL);
+	char buf[65536];
+	th_server s;
+	evapi_stats st;
+	rresp r;
+	int fd, k, i;
+	long got;
+	ssize_t n;
+
+	start(&s, 0, 0);
+	for (k = 0; k < 12; k++) {
+		fd = rconnect(s.port);
+		CHECK(fd >= 0);
+		CHECK_INT(send(fd, "GET /static/big.bin HTTP/1.1\r\nHost: t\r\n\r\n",
+		               41, MSG_NOSIGNAL), ==, 41);
+		for (got = 0; got < 200000; got += n)
+			if ((n = recv(fd, buf, sizeof buf, 0)) <= 0)
+				break;
+		if (k % 3 == 1)
+			shutdown(fd, SHUT_RDWR);
+		if (k % 3 == 2)
+			setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+		close(fd);
+	}
+	/* every transfer ended, the server serves on */
+	for (i = 0; i < 300; i++) {
+		evapi_app_stats(s.app, &st);
+		if (st.in_flight == 0)
+			break;
+		th_sleep_ms(10);
+	}
+	CHECK_INT(st.gone, >=, 12);
+	CHECK_INT(get(s.port, "GET", "/static/hello.txt", NULL, &r), ==, 200);
+	rfree(&r);
+	th_server_stop(&s);
+	signal(SIGPIPE, old);
+}
+
+/* A file cut short while its body is being sent: the reply cannot reach
+ * its Content-Length, so the connection closes; the server goes on. */
+static void test_file_shrinks(void)
+{
+	char p[400], buf[65536];
+	th_server s;
+	rresp r;
+	double t0;
+	long got = 0;
+	ssize_t n;
+	int fd;
+	FILE *f;
+
+	start(&s, 0, 0);
+	snprintf(p, sizeof p, "%s/shrink.bin", root);
+	f = fopen(p, "w");
+	CHECK(f != NULL);
+	if (!f)
+		return;
+	/* sparse: more than the socket buffers on both sides hold */
+	CHECK_INT(ftruncate(fileno(f), 64L << 20), ==, 0);
+	fclose(f);
+	fd = rconnect(s.port);
+	CHECK_INT(send(fd, "GET /static/shrink.bin HTTP/1.1\r\nHost: t\r\n\r\n",
+	               44, MSG_NOSIGNAL), ==, 44);
+	n = recv(fd, buf, sizeof buf, 0);
+	CHECK_INT(n, >, 0);
+	th_sleep_ms(200); /* the buffers fill; the server waits */
+	CHECK_INT(truncate(p, 4096), ==, 0);
+	t0 = th_now();
+	while ((n = recv(fd, buf, sizeof buf, 0)) > 0)
+		got += n;
+	CHECK_INT(n, ==, 0); /* closed, not timed out */
+	CHECK_DBL(th_now() - t0, <, 5.0);
+	CHECK_INT(got, <, 64L << 20);
+	close(fd);
+	CHECK_INT(get(s.port, "GET", "/static/hello.txt", NULL, &r), ==, 200);
+	rfree(&r);
+	CHECK_CONTAINS(th_log(), "the file shrank");
+	th_server_stop(&s);
+	unlink(p);
+}
+
 static int count_fds(void)
 {
 	DIR *d = opendir("/proc/self/fd");
@@ -827,6 +970,9 @@ int main(int argc, char **argv)
 		{"files.ranges", test_ranges},
 		{"files.big_download", test_big_download},
 		{"files.disconnect_closes_fd", test_disconnect_closes_fd},
+		{"files.body_by_sendfile", test_body_by_sendfile},
+		{"files.file_shrinks", test_file_shrinks},
+		{"files.client_resets_mid_body", test_client_resets_mid_body},
 		{"files.fd_cache", test_fd_cache},
 		{"files.shutdown_cuts_download", test_shutdown_cuts_download},
 		{"files.index", test_index},

@@ -349,6 +349,9 @@ typedef struct evapi_stats {
 	/* WebSocket sessions (evapi/websocket.h) */
 	unsigned long long websocket_open;  /* accepted and not yet over */
 	unsigned long long websocket_total; /* accepted in all */
+	/* file reply bodies (evapi/files.h) the kernel sent from the file
+	 * to the socket with sendfile(2), in bytes */
+	unsigned long long file_sendfile_bytes;
 } evapi_stats;
 
 /** Copies the current counters into `out`. Thread-safe: yes (a

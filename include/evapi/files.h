@@ -9,9 +9,9 @@
  * If-None-Match / If-Modified-Since (304) and a single byte range
  * (206, or 416 with a `Content-Range` naming the size; If-Range; a
  * request for several ranges gets the whole file). Files are opened and
- * stat'ed on the pool; the body goes from the file to the socket in
- * slices, without passing through a user-space copy, and never more
- * than a few hundred KiB of it is held per client.
+ * stat'ed on the pool; the body goes from the file to the socket with
+ * sendfile(2), without passing through a user-space copy, and none of
+ * it is held by evapi for a client (only the socket's kernel buffers).
  */
 #ifndef EVAPI_FILES_H
 #define EVAPI_FILES_H

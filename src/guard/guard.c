@@ -30,9 +30,11 @@
  * libevent's filter does not run it again for bytes left behind.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 
 #include <event2/buffer.h>
@@ -46,6 +48,9 @@
 #define LINGER_MS 1000
 #define RESUME_ACCEPT_MS 250
 #define PIPELINE_MAX 32
+/* A file body sends at most this much per loop turn (file_step): a fast
+ * reader of a large file cannot keep the loop from the others. */
+#define FILE_TURN (1024 * 1024)
 /* Parsers kept for reuse (see frame_put); none under the sanitizers so
  * a stale pointer still reports. */
 #define SPARE_FRAMES_CAP 64
@@ -128,6 +133,12 @@ struct gconn {
 	struct uphand *handed;
 	int taken;           /* requests the reactor has taken */
 	int upload_paused;   /* reading stopped: writes are behind */
+	/* A file body sent with sendfile(2) once evhttp's output (the
+	 * reply's headers) is out: see evapi__guard_send_file. */
+	evapi__guard_file_cb file_cb; /* NULL: none */
+	void *file_arg;
+	int file_fd;         /* borrowed until file_cb runs */
+	off_t file_off, file_end;
 };
 
 struct uphand {
@@ -147,6 +158,8 @@ static void ws_take_reads(gconn *c);
 static void writable_cb(evutil_socket_t fd, short what, void *arg);
 static void flush_evhttp(gconn *c);
 static long send_some(gconn *c, struct evbuffer *b);
+static void wait_writable(gconn *c);
+static int file_step(gconn *c);
 
 /* False once the filter is being freed: by us (conn_finish) or by
  * evhttp, which clears its callbacks first. libevent finalizes the filter
@@ -394,6 +407,8 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 		if (!alive(c))
 			return; /* evhttp closed it after the response */
 	}
+	if (c->file_cb && file_step(c) && !alive(c))
+		return; /* evhttp closed it after the file reply */
 	idle = c->queued == 0 &&
 	       evbuffer_get_length(bufferevent_get_output(c->fbev)) == 0;
 	if (idle && c->ws_state == WS_PENDING && !c->reject_status) {
@@ -1084,35 +1099,150 @@ static long send_some(gconn *c, struct evbuffer *b)
 	memset(&m, 0, sizeof m);
 	m.msg_iov = (struct iovec *)v;
 	m.msg_iovlen = (size_t)nv;
-	n = sendmsg(c->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+	/* headers with a file body behind them: held for its first bytes
+	 * (the sendfile without MSG_MORE pushes both) */
+	n = sendmsg(c->fd, &m,
+	            MSG_NOSIGNAL | MSG_DONTWAIT | (c->file_cb ? MSG_MORE : 0));
 	if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
 		return -1;
 	if (n > 0)
 		evbuffer_drain(b, (size_t)n);
-	if (evbuffer_get_length(b) > 0) {
-		if (!c->writable)
-			c->writable = event_new(bufferevent_get_base(c->fbev),
-			                        c->fd, EV_WRITE, writable_cb, c);
-		if (c->writable) {
-			/* a client that stops reading is cut after this, and
-			 * one that reads too slowly at its reply deadline */
-			const evapi_config *cfg = &c->g->app->cfg;
-			int64_t us = (int64_t)(cfg->body_timeout_ms >
-			                               cfg->header_timeout_ms
-			                       ? cfg->body_timeout_ms
-			                       : cfg->header_timeout_ms) * 1000;
-			struct timeval tv;
-			if (c->reply_by_us) {
-				int64_t left = c->reply_by_us - evapi__now_us();
-				if (left < us)
-					us = left > 0 ? left : 0;
-			}
-			tv.tv_sec = (time_t)(us / 1000000);
-			tv.tv_usec = (suseconds_t)(us % 1000000);
-			event_add(c->writable, &tv);
-		}
-	}
+	if (evbuffer_get_length(b) > 0)
+		wait_writable(c);
 	return n > 0 ? (long)n : 0;
+}
+
+/* Arms the writable event for output the socket did not take. */
+static void wait_writable(gconn *c)
+{
+	/* a client that stops reading is cut after this, and one that
+	 * reads too slowly at its reply deadline */
+	const evapi_config *cfg = &c->g->app->cfg;
+	int64_t us = (int64_t)(cfg->body_timeout_ms > cfg->header_timeout_ms
+	                               ? cfg->body_timeout_ms
+	                               : cfg->header_timeout_ms) * 1000;
+	struct timeval tv;
+
+	if (!c->writable)
+		c->writable = event_new(bufferevent_get_base(c->fbev), c->fd,
+		                        EV_WRITE, writable_cb, c);
+	if (!c->writable)
+		return;
+	if (c->reply_by_us) {
+		int64_t left = c->reply_by_us - evapi__now_us();
+		if (left < us)
+			us = left > 0 ? left : 0;
+	}
+	tv.tv_sec = (time_t)(us / 1000000);
+	tv.tv_usec = (suseconds_t)(us % 1000000);
+	event_add(c->writable, &tv);
+}
+
+/* ---- file bodies: sendfile(2) -------------------------------------------- */
+
+/* The file body's owner learns how it ended; `c` forgets it first. */
+static void file_done(gconn *c, int sent)
+{
+	evapi__guard_file_cb cb = c->file_cb;
+
+	c->file_cb = NULL;
+	cb(c->file_arg, sent);
+}
+
+/* sendfile(2) has no MSG_NOSIGNAL: a client that reset would raise
+ * SIGPIPE, which kills a process that has not ignored it, and a library
+ * does not set the process's dispositions. The signal is thread-directed,
+ * so it is blocked on this thread for the call, and one the call raised
+ * is taken (sigtimedwait, not waiting) before the mask is restored. */
+static ssize_t sendfile_nosig(int out, int in, off_t *off, size_t n)
+{
+	static const struct timespec zero = {0, 0};
+	sigset_t pipe, old;
+	ssize_t r;
+	int err;
+
+	sigemptyset(&pipe);
+	sigaddset(&pipe, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &pipe, &old);
+	r = sendfile(out, in, off, n);
+	err = errno;
+	/* Raised with EPIPE, with a reset's ECONNRESET too, and also by a
+	 * short count (the kernel's splice returns the bytes it moved
+	 * before the socket failed): anything but a whole write or a full
+	 * socket may have raised it. */
+	if (!sigismember(&old, SIGPIPE) &&
+	    (r < 0 ? err != EAGAIN && err != EWOULDBLOCK : (size_t)r < n))
+		while (sigtimedwait(&pipe, NULL, &zero) < 0 && errno == EINTR)
+			;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	errno = err;
+	return r;
+}
+
+/* Sends the file body as far as the socket takes it, once evhttp's
+ * output (the headers) has gone: from the page cache to the socket in
+ * the kernel, nothing buffered here, so a slow reader holds back only
+ * its own socket. When the last byte is out the owner ends the reply
+ * (evhttp may free the connection in there, or start on the next
+ * request): returns 1 then, and the caller checks alive(c). A socket
+ * that fails, or a file that shrank under its Content-Length, cuts the
+ * connection through the timer, like a failed write of evhttp's. */
+static int file_step(gconn *c)
+{
+	off_t budget = FILE_TURN;
+	ssize_t n;
+
+	if (c->write_failed || c->fd < 0 || own_len(c) > 0 ||
+	    evbuffer_get_length(bufferevent_get_output(c->fbev)) > 0)
+		return 0;
+	while (c->file_off < c->file_end && budget > 0) {
+		off_t want = c->file_end - c->file_off;
+		if (want > budget)
+			want = budget;
+		n = sendfile_nosig(c->fd, c->file_fd, &c->file_off,
+		                   (size_t)want);
+		if (n > 0) {
+			budget -= n;
+			EVAPI__ADD(&c->g->app->stats.file_sendfile_bytes,
+			           (unsigned long long)n);
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			wait_writable(c);
+			return 0;
+		}
+		evapi__log(c->g->app, n == 0 ? EVAPI_LOG_WARN : EVAPI_LOG_DEBUG,
+		           "guard: fd %d: file body cut: %s", c->fd,
+		           n == 0 ? "the file shrank" : strerror(errno));
+		c->write_failed = 1;
+		conn_kick(c);
+		return 0;
+	}
+	if (c->file_off < c->file_end) {
+		wait_writable(c); /* still writable: the next turn goes on */
+		return 0;
+	}
+	file_done(c, 1);
+	return 1;
+}
+
+int evapi__guard_send_file(evapi_app *app, struct bufferevent *bev, int fd,
+                           off_t off, off_t len, evapi__guard_file_cb done,
+                           void *arg)
+{
+	gconn *c = conn_of(app, bev);
+
+	if (!c || c->file_cb || !alive(c) || c->write_failed || len <= 0)
+		return -1;
+	c->file_cb = done;
+	c->file_arg = arg;
+	c->file_fd = fd;
+	c->file_off = off;
+	c->file_end = off + len;
+	conn_kick(c);
+	return 0;
 }
 
 /* evhttp's output is sent only from here, never from the buffer
@@ -1166,6 +1296,8 @@ static void writable_cb(evutil_socket_t fd, short what, void *arg)
 		return; /* evhttp's output waits behind ours */
 	}
 	flush_evhttp(c);
+	if (c->file_cb && alive(c))
+		file_step(c);
 }
 
 /* evhttp's output goes straight to the socket. Handing it to the
@@ -1223,6 +1355,8 @@ static void conn_free(void *arg)
 	if (c->ws)
 		evapi__ws_conn_gone(c->ws);
 	upload_free_all(c); /* their temporary files go */
+	if (c->file_cb)
+		file_done(c, 0);
 	frame_put(g, c->frame);
 	free(c);
 	g->nconns--;

@@ -132,6 +132,23 @@ EVAPI_HIDDEN evapi__gconn *evapi__guard_replied_whole(evapi_app *app,
  * on the next loop turn. `c` may be NULL. */
 EVAPI_HIDDEN void evapi__guard_sent_whole(evapi__gconn *c, int now);
 
+/* A file body for the reply evhttp writes on `bev`'s connection (its
+ * headers, with a Content-Length, from evhttp_send_reply_start): once
+ * evhttp's output has gone, the guard sends `len` bytes of `fd` from
+ * `off` with sendfile(2), as fast as the client reads them and never
+ * buffered. `done` runs exactly once, on the loop: with sent = 1 from
+ * the connection's kick when the kernel has taken the last byte (end
+ * the reply there: evhttp_send_reply_end); with 0 from the connection's
+ * free when it went first (evhttp has reported the close already: only
+ * let go of `fd` and `arg`). `fd` is borrowed until then. 0, or -1
+ * (no guarded connection, or it is failing): `done` never runs. */
+typedef void (*evapi__guard_file_cb)(void *arg, int sent);
+EVAPI_HIDDEN int evapi__guard_send_file(evapi_app *app,
+                                        struct bufferevent *bev, int fd,
+                                        off_t off, off_t len,
+                                        evapi__guard_file_cb done,
+                                        void *arg);
+
 /* A guarded connection, as ws.c sees it (evapi__gconn, above). */
 /* Queues bytes for the socket (a then b; either may be empty), after
  * anything queued before. 0, or -1 when the connection is failing or
