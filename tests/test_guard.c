@@ -1081,6 +1081,42 @@ static double cpu_secs(void)
 	       ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 }
 
+/* A request waits (400 ms on the loop) while the client's next one is
+ * already in the socket: the bufferevent does not read it, and the
+ * guard's second read event on the socket (the read pin, which saves an
+ * epoll_ctl per request) must not wake the loop over and over for it. */
+static void test_no_spin_while_request_waits(void)
+{
+	th_server s;
+	char buf[4096];
+	double cpu0, cpu1;
+	const char *a, *b;
+	int fd;
+
+	start(&s);
+	fd = th_connect_send(s.port, KEEPALIVE_GET); /* the pin is set */
+	CHECK(fd >= 0);
+	if (fd >= 0) {
+		read_until(fd, buf, sizeof buf, "{\"Hello\":\"World\"}", 3);
+		send_str(fd, "GET /sleep HTTP/1.1\r\nHost: t\r\n\r\n");
+		th_sleep_ms(50);
+		send_str(fd, KEEPALIVE_GET);
+		th_sleep_ms(20);
+		cpu0 = cpu_secs();
+		th_sleep_ms(250);
+		cpu1 = cpu_secs();
+		CHECK_DBL(cpu1 - cpu0, <, 0.1); /* a spinning loop takes 0.25 */
+		printf("    %.3f s CPU in 250 ms with a request waiting and "
+		       "the next one unread\n", cpu1 - cpu0);
+		read_until(fd, buf, sizeof buf, "{\"Hello\":\"World\"}", 3);
+		a = strstr(buf, "slept");
+		b = strstr(buf, "{\"Hello\":\"World\"}");
+		CHECK(a && b && a < b);
+		close(fd);
+	}
+	th_server_stop(&s);
+}
+
 /* Out of descriptors: the server pauses accepting (no busy loop), keeps
  * serving what it has, and accepts again once a descriptor is free. */
 static void test_emfile_pauses_accept(void)
@@ -1354,6 +1390,8 @@ int main(int argc, char **argv)
 		{"guard.json_bodies_422", test_json_bodies_422},
 		{"guard.disconnect_every_stage", test_disconnect_every_stage},
 		{"guard.emfile_pauses_accept", test_emfile_pauses_accept},
+		{"guard.no_spin_while_request_waits",
+		 test_no_spin_while_request_waits},
 		{"guard.10k_idle_keepalive", test_10k_idle_keepalive},
 		{NULL, NULL}};
 	return th_main(argc, argv, tests);
