@@ -2,7 +2,9 @@
  * evhttp_hello.c: the floor: libevent's evhttp answering the hello JSON
  * with nothing around it, on an event base built with the same flags as
  * evapi's (EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST). Single thread; stops on
- * SIGINT/SIGTERM.
+ * SIGINT/SIGTERM. SIGPIPE is ignored, as every server must: evhttp writes
+ * with writev, and a client that closes with replies still owed (wrk at
+ * the end of a pipelined run) would otherwise kill the process.
  *
  *   GET /json        TechEmpower "json": the object built and dumped by
  *                    jansson per request, as evapi_reply_json does
@@ -71,6 +73,7 @@ int main(int argc, char **argv)
 	struct event *sigterm, *sigint;
 	int port = argc > 1 ? atoi(argv[1]) : 18100;
 
+	signal(SIGPIPE, SIG_IGN);
 	event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
 	base = event_base_new_with_config(ec);
 	event_config_free(ec);

@@ -313,6 +313,28 @@ static void test_bad_framing_rejected(void)
 	th_server_stop(&s);
 }
 
+/* Sends `raw` in pieces of `piece` bytes, 20 ms apart, then reads the
+ * answer into `buf` until the server closes; its status, or -1. */
+static int send_in_pieces(int port, const char *raw, size_t len,
+                          size_t piece, char *buf, size_t cap)
+{
+	int fd = th_connect_send(port, "");
+	size_t off;
+	for (off = 0; fd >= 0 && off < len; off += piece) {
+		size_t n = len - off < piece ? len - off : piece;
+		if (off)
+			th_sleep_ms(20);
+		if (send(fd, raw + off, n, MSG_NOSIGNAL) < 0)
+			break;
+	}
+	buf[0] = '\0';
+	if (fd < 0)
+		return -1;
+	th_read_all(fd, buf, cap, 3.0);
+	close(fd);
+	return strncmp(buf, "HTTP/1.1 ", 9) == 0 ? atoi(buf + 9) : -1;
+}
+
 /* The guard's own answer to a HEAD has its headers but no body: a body
  * there would be read by the client as the start of the next reply. */
 static void test_head_rejected_without_body(void)
@@ -333,6 +355,31 @@ static void test_head_rejected_without_body(void)
 	CHECK(end != NULL);
 	if (end)
 		CHECK_INT((int)strlen(end + 4), ==, 0);
+	/* A bare LF after the target ends an HTTP/0.9 line, refused; llhttp
+	 * (strict, as a client reading the whole stream would parse it)
+	 * completes the target only at the byte after that LF. Sent three
+	 * bytes at a time, the LF ends a piece: the answer is still a
+	 * HEAD's (found by fuzz_server) */
+	{
+		static const char raw[] = "\r\n\r\nHEAD /h\nHo`st: a\r\n\r\n";
+		CHECK_INT(send_in_pieces(s.port, raw, sizeof raw - 1, 3, buf,
+		                         sizeof buf), ==, 400);
+		end = strstr(buf, "\r\n\r\n");
+		CHECK(end != NULL);
+		if (end)
+			CHECK_INT((int)strlen(end + 4), ==, 0);
+	}
+	/* ... while a bare CR there is refused before the target is
+	 * complete, however the bytes come: the answer has its body */
+	{
+		static const char raw[] = "HEAD /x\rHEAD : a";
+		size_t piece;
+		for (piece = 1; piece <= sizeof raw - 1; piece += 7) {
+			CHECK_INT(send_in_pieces(s.port, raw, sizeof raw - 1,
+			                         piece, buf, sizeof buf), ==, 400);
+			CHECK(strstr(buf, "{\"detail\":") != NULL);
+		}
+	}
 	/* a GET still gets the JSON body */
 	CHECK_INT(th_exchange(s.port, "GET /hello HTTP/1.1\r\nHost: a\r\n"
 	                              "Host: b\r\n\r\n",
@@ -1034,6 +1081,42 @@ static double cpu_secs(void)
 	       ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 }
 
+/* A request waits (400 ms on the loop) while the client's next one is
+ * already in the socket: the bufferevent does not read it, and the
+ * guard's second read event on the socket (the read pin, which saves an
+ * epoll_ctl per request) must not wake the loop over and over for it. */
+static void test_no_spin_while_request_waits(void)
+{
+	th_server s;
+	char buf[4096];
+	double cpu0, cpu1;
+	const char *a, *b;
+	int fd;
+
+	start(&s);
+	fd = th_connect_send(s.port, KEEPALIVE_GET); /* the pin is set */
+	CHECK(fd >= 0);
+	if (fd >= 0) {
+		read_until(fd, buf, sizeof buf, "{\"Hello\":\"World\"}", 3);
+		send_str(fd, "GET /sleep HTTP/1.1\r\nHost: t\r\n\r\n");
+		th_sleep_ms(50);
+		send_str(fd, KEEPALIVE_GET);
+		th_sleep_ms(20);
+		cpu0 = cpu_secs();
+		th_sleep_ms(250);
+		cpu1 = cpu_secs();
+		CHECK_DBL(cpu1 - cpu0, <, 0.1); /* a spinning loop takes 0.25 */
+		printf("    %.3f s CPU in 250 ms with a request waiting and "
+		       "the next one unread\n", cpu1 - cpu0);
+		read_until(fd, buf, sizeof buf, "{\"Hello\":\"World\"}", 3);
+		a = strstr(buf, "slept");
+		b = strstr(buf, "{\"Hello\":\"World\"}");
+		CHECK(a && b && a < b);
+		close(fd);
+	}
+	th_server_stop(&s);
+}
+
 /* Out of descriptors: the server pauses accepting (no busy loop), keeps
  * serving what it has, and accepts again once a descriptor is free. */
 static void test_emfile_pauses_accept(void)
@@ -1307,6 +1390,8 @@ int main(int argc, char **argv)
 		{"guard.json_bodies_422", test_json_bodies_422},
 		{"guard.disconnect_every_stage", test_disconnect_every_stage},
 		{"guard.emfile_pauses_accept", test_emfile_pauses_accept},
+		{"guard.no_spin_while_request_waits",
+		 test_no_spin_while_request_waits},
 		{"guard.10k_idle_keepalive", test_10k_idle_keepalive},
 		{NULL, NULL}};
 	return th_main(argc, argv, tests);

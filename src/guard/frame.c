@@ -56,6 +56,9 @@ struct evapi__frame {
 	evapi__frame_limits lim;
 	int st;
 	int is_head;           /* this message's method is HEAD */
+	int target_done;       /* llhttp reported the end of the target */
+	int lf_held;           /* a bare LF ended the target: refused once
+	                        * the next byte comes (see evapi__frame_feed) */
 	int phase;
 	size_t phase_raw;      /* raw bytes of the current phase so far */
 	char prev;             /* last byte of the field section scanned */
@@ -135,6 +138,7 @@ static int on_message_begin(llhttp_t *p)
 	evapi__frame *f = FRAME(p);
 	f->st = ST_HEAD;
 	f->is_head = 0;
+	f->target_done = 0;
 	f->began = 1;
 	return 0;
 }
@@ -168,7 +172,9 @@ static const char *method_name(int m);
 
 /* The request line's target was read (llhttp tells this at the same
  * byte however the input is sliced, unlike a header name's span): a
- * refusal from here on answers this method (a HEAD gets no body). The
+ * refusal from here on answers this method (a HEAD gets no body; after a
+ * target that a bare LF ends, llhttp says so only at the next byte: see
+ * lf_held in evapi__frame_feed). The
  * re-framed request line goes first in head (nothing is there yet: the
  * fields come after the line), as HTTP/1.1; on_headers_complete turns
  * the minor version to 0 where it is. An unknown method writes no line:
@@ -181,6 +187,7 @@ static int on_url_complete(llhttp_t *p)
 	char *o;
 
 	f->is_head = p->method == HTTP_HEAD;
+	f->target_done = 1;
 	if (!m)
 		return 0;
 	ml = strlen(m);
@@ -745,6 +752,7 @@ static void next_request(evapi__frame *f)
 	sb_reset(&f->connection);
 	sb_reset(&f->ctype);
 	f->line_len = 0;
+	f->lf_held = 0;
 	f->nfields = f->hosts = f->te = f->cl = 0;
 	f->expect_continue = f->keep_body = 0;
 	f->max_body = f->lim.max_body;
@@ -919,6 +927,16 @@ int evapi__frame_feed(evapi__frame *f, const char *data, size_t len,
 	ph0 = f->phase;
 	if (len == 0)
 		return EVAPI__FRAME_MORE;
+	if (f->lf_held) {
+		/* The byte after the LF: llhttp takes it (whatever it is) and
+		 * only then reports the end of the target, so a HEAD's refusal
+		 * is bodiless exactly when a parser reading the whole stream
+		 * sees a complete HEAD target, however the bytes were cut. */
+		llhttp_execute(&f->p, data, 1);
+		f->st = ST_ERROR;
+		*used = 1;
+		return EVAPI__FRAME_ERROR;
+	}
 	/* Feed a bounded phase at most one byte past its bound, so an
 	 * endless header line or chunk line stops there instead of growing
 	 * buffers or being read to its end. */
@@ -928,8 +946,17 @@ int evapi__frame_feed(evapi__frame *f, const char *data, size_t len,
 	e = llhttp_execute(&f->p, data, n);
 	off = e == HPE_OK ? n : (size_t)(llhttp_get_error_pos(&f->p) - data);
 	if (phase_bytes(f, ph0, data, off)) {
-		f->st = ST_ERROR;
 		*used = off;
+		if (e == HPE_OK && off > 0 && f->st == ST_HEAD && !f->target_done &&
+		    data[off - 1] == '\n') {
+			/* A bare LF ended the target (an HTTP/0.9 line) and is
+			 * the last byte here: llhttp reports the end of the
+			 * target only at the byte after it, so the refusal
+			 * waits for that byte (see above). */
+			f->lf_held = 1;
+			return EVAPI__FRAME_MORE;
+		}
+		f->st = ST_ERROR;
 		return EVAPI__FRAME_ERROR;
 	}
 	if (e == HPE_PAUSED_UPGRADE) {

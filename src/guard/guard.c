@@ -109,6 +109,9 @@ struct gconn {
 	int ws_state;        /* WS_* below */
 	int ws_closed;       /* both close frames seen: no linger needed */
 	struct event *ws_rev; /* an open session's reads (ws_take_reads) */
+	struct event *rpin;  /* a second reader of the socket (rpin_keep) */
+	int rpin_on;         /* rpin is added */
+	int rpin_idle;       /* rpin's wakeups since filter_in last ran */
 	unsigned reject_allow; /* methods for an Allow header, with 405 */
 	int reject_head;     /* the rejected request is a HEAD: no body */
 	int silent_close;    /* close without an answer */
@@ -799,6 +802,48 @@ static void ws_read(gconn *c, struct evbuffer *src)
 	evbuffer_drain(src, evbuffer_get_length(src));
 }
 
+/* ---- the read pin ---------------------------------------------------------
+ *
+ * evhttp turns the bufferevent's reading off when it takes a request and
+ * on again once the reply is written. A reply written in the callback
+ * that read its request (evapi__guard_sent_whole) does both in one loop
+ * turn, and libevent's changelist still makes of that delete and add one
+ * epoll_ctl(EPOLL_CTL_MOD) per request, to the interest the socket
+ * already has. A second read event on the socket, kept added, makes
+ * libevent count two readers of it: the bufferevent's delete and add then
+ * move the count between two and one, and epoll is not called. The pin's
+ * callback does nothing while the bufferevent reads as well (filter_in
+ * runs at each wakeup); when the socket is readable and the bufferevent's
+ * reading is off (a request waiting on the pool, reading paused), the
+ * level-triggered pin would wake the loop for nothing, so at its second
+ * wakeup without filter_in it removes itself, and filter_in adds it
+ * again. */
+static void rpin_drop(gconn *c)
+{
+	if (c->rpin_on)
+		event_del(c->rpin);
+	c->rpin_on = 0;
+}
+
+static void rpin_cb(evutil_socket_t fd, short what, void *arg)
+{
+	gconn *c = arg;
+	if (++c->rpin_idle >= 2 || !alive(c))
+		rpin_drop(c);
+}
+
+static void rpin_keep(gconn *c)
+{
+	c->rpin_idle = 0;
+	if (c->rpin_on || c->fd < 0 || c->ws_state != WS_NONE)
+		return;
+	if (!c->rpin)
+		c->rpin = event_new(bufferevent_get_base(c->fbev), c->fd,
+		                    EV_READ | EV_PERSIST, rpin_cb, c);
+	if (c->rpin && event_add(c->rpin, NULL) == 0)
+		c->rpin_on = 1;
+}
+
 /* An open session's bytes, read straight from the socket (see
  * ws_take_reads). One recv per wakeup: the event is level-triggered, so
  * what is left wakes it again, and no recv is spent to see EAGAIN. */
@@ -848,6 +893,7 @@ static void ws_take_reads(gconn *c)
 	                      EV_READ | EV_PERSIST, ws_read_cb, c);
 	if (!c->ws_rev)
 		return;
+	rpin_drop(c);
 	bufferevent_disable(c->ubev, EV_READ);
 	event_add(c->ws_rev, NULL);
 }
@@ -1006,6 +1052,7 @@ filter_in(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
 		return BEV_NEED_MORE;
 	}
 	conn_register(c);
+	rpin_keep(c);
 	while (evbuffer_get_length(src) > 0) {
 		struct evbuffer_iovec v;
 		size_t used;
@@ -1352,6 +1399,8 @@ static void conn_free(void *arg)
 		event_free(c->writable);
 	if (c->ws_rev)
 		event_free(c->ws_rev);
+	if (c->rpin)
+		event_free(c->rpin); /* before the socket closes */
 	if (c->ws)
 		evapi__ws_conn_gone(c->ws);
 	upload_free_all(c); /* their temporary files go */
