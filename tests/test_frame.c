@@ -385,12 +385,16 @@ static void test_head_refused_any_slicing(void)
 {
 	static const char lf[] = "\r\n\r\nHEAD /h\nHo`st: a\r\n\r\n";
 	static const char cr[] = "HEAD /x\rHEAD : a";
+	/* CR and LF before the request line are skipped, a lone CR too */
+	static const char lead[] = "\n\rHEAD /h\nHo`st: a\r\n\r\n";
 	size_t slice;
 	int head;
 
 	for (slice = 1; slice <= sizeof lf; slice++) {
 		int before = th_failed;
 		CHECK_INT(refusal(lf, sizeof lf - 1, slice, &head), ==, 400);
+		CHECK_INT(head, ==, 1);
+		CHECK_INT(refusal(lead, sizeof lead - 1, slice, &head), ==, 400);
 		CHECK_INT(head, ==, 1);
 		CHECK_INT(refusal(cr, sizeof cr - 1, slice, &head), ==, 400);
 		CHECK_INT(head, ==, 0);

@@ -923,10 +923,30 @@ int evapi__frame_feed(evapi__frame *f, const char *data, size_t len,
 	}
 	if (f->st == ST_DONE)
 		next_request(f);
-	st0 = f->st;
-	ph0 = f->phase;
 	if (len == 0)
 		return EVAPI__FRAME_MORE;
+	if (f->st == ST_IDLE && (data[0] == '\r' || data[0] == '\n')) {
+		/* CR and LF before a request line: llhttp (strict as well)
+		 * skips any mix of them, so they are not a field section's
+		 * line endings and the bare-CR/LF scan must not see them.
+		 * They still count against the header bound. */
+		size_t k = 1;
+		int rc;
+		while (k < len && (data[k] == '\r' || data[k] == '\n'))
+			k++;
+		if (f->lim.max_head && f->phase_raw + k > f->lim.max_head) {
+			*used = 0;
+			f->st = ST_ERROR;
+			fail_now(f, 431, "Request header fields too large");
+			return EVAPI__FRAME_ERROR;
+		}
+		f->phase_raw += k;
+		rc = evapi__frame_feed(f, data + k, len - k, used);
+		*used += k;
+		return rc;
+	}
+	st0 = f->st;
+	ph0 = f->phase;
 	if (f->lf_held) {
 		/* The byte after the LF: llhttp takes it (whatever it is) and
 		 * only then reports the end of the target, so a HEAD's refusal
