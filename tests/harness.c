@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -605,6 +606,7 @@ pid_t th_nginx_start(const char *dir, int port)
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		dup2(null, STDOUT_FILENO);
 		dup2(null, STDERR_FILENO);
+		th_child_close_fds();
 		execvp("nginx", argv);
 		_exit(127);
 	}
@@ -628,4 +630,19 @@ void th_nginx_stop(pid_t pid)
 		return;
 	kill(pid, SIGTERM);
 	waitpid(pid, &status, 0);
+}
+
+void th_child_close_fds(void)
+{
+	long fd, max;
+
+#ifdef SYS_close_range
+	if (syscall(SYS_close_range, 3U, ~0U, 0U) == 0)
+		return;
+#endif
+	max = sysconf(_SC_OPEN_MAX);
+	if (max < 0 || max > 65536)
+		max = 65536;
+	for (fd = 3; fd < max; fd++)
+		close((int)fd);
 }

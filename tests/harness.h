@@ -135,6 +135,13 @@ int th_count_responses(const char *buf);
 
 /* A loopback port free right now (bound to port 0, then released). */
 int th_free_port(void);
+
+/* In a forked child before exec: closes every descriptor from 3 up, so
+ * a peer process (redis-server, postgres, nginx) holds none of the test
+ * app's sockets. One it held would keep an old connection's file alive
+ * inside the app's epoll set after the app closed it, reporting events
+ * for a later socket that reuses the number. */
+void th_child_close_fds(void);
 /* As th_connect_send, with SO_RCVBUF set to `rcvbuf` before connecting
  * (a slow reader with a small window). */
 int th_connect_rcvbuf(int port, const char *raw, int rcvbuf);

@@ -79,6 +79,7 @@ static pid_t spawn(const th_pg *pg, char *const *argv, const char *log)
 		if (nul > 2)
 			close(nul);
 		prctl(PR_SET_PDEATHSIG, SIGINT);
+		th_child_close_fds();
 		execv(full[0], full);
 		_exit(127);
 	}

@@ -72,6 +72,7 @@ int th_redis_up(th_redis *r)
 			dup2(nul, 1);
 		}
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		th_child_close_fds();
 		execv(argv[0], argv);
 		_exit(127);
 	}

@@ -719,6 +719,7 @@ static void test_restart_ws_session(void)
 		FILE *o = freopen(out, "w", stdout);
 		(void)o;
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		th_child_close_fds();
 		execv(py, argv);
 		_exit(127);
 	}
