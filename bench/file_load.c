@@ -8,7 +8,17 @@
  * every byte (wrk copies it 8 KiB at a time, and at a few GB/s that
  * copy, not the server, is what it measures).
  *
- *   file_load PORT PATH CONNS SECS
+ * While a body arrives the socket's SO_RCVLOWAT asks the kernel to wake
+ * the client only once LOWAT bytes (64 KiB, or what is left of the body
+ * when less) are queued. On loopback the data reaches the reader's
+ * socket in the sender's context, so waking the reader (an inter-
+ * processor interrupt when it sleeps on the other CPU) is charged to
+ * the server under test: woken for every segment, the client made a
+ * kernel-bound server spend much of its CPU waking it, and measured
+ * that rather than the server. A LOWAT of 1 (the kernel's default)
+ * gives the old behaviour.
+ *
+ *   file_load PORT PATH CONNS SECS [LOWAT]
  *       CONNS connections to 127.0.0.1:PORT, each asking for PATH over
  *       and over for SECS seconds; a reply is timed from the request's
  *       send to its body's last byte.
@@ -44,6 +54,7 @@ typedef struct conn {
 	int in_body;
 	int closing; /* the reply said "Connection: close" */
 	long long left; /* body bytes still to come */
+	int lowat;      /* the socket's SO_RCVLOWAT */
 	int64_t sent_at;
 } conn;
 
@@ -55,6 +66,7 @@ static int ep;
 static int64_t *lat; /* reply times, us */
 static size_t nlat, caplat;
 static long long errors, bytes;
+static int lowat = 64 * 1024;
 
 /* Microseconds on the monotonic clock. */
 static int64_t usec(void)
@@ -83,9 +95,20 @@ static void record(int64_t us)
 	lat[nlat++] = us;
 }
 
+/* Wakes for `want` bytes from now on (1: for any). */
+static void set_lowat(conn *c, long long want)
+{
+	int v = want < 1 ? 1 : want > lowat ? lowat : (int)want;
+
+	if (v != c->lowat &&
+	    setsockopt(c->fd, SOL_SOCKET, SO_RCVLOWAT, &v, sizeof v) == 0)
+		c->lowat = v;
+}
+
 /* Sends the request; it is small enough for an empty socket buffer. */
 static int ask(conn *c)
 {
+	set_lowat(c, 1); /* the header section, then the body's size */
 	c->hl = 0;
 	c->in_body = 0;
 	c->sent_at = usec();
@@ -99,6 +122,7 @@ static int open_conn(conn *c)
 	int one = 1;
 
 	c->fd = socket(AF_INET, SOCK_STREAM, 0);
+	c->lowat = 1;
 	memset(&a, 0, sizeof a);
 	a.sin_family = AF_INET;
 	a.sin_port = htons((uint16_t)port);
@@ -187,8 +211,13 @@ static int on_readable(conn *c)
 		}
 		if (n == 0)
 			return -1;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			if (c->in_body)
+				set_lowat(c, c->left);
+			return 0;
+		}
 		if (n < 0)
-			return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+			return -1;
 		if (c->in_body && c->left == 0) {
 			record(usec() - c->sent_at);
 			if (c->closing)
@@ -207,15 +236,18 @@ int main(int argc, char **argv)
 	conn *cs;
 	int nconn, i, n;
 
-	if (argc != 5) {
-		fprintf(stderr, "usage: %s PORT PATH CONNS SECS\n", argv[0]);
+	if (argc != 5 && argc != 6) {
+		fprintf(stderr, "usage: %s PORT PATH CONNS SECS [LOWAT]\n",
+		        argv[0]);
 		return 2;
 	}
 	port = atoi(argv[1]);
 	path = argv[2];
 	nconn = atoi(argv[3]);
 	secs = atof(argv[4]);
-	if (port <= 0 || nconn <= 0 || secs <= 0) {
+	if (argc == 6)
+		lowat = atoi(argv[5]);
+	if (port <= 0 || nconn <= 0 || secs <= 0 || lowat < 1) {
 		fprintf(stderr, "bad arguments\n");
 		return 2;
 	}
