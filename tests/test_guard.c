@@ -14,6 +14,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <stdlib.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -77,6 +78,33 @@ static void big_reply(evapi_req *req, void *arg)
 	free(b);
 }
 
+/* guard.replies_after_the_turn: the clients' sockets, and the bytes
+ * they held when the second /peek request was handled. */
+static int peek_fds[2] = {-1, -1};
+static int peek_calls;
+static int peek_seen = -1;
+
+/* Holds the loop: requests sent meanwhile are read in one turn. */
+static void stall(evapi_req *req, void *arg)
+{
+	th_sleep_ms(300);
+	evapi_reply_text(req, 200, "stalled");
+}
+
+static void peek(evapi_req *req, void *arg)
+{
+	if (__atomic_add_fetch(&peek_calls, 1, __ATOMIC_SEQ_CST) == 2) {
+		int i, n, sum = 0;
+		for (i = 0; i < 2; i++) {
+			int fd = __atomic_load_n(&peek_fds[i], __ATOMIC_SEQ_CST);
+			if (fd >= 0 && ioctl(fd, FIONREAD, &n) == 0)
+				sum += n;
+		}
+		__atomic_store_n(&peek_seen, sum, __ATOMIC_SEQ_CST);
+	}
+	evapi_reply_text(req, 200, "peeked");
+}
+
 static const evapi_field decl_body[] = {
 	{.name = "name", .type = EVAPI_STRING, .required = 1}, {0}};
 
@@ -98,6 +126,8 @@ static evapi_app *make_app(evapi_config *cfg)
 	evapi_app_route(app, EVAPI_POST, "/json", EVAPI_INLINE, json_route,
 	                NULL);
 	evapi_app_route(app, EVAPI_GET, "/big", EVAPI_INLINE, big_reply, NULL);
+	evapi_app_route(app, EVAPI_GET, "/stall", EVAPI_INLINE, stall, NULL);
+	evapi_app_route(app, EVAPI_GET, "/peek", EVAPI_INLINE, peek, NULL);
 	return app;
 }
 
@@ -1117,6 +1147,52 @@ static void test_no_spin_while_request_waits(void)
 	th_server_stop(&s);
 }
 
+/* Two requests on two connections, read in one loop turn (the loop was
+ * held while they arrived): both are handled before either reply is
+ * written, so a client that sent both wakes once for the two replies.
+ * When the second is handled, the first one's client has nothing yet;
+ * a reply written as soon as its handler returned would be there. */
+static void test_replies_after_the_turn(void)
+{
+	th_server s;
+	char buf[4096];
+	int fd[2], hold, i;
+
+	start(&s);
+	for (i = 0; i < 2; i++) {
+		fd[i] = th_connect_send(s.port, KEEPALIVE_GET);
+		CHECK(fd[i] >= 0);
+		if (fd[i] >= 0)
+			read_until(fd[i], buf, sizeof buf, "{\"Hello\":\"World\"}",
+			           3);
+		__atomic_store_n(&peek_fds[i], fd[i], __ATOMIC_SEQ_CST);
+	}
+	hold = th_connect_send(s.port, "GET /stall HTTP/1.1\r\nHost: t\r\n\r\n");
+	CHECK(hold >= 0);
+	th_sleep_ms(100); /* the loop is in /stall */
+	for (i = 0; i < 2; i++)
+		if (fd[i] >= 0)
+			send_str(fd[i], "GET /peek HTTP/1.1\r\nHost: t\r\n\r\n");
+	for (i = 0; i < 2; i++) {
+		memset(buf, 0, sizeof buf);
+		if (fd[i] >= 0)
+			read_until(fd[i], buf, sizeof buf, "peeked", 5);
+		CHECK(strstr(buf, "peeked") != NULL);
+	}
+	CHECK_INT(__atomic_load_n(&peek_calls, __ATOMIC_SEQ_CST), ==, 2);
+	CHECK_INT(__atomic_load_n(&peek_seen, __ATOMIC_SEQ_CST), ==, 0);
+	printf("    bytes at the clients when the second request was "
+	       "handled: %d\n", __atomic_load_n(&peek_seen, __ATOMIC_SEQ_CST));
+	for (i = 0; i < 2; i++) {
+		__atomic_store_n(&peek_fds[i], -1, __ATOMIC_SEQ_CST);
+		if (fd[i] >= 0)
+			close(fd[i]);
+	}
+	if (hold >= 0)
+		close(hold);
+	th_server_stop(&s);
+}
+
 /* Out of descriptors: the server pauses accepting (no busy loop), keeps
  * serving what it has, and accepts again once a descriptor is free. */
 static void test_emfile_pauses_accept(void)
@@ -1392,6 +1468,7 @@ int main(int argc, char **argv)
 		{"guard.emfile_pauses_accept", test_emfile_pauses_accept},
 		{"guard.no_spin_while_request_waits",
 		 test_no_spin_while_request_waits},
+		{"guard.replies_after_the_turn", test_replies_after_the_turn},
 		{"guard.10k_idle_keepalive", test_10k_idle_keepalive},
 		{NULL, NULL}};
 	return th_main(argc, argv, tests);

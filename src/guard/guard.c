@@ -75,6 +75,10 @@ typedef struct evapi__guard {
 	struct event *resume_ev;
 	struct event *kick_ev;   /* runs the connections on `kicked` */
 	struct gconn_list kicked;
+	/* Whole replies written once the requests read in this loop turn
+	 * have been handled: see evapi__guard_sent_whole. */
+	struct event *flush_ev;
+	struct gconn_list flushq;
 	evapi__frame *spare[SPARE_FRAMES_CAP]; /* parsers to reuse */
 	int nspare;
 	/* What an open session sends while a read that carried several
@@ -97,6 +101,8 @@ struct gconn {
 	struct event *timer; /* the connection's deadline */
 	TAILQ_ENTRY(gconn) kick_link; /* on g->kicked while `kicked` */
 	int kicked;          /* "look again now": see conn_kick */
+	TAILQ_ENTRY(gconn) flush_link; /* on g->flushq while `flush_due` */
+	int flush_due;       /* a whole reply waits for flush_cb */
 	int fd;
 	int queued;          /* requests evhttp has not answered yet */
 	int served;          /* requests handed to evhttp */
@@ -805,8 +811,8 @@ static void ws_read(gconn *c, struct evbuffer *src)
 /* ---- the read pin ---------------------------------------------------------
  *
  * evhttp turns the bufferevent's reading off when it takes a request and
- * on again once the reply is written. A reply written in the callback
- * that read its request (evapi__guard_sent_whole) does both in one loop
+ * on again once the reply is written. A reply written in the loop turn
+ * that read its request (evapi__guard_sent_whole) does both in one
  * turn, and libevent's changelist still makes of that delete and add one
  * epoll_ctl(EPOLL_CTL_MOD) per request, to the interest the socket
  * already has. A second read event on the socket, kept added, makes
@@ -1395,6 +1401,8 @@ static void conn_free(void *arg)
 		event_free(c->timer);
 	if (c->kicked)
 		TAILQ_REMOVE(&g->kicked, c, kick_link);
+	if (c->flush_due)
+		TAILQ_REMOVE(&g->flushq, c, flush_link);
 	if (c->writable)
 		event_free(c->writable);
 	if (c->ws_rev)
@@ -1539,23 +1547,16 @@ static int plain(gconn *c)
 	       alive(c);
 }
 
-/* Sending from here is safe where the buffer callback was not: evhttp
- * set its "response done" callback before evhttp_send_reply returned.
- * When the kernel takes the whole reply, evhttp completes it inside
- * this call (it frees its request, and the connection after a
- * "Connection: close"); the caller touches neither afterwards. */
-void evapi__guard_sent_whole(gconn *c, int now)
+/* Writes a whole reply queued by evapi__guard_sent_whole, when nothing
+ * came between (then the kick does it). Sending from here is safe where
+ * the buffer callback was not: evhttp set its "response done" callback
+ * before evhttp_send_reply returned. When the kernel takes the whole
+ * reply, evhttp completes it inside this call (it frees its request,
+ * and the connection after a "Connection: close"); nothing here touches
+ * either afterwards. */
+static void flush_whole(gconn *c)
 {
-	if (!c)
-		return;
-	if (c->handing_over) {
-		c->handing_over = 0;
-		if (alive(c))
-			evbuffer_cb_set_flags(bufferevent_get_output(c->fbev),
-			                      c->fout_cb, EVBUFFER_CB_ENABLED);
-	}
-	if (now && plain(c) &&
-	    (bufferevent_get_enabled(c->fbev) & EV_WRITE)) {
+	if (plain(c) && (bufferevent_get_enabled(c->fbev) & EV_WRITE)) {
 		flush_evhttp(c);
 		if (!alive(c))
 			return; /* evhttp closed it after the reply */
@@ -1564,6 +1565,51 @@ void evapi__guard_sent_whole(gconn *c, int now)
 			conn_arm(c);
 			return;
 		}
+	}
+	conn_kick(c);
+}
+
+/* Runs the queued replies, those queued meanwhile too (a pipelined
+ * request's, read once the reply before it was out): each connection
+ * holds at most PIPELINE_MAX, so this ends. A connection freed
+ * meanwhile has left the queue (conn_free). */
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	evapi__guard *g = arg;
+	gconn *c;
+
+	while ((c = TAILQ_FIRST(&g->flushq))) {
+		TAILQ_REMOVE(&g->flushq, c, flush_link);
+		c->flush_due = 0;
+		flush_whole(c);
+	}
+}
+
+/* A whole reply is written a moment later, not here: once the loop has
+ * handled the other requests read in the same turn (flush_ev is made
+ * active, so it runs in this turn, after the callbacks already due). A
+ * client that sent several requests on several connections then gets
+ * their replies back to back and wakes once for them, as it does from
+ * raw evhttp, which writes on the socket's next writable event; written
+ * one by one between the reads, each reply could wake it on its own. */
+void evapi__guard_sent_whole(gconn *c, int now)
+{
+	evapi__guard *g;
+
+	if (!c)
+		return;
+	if (c->handing_over) {
+		c->handing_over = 0;
+		if (alive(c))
+			evbuffer_cb_set_flags(bufferevent_get_output(c->fbev),
+			                      c->fout_cb, EVBUFFER_CB_ENABLED);
+	}
+	g = c->g;
+	if (now && !c->flush_due && g->flush_ev && plain(c)) {
+		c->flush_due = 1;
+		TAILQ_INSERT_TAIL(&g->flushq, c, flush_link);
+		event_active(g->flush_ev, EV_TIMEOUT, 0);
+		return;
 	}
 	conn_kick(c);
 }
@@ -1640,13 +1686,17 @@ int evapi__guard_init(evapi_app *app)
 	g->lim.max_fields = cfg->max_header_fields;
 	g->lim.max_chunk_line = cfg->max_chunk_line_bytes;
 	TAILQ_INIT(&g->kicked);
+	TAILQ_INIT(&g->flushq);
 	g->resume_ev = evtimer_new(app->base, resume_cb, g);
 	g->kick_ev = event_new(app->base, -1, 0, kick_cb, g);
-	if (!g->resume_ev || !g->kick_ev) {
+	g->flush_ev = event_new(app->base, -1, 0, flush_cb, g);
+	if (!g->resume_ev || !g->kick_ev || !g->flush_ev) {
 		if (g->resume_ev)
 			event_free(g->resume_ev);
 		if (g->kick_ev)
 			event_free(g->kick_ev);
+		if (g->flush_ev)
+			event_free(g->flush_ev);
 		free(g);
 		return EVAPI_ENOMEM;
 	}
@@ -1685,6 +1735,9 @@ void evapi__guard_free(evapi_app *app)
 	if (g->kick_ev)
 		event_free(g->kick_ev);
 	g->kick_ev = NULL;
+	if (g->flush_ev)
+		event_free(g->flush_ev);
+	g->flush_ev = NULL;
 	while (g->nspare > 0)
 		evapi__frame_free(g->spare[--g->nspare]);
 	free(g->byfd);
