@@ -83,10 +83,12 @@ static void big_reply(evapi_req *req, void *arg)
 static int peek_fds[2] = {-1, -1};
 static int peek_calls;
 static int peek_seen = -1;
+static int stalling;
 
 /* Holds the loop: requests sent meanwhile are read in one turn. */
 static void stall(evapi_req *req, void *arg)
 {
+	__atomic_store_n(&stalling, 1, __ATOMIC_SEQ_CST);
 	th_sleep_ms(300);
 	evapi_reply_text(req, 200, "stalled");
 }
@@ -1169,7 +1171,10 @@ static void test_replies_after_the_turn(void)
 	}
 	hold = th_connect_send(s.port, "GET /stall HTTP/1.1\r\nHost: t\r\n\r\n");
 	CHECK(hold >= 0);
-	th_sleep_ms(100); /* the loop is in /stall */
+	for (i = 0; i < 500 && !__atomic_load_n(&stalling, __ATOMIC_SEQ_CST);
+	     i++)
+		th_sleep_ms(10); /* until the loop is in /stall */
+	CHECK(__atomic_load_n(&stalling, __ATOMIC_SEQ_CST));
 	for (i = 0; i < 2; i++)
 		if (fd[i] >= 0)
 			send_str(fd[i], "GET /peek HTTP/1.1\r\nHost: t\r\n\r\n");
