@@ -39,6 +39,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_struct.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/listener.h>
@@ -48,6 +49,8 @@
 #define LINGER_MS 1000
 #define RESUME_ACCEPT_MS 250
 #define PIPELINE_MAX 32
+/* One read of the socket takes at most this much (sock_read_cb). */
+#define READ_MAX 16384
 /* A file body sends at most this much per loop turn (file_step): a fast
  * reader of a large file cannot keep the loop from the others. */
 #define FILE_TURN (1024 * 1024)
@@ -164,6 +167,7 @@ enum { WS_NONE = 0, WS_PENDING, WS_OPEN, WS_ENDING };
 static void conn_kick(gconn *c);
 static gconn *conn_of(evapi_app *app, struct bufferevent *bev);
 static void ws_take_reads(gconn *c);
+static void reads_take(gconn *c);
 static void writable_cb(evutil_socket_t fd, short what, void *arg);
 static void flush_evhttp(gconn *c);
 static long send_some(gconn *c, struct evbuffer *b);
@@ -226,6 +230,7 @@ static void conn_register(gconn *c)
 	}
 	g->byfd[fd] = c;
 	c->fd = fd;
+	reads_take(c);
 }
 
 /* ---- parsers ------------------------------------------------------------- */
@@ -850,6 +855,105 @@ static void rpin_keep(gconn *c)
 		c->rpin_on = 1;
 }
 
+/* ---- reading the socket ----------------------------------------------------
+ *
+ * libevent's socket bufferevent reads with evbuffer_read, which asks the
+ * kernel how much is waiting (ioctl FIONREAD) before each readv: one
+ * system call per request more than the read needs. Once the socket is
+ * known (conn_register), the guard gives that bufferevent's read event a
+ * callback of its own. The event stays libevent's to add and remove, so
+ * everything that decides whether the socket is read still does:
+ * evhttp turning the filter's reading off and on (libevent suspends the
+ * socket bufferevent's), reading_update, ws_take_reads, the read pin.
+ * Only the wakeup changes: one recv of up to READ_MAX, whose bytes join
+ * the input buffer, then what libevent's reader would run: the filter's
+ * read callback (filter_in), or on end of file or an error the event
+ * callback with BEV_EVENT_READING, reading off. The recv goes to the
+ * stack and the bytes are copied: space reserved in the input buffer for
+ * a whole READ_MAX is a 32 KiB allocation per read, where libevent's,
+ * sized by FIONREAD, fits the request (bench/NOTES.md, step 15). Nothing
+ * sets a timeout or a read watermark on the socket bufferevent (evhttp's
+ * timeouts are the filter's own), so the event is added without one. A
+ * later bufferevent_setfd would give libevent its reader back. */
+static void sock_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	gconn *c = arg;
+	struct bufferevent *u = c->ubev;
+	struct evbuffer *in = bufferevent_get_input(u);
+	char buf[READ_MAX];
+	ssize_t n;
+	int added;
+
+	(void)what;
+	if (!alive(c)) {
+		event_del(&u->ev_read);
+		return;
+	}
+	n = recv(fd, buf, sizeof buf, 0);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return;
+	if (n > 0) {
+		/* the socket bufferevent keeps its input's end frozen but
+		 * while it reads; so do we */
+		evbuffer_unfreeze(in, 0);
+		added = evbuffer_add(in, buf, (size_t)n);
+		evbuffer_freeze(in, 0);
+		if (added == 0) {
+			bufferevent_trigger(u, EV_READ, 0);
+			return;
+		}
+	}
+	/* the peer closed or reset (or the bytes found no room): as
+	 * libevent's reader reports it */
+	bufferevent_disable(u, EV_READ);
+	bufferevent_trigger_event(u,
+	                          (n == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR) |
+	                                  BEV_EVENT_READING,
+	                          0);
+}
+
+static void reads_take(gconn *c)
+{
+	struct bufferevent *u = c->ubev;
+	int on;
+
+	if (event_get_callback(&u->ev_read) == sock_read_cb ||
+	    event_get_fd(&u->ev_read) != c->fd)
+		return;
+	/* added or not, as libevent left it; from inside its own callback
+	 * too (the first read), which libevent allows */
+	on = event_pending(&u->ev_read, EV_READ, NULL) != 0;
+	event_del(&u->ev_read);
+	if (event_assign(&u->ev_read, bufferevent_get_base(u), c->fd,
+	                 EV_READ | EV_PERSIST | EV_FINALIZE, sock_read_cb,
+	                 c) == 0 &&
+	    on)
+		event_add(&u->ev_read, NULL);
+}
+
+static void sock_read_gone(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+}
+
+/* c goes before the socket bufferevent, which libevent then finalizes
+ * through its read event, with that event's argument as the
+ * bufferevent: the argument must be the bufferevent again, and the
+ * event must not call us. */
+static void reads_stop(gconn *c)
+{
+	struct bufferevent *u = c->ubev;
+
+	if (event_get_callback(&u->ev_read) != sock_read_cb)
+		return;
+	event_del(&u->ev_read);
+	event_assign(&u->ev_read, bufferevent_get_base(u),
+	             event_get_fd(&u->ev_read),
+	             EV_READ | EV_PERSIST | EV_FINALIZE, sock_read_gone, u);
+}
+
 /* An open session's bytes, read straight from the socket (see
  * ws_take_reads). One recv per wakeup: the event is level-triggered, so
  * what is left wakes it again, and no recv is spent to see EAGAIN. */
@@ -1409,6 +1513,7 @@ static void conn_free(void *arg)
 		event_free(c->ws_rev);
 	if (c->rpin)
 		event_free(c->rpin); /* before the socket closes */
+	reads_stop(c);
 	if (c->ws)
 		evapi__ws_conn_gone(c->ws);
 	upload_free_all(c); /* their temporary files go */
