@@ -49,6 +49,11 @@
 #define LINGER_MS 1000
 #define RESUME_ACCEPT_MS 250
 #define PIPELINE_MAX 32
+/* Whole replies written together at most (evapi__guard_sent_whole):
+ * their requests' memory is freed together, and glibc's per-thread cache
+ * keeps 7 blocks of a size; more replies held back make the next
+ * requests' allocations take the slow path (bench/NOTES.md, step 16). */
+#define FLUSH_BATCH 4
 /* One read of the socket takes at most this much (sock_read_cb). */
 #define READ_MAX 16384
 /* A file body sends at most this much per loop turn (file_step): a fast
@@ -82,6 +87,7 @@ typedef struct evapi__guard {
 	 * have been handled: see evapi__guard_sent_whole. */
 	struct event *flush_ev;
 	struct gconn_list flushq;
+	int nflush;              /* on flushq */
 	evapi__frame *spare[SPARE_FRAMES_CAP]; /* parsers to reuse */
 	int nspare;
 	/* What an open session sends while a read that carried several
@@ -1505,8 +1511,10 @@ static void conn_free(void *arg)
 		event_free(c->timer);
 	if (c->kicked)
 		TAILQ_REMOVE(&g->kicked, c, kick_link);
-	if (c->flush_due)
+	if (c->flush_due) {
 		TAILQ_REMOVE(&g->flushq, c, flush_link);
+		g->nflush--;
+	}
 	if (c->writable)
 		event_free(c->writable);
 	if (c->ws_rev)
@@ -1685,6 +1693,7 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
 
 	while ((c = TAILQ_FIRST(&g->flushq))) {
 		TAILQ_REMOVE(&g->flushq, c, flush_link);
+		g->nflush--;
 		c->flush_due = 0;
 		flush_whole(c);
 	}
@@ -1692,11 +1701,12 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
 
 /* A whole reply is written a moment later, not here: once the loop has
  * handled the other requests read in the same turn (flush_ev is made
- * active, so it runs in this turn, after the callbacks already due). A
- * client that sent several requests on several connections then gets
- * their replies back to back and wakes once for them, as it does from
- * raw evhttp, which writes on the socket's next writable event; written
- * one by one between the reads, each reply could wake it on its own. */
+ * active, so it runs in this turn, after the callbacks already due), or
+ * with FLUSH_BATCH replies queued, at once with the others. A client
+ * that sent several requests on several connections then gets their
+ * replies back to back and wakes once for them, as it does from raw
+ * evhttp, which writes on the socket's next writable event; written one
+ * by one between the reads, each reply could wake it on its own. */
 void evapi__guard_sent_whole(gconn *c, int now)
 {
 	evapi__guard *g;
@@ -1711,8 +1721,18 @@ void evapi__guard_sent_whole(gconn *c, int now)
 	}
 	g = c->g;
 	if (now && !c->flush_due && g->flush_ev && plain(c)) {
+		if (c->queued > 0) {
+			/* pipelined: evhttp takes the next request once
+			 * this reply is out, and the client waits for both */
+			flush_whole(c);
+			return;
+		}
 		c->flush_due = 1;
 		TAILQ_INSERT_TAIL(&g->flushq, c, flush_link);
+		if (++g->nflush >= FLUSH_BATCH) {
+			flush_cb(-1, 0, g);
+			return;
+		}
 		event_active(g->flush_ev, EV_TIMEOUT, 0);
 		return;
 	}
