@@ -8,7 +8,8 @@
  * else a small page, no external scripts, that fetches the document and
  * lists the operations. /redoc is ReDoc, a read-only reference, when its
  * self-contained bundle (npm's redoc, config.redoc_dir or configure's
- * --with-redoc) can be read; else a 404 saying so. Every URL in the
+ * --with-redoc) can be read; else a 404 saying so (redoc_dir "": no
+ * /redoc route at all). Every URL in the
  * pages is relative, so they work behind a path prefix.
  *
  * Threads: the loop (the routes are inline; the document is rebuilt per
@@ -59,7 +60,7 @@ struct evapi__openapi {
 	struct scheme *schemes;
 	int nschemes;
 	struct file_set swagger; /* none: /docs is the plain page */
-	struct file_set redoc;   /* none: /redoc answers 404 */
+	struct file_set redoc;   /* none: /redoc answers 404, or is off */
 };
 
 static struct evapi__openapi *meta(evapi_app *app)
@@ -944,7 +945,9 @@ int evapi__openapi_routes(evapi_app *app)
 	if (rc == 0 && o->swagger.files)
 		rc = evapi_app_route(app, EVAPI_GET, "/docs/{file}",
 		                     EVAPI_INLINE, docs_file, &o->swagger);
-	if (rc == 0)
+	/* "" turns /redoc off and leaves the path to the app; a bundle
+	 * that cannot be found is explained by the route's 404 */
+	if (rc == 0 && !(redoc && !*redoc))
 		rc = evapi_app_route(app, EVAPI_GET, "/redoc", EVAPI_INLINE,
 		                     redoc_page, &o->redoc);
 	if (rc == 0 && o->redoc.files)

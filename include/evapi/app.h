@@ -155,8 +155,9 @@ typedef struct evapi_config {
 	                              directory of npm redoc's
 	                              redoc.standalone.js, read once by
 	                              evapi_app_new: GET /redoc is ReDoc's
-	                              read-only reference; "" or file
-	                              missing: /redoc answers 404 {"detail"} */
+	                              read-only reference; file missing:
+	                              /redoc answers 404 {"detail"}; "": no
+	                              /redoc route (the path is the app's) */
 	int stats_routes;          /* [0] serve GET /_/stats and /_/metrics */
 	int health_routes;         /* [0] serve GET /_/health (liveness) and
 	                              GET /_/ready (readiness: 503 while not
@@ -230,8 +231,9 @@ EVAPI_EXPORT void evapi_app_free(evapi_app *app);
  * ("/users/me" after "/users/{id}": register the specific one first).
  * It is refused with EVAPI_EEXIST and logged, naming both routes and
  * where each came from (the app, a router: evapi/apirouter.h).
- * That includes the built-in routes when they are on: GET /openapi.json
- * and GET /docs (config openapi), GET /_/stats and GET /_/metrics
+ * That includes the built-in routes when they are on: GET /openapi.json,
+ * GET /docs and GET /redoc (config openapi; redoc_dir "" leaves /redoc
+ * to the app), GET /_/stats and GET /_/metrics
  * (config stats_routes). Returns 0, EVAPI_EINVAL (bad template or
  * method), EVAPI_EEXIST, EVAPI_ENOMEM or EVAPI_ESTATE (app already
  * running).
