@@ -10,7 +10,7 @@
  *   POST /analyze         -> sum of a JSON list, computed on the pool,
  *                            answered from the loop             inline->pool
  *   GET  /_/stats, /_/metrics -> runtime statistics (JSON, Prometheus)
- *   GET  /openapi.json, GET /docs -> the API described (config.openapi)
+ *   GET  /openapi.json, /docs, /redoc -> the API described (config.openapi)
  *   GET  /static/...      -> files under examples/static (--static-dir),
  *                            index.html for a directory    pool
  *
@@ -311,7 +311,7 @@ int main(int argc, char **argv)
 	evapi_config_init(&cfg);
 	cfg.stats_routes = 1;
 	cfg.health_routes = 1;
-	cfg.openapi = 1;                      /* GET /openapi.json, /docs */
+	cfg.openapi = 1;                      /* /openapi.json, /docs, /redoc */
 	cfg.max_body_bytes = (8 << 20) + 65536; /* uploads: 8 MiB of files */
 	/* EVAPI_PORT, EVAPI_POOL_THREADS, ...; the options below win */
 	if (evapi_config_from_env(&cfg, &err) != 0) {

@@ -79,6 +79,7 @@ static const struct var {
 	/* docs and introspection */
 	V(OPENAPI, openapi, K_BOOL),
 	V(SWAGGER_UI_DIR, swagger_ui_dir, K_STR_ANY),
+	V(REDOC_DIR, redoc_dir, K_STR_ANY),
 	V(STATS_ROUTES, stats_routes, K_BOOL),
 	V(HEALTH_ROUTES, health_routes, K_BOOL),
 	/* logging */

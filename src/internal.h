@@ -972,7 +972,8 @@ EVAPI_HIDDEN int evapi__health_routes(evapi_app *app);
 EVAPI_HIDDEN int evapi__is_json_type(const char *ct);
 EVAPI_HIDDEN int evapi__valid_component_name(const char *s);
 /* openapi.c: registers GET /openapi.json, GET /docs and the Swagger UI
- * files under /docs/ (config.openapi); whether a security scheme is
+ * files under /docs/, GET /redoc and ReDoc's bundle under /redoc/
+ * (config.openapi); whether a security scheme is
  * declared; frees the document's info, schemes and loaded files. */
 EVAPI_HIDDEN int evapi__openapi_routes(evapi_app *app);
 EVAPI_HIDDEN int evapi__openapi_has_scheme(const evapi_app *app,

@@ -2,21 +2,26 @@
  * openapi.c: the app's OpenAPI 3.1 document, built from the router, the
  * route declarations and the app's info and security schemes, and the
  * routes that serve it when config.openapi is set: GET /openapi.json,
- * GET /docs and GET /docs/{file}. /docs is Swagger UI when its files
- * (npm's swagger-ui-dist, config.swagger_ui_dir or configure's
- * --with-swagger-ui) can be read; else a small page, no external
- * scripts, that fetches the document and lists the operations. Every URL
- * in both pages is relative, so they work behind a path prefix.
+ * GET /docs, GET /docs/{file}, GET /redoc and GET /redoc/{file}. /docs
+ * is Swagger UI when its files (npm's swagger-ui-dist,
+ * config.swagger_ui_dir or configure's --with-swagger-ui) can be read;
+ * else a small page, no external scripts, that fetches the document and
+ * lists the operations. /redoc is ReDoc, a read-only reference, when its
+ * self-contained bundle (npm's redoc, config.redoc_dir or configure's
+ * --with-redoc) can be read; else a 404 saying so (redoc_dir "": no
+ * /redoc route at all). Every URL in the
+ * pages is relative, so they work behind a path prefix.
  *
  * Threads: the loop (the routes are inline; the document is rebuilt per
  * request from data that is read-only once the app runs, in well under a
- * millisecond for a few dozen routes). The Swagger UI files are read
- * once, by evapi_app_new on the creating thread, never on the loop.
+ * millisecond for a few dozen routes). The Swagger UI and ReDoc files
+ * are read once, by evapi_app_new on the creating thread, never on the
+ * loop.
  * Before evapi_app_run, the creating thread may call evapi_app_openapi,
  * evapi_app_openapi_info and evapi_app_security_scheme.
  */
 #ifdef HAVE_CONFIG_H
-#include <config.h> /* EVAPI_SWAGGER_UI_DIR */
+#include <config.h> /* EVAPI_SWAGGER_UI_DIR, EVAPI_REDOC_DIR */
 #endif
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,14 +32,22 @@
 
 static void openapi_json(evapi_req *req, void *arg);
 static void docs_page(evapi_req *req, void *arg);
+static void redoc_page(evapi_req *req, void *arg);
 static void docs_file(evapi_req *req, void *arg);
 
-/* A file served under /docs/: read once at start, or built in. */
+/* A file served under /docs/ or /redoc/: read once at start, or built
+ * in. */
 struct docs_file {
 	const char *name, *type;
 	char *data;
 	size_t len;
 	char etag[24];
+};
+
+/* The files of one page; files NULL: not installed. */
+struct file_set {
+	struct docs_file *files;
+	int nfiles;
 };
 
 struct scheme {
@@ -46,8 +59,8 @@ struct evapi__openapi {
 	char *title, *version, *description;
 	struct scheme *schemes;
 	int nschemes;
-	struct docs_file *files; /* NULL: no Swagger UI, the plain page */
-	int nfiles;
+	struct file_set swagger; /* none: /docs is the plain page */
+	struct file_set redoc;   /* none: /redoc answers 404, or is off */
 };
 
 static struct evapi__openapi *meta(evapi_app *app)
@@ -132,14 +145,14 @@ int evapi__openapi_has_scheme(const evapi_app *app, const char *name)
 	return 0;
 }
 
-static void free_files(struct evapi__openapi *o)
+static void free_files(struct file_set *set)
 {
 	int i;
-	for (i = 0; o->files && i < o->nfiles; i++)
-		free(o->files[i].data);
-	free(o->files);
-	o->files = NULL;
-	o->nfiles = 0;
+	for (i = 0; set->files && i < set->nfiles; i++)
+		free(set->files[i].data);
+	free(set->files);
+	set->files = NULL;
+	set->nfiles = 0;
 }
 
 void evapi__openapi_free(evapi_app *app)
@@ -154,7 +167,8 @@ void evapi__openapi_free(evapi_app *app)
 		free(o->schemes[i].description);
 	}
 	free(o->schemes);
-	free_files(o);
+	free_files(&o->swagger);
+	free_files(&o->redoc);
 	free(o->title);
 	free(o->version);
 	free(o->description);
@@ -570,7 +584,7 @@ static json_t *common_schemas(void)
 static int served_here(const evapi__route *rt)
 {
 	return rt->cb == openapi_json || rt->cb == docs_page ||
-	       rt->cb == docs_file;
+	       rt->cb == redoc_page || rt->cb == docs_file;
 }
 
 json_t *evapi_app_openapi(evapi_app *app)
@@ -699,10 +713,14 @@ static const char docs_html[] =
 /* Swagger UI: the page and its initialiser load only files under
  * docs/ (relative to /docs, so /docs/...), and the document from
  * "openapi.json" (/openapi.json); no inline script, no CDN. */
+/* The head of the Swagger UI and ReDoc pages, up to their title. */
+#define PAGE_HEAD(title)                                                     \
+	"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n" \
+	"<meta name=\"viewport\" content=\"width=device-width, "             \
+	"initial-scale=1\">\n<title>" title "</title>\n"
+
 static const char swagger_html[] =
-	"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
-	"<meta name=\"viewport\" content=\"width=device-width, "
-	"initial-scale=1\">\n<title>API docs</title>\n"
+	PAGE_HEAD("API docs")
 	"<link rel=\"stylesheet\" href=\"docs/swagger-ui.css\">\n"
 	"<link rel=\"icon\" type=\"image/png\" href=\"docs/favicon-32x32.png\" "
 	"sizes=\"32x32\">\n</head><body>\n<div id=\"swagger-ui\"></div>\n"
@@ -721,7 +739,7 @@ static const char init_js[] =
 static void docs_page(evapi_req *req, void *arg)
 {
 	const struct evapi__openapi *o = arg;
-	if (o && o->files)
+	if (o && o->swagger.files)
 		evapi_reply_bytes(req, 200, "text/html; charset=utf-8",
 		                  swagger_html, sizeof swagger_html - 1);
 	else
@@ -729,10 +747,41 @@ static void docs_page(evapi_req *req, void *arg)
 		                  docs_html, sizeof docs_html - 1);
 }
 
-/* The files /docs/ serves; the first two are required. */
-static const struct {
+/* ReDoc (read-only): its custom element fetches the document from
+ * "openapi.json" (/openapi.json) and the bundle, which carries React and
+ * everything else it needs, is redoc/redoc.standalone.js
+ * (/redoc/redoc.standalone.js); no inline script, no CDN, no web font.
+ * The bundle's side menu shows a logo from ReDoc's CDN: the page's
+ * Content-Security-Policy lets images come only from here (or data:
+ * URLs), so that request is never made and the logo is left out. */
+static const char redoc_html[] =
+	PAGE_HEAD("API reference")
+	"<style>body{margin:0;padding:0}</style>\n</head><body>\n"
+	"<redoc spec-url=\"openapi.json\"></redoc>\n"
+	"<script src=\"redoc/redoc.standalone.js\"></script>\n"
+	"</body></html>\n";
+
+static void redoc_page(evapi_req *req, void *arg)
+{
+	const struct file_set *set = arg;
+	if (!set->files) {
+		evapi_reply_error(req, 404, "ReDoc is not installed on this "
+		                  "server; the API is described at /docs and "
+		                  "/openapi.json");
+		return;
+	}
+	evapi_reply_add_header(req, "Content-Security-Policy",
+	                       "img-src 'self' data:");
+	evapi_reply_bytes(req, 200, "text/html; charset=utf-8", redoc_html,
+	                  sizeof redoc_html - 1);
+}
+
+struct wanted {
 	const char *name, *type;
-} wanted[] = {
+};
+
+/* The files /docs/ serves; the first two are required. */
+static const struct wanted swagger_files[] = {
 	{"swagger-ui.css", "text/css; charset=utf-8"},
 	{"swagger-ui-bundle.js", "text/javascript; charset=utf-8"},
 	{"swagger-ui-standalone-preset.js", "text/javascript; charset=utf-8"},
@@ -741,7 +790,12 @@ static const struct {
 	{"favicon-32x32.png", "image/png"},
 	{"favicon-16x16.png", "image/png"},
 };
-#define NWANTED (sizeof wanted / sizeof wanted[0])
+
+/* The one file /redoc/ serves. */
+static const struct wanted redoc_files[] = {
+	{"redoc.standalone.js", "text/javascript; charset=utf-8"},
+};
+#define COUNT(a) (sizeof a / sizeof a[0])
 #define MAX_DOCS_FILE (8u << 20)
 
 static char *read_file(const char *dir, const char *name, size_t *len)
@@ -777,54 +831,66 @@ static void set_etag(struct docs_file *f)
 	snprintf(f->etag, sizeof f->etag, "\"%llx\"", h ^ f->len);
 }
 
-/* Reads Swagger UI's files from `dir` (creating thread, before the loop
- * runs). 0 with o->files set, or -1 when a required file is missing:
- * then /docs stays the plain page. */
-static int load_files(struct evapi__openapi *o, const char *dir)
+/* Reads the `n` files of `w` from `dir` into `set`, with room for
+ * `extra` built-in ones (creating thread, before the loop runs). 0, or
+ * -1 when one of the first `required` is missing: then `set` stays
+ * empty. */
+static int load_files(struct file_set *set, const char *dir,
+                      const struct wanted *w, size_t n, size_t required,
+                      size_t extra)
 {
 	size_t i;
-	o->files = calloc(NWANTED + 1, sizeof *o->files);
-	if (!o->files)
+	set->files = calloc(n + extra, sizeof *set->files);
+	if (!set->files)
 		return -1;
-	for (i = 0; i < NWANTED; i++) {
-		struct docs_file *f = &o->files[o->nfiles];
-		f->data = read_file(dir, wanted[i].name, &f->len);
-		if (!f->data && i < 2) {
-			free_files(o);
+	for (i = 0; i < n; i++) {
+		struct docs_file *f = &set->files[set->nfiles];
+		f->data = read_file(dir, w[i].name, &f->len);
+		if (!f->data && i < required) {
+			free_files(set);
 			return -1;
 		}
 		if (!f->data)
 			continue;
-		f->name = wanted[i].name;
-		f->type = wanted[i].type;
+		f->name = w[i].name;
+		f->type = w[i].type;
 		set_etag(f);
-		o->nfiles++;
+		set->nfiles++;
 	}
-	/* our initialiser, built in */
-	o->files[o->nfiles].name = "evapi-docs.js";
-	o->files[o->nfiles].type = "text/javascript; charset=utf-8";
-	o->files[o->nfiles].data = strdup(init_js);
-	o->files[o->nfiles].len = sizeof init_js - 1;
-	if (!o->files[o->nfiles].data) {
-		free_files(o);
+	return 0;
+}
+
+/* Swagger UI's files, then our initialiser, built in. */
+static int load_swagger(struct file_set *set, const char *dir)
+{
+	struct docs_file *f;
+	if (load_files(set, dir, swagger_files, COUNT(swagger_files), 2, 1))
+		return -1;
+	f = &set->files[set->nfiles];
+	f->name = "evapi-docs.js";
+	f->type = "text/javascript; charset=utf-8";
+	f->len = sizeof init_js - 1;
+	if (!(f->data = strdup(init_js))) {
+		free_files(set);
 		return -1;
 	}
-	set_etag(&o->files[o->nfiles++]);
+	set_etag(f);
+	set->nfiles++;
 	return 0;
 }
 
 static void docs_file(evapi_req *req, void *arg)
 {
-	const struct evapi__openapi *o = arg;
+	const struct file_set *set = arg;
 	const char *name = evapi_req_param(req, "file"), *inm;
 	int i;
 
-	for (i = 0; o && o->files && name && i < o->nfiles; i++) {
-		const struct docs_file *f = &o->files[i];
+	for (i = 0; name && i < set->nfiles; i++) {
+		const struct docs_file *f = &set->files[i];
 		if (strcmp(f->name, name) != 0)
 			continue;
-		/* the files change only with a new Swagger UI: a day of
-		 * caching, then a revalidation answered 304 */
+		/* the files change only with a new Swagger UI or ReDoc: a
+		 * day of caching, then a revalidation answered 304 */
 		evapi_reply_add_header(req, "Cache-Control",
 		                       "public, max-age=86400");
 		evapi_reply_add_header(req, "ETag", f->etag);
@@ -842,28 +908,50 @@ static void docs_file(evapi_req *req, void *arg)
 int evapi__openapi_routes(evapi_app *app)
 {
 	struct evapi__openapi *o = meta(app);
-	const char *dir = app->cfg.swagger_ui_dir;
+	/* the config's directories, else configure's; "": none */
+	const char *swagger = app->cfg.swagger_ui_dir;
+	const char *redoc = app->cfg.redoc_dir;
 	int rc;
 
 #ifdef EVAPI_SWAGGER_UI_DIR
-	if (!dir)
-		dir = EVAPI_SWAGGER_UI_DIR;
+	if (!swagger)
+		swagger = EVAPI_SWAGGER_UI_DIR;
+#endif
+#ifdef EVAPI_REDOC_DIR
+	if (!redoc)
+		redoc = EVAPI_REDOC_DIR;
 #endif
 	if (!o)
 		return EVAPI_ENOMEM;
-	if (dir && *dir && load_files(o, dir) != 0)
+	if (swagger && *swagger && load_swagger(&o->swagger, swagger) != 0)
 		evapi__log(app, EVAPI_LOG_WARN,
 		           "swagger_ui_dir %s: no swagger-ui.css and "
 		           "swagger-ui-bundle.js there; /docs is the plain page",
-		           dir);
-	app->cfg.swagger_ui_dir = NULL; /* borrowed until now only */
+		           swagger);
+	if (redoc && *redoc &&
+	    load_files(&o->redoc, redoc, redoc_files, COUNT(redoc_files), 1,
+	               0) != 0)
+		evapi__log(app, EVAPI_LOG_WARN,
+		           "redoc_dir %s: no redoc.standalone.js there; /redoc "
+		           "answers 404", redoc);
+	/* borrowed until now only */
+	app->cfg.swagger_ui_dir = NULL;
+	app->cfg.redoc_dir = NULL;
 	rc = evapi_app_route(app, EVAPI_GET, "/openapi.json", EVAPI_INLINE,
 	                     openapi_json, app);
 	if (rc == 0)
 		rc = evapi_app_route(app, EVAPI_GET, "/docs", EVAPI_INLINE,
 		                     docs_page, o);
-	if (rc == 0 && o->files)
+	if (rc == 0 && o->swagger.files)
 		rc = evapi_app_route(app, EVAPI_GET, "/docs/{file}",
-		                     EVAPI_INLINE, docs_file, o);
+		                     EVAPI_INLINE, docs_file, &o->swagger);
+	/* "" turns /redoc off and leaves the path to the app; a bundle
+	 * that cannot be found is explained by the route's 404 */
+	if (rc == 0 && !(redoc && !*redoc))
+		rc = evapi_app_route(app, EVAPI_GET, "/redoc", EVAPI_INLINE,
+		                     redoc_page, &o->redoc);
+	if (rc == 0 && o->redoc.files)
+		rc = evapi_app_route(app, EVAPI_GET, "/redoc/{file}",
+		                     EVAPI_INLINE, docs_file, &o->redoc);
 	return rc;
 }

@@ -1,17 +1,21 @@
 /*
- * test_docs_browser.c: /docs in a real browser. A live app with
- * config.openapi and Swagger UI's files; tests/browser/docs.mjs drives
- * Debian's chromium headless (playwright-core, pinned in
- * tests/browser/package-lock.json): it loads /docs, expands an
- * operation, clicks "Try it out", fills the path parameter, clicks
- * "Execute" and reports the status and body the page shows, which this
- * test asserts. The page's screenshot is kept as artifacts/docs.png in
- * the build directory. SKIP with the reason when node, playwright-core,
- * chromium or the Swagger UI files are missing (.ci/deps installs them).
+ * test_docs_browser.c: /docs and /redoc in a real browser. A live app
+ * with config.openapi, Swagger UI's files and ReDoc's bundle;
+ * tests/browser/docs.mjs drives Debian's chromium headless
+ * (playwright-core, pinned in tests/browser/package-lock.json): it loads
+ * /docs, expands an operation, clicks "Try it out", fills the path
+ * parameter, clicks "Execute" and reports the status and body the page
+ * shows, which this test asserts. tests/browser/redoc.mjs loads /redoc,
+ * waits for ReDoc to draw the operation and reports its heading and
+ * every URL the page asked for. The screenshots are kept as
+ * artifacts/docs.png and artifacts/redoc.png in the build directory.
+ * SKIP with the reason when node, playwright-core, chromium, the Swagger
+ * UI files or ReDoc's bundle are missing (.ci/deps installs them).
  */
 #include "harness.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -24,6 +28,8 @@
 #define SCRIPT TOP_SRCDIR "/tests/browser/docs.mjs"
 #define PLAYWRIGHT TOP_SRCDIR "/tests/browser/node_modules/playwright-core"
 #define SWAGGER_DIR TOP_SRCDIR "/docs/swagger/node_modules/swagger-ui-dist"
+#define REDOC_SCRIPT TOP_SRCDIR "/tests/browser/redoc.mjs"
+#define REDOC_DIR TOP_SRCDIR "/docs/redoc/node_modules/redoc/bundles"
 #define ARTIFACTS TOP_BUILDDIR "/artifacts"
 #define CHROMIUM "/usr/bin/chromium"
 
@@ -104,8 +110,9 @@ static json_t *try_it(const char *base, const char *value,
 	return r;
 }
 
-/* 1 (and SKIP with the reason) when the browser cannot run here. */
-static int cannot_run(void)
+/* 1 (and SKIP with the reason) when the browser cannot run here or
+ * the page's `bundle` is not installed. */
+static int cannot_run(const char *bundle)
 {
 	struct stat st;
 
@@ -120,8 +127,8 @@ static int cannot_run(void)
 		        CHROMIUM);
 		return 1;
 	}
-	if (stat(SWAGGER_DIR "/swagger-ui-bundle.js", &st) != 0) {
-		TH_SKIP("no Swagger UI files in %s (run .ci/deps)", SWAGGER_DIR);
+	if (stat(bundle, &st) != 0) {
+		TH_SKIP("no %s (run .ci/deps)", bundle);
 		return 1;
 	}
 	return 0;
@@ -139,6 +146,7 @@ static evapi_app *docs_app(void)
 	th_config(&cfg);
 	cfg.openapi = 1;
 	cfg.swagger_ui_dir = SWAGGER_DIR;
+	cfg.redoc_dir = REDOC_DIR;
 	app = evapi_app_new(&cfg);
 	CHECK(app != NULL);
 	CHECK_INT(evapi_app_openapi_info(app, "Browser test API", "1.2.3",
@@ -154,7 +162,7 @@ static void test_try_it_out(void)
 	json_t *r, *body;
 	struct stat st;
 
-	if (cannot_run())
+	if (cannot_run(SWAGGER_DIR "/swagger-ui-bundle.js"))
 		return;
 	th_server_start(&s, docs_app());
 	snprintf(base, sizeof base, "http://127.0.0.1:%d", s.port);
@@ -178,32 +186,96 @@ static void test_try_it_out(void)
 	th_server_stop(&s);
 }
 
-/* nginx serving the app under /api/ (root_path "/api"): the page, its
- * files, the document and the call made by "Execute" all go through the
- * prefix, because every URL is relative. */
-static void test_try_it_out_behind_prefix(void)
+/* Whether `url` is one of the strings of array `a`. */
+static int listed(json_t *a, const char *url)
 {
-	char dir[] = "/tmp/evapi-docs-nginx-XXXXXX", path[600], base[64];
-	int port = th_free_port();
+	json_t *v;
+	size_t i;
+	json_array_foreach(a, i, v)
+		if (strcmp(json_string_value(v), url) == 0)
+			return 1;
+	return 0;
+}
+
+/* Loads /redoc at base and checks what ReDoc drew: the app's title and
+ * the operation's summary as a heading, with no script error, no failed
+ * request, and every request made to the app itself (the page, the
+ * bundle and openapi.json under base). Nothing reaches a CDN: the
+ * bundle's logo from cdn.redoc.ly is refused by the page's
+ * Content-Security-Policy before it is sent. */
+static void redoc_renders_at(const char *base, const char *shot)
+{
+	static char out[65536];
+	char cmd[2048], want[256];
+	json_t *r, *reqs, *blocked, *v;
+	size_t i;
+	int bundle = 0, doc = 0;
+
+	snprintf(cmd, sizeof cmd,
+	         "timeout 90 node '%s' '%s' 'Read item' '%s' 2>&1",
+	         REDOC_SCRIPT, base, shot);
+	CHECK_INT(th_run_capture(cmd, out, sizeof out), ==, 0);
+	r = json_loads(out, 0, NULL);
+	CHECK(r != NULL);
+	if (!r) {
+		printf("# redoc.mjs said: %s\n", out);
+		return;
+	}
+	CHECK_CONTAINS(str(r, "title"), "Browser test API");
+	CHECK_STR(str(r, "summary"), "Read item");
+	CHECK_INT(json_array_size(json_object_get(r, "errors")), ==, 0);
+	CHECK_INT(json_array_size(json_object_get(r, "failed_requests")), ==, 0);
+	reqs = json_object_get(r, "requests");
+	blocked = json_object_get(r, "blocked");
+	json_array_foreach(reqs, i, v) {
+		const char *u = json_string_value(v);
+		if (strncmp(u, base, strlen(base)) != 0 &&
+		    strncmp(u, "blob:", 5) != 0 &&
+		    strncmp(u, "data:", 5) != 0 && !listed(blocked, u))
+			TH_FAIL_AT("the page fetched %s, not under %s", u, base);
+		snprintf(want, sizeof want, "%s/redoc/redoc.standalone.js",
+		         base);
+		bundle += strcmp(u, want) == 0;
+		snprintf(want, sizeof want, "%s/openapi.json", base);
+		doc += strcmp(u, want) == 0;
+	}
+	CHECK_INT(bundle, ==, 1);
+	CHECK_INT(doc, >=, 1);
+	json_decref(r);
+}
+
+static void test_redoc_renders(void)
+{
+	char base[64];
 	th_server s;
-	json_t *r;
-	pid_t ng;
+	struct stat st;
+
+	if (cannot_run(REDOC_DIR "/redoc.standalone.js"))
+		return;
+	th_server_start(&s, docs_app());
+	snprintf(base, sizeof base, "http://127.0.0.1:%d", s.port);
+	mkdir(ARTIFACTS, 0755);
+	unlink(ARTIFACTS "/redoc.png"); /* the one checked is this run's */
+	redoc_renders_at(base, ARTIFACTS "/redoc.png");
+	CHECK(stat(ARTIFACTS "/redoc.png", &st) == 0 && st.st_size > 1000);
+	printf("# screenshot: %s\n", ARTIFACTS "/redoc.png");
+	th_server_stop(&s);
+}
+
+/* nginx serving the app at app_port under /api/ (root_path "/api"),
+ * its config in dir (made with mkdtemp); its base URL in base. Returns
+ * nginx's pid, or -1. */
+static pid_t proxy_start(char *dir, int app_port, char *base, size_t cap)
+{
+	int port = th_free_port();
+	char path[600];
 	FILE *f;
 
-	if (cannot_run())
-		return;
-	if (system("command -v nginx >/dev/null 2>&1") != 0) {
-		TH_SKIP("no nginx (run .ci/deps)");
-		return;
-	}
 	CHECK(mkdtemp(dir) != NULL);
-	th_server_start(&s, docs_app());
 	snprintf(path, sizeof path, "%s/nginx.conf", dir);
 	CHECK((f = fopen(path, "w")) != NULL);
-	if (!f) {
-		th_server_stop(&s);
-		return;
-	}
+	if (!f)
+		return -1;
 	fprintf(f, "worker_processes 1;\n"
 	           "events { worker_connections 64; }\n"
 	           "http {\n\taccess_log off;\n"
@@ -213,11 +285,36 @@ static void test_try_it_out_behind_prefix(void)
 	           "\t\tlocation = / { return 200 \"up\"; }\n"
 	           "\t\tlocation /api/ {\n"
 	           "\t\t\tproxy_pass http://127.0.0.1:%d/;\n"
-	           "\t\t}\n\t}\n}\n", dir, dir, port, s.port);
+	           "\t\t}\n\t}\n}\n", dir, dir, port, app_port);
 	fclose(f);
-	ng = th_nginx_start(dir, port);
-	snprintf(base, sizeof base, "http://127.0.0.1:%d/api", port);
-	snprintf(path, sizeof path, "127.0.0.1:%d/api/items/8", port);
+	snprintf(base, cap, "http://127.0.0.1:%d/api", port);
+	return th_nginx_start(dir, port);
+}
+
+/* 1 (and SKIP) when there is no nginx to put in front of the app. */
+static int no_nginx(void)
+{
+	if (system("command -v nginx >/dev/null 2>&1") == 0)
+		return 0;
+	TH_SKIP("no nginx (run .ci/deps)");
+	return 1;
+}
+
+/* Through the proxy, the page, its files, the document and the call
+ * made by "Execute" all go through the prefix, because every URL is
+ * relative. */
+static void test_try_it_out_behind_prefix(void)
+{
+	char dir[] = "/tmp/evapi-docs-nginx-XXXXXX", path[600], base[64];
+	th_server s;
+	json_t *r;
+	pid_t ng;
+
+	if (cannot_run(SWAGGER_DIR "/swagger-ui-bundle.js") || no_nginx())
+		return;
+	th_server_start(&s, docs_app());
+	ng = proxy_start(dir, s.port, base, sizeof base);
+	snprintf(path, sizeof path, "%s/items/8", base + strlen("http://"));
 	r = try_it(base, "8", ARTIFACTS "/docs-prefix.png", "200", path);
 	CHECK_CONTAINS(str(r, "body"), "\"item-8\"");
 	json_decref(r);
@@ -226,9 +323,29 @@ static void test_try_it_out_behind_prefix(void)
 	th_remove_dir(dir);
 }
 
+/* /redoc through the same proxy: its bundle and the document come from
+ * under /api/ too. */
+static void test_redoc_renders_behind_prefix(void)
+{
+	char dir[] = "/tmp/evapi-redoc-nginx-XXXXXX", base[64];
+	th_server s;
+	pid_t ng;
+
+	if (cannot_run(REDOC_DIR "/redoc.standalone.js") || no_nginx())
+		return;
+	th_server_start(&s, docs_app());
+	ng = proxy_start(dir, s.port, base, sizeof base);
+	redoc_renders_at(base, ARTIFACTS "/redoc-prefix.png");
+	th_nginx_stop(ng);
+	th_server_stop(&s);
+	th_remove_dir(dir);
+}
+
 static const th_test tests[] = {
 	{"try_it_out", test_try_it_out},
 	{"try_it_out_behind_prefix", test_try_it_out_behind_prefix},
+	{"redoc_renders", test_redoc_renders},
+	{"redoc_renders_behind_prefix", test_redoc_renders_behind_prefix},
 	{NULL, NULL}};
 
 int main(int argc, char **argv)

@@ -3,7 +3,8 @@
  * its content for declared and plain routes, every documentation member
  * of a declared route (responses, tags, ids, examples, security), the
  * document served at /openapi.json, the /docs page (Swagger UI from
- * docs/swagger's files, or the plain page), and validation of the
+ * docs/swagger's files, or the plain page), the /redoc page (ReDoc's
+ * bundle, or a 404 saying it is not installed), and validation of the
  * documents (a test app using every feature, and the demo's) by a real
  * OpenAPI validator (@seriousme/openapi-schema-validator, installed by
  * .ci/deps under tests/openapi; SKIP with the reason when it is absent).
@@ -24,6 +25,7 @@
 	TOP_SRCDIR "/tests/openapi/node_modules/@seriousme/"                 \
 	           "openapi-schema-validator/package.json"
 #define SWAGGER_DIR TOP_SRCDIR "/docs/swagger/node_modules/swagger-ui-dist"
+#define REDOC_DIR TOP_SRCDIR "/docs/redoc/node_modules/redoc/bundles"
 
 static void handler(evapi_req *req, void *arg)
 {
@@ -55,7 +57,8 @@ static const evapi_field item_body[] = {
 	{0}};
 static const evapi_upload upload = {.dir = "/tmp", .raw = 1};
 
-static evapi_app *make_app_in(int openapi, const char *swagger_dir)
+static evapi_app *make_app_with(int openapi, const char *swagger_dir,
+                                const char *redoc_dir)
 {
 	evapi_config cfg;
 	evapi_app *app;
@@ -73,6 +76,7 @@ static evapi_app *make_app_in(int openapi, const char *swagger_dir)
 	th_config(&cfg);
 	cfg.openapi = openapi;
 	cfg.swagger_ui_dir = swagger_dir;
+	cfg.redoc_dir = redoc_dir;
 	app = evapi_app_new(&cfg);
 	CHECK(app != NULL);
 	CHECK_INT(evapi_app_route_decl(app, &get), ==, 0);
@@ -82,6 +86,12 @@ static evapi_app *make_app_in(int openapi, const char *swagger_dir)
 	                          "/users/{user_id}/posts/{post}", EVAPI_INLINE,
 	                          handler, NULL), ==, 0);
 	return app;
+}
+
+/* No ReDoc: /redoc answers 404. */
+static evapi_app *make_app_in(int openapi, const char *swagger_dir)
+{
+	return make_app_with(openapi, swagger_dir, "");
 }
 
 /* The plain /docs page: no Swagger UI files. */
@@ -247,6 +257,7 @@ static void test_document_content(void)
 	/* the serving routes are not part of the API */
 	CHECK(json_object_get(at(doc, "paths"), "/openapi.json") == NULL);
 	CHECK(json_object_get(at(doc, "paths"), "/docs") == NULL);
+	CHECK(json_object_get(at(doc, "paths"), "/redoc") == NULL);
 	CHECK_INT(json_object_size(at(doc, "paths")), ==, 4);
 
 	p = json_object_get(at(doc, "paths"), "/items/{item_id}");
@@ -506,6 +517,8 @@ static void test_served_document_and_docs(void)
 	CHECK_INT(get_raw(s.port, "/openapi.json", buf, sizeof buf, &body), ==,
 	          404);
 	CHECK_INT(get_raw(s.port, "/docs", buf, sizeof buf, &body), ==, 404);
+	CHECK_INT(get_raw(s.port, "/redoc", buf, sizeof buf, &body), ==, 404);
+	CHECK(strstr(body, "ReDoc") == NULL); /* the router's own 404 */
 	th_server_stop(&s);
 }
 
@@ -529,16 +542,52 @@ static int all_relative(const char *page)
 	return n;
 }
 
+/* A library's page: `nurls` src= and href= values, all relative; no
+ * other URL (no CDN) and no inline script. */
+static void local_only(const char *page, int nurls)
+{
+	CHECK_INT(all_relative(page), ==, nurls);
+	CHECK(strstr(page, "//") == NULL);
+	CHECK(strstr(page, "<script>") == NULL);
+}
+
+/* A file of a docs page at path: 200 with that Content-Type line, a day
+ * of caching, nosniff and an ETag; revalidated with it: 304, no body. */
+static void check_cached(int port, const char *path, const char *type)
+{
+	static char buf[1 << 17];
+	char req[512], etag[64] = "", *e;
+	const char *body;
+	int fd;
+
+	CHECK_INT(get_raw(port, path, buf, sizeof buf, &body), ==, 200);
+	CHECK_CONTAINS(buf, type);
+	CHECK_CONTAINS(buf, "Cache-Control: public, max-age=86400");
+	CHECK_CONTAINS(buf, "X-Content-Type-Options: nosniff");
+	if ((e = strstr(buf, "ETag: ")) != NULL)
+		sscanf(e + 6, "%63[^\r]", etag);
+	CHECK(etag[0] == '"');
+	snprintf(req, sizeof req,
+	         "GET %s HTTP/1.1\r\nHost: x\r\n"
+	         "If-None-Match: %s\r\nConnection: close\r\n\r\n", path,
+	         etag);
+	fd = th_connect_send(port, req);
+	CHECK(fd >= 0);
+	th_read_all(fd, buf, sizeof buf, 5.0);
+	close(fd);
+	CHECK(strncmp(buf, "HTTP/1.1 304", 12) == 0);
+	CHECK_CONTAINS(buf, etag);
+	CHECK(strstr(buf, "\r\n\r\n") && strstr(buf, "\r\n\r\n")[4] == '\0');
+}
+
 static void test_swagger_ui_served(void)
 {
 	static char buf[1 << 17];
 	static char big[4 << 20];
-	char req[512], etag[64] = "", *e;
 	const char *body;
 	evapi_app *app;
 	th_server s;
 	struct stat st;
-	int fd;
 
 	if (stat(SWAGGER_DIR "/swagger-ui-bundle.js", &st) != 0) {
 		TH_SKIP("no Swagger UI files in %s (run .ci/deps)", SWAGGER_DIR);
@@ -551,9 +600,7 @@ static void test_swagger_ui_served(void)
 	CHECK_CONTAINS(body, "<div id=\"swagger-ui\">");
 	CHECK_CONTAINS(body, "src=\"docs/swagger-ui-bundle.js\"");
 	CHECK_CONTAINS(body, "href=\"docs/swagger-ui.css\"");
-	CHECK_INT(all_relative(body), ==, 4);
-	CHECK(strstr(body, "//") == NULL); /* no CDN, no absolute URL */
-	CHECK(strstr(body, "<script>") == NULL); /* no inline script */
+	local_only(body, 4);
 
 	CHECK_INT(get_raw(s.port, "/docs/evapi-docs.js", buf, sizeof buf,
 	                  &body), ==, 200);
@@ -561,25 +608,8 @@ static void test_swagger_ui_served(void)
 	CHECK_CONTAINS(body, "SwaggerUIBundle({");
 	CHECK_CONTAINS(body, "url: \"openapi.json\"");
 
-	CHECK_INT(get_raw(s.port, "/docs/swagger-ui.css", buf, sizeof buf,
-	                  &body), ==, 200);
-	CHECK_CONTAINS(buf, "Content-Type: text/css; charset=utf-8");
-	CHECK_CONTAINS(buf, "Cache-Control: public, max-age=86400");
-	CHECK_CONTAINS(buf, "X-Content-Type-Options: nosniff");
-	if ((e = strstr(buf, "ETag: ")) != NULL)
-		sscanf(e + 6, "%63[^\r]", etag);
-	CHECK(etag[0] == '"');
-	/* revalidation: 304, no body */
-	snprintf(req, sizeof req,
-	         "GET /docs/swagger-ui.css HTTP/1.1\r\nHost: x\r\n"
-	         "If-None-Match: %s\r\nConnection: close\r\n\r\n", etag);
-	fd = th_connect_send(s.port, req);
-	CHECK(fd >= 0);
-	th_read_all(fd, buf, sizeof buf, 5.0);
-	close(fd);
-	CHECK(strncmp(buf, "HTTP/1.1 304", 12) == 0);
-	CHECK_CONTAINS(buf, etag);
-	CHECK(strstr(buf, "\r\n\r\n") && strstr(buf, "\r\n\r\n")[4] == '\0');
+	check_cached(s.port, "/docs/swagger-ui.css",
+	             "Content-Type: text/css; charset=utf-8");
 
 	/* the bundle, whole, as JavaScript */
 	CHECK(stat(SWAGGER_DIR "/swagger-ui-bundle.js", &st) == 0 &&
@@ -611,6 +641,110 @@ static void test_swagger_ui_served(void)
 	CHECK_CONTAINS(body, "fetch('openapi.json')");
 	CHECK_INT(get_raw(s.port, "/docs/swagger-ui.css", buf, sizeof buf,
 	                  &body), ==, 404);
+	th_server_stop(&s);
+}
+
+/* A directory holding a small stand-in for ReDoc's bundle (new: the
+ * caller removes it with th_remove_dir). */
+static const char fake_bundle[] = "/* stand-in for redoc.standalone.js */\n"
+                                  "window.Redoc = {version: \"test\"};\n";
+
+static int fake_redoc_dir(char *dir)
+{
+	char path[300];
+	FILE *f;
+
+	if (!mkdtemp(dir))
+		return -1;
+	snprintf(path, sizeof path, "%s/redoc.standalone.js", dir);
+	if (!(f = fopen(path, "w")))
+		return -1;
+	fputs(fake_bundle, f);
+	return fclose(f);
+}
+
+static void test_redoc_served(void)
+{
+	static char buf[1 << 17];
+	char dir[] = "/tmp/evapi-redoc-XXXXXX";
+	const char *body;
+	evapi_app *app;
+	json_t *j;
+	th_server s;
+
+	CHECK_INT(fake_redoc_dir(dir), ==, 0);
+	th_server_start(&s, make_app_with(1, "", dir));
+	CHECK_INT(get_raw(s.port, "/redoc", buf, sizeof buf, &body), ==, 200);
+	CHECK_CONTAINS(buf, "Content-Type: text/html; charset=utf-8");
+	CHECK_CONTAINS(body, "<redoc spec-url=\"openapi.json\"></redoc>");
+	CHECK_CONTAINS(body, "<script src=\"redoc/redoc.standalone.js\">");
+	local_only(body, 1);
+	CHECK(strstr(body, "<link") == NULL); /* no web font, no stylesheet */
+	/* the bundle's CDN logo is never fetched */
+	CHECK_CONTAINS(buf, "Content-Security-Policy: img-src 'self' data:");
+
+	check_cached(s.port, "/redoc/redoc.standalone.js",
+	             "Content-Type: text/javascript; charset=utf-8");
+	CHECK_INT(get_raw(s.port, "/redoc/redoc.standalone.js", buf,
+	                  sizeof buf, &body), ==, 200);
+	CHECK_STR(body, fake_bundle);
+	/* only that file: never a path into the directory */
+	CHECK_INT(get_raw(s.port, "/redoc/evapi-docs.js", buf, sizeof buf,
+	                  &body), ==, 404);
+	CHECK_INT(get_raw(s.port, "/redoc/..%2Fredoc.standalone.js", buf,
+	                  sizeof buf, &body), ==, 404);
+	/* nor is it in the document */
+	CHECK_INT(get_raw(s.port, "/openapi.json", buf, sizeof buf, &body), ==,
+	          200);
+	CHECK(strstr(body, "/redoc") == NULL);
+	CHECK(strstr(body, "/items/{item_id}") != NULL);
+	th_server_stop(&s);
+	th_remove_dir(dir);
+
+	/* not installed: a 404 that says so, JSON, and why in the log */
+	th_log_clear();
+	th_server_start(&s, make_app_with(1, "", "/nonexistent"));
+	CHECK_CONTAINS(th_log(), "redoc_dir /nonexistent");
+	CHECK_INT(get_raw(s.port, "/redoc", buf, sizeof buf, &body), ==, 404);
+	CHECK_CONTAINS(buf, "Content-Type: application/json");
+	j = json_loads(body, 0, NULL);
+	CHECK_CONTAINS(json_string_value(json_object_get(j, "detail")),
+	               "ReDoc is not installed");
+	json_decref(j);
+	CHECK_INT(get_raw(s.port, "/redoc/redoc.standalone.js", buf,
+	                  sizeof buf, &body), ==, 404);
+	CHECK_INT(get_raw(s.port, "/docs", buf, sizeof buf, &body), ==, 200);
+	th_server_stop(&s);
+
+	/* "" turns it off: no route, so the path is the app's */
+	app = make_app_with(1, "", "");
+	CHECK_INT(evapi_app_route(app, EVAPI_GET, "/redoc", EVAPI_INLINE,
+	                          handler, NULL), ==, 0);
+	th_server_start(&s, app);
+	CHECK_INT(get_raw(s.port, "/redoc", buf, sizeof buf, &body), ==, 200);
+	CHECK_STR(body, "{\"ok\":true}");
+	th_server_stop(&s);
+}
+
+/* The real bundle (docs/redoc, installed by .ci/deps), served whole. */
+static void test_redoc_bundle_served(void)
+{
+	static char big[4 << 20];
+	const char *body;
+	th_server s;
+	struct stat st;
+
+	if (stat(REDOC_DIR "/redoc.standalone.js", &st) != 0) {
+		TH_SKIP("no ReDoc bundle in %s (run .ci/deps)", REDOC_DIR);
+		return;
+	}
+	CHECK((size_t)st.st_size < sizeof big - 4096);
+	th_server_start(&s, make_app_with(1, "", REDOC_DIR));
+	CHECK_INT(get_raw(s.port, "/redoc/redoc.standalone.js", big,
+	                  sizeof big, &body), ==, 200);
+	CHECK_CONTAINS(big, "Content-Type: text/javascript; charset=utf-8");
+	CHECK_INT((long)strlen(body), ==, (long)st.st_size);
+	CHECK_CONTAINS(body, "spec-url");
 	th_server_stop(&s);
 }
 
@@ -717,6 +851,8 @@ static const th_test tests[] = {
 	{"documented_responses_and_more", test_documented_responses_and_more},
 	{"bad_documentation_refused", test_bad_documentation_refused},
 	{"swagger_ui_served", test_swagger_ui_served},
+	{"redoc_served", test_redoc_served},
+	{"redoc_bundle_served", test_redoc_bundle_served},
 	{"validated_by_openapi_validator", test_validated_by_openapi_validator},
 	{NULL, NULL}};
 

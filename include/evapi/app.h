@@ -144,13 +144,20 @@ typedef struct evapi_config {
 	                              (504); the connection is then reopened */
 
 	/* ---- docs and introspection routes ------------------------------- */
-	int openapi;               /* [0] serve GET /openapi.json and GET /docs
-	                              (see evapi/schema.h) */
+	int openapi;               /* [0] serve GET /openapi.json, GET /docs
+	                              and GET /redoc (see evapi/schema.h) */
 	const char *swagger_ui_dir; /* [NULL: configure --with-swagger-ui]
 	                              swagger-ui-dist's files, read once by
 	                              evapi_app_new: /docs is Swagger UI,
 	                              its files served under /docs/; "" or
 	                              files missing: a plain page instead */
+	const char *redoc_dir;     /* [NULL: configure --with-redoc] the
+	                              directory of npm redoc's
+	                              redoc.standalone.js, read once by
+	                              evapi_app_new: GET /redoc is ReDoc's
+	                              read-only reference; file missing:
+	                              /redoc answers 404 {"detail"}; "": no
+	                              /redoc route (the path is the app's) */
 	int stats_routes;          /* [0] serve GET /_/stats and /_/metrics */
 	int health_routes;         /* [0] serve GET /_/health (liveness) and
 	                              GET /_/ready (readiness: 503 while not
@@ -180,7 +187,7 @@ EVAPI_EXPORT void evapi_config_init(evapi_config *cfg);
  * accepts; switches take 0/1, true/false, yes/no or on/off;
  * EVAPI_LOG_LEVEL takes error, warn, info or debug; an empty
  * EVAPI_DB_URL means no database. The strings (EVAPI_HOST,
- * EVAPI_DB_URL, EVAPI_SWAGGER_UI_DIR) are borrowed from the environment:
+ * EVAPI_DB_URL, EVAPI_SWAGGER_UI_DIR, EVAPI_REDOC_DIR) are borrowed from the environment:
  * valid while the variable is not changed (evapi_app_new copies or reads
  * them).
  *
@@ -224,8 +231,9 @@ EVAPI_EXPORT void evapi_app_free(evapi_app *app);
  * ("/users/me" after "/users/{id}": register the specific one first).
  * It is refused with EVAPI_EEXIST and logged, naming both routes and
  * where each came from (the app, a router: evapi/apirouter.h).
- * That includes the built-in routes when they are on: GET /openapi.json
- * and GET /docs (config openapi), GET /_/stats and GET /_/metrics
+ * That includes the built-in routes when they are on: GET /openapi.json,
+ * GET /docs and GET /redoc (config openapi; redoc_dir "" leaves /redoc
+ * to the app), GET /_/stats and GET /_/metrics
  * (config stats_routes). Returns 0, EVAPI_EINVAL (bad template or
  * method), EVAPI_EEXIST, EVAPI_ENOMEM or EVAPI_ESTATE (app already
  * running).

@@ -8,7 +8,7 @@
  * the outermost router's ... the innermost router's, the route's, each
  * list in the order it was added. Only routed requests meet them (a 404
  * or 405 never does), after a declared route's checks (422, 415), and
- * never for evapi's own routes (/openapi.json, /docs, /_/...) or
+ * never for evapi's own routes (/openapi.json, /docs, /redoc, /_/...) or
  * directory mounts.
  *
  * A resolver runs in its own lane, whatever the route's:

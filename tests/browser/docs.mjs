@@ -7,20 +7,11 @@
 // The test asserts on that line; this script only reports (exit 0), or
 // prints "error: ..." and exits 1 when a step fails. Every wait is
 // bounded: the whole run takes seconds, at most about 45 s.
-import { chromium } from "playwright-core";
+import { report } from "./chromium.mjs";
 
 const [base, opId, param, value, shot] = process.argv.slice(2);
-const exe = process.env.EVAPI_CHROMIUM || "/usr/bin/chromium";
-const args = ["--disable-gpu", "--disable-dev-shm-usage"];
-if (process.getuid && process.getuid() === 0)
-	args.push("--no-sandbox"); // chromium refuses to run as root otherwise
 
-let browser;
-try {
-	browser = await chromium.launch({ executablePath: exe, headless: true,
-	                                  args, timeout: 20000 });
-	const page = await browser.newPage({ viewport: { width: 1200,
-	                                                 height: 1400 } });
+await report({ width: 1200, height: 1400 }, async (page) => {
 	page.setDefaultTimeout(10000);
 	const failed = [];
 	page.on("requestfailed", (r) => failed.push(r.url()));
@@ -41,18 +32,11 @@ try {
 	const title = await page.locator(".info .title").first().textContent();
 	await op.scrollIntoViewIfNeeded();
 	await page.screenshot({ path: shot, fullPage: true });
-	console.log(JSON.stringify({
+	return {
 		title: title.trim(),
 		status: (await status.textContent()).trim(),
 		body: (await body.textContent()).trim(),
 		url: (url || "").trim(),
 		failed_requests: failed,
-	}));
-	await browser.close();
-	process.exit(0);
-} catch (e) {
-	console.log(`error: ${String(e.message || e).split("\n")[0]}`);
-	if (browser)
-		await browser.close().catch(() => {});
-	process.exit(1);
-}
+	};
+});
