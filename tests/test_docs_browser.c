@@ -74,7 +74,7 @@ static int drive(const char *base, const char *value, const char *shot,
 	char cmd[2048];
 
 	snprintf(cmd, sizeof cmd,
-	         "timeout 60 node '%s' '%s' "
+	         "timeout 120 node '%s' '%s' "
 	         "read_item_items__item_id__get item_id '%s' '%s' 2>&1",
 	         SCRIPT, base, value, shot);
 	return th_run_capture(cmd, out, cap);
@@ -212,7 +212,7 @@ static void redoc_renders_at(const char *base, const char *shot)
 	int bundle = 0, doc = 0;
 
 	snprintf(cmd, sizeof cmd,
-	         "timeout 90 node '%s' '%s' 'Read item' '%s' 2>&1",
+	         "timeout 120 node '%s' '%s' 'Read item' '%s' 2>&1",
 	         REDOC_SCRIPT, base, shot);
 	CHECK_INT(th_run_capture(cmd, out, sizeof out), ==, 0);
 	r = json_loads(out, 0, NULL);

@@ -12,7 +12,7 @@ import { report } from "./chromium.mjs";
 const [base, opId, param, value, shot] = process.argv.slice(2);
 
 await report({ width: 1200, height: 1400 }, async (page) => {
-	page.setDefaultTimeout(10000);
+	page.setDefaultTimeout(30000);
 	const failed = [];
 	page.on("requestfailed", (r) => failed.push(r.url()));
 	await page.goto(base + "/docs", { waitUntil: "load" });

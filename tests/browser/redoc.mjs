@@ -17,7 +17,7 @@ import { report } from "./chromium.mjs";
 const [base, summary, shot] = process.argv.slice(2);
 
 await report({ width: 1200, height: 900 }, async (page) => {
-	page.setDefaultTimeout(20000);
+	page.setDefaultTimeout(30000);
 	const requests = [], blocked = [], failed = [], errors = [];
 	page.on("request", (r) => requests.push(r.url()));
 	page.on("requestfailed", (r) => {
