@@ -414,6 +414,7 @@ struct evapi_req {
 	int gone;                     /* client left / deadline / cut */
 	int finished;                 /* counted and logged */
 	int head_only;                /* HEAD answered by a GET route */
+	evapi_method method;
 	int64_t start_us;
 	TAILQ_ENTRY(evapi_req) live;  /* app->live */
 	/* written by the thread that owns the handler; read by the loop
@@ -426,9 +427,9 @@ struct evapi_req {
 	struct evapi__ustream *ustream; /* an upload body the guard streamed
 	                                   to temporary files (a reference) */
 	/* immutable snapshot, readable from any thread */
-	evapi_method method;
 	const char *path;
 	int nparams, nquery, nheaders;
+	int cleaning;                 /* cleanups running: no reply, no wait */
 	evapi__kv *params, *query, *headers;
 	const char *body;
 	size_t body_len;
@@ -448,7 +449,6 @@ struct evapi_req {
 	const evapi_dep *dep_job;     /* the job runs this pool resolver */
 	int dep_rc;
 	int final_status;             /* as logged (req_finish) */
-	int cleaning;                 /* cleanups running: no reply, no wait */
 	evapi__arena arena;
 	/* Enough for a short request (wrk's, curl's: path and two or
 	 * three headers); more spills into malloc'd blocks. Every

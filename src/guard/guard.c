@@ -109,36 +109,20 @@ struct gconn {
 	                       * request waits (see evapi__guard_waiting) */
 	struct event *timer; /* the connection's deadline */
 	TAILQ_ENTRY(gconn) kick_link; /* on g->kicked while `kicked` */
-	int kicked;          /* "look again now": see conn_kick */
 	TAILQ_ENTRY(gconn) flush_link; /* on g->flushq while `flush_due` */
-	int flush_due;       /* a whole reply waits for flush_cb */
 	int fd;
 	int queued;          /* requests evhttp has not answered yet */
 	int served;          /* requests handed to evhttp */
-	int got_head;        /* the partial request has its header section */
-	int continue_owed;   /* 100 Continue to send once queued is 0 */
 	int reject_status;   /* an answer of ours is owed, then close */
+	int ws_state;        /* WS_* below */
+	int taken;           /* requests the reactor has taken (uploads) */
 	const char *reject_detail;
 	const char *reject_extra; /* a header line for the answer, or NULL */
 	evapi_ws *ws;        /* a WebSocket route's session (ws.c) */
-	int ws_state;        /* WS_* below */
-	int ws_closed;       /* both close frames seen: no linger needed */
 	struct event *ws_rev; /* an open session's reads (ws_take_reads) */
 	struct event *rpin;  /* a second reader of the socket (rpin_keep) */
-	int rpin_on;         /* rpin is added */
 	int rpin_idle;       /* rpin's wakeups since filter_in last ran */
 	unsigned reject_allow; /* methods for an Allow header, with 405 */
-	int reject_head;     /* the rejected request is a HEAD: no body */
-	int silent_close;    /* close without an answer */
-	int answer_written;
-	int write_shut;      /* shutdown(SHUT_WR) done: lingering */
-	int reading_paused;  /* too many pipelined requests queued */
-	int last;            /* no request after the one handed over */
-	int write_failed;    /* the socket refused evhttp's output */
-	int finished;        /* conn_finish ran: only conn_free may follow */
-	int flushing;        /* inside our own bufferevent_flush */
-	int handing_over;    /* between evapi__guard_replied_whole and
-	                      * evapi__guard_sent_whole: fout_cb is off */
 	struct event *writable; /* evhttp output waiting for the socket */
 	int64_t req_start_us, idle_since_us, linger_until_us;
 	int64_t timer_at_us; /* when `timer` fires, if pending */
@@ -149,14 +133,31 @@ struct gconn {
 	 * taken yet, each with the number of its request (`served`). */
 	evapi__ustream *upload;
 	struct uphand *handed;
-	int taken;           /* requests the reactor has taken */
-	int upload_paused;   /* reading stopped: writes are behind */
 	/* A file body sent with sendfile(2) once evhttp's output (the
 	 * reply's headers) is out: see evapi__guard_send_file. */
 	evapi__guard_file_cb file_cb; /* NULL: none */
 	void *file_arg;
-	int file_fd;         /* borrowed until file_cb runs */
 	off_t file_off, file_end;
+	int file_fd;         /* borrowed until file_cb runs */
+	/* Flags, one bit each: thousands of waiting connections stay small. */
+	unsigned kicked : 1;         /* "look again now": see conn_kick */
+	unsigned flush_due : 1;      /* a whole reply waits for flush_cb */
+	unsigned got_head : 1;       /* the partial request has its head */
+	unsigned continue_owed : 1;  /* 100 Continue to send once queued is 0 */
+	unsigned ws_closed : 1;      /* both close frames seen: no linger */
+	unsigned rpin_on : 1;        /* rpin is added */
+	unsigned reject_head : 1;    /* the rejected request is a HEAD */
+	unsigned silent_close : 1;   /* close without an answer */
+	unsigned answer_written : 1;
+	unsigned write_shut : 1;     /* shutdown(SHUT_WR) done: lingering */
+	unsigned reading_paused : 1; /* too many pipelined requests queued */
+	unsigned last : 1;           /* no request after the one handed over */
+	unsigned write_failed : 1;   /* the socket refused evhttp's output */
+	unsigned finished : 1;       /* conn_finish ran: only conn_free follows */
+	unsigned flushing : 1;       /* inside our own bufferevent_flush */
+	unsigned handing_over : 1;   /* from evapi__guard_replied_whole to
+	                              * evapi__guard_sent_whole: fout_cb off */
+	unsigned upload_paused : 1;  /* reading stopped: writes are behind */
 };
 
 struct uphand {
@@ -174,6 +175,7 @@ static void conn_kick(gconn *c);
 static gconn *conn_of(evapi_app *app, struct bufferevent *bev);
 static void ws_take_reads(gconn *c);
 static void reads_take(gconn *c);
+static void rpin_free(gconn *c);
 static void writable_cb(evutil_socket_t fd, short what, void *arg);
 static void flush_evhttp(gconn *c);
 static long send_some(gconn *c, struct evbuffer *b);
@@ -731,6 +733,7 @@ static void on_request(gconn *c, struct evbuffer *src, struct evbuffer *dst,
 		c->last = 1;
 		frame_put(c->g, c->frame);
 		c->frame = NULL;
+		rpin_free(c); /* no next request to keep epoll quiet for */
 	}
 	c->queued++;
 	c->got_head = 0;
@@ -849,10 +852,20 @@ static void rpin_cb(evutil_socket_t fd, short what, void *arg)
 		rpin_drop(c);
 }
 
+/* After the connection's last request: the pin saves nothing more, and
+ * thousands of connections waiting on slow handlers stay smaller. */
+static void rpin_free(gconn *c)
+{
+	rpin_drop(c);
+	if (c->rpin)
+		event_free(c->rpin);
+	c->rpin = NULL;
+}
+
 static void rpin_keep(gconn *c)
 {
 	c->rpin_idle = 0;
-	if (c->rpin_on || c->fd < 0 || c->ws_state != WS_NONE)
+	if (c->rpin_on || c->fd < 0 || c->ws_state != WS_NONE || c->last)
 		return;
 	if (!c->rpin)
 		c->rpin = event_new(bufferevent_get_base(c->fbev), c->fd,
